@@ -1,0 +1,150 @@
+package volume
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+)
+
+// MaxIDLength is the CSI limit on volume IDs the driver promises to respect.
+const MaxIDLength = 128
+
+// Handle is everything a node needs to attach a volume, as carried in the
+// volume ID: the Spec plus the hash of the CSI volume name that keys the
+// volume's record inside a bucket the driver created.
+type Handle struct {
+	Spec
+	// NameHash is NameHash(csi volume name) for volumes whose bucket the
+	// driver manages (created or reused by `name`); "" for `source` volumes.
+	NameHash string
+}
+
+// ID layout (version 1), fields separated by ':':
+//
+//	v1:<store>:<mode><p|e><n|s>:<namehash|->:<bucket>[@<location>][/<prefix>]
+//
+// mode is M (MOUNT), C (COPY) or K (MOUNT_CACHED); p/e is persistent or
+// ephemeral; n/s is a named (driver-managed) or source (existing) bucket. The
+// bucket field is last so the prefix may contain any character CleanPrefix
+// allows. The encoding is deterministic: one Handle, one ID.
+const idVersion = "v1"
+
+var (
+	modeLetter = map[Mode]byte{ModeMount: 'M', ModeCopy: 'C', ModeMountCached: 'K'}
+	letterMode = map[byte]Mode{'M': ModeMount, 'C': ModeCopy, 'K': ModeMountCached}
+	hashRE     = regexp.MustCompile(`^[0-9a-f]{12}$`)
+)
+
+// NameHash returns the short, stable hash of a CSI volume name used in IDs
+// and record keys (48 bits: collisions need about 16 million volumes sharing
+// one bucket).
+func NameHash(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:6])
+}
+
+// ID encodes h. It fails (fault.Invalid) when the result would exceed
+// MaxIDLength, which only a long prefix can cause.
+func (h Handle) ID() (string, error) {
+	flags := []byte{modeLetter[h.Mode], 'p', 'n'}
+	if !h.Persistent {
+		flags[1] = 'e'
+	}
+	if h.Existing {
+		flags[2] = 's'
+	}
+	nh := h.NameHash
+	if nh == "" {
+		nh = "-"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%s:%s:%s:%s", idVersion, h.Store, flags, nh, h.Bucket)
+	if h.Location != "" {
+		b.WriteString("@" + h.Location)
+	}
+	if h.Prefix != "" {
+		b.WriteString("/" + h.Prefix)
+	}
+	id := b.String()
+	if len(id) > MaxIDLength {
+		return "", fmt.Errorf("%w: the volume ID for bucket %q with prefix %q would be %d bytes, over the CSI limit of %d; use a shorter prefix", fault.Invalid, h.Bucket, h.Prefix, len(id), MaxIDLength)
+	}
+	return id, nil
+}
+
+// ParseID decodes and validates a volume ID made by Handle.ID. Anything else
+// (wrong version, bad characters, a bucket or prefix the parser would refuse)
+// is fault.NotFound: no volume of this driver has that ID.
+func ParseID(id string) (Handle, error) {
+	bad := func(why string) (Handle, error) {
+		return Handle{}, fmt.Errorf("%w: volume ID %q is not one this driver issued: %s", fault.NotFound, truncate(id, MaxIDLength), why)
+	}
+	if len(id) == 0 || len(id) > MaxIDLength {
+		return bad(fmt.Sprintf("length %d is outside 1-%d", len(id), MaxIDLength))
+	}
+	parts := strings.SplitN(id, ":", 5)
+	if len(parts) != 5 || parts[0] != idVersion {
+		return bad("expected " + idVersion + ":<store>:<flags>:<hash>:<bucket>")
+	}
+	store, flags, nh, rest := parts[1], parts[2], parts[3], parts[4]
+	if _, ok := stores[store]; !ok {
+		return bad("unknown store " + store)
+	}
+	if len(flags) != 3 {
+		return bad("bad flags")
+	}
+	h := Handle{Spec: Spec{Store: store}}
+	var ok bool
+	if h.Mode, ok = letterMode[flags[0]]; !ok {
+		return bad("bad mode flag")
+	}
+	switch flags[1] {
+	case 'p':
+		h.Persistent = true
+	case 'e':
+	default:
+		return bad("bad persistence flag")
+	}
+	switch flags[2] {
+	case 's':
+		h.Existing = true
+	case 'n':
+	default:
+		return bad("bad origin flag")
+	}
+	switch {
+	case nh == "-" && h.Existing:
+	case hashRE.MatchString(nh) && !h.Existing:
+		h.NameHash = nh
+	default:
+		return bad("bad name hash")
+	}
+	bucketPart, prefix, _ := strings.Cut(rest, "/")
+	bucket, location, hasLoc := strings.Cut(bucketPart, "@")
+	if hasLoc && (location == "" || !(regionRE.MatchString(location) || azureAccountRE.MatchString(location))) {
+		return bad("bad location")
+	}
+	if err := stores[store].validate(bucket); err != nil {
+		return bad(err.Error())
+	}
+	p, err := CleanPrefix(prefix)
+	if err != nil || p != prefix {
+		return bad("bad prefix")
+	}
+	h.Bucket, h.Location, h.Prefix = bucket, location, p
+	if again, err := h.ID(); err != nil || again != id {
+		return bad("not in canonical form")
+	}
+	return h, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
