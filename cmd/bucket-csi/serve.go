@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/driver"
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// serveFlags are the driver's command-line settings.
+type serveFlags struct {
+	endpoint, nodeID, services, stateDir, defaultStore, bucketPrefix, logLevel string
+	dirCacheTime                                                               time.Duration
+	s3                                                                         s3store.Config
+}
+
+func parseServeFlags(args []string) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("bucket-csi", flag.ContinueOnError)
+	fs.StringVar(&f.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path/csi.sock)")
+	fs.StringVar(&f.nodeID, "node-id", "", "this node's ID (required for the node service)")
+	fs.StringVar(&f.services, "services", "controller,node", "services to run: controller, node or both (comma-separated)")
+	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/bucket-csi", "node-local state directory")
+	fs.StringVar(&f.defaultStore, "default-store", "s3", "store used when a volume names none")
+	fs.StringVar(&f.bucketPrefix, "bucket-prefix", "bucket-csi-", "prefix of bucket names derived from PV names")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
+	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
+	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (default us-east-1)")
+	fs.BoolVar(&f.s3.PathStyle, "s3-path-style", false, "use path-style S3 addressing")
+	fs.StringVar(&f.s3.RcloneProvider, "s3-provider", "", "rclone s3 provider name (default AWS, or Other with an endpoint)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return f, nil
+}
+
+func serve(args []string) error {
+	f, err := parseServeFlags(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg := driver.Config{Version: version, NodeID: f.nodeID, BucketPrefix: f.bucketPrefix, Log: log}
+	for _, s := range strings.Split(f.services, ",") {
+		switch strings.TrimSpace(s) {
+		case "controller":
+			cfg.Controller = true
+		case "node":
+			cfg.Node = true
+		default:
+			return fmt.Errorf("--services: unknown service %q (controller, node)", s)
+		}
+	}
+	if cfg.Node && f.nodeID == "" {
+		return errors.New("--node-id is required for the node service")
+	}
+	if err := volume.ValidateBucket("s3", volume.DeriveBucketName(f.bucketPrefix, "pvc-0")); err != nil {
+		return fmt.Errorf("--bucket-prefix %q does not make valid bucket names: %w", f.bucketPrefix, err)
+	}
+	f.s3.Ambient = s3store.Keys{
+		AccessKeyID:     os.Getenv("AWS_ACCESS_KEY_ID"),
+		SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken:    os.Getenv("AWS_SESSION_TOKEN"),
+	}
+	cfg.Stores = store.Registry{"s3": s3store.Backend(f.s3)}
+	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
+	if cfg.Node {
+		stateDir, err := filepath.Abs(f.stateDir)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return fmt.Errorf("--state-dir: %w", err)
+		}
+		cfg.State = nodestate.Dir{Root: stateDir}
+		sup := &mounter.Supervisor{Env: passthroughEnv(s3store.EnvPassthrough)}
+		settings := stage.Settings{DirCacheTime: f.dirCacheTime}
+		cfg.Stagers = map[volume.Mode]stage.Stager{
+			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings},
+		}
+	}
+	d := driver.New(cfg)
+	l, err := driver.Listen(f.endpoint)
+	if err != nil {
+		return err
+	}
+	srv := d.NewGRPCServer()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// FUSE servers are separate processes and keep serving.
+		log.Info("shutting down; mounts stay served")
+		srv.GracefulStop()
+	}()
+	log.Info("serving", "endpoint", f.endpoint, "controller", cfg.Controller, "node", cfg.Node, "version", version)
+	return srv.Serve(l)
+}
+
+// passthroughEnv returns PATH and the named variables that are set.
+func passthroughEnv(names []string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	for _, n := range names {
+		if v, ok := os.LookupEnv(n); ok {
+			env = append(env, n+"="+v)
+		}
+	}
+	return env
+}

@@ -1,0 +1,224 @@
+// Package localenv starts the local parts bucket-csi runs against without a
+// cloud account: a versitygw S3 server on loopback and the bucket-csi binary
+// on a Unix socket. The tests (through test/testenv), `make demo` and
+// `make bench` share it. Binaries come from bin/ or from the paths in
+// BUCKET_CSI_BIN and VERSITYGW_BIN.
+package localenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RepoRoot returns the repository root (the directory holding go.mod).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Binary returns the path of a built binary from envVar or bin/name.
+func Binary(envVar, name string) (string, error) {
+	p := os.Getenv(envVar)
+	if p == "" {
+		p = filepath.Join(RepoRoot(), "bin", name)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s binary at %s (run `make build tools`): %w", name, p, err)
+	}
+	return p, nil
+}
+
+// FreePort returns a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// S3 is a running versitygw server.
+type S3 struct {
+	Endpoint  string
+	AccessKey string
+	SecretKey string
+	Dir       string // the posix backend directory
+	Log       fmt.Stringer
+	cmd       *exec.Cmd
+}
+
+// StartS3 starts versitygw with a posix backend in dir. pinCPU, if not
+// empty, pins the server with taskset (e.g. "0" for CPU 0).
+func StartS3(dir string, pinCPU string) (*S3, error) {
+	bin, err := Binary("VERSITYGW_BIN", "versitygw")
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	log := &syncBuffer{}
+	s := &S3{
+		Endpoint:  fmt.Sprintf("http://127.0.0.1:%d", port),
+		AccessKey: "localaccess",
+		SecretKey: fmt.Sprintf("localsecret-%d", time.Now().UnixNano()),
+		Dir:       dir,
+		Log:       log,
+	}
+	args := []string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "posix", dir}
+	if pinCPU != "" {
+		s.cmd = exec.Command("taskset", append([]string{"-c", pinCPU, bin}, args...)...)
+	} else {
+		s.cmd = exec.Command(bin, args...)
+	}
+	// The server's root credentials: a local test server's, passed the way
+	// versitygw reads them.
+	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting versitygw: %w", err)
+	}
+	if err := waitDial("tcp", fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("versitygw did not start: %w; output:\n%s", err, log.String())
+	}
+	return s, nil
+}
+
+// Stop kills the server.
+func (s *S3) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+// Pause stops (SIGSTOP) or resumes (SIGCONT) the server, for outage tests.
+func (s *S3) Pause(stop bool) error {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
+func waitDial(network, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Driver is a running bucket-csi binary.
+type Driver struct {
+	// Dir holds the socket and the state directory.
+	Dir      string
+	Socket   string
+	StateDir string
+	Log      fmt.Stringer
+	cmd      *exec.Cmd
+}
+
+// StartDriver runs bin/bucket-csi against s3 with its state in a new
+// directory below os.TempDir(); args are appended to the defaults.
+func StartDriver(s3 *S3, args ...string) (*Driver, error) {
+	bin, err := Binary("BUCKET_CSI_BIN", "bucket-csi")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bucket-csi-")
+	if err != nil {
+		return nil, err
+	}
+	log := &syncBuffer{}
+	d := &Driver{Dir: dir, Socket: filepath.Join(dir, "csi.sock"), StateDir: filepath.Join(dir, "state"), Log: log}
+	all := append([]string{
+		"--endpoint", "unix://" + d.Socket, "--node-id", "local-node", "--state-dir", d.StateDir,
+		"--s3-endpoint", s3.Endpoint, "--s3-path-style", "--log-level", "debug",
+	}, args...)
+	d.cmd = exec.Command(bin, all...)
+	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting bucket-csi: %w", err)
+	}
+	if err := waitDial("unix", d.Socket, 15*time.Second); err != nil {
+		d.Stop()
+		return nil, fmt.Errorf("bucket-csi did not listen on %s: %w; log:\n%s", d.Socket, err, log.String())
+	}
+	return d, nil
+}
+
+// Kill stops the driver process with sig and waits for it; mounts stay.
+func (d *Driver) Kill(sig syscall.Signal) {
+	if d.cmd != nil && d.cmd.Process != nil {
+		_ = d.cmd.Process.Signal(sig)
+		_ = d.cmd.Wait()
+	}
+}
+
+// Stop stops the driver, unmounts whatever is still mounted below its
+// directory (the FUSE servers then exit) and removes the directory.
+func (d *Driver) Stop() {
+	d.Kill(syscall.SIGTERM)
+	UnmountBelow(d.Dir)
+	_ = os.RemoveAll(d.Dir)
+}
+
+// UnmountBelow lazily unmounts every mount point below dir, deepest first.
+func UnmountBelow(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			fmt.Fprintf(os.Stderr, "unmounting %s: %v\n", points[i], err)
+		}
+	}
+}

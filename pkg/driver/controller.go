@@ -1,0 +1,199 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// ControllerGetCapabilities: create/delete only; buckets need no attach.
+func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	var caps []*csi.ControllerServiceCapability
+	for _, t := range []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	} {
+		caps = append(caps, &csi.ControllerServiceCapability{Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// CreateVolume resolves the parameters to a bucket. For `source` it checks
+// the bucket is there and usable; otherwise it creates the bucket (marked as
+// the driver's) or reuses it, and records the volume inside it so a repeat
+// with the same name answers the same volume, and an incompatible repeat
+// answers AlreadyExists.
+func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	if req.GetName() == "" {
+		return nil, required("name")
+	}
+	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	params := req.GetParameters()
+	pvName := params[volume.KeyPVName]
+	if pvName == "" {
+		pvName = req.GetName()
+	}
+	spec, err := volume.Parse(params, d.cfg.Defaults, volume.DeriveBucketName(d.cfg.BucketPrefix, pvName))
+	if err != nil {
+		return nil, err
+	}
+	h := volume.Handle{Spec: spec}
+	if !spec.Existing {
+		h.NameHash = volume.NameHash(req.GetName())
+	}
+	id, err := h.ID()
+	if err != nil {
+		return nil, err
+	}
+	release, err := d.locks.acquire("create/" + req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	st, err := d.openStore(spec.Store, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	capacity := req.GetCapacityRange().GetRequiredBytes()
+	if spec.Existing {
+		if err := st.HeadBucket(ctx, spec.Bucket); err != nil {
+			return nil, err
+		}
+	} else if err := d.ensureManaged(ctx, st, spec.Bucket, h.NameHash, bucket.Record{Name: req.GetName(), VolumeID: id, CapacityBytes: capacity}, params); err != nil {
+		return nil, err
+	}
+	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
+		VolumeId:      id,
+		CapacityBytes: capacity,
+		VolumeContext: map[string]string{"bucket": spec.Bucket, "store": spec.Store, "mode": string(spec.Mode)},
+	}}, nil
+}
+
+// ensureManaged creates or reuses a named bucket and keeps the volume record.
+func (d *Driver) ensureManaged(ctx context.Context, st store.Store, name, nameHash string, rec bucket.Record, params map[string]string) error {
+	creator := "volume " + rec.Name
+	if pvc, ns := params[volume.KeyPVCName], params[volume.KeyPVCNamespace]; pvc != "" {
+		creator = "pvc " + ns + "/" + pvc
+	}
+	owned, err := bucket.Ensure(ctx, st, name, bucket.Owner{CreatedBy: creator})
+	if err != nil {
+		return err
+	}
+	if !owned {
+		// Used as asked, never deleted, and nothing of ours written into it.
+		d.log.Info("using an existing bucket the driver did not create; it will never be deleted", "bucket", name)
+		return nil
+	}
+	old, err := bucket.GetRecord(ctx, st, name, nameHash)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		if old.Name != rec.Name || old.VolumeID != rec.VolumeID || old.CapacityBytes != rec.CapacityBytes {
+			return fmt.Errorf("%w: volume %q already exists in bucket %q with other parameters (ID %s, %d bytes requested)", fault.Conflict, rec.Name, name, old.VolumeID, old.CapacityBytes)
+		}
+		return nil
+	}
+	rec.CreatedAt = time.Now().UTC()
+	return bucket.PutRecord(ctx, st, name, nameHash, rec)
+}
+
+// DeleteVolume forgets the volume. The bucket itself is deleted only when it
+// carries the driver's mark, the volume was created with persistent "false",
+// and no other volume still uses it. Unknown or malformed IDs answer OK.
+func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, required("volume_id")
+	}
+	h, err := volume.ParseID(req.GetVolumeId())
+	if err != nil || h.Existing {
+		// Not ours, or an existing bucket the driver never deletes.
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	release, err := d.locks.acquire(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	st, err := d.openStore(h.Store, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	if err := st.HeadBucket(ctx, h.Bucket); errors.Is(err, fault.NotFound) {
+		return &csi.DeleteVolumeResponse{}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	owner, err := bucket.ReadOwner(ctx, st, h.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	if owner == nil {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if err := bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash); err != nil {
+		return nil, err
+	}
+	if h.Persistent {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if inUse, err := bucket.HasRecords(ctx, st, h.Bucket); err != nil || inUse {
+		return &csi.DeleteVolumeResponse{}, err
+	}
+	err = bucket.Purge(ctx, st, h.Bucket, nil)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("%w: deleting bucket %q is not finished; the next retry continues", fault.Pending, h.Bucket)
+	}
+	if err == nil {
+		d.log.Info("deleted bucket", "bucket", h.Bucket, "store", h.Store)
+	}
+	return &csi.DeleteVolumeResponse{}, err
+}
+
+// ValidateVolumeCapabilities confirms mount capabilities of an existing volume.
+func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, required("volume_id")
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, required("volume_capabilities")
+	}
+	h, err := volume.ParseID(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := d.openStore(h.Store, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	if err := st.HeadBucket(ctx, h.Bucket); err != nil {
+		return nil, err
+	}
+	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         req.GetParameters(),
+	}}, nil
+}
+
+func (d *Driver) openStore(kind string, secrets map[string]string) (store.Store, error) {
+	b, err := d.cfg.Stores.Get(kind)
+	if err != nil {
+		return nil, err
+	}
+	return b.Open(store.Secrets(secrets))
+}

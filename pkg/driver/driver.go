@@ -1,0 +1,64 @@
+// Package driver is the gRPC edge of bucket-csi: the CSI Identity,
+// Controller and Node services. Handlers validate requests, take per-volume
+// locks and call down into volume, bucket, store and stage; every error
+// leaves through toStatus, which maps error kinds to CSI codes in one place.
+//
+// Idempotency contract: every call may be repeated with the same arguments
+// and answers as the first successful call did (OK for a volume that is
+// already created, staged, published, unpublished, unstaged or deleted). A
+// call that overlaps another on the same volume answers Aborted.
+package driver
+
+import (
+	"log/slog"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// Name is the CSI driver name: the CSIDriver object, StorageClass
+// provisioner and kubelet plugin directory all use it.
+const Name = "bucket.csi.io"
+
+// Config is what a Driver is built from.
+type Config struct {
+	Version string
+	NodeID  string
+	// Controller and Node select the services this instance serves.
+	Controller, Node bool
+	// Defaults are the driver-wide attribute defaults (default store).
+	Defaults volume.Defaults
+	// BucketPrefix starts every bucket name the driver derives from a PV name.
+	BucketPrefix string
+	// Stores are the configured object stores.
+	Stores store.Registry
+	// State is the node-local state directory.
+	State nodestate.Dir
+	// Stagers attach volumes on the node, by mode.
+	Stagers map[volume.Mode]stage.Stager
+	Log     *slog.Logger
+}
+
+// Driver implements the CSI services.
+type Driver struct {
+	csi.UnimplementedIdentityServer
+	csi.UnimplementedControllerServer
+	csi.UnimplementedNodeServer
+
+	cfg   Config
+	log   *slog.Logger
+	locks *keyLocks
+}
+
+// New returns a Driver for cfg.
+func New(cfg Config) *Driver {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Driver{cfg: cfg, log: log, locks: newKeyLocks()}
+}

@@ -1,0 +1,56 @@
+package driver
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+)
+
+// errorCode is the one place where error kinds become CSI status codes.
+// Retryable kinds (Busy, Pending, Unavailable) map to codes kubelet and the
+// external-provisioner retry; the rest are final.
+func errorCode(err error) codes.Code {
+	switch {
+	case errors.Is(err, fault.Invalid):
+		return codes.InvalidArgument
+	case errors.Is(err, fault.NotFound):
+		return codes.NotFound
+	case errors.Is(err, fault.Denied):
+		return codes.PermissionDenied
+	case errors.Is(err, fault.Conflict):
+		return codes.AlreadyExists
+	case errors.Is(err, fault.Precondition):
+		return codes.FailedPrecondition
+	case errors.Is(err, fault.Busy):
+		return codes.Aborted
+	case errors.Is(err, fault.Pending), errors.Is(err, fault.Unavailable):
+		return codes.Unavailable
+	case errors.Is(err, fault.Exhausted):
+		return codes.ResourceExhausted
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// toStatus converts any error returned by a handler into a gRPC status.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(errorCode(err), err.Error())
+}
+
+// required is the InvalidArgument for a missing request field.
+func required(field string) error {
+	return status.Errorf(codes.InvalidArgument, "%s is required", field)
+}

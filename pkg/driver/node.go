@@ -1,0 +1,169 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// fuseType is the filesystem type of the driver's FUSE mounts in mountinfo.
+const fuseType = "fuse.bucket-csi"
+
+// NodeGetInfo returns the node ID. Buckets have no topology.
+func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{NodeId: d.cfg.NodeID}, nil
+}
+
+// NodeGetCapabilities advertises staging, volume stats and
+// SINGLE_NODE_MULTI_WRITER (so RWO pods on one node may share a volume and
+// RWOP maps to SINGLE_NODE_SINGLE_WRITER, which is enforced).
+func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	var caps []*csi.NodeServiceCapability
+	for _, t := range []csi.NodeServiceCapability_RPC_Type{
+		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	} {
+		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// NodeStageVolume attaches the volume at the staging path in its mode. A
+// repeat for a volume that is staged there and healthy answers OK; a stale
+// stage (dead FUSE server, other path) is torn down and staged again.
+func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	switch {
+	case id == "":
+		return nil, required("volume_id")
+	case staging == "":
+		return nil, required("staging_target_path")
+	case req.GetVolumeCapability() == nil:
+		return nil, required("volume_capability")
+	}
+	if err := checkCapability(req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
+	h, err := volume.ParseID(id)
+	if err != nil {
+		return nil, err
+	}
+	flags, err := volume.ParseMountFlags(req.GetVolumeCapability().GetMount().GetMountFlags())
+	if err != nil {
+		return nil, err
+	}
+	flags.ReadOnly = flags.ReadOnly || readOnlyMode(req.GetVolumeCapability())
+	release, err := d.locks.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), flags, false)
+}
+
+// stage is NodeStage's work, shared with inline (ephemeral) publishes.
+// The caller holds the volume's lock.
+func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, flags volume.MountFlags, ephemeral bool) error {
+	stager, ok := d.cfg.Stagers[h.Mode]
+	if !ok {
+		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
+	}
+	rec, err := d.cfg.State.Load(id)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		if rec.StagingPath == staging && stager.Healthy(rec) {
+			if m, _ := mountpoint.Get(staging); m != nil || rec.Mode == volume.ModeCopy {
+				return nil
+			}
+		}
+		d.log.Warn("repairing a stale stage", "volume", id, "staging", rec.StagingPath)
+		if err := d.unstage(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if err := clearStaleMount(staging); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		return fmt.Errorf("creating staging path: %w", err)
+	}
+	dir, err := d.cfg.State.Ensure(id)
+	if err != nil {
+		return err
+	}
+	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, Ephemeral: ephemeral, StagedAt: time.Now().UTC()}
+	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir}
+	if err := stager.Stage(ctx, req, rec); err != nil {
+		_ = d.cfg.State.Remove(id)
+		return err
+	}
+	if err := d.cfg.State.Save(rec); err != nil {
+		_ = stager.Unstage(context.WithoutCancel(ctx), rec)
+		return fmt.Errorf("saving node state: %w", err)
+	}
+	return nil
+}
+
+// clearStaleMount removes a leftover mount of this driver at path (from a
+// lost state record); any other filesystem there is refused.
+func clearStaleMount(path string) error {
+	m, err := mountpoint.Get(path)
+	if err != nil || m == nil {
+		return err
+	}
+	if m.FSType != fuseType {
+		return fmt.Errorf("%w: %s is already a %s mount that this driver did not make", fault.Precondition, path, m.FSType)
+	}
+	return mountpoint.Unmount(path)
+}
+
+// NodeUnstageVolume detaches the volume from the staging path. Missing
+// volumes and paths answer OK. Pending work (MOUNT_CACHED uploads) answers
+// Unavailable and leaves everything in place for the retry.
+func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	if id == "" {
+		return nil, required("volume_id")
+	}
+	if staging == "" {
+		return nil, required("staging_target_path")
+	}
+	release, err := d.locks.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	rec, err := d.cfg.State.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || rec.StagingPath != staging {
+		return &csi.NodeUnstageVolumeResponse{}, clearStaleMount(staging)
+	}
+	return &csi.NodeUnstageVolumeResponse{}, d.unstage(ctx, rec)
+}
+
+// unstage tears a staged volume down and forgets it.
+func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
+	stager, ok := d.cfg.Stagers[rec.Mode]
+	if !ok {
+		return fmt.Errorf("%w: mode %s is not available on this node", fault.Precondition, rec.Mode)
+	}
+	if err := stager.Unstage(ctx, rec); err != nil {
+		return err
+	}
+	return d.cfg.State.Remove(rec.VolumeID)
+}

@@ -1,0 +1,188 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// NodePublishVolume bind-mounts the staged volume on the target path
+// (read-only when asked). Without a staging path the request is an inline
+// ephemeral volume: it is staged privately first, from its volume context.
+func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	id, target, vc := req.GetVolumeId(), req.GetTargetPath(), req.GetVolumeCapability()
+	switch {
+	case id == "":
+		return nil, required("volume_id")
+	case target == "":
+		return nil, required("target_path")
+	case vc == nil:
+		return nil, required("volume_capability")
+	}
+	if err := checkCapability(vc); err != nil {
+		return nil, err
+	}
+	flags, err := volume.ParseMountFlags(vc.GetMount().GetMountFlags())
+	if err != nil {
+		return nil, err
+	}
+	ro := req.GetReadonly() || flags.ReadOnly || readOnlyMode(vc)
+	release, err := d.locks.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	staging := req.GetStagingTargetPath()
+	if staging == "" {
+		if staging, err = d.stageInline(ctx, id, req.GetVolumeContext(), req.GetSecrets(), flags); err != nil {
+			return nil, err
+		}
+	} else if _, err := volume.ParseID(id); err != nil {
+		return nil, err
+	}
+	rec, err := d.cfg.State.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || rec.StagingPath != staging {
+		return nil, fmt.Errorf("%w: volume %s is not staged at %s", fault.Precondition, id, staging)
+	}
+	single := vc.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
+	if m, err := mountpoint.Get(target); err != nil {
+		return nil, err
+	} else if m != nil {
+		if slices.Contains(rec.Targets, target) {
+			return &csi.NodePublishVolumeResponse{}, nil
+		}
+		return nil, fmt.Errorf("%w: %s is already a %s mount that is not this volume", fault.Precondition, target, m.FSType)
+	}
+	if others := publishedElsewhere(rec, target); len(others) > 0 && (single || rec.SingleWriter) {
+		return nil, fmt.Errorf("%w: volume %s is single-writer and already published at %s", fault.Precondition, id, others[0])
+	}
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return nil, fmt.Errorf("creating target path: %w", err)
+	}
+	if err := mountpoint.Bind(staging, target, ro); err != nil {
+		return nil, err
+	}
+	rec.Targets = append(rec.Targets, target)
+	rec.SingleWriter = rec.SingleWriter || single
+	if err := d.cfg.State.Save(rec); err != nil {
+		_ = mountpoint.Unmount(target)
+		return nil, fmt.Errorf("saving node state: %w", err)
+	}
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// publishedElsewhere lists the recorded targets other than target that are
+// still mounted.
+func publishedElsewhere(rec *nodestate.Volume, target string) []string {
+	var out []string
+	for _, t := range rec.Targets {
+		if t == target {
+			continue
+		}
+		if ok, _ := mountpoint.Mounted(t); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// stageInline stages an inline ephemeral volume in the volume's private
+// state directory. Its attributes must name an existing bucket (source).
+func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[string]string, flags volume.MountFlags) (string, error) {
+	spec, err := volume.Parse(attrs, d.cfg.Defaults, "")
+	if err != nil {
+		return "", err
+	}
+	if !spec.Existing {
+		return "", fmt.Errorf("%w: inline volumes must name an existing bucket with %q; buckets are created through PersistentVolumeClaims", fault.Invalid, volume.KeySource)
+	}
+	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
+	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, flags, true)
+}
+
+// NodeUnpublishVolume unmounts and removes the target path. A missing
+// target answers OK. The last unpublish of an inline volume also unstages it.
+func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	id, target := req.GetVolumeId(), req.GetTargetPath()
+	if id == "" {
+		return nil, required("volume_id")
+	}
+	if target == "" {
+		return nil, required("target_path")
+	}
+	release, err := d.locks.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := mountpoint.Unmount(target); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing target path: %w", err)
+	}
+	rec, err := d.cfg.State.Load(id)
+	if err != nil || rec == nil {
+		return &csi.NodeUnpublishVolumeResponse{}, err
+	}
+	rec.Targets = slices.DeleteFunc(rec.Targets, func(t string) bool { return t == target })
+	if len(rec.Targets) == 0 {
+		rec.SingleWriter = false
+	}
+	if rec.Ephemeral && len(rec.Targets) == 0 {
+		return &csi.NodeUnpublishVolumeResponse{}, d.unstage(ctx, rec)
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, d.cfg.State.Save(rec)
+}
+
+// NodeGetVolumeStats reports filesystem usage of a published or staged
+// path. The statfs runs with a deadline so a hung FUSE server cannot hang
+// the call.
+func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, required("volume_id")
+	}
+	path := req.GetVolumePath()
+	if path == "" {
+		return nil, required("volume_path")
+	}
+	if m, err := mountpoint.Get(path); err != nil {
+		return nil, err
+	} else if m == nil {
+		return nil, fmt.Errorf("%w: no volume is mounted at %s", fault.NotFound, path)
+	}
+	var st unix.Statfs_t
+	done := make(chan error, 1)
+	go func() { done <- unix.Statfs(path, &st) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, fmt.Errorf("%w: statfs %s: %v", fault.Unavailable, path, err)
+		}
+	case <-time.After(5 * time.Second):
+		return nil, fmt.Errorf("%w: the FUSE server at %s does not answer", fault.Unavailable, path)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	bs := int64(st.Bsize)
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: int64(st.Blocks) * bs, Available: int64(st.Bavail) * bs, Used: int64(st.Blocks-st.Bfree) * bs},
+		{Unit: csi.VolumeUsage_INODES, Total: int64(st.Files), Available: int64(st.Ffree), Used: int64(st.Files - st.Ffree)},
+	}}, nil
+}

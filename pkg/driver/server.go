@@ -1,0 +1,89 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// Listen opens the endpoint ("unix:///path/csi.sock" or a bare path),
+// replacing a stale socket file. The socket is made 0660.
+func Listen(endpoint string) (net.Listener, error) {
+	path := endpoint
+	if u, err := url.Parse(endpoint); err == nil && u.Scheme != "" {
+		if u.Scheme != "unix" {
+			return nil, fmt.Errorf("endpoint %q: only unix:// sockets are supported", endpoint)
+		}
+		path = u.Path
+	}
+	if path == "" {
+		return nil, fmt.Errorf("endpoint %q has no socket path", endpoint)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("removing stale socket: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// NewGRPCServer returns a gRPC server with the services of d registered and
+// the logging interceptor installed.
+func (d *Driver) NewGRPCServer() *grpc.Server {
+	s := grpc.NewServer(grpc.UnaryInterceptor(d.intercept))
+	csi.RegisterIdentityServer(s, d)
+	if d.cfg.Controller {
+		csi.RegisterControllerServer(s, d)
+	}
+	if d.cfg.Node {
+		csi.RegisterNodeServer(s, d)
+	}
+	return s
+}
+
+// intercept logs each call and converts errors to statuses. It logs only
+// the method, volume ID, paths, code and duration: never request bodies, so
+// secrets and service-account tokens in secrets or volume context cannot
+// reach the log.
+func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	err = toStatus(err)
+	attrs := []any{"method", info.FullMethod, "duration", time.Since(start).Round(time.Millisecond)}
+	if r, ok := req.(interface{ GetVolumeId() string }); ok && r.GetVolumeId() != "" {
+		attrs = append(attrs, "volume", r.GetVolumeId())
+	}
+	if r, ok := req.(interface{ GetName() string }); ok && r.GetName() != "" {
+		attrs = append(attrs, "name", r.GetName())
+	}
+	if r, ok := req.(interface{ GetStagingTargetPath() string }); ok && r.GetStagingTargetPath() != "" {
+		attrs = append(attrs, "staging", r.GetStagingTargetPath())
+	}
+	if r, ok := req.(interface{ GetTargetPath() string }); ok && r.GetTargetPath() != "" {
+		attrs = append(attrs, "target", r.GetTargetPath())
+	}
+	if err != nil {
+		st, _ := status.FromError(err)
+		d.log.Warn("call failed", append(attrs, "code", st.Code().String(), "err", st.Message())...)
+	} else if _, probe := req.(*csi.ProbeRequest); !probe {
+		d.log.Info("call", attrs...)
+	}
+	return resp, err
+}

@@ -1,0 +1,87 @@
+// Package mounter runs one volume's FUSE server as its own process and
+// supervises it from the node plugin.
+//
+// The node plugin (Start) re-executes its own binary as `bucket-csi mounter`
+// in a new session, so the FUSE server is not killed with the plugin: a
+// plugin restart or upgrade leaves every mount serving. The volume's Config,
+// credentials included, travels over the child's stdin and never appears on
+// its command line, in its environment or in a file. The child (Serve)
+// mounts with rclone's VFS over go-fuse, reports "ok" or an error on fd 3,
+// and serves until the mount point is unmounted or it receives SIGTERM.
+package mounter
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// Config is everything the FUSE server process needs for one volume.
+type Config struct {
+	// VolumeID is the CSI volume ID; it names the rclone remote section so
+	// the VFS cache directory stays the same across restarts and credential
+	// rotations.
+	VolumeID string `json:"volumeID"`
+	// MountPoint is the absolute path to mount on (the staging path).
+	MountPoint string `json:"mountPoint"`
+	// Remote holds the rclone backend options, credentials included.
+	Remote map[string]string `json:"remote"`
+	// Bucket and Prefix select what is mounted.
+	Bucket string `json:"bucket"`
+	Prefix string `json:"prefix"`
+	// Mode is MOUNT or MOUNT_CACHED.
+	Mode volume.Mode `json:"mode"`
+	// CacheDir is the VFS cache directory (MOUNT_CACHED).
+	CacheDir string `json:"cacheDir,omitempty"`
+	// CacheMaxSize bounds the VFS cache in bytes; 0 means unbounded.
+	CacheMaxSize int64 `json:"cacheMaxSize,omitempty"`
+	// ReadOnly mounts read-only.
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// DirCacheTime is how long directory listings are trusted.
+	DirCacheTime time.Duration `json:"dirCacheTime"`
+	// UID, GID own every file; Umask masks 0777/0666.
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Umask uint32 `json:"umask"`
+	// Debug raises the engine's log level.
+	Debug bool `json:"debug,omitempty"`
+}
+
+// Validate checks what Serve relies on.
+func (c *Config) Validate() error {
+	switch {
+	case c.VolumeID == "":
+		return fmt.Errorf("mounter config: no volume ID")
+	case !filepath.IsAbs(c.MountPoint):
+		return fmt.Errorf("mounter config: mount point %q is not absolute", c.MountPoint)
+	case c.Bucket == "":
+		return fmt.Errorf("mounter config: no bucket")
+	case c.Remote["type"] == "":
+		return fmt.Errorf("mounter config: no remote type")
+	case c.Mode != volume.ModeMount && c.Mode != volume.ModeMountCached:
+		return fmt.Errorf("mounter config: mode %q is not served by FUSE", c.Mode)
+	case c.Mode == volume.ModeMountCached && !filepath.IsAbs(c.CacheDir):
+		return fmt.Errorf("mounter config: MOUNT_CACHED needs an absolute cache directory")
+	}
+	return nil
+}
+
+// section is the rclone remote name for the volume: stable for a volume ID
+// and free of secrets (see the package comment on cache directories).
+func (c *Config) section() string {
+	sum := sha256.Sum256([]byte(c.VolumeID))
+	return "vol" + hex.EncodeToString(sum[:8])
+}
+
+// remotePath is the rclone path of the mounted bucket or prefix.
+func (c *Config) remotePath() string {
+	p := c.section() + ":" + c.Bucket
+	if c.Prefix != "" {
+		p += "/" + c.Prefix
+	}
+	return p
+}

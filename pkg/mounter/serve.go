@@ -1,0 +1,206 @@
+package mounter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rclone/rclone/cmd/mount2"
+	"github.com/rclone/rclone/cmd/mountlib"
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/config"
+	"github.com/rclone/rclone/fs/filter"
+	"github.com/rclone/rclone/lib/atexit"
+	"github.com/rclone/rclone/vfs"
+	"github.com/rclone/rclone/vfs/vfscommon"
+
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+
+	// Backends register themselves with rclone; local is needed by the VFS
+	// disk cache, which silently turns off without it.
+	_ "github.com/rclone/rclone/backend/local"
+	_ "github.com/rclone/rclone/backend/s3"
+)
+
+// statusFD is the file descriptor on which the child reports readiness.
+const statusFD = 3
+
+// ServeMain is the body of `bucket-csi mounter`: it reads the Config from
+// stdin, mounts, reports on fd 3, and serves until unmounted or signalled.
+// It returns the process exit code.
+func ServeMain() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	status := os.NewFile(statusFD, "status")
+	report := func(err error) {
+		if status == nil {
+			return
+		}
+		msg := "ok\n"
+		if err != nil {
+			msg = "error: " + err.Error() + "\n"
+		}
+		_, _ = status.WriteString(msg)
+		_ = status.Close()
+		status = nil
+	}
+	var cfg Config
+	data, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(data, &cfg)
+	}
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		log.Error("bad mounter config", "err", err)
+		report(err)
+		return 2
+	}
+	log = log.With("volume", cfg.VolumeID)
+	if err := Serve(context.Background(), &cfg, log, report); err != nil {
+		log.Error("mounter stopped", "err", err)
+		report(err)
+		return 1
+	}
+	return 0
+}
+
+// Serve mounts cfg and blocks until the mount ends. ready is called once the
+// kernel mount is live (or with the error that prevented it).
+func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)) error {
+	// rclone's own SIGINT/SIGTERM handler would os.Exit without unmounting.
+	atexit.IgnoreSignals()
+	defer atexit.Run()
+	fs.SetLogger(log.Handler())
+	ci := fs.GetConfig(ctx)
+	ci.LogLevel = fs.LogLevelNotice
+	if cfg.Debug {
+		ci.LogLevel = fs.LogLevelDebug
+	}
+	section := cfg.section()
+	for k, v := range cfg.Remote {
+		config.FileSetValue(section, k, v)
+	}
+	// The secrets are now in rclone's in-memory config only.
+	cfg.Remote = nil
+	if cfg.CacheDir != "" {
+		if err := config.SetCacheDir(cfg.CacheDir); err != nil {
+			return fmt.Errorf("cache directory %q: %w", cfg.CacheDir, err)
+		}
+	}
+	ctx, err := hideMetaDir(ctx, cfg.Prefix)
+	if err != nil {
+		return err
+	}
+	f, err := fs.NewFs(ctx, cfg.remotePath())
+	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
+		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
+	}
+	v := vfs.New(ctx, f, vfsOptions(cfg))
+	defer v.Shutdown()
+
+	mopt := mountlib.Opt
+	mopt.AllowOther = true
+	mopt.AllowNonEmpty = true
+	fsys := mount2.NewFS(v, &mopt)
+	root, err := fsys.Root()
+	if err != nil {
+		return err
+	}
+	attrTimeout := time.Second
+	opts := fusefs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:         true,
+			FsName:             "bucket-csi:" + cfg.Bucket,
+			Name:               "bucket-csi",
+			DisableXAttrs:      true,
+			MaxReadAhead:       1 << 20,
+			MaxWrite:           1 << 20,
+			DisableReadDirPlus: true,
+			DirectMount:        true,
+		},
+		EntryTimeout: &attrTimeout,
+		AttrTimeout:  &attrTimeout,
+		UID:          cfg.UID,
+		GID:          cfg.GID,
+	}
+	if cfg.ReadOnly {
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
+	}
+	server, err := fuse.NewServer(fusefs.NewNodeFS(root, &opts), cfg.MountPoint, &opts.MountOptions)
+	if err != nil {
+		return fmt.Errorf("mounting %s: %w", cfg.MountPoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return fmt.Errorf("waiting for the mount at %s: %w", cfg.MountPoint, err)
+	}
+	log.Info("mounted", "path", cfg.MountPoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mode", cfg.Mode)
+	ready(nil)
+
+	served := make(chan struct{})
+	go func() { server.Wait(); close(served) }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-served:
+		log.Info("unmounted")
+	case sig := <-sigs:
+		log.Info("signalled, unmounting", "signal", sig.String())
+		if err := server.Unmount(); err != nil {
+			log.Warn("unmount failed", "err", err)
+		}
+		<-served
+	}
+	return nil
+}
+
+// hideMetaDir returns ctx with a filter hiding the driver's own objects
+// (bucket.MetaDir) when the mount shows the bucket root.
+func hideMetaDir(ctx context.Context, prefix string) (context.Context, error) {
+	if prefix != "" {
+		return ctx, nil
+	}
+	opt := filter.Opt
+	opt.ExcludeRule = []string{"/" + bucket.MetaDir + "/**"}
+	fi, err := filter.NewFilter(&opt)
+	if err != nil {
+		return nil, err
+	}
+	return filter.ReplaceConfig(ctx, fi), nil
+}
+
+// vfsOptions maps cfg onto rclone's VFS options.
+func vfsOptions(cfg *Config) *vfscommon.Options {
+	o := vfscommon.Opt
+	o.ReadOnly = cfg.ReadOnly
+	o.UID, o.GID = cfg.UID, cfg.GID
+	o.Umask = vfscommon.FileMode(cfg.Umask)
+	o.DirPerms = vfscommon.FileMode(0o777)
+	o.FilePerms = vfscommon.FileMode(0o666)
+	if cfg.DirCacheTime > 0 {
+		o.DirCacheTime = fs.Duration(cfg.DirCacheTime)
+	}
+	o.PollInterval = 0
+	o.FastFingerprint = true
+	switch cfg.Mode {
+	case volume.ModeMountCached:
+		o.CacheMode = vfscommon.CacheModeFull
+		if cfg.CacheMaxSize > 0 {
+			o.CacheMaxSize = fs.SizeSuffix(cfg.CacheMaxSize)
+		}
+	default:
+		o.CacheMode = vfscommon.CacheModeOff
+	}
+	return &o
+}

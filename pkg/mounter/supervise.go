@@ -1,0 +1,163 @@
+package mounter
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/proc"
+)
+
+// Supervisor starts and stops FUSE server processes.
+type Supervisor struct {
+	// Exe is the driver binary to re-execute; "" means /proc/self/exe.
+	Exe string
+	// Env is the environment given to every FUSE server: only variables that
+	// carry no secret (see store.Backend.Env).
+	Env []string
+}
+
+// Started identifies a running FUSE server process.
+type Started struct {
+	Pid       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"` // from /proc/<pid>/stat, guards against pid reuse
+}
+
+// Start launches a FUSE server for cfg with its log appended to logPath
+// (created 0600) and returns once the mount is live. If ctx ends first, or
+// the server reports an error, the process is killed and the error returned
+// (fault.Unavailable for a deadline, so the CO retries).
+func (s *Supervisor) Start(ctx context.Context, cfg *Config, logPath string) (Started, error) {
+	if err := cfg.Validate(); err != nil {
+		return Started{}, fmt.Errorf("%w: %v", fault.Invalid, err)
+	}
+	payload, err := json.Marshal(cfg)
+	if err != nil {
+		return Started{}, err
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return Started{}, fmt.Errorf("opening mounter log: %w", err)
+	}
+	defer logFile.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return Started{}, err
+	}
+	defer statusR.Close()
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		statusW.Close()
+		return Started{}, err
+	}
+	exe := s.Exe
+	if exe == "" {
+		exe = "/proc/self/exe"
+	}
+	cmd := exec.Command(exe, "mounter")
+	cmd.Stdin = stdinR
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.ExtraFiles = []*os.File{statusW} // fd 3
+	cmd.Env = s.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{}
+	}
+	// A new session: the server survives the plugin and its process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	stdinR.Close()
+	statusW.Close()
+	if err != nil {
+		stdinW.Close()
+		return Started{}, fmt.Errorf("starting the FUSE server: %w", err)
+	}
+	// Reap the child whenever it exits, so no zombie is left behind while
+	// this plugin process lives.
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	_, werr := stdinW.Write(payload)
+	stdinW.Close()
+
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(statusR).ReadString('\n')
+		line <- strings.TrimSpace(l)
+	}()
+	fail := func(err error) (Started, error) {
+		_ = cmd.Process.Kill()
+		<-exited
+		_ = unix.Unmount(cfg.MountPoint, unix.MNT_DETACH)
+		return Started{}, err
+	}
+	if werr != nil {
+		return fail(fmt.Errorf("%w: sending the FUSE server its config: %v", fault.Unavailable, werr))
+	}
+	select {
+	case l := <-line:
+		switch {
+		case l == "ok":
+		case l == "":
+			return fail(fmt.Errorf("%w: the FUSE server exited before mounting; see %s", fault.Unavailable, logPath))
+		default:
+			return fail(fmt.Errorf("%w: FUSE server: %s", fault.Unavailable, strings.TrimPrefix(l, "error: ")))
+		}
+	case <-ctx.Done():
+		return fail(fmt.Errorf("%w: the FUSE server did not mount in time: %v", fault.Unavailable, ctx.Err()))
+	}
+	st, err := proc.StartTime(cmd.Process.Pid)
+	if err != nil {
+		return fail(fmt.Errorf("%w: FUSE server vanished: %v", fault.Unavailable, err))
+	}
+	return Started{Pid: cmd.Process.Pid, StartTime: st}, nil
+}
+
+// Alive reports whether the process p is still the FUSE server that was
+// started (not exited, not a zombie, pid not reused).
+func (p Started) Alive() bool {
+	if p.Pid <= 0 {
+		return false
+	}
+	st, err := proc.StartTime(p.Pid)
+	return err == nil && st == p.StartTime && !proc.Zombie(p.Pid)
+}
+
+// Stop unmounts mountPoint and waits up to grace for the server p to exit,
+// then terminates it (SIGTERM, then SIGKILL). An unmount refused because the
+// mount is busy is fault.Pending: files are still open, retry later.
+func Stop(ctx context.Context, p Started, mountPoint string, grace time.Duration) error {
+	if err := mountpoint.Unmount(mountPoint); err != nil {
+		return err
+	}
+	if !p.Alive() {
+		return nil
+	}
+	deadline := time.Now().Add(grace)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for time.Now().Before(deadline) {
+		if !p.Alive() {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = syscall.Kill(p.Pid, syscall.SIGTERM)
+	for i := 0; i < 100 && p.Alive(); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p.Alive() {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+// Package mountpoint answers "is this path a mount point" from
+// /proc/self/mountinfo (never by stat, which hangs on a stuck FUSE server)
+// and makes and removes the bind mounts that publish a staged volume.
+package mountpoint
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+)
+
+// Info describes one mount at a path.
+type Info struct {
+	FSType string // e.g. "fuse.bucket-csi"
+	Source string
+}
+
+// Get returns the topmost mount at path, or nil when path is not a mount
+// point. path is cleaned but not resolved: callers pass canonical paths.
+func Get(path string) (*Info, error) {
+	path = filepath.Clean(path)
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(path))
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	if len(mounts) == 0 {
+		return nil, nil
+	}
+	m := mounts[len(mounts)-1]
+	return &Info{FSType: m.FSType, Source: m.Source}, nil
+}
+
+// Mounted reports whether path is a mount point.
+func Mounted(path string) (bool, error) {
+	m, err := Get(path)
+	return m != nil, err
+}
+
+// Bind bind-mounts src on dst, read-only when ro.
+func Bind(src, dst string, ro bool) error {
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("%w: bind-mounting %s on %s: %v", fault.Unavailable, src, dst, err)
+	}
+	if ro {
+		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			_ = unix.Unmount(dst, unix.MNT_DETACH)
+			return fmt.Errorf("%w: making %s read-only: %v", fault.Unavailable, dst, err)
+		}
+	}
+	return nil
+}
+
+// Unmount unmounts every mount stacked on path; a path that is not mounted
+// is not an error. A busy mount is fault.Pending (files are still open).
+func Unmount(path string) error {
+	for i := 0; i < 8; i++ {
+		ok, err := Mounted(path)
+		if err != nil || !ok {
+			return err
+		}
+		err = unix.Unmount(path, 0)
+		switch {
+		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+		case errors.Is(err, unix.EBUSY):
+			return fmt.Errorf("%w: %s is busy (files still open); retry once they are closed", fault.Pending, path)
+		default:
+			return fmt.Errorf("%w: unmounting %s: %v", fault.Unavailable, path, err)
+		}
+	}
+	return fmt.Errorf("%w: %s still mounted after repeated unmounts", fault.Unavailable, path)
+}

@@ -1,0 +1,127 @@
+// Package nodestate keeps the node-local record of every volume this node
+// has staged (or published inline), so a restarted node plugin finds its
+// live FUSE servers again. Records are JSON files, one directory per volume
+// under <root>/volumes/, written atomically with mode 0600 in 0700
+// directories. They hold no secrets.
+package nodestate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// Volume is the record of one staged volume.
+type Volume struct {
+	VolumeID    string      `json:"volumeID"`
+	StagingPath string      `json:"stagingPath"`
+	Mode        volume.Mode `json:"mode"`
+	// Server is the FUSE server (MOUNT, MOUNT_CACHED); zero for COPY.
+	Server mounter.Started `json:"server"`
+	// Ephemeral marks an inline volume, staged privately by NodePublish.
+	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Targets are the paths the volume is published (bind-mounted) to.
+	Targets []string `json:"targets,omitempty"`
+	// SingleWriter is set when published with SINGLE_NODE_SINGLE_WRITER.
+	SingleWriter bool      `json:"singleWriter,omitempty"`
+	StagedAt     time.Time `json:"stagedAt"`
+}
+
+// Dir is a state directory.
+type Dir struct {
+	Root string
+}
+
+// VolumeDir returns the private directory of volumeID (not created).
+func (d Dir) VolumeDir(volumeID string) string {
+	sum := sha256.Sum256([]byte(volumeID))
+	return filepath.Join(d.Root, "volumes", hex.EncodeToString(sum[:12]))
+}
+
+// Ensure creates the private directory of volumeID and returns it.
+func (d Dir) Ensure(volumeID string) (string, error) {
+	dir := d.VolumeDir(volumeID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	return dir, nil
+}
+
+func (d Dir) recordPath(volumeID string) string {
+	return filepath.Join(d.VolumeDir(volumeID), "state.json")
+}
+
+// Load returns the record of volumeID, or nil when there is none.
+func (d Dir) Load(volumeID string) (*Volume, error) {
+	data, err := os.ReadFile(d.recordPath(volumeID))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var v Volume
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("state record of %s is corrupt: %w", volumeID, err)
+	}
+	return &v, nil
+}
+
+// Save writes v atomically.
+func (d Dir) Save(v *Volume) error {
+	dir, err := d.Ensure(v.VolumeID)
+	if err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(v, "", "  ")
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), d.recordPath(v.VolumeID))
+}
+
+// Remove deletes the record and the private directory of volumeID.
+func (d Dir) Remove(volumeID string) error {
+	return os.RemoveAll(d.VolumeDir(volumeID))
+}
+
+// All returns every record on this node.
+func (d Dir) All() ([]*Volume, error) {
+	matches, err := filepath.Glob(filepath.Join(d.Root, "volumes", "*", "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Volume
+	for _, m := range matches {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		var v Volume
+		if json.Unmarshal(data, &v) == nil {
+			out = append(out, &v)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,45 @@
+// Package proc reads the few facts about processes that the driver needs
+// from /proc, so a recorded pid can be checked for identity and liveness
+// without being the process's parent.
+package proc
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// stat returns the fields of /proc/<pid>/stat after the command name.
+func stat(pid int) ([][]byte, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	// The command name is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("proc: malformed stat for pid %d", pid)
+	}
+	return bytes.Fields(data[i+1:]), nil
+}
+
+// StartTime returns the process start time in clock ticks since boot
+// (field 22 of /proc/<pid>/stat): with the pid it identifies a process.
+func StartTime(pid int) (uint64, error) {
+	f, err := stat(pid)
+	if err != nil {
+		return 0, err
+	}
+	// f[0] is field 3 (state), so field 22 is f[19].
+	if len(f) < 20 {
+		return 0, fmt.Errorf("proc: short stat for pid %d", pid)
+	}
+	return strconv.ParseUint(string(f[19]), 10, 64)
+}
+
+// Zombie reports whether pid has exited but not been reaped.
+func Zombie(pid int) bool {
+	f, err := stat(pid)
+	return err == nil && len(f) > 0 && string(f[0]) == "Z"
+}

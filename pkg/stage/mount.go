@@ -1,0 +1,79 @@
+package stage
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+)
+
+// Mount stages MOUNT volumes: a streaming FUSE mount with no disk cache,
+// served by its own process.
+type Mount struct {
+	Supervisor *mounter.Supervisor
+	Stores     store.Registry
+	Settings   Settings
+}
+
+// Stage starts the FUSE server on req.StagingPath.
+func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
+	cfg, err := fuseConfig(req, m.Stores, m.Settings)
+	if err != nil {
+		return err
+	}
+	started, err := m.Supervisor.Start(ctx, cfg, filepath.Join(req.StateDir, "mounter.log"))
+	if err != nil {
+		return err
+	}
+	rec.Server = started
+	return nil
+}
+
+// Unstage unmounts and stops the FUSE server.
+func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) error {
+	return mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace())
+}
+
+// Healthy reports whether the FUSE server still runs.
+func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
+
+func (s Settings) stopGrace() time.Duration {
+	if s.StopGrace > 0 {
+		return s.StopGrace
+	}
+	return 10 * time.Second
+}
+
+// fuseConfig builds the mounter config shared by MOUNT and MOUNT_CACHED.
+func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Config, error) {
+	b, err := stores.Get(req.Handle.Store)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := b.Rclone(req.Secrets, req.Handle.Location)
+	if err != nil {
+		return nil, err
+	}
+	dct := req.Flags.DirCacheTime
+	if dct == 0 {
+		dct = set.DirCacheTime
+	}
+	return &mounter.Config{
+		VolumeID:     req.VolumeID,
+		MountPoint:   req.StagingPath,
+		Remote:       remote,
+		Bucket:       req.Handle.Bucket,
+		Prefix:       req.Handle.Prefix,
+		Mode:         req.Handle.Mode,
+		ReadOnly:     req.Flags.ReadOnly,
+		DirCacheTime: dct,
+		UID:          req.Flags.UID,
+		GID:          req.Flags.GID,
+		Umask:        req.Flags.Umask,
+	}, nil
+}
+
+var _ Stager = (*Mount)(nil)

@@ -1,0 +1,45 @@
+// Package stage attaches a volume to a node's staging path, one Stager per
+// mode. The node service picks the Stager by the volume's mode and keeps the
+// resulting nodestate record; a Stager only does the mode's own work.
+package stage
+
+import (
+	"context"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// Request is one NodeStage (or inline NodePublish) to carry out.
+type Request struct {
+	VolumeID    string
+	Handle      volume.Handle
+	StagingPath string
+	Secrets     store.Secrets
+	Flags       volume.MountFlags
+	// StateDir is the volume's private node-local directory (0700).
+	StateDir string
+}
+
+// Stager attaches and detaches volumes of one mode.
+type Stager interface {
+	// Stage makes the volume available at req.StagingPath and fills the
+	// mode-specific fields of rec. On error nothing stays mounted.
+	Stage(ctx context.Context, req Request, rec *nodestate.Volume) error
+	// Unstage detaches a staged volume. It returns fault.Pending while work
+	// (uploads) must finish first; nothing is lost by retrying.
+	Unstage(ctx context.Context, rec *nodestate.Volume) error
+	// Healthy reports whether a staged volume is still being served.
+	Healthy(rec *nodestate.Volume) bool
+}
+
+// Settings are node-wide defaults shared by the stagers.
+type Settings struct {
+	// DirCacheTime is the default directory cache lifetime of mounts.
+	DirCacheTime time.Duration
+	// StopGrace bounds how long an unstage waits for a FUSE server to exit
+	// after its unmount before terminating it.
+	StopGrace time.Duration
+}

@@ -1,0 +1,91 @@
+// Package store defines the one small interface every object store
+// implements (one package per store below this one), and the registry that
+// turns a store kind plus per-volume secrets into a working Store and into the
+// rclone options the mounter uses for the same bucket.
+//
+// Implementations map their SDK errors to fault kinds: fault.NotFound for a
+// missing bucket or object, fault.Denied for refused or invalid credentials,
+// fault.Conflict for a bucket name taken by another account, and
+// fault.Unavailable for anything that may succeed on retry.
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+)
+
+// Object is one listed object.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// Bucket is one listed bucket.
+type Bucket struct {
+	Name    string
+	Created time.Time
+}
+
+// Store is one store account, bound to one set of credentials.
+type Store interface {
+	// CreateBucket creates bucket. It returns fault.Conflict when the bucket
+	// already exists, whoever owns it.
+	CreateBucket(ctx context.Context, bucket string) error
+	// HeadBucket returns nil if bucket exists and the credentials can use it.
+	HeadBucket(ctx context.Context, bucket string) error
+	// DeleteBucket deletes an empty bucket; a missing bucket is not an error.
+	DeleteBucket(ctx context.Context, bucket string) error
+	// ListBuckets lists the buckets the credentials can see.
+	ListBuckets(ctx context.Context) ([]Bucket, error)
+	// GetObject reads a small object whole.
+	GetObject(ctx context.Context, bucket, key string) ([]byte, error)
+	// PutObject writes a small object whole.
+	PutObject(ctx context.Context, bucket, key string, data []byte) error
+	// DeleteObjects deletes keys; missing keys are not an error.
+	DeleteObjects(ctx context.Context, bucket string, keys []string) error
+	// List calls fn for each object under prefix, in key order, stopping
+	// after limit objects when limit > 0 or when fn returns an error.
+	List(ctx context.Context, bucket, prefix string, limit int, fn func(Object) error) error
+}
+
+// Secrets are the per-volume credentials from a CSI secret, by key. Each
+// store documents the keys it reads. They must never be logged.
+type Secrets map[string]string
+
+// Backend is what one store kind registers.
+type Backend struct {
+	// Open returns a Store using secrets, or the driver's ambient identity
+	// when secrets hold none of the store's keys.
+	Open func(secrets Secrets) (Store, error)
+	// Rclone returns the rclone backend options (type, provider, endpoint,
+	// credentials, ...) that reach the same account. location is the
+	// Spec.Location of the volume (Azure account, region), possibly "".
+	Rclone func(secrets Secrets, location string) (map[string]string, error)
+}
+
+// Registry maps store kinds ("s3", "gcs", ...) to their configured backends.
+type Registry map[string]Backend
+
+// Get returns the backend for kind, or fault.Invalid naming the configured ones.
+func (r Registry) Get(kind string) (Backend, error) {
+	b, ok := r[kind]
+	if !ok {
+		return Backend{}, fmt.Errorf("%w: store %q is not configured on this driver; configured: %s", fault.Invalid, kind, strings.Join(r.Kinds(), ", "))
+	}
+	return b, nil
+}
+
+// Kinds lists the configured store kinds, sorted.
+func (r Registry) Kinds() []string {
+	out := make([]string, 0, len(r))
+	for k := range r {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

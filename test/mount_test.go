@@ -1,0 +1,178 @@
+package test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+const rwx = csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER
+
+// TestMountWriteReadBack writes files through a MOUNT volume (dynamically
+// provisioned, staged and published over the driver's socket) and reads
+// them back with an independent S3 client: close-to-open means a closed
+// file is in the bucket. Files written in the bucket show up in the mount.
+func TestMountWriteReadBack(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	indep := s3.Store(t)
+
+	vol, err := c.Controller.CreateVolume(ctx, &csi.CreateVolumeRequest{
+		Name:               "pvc-rw-1",
+		VolumeCapabilities: []*csi.VolumeCapability{testenv.MountCap(rwx)},
+		Parameters:         map[string]string{"mode": "MOUNT", "csi.storage.k8s.io/pvc/name": "data", "csi.storage.k8s.io/pvc/namespace": "ns1", "csi.storage.k8s.io/pv/name": "pvc-rw-1"},
+		Secrets:            s3.Secrets(),
+	})
+	if err != nil {
+		t.Fatalf("CreateVolume: %v", err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	bucketName := vol.GetVolume().GetVolumeContext()["bucket"]
+	if bucketName != "bucket-csi-pvc-rw-1" {
+		t.Fatalf("bucket = %q, want the PV name with the driver prefix", bucketName)
+	}
+	work := drv.TempDir(t)
+	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	publish(t, c, id, staging, target, s3.Secrets(), false, "dir-cache-time=1s")
+
+	files := map[string][]byte{"a.txt": []byte("hello bucket\n"), "dir/sub/big.bin": randomBytes(t, 9<<20+123)}
+	for name, data := range files {
+		p := filepath.Join(target, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatalf("writing %s through the mount: %v", name, err)
+		}
+	}
+	for name, data := range files {
+		got, err := s3.ReadObject(t, bucketName, name)
+		if err != nil {
+			t.Fatalf("independent read of %s: %v", name, err)
+		}
+		if sha256.Sum256(got) != sha256.Sum256(data) {
+			t.Fatalf("%s: sha256 differs (%d bytes in bucket, %d written)", name, len(got), len(data))
+		}
+	}
+	// The driver's own objects are in the bucket but hidden from the mount.
+	if _, err := indep.GetObject(ctx, bucketName, ".bucket-csi/owner.json"); err != nil {
+		t.Fatalf("owner mark missing: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, ".bucket-csi")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf(".bucket-csi visible in the mount: %v", err)
+	}
+	// An object written by someone else appears in the mount once the
+	// directory cache (dir-cache-time=1s, set as a mount flag) expires.
+	if err := indep.PutObject(ctx, bucketName, "external.txt", []byte("from outside")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got, err = os.ReadFile(filepath.Join(target, "external.txt")); err == nil {
+			break
+		}
+	}
+	if err != nil || string(got) != "from outside" {
+		t.Fatalf("reading an external object through the mount: %q, %v", got, err)
+	}
+	unpublish(t, c, id, staging, target)
+	if _, err := c.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id, Secrets: s3.Secrets()}); err != nil {
+		t.Fatalf("DeleteVolume: %v", err)
+	}
+	// persistent defaults to true: the data stays.
+	if err := indep.HeadBucket(ctx, bucketName); err != nil {
+		t.Fatalf("persistent bucket gone after DeleteVolume: %v", err)
+	}
+}
+
+// TestReadOnlyPublish: a read-only publish refuses writes.
+func TestReadOnlyPublish(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	indep := s3.Store(t)
+	if err := indep.CreateBucket(ctx, "dataset"); err != nil {
+		t.Fatal(err)
+	}
+	if err := indep.PutObject(ctx, "dataset", "train/x.csv", []byte("1,2,3\n")); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := c.Controller.CreateVolume(ctx, &csi.CreateVolumeRequest{
+		Name: "pv-static", VolumeCapabilities: []*csi.VolumeCapability{testenv.MountCap(rwx)},
+		Parameters: map[string]string{"source": "s3://dataset/train"}, Secrets: s3.Secrets(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	work := drv.TempDir(t)
+	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "target")
+	publish(t, c, id, staging, target, s3.Secrets(), true)
+	got, err := os.ReadFile(filepath.Join(target, "x.csv"))
+	if err != nil || string(got) != "1,2,3\n" {
+		t.Fatalf("read through the prefix mount: %q %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "new.txt"), []byte("x"), 0o644); err == nil {
+		t.Fatal("write succeeded on a read-only publish")
+	}
+	unpublish(t, c, id, staging, target)
+}
+
+// startAll starts a server and the driver (with args) and dials it.
+func startAll(t *testing.T, args ...string) (*testenv.S3, *testenv.Driver, testenv.Clients) {
+	t.Helper()
+	s3 := testenv.StartS3(t)
+	drv := testenv.StartDriver(t, s3, args...)
+	return s3, drv, drv.Dial(t)
+}
+
+func publish(t *testing.T, c testenv.Clients, id, staging, target string, secrets map[string]string, ro bool, flags ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx, flags...), Secrets: secrets}); err != nil {
+		t.Fatalf("NodeStageVolume: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx), Readonly: ro}); err != nil {
+		t.Fatalf("NodePublishVolume: %v", err)
+	}
+}
+
+func unpublish(t *testing.T, c testenv.Clients, id, staging, target string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatalf("NodeUnpublishVolume: %v", err)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("target path left behind: %v", err)
+	}
+	if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		t.Fatalf("NodeUnstageVolume: %v", err)
+	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,106 @@
+// Package testenv adapts internal/localenv to tests: it starts the real
+// parts (versitygw, the bucket-csi binary), stops them when the test ends,
+// and turns missing requirements into failures in CI and skips elsewhere,
+// so CI can never pass by skipping.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
+)
+
+// Missing reports a missing requirement: fatal in CI, a skip elsewhere.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("required for this test and missing in CI: %s", msg)
+	}
+	t.Skipf("skipping outside CI: %s", msg)
+}
+
+// RequireFUSE checks for root and a usable /dev/fuse.
+func RequireFUSE(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root (FUSE and bind mounts)")
+	}
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		Missing(t, "/dev/fuse: %v", err)
+	}
+	f.Close()
+}
+
+// S3 is a versitygw server for one test.
+type S3 struct{ *localenv.S3 }
+
+// StartS3 starts versitygw in a temporary directory for the test.
+func StartS3(t testing.TB) *S3 {
+	t.Helper()
+	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartS3(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return &S3{s}
+}
+
+// Secrets returns the CSI secret that reaches this server.
+func (s *S3) Secrets() map[string]string {
+	return map[string]string{s3store.SecretAccessKeyID: s.AccessKey, s3store.SecretSecretAccessKey: s.SecretKey}
+}
+
+// Store returns a store.Store of this server built by our s3store code.
+func (s *S3) Store(t testing.TB) store.Store {
+	t.Helper()
+	st, err := s3store.Open(s3store.Config{Endpoint: s.Endpoint, PathStyle: true}, s.Secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Driver is a bucket-csi binary for one test.
+type Driver struct{ *localenv.Driver }
+
+// StartDriver runs the driver against s3 until the test ends; every mount
+// it left below its directory is unmounted then, and its log is printed if
+// the test failed.
+func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
+	t.Helper()
+	if _, err := localenv.Binary("BUCKET_CSI_BIN", "bucket-csi"); err != nil {
+		Missing(t, "%v", err)
+	}
+	d, err := localenv.StartDriver(s3.S3, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("driver log:\n%s", d.Log.String())
+		}
+		d.Stop()
+	})
+	return &Driver{d}
+}
+
+// TempDir returns a new directory below the driver's directory for staging
+// and target paths: it is unmounted before it is removed, so no cleanup
+// ever deletes files through a live mount.
+func (d *Driver) TempDir(t testing.TB) string {
+	t.Helper()
+	p, err := os.MkdirTemp(d.Dir, "work-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
