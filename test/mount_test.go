@@ -85,7 +85,18 @@ func TestMountWriteReadBack(t *testing.T) {
 	if err != nil || string(got) != "from outside" {
 		t.Fatalf("reading an external object through the mount: %q, %v", got, err)
 	}
+	drv.AssertNoSecret(t, s3.SecretKey)
+	staged := drv.Staged(t)
+	if len(staged) != 1 || !staged[0].Server.Alive() {
+		t.Fatalf("want one staged volume with a live FUSE server, got %+v", staged)
+	}
 	unpublish(t, c, id, staging, target)
+	if staged[0].Server.Alive() {
+		t.Fatalf("FUSE server %d still running after NodeUnstageVolume", staged[0].Server.Pid)
+	}
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("node state left after unstage: %+v", left)
+	}
 	if _, err := c.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id, Secrets: s3.Secrets()}); err != nil {
 		t.Fatalf("DeleteVolume: %v", err)
 	}

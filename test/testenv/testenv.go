@@ -7,9 +7,13 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 )
@@ -103,4 +107,46 @@ func (d *Driver) TempDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Staged returns the node-state records of the volumes the driver has staged.
+func (d *Driver) Staged(t testing.TB) []*nodestate.Volume {
+	t.Helper()
+	all, err := nodestate.Dir{Root: d.StateDir}.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// AssertNoSecret fails if secret appears in the driver's log, in any FUSE
+// server's command line or environment, or in its log file.
+func (d *Driver) AssertNoSecret(t testing.TB, secret string) {
+	t.Helper()
+	if strings.Contains(d.Log.String(), secret) {
+		t.Errorf("the driver log contains a secret")
+	}
+	for _, v := range d.Staged(t) {
+		pid := strconv.Itoa(v.Server.Pid)
+		for _, f := range []string{"/proc/" + pid + "/cmdline", "/proc/" + pid + "/environ"} {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Errorf("reading %s: %v", f, err)
+				continue
+			}
+			if strings.Contains(string(data), secret) {
+				t.Errorf("%s of the FUSE server contains a secret", f)
+			}
+		}
+		logs, _ := filepath.Glob(filepath.Join(nodestate.Dir{Root: d.StateDir}.VolumeDir(v.VolumeID), "*.log"))
+		for _, l := range logs {
+			data, _ := os.ReadFile(l)
+			if strings.Contains(string(data), secret) {
+				t.Errorf("%s contains a secret", l)
+			}
+			if st, err := os.Stat(l); err == nil && st.Mode().Perm()&0o077 != 0 {
+				t.Errorf("%s is readable by others: %v", l, st.Mode())
+			}
+		}
+	}
 }
