@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,7 +152,8 @@ func publish(t *testing.T, c testenv.Clients, id, staging, target string, secret
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := os.MkdirAll(staging, 0o750); err != nil {
+	// A dead FUSE mount at staging makes MkdirAll fail with EEXIST.
+	if err := os.MkdirAll(staging, 0o750); err != nil && !errors.Is(err, syscall.EEXIST) {
 		t.Fatal(err)
 	}
 	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx, flags...), Secrets: secrets}); err != nil {

@@ -24,9 +24,11 @@ import (
 
 // serveFlags are the driver's command-line settings.
 type serveFlags struct {
-	endpoint, nodeID, services, stateDir, defaultStore, bucketPrefix, logLevel string
-	dirCacheTime                                                               time.Duration
-	s3                                                                         s3store.Config
+	endpoint, nodeID, services, stateDir, cacheDir, defaultStore, bucketPrefix, logLevel string
+	dirCacheTime, writeBack                                                              time.Duration
+	cacheMaxSize                                                                         int64
+	uploadTransfers                                                                      int
+	s3                                                                                   s3store.Config
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -39,6 +41,10 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.defaultStore, "default-store", "s3", "store used when a volume names none")
 	fs.StringVar(&f.bucketPrefix, "bucket-prefix", "bucket-csi-", "prefix of bucket names derived from PV names")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", "MOUNT_CACHED cache root (default <state-dir>/cache)")
+	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes (0: unbounded)")
+	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
+	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
 	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (default us-east-1)")
@@ -98,8 +104,14 @@ func serve(args []string) error {
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(s3store.EnvPassthrough)}
 		settings := stage.Settings{DirCacheTime: f.dirCacheTime}
+		cacheDir := f.cacheDir
+		if cacheDir == "" {
+			cacheDir = filepath.Join(stateDir, "cache")
+		}
 		cfg.Stagers = map[volume.Mode]stage.Stager{
 			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings},
+			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
+				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack},
 		}
 	}
 	d := driver.New(cfg)

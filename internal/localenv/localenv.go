@@ -73,6 +73,8 @@ type S3 struct {
 	SecretKey string
 	Dir       string // the posix backend directory
 	Log       fmt.Stringer
+	log       *syncBuffer
+	argv      []string
 	cmd       *exec.Cmd
 }
 
@@ -94,25 +96,40 @@ func StartS3(dir string, pinCPU string) (*S3, error) {
 		SecretKey: fmt.Sprintf("localsecret-%d", time.Now().UnixNano()),
 		Dir:       dir,
 		Log:       log,
+		log:       log,
 	}
-	args := []string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "posix", dir}
+	s.argv = []string{bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "posix", dir}
 	if pinCPU != "" {
-		s.cmd = exec.Command("taskset", append([]string{"-c", pinCPU, bin}, args...)...)
-	} else {
-		s.cmd = exec.Command(bin, args...)
+		s.argv = append([]string{"taskset", "-c", pinCPU}, s.argv...)
 	}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *S3) start() error {
+	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
 	// The server's root credentials: a local test server's, passed the way
 	// versitygw reads them.
 	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
-	s.cmd.Stdout, s.cmd.Stderr = log, log
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting versitygw: %w", err)
+		return fmt.Errorf("starting versitygw: %w", err)
 	}
-	if err := waitDial("tcp", fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
+	addr := strings.TrimPrefix(s.Endpoint, "http://")
+	if err := waitDial("tcp", addr, 20*time.Second); err != nil {
 		s.Stop()
-		return nil, fmt.Errorf("versitygw did not start: %w; output:\n%s", err, log.String())
+		return fmt.Errorf("versitygw did not start: %w; output:\n%s", err, s.log.String())
 	}
-	return s, nil
+	return nil
+}
+
+// Restart kills the server and starts it again on the same port and data
+// directory, for outage tests.
+func (s *S3) Restart() error {
+	s.Stop()
+	return s.start()
 }
 
 // Stop kills the server.

@@ -90,7 +90,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 			}
 		}
 		d.log.Warn("repairing a stale stage", "volume", id, "staging", rec.StagingPath)
-		if err := d.unstage(ctx, rec); err != nil {
+		if err := stager.Release(ctx, rec); err != nil {
 			return err
 		}
 	}
@@ -104,10 +104,13 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	if err != nil {
 		return err
 	}
-	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, Ephemeral: ephemeral, StagedAt: time.Now().UTC()}
+	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral, StagedAt: time.Now().UTC()}
 	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir}
 	if err := stager.Stage(ctx, req, rec); err != nil {
-		_ = d.cfg.State.Remove(id)
+		if h.Mode == volume.ModeMount {
+			// Nothing of value in the state directory of a streaming mount.
+			_ = d.cfg.State.Remove(id)
+		}
 		return err
 	}
 	if err := d.cfg.State.Save(rec); err != nil {
@@ -164,6 +167,10 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	}
 	if err := stager.Unstage(ctx, rec); err != nil {
 		return err
+	}
+	// Never remove a directory through a mount that is still there.
+	if left, err := mountpoint.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
+		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
 	}
 	return d.cfg.State.Remove(rec.VolumeID)
 }

@@ -39,6 +39,15 @@ type Config struct {
 	CacheDir string `json:"cacheDir,omitempty"`
 	// CacheMaxSize bounds the VFS cache in bytes; 0 means unbounded.
 	CacheMaxSize int64 `json:"cacheMaxSize,omitempty"`
+	// Transfers is the number of parallel uploads (MOUNT_CACHED); 1, the
+	// default, uploads files one at a time in the order they were closed.
+	Transfers int `json:"transfers,omitempty"`
+	// WriteBack is the delay between a file's last close and its upload
+	// (MOUNT_CACHED).
+	WriteBack time.Duration `json:"writeBack,omitempty"`
+	// ControlSocket is the Unix socket on which the server answers status
+	// and flush requests.
+	ControlSocket string `json:"controlSocket,omitempty"`
 	// ReadOnly mounts read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// DirCacheTime is how long directory listings are trusted.

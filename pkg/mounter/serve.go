@@ -82,8 +82,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	atexit.IgnoreSignals()
 	defer atexit.Run()
 	fs.SetLogger(log.Handler())
-	ci := fs.GetConfig(ctx)
+	ctx, ci := fs.AddConfig(ctx)
 	ci.LogLevel = fs.LogLevelNotice
+	ci.Transfers = max(cfg.Transfers, 1)
 	if cfg.Debug {
 		ci.LogLevel = fs.LogLevelDebug
 	}
@@ -108,6 +109,13 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
+	if cfg.ControlSocket != "" {
+		stop, err := serveControl(cfg.ControlSocket, v)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	mopt := mountlib.Opt
 	mopt.AllowOther = true
@@ -162,7 +170,23 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		}
 		<-served
 	}
+	drain(v, log, 10*time.Second)
 	return nil
+}
+
+// drain gives queued uploads up to limit to finish before the VFS shuts
+// down. Whatever is left stays dirty in the cache directory and is uploaded
+// by the next server started for the volume.
+func drain(v *vfs.VFS, log *slog.Logger, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	flushNow(v)
+	for st := vfsStatus(v); st.Pending > 0; st = vfsStatus(v) {
+		if time.Now().After(deadline) {
+			log.Warn("exiting with uploads pending; they resume when the volume is staged again", "status", st.String())
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // hideMetaDir returns ctx with a filter hiding the driver's own objects
@@ -196,6 +220,7 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	switch cfg.Mode {
 	case volume.ModeMountCached:
 		o.CacheMode = vfscommon.CacheModeFull
+		o.WriteBack = fs.Duration(cfg.WriteBack)
 		if cfg.CacheMaxSize > 0 {
 			o.CacheMaxSize = fs.SizeSuffix(cfg.CacheMaxSize)
 		}

@@ -74,3 +74,19 @@ func Unmount(path string) error {
 	}
 	return fmt.Errorf("%w: %s still mounted after repeated unmounts", fault.Unavailable, path)
 }
+
+// Below returns the mount points strictly below dir.
+func Below(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	all, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	var out []string
+	for _, m := range all {
+		if m.Mountpoint != dir {
+			out = append(out, m.Mountpoint)
+		}
+	}
+	return out, nil
+}

@@ -24,6 +24,8 @@ type Volume struct {
 	VolumeID    string      `json:"volumeID"`
 	StagingPath string      `json:"stagingPath"`
 	Mode        volume.Mode `json:"mode"`
+	// StateDir is the volume's private directory (logs, control socket).
+	StateDir string `json:"stateDir"`
 	// Server is the FUSE server (MOUNT, MOUNT_CACHED); zero for COPY.
 	Server mounter.Started `json:"server"`
 	// Ephemeral marks an inline volume, staged privately by NodePublish.

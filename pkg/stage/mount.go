@@ -37,6 +37,9 @@ func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	return mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace())
 }
 
+// Release is Unstage: a streaming mount holds no data of its own.
+func (m *Mount) Release(ctx context.Context, rec *nodestate.Volume) error { return m.Unstage(ctx, rec) }
+
 // Healthy reports whether the FUSE server still runs.
 func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
 

@@ -28,9 +28,13 @@ type Stager interface {
 	// Stage makes the volume available at req.StagingPath and fills the
 	// mode-specific fields of rec. On error nothing stays mounted.
 	Stage(ctx context.Context, req Request, rec *nodestate.Volume) error
-	// Unstage detaches a staged volume. It returns fault.Pending while work
-	// (uploads) must finish first; nothing is lost by retrying.
+	// Unstage detaches a staged volume for good. It returns fault.Pending
+	// while work (uploads) must finish first; nothing is lost by retrying.
 	Unstage(ctx context.Context, rec *nodestate.Volume) error
+	// Release stops serving a volume that is about to be staged again (a
+	// dead FUSE server, a moved staging path) without dropping any data:
+	// the next Stage picks up where it left off.
+	Release(ctx context.Context, rec *nodestate.Volume) error
 	// Healthy reports whether a staged volume is still being served.
 	Healthy(rec *nodestate.Volume) bool
 }

@@ -1,0 +1,165 @@
+package stage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+)
+
+// Cached stages MOUNT_CACHED volumes: a FUSE mount over an on-disk VFS
+// cache whose writes are uploaded after close, in close order. It never
+// releases a volume while anything is pending upload.
+type Cached struct {
+	Supervisor *mounter.Supervisor
+	Stores     store.Registry
+	Settings   Settings
+	// CacheRoot holds one cache directory per volume.
+	CacheRoot string
+	// CacheMaxSize bounds each volume's cache (bytes); 0 means unbounded.
+	CacheMaxSize int64
+	// Transfers is the number of parallel uploads per volume (default 1).
+	Transfers int
+	// WriteBack is the delay between last close and upload (default 1s).
+	WriteBack time.Duration
+}
+
+// Files in the volume's private state directory.
+const (
+	controlSocket = "ctl.sock"
+	savedConfig   = "mounter.json" // 0600: holds credentials
+	drainMount    = "drain"
+	drainMargin   = 5 * time.Second
+)
+
+// CacheDir returns the cache directory of a volume. It depends on the
+// volume ID only, so every server started for the volume (after a crash, a
+// plugin upgrade, a credential rotation) finds the same pending uploads.
+func (c *Cached) CacheDir(volumeID string) string {
+	sum := sha256.Sum256([]byte(volumeID))
+	return filepath.Join(c.CacheRoot, hex.EncodeToString(sum[:12]))
+}
+
+// Stage starts the FUSE server with the volume's cache. Uploads left
+// pending by an earlier server for this volume resume.
+func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
+	cfg, err := fuseConfig(req, c.Stores, c.Settings)
+	if err != nil {
+		return err
+	}
+	cfg.CacheDir = c.CacheDir(req.VolumeID)
+	cfg.CacheMaxSize = c.CacheMaxSize
+	cfg.Transfers = max(c.Transfers, 1)
+	cfg.WriteBack = c.WriteBack
+	if cfg.WriteBack <= 0 {
+		cfg.WriteBack = time.Second
+	}
+	cfg.ControlSocket = filepath.Join(req.StateDir, controlSocket)
+	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	// Saved so a dead server's uploads can be drained at unstage, which
+	// carries no secrets.
+	if err := writePrivateJSON(filepath.Join(req.StateDir, savedConfig), cfg); err != nil {
+		return err
+	}
+	started, err := c.Supervisor.Start(ctx, cfg, filepath.Join(req.StateDir, "mounter.log"))
+	if err != nil {
+		return err
+	}
+	rec.Server = started
+	return nil
+}
+
+// Unstage waits until every file is in the bucket, then unmounts, stops the
+// server and removes the cache. While uploads are pending it answers
+// fault.Pending (the volume stays mounted, the cache stays). A dead server's
+// cache is drained by a private server started from the saved config.
+func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
+	dir := filepath.Dir(c.savedPath(rec))
+	sock := filepath.Join(dir, controlSocket)
+	if !rec.Server.Alive() {
+		if err := c.restartPrivately(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if _, err := mounter.WaitDrained(ctx, sock, drainMargin); err != nil {
+		return err
+	}
+	if err := mounter.Stop(ctx, rec.Server, rec.StagingPath, c.Settings.stopGrace()); err != nil {
+		return err
+	}
+	if err := mountpoint.Unmount(filepath.Join(dir, drainMount)); err != nil {
+		return err
+	}
+	return os.RemoveAll(c.CacheDir(rec.VolumeID))
+}
+
+// restartPrivately starts a server for a volume whose server died, on a
+// private mount point, so its pending uploads can be drained.
+func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) error {
+	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
+		return err
+	}
+	var cfg mounter.Config
+	data, err := os.ReadFile(c.savedPath(rec))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // never started: nothing can be pending
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: reading the saved FUSE server config: %v", fault.Unavailable, err)
+	}
+	dir := filepath.Dir(c.savedPath(rec))
+	cfg.MountPoint = filepath.Join(dir, drainMount)
+	if err := os.MkdirAll(cfg.MountPoint, 0o700); err != nil {
+		return err
+	}
+	started, err := c.Supervisor.Start(ctx, &cfg, filepath.Join(dir, "mounter.log"))
+	if err != nil {
+		return err
+	}
+	rec.Server, rec.StagingPath = started, cfg.MountPoint
+	return nil
+}
+
+// Release stops serving without draining: the cache, with its pending
+// uploads, is kept for the next Stage.
+func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
+	return mounter.Stop(ctx, rec.Server, rec.StagingPath, c.Settings.stopGrace())
+}
+
+// Healthy reports whether the FUSE server still runs.
+func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
+
+func (c *Cached) savedPath(rec *nodestate.Volume) string {
+	return filepath.Join(rec.StateDir, savedConfig)
+}
+
+// writePrivateJSON writes v to path with mode 0600, atomically.
+func writePrivateJSON(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+var _ Stager = (*Cached)(nil)

@@ -1,0 +1,167 @@
+package test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// cachedVolume provisions a MOUNT_CACHED volume and stages and publishes it.
+// The driver runs with a long write-back delay so that files are reliably
+// still pending when the test acts.
+func cachedVolume(t *testing.T, name string) (*testenv.S3, *testenv.Driver, testenv.Clients, string, string, string, string) {
+	t.Helper()
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--write-back", "30s")
+	vol, err := c.Controller.CreateVolume(context.Background(), createReq(name, map[string]string{"mode": "MOUNT_CACHED"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := drv.TempDir(t)
+	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	publish(t, c, vol.GetVolume().GetVolumeId(), staging, target, s3.Secrets(), false)
+	return s3, drv, c, vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"], staging, target
+}
+
+// writeFiles writes n small files and one large one under dir and returns
+// their sha256 by relative path.
+func writeFiles(t *testing.T, dir string, n int) map[string][32]byte {
+	t.Helper()
+	sums := map[string][32]byte{}
+	write := func(rel string, data []byte) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatalf("writing %s: %v", rel, err)
+		}
+		sums[rel] = sha256.Sum256(data)
+	}
+	for i := 0; i < n; i++ {
+		write(fmt.Sprintf("ckpt/step-%03d.json", i), []byte(fmt.Sprintf(`{"step":%d}`, i)))
+	}
+	write("ckpt/model.bin", randomBytes(t, 24<<20+7))
+	return sums
+}
+
+func assertInBucket(t *testing.T, s3 *testenv.S3, bucket string, sums map[string][32]byte) {
+	t.Helper()
+	for rel, want := range sums {
+		got, err := s3.ReadObject(t, bucket, rel)
+		if err != nil {
+			t.Fatalf("%s is not in the bucket: %v", rel, err)
+		}
+		if sha256.Sum256(got) != want {
+			t.Fatalf("%s: sha256 differs from what was written", rel)
+		}
+	}
+}
+
+// unstageUntilDone calls NodeUnstageVolume the way kubelet does, each call
+// with its own deadline, until it succeeds; every failure must be a
+// retryable code. It returns the number of retryable answers.
+func unstageUntilDone(t *testing.T, c testenv.Clients, id, staging string, perCall, total time.Duration) int {
+	t.Helper()
+	retries := 0
+	for deadline := time.Now().Add(total); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), perCall)
+		_, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
+		cancel()
+		if err == nil {
+			return retries
+		}
+		switch status.Code(err) {
+		case codes.Unavailable, codes.Aborted, codes.DeadlineExceeded:
+			retries++
+			t.Logf("unstage answered %v (retryable): %s", status.Code(err), status.Convert(err).Message())
+		default:
+			t.Fatalf("unstage answered a final code: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unstage did not finish within %s", total)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestCachedFlushBeforeRelease: writes land at disk speed and stay pending;
+// NodeUnstage answers a retryable code while the store is unreachable,
+// keeps the volume and cache, and succeeds once every file is in the
+// bucket, byte for byte, after the store comes back.
+func TestCachedFlushBeforeRelease(t *testing.T) {
+	s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-1")
+	sums := writeFiles(t, target, 150)
+	if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s3.ReadObject(t, bucket, "ckpt/model.bin"); err == nil {
+		t.Fatalf("uploaded before the write-back delay (%d bytes): the test cannot see pending work", len(got))
+	}
+	// The store goes away: the unstage must not release anything.
+	s3.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	_, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
+	cancel()
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("unstage with the store down = %v, want Unavailable", err)
+	}
+	if staged := drv.Staged(t); len(staged) != 1 || !staged[0].Server.Alive() {
+		t.Fatalf("volume released while uploads were pending: %+v", staged)
+	}
+	if err := s3.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	unstageUntilDone(t, c, id, staging, 30*time.Second, 3*time.Minute)
+	assertInBucket(t, s3, bucket, sums)
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("state left after unstage: %+v", left)
+	}
+}
+
+// TestCachedServerKilled: the FUSE server is SIGKILLed with uploads
+// pending. A new NodeStage of the volume starts a server that resumes them;
+// and a volume whose server died is drained at NodeUnstage too.
+func TestCachedServerKilled(t *testing.T) {
+	for _, restage := range []bool{true, false} {
+		t.Run(fmt.Sprintf("restage=%v", restage), func(t *testing.T) {
+			s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-kill")
+			sums := writeFiles(t, target, 40)
+			staged := drv.Staged(t)
+			if len(staged) != 1 {
+				t.Fatalf("staged: %+v", staged)
+			}
+			if err := syscall.Kill(staged[0].Server.Pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; staged[0].Server.Alive() && i < 100; i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+				t.Fatalf("unpublish of a dead mount: %v", err)
+			}
+			if restage {
+				publish(t, c, id, staging, target, s3.Secrets(), false)
+				if _, err := os.Stat(filepath.Join(target, "ckpt", "model.bin")); err != nil {
+					t.Fatalf("pending file not visible after the repair: %v", err)
+				}
+				if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
+			assertInBucket(t, s3, bucket, sums)
+		})
+	}
+}
