@@ -56,4 +56,4 @@ func TestSanity(t *testing.T) {
 }
 
 // sanityModes are the modes the sanity suite runs for.
-var sanityModes = []string{"MOUNT", "MOUNT_CACHED"}
+var sanityModes = []string{"MOUNT", "COPY", "MOUNT_CACHED"}

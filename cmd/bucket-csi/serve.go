@@ -13,6 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	rfs "github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/lib/atexit"
+
+	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -27,6 +31,8 @@ type serveFlags struct {
 	endpoint, nodeID, services, stateDir, cacheDir, defaultStore, bucketPrefix, logLevel string
 	dirCacheTime, writeBack                                                              time.Duration
 	cacheMaxSize                                                                         int64
+	keepCopies                                                                           bool
+	copyWorkers                                                                          int
 	uploadTransfers                                                                      int
 	s3                                                                                   s3store.Config
 }
@@ -45,6 +51,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes (0: unbounded)")
 	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
+	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
+	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
 	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (default us-east-1)")
@@ -69,6 +77,10 @@ func serve(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// COPY runs rclone in this process: route its logs through ours and
+	// keep its signal handler from exiting the plugin.
+	atexit.IgnoreSignals()
+	rfs.SetLogger(log.Handler())
 	cfg := driver.Config{Version: version, NodeID: f.nodeID, BucketPrefix: f.bucketPrefix, Log: log}
 	for _, s := range strings.Split(f.services, ",") {
 		switch strings.TrimSpace(s) {
@@ -112,6 +124,8 @@ func serve(args []string) error {
 			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings},
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
 				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack},
+			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies,
+				Options: copier.Options{Workers: f.copyWorkers}, Log: log},
 		}
 	}
 	d := driver.New(cfg)

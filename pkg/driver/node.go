@@ -85,11 +85,10 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	}
 	if rec != nil {
 		if rec.StagingPath == staging && stager.Healthy(rec) {
-			if m, _ := mountpoint.Get(staging); m != nil || rec.Mode == volume.ModeCopy {
-				return nil
-			}
+			return nil
 		}
-		d.log.Warn("repairing a stale stage", "volume", id, "staging", rec.StagingPath)
+		// A stale or unfinished stage (dead FUSE server, moved path, copy
+		// still running): stop serving it without dropping data, then stage.
 		if err := stager.Release(ctx, rec); err != nil {
 			return err
 		}
@@ -104,11 +103,16 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	if err != nil {
 		return err
 	}
+	// Recorded before the work starts, so an unstage that comes while it
+	// is still running (a pod deleted mid-copy) finds and stops it.
 	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral, StagedAt: time.Now().UTC()}
+	if err := d.cfg.State.Save(rec); err != nil {
+		return fmt.Errorf("saving node state: %w", err)
+	}
 	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir}
 	if err := stager.Stage(ctx, req, rec); err != nil {
 		if h.Mode == volume.ModeMount {
-			// Nothing of value in the state directory of a streaming mount.
+			// Nothing of value in the state of a streaming mount.
 			_ = d.cfg.State.Remove(id)
 		}
 		return err

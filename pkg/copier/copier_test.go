@@ -1,0 +1,161 @@
+package copier
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/rclone/rclone/backend/memory"
+	rfs "github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/object"
+	"github.com/rclone/rclone/fs/operations"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+)
+
+// memFs returns a fresh rclone in-memory remote (a real backend that
+// stores any key, hostile ones included) holding objects.
+func memFs(t *testing.T, objects map[string][]byte) rfs.Fs {
+	t.Helper()
+	ctx := context.Background()
+	f, err := rfs.NewFs(ctx, ":memory:"+strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = operations.Purge(ctx, f, "") })
+	for k, v := range objects {
+		put(t, f, k, v)
+	}
+	return f
+}
+
+func put(t *testing.T, f rfs.Fs, key string, data []byte) {
+	t.Helper()
+	info := object.NewStaticObjectInfo(key, time.Now(), int64(len(data)), true, nil, f)
+	if _, err := f.Put(context.Background(), bytes.NewReader(data), info); err != nil {
+		t.Fatalf("put %q: %v", key, err)
+	}
+}
+
+func random(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCopyHostileKeysStayInside(t *testing.T) {
+	objs := map[string][]byte{
+		"ok/a.txt": []byte("a"), "../escape.txt": []byte("x"), "a/../../b": []byte("x"),
+		"/abs": []byte("x"), "dup": []byte("file"), "dup/child": []byte("c"), "./dot": []byte("x"),
+		strings.Repeat("n", 300): []byte("x"), ".bucket-csi/owner.json": []byte("{}"),
+	}
+	f := memFs(t, objs)
+	root := t.TempDir()
+	dest := filepath.Join(root, "data")
+	res, err := Copy(context.Background(), f, dest, filepath.Join(root, "manifest"), Options{HideMetaDir: true}, &Progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			got = append(got, rel)
+		}
+		return nil
+	})
+	// rclone itself cleans "/abs" and "./dot" to "abs" and "dot" when they
+	// are written; what matters is that nothing lands outside the copy.
+	for _, g := range got {
+		if g != "manifest" && !strings.HasPrefix(g, "data/") {
+			t.Fatalf("file outside the copy: %s (all: %v)", g, got)
+		}
+		if strings.Contains(g, "escape") || strings.HasPrefix(g, "data/.bucket-csi") || g == "data/dup" {
+			t.Fatalf("file that must not be copied: %s", g)
+		}
+	}
+	for _, w := range []string{"data/ok/a.txt", "data/dup/child"} {
+		if !slices.Contains(got, w) {
+			t.Fatalf("%s missing from the copy: %v", w, got)
+		}
+	}
+	skipped := map[string]bool{}
+	for _, s := range res.Skipped {
+		skipped[s.Key] = true
+	}
+	for _, k := range []string{"dup", strings.Repeat("n", 300)} {
+		if !skipped[k] {
+			t.Errorf("key %q not reported as skipped: %+v", k, res.Skipped)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "escape.txt")); err == nil {
+		t.Fatal("a key escaped the copy")
+	}
+}
+
+func TestCopyIncrementalAndLarge(t *testing.T) {
+	big := random(t, 5<<20+3)
+	f := memFs(t, map[string][]byte{"big.bin": big, "s/1": []byte("one"), "s/2": []byte("two"), "empty": nil})
+	root := t.TempDir()
+	dest, man := filepath.Join(root, "data"), filepath.Join(root, "manifest")
+	opt := Options{ChunkSize: 1 << 20, Workers: 4}
+	res, err := Copy(context.Background(), f, dest, man, opt, &Progress{})
+	if err != nil || res.Downloaded != 4 || res.Files != 4 {
+		t.Fatalf("first copy: %+v %v", res, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dest, "big.bin")); !bytes.Equal(got, big) {
+		t.Fatal("large object differs after a ranged download")
+	}
+	res, err = Copy(context.Background(), f, dest, man, opt, &Progress{})
+	if err != nil || res.Downloaded != 0 {
+		t.Fatalf("unchanged copy downloaded %d files: %v", res.Downloaded, err)
+	}
+	put(t, f, "s/2", []byte("two, changed"))
+	if err := os.WriteFile(filepath.Join(dest, "s/1"), []byte("edited by a pod"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dest, "stray"), []byte("pod output"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Copy(context.Background(), f, dest, man, opt, &Progress{})
+	if err != nil || res.Downloaded != 2 {
+		t.Fatalf("want 2 downloads (one changed object, one locally edited file), got %+v %v", res, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dest, "s/1")); string(got) != "one" {
+		t.Fatalf("local edit not replaced: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "stray")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a file not in the bucket survived the re-copy")
+	}
+}
+
+func TestCopyRefusesWhenFull(t *testing.T) {
+	f := memFs(t, map[string][]byte{"x": []byte("x")})
+	root := t.TempDir()
+	if err := checkSpace(root, 1<<62); !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "bytes are free") {
+		t.Fatalf("checkSpace = %v, want fault.Exhausted with the figures", err)
+	}
+	if _, err := Copy(context.Background(), f, filepath.Join(root, "d"), filepath.Join(root, "m"), Options{}, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLocalPath(t *testing.T) {
+	for key, ok := range map[string]bool{
+		"a/b.txt": true, "a b/c": true, "../x": false, "a/./b": false, "a//b": false, "/x": false,
+		"a/": false, "": false, "x\x00y": false, strings.Repeat("a", 256): false,
+	} {
+		if _, why := localPath(key); (why == "") != ok {
+			t.Errorf("localPath(%q): reason %q, want ok=%v", key, why, ok)
+		}
+	}
+}

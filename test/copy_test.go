@@ -1,0 +1,146 @@
+package test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// fillSource creates bucket with n small objects and one large one, and
+// returns their sha256 by key.
+func fillSource(t *testing.T, s3 *testenv.S3, bucket string, n int) map[string][32]byte {
+	t.Helper()
+	ctx := context.Background()
+	st := s3.Store(t)
+	if err := st.CreateBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string][32]byte{}
+	putObj := func(key string, data []byte) {
+		if err := st.PutObject(ctx, bucket, key, data); err != nil {
+			t.Fatal(err)
+		}
+		sums[key] = sha256.Sum256(data)
+	}
+	for i := 0; i < n; i++ {
+		putObj(fmt.Sprintf("shard-%02d/item-%04d.json", i%10, i), []byte(strings.Repeat(fmt.Sprint(i), 100)))
+	}
+	putObj("weights/model.bin", randomBytes(t, 40<<20+11))
+	return sums
+}
+
+func stageCopy(t *testing.T, c testenv.Clients, id, staging string, secrets map[string]string) error {
+	t.Helper()
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx), Secrets: secrets})
+		cancel()
+		if status.Code(err) != codes.Unavailable {
+			return err
+		}
+	}
+}
+
+// TestCopyMode: COPY downloads the prefix (sha256 equal), publishes it,
+// keeps writes local, fetches only changed objects on a re-stage, and
+// refuses up front when the disk cannot hold the data.
+func TestCopyMode(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--keep-copies")
+	sums := fillSource(t, s3, "training-data", 300)
+	ctx := context.Background()
+	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-copy", map[string]string{"source": "s3://training-data", "mode": "COPY"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	work := drv.TempDir(t)
+	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
+		t.Fatalf("NodeStageVolume (COPY): %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx)}); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range sums {
+		got, err := os.ReadFile(filepath.Join(target, key))
+		if err != nil || sha256.Sum256(got) != want {
+			t.Fatalf("%s in the copy: err %v or sha256 differs", key, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(target, "local-only.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatalf("writing to a COPY volume: %v", err)
+	}
+	unpublish(t, c, id, staging, target)
+	if _, err := s3.ReadObject(t, "training-data", "local-only.txt"); err == nil {
+		t.Fatal("a write to a COPY volume reached the bucket")
+	}
+	// Re-stage after one object changed: only it is downloaded again.
+	if err := s3.Store(t).PutObject(ctx, "training-data", "shard-03/item-0003.json", []byte("changed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(drv.Log.String(), "downloaded=1 ") {
+		t.Fatalf("re-stage did not fetch exactly the one changed object; driver log:\n%s", drv.Log.String())
+	}
+	if got, _ := os.ReadFile(filepath.Join(staging, "shard-03/item-0003.json")); string(got) != "changed" {
+		t.Fatalf("changed object not updated: %q", got)
+	}
+	if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCopyRefusedWhenDiskTooSmall: a node whose copy disk is smaller than
+// the data answers ResourceExhausted with both figures, and publishes
+// nothing.
+func TestCopyRefusedWhenDiskTooSmall(t *testing.T) {
+	testenv.RequireFUSE(t)
+	small := filepath.Join(t.TempDir(), "small")
+	if err := os.MkdirAll(small, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=8m"); err != nil {
+		testenv.Missing(t, "mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(small, unix.MNT_DETACH) })
+	s3, drv, c := startAll(t, "--state-dir", small)
+	fillSource(t, s3, "too-big", 3)
+	vol, err := c.Controller.CreateVolume(context.Background(), createReq("pv-big", map[string]string{"source": "s3://too-big", "mode": "COPY"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := filepath.Join(drv.TempDir(t), "staging")
+	err = stageCopy(t, c, vol.GetVolume().GetVolumeId(), staging, s3.Secrets())
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "bytes are free") {
+		t.Fatalf("stage of a copy larger than the disk = %v, want ResourceExhausted with the figures", err)
+	}
+	if ok, _ := mounted(staging); ok {
+		t.Fatal("a refused copy was published")
+	}
+}
+
+func mounted(path string) (bool, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	return strings.Contains(string(data), " "+path+" "), err
+}
