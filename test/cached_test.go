@@ -165,3 +165,46 @@ func TestCachedServerKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestCachedFsyncIsDurable: fsync on a MOUNT_CACHED file returns only once
+// the file's content is in the bucket, even while the file stays open and
+// long before the write-back delay (30s here) would upload it.
+func TestCachedFsyncIsDurable(t *testing.T) {
+	s3, _, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-fsync")
+	if err := os.MkdirAll(filepath.Join(target, "ckpt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(target, "ckpt", "step-1.pt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := randomBytes(t, 3<<20)
+	if _, err := f.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	got, err := s3.ReadObject(t, bucket, "ckpt/step-1.pt")
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(first) {
+		t.Fatalf("after fsync the bucket does not hold the file: %v (%d bytes)", err, len(got))
+	}
+	more := []byte("appended after the first fsync")
+	if _, err := f.Write(more); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s3.ReadObject(t, bucket, "ckpt/step-1.pt")
+	if len(got) != len(first)+len(more) {
+		t.Fatalf("second fsync: bucket holds %d bytes, want %d", len(got), len(first)+len(more))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	unstageUntilDone(t, c, id, staging, 30*time.Second, time.Minute)
+}

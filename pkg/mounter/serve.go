@@ -145,7 +145,11 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if cfg.ReadOnly {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
-	server, err := fuse.NewServer(fusefs.NewNodeFS(root, &opts), cfg.MountPoint, &opts.MountOptions)
+	raw := fusefs.NewNodeFS(root, &opts)
+	if cfg.Mode == volume.ModeMountCached {
+		raw = newDurableFS(raw, v, log)
+	}
+	server, err := fuse.NewServer(raw, cfg.MountPoint, &opts.MountOptions)
 	if err != nil {
 		return fmt.Errorf("mounting %s: %w", cfg.MountPoint, err)
 	}
