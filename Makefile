@@ -13,11 +13,19 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/bucket-csi ./cmd/bucket-csi
 
-# Test servers, pinned in tools/go.mod (Go tool directives).
-tools: bin/versitygw
+# Test servers and emulators: Go tools pinned in tools/go.mod (tool
+# directives), Azurite pinned in tools/azurite/package-lock.json.
+tools: bin/versitygw bin/fake-gcs-server bin/azurite-blob
 
 bin/versitygw: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/versitygw github.com/versity/versitygw/cmd/versitygw
+
+bin/fake-gcs-server: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o ../bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+
+bin/azurite-blob: tools/azurite/package.json tools/azurite/package-lock.json
+	cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p bin && ln -sf ../tools/azurite/node_modules/.bin/azurite-blob bin/azurite-blob
 
 # Every test, with the real servers and real FUSE mounts.
 test: build tools

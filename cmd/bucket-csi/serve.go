@@ -114,7 +114,7 @@ func serve(args []string) error {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
-		sup := &mounter.Supervisor{Env: passthroughEnv(s3store.EnvPassthrough)}
+		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env())}
 		settings := stage.Settings{DirCacheTime: f.dirCacheTime}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {

@@ -61,7 +61,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 	defer release()
 
-	st, err := d.openStore(spec.Store, req.GetSecrets())
+	st, err := d.openStore(spec.Store, spec.Location, req.GetSecrets())
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return nil, err
 	}
 	defer release()
-	st, err := d.openStore(h.Store, req.GetSecrets())
+	st, err := d.openStore(h.Store, h.Location, req.GetSecrets())
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if err != nil {
 		return nil, err
 	}
-	st, err := d.openStore(h.Store, req.GetSecrets())
+	st, err := d.openStore(h.Store, h.Location, req.GetSecrets())
 	if err != nil {
 		return nil, err
 	}
@@ -190,10 +190,10 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	}}, nil
 }
 
-func (d *Driver) openStore(kind string, secrets map[string]string) (store.Store, error) {
+func (d *Driver) openStore(kind, location string, secrets map[string]string) (store.Store, error) {
 	b, err := d.cfg.Stores.Get(kind)
 	if err != nil {
 		return nil, err
 	}
-	return b.Open(store.Secrets(secrets))
+	return b.Open(store.Secrets(secrets), location)
 }

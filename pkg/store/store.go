@@ -60,12 +60,17 @@ type Secrets map[string]string
 // Backend is what one store kind registers.
 type Backend struct {
 	// Open returns a Store using secrets, or the driver's ambient identity
-	// when secrets hold none of the store's keys.
-	Open func(secrets Secrets) (Store, error)
+	// when secrets hold none of the store's keys. location is the
+	// Spec.Location of the volume (Azure account, IBM or OCI region),
+	// possibly "" for the configured default.
+	Open func(secrets Secrets, location string) (Store, error)
 	// Rclone returns the rclone backend options (type, provider, endpoint,
 	// credentials, ...) that reach the same account. location is the
 	// Spec.Location of the volume (Azure account, region), possibly "".
 	Rclone func(secrets Secrets, location string) (map[string]string, error)
+	// Env lists environment variables a FUSE server may inherit for the
+	// store's ambient credentials: paths and names, never secrets.
+	Env []string
 }
 
 // Registry maps store kinds ("s3", "gcs", ...) to their configured backends.
@@ -78,6 +83,15 @@ func (r Registry) Get(kind string) (Backend, error) {
 		return Backend{}, fmt.Errorf("%w: store %q is not configured on this driver; configured: %s", fault.Invalid, kind, strings.Join(r.Kinds(), ", "))
 	}
 	return b, nil
+}
+
+// Env returns the union of the backends' environment passthrough lists.
+func (r Registry) Env() []string {
+	var out []string
+	for _, b := range r {
+		out = append(out, b.Env...)
+	}
+	return out
 }
 
 // Kinds lists the configured store kinds, sorted.

@@ -150,3 +150,31 @@ func (d *Driver) AssertNoSecret(t testing.TB, secret string) {
 		}
 	}
 }
+
+// StartGCS starts fake-gcs-server for the test.
+func StartGCS(t testing.TB) *localenv.Server {
+	t.Helper()
+	if _, err := localenv.Binary("FAKE_GCS_BIN", "fake-gcs-server"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartGCS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartAzurite starts Azurite's blob service for the test.
+func StartAzurite(t testing.TB) *localenv.Server {
+	t.Helper()
+	if _, err := localenv.Binary("AZURITE_BIN", "azurite-blob"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartAzurite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}

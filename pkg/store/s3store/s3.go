@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -41,7 +42,8 @@ const (
 
 // Config is the driver-wide configuration of one S3-compatible account.
 type Config struct {
-	// Endpoint is the server URL; empty means AWS.
+	// Endpoint is the server URL; empty means AWS. "{location}" in it is
+	// replaced by the volume's location (the IBM COS region).
 	Endpoint string
 	// Region is the signing region; empty means "us-east-1".
 	Region string
@@ -75,13 +77,27 @@ var EnvPassthrough = []string{
 // Backend returns the store.Backend for cfg.
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
-		Open:   func(s store.Secrets) (store.Store, error) { return Open(cfg, s) },
-		Rclone: func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s) },
+		Open:   func(s store.Secrets, loc string) (store.Store, error) { return Open(cfg.At(loc), s) },
+		Rclone: func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.At(loc), s) },
+		Env:    EnvPassthrough,
 	}
 }
 
 type s3Store struct {
 	c *s3.Client
+}
+
+// At returns cfg for a volume at location: "{location}" in the endpoint is
+// replaced, and an empty Region takes the location.
+func (cfg Config) At(location string) Config {
+	if location == "" {
+		return cfg
+	}
+	cfg.Endpoint = strings.ReplaceAll(cfg.Endpoint, "{location}", location)
+	if cfg.Region == "" {
+		cfg.Region = location
+	}
+	return cfg
 }
 
 func (cfg Config) region() string {

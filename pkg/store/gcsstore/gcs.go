@@ -1,0 +1,216 @@
+// Package gcsstore implements store.Store for Google Cloud Storage with
+// cloud.google.com/go/storage, and the matching rclone options.
+//
+// Secret keys:
+//
+//	serviceAccountJSON   a service account key (JSON)
+//
+// Without it the driver's Application Default Credentials are used
+// (GKE workload identity, GOOGLE_APPLICATION_CREDENTIALS, metadata server).
+package gcsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"cloud.google.com/go/auth"
+	"cloud.google.com/go/storage"
+	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+)
+
+// SecretServiceAccountJSON is the secret key holding a service account key.
+const SecretServiceAccountJSON = "serviceAccountJSON"
+
+// Config is the driver-wide GCS configuration.
+type Config struct {
+	// ProjectID owns the buckets the driver creates and lists.
+	ProjectID string
+	// Endpoint overrides the JSON API endpoint (an emulator:
+	// http://host:port/storage/v1/). With an endpoint and no secret the
+	// client sends no credentials.
+	Endpoint string
+}
+
+// Backend returns the store.Backend for cfg.
+func Backend(cfg Config) store.Backend {
+	return store.Backend{
+		Open:   func(s store.Secrets, _ string) (store.Store, error) { return Open(cfg, s) },
+		Rclone: func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s), nil },
+		Env:    []string{"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"},
+	}
+}
+
+type gcsStore struct {
+	c       *storage.Client
+	project string
+}
+
+// Open returns a Store for cfg with the credentials in secrets.
+func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
+	var opts []option.ClientOption
+	if cfg.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
+	}
+	switch js := secrets[SecretServiceAccountJSON]; {
+	case js != "":
+		opts = append(opts, option.WithCredentialsJSON([]byte(js)))
+	case cfg.Endpoint != "":
+		opts = append(opts, option.WithoutAuthentication())
+	}
+	c, err := storage.NewClient(context.Background(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GCS client: %v", fault.Invalid, err)
+	}
+	return &gcsStore{c: c, project: cfg.ProjectID}, nil
+}
+
+// RcloneOptions returns rclone "google cloud storage" options.
+func RcloneOptions(cfg Config, secrets store.Secrets) map[string]string {
+	o := map[string]string{"type": "google cloud storage", "bucket_policy_only": "true"}
+	if cfg.ProjectID != "" {
+		o["project_number"] = cfg.ProjectID
+	}
+	if cfg.Endpoint != "" {
+		o["endpoint"] = cfg.Endpoint
+	}
+	switch js := secrets[SecretServiceAccountJSON]; {
+	case js != "":
+		o["service_account_credentials"] = js
+	case cfg.Endpoint != "":
+		o["anonymous"] = "true"
+	default:
+		o["env_auth"] = "true"
+	}
+	return o
+}
+
+func (s *gcsStore) CreateBucket(ctx context.Context, bucket string) error {
+	if s.project == "" {
+		return fmt.Errorf("%w: creating GCS bucket %q needs the driver's --gcs-project", fault.Precondition, bucket)
+	}
+	err := s.c.Bucket(bucket).Create(ctx, s.project, nil)
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && ge.Code == http.StatusConflict {
+		return fmt.Errorf("%w: bucket %q already exists", fault.Conflict, bucket)
+	}
+	return mapErr(err, "creating bucket %q", bucket)
+}
+
+func (s *gcsStore) HeadBucket(ctx context.Context, bucket string) error {
+	_, err := s.c.Bucket(bucket).Attrs(ctx)
+	return mapErr(err, "bucket %q", bucket)
+}
+
+func (s *gcsStore) DeleteBucket(ctx context.Context, bucket string) error {
+	err := mapErr(s.c.Bucket(bucket).Delete(ctx), "deleting bucket %q", bucket)
+	if errors.Is(err, fault.NotFound) {
+		return nil
+	}
+	return err
+}
+
+func (s *gcsStore) ListBuckets(ctx context.Context) ([]store.Bucket, error) {
+	var out []store.Bucket
+	it := s.c.Buckets(ctx, s.project)
+	for {
+		b, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, mapErr(err, "listing buckets")
+		}
+		out = append(out, store.Bucket{Name: b.Name, Created: b.Created})
+	}
+}
+
+func (s *gcsStore) GetObject(ctx context.Context, bucket, key string) ([]byte, error) {
+	r, err := s.c.Bucket(bucket).Object(key).NewReader(ctx)
+	if err != nil {
+		return nil, mapErr(err, "reading gs://%s/%s", bucket, key)
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	return data, mapErr(err, "reading gs://%s/%s", bucket, key)
+}
+
+func (s *gcsStore) PutObject(ctx context.Context, bucket, key string, data []byte) error {
+	w := s.c.Bucket(bucket).Object(key).NewWriter(ctx)
+	w.ChunkSize = 0 // one request: these are small objects
+	if _, err := w.Write(data); err != nil {
+		_ = w.Close()
+		return mapErr(err, "writing gs://%s/%s", bucket, key)
+	}
+	return mapErr(w.Close(), "writing gs://%s/%s", bucket, key)
+}
+
+func (s *gcsStore) DeleteObjects(ctx context.Context, bucket string, keys []string) error {
+	for _, k := range keys {
+		err := mapErr(s.c.Bucket(bucket).Object(k).Delete(ctx), "deleting gs://%s/%s", bucket, k)
+		if err != nil && !errors.Is(err, fault.NotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *gcsStore) List(ctx context.Context, bucket, prefix string, limit int, fn func(store.Object) error) error {
+	it := s.c.Bucket(bucket).Objects(ctx, &storage.Query{Prefix: prefix})
+	for n := 0; limit <= 0 || n < limit; n++ {
+		o, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return mapErr(err, "listing bucket %q", bucket)
+		}
+		if err := fn(store.Object{Key: o.Name, Size: o.Size}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapErr wraps a GCS error in the fault kind that describes it.
+func mapErr(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	what := fmt.Sprintf(format, args...)
+	if errors.Is(err, storage.ErrBucketNotExist) || errors.Is(err, storage.ErrObjectNotExist) {
+		return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
+	}
+	// The token endpoint refused the key (revoked, deleted, wrong).
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return fmt.Errorf("%w: %s: the credentials were refused (%s)", fault.Denied, what, re.ErrorCode)
+	}
+	var ae *auth.Error
+	if errors.As(err, &ae) && ae.Response != nil && ae.Response.StatusCode >= 400 && ae.Response.StatusCode < 500 {
+		return fmt.Errorf("%w: %s: the credentials were refused (token endpoint answered HTTP %d)", fault.Denied, what, ae.Response.StatusCode)
+	}
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		switch ge.Code {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w: %s: the credentials are not allowed (HTTP %d)", fault.Denied, what, ge.Code)
+		case http.StatusConflict:
+			return fmt.Errorf("%w: %s: HTTP 409", fault.Conflict, what)
+		case http.StatusBadRequest:
+			return fmt.Errorf("%w: %s: %s", fault.Invalid, what, ge.Message)
+		}
+		return fmt.Errorf("%w: %s: HTTP %d %s", fault.Unavailable, what, ge.Code, ge.Message)
+	}
+	return fmt.Errorf("%w: %s: %v", fault.Unavailable, what, err)
+}
