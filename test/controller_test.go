@@ -113,7 +113,7 @@ func TestManagedBucketLifecycle(t *testing.T) {
 // TestControllerErrors: each bad request answers the code the CSI spec
 // and the external-provisioner expect, with a message naming the problem.
 func TestControllerErrors(t *testing.T) {
-	s3, _, c := startAll(t, "--services", "controller")
+	s3, _, c := startAll(t, "--services", "controller", "--stores", "s3")
 	ctx := context.Background()
 	if _, err := c.Controller.CreateVolume(ctx, createReq("pvc-x", map[string]string{"name": "cap-test"}, s3.Secrets())); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
@@ -43,7 +42,7 @@ func TestStoreConformance(t *testing.T) {
 	})
 	t.Run("azure", func(t *testing.T) {
 		srv := testenv.StartAzurite(t)
-		cfg := azurestore.Config{Account: localenv.AzuriteAccount, Endpoint: strings.Replace(srv.Endpoint, localenv.AzuriteAccount, "{account}", 1)}
+		cfg := azurestore.Config{Account: localenv.AzuriteAccount, Endpoint: testenv.Emulators{Azure: srv}.AzureEndpoint()}
 		storetest.Run(t, storetest.Target{
 			Open: func(t *testing.T) store.Store {
 				return mustOpen(t, azurestore.Backend(cfg), map[string]string{"accountKey": localenv.AzuriteKey})

@@ -22,6 +22,8 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
+	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -35,6 +37,9 @@ type serveFlags struct {
 	copyWorkers                                                                          int
 	uploadTransfers                                                                      int
 	s3                                                                                   s3store.Config
+	gcs                                                                                  gcsstore.Config
+	azure                                                                                azurestore.Config
+	stores                                                                               string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -54,6 +59,11 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
+	fs.StringVar(&f.stores, "stores", "s3,gcs,azure", "stores this driver serves (comma-separated)")
+	fs.StringVar(&f.gcs.ProjectID, "gcs-project", "", "GCS project that owns buckets the driver creates")
+	fs.StringVar(&f.gcs.Endpoint, "gcs-endpoint", "", "GCS JSON API endpoint (an emulator: http://host:port/storage/v1/)")
+	fs.StringVar(&f.azure.Account, "azure-account", "", "Azure storage account for containers the driver creates")
+	fs.StringVar(&f.azure.Endpoint, "azure-endpoint", "", "Azure account URL template with {account} (default https://{account}.blob.core.windows.net/)")
 	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
 	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (default us-east-1)")
 	fs.BoolVar(&f.s3.PathStyle, "s3-path-style", false, "use path-style S3 addressing")
@@ -103,7 +113,19 @@ func serve(args []string) error {
 		SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
 		SessionToken:    os.Getenv("AWS_SESSION_TOKEN"),
 	}
-	cfg.Stores = store.Registry{"s3": s3store.Backend(f.s3)}
+	all := store.Registry{"s3": s3store.Backend(f.s3), "gcs": gcsstore.Backend(f.gcs), "azure": azurestore.Backend(f.azure)}
+	cfg.Stores = store.Registry{}
+	for _, kind := range strings.Split(f.stores, ",") {
+		kind = strings.TrimSpace(kind)
+		b, ok := all[kind]
+		if !ok {
+			return fmt.Errorf("--stores: %q is not one of %s", kind, strings.Join(all.Kinds(), ", "))
+		}
+		cfg.Stores[kind] = b
+	}
+	if _, ok := cfg.Stores[f.defaultStore]; !ok {
+		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, f.stores)
+	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
 	if cfg.Node {
 		stateDir, err := filepath.Abs(f.stateDir)

@@ -47,6 +47,13 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	if spec.Location == "" {
+		b, err := d.cfg.Stores.Get(spec.Store)
+		if err != nil {
+			return nil, err
+		}
+		spec.Location = b.DefaultLocation
+	}
 	h := volume.Handle{Spec: spec}
 	if !spec.Existing {
 		h.NameHash = volume.NameHash(req.GetName())

@@ -28,6 +28,8 @@ import (
 
 	// Backends register themselves with rclone; local is needed by the VFS
 	// disk cache, which silently turns off without it.
+	_ "github.com/rclone/rclone/backend/azureblob"
+	_ "github.com/rclone/rclone/backend/googlecloudstorage"
 	_ "github.com/rclone/rclone/backend/local"
 	_ "github.com/rclone/rclone/backend/s3"
 )

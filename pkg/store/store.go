@@ -68,6 +68,11 @@ type Backend struct {
 	// credentials, ...) that reach the same account. location is the
 	// Spec.Location of the volume (Azure account, region), possibly "".
 	Rclone func(secrets Secrets, location string) (map[string]string, error)
+	// DefaultLocation is the location of buckets the driver creates when
+	// the volume names none (the configured Azure account, IBM region).
+	// CreateVolume records it in the volume ID, so a later change of the
+	// driver's configuration never moves an existing volume.
+	DefaultLocation string
 	// Env lists environment variables a FUSE server may inherit for the
 	// store's ambient credentials: paths and names, never secrets.
 	Env []string

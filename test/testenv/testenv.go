@@ -178,3 +178,32 @@ func StartAzurite(t testing.TB) *localenv.Server {
 	t.Cleanup(s.Stop)
 	return s
 }
+
+// Emulators are the GCS and Azure emulators and the driver flags that
+// reach them.
+type Emulators struct {
+	GCS, Azure *localenv.Server
+	// Args point the driver at both emulators.
+	Args []string
+}
+
+// StartEmulators starts fake-gcs-server and Azurite for the test.
+func StartEmulators(t testing.TB) Emulators {
+	t.Helper()
+	gcs, az := StartGCS(t), StartAzurite(t)
+	return Emulators{GCS: gcs, Azure: az, Args: []string{
+		"--gcs-endpoint", gcs.Endpoint, "--gcs-project", localenv.GCSProject,
+		"--azure-account", localenv.AzuriteAccount,
+		"--azure-endpoint", strings.Replace(az.Endpoint, localenv.AzuriteAccount, "{account}", 1),
+	}}
+}
+
+// AzureSecrets is the CSI secret for the Azurite account.
+func AzureSecrets() map[string]string {
+	return map[string]string{"accountKey": localenv.AzuriteKey}
+}
+
+// AzureEndpoint is the account URL template of the Azurite server.
+func (e Emulators) AzureEndpoint() string {
+	return strings.Replace(e.Azure.Endpoint, localenv.AzuriteAccount, "{account}", 1)
+}
