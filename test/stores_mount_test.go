@@ -16,13 +16,15 @@ import (
 )
 
 // TestMountOtherStores writes files through MOUNT volumes on GCS
-// (fake-gcs-server) and Azure (Azurite) and reads them back with the
-// store's SDK, and reads an object written by the SDK through the mount.
+// (fake-gcs-server), Azure (Azurite) and IBM COS (versitygw through the
+// IBM profile) and reads them back with the store's SDK, and reads an
+// object written by the SDK through the mount.
 func TestMountOtherStores(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
 	emu := testenv.StartEmulators(t)
-	drv := testenv.StartDriver(t, s3, emu.Args...)
+	// IBM COS is served by versitygw (region us-east-1) through the profile.
+	drv := testenv.StartDriver(t, s3, append(emu.Args, "--ibm-endpoint", s3.Endpoint, "--ibm-region", "us-east-1")...)
 	c := drv.Dial(t)
 	gcs, err := gcsstore.Open(gcsstore.Config{Endpoint: emu.GCS.Endpoint, ProjectID: localenv.GCSProject}, nil)
 	if err != nil {
@@ -36,7 +38,7 @@ func TestMountOtherStores(t *testing.T) {
 		store   string
 		sdk     store.Store
 		secrets map[string]string
-	}{{"gcs", gcs, nil}, {"azure", az, testenv.AzureSecrets()}} {
+	}{{"gcs", gcs, nil}, {"azure", az, testenv.AzureSecrets()}, {"ibm", s3.Store(t), s3.Secrets()}} {
 		t.Run(tc.store, func(t *testing.T) {
 			ctx := context.Background()
 			vol, err := c.Controller.CreateVolume(ctx, createReq("pvc-"+tc.store, map[string]string{"store": tc.store}, tc.secrets))

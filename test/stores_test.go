@@ -27,6 +27,32 @@ func TestStoreConformance(t *testing.T) {
 			Objects: 1100,
 		})
 	})
+	// The S3-compatible profiles, each against versitygw through an endpoint
+	// override, with the profile's own provider settings.
+	for _, profile := range []struct {
+		name, region string
+		cfg          func(endpoint string) s3store.Config
+	}{
+		{"r2", "auto", func(e string) s3store.Config { return s3store.Config{Endpoint: e, Region: "auto", PathStyle: true} }},
+		// IBM: the signing region comes from the volume's location
+		// (cos://<region>/<bucket>), here "us-south".
+		{"ibm", "us-south", func(e string) s3store.Config { return s3store.Config{Endpoint: e, PathStyle: true} }},
+		{"nebius", "eu-north1", func(e string) s3store.Config {
+			return s3store.Config{Endpoint: e, Region: "eu-north1", PathStyle: true}
+		}},
+	} {
+		t.Run(profile.name, func(t *testing.T) {
+			s3 := testenv.StartS3Region(t, profile.region)
+			b := s3store.Backend(profile.cfg(s3.Endpoint))
+			storetest.Run(t, storetest.Target{
+				Open: func(t *testing.T) store.Store { return mustOpenAt(t, b, s3.Secrets(), "us-south") },
+				OpenWrong: func(t *testing.T) store.Store {
+					return mustOpenAt(t, b, map[string]string{"accessKeyID": s3.AccessKey, "secretAccessKey": "wrong"}, "us-south")
+				},
+				Objects: 50,
+			})
+		})
+	}
 	t.Run("gcs", func(t *testing.T) {
 		srv := testenv.StartGCS(t)
 		cfg := gcsstore.Config{Endpoint: srv.Endpoint, ProjectID: localenv.GCSProject}
@@ -57,7 +83,12 @@ func TestStoreConformance(t *testing.T) {
 
 func mustOpen(t *testing.T, b store.Backend, secrets map[string]string) store.Store {
 	t.Helper()
-	s, err := b.Open(secrets, "")
+	return mustOpenAt(t, b, secrets, "")
+}
+
+func mustOpenAt(t *testing.T, b store.Backend, secrets map[string]string, location string) store.Store {
+	t.Helper()
+	s, err := b.Open(secrets, location)
 	if err != nil {
 		t.Fatal(err)
 	}

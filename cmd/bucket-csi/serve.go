@@ -21,10 +21,6 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
-	"github.com/bucket-csi/bucket-csi/pkg/store"
-	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
-	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
-	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
@@ -36,10 +32,7 @@ type serveFlags struct {
 	keepCopies                                                                           bool
 	copyWorkers                                                                          int
 	uploadTransfers                                                                      int
-	s3                                                                                   s3store.Config
-	gcs                                                                                  gcsstore.Config
-	azure                                                                                azurestore.Config
-	stores                                                                               string
+	stores                                                                               storeFlags
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -59,15 +52,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
-	fs.StringVar(&f.stores, "stores", "s3,gcs,azure", "stores this driver serves (comma-separated)")
-	fs.StringVar(&f.gcs.ProjectID, "gcs-project", "", "GCS project that owns buckets the driver creates")
-	fs.StringVar(&f.gcs.Endpoint, "gcs-endpoint", "", "GCS JSON API endpoint (an emulator: http://host:port/storage/v1/)")
-	fs.StringVar(&f.azure.Account, "azure-account", "", "Azure storage account for containers the driver creates")
-	fs.StringVar(&f.azure.Endpoint, "azure-endpoint", "", "Azure account URL template with {account} (default https://{account}.blob.core.windows.net/)")
-	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
-	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (default us-east-1)")
-	fs.BoolVar(&f.s3.PathStyle, "s3-path-style", false, "use path-style S3 addressing")
-	fs.StringVar(&f.s3.RcloneProvider, "s3-provider", "", "rclone s3 provider name (default AWS, or Other with an endpoint)")
+	f.stores.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -108,23 +93,11 @@ func serve(args []string) error {
 	if err := volume.ValidateBucket("s3", volume.DeriveBucketName(f.bucketPrefix, "pvc-0")); err != nil {
 		return fmt.Errorf("--bucket-prefix %q does not make valid bucket names: %w", f.bucketPrefix, err)
 	}
-	f.s3.Ambient = s3store.Keys{
-		AccessKeyID:     os.Getenv("AWS_ACCESS_KEY_ID"),
-		SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
-		SessionToken:    os.Getenv("AWS_SESSION_TOKEN"),
-	}
-	all := store.Registry{"s3": s3store.Backend(f.s3), "gcs": gcsstore.Backend(f.gcs), "azure": azurestore.Backend(f.azure)}
-	cfg.Stores = store.Registry{}
-	for _, kind := range strings.Split(f.stores, ",") {
-		kind = strings.TrimSpace(kind)
-		b, ok := all[kind]
-		if !ok {
-			return fmt.Errorf("--stores: %q is not one of %s", kind, strings.Join(all.Kinds(), ", "))
-		}
-		cfg.Stores[kind] = b
+	if cfg.Stores, err = f.stores.registry(); err != nil {
+		return err
 	}
 	if _, ok := cfg.Stores[f.defaultStore]; !ok {
-		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, f.stores)
+		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, f.stores.kinds)
 	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
 	if cfg.Node {

@@ -47,7 +47,7 @@ func run() error {
 	if err := os.MkdirAll(filepath.Join(work, "s3"), 0o700); err != nil {
 		return err
 	}
-	srv, err := localenv.StartS3(filepath.Join(work, "s3"), "")
+	srv, err := localenv.StartS3(filepath.Join(work, "s3"), "", "")
 	if err != nil {
 		return err
 	}

@@ -79,8 +79,9 @@ type S3 struct {
 }
 
 // StartS3 starts versitygw with a posix backend in dir. pinCPU, if not
-// empty, pins the server with taskset (e.g. "0" for CPU 0).
-func StartS3(dir string, pinCPU string) (*S3, error) {
+// empty, pins the server with taskset (e.g. "0" for CPU 0). region, if not
+// empty, is the signing region the server expects (default us-east-1).
+func StartS3(dir, pinCPU, region string) (*S3, error) {
 	bin, err := Binary("VERSITYGW_BIN", "versitygw")
 	if err != nil {
 		return nil, err
@@ -98,7 +99,11 @@ func StartS3(dir string, pinCPU string) (*S3, error) {
 		Log:       log,
 		log:       log,
 	}
-	s.argv = []string{bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "posix", dir}
+	s.argv = []string{bin, "--port", fmt.Sprintf("127.0.0.1:%d", port)}
+	if region != "" {
+		s.argv = append(s.argv, "--region", region)
+	}
+	s.argv = append(s.argv, "posix", dir)
 	if pinCPU != "" {
 		s.argv = append([]string{"taskset", "-c", pinCPU}, s.argv...)
 	}

@@ -32,6 +32,8 @@ var stores = map[string]storeRules{
 	"r2":    {scheme: "r2://", validate: validateR2},
 	"ibm":   {scheme: "cos://", validate: validateS3},
 	"oci":   {scheme: "oci://", validate: validateOCI},
+	// Nebius Object Storage, an S3-compatible profile.
+	"nebius": {scheme: "nebius://", validate: validateS3},
 }
 
 const azureHostSuffix = ".blob.core.windows.net"
@@ -44,6 +46,7 @@ const azureHostSuffix = ".blob.core.windows.net"
 //	r2://bucket[/prefix]
 //	cos://<region>/<bucket>[/prefix]
 //	oci://<bucket>[@<region>][/prefix]
+//	nebius://bucket[/prefix]
 //
 // A local path is rejected with a pointer to `bucket-csi storage upload`.
 func ParseSource(uri string) (Location, error) {
@@ -74,6 +77,8 @@ func ParseSource(uri string) (Location, error) {
 		loc.Location, rest = region, after
 	case "oci":
 		loc.Store = "oci"
+	case "nebius":
+		loc.Store = "nebius"
 	case "https":
 		host, after, _ := strings.Cut(rest, "/")
 		account, isAzure := strings.CutSuffix(strings.ToLower(host), azureHostSuffix)
@@ -85,7 +90,7 @@ func ParseSource(uri string) (Location, error) {
 		}
 		loc.Store, loc.Location, rest = "azure", account, after
 	default:
-		return bad(fmt.Sprintf("unknown scheme %q; accepted: s3://, gs://, r2://, cos://, oci://, https://<account>.blob.core.windows.net/", scheme))
+		return bad(fmt.Sprintf("unknown scheme %q; accepted: s3://, gs://, r2://, cos://, oci://, nebius://, https://<account>.blob.core.windows.net/", scheme))
 	}
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	if loc.Store == "oci" {

@@ -30,7 +30,7 @@ func TestParse(t *testing.T) {
 		{"unknown key", map[string]string{"nmae": "x"}, "", Spec{}, `nmae "x" is not valid: accepted: one of mode, name, persistent, source, store`},
 		{"bad mode", map[string]string{"name": "abc", "mode": "STREAM"}, "", Spec{}, "mode \"STREAM\" is not valid: accepted: MOUNT, COPY, MOUNT_CACHED"},
 		{"bad persistent", map[string]string{"name": "abc", "persistent": "maybe"}, "", Spec{}, `persistent "maybe"`},
-		{"bad store", map[string]string{"name": "abc", "store": "dropbox"}, "", Spec{}, "store \"dropbox\" is not valid: accepted: one of azure, gcs, ibm, oci, r2, s3"},
+		{"bad store", map[string]string{"name": "abc", "store": "dropbox"}, "", Spec{}, "store \"dropbox\" is not valid: accepted: one of azure, gcs, ibm, nebius, oci, r2, s3"},
 		{"bad bucket name", map[string]string{"name": "Has_Upper"}, "", Spec{}, "name \"Has_Upper\" is not valid"},
 		{"store contradicts URI", map[string]string{"source": "gs://abc", "store": "s3"}, "", Spec{}, "is a gcs URI"},
 		{"local path", map[string]string{"source": "~/dataset"}, "", Spec{}, "bucket-csi storage upload"},

@@ -45,12 +45,15 @@ func RequireFUSE(t testing.TB) {
 type S3 struct{ *localenv.S3 }
 
 // StartS3 starts versitygw in a temporary directory for the test.
-func StartS3(t testing.TB) *S3 {
+func StartS3(t testing.TB) *S3 { return StartS3Region(t, "") }
+
+// StartS3Region starts versitygw expecting requests signed for region.
+func StartS3Region(t testing.TB, region string) *S3 {
 	t.Helper()
 	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
 		Missing(t, "%v", err)
 	}
-	s, err := localenv.StartS3(t.TempDir(), "")
+	s, err := localenv.StartS3(t.TempDir(), "", region)
 	if err != nil {
 		t.Fatal(err)
 	}
