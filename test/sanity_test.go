@@ -15,7 +15,8 @@ import (
 
 // TestSanity runs the whole csi-sanity suite, in-process, against the real
 // driver binary on its socket and real FUSE mounts: for S3 (versitygw) in
-// every mode, and for GCS (fake-gcs-server) and Azure (Azurite). Idempotency checks are on (IdempotentCount 10, the default).
+// every mode, for GCS (fake-gcs-server) and Azure (Azurite), and for OCI
+// against the local stand-in (there is no OCI emulator). Idempotency checks are on (IdempotentCount 10, the default).
 // No group is skipped by configuration: the groups that csi-sanity skips
 // itself are those for capabilities the driver does not advertise
 // (snapshots, expansion, controller publish, listing, health).
@@ -23,7 +24,8 @@ func TestSanity(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
 	emu := testenv.StartEmulators(t)
-	drv := testenv.StartDriver(t, s3, emu.Args...)
+	oci := testenv.StartOCI(t)
+	drv := testenv.StartDriver(t, s3, append(emu.Args, oci.Args()...)...)
 	work := drv.TempDir(t)
 	for _, run := range []struct {
 		store, mode string
@@ -33,8 +35,10 @@ func TestSanity(t *testing.T) {
 		{"s3", "COPY", s3.Secrets()},
 		{"s3", "MOUNT_CACHED", s3.Secrets()},
 		{"gcs", "MOUNT", nil}, // the emulator needs no credentials
+		{"gcs", "COPY", nil},
 		{"azure", "MOUNT", testenv.AzureSecrets()},
 		{"azure", "MOUNT_CACHED", testenv.AzureSecrets()},
+		{"oci", "MOUNT", oci.Secrets()},
 	} {
 		dir := filepath.Join(work, run.store+"-"+run.mode)
 		if err := os.MkdirAll(dir, 0o755); err != nil {

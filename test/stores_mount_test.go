@@ -12,19 +12,22 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
+	"github.com/bucket-csi/bucket-csi/pkg/store/ocistore"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
 // TestMountOtherStores writes files through MOUNT volumes on GCS
-// (fake-gcs-server), Azure (Azurite) and IBM COS (versitygw through the
-// IBM profile) and reads them back with the store's SDK, and reads an
+// (fake-gcs-server), Azure (Azurite), IBM COS (versitygw through the IBM
+// profile) and OCI (the local stand-in) and reads them back with the store's SDK, and reads an
 // object written by the SDK through the mount.
 func TestMountOtherStores(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
 	emu := testenv.StartEmulators(t)
 	// IBM COS is served by versitygw (region us-east-1) through the profile.
-	drv := testenv.StartDriver(t, s3, append(emu.Args, "--ibm-endpoint", s3.Endpoint, "--ibm-region", "us-east-1")...)
+	oci := testenv.StartOCI(t)
+	args := append(append(emu.Args, "--ibm-endpoint", s3.Endpoint, "--ibm-region", "us-east-1"), oci.Args()...)
+	drv := testenv.StartDriver(t, s3, args...)
 	c := drv.Dial(t)
 	gcs, err := gcsstore.Open(gcsstore.Config{Endpoint: emu.GCS.Endpoint, ProjectID: localenv.GCSProject}, nil)
 	if err != nil {
@@ -38,7 +41,7 @@ func TestMountOtherStores(t *testing.T) {
 		store   string
 		sdk     store.Store
 		secrets map[string]string
-	}{{"gcs", gcs, nil}, {"azure", az, testenv.AzureSecrets()}, {"ibm", s3.Store(t), s3.Secrets()}} {
+	}{{"gcs", gcs, nil}, {"azure", az, testenv.AzureSecrets()}, {"ibm", s3.Store(t), s3.Secrets()}, {"oci", mustOpen(t, ocistore.Backend(oci.Config), oci.Secrets()), oci.Secrets()}} {
 		t.Run(tc.store, func(t *testing.T) {
 			ctx := context.Background()
 			vol, err := c.Controller.CreateVolume(ctx, createReq("pvc-"+tc.store, map[string]string{"store": tc.store}, tc.secrets))

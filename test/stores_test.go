@@ -6,6 +6,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
+	"github.com/bucket-csi/bucket-csi/pkg/store/ocistore"
 
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
@@ -64,6 +65,17 @@ func TestStoreConformance(t *testing.T) {
 				return mustOpen(t, gcsstore.Backend(cfg), map[string]string{"serviceAccountJSON": testenv.RefusedServiceAccount(t)})
 			},
 			Objects: 120,
+		})
+	})
+	// OCI has no emulator: a local stand-in speaking the API subset the
+	// store and rclone use (internal/ocistandin; not a real OCI endpoint).
+	t.Run("oci", func(t *testing.T) {
+		oci := testenv.StartOCI(t)
+		b := ocistore.Backend(oci.Config)
+		storetest.Run(t, storetest.Target{
+			Open:      func(t *testing.T) store.Store { return mustOpen(t, b, oci.Secrets()) },
+			OpenWrong: func(t *testing.T) store.Store { return mustOpen(t, b, oci.WrongSecrets()) },
+			Objects:   1100,
 		})
 	})
 	t.Run("azure", func(t *testing.T) {

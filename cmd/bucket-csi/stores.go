@@ -9,6 +9,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
+	"github.com/bucket-csi/bucket-csi/pkg/store/ocistore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 )
 
@@ -19,10 +20,11 @@ type storeFlags struct {
 	r2Account, ibmRegion string
 	gcs                  gcsstore.Config
 	azure                azurestore.Config
+	oci                  ocistore.Config
 }
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.kinds, "stores", "", "stores this driver serves, comma-separated (default: s3, gcs, azure, ibm, nebius, and r2 when --r2-account-id or --r2-endpoint is set)")
+	fs.StringVar(&f.kinds, "stores", "", "stores this driver serves, comma-separated (default: s3, gcs, azure, ibm, nebius, oci, and r2 when --r2-account-id or --r2-endpoint is set)")
 	fs.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
 	fs.StringVar(&f.s3.Region, "s3-region", "", "S3 region (default us-east-1)")
 	fs.BoolVar(&f.s3.PathStyle, "s3-path-style", false, "use path-style S3 addressing")
@@ -35,6 +37,10 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.r2.Endpoint, "r2-endpoint", "", "R2 endpoint override")
 	fs.StringVar(&f.ibmRegion, "ibm-region", "us-east", "IBM COS region for buckets the driver creates")
 	fs.StringVar(&f.ibm.Endpoint, "ibm-endpoint", "https://s3.{location}.cloud-object-storage.appdomain.cloud", "IBM COS endpoint template ({location} is the region)")
+	fs.StringVar(&f.oci.Region, "oci-region", "", "OCI region for buckets the driver creates (oci:// URIs may name another)")
+	fs.StringVar(&f.oci.Compartment, "oci-compartment", "", "OCI compartment OCID for buckets the driver creates and lists")
+	fs.StringVar(&f.oci.Namespace, "oci-namespace", "", "OCI Object Storage namespace (default: looked up)")
+	fs.StringVar(&f.oci.Endpoint, "oci-endpoint", "", "OCI Object Storage endpoint override ({region} is replaced)")
 	fs.StringVar(&f.nebius.Region, "nebius-region", "eu-north1", "Nebius region")
 	fs.StringVar(&f.nebius.Endpoint, "nebius-endpoint", "", "Nebius endpoint override (default https://storage.<region>.nebius.cloud)")
 }
@@ -65,11 +71,11 @@ func (f *storeFlags) registry() (store.Registry, error) {
 	ibmBackend.DefaultLocation = f.ibmRegion
 	all := store.Registry{
 		"s3": s3store.Backend(s3), "r2": s3store.Backend(r2), "ibm": ibmBackend, "nebius": s3store.Backend(nebius),
-		"gcs": gcsstore.Backend(f.gcs), "azure": azurestore.Backend(f.azure),
+		"gcs": gcsstore.Backend(f.gcs), "azure": azurestore.Backend(f.azure), "oci": ocistore.Backend(f.oci),
 	}
 	kinds := f.kinds
 	if kinds == "" {
-		kinds = "s3,gcs,azure,ibm,nebius"
+		kinds = "s3,gcs,azure,ibm,nebius,oci"
 		if r2.Endpoint != "" {
 			kinds += ",r2"
 		}

@@ -45,6 +45,9 @@ type Config struct {
 	// WriteBack is the delay between a file's last close and its upload
 	// (MOUNT_CACHED).
 	WriteBack time.Duration `json:"writeBack,omitempty"`
+	// PrivateDir receives the credential files some backends need (0700
+	// directory, 0600 files, removed when the server exits).
+	PrivateDir string `json:"privateDir,omitempty"`
 	// ControlSocket is the Unix socket on which the server answers status
 	// and flush requests.
 	ControlSocket string `json:"controlSocket,omitempty"`

@@ -24,6 +24,7 @@ import (
 	"github.com/rclone/rclone/vfs/vfscommon"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 
 	// Backends register themselves with rclone; local is needed by the VFS
@@ -31,6 +32,7 @@ import (
 	_ "github.com/rclone/rclone/backend/azureblob"
 	_ "github.com/rclone/rclone/backend/googlecloudstorage"
 	_ "github.com/rclone/rclone/backend/local"
+	_ "github.com/rclone/rclone/backend/oracleobjectstorage"
 	_ "github.com/rclone/rclone/backend/s3"
 )
 
@@ -91,7 +93,14 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		ci.LogLevel = fs.LogLevelDebug
 	}
 	section := cfg.section()
-	for k, v := range cfg.Remote {
+	remote, err := store.Materialize(cfg.Remote, cfg.PrivateDir)
+	if err != nil {
+		return fmt.Errorf("writing credential files: %w", err)
+	}
+	if cfg.PrivateDir != "" {
+		defer os.RemoveAll(cfg.PrivateDir)
+	}
+	for k, v := range remote {
 		config.FileSetValue(section, k, v)
 	}
 	// The secrets are now in rclone's in-memory config only.
@@ -101,7 +110,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 			return fmt.Errorf("cache directory %q: %w", cfg.CacheDir, err)
 		}
 	}
-	ctx, err := hideMetaDir(ctx, cfg.Prefix)
+	ctx, err = hideMetaDir(ctx, cfg.Prefix)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,14 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 	go func() {
 		defer close(job.done)
 		defer cancel()
-		for k, v := range remote {
+		private := filepath.Join(dir, "private")
+		defer os.RemoveAll(private)
+		opts, err := store.Materialize(remote, private)
+		if err != nil {
+			job.err = err
+			return
+		}
+		for k, v := range opts {
 			config.FileSetValue(section, k, v)
 		}
 		defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()

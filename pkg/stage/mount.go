@@ -76,6 +76,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		UID:          req.Flags.UID,
 		GID:          req.Flags.GID,
 		Umask:        req.Flags.Umask,
+		PrivateDir:   filepath.Join(req.StateDir, "private"),
 	}, nil
 }
 

@@ -12,6 +12,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -107,4 +109,48 @@ func (r Registry) Kinds() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// FilePrefix marks rclone options that are files rather than values: the
+// option "file:NAME" holds the content of a file that the consumer writes to
+// a private directory (Materialize); "{file:NAME}" in other values becomes
+// its path. OCI keys, for one, reach rclone only through files.
+const FilePrefix = "file:"
+
+// Materialize writes the file entries of opts into dir (0700) as 0600
+// files and returns the options with the files replaced by their paths.
+// Placeholders are replaced in option values and in file contents alike (a
+// config file naming a key file).
+func Materialize(opts map[string]string, dir string) (map[string]string, error) {
+	files := map[string]string{}
+	var pairs []string
+	for k, v := range opts {
+		name, isFile := strings.CutPrefix(k, FilePrefix)
+		if !isFile {
+			continue
+		}
+		if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+			return nil, fmt.Errorf("bad private file name %q", name)
+		}
+		files[name] = v
+		pairs = append(pairs, "{"+FilePrefix+name+"}", filepath.Join(dir, name))
+	}
+	subst := strings.NewReplacer(pairs...)
+	if len(files) > 0 {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(subst.Replace(content)), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string]string, len(opts))
+	for k, v := range opts {
+		if !strings.HasPrefix(k, FilePrefix) {
+			out[k] = subst.Replace(v)
+		}
+	}
+	return out, nil
 }

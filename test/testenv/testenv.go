@@ -94,6 +94,11 @@ func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("driver log:\n%s", d.Log.String())
+			logs, _ := filepath.Glob(filepath.Join(d.StateDir, "volumes", "*", "mounter.log"))
+			for _, l := range logs {
+				data, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", l, data)
+			}
 		}
 		d.Stop()
 	})
