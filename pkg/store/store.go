@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -153,4 +154,25 @@ func Materialize(opts map[string]string, dir string) (map[string]string, error) 
 		}
 	}
 	return out, nil
+}
+
+// HTTPError classifies a store's HTTP error answer: what names the
+// operation, code is the service's error code (may be ""). Every store maps
+// its SDK errors through it, so a status means the same fault everywhere.
+func HTTPError(status int, code, what string) error {
+	detail := code
+	if detail == "" {
+		detail = fmt.Sprintf("HTTP %d", status)
+	}
+	switch status {
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w: %s: the credentials are not allowed (%s)", fault.Denied, what, detail)
+	case http.StatusConflict:
+		return fmt.Errorf("%w: %s: %s", fault.Conflict, what, detail)
+	case http.StatusBadRequest:
+		return fmt.Errorf("%w: %s: %s", fault.Invalid, what, detail)
+	}
+	return fmt.Errorf("%w: %s: HTTP %d %s", fault.Unavailable, what, status, code)
 }

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"regexp"
 	"strings"
 
@@ -235,17 +234,7 @@ func mapErr(err error, format string, args ...any) error {
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
-		switch re.StatusCode {
-		case http.StatusNotFound:
-			return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: %s: the credentials are not allowed (%s)", fault.Denied, what, re.ErrorCode)
-		case http.StatusConflict:
-			return fmt.Errorf("%w: %s: %s", fault.Conflict, what, re.ErrorCode)
-		case http.StatusBadRequest:
-			return fmt.Errorf("%w: %s: %s", fault.Invalid, what, re.ErrorCode)
-		}
-		return fmt.Errorf("%w: %s: HTTP %d %s", fault.Unavailable, what, re.StatusCode, re.ErrorCode)
+		return store.HTTPError(re.StatusCode, re.ErrorCode, what)
 	}
 	// Transport errors carry the request URL, whose query may hold a SAS
 	// signature: drop every query string.

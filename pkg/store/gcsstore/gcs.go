@@ -200,17 +200,7 @@ func mapErr(err error, format string, args ...any) error {
 	}
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
-		switch ge.Code {
-		case http.StatusNotFound:
-			return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: %s: the credentials are not allowed (HTTP %d)", fault.Denied, what, ge.Code)
-		case http.StatusConflict:
-			return fmt.Errorf("%w: %s: HTTP 409", fault.Conflict, what)
-		case http.StatusBadRequest:
-			return fmt.Errorf("%w: %s: %s", fault.Invalid, what, ge.Message)
-		}
-		return fmt.Errorf("%w: %s: HTTP %d %s", fault.Unavailable, what, ge.Code, ge.Message)
+		return store.HTTPError(ge.Code, "", what)
 	}
 	return fmt.Errorf("%w: %s: %v", fault.Unavailable, what, err)
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -310,18 +309,7 @@ func mapErr(err error, format string, args ...any) error {
 	what := fmt.Sprintf(format, args...)
 	var se common.ServiceError
 	if errors.As(err, &se) {
-		switch code := se.GetHTTPStatusCode(); {
-		case code == http.StatusNotFound:
-			return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
-		case code == http.StatusUnauthorized || code == http.StatusForbidden:
-			return fmt.Errorf("%w: %s: the credentials are not allowed (%s)", fault.Denied, what, se.GetCode())
-		case code == http.StatusConflict:
-			return fmt.Errorf("%w: %s: %s", fault.Conflict, what, se.GetCode())
-		case code == http.StatusBadRequest:
-			return fmt.Errorf("%w: %s: %s", fault.Invalid, what, se.GetCode())
-		default:
-			return fmt.Errorf("%w: %s: HTTP %d %s", fault.Unavailable, what, code, se.GetCode())
-		}
+		return store.HTTPError(se.GetHTTPStatusCode(), se.GetCode(), what)
 	}
 	return fmt.Errorf("%w: %s: %v", fault.Unavailable, what, err)
 }

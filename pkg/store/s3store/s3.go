@@ -315,27 +315,19 @@ func mapErr(err error, format string, args ...any) error {
 		status = re.HTTPStatusCode()
 	}
 	switch {
-	case code == "NoSuchBucket" || code == "NoSuchKey" || status == http.StatusNotFound:
+	case code == "NoSuchBucket" || code == "NoSuchKey":
 		return fmt.Errorf("%w: %s does not exist", fault.NotFound, what)
-	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || status == http.StatusForbidden || status == http.StatusUnauthorized:
-		return fmt.Errorf("%w: %s: the credentials are not allowed (%s)", fault.Denied, what, orStatus(code, status))
+	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch":
+		return store.HTTPError(http.StatusForbidden, code, what)
 	case code == "BucketAlreadyExists" || code == "BucketAlreadyOwnedByYou":
-		return fmt.Errorf("%w: %s: %s", fault.Conflict, what, code)
+		return store.HTTPError(http.StatusConflict, code, what)
 	case code == "InvalidBucketName":
-		return fmt.Errorf("%w: %s: %s", fault.Invalid, what, code)
+		return store.HTTPError(http.StatusBadRequest, code, what)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", fault.Unavailable, what, err)
+	case status != 0:
+		return store.HTTPError(status, code, what)
 	}
-	if code == "" && status == 0 {
-		// Transport errors name the endpoint and key, never credentials.
-		return fmt.Errorf("%w: %s: %v", fault.Unavailable, what, err)
-	}
-	return fmt.Errorf("%w: %s: %s", fault.Unavailable, what, orStatus(code, status))
-}
-
-func orStatus(code string, status int) string {
-	if code != "" {
-		return code
-	}
-	return "HTTP " + strconv.Itoa(status)
+	// Transport errors name the endpoint and key, never credentials.
+	return fmt.Errorf("%w: %s: %v", fault.Unavailable, what, err)
 }
