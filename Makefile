@@ -7,6 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 40m
 
 .PHONY: all build tools test unit lint demo fuzz clean
+FUZZTIME ?= 10s
 
 all: build
 
@@ -40,6 +41,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
+
+# A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
+fuzz:
+	for t in FuzzParseID FuzzParseSource FuzzParse FuzzParseMountFlags; do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pkg/volume/ || exit 1; \
+	done
 
 demo: build tools
 	$(GO) run ./hack/demo
