@@ -176,6 +176,9 @@ type Driver struct {
 	Socket   string
 	StateDir string
 	Log      fmt.Stringer
+	log      *syncBuffer
+	bin      string
+	args     []string
 	cmd      *exec.Cmd
 }
 
@@ -191,23 +194,37 @@ func StartDriver(s3 *S3, args ...string) (*Driver, error) {
 		return nil, err
 	}
 	log := &syncBuffer{}
-	d := &Driver{Dir: dir, Socket: filepath.Join(dir, "csi.sock"), StateDir: filepath.Join(dir, "state"), Log: log}
-	all := append([]string{
+	d := &Driver{Dir: dir, Socket: filepath.Join(dir, "csi.sock"), StateDir: filepath.Join(dir, "state"), Log: log, log: log, bin: bin}
+	d.args = append([]string{
 		"--endpoint", "unix://" + d.Socket, "--node-id", "local-node", "--state-dir", d.StateDir,
 		"--s3-endpoint", s3.Endpoint, "--s3-path-style", "--log-level", "debug",
 	}, args...)
-	d.cmd = exec.Command(bin, all...)
-	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting bucket-csi: %w", err)
-	}
-	if err := waitDial("unix", d.Socket, 15*time.Second); err != nil {
+	if err := d.start(); err != nil {
 		d.Stop()
-		return nil, fmt.Errorf("bucket-csi did not listen on %s: %w; log:\n%s", d.Socket, err, log.String())
+		return nil, err
 	}
 	return d, nil
 }
+
+// Restart starts the driver again with the same socket, state and flags,
+// as a node plugin restart or upgrade does (after Kill).
+func (d *Driver) Restart() error { return d.start() }
+
+func (d *Driver) start() error {
+	d.cmd = exec.Command(d.bin, d.args...)
+	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		return fmt.Errorf("starting bucket-csi: %w", err)
+	}
+	if err := waitDial("unix", d.Socket, 15*time.Second); err != nil {
+		return fmt.Errorf("bucket-csi did not listen on %s: %w; log:\n%s", d.Socket, err, d.log.String())
+	}
+	return nil
+}
+
+// Pid returns the driver's process ID.
+func (d *Driver) Pid() int { return d.cmd.Process.Pid }
 
 // Kill stops the driver process with sig and waits for it; mounts stay.
 func (d *Driver) Kill(sig syscall.Signal) {

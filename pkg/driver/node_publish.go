@@ -131,7 +131,9 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		return nil, err
 	}
 	defer release()
-	if err := mountpoint.Unmount(target); err != nil {
+	// A terminating pod may still hold files open (or be stuck in a hung
+	// mount): detach the bind mount; the staging mount serves what is open.
+	if err := mountpoint.Detach(target); err != nil {
 		return nil, err
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {

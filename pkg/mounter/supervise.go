@@ -133,30 +133,29 @@ func (p Started) Alive() bool {
 }
 
 // Stop unmounts mountPoint and waits up to grace for the server p to exit,
-// then terminates it (SIGTERM, then SIGKILL). An unmount refused because the
-// mount is busy is fault.Pending: files are still open, retry later.
+// then kills it, all within ctx's deadline (less a margin to answer). An
+// unmount refused because the mount is busy is fault.Pending: files are
+// still open, retry later.
 func Stop(ctx context.Context, p Started, mountPoint string, grace time.Duration) error {
 	if err := mountpoint.Unmount(mountPoint); err != nil {
 		return err
 	}
+	deadline := time.Now().Add(grace)
+	if d, ok := ctx.Deadline(); ok && d.Add(-2*time.Second).Before(deadline) {
+		deadline = d.Add(-2 * time.Second)
+	}
+	for p.Alive() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !p.Alive() {
 		return nil
 	}
-	deadline := time.Now().Add(grace)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	for time.Now().Before(deadline) {
-		if !p.Alive() {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	_ = syscall.Kill(p.Pid, syscall.SIGTERM)
-	for i := 0; i < 100 && p.Alive(); i++ {
+	for i := 0; i < 25 && p.Alive(); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if p.Alive() {
+		// A stopped or hung server ignores SIGTERM; SIGKILL always works.
 		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 	}
 	return nil

@@ -6,7 +6,10 @@ package mountpoint
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -18,6 +21,7 @@ import (
 type Info struct {
 	FSType string // e.g. "fuse.bucket-csi"
 	Source string
+	Minor  int // device minor: a FUSE mount's connection number
 }
 
 // Get returns the topmost mount at path, or nil when path is not a mount
@@ -32,7 +36,7 @@ func Get(path string) (*Info, error) {
 		return nil, nil
 	}
 	m := mounts[len(mounts)-1]
-	return &Info{FSType: m.FSType, Source: m.Source}, nil
+	return &Info{FSType: m.FSType, Source: m.Source, Minor: m.Minor}, nil
 }
 
 // Mounted reports whether path is a mount point.
@@ -55,15 +59,28 @@ func Bind(src, dst string, ro bool) error {
 	return nil
 }
 
+// unmountTimeout bounds one umount(2): a FUSE server that does not answer
+// must not hang the CSI call that unmounts it.
+const unmountTimeout = 5 * time.Second
+
 // Unmount unmounts every mount stacked on path; a path that is not mounted
-// is not an error. A busy mount is fault.Pending (files are still open).
+// is not an error. A busy mount is fault.Pending (files are still open). An
+// unmount that hangs (a stopped or deadlocked FUSE server) is bounded: the
+// FUSE connection is aborted and the mount detached.
 func Unmount(path string) error {
 	for i := 0; i < 8; i++ {
-		ok, err := Mounted(path)
-		if err != nil || !ok {
+		m, err := Get(path)
+		if err != nil || m == nil {
 			return err
 		}
-		err = unix.Unmount(path, 0)
+		done := make(chan error, 1)
+		go func() { done <- unix.Unmount(path, 0) }()
+		select {
+		case err = <-done:
+		case <-time.After(unmountTimeout):
+			abortFUSE(m)
+			err = unix.Unmount(path, unix.MNT_DETACH)
+		}
 		switch {
 		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 		case errors.Is(err, unix.EBUSY):
@@ -73,6 +90,29 @@ func Unmount(path string) error {
 		}
 	}
 	return fmt.Errorf("%w: %s still mounted after repeated unmounts", fault.Unavailable, path)
+}
+
+// Detach unmounts path like Unmount but detaches a busy mount lazily
+// instead of failing. Use it only for bind mounts whose data path stays
+// served elsewhere (a pod's target path: the staging mount keeps serving
+// files still open in a terminating pod).
+func Detach(path string) error {
+	err := Unmount(path)
+	if errors.Is(err, fault.Pending) {
+		if derr := unix.Unmount(path, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
+			return fmt.Errorf("%w: detaching %s: %v", fault.Unavailable, path, derr)
+		}
+		return nil
+	}
+	return err
+}
+
+// abortFUSE aborts the kernel connection of a FUSE mount, failing every
+// request that waits on its server.
+func abortFUSE(m *Info) {
+	if strings.HasPrefix(m.FSType, "fuse") {
+		_ = os.WriteFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", m.Minor), []byte("1"), 0o200)
+	}
 }
 
 // Below returns the mount points strictly below dir.
