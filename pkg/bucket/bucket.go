@@ -50,7 +50,9 @@ type Record struct {
 // Ensure makes bucket exist. A missing bucket is created and marked with
 // owner; owned reports whether the bucket carries the driver's mark (newly
 // or from before). An existing unmarked bucket is returned with owned=false:
-// it may be used, but is never deleted.
+// it may be used, but is never deleted; the one exception is a bucket left
+// by a crash between creation and marking (see adoptOrphan), which a retry
+// marks and so finishes.
 func Ensure(ctx context.Context, s store.Store, bucket string, owner Owner) (owned bool, err error) {
 	err = s.HeadBucket(ctx, bucket)
 	if errors.Is(err, fault.NotFound) {
@@ -71,7 +73,35 @@ func Ensure(ctx context.Context, s store.Store, bucket string, owner Owner) (own
 		return false, err
 	}
 	o, err := ReadOwner(ctx, s, bucket)
-	return o != nil, err
+	if err != nil || o != nil {
+		return o != nil, err
+	}
+	return adoptOrphan(ctx, s, bucket, owner)
+}
+
+// AdoptWindow is how recent an unmarked, empty bucket must be for Ensure to
+// take it as one the driver created and then crashed before marking.
+const AdoptWindow = 10 * time.Minute
+
+// adoptOrphan marks bucket as the driver's when it looks exactly like what
+// a crash between CreateBucket and the mark leaves: no objects at all and
+// created within AdoptWindow by the same credentials. Anything else stays
+// foreign (used, never deleted).
+func adoptOrphan(ctx context.Context, s store.Store, bucket string, owner Owner) (bool, error) {
+	empty := true
+	if err := s.List(ctx, bucket, "", 1, func(store.Object) error { empty = false; return nil }); err != nil || !empty {
+		return false, err
+	}
+	all, err := s.ListBuckets(ctx)
+	if err != nil {
+		return false, nil // cannot tell: stay on the safe side
+	}
+	for _, b := range all {
+		if b.Name == bucket && !b.Created.IsZero() && time.Since(b.Created) < AdoptWindow {
+			return true, writeOwner(ctx, s, bucket, owner)
+		}
+	}
+	return false, nil
 }
 
 func writeOwner(ctx context.Context, s store.Store, bucket string, owner Owner) error {

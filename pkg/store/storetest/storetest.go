@@ -71,6 +71,44 @@ func Run(t *testing.T, tg Target) {
 			t.Fatalf("CreateBucket of an existing bucket = %v, want fault.Conflict", err)
 		}
 	})
+	t.Run("a crash between create and mark is finished by the retry", func(t *testing.T) {
+		s := tg.Open(t)
+		b := name("conf-orphan")
+		if err := s.CreateBucket(ctx, b); err != nil { // created, then "crashed"
+			t.Fatal(err)
+		}
+		owned, err := bucket.Ensure(ctx, s, b, bucket.Owner{CreatedBy: "pvc ns/retry"})
+		if err != nil || !owned {
+			t.Fatalf("retry after a crash before the mark: owned=%v err=%v", owned, err)
+		}
+		if err := bucket.Purge(ctx, s, b, nil); err != nil {
+			t.Fatalf("the adopted bucket cannot be deleted: %v", err)
+		}
+	})
+	t.Run("an interrupted purge is finished by the retry", func(t *testing.T) {
+		s := tg.Open(t)
+		b := name("conf-interrupt")
+		if _, err := bucket.Ensure(ctx, s, b, bucket.Owner{}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 30; i++ {
+			if err := s.PutObject(ctx, b, fmt.Sprintf("o/%03d", i), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.DeleteObjects(ctx, b, []string{"o/000", "o/001"}); err != nil { // a purge that died early
+			t.Fatal(err)
+		}
+		if owned, err := bucket.Ensure(ctx, s, b, bucket.Owner{}); err != nil || !owned {
+			t.Fatalf("half-purged bucket lost its mark: owned=%v err=%v", owned, err)
+		}
+		if err := bucket.Purge(ctx, s, b, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
+			t.Fatalf("bucket after the resumed purge: %v", err)
+		}
+	})
 	t.Run("unmarked bucket is never deleted", func(t *testing.T) {
 		s := tg.Open(t)
 		b := name("conf-foreign")
