@@ -29,7 +29,8 @@ type serveFlags struct {
 	endpoint, nodeID, services, stateDir, cacheDir, defaultStore, bucketPrefix, logLevel string
 	dirCacheTime, writeBack                                                              time.Duration
 	cacheMaxSize                                                                         int64
-	keepCopies                                                                           bool
+	keepCopies, inlineAmbient                                                            bool
+	inlineStores                                                                         string
 	copyWorkers                                                                          int
 	uploadTransfers                                                                      int
 	stores                                                                               storeFlags
@@ -49,6 +50,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes (0: unbounded)")
 	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
+	fs.StringVar(&f.inlineStores, "inline-stores", "", "stores inline ephemeral volumes may use (comma-separated; empty: inline volumes are refused)")
+	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
@@ -98,6 +101,16 @@ func serve(args []string) error {
 	}
 	if _, ok := cfg.Stores[f.defaultStore]; !ok {
 		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, f.stores.kinds)
+	}
+	cfg.Inline.AmbientCredentials = f.inlineAmbient
+	for _, s := range strings.Split(f.inlineStores, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if _, ok := cfg.Stores[s]; !ok {
+			return fmt.Errorf("--inline-stores: %q is not a configured store (%s)", s, strings.Join(cfg.Stores.Kinds(), ", "))
+		}
+		cfg.Inline.Stores = append(cfg.Inline.Stores, s)
 	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
 	if cfg.Node {

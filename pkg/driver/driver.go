@@ -38,9 +38,25 @@ type Config struct {
 	Stores store.Registry
 	// State is the node-local state directory.
 	State nodestate.Dir
+	// Inline is the policy for inline ephemeral volumes.
+	Inline InlinePolicy
 	// Stagers attach volumes on the node, by mode.
 	Stagers map[volume.Mode]stage.Stager
 	Log     *slog.Logger
+}
+
+// InlinePolicy limits inline ephemeral volumes, which anyone who can
+// create a pod can write. Endpoints, engine flags and paths can never be set
+// in volume attributes or mount flags (volume.Parse, volume.ParseMountFlags
+// refuse them); this policy adds which stores may be used and whether the
+// driver's own identity may be.
+type InlinePolicy struct {
+	// Stores lists the stores inline volumes may use; empty means none.
+	Stores []string
+	// AmbientCredentials lets an inline volume without a secret use the
+	// driver's own identity. Off by default: a pod must bring credentials
+	// from a Secret in its own namespace.
+	AmbientCredentials bool
 }
 
 // Driver implements the CSI services.

@@ -55,6 +55,9 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := checkCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
+	if err := checkPath("staging_target_path", staging); err != nil {
+		return nil, err
+	}
 	h, err := volume.ParseID(id)
 	if err != nil {
 		return nil, err
@@ -147,6 +150,9 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	}
 	if staging == "" {
 		return nil, required("staging_target_path")
+	}
+	if err := checkPath("staging_target_path", staging); err != nil {
+		return nil, err
 	}
 	release, err := d.locks.acquire(id)
 	if err != nil {

@@ -34,6 +34,14 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := checkCapability(vc); err != nil {
 		return nil, err
 	}
+	if err := checkPath("target_path", target); err != nil {
+		return nil, err
+	}
+	if s := req.GetStagingTargetPath(); s != "" {
+		if err := checkPath("staging_target_path", s); err != nil {
+			return nil, err
+		}
+	}
 	flags, err := volume.ParseMountFlags(vc.GetMount().GetMountFlags())
 	if err != nil {
 		return nil, err
@@ -112,6 +120,12 @@ func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[
 	if !spec.Existing {
 		return "", fmt.Errorf("%w: inline volumes must name an existing bucket with %q; buckets are created through PersistentVolumeClaims", fault.Invalid, volume.KeySource)
 	}
+	if !slices.Contains(d.cfg.Inline.Stores, spec.Store) {
+		return "", fmt.Errorf("%w: inline volumes may not use store %q on this cluster (allowed: %v); use a PersistentVolume, or ask the admin to allow it", fault.Denied, spec.Store, d.cfg.Inline.Stores)
+	}
+	if len(secrets) == 0 && !d.cfg.Inline.AmbientCredentials {
+		return "", fmt.Errorf("%w: inline volumes must bring credentials: set nodePublishSecretRef to a Secret in the pod's namespace (the driver's own identity is not lent to inline volumes)", fault.Denied)
+	}
 	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
 	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, flags, true)
 }
@@ -125,6 +139,9 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	if target == "" {
 		return nil, required("target_path")
+	}
+	if err := checkPath("target_path", target); err != nil {
+		return nil, err
 	}
 	release, err := d.locks.acquire(id)
 	if err != nil {

@@ -1,0 +1,116 @@
+package test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// inlineReq is NodePublish as kubelet sends it for an inline ephemeral
+// volume: no staging path, pod info and ephemeral=true in the context.
+func inlineReq(target string, attrs, secrets map[string]string, flags ...string) *csi.NodePublishVolumeRequest {
+	vc := map[string]string{"csi.storage.k8s.io/ephemeral": "true", "csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "team-a"}
+	for k, v := range attrs {
+		vc[k] = v
+	}
+	return &csi.NodePublishVolumeRequest{VolumeId: "csi-0123abcd", TargetPath: target, VolumeCapability: testenv.MountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, flags...), VolumeContext: vc, Secrets: secrets}
+}
+
+// TestInlineVolumePolicy: inline volumes work with their own secret on an
+// allowed store, and every attempt to go around the policy is refused.
+func TestInlineVolumePolicy(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--inline-stores", "s3")
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "shared-data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Store(t).PutObject(ctx, "shared-data", "a.txt", []byte("inline")); err != nil {
+		t.Fatal(err)
+	}
+	work := drv.TempDir(t)
+	target := filepath.Join(work, "pods", "uid", "volumes", "kubernetes.io~csi", "data", "mount")
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	ok := map[string]string{"source": "s3://shared-data"}
+	if _, err := c.Node.NodePublishVolume(ctx, inlineReq(target, ok, s3.Secrets())); err != nil {
+		t.Fatalf("inline publish with the pod's secret: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(target, "a.txt")); err != nil || string(got) != "inline" {
+		t.Fatalf("reading through the inline volume: %q %v", got, err)
+	}
+	if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "csi-0123abcd", TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("inline volume left staged after its unpublish: %+v", left)
+	}
+	for _, tc := range []struct {
+		name string
+		req  *csi.NodePublishVolumeRequest
+		code codes.Code
+	}{
+		{"no secret: the driver's identity is not lent", inlineReq(target, ok, nil), codes.PermissionDenied},
+		{"store not allowed", inlineReq(target, map[string]string{"source": "gs://shared-data"}, map[string]string{"serviceAccountJSON": "{}"}), codes.PermissionDenied},
+		{"endpoint attribute (link-local)", inlineReq(target, map[string]string{"source": "s3://shared-data", "endpoint": "http://169.254.169.254/"}, s3.Secrets()), codes.InvalidArgument},
+		{"endpoint attribute (loopback)", inlineReq(target, map[string]string{"source": "s3://shared-data", "s3-endpoint": "http://127.0.0.1:1/"}, s3.Secrets()), codes.InvalidArgument},
+		{"engine flag as mount option", inlineReq(target, ok, s3.Secrets(), "vfs-cache-mode=full"), codes.InvalidArgument},
+		{"config path as mount option", inlineReq(target, ok, s3.Secrets(), "config=/etc/shadow"), codes.InvalidArgument},
+		{"cache path attribute", inlineReq(target, map[string]string{"source": "s3://shared-data", "cache-dir": "/"}, s3.Secrets()), codes.InvalidArgument},
+		{"creating a bucket inline", inlineReq(target, map[string]string{"name": "new-bucket"}, s3.Secrets()), codes.InvalidArgument},
+		{"prefix escaping the bucket", inlineReq(target, map[string]string{"source": "s3://shared-data/../other"}, s3.Secrets()), codes.InvalidArgument},
+		{"relative target", inlineReq("relative/mount", ok, s3.Secrets()), codes.InvalidArgument},
+		{"target with ..", inlineReq(work+"/../../etc/mount", ok, s3.Secrets()), codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Node.NodePublishVolume(ctx, tc.req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("got %v, want %v", err, tc.code)
+			}
+			for _, v := range tc.req.GetSecrets() {
+				if len(v) > 3 && strings.Contains(status.Convert(err).Message(), v) {
+					t.Fatal("the error message contains a secret")
+				}
+			}
+		})
+	}
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("refused requests left state behind: %+v", left)
+	}
+	// Staging paths and volume IDs are checked as strictly.
+	for _, tc := range []struct {
+		name string
+		req  *csi.NodeStageVolumeRequest
+		code codes.Code
+	}{
+		{"staging with ..", &csi.NodeStageVolumeRequest{VolumeId: "v1:s3:Mps:-:shared-data", StagingTargetPath: work + "/../x", VolumeCapability: testenv.MountCap(rwx)}, codes.InvalidArgument},
+		{"forged volume ID with ..", &csi.NodeStageVolumeRequest{VolumeId: "v1:s3:Mps:-:shared-data/../x", StagingTargetPath: work + "/s", VolumeCapability: testenv.MountCap(rwx)}, codes.NotFound},
+		{"overlong volume ID", &csi.NodeStageVolumeRequest{VolumeId: "v1:s3:Mps:-:shared-data/" + strings.Repeat("a", 200), StagingTargetPath: work + "/s", VolumeCapability: testenv.MountCap(rwx)}, codes.NotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := c.Node.NodeStageVolume(ctx, tc.req); status.Code(err) != tc.code {
+				t.Fatalf("got %v, want %v", err, tc.code)
+			}
+		})
+	}
+}
+
+// TestInlineVolumesOffByDefault: without --inline-stores no inline volume
+// is served.
+func TestInlineVolumesOffByDefault(t *testing.T) {
+	s3, drv, c := startAll(t)
+	target := filepath.Join(drv.TempDir(t), "mount")
+	_, err := c.Node.NodePublishVolume(context.Background(), inlineReq(target, map[string]string{"source": "s3://any-bucket"}, s3.Secrets()))
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("inline publish without an allow-list = %v, want PermissionDenied", err)
+	}
+}
