@@ -156,3 +156,60 @@ func TestHungFUSEServer(t *testing.T) {
 		t.Fatal("the hung FUSE server is still running")
 	}
 }
+
+// TestDeadFUSEServerRepaired: a FUSE server killed (as by the OOM killer)
+// is reported INACCESSIBLE by NodeGetVolumeHealth; the next publish
+// restarts it without secrets and works; the dead pod mount unpublishes.
+func TestDeadFUSEServerRepaired(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	v, err := c.Controller.CreateVolume(ctx, createReq("pvc-dead", map[string]string{"mode": "MOUNT"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.GetVolume().GetVolumeId()
+	work := drv.TempDir(t)
+	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod1", "mount")
+	publish(t, c, id, staging, target, s3.Secrets(), false)
+	health := func() []*csi.VolumeHealth_VolumeHealthEntry {
+		h, err := c.Node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.GetVolumeHealth().GetHealthStatuses()
+	}
+	if h := health(); len(h) != 0 {
+		t.Fatalf("healthy volume reported %v", h)
+	}
+	server := drv.Staged(t)[0].Server
+	if err := syscall.Kill(server.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; server.Alive() && i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if h := health(); len(h) != 1 || h[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE {
+		t.Fatalf("dead server reported %v, want INACCESSIBLE", h)
+	}
+	target2 := filepath.Join(work, "pod2", "mount")
+	if err := os.MkdirAll(filepath.Dir(target2), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target2, VolumeCapability: testenv.MountCap(rwx)}); err != nil {
+		t.Fatalf("publish after the server died: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(target2, "after.txt"), []byte("repaired"), 0o644); err != nil {
+		t.Fatalf("writing through the repaired mount: %v", err)
+	}
+	if got, err := s3.ReadObject(t, v.GetVolume().GetVolumeContext()["bucket"], "after.txt"); err != nil || string(got) != "repaired" {
+		t.Fatalf("bucket after repair: %q %v", got, err)
+	}
+	if h := health(); len(h) != 0 {
+		t.Fatalf("repaired volume reported %v", h)
+	}
+	if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatalf("unpublish of the dead pod mount: %v", err)
+	}
+	unpublish(t, c, id, staging, target2)
+}

@@ -68,6 +68,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if rec == nil || rec.StagingPath != staging {
 		return nil, fmt.Errorf("%w: volume %s is not staged at %s", fault.Precondition, id, staging)
 	}
+	if err := d.repairIfDead(ctx, rec); err != nil {
+		return nil, err
+	}
 	single := vc.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
 	if m, err := mountpoint.Get(target); err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 
 func TestCheckPath(t *testing.T) {
 	for p, ok := range map[string]bool{
-		"/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/pv/mount": true,
+		"/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/pv/mount":              true,
 		"/var/lib/kubelet/plugins/kubernetes.io/csi/bucket.csi.io/abc/globalmount/": true,
 		"relative/path": false, "/var/lib/../etc": false, "/a//b": false, "/a/./b": false,
 		"/": false, "/a\nb": false, "": false,

@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -69,12 +67,7 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
-	// Saved so a dead server's uploads can be drained at unstage, which
-	// carries no secrets.
-	if err := writePrivateJSON(filepath.Join(req.StateDir, savedConfig), cfg); err != nil {
-		return err
-	}
-	started, err := c.Supervisor.Start(ctx, cfg, filepath.Join(req.StateDir, "mounter.log"))
+	started, err := startFUSE(ctx, c.Supervisor, cfg, req.StateDir)
 	if err != nil {
 		return err
 	}
@@ -87,7 +80,7 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 // fault.Pending (the volume stays mounted, the cache stays). A dead server's
 // cache is drained by a private server started from the saved config.
 func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
-	dir := filepath.Dir(c.savedPath(rec))
+	dir := rec.StateDir
 	sock := filepath.Join(dir, controlSocket)
 	if !rec.Server.Alive() {
 		if err := c.restartPrivately(ctx, rec); err != nil {
@@ -112,28 +105,18 @@ func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) er
 	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 		return err
 	}
-	var cfg mounter.Config
-	data, err := os.ReadFile(c.savedPath(rec))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // never started: nothing can be pending
+	private := filepath.Join(rec.StateDir, drainMount)
+	started, ok, err := restartFUSE(ctx, c.Supervisor, rec, private)
+	if err != nil || !ok {
+		return err // !ok: never started, so nothing can be pending
 	}
-	if err == nil {
-		err = json.Unmarshal(data, &cfg)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: reading the saved FUSE server config: %v", fault.Unavailable, err)
-	}
-	dir := filepath.Dir(c.savedPath(rec))
-	cfg.MountPoint = filepath.Join(dir, drainMount)
-	if err := os.MkdirAll(cfg.MountPoint, 0o700); err != nil {
-		return err
-	}
-	started, err := c.Supervisor.Start(ctx, &cfg, filepath.Join(dir, "mounter.log"))
-	if err != nil {
-		return err
-	}
-	rec.Server, rec.StagingPath = started, cfg.MountPoint
+	rec.Server, rec.StagingPath = started, private
 	return nil
+}
+
+// Repair restarts a dead FUSE server in place; its pending uploads resume.
+func (c *Cached) Repair(ctx context.Context, rec *nodestate.Volume) error {
+	return repairFUSE(ctx, c.Supervisor, rec)
 }
 
 // Release stops serving without draining: the cache, with its pending
@@ -144,10 +127,6 @@ func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
 
 // Healthy reports whether the FUSE server still runs.
 func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
-
-func (c *Cached) savedPath(rec *nodestate.Volume) string {
-	return filepath.Join(rec.StateDir, savedConfig)
-}
 
 // writePrivateJSON writes v to path with mode 0600, atomically.
 func writePrivateJSON(path string, v any) error {
@@ -162,4 +141,7 @@ func writePrivateJSON(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
-var _ Stager = (*Cached)(nil)
+var (
+	_ Stager   = (*Cached)(nil)
+	_ Repairer = (*Cached)(nil)
+)

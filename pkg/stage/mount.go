@@ -24,12 +24,17 @@ func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) e
 	if err != nil {
 		return err
 	}
-	started, err := m.Supervisor.Start(ctx, cfg, filepath.Join(req.StateDir, "mounter.log"))
+	started, err := startFUSE(ctx, m.Supervisor, cfg, req.StateDir)
 	if err != nil {
 		return err
 	}
 	rec.Server = started
 	return nil
+}
+
+// Repair restarts a dead FUSE server in place.
+func (m *Mount) Repair(ctx context.Context, rec *nodestate.Volume) error {
+	return repairFUSE(ctx, m.Supervisor, rec)
 }
 
 // Unstage unmounts and stops the FUSE server.
@@ -80,4 +85,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 	}, nil
 }
 
-var _ Stager = (*Mount)(nil)
+var (
+	_ Stager   = (*Mount)(nil)
+	_ Repairer = (*Mount)(nil)
+)

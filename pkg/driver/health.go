@@ -1,0 +1,67 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// NodeGetVolumeHealth reports a staged volume whose server is gone as
+// INACCESSIBLE, and a MOUNT_CACHED volume whose uploads keep failing as
+// DEGRADED (with the pending files and bytes). An empty list is healthy.
+func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, required("volume_id")
+	}
+	rec, err := d.cfg.State.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%w: volume %s is not staged on this node", fault.NotFound, id)
+	}
+	health := &csi.VolumeHealth{VolumeId: id}
+	add := func(t csi.VolumeHealthErrorType, reason, msg string) {
+		health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{Status: t, Reason: reason, Message: msg})
+	}
+	if stager, ok := d.cfg.Stagers[rec.Mode]; !ok || !stager.Healthy(rec) {
+		add(csi.VolumeHealthErrorType_INACCESSIBLE, "ServerGone", "the volume's server process is not running; a new publish or stage restarts it")
+	} else if rec.Mode == volume.ModeMountCached {
+		st, err := mounter.Query(ctx, filepath.Join(rec.StateDir, "ctl.sock"), false)
+		switch {
+		case err != nil:
+			add(csi.VolumeHealthErrorType_INACCESSIBLE, "ServerNotAnswering", err.Error())
+		case st.Retrying > 0:
+			add(csi.VolumeHealthErrorType_DEGRADED, "UploadsFailing", st.String())
+		}
+	}
+	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
+}
+
+// repairIfDead restarts the server of a staged volume that died, so a new
+// publish gets a working mount. Existing targets are bound again to the
+// new mount on the host (running pods keep the mount they had).
+func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume) error {
+	stager, ok := d.cfg.Stagers[rec.Mode]
+	if !ok || stager.Healthy(rec) {
+		return nil
+	}
+	r, ok := stager.(stage.Repairer)
+	if !ok {
+		return fmt.Errorf("%w: volume %s is no longer staged correctly; stage it again", fault.Precondition, rec.VolumeID)
+	}
+	d.log.Warn("restarting the dead server of a staged volume", "volume", rec.VolumeID)
+	if err := r.Repair(ctx, rec); err != nil {
+		return err
+	}
+	return d.cfg.State.Save(rec)
+}
