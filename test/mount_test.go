@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
@@ -188,4 +190,41 @@ func randomBytes(t *testing.T, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestStaticPV: a static PersistentVolume whose volumeHandle the admin
+// chose (not one the controller issued) is staged from its
+// volumeAttributes, as kubelet sends them.
+func TestStaticPV(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "static-data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Store(t).PutObject(ctx, "static-data", "in/x.txt", []byte("static")); err != nil {
+		t.Fatal(err)
+	}
+	work := drv.TempDir(t)
+	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	attrs := map[string]string{"source": "s3://static-data/in", "mode": "MOUNT"}
+	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "my-static-pv", StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx), VolumeContext: attrs, Secrets: s3.Secrets()}); err != nil {
+		t.Fatalf("NodeStage of a static PV: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "my-static-pv", StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx), VolumeContext: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(target, "x.txt")); err != nil || string(got) != "static" {
+		t.Fatalf("reading the static PV: %q %v", got, err)
+	}
+	unpublish(t, c, "my-static-pv", staging, target)
+	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "no-attributes", StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx)}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a handle without attributes = %v, want NotFound", err)
+	}
 }

@@ -1,6 +1,6 @@
 // Command bucket-csi is the bucket-csi CSI driver, its FUSE server
-// (`bucket-csi mounter`, started by the driver itself) and, later, its
-// storage CLI. This is the only package that reads flags and the
+// (`bucket-csi mounter`, started by the driver itself) and its storage
+// CLI (`bucket-csi storage`). This is the only package that reads flags and the
 // environment, and the only place that exits.
 package main
 
@@ -21,6 +21,12 @@ func main() {
 			os.Exit(mounter.ServeMain())
 		case "version", "--version":
 			fmt.Println(version)
+			return
+		case "storage":
+			if err := storageMain(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "bucket-csi storage:", err)
+				os.Exit(1)
+			}
 			return
 		}
 	}

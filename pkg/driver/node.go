@@ -59,7 +59,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := checkPath("staging_target_path", staging); err != nil {
 		return nil, err
 	}
-	h, err := volume.ParseID(id)
+	h, err := d.handle(id, req.GetVolumeContext())
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +74,26 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	}
 	defer release()
 	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), flags, false)
+}
+
+// handle decodes a volume ID the controller issued, or, for a static
+// PersistentVolume whose volumeHandle the admin chose, reads the bucket from
+// its volumeAttributes (`source`, or `name` of an existing bucket).
+func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, error) {
+	h, err := volume.ParseID(id)
+	if err == nil {
+		return h, nil
+	}
+	if attrs[volume.KeySource] == "" && attrs[volume.KeyName] == "" {
+		return volume.Handle{}, err
+	}
+	spec, perr := volume.Parse(attrs, d.cfg.Defaults, "")
+	if perr != nil {
+		return volume.Handle{}, perr
+	}
+	// The node never creates buckets: a static volume uses what exists.
+	spec.Existing, spec.Persistent = true, true
+	return volume.Handle{Spec: spec}, nil
 }
 
 // stage is NodeStage's work, shared with inline (ephemeral) publishes.

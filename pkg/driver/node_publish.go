@@ -58,8 +58,6 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		if staging, err = d.stageInline(ctx, id, req.GetVolumeContext(), req.GetSecrets(), flags); err != nil {
 			return nil, err
 		}
-	} else if _, err := volume.ParseID(id); err != nil {
-		return nil, err
 	}
 	rec, err := d.cfg.State.Load(id)
 	if err != nil {

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/cli"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+)
+
+const storageUsage = `usage: bucket-csi storage COMMAND [flags]
+
+Commands:
+  ls [-o json]                            list the buckets bucket-csi created
+  delete NAME... | --all [-y] [--force]   delete buckets bucket-csi created, with their objects
+  upload --name NAME [--store STORE] PATH...
+                                          create or reuse a bucket and upload only new or changed files
+
+Credentials: --secrets FILE (JSON: {"s3": {"accessKeyID": ..., "secretAccessKey": ...}, "gcs": {...}},
+the same keys as the driver's CSI secrets; the file must not be readable by others), else the
+environment's identity (AWS_ACCESS_KEY_ID..., GOOGLE_APPLICATION_CREDENTIALS, Azure and OCI defaults).
+Store flags are the driver's (--s3-endpoint, --gcs-project, --azure-account, ...).
+`
+
+// storageMain runs `bucket-csi storage ...`.
+func storageMain(args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(storageUsage)
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("bucket-csi storage "+cmd, flag.ContinueOnError)
+	var stores storeFlags
+	stores.register(fs)
+	secretsFile := fs.String("secrets", "", "JSON file with credentials per store")
+	defaultStore := fs.String("default-store", "s3", "store used when --store is not given")
+	output := fs.String("o", "table", "ls output: table or json")
+	all := fs.Bool("all", false, "delete: every bucket bucket-csi created (asks first)")
+	yes := fs.Bool("y", false, "delete: do not ask for confirmation")
+	force := fs.Bool("force", false, "delete: even when volumes still use the bucket")
+	name := fs.String("name", "", "upload: the bucket")
+	kind := fs.String("store", "", "upload: the store (default --default-store)")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	reg, err := stores.registry()
+	if err != nil {
+		return err
+	}
+	env := &cli.Env{Stores: reg, DefaultStore: *defaultStore, Out: os.Stdout, Err: os.Stderr,
+		Terminal: cli.IsTerminal(os.Stdout), Now: time.Now}
+	if cli.IsTerminal(os.Stdin) {
+		env.In = os.Stdin
+	}
+	if env.Secrets, err = readSecrets(*secretsFile); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "ls":
+		return env.Ls(ctx, *output == "json")
+	case "delete":
+		return env.Delete(ctx, fs.Args(), *all, *yes, *force)
+	case "upload":
+		if *name == "" {
+			return errors.New("upload needs --name")
+		}
+		_, err := env.Upload(ctx, *name, *kind, fs.Args(), "bucket-csi storage upload "+strings.Join(args, " "))
+		return err
+	}
+	return fmt.Errorf("unknown storage command %q\n%s", cmd, storageUsage)
+}
+
+// reorder moves flags before positional arguments, so `delete a b -y`
+// works like `delete -y a b`.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-"):
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) && takesValue(a) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return append(flags, pos...)
+}
+
+func takesValue(flagName string) bool {
+	switch strings.TrimLeft(flagName, "-") {
+	case "all", "y", "force", "s3-path-style":
+		return false
+	}
+	return true
+}
+
+// readSecrets loads the per-store credentials file, refusing one that
+// others can read.
+func readSecrets(path string) (map[string]store.Secrets, error) {
+	if path == "" {
+		return nil, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("--secrets %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]store.Secrets
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("--secrets %s: %v", path, err)
+	}
+	return out, nil
+}

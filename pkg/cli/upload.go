@@ -1,0 +1,201 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	rfs "github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/accounting"
+	"github.com/rclone/rclone/fs/cache"
+	"github.com/rclone/rclone/fs/config"
+	"github.com/rclone/rclone/fs/operations"
+	rsync "github.com/rclone/rclone/fs/sync"
+
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// UploadResult counts what one upload sent.
+type UploadResult struct {
+	Files int64
+	Bytes int64
+}
+
+// Upload creates or reuses the bucket name in kind (marked as created by
+// the CLI with command) and copies paths into it: a single directory's
+// contents go to the bucket root, several paths each go under their base
+// name. Files already in the bucket with the same size and checksum are
+// not sent again, so a repeat or an interrupted run sends only what is
+// missing or changed. Symlinks are not followed; nothing in the bucket is
+// deleted.
+func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, command string) (UploadResult, error) {
+	if kind == "" {
+		kind = e.DefaultStore
+	}
+	if err := volume.ValidateBucket(kind, name); err != nil {
+		return UploadResult{}, fmt.Errorf("--name: %w", err)
+	}
+	if len(paths) == 0 {
+		return UploadResult{}, errors.New("name at least one local PATH to upload")
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return UploadResult{}, fmt.Errorf("%w: %v", fault.Invalid, err)
+		}
+	}
+	b, err := e.Stores.Get(kind)
+	if err != nil {
+		return UploadResult{}, err
+	}
+	st, err := b.Open(e.Secrets[kind], b.DefaultLocation)
+	if err != nil {
+		return UploadResult{}, err
+	}
+	owned, err := bucket.Ensure(ctx, st, name, bucket.Owner{CreatedBy: "cli " + command})
+	if err != nil {
+		return UploadResult{}, err
+	}
+	if !owned {
+		return UploadResult{}, fmt.Errorf("%w: bucket %q exists but was not created by bucket-csi; upload refuses to write into buckets it does not own (mount it with source: instead)", fault.Precondition, name)
+	}
+	opts, err := b.Rclone(e.Secrets[kind], b.DefaultLocation)
+	if err != nil {
+		return UploadResult{}, err
+	}
+	private, err := os.MkdirTemp("", "bucket-csi-upload-")
+	if err != nil {
+		return UploadResult{}, err
+	}
+	defer os.RemoveAll(private)
+	if opts, err = store.Materialize(opts, private); err != nil {
+		return UploadResult{}, err
+	}
+	const section = "bucketcsiupload"
+	for k, v := range opts {
+		config.FileSetValue(section, k, v)
+	}
+	defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
+
+	ctx, ci := rfs.AddConfig(accounting.WithStatsGroup(ctx, "upload-"+name))
+	ci.CheckSum = true
+	ci.Transfers = 8
+	stats := accounting.StatsGroup(ctx, "upload-"+name)
+	stop := e.progress(stats)
+	defer stop()
+	for _, p := range paths {
+		dst := section + ":" + name
+		if len(paths) > 1 {
+			dst += "/" + filepath.Base(filepath.Clean(p))
+		}
+		if err := copyPath(ctx, p, dst); err != nil {
+			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)
+		}
+	}
+	stop()
+	res := UploadResult{Files: stats.GetTransfers(), Bytes: stats.GetBytes()}
+	fmt.Fprintf(e.Out, "Uploaded %d files (%d bytes) to %s bucket %s; unchanged files were not sent again.\n", res.Files, res.Bytes, strings.ToUpper(kind), name)
+	fmt.Fprint(e.Out, snippet(name, kind))
+	return res, nil
+}
+
+// copyPath copies a local file or directory to the rclone path dst.
+func copyPath(ctx context.Context, src, dst string) error {
+	fdst, err := rfs.NewFs(ctx, dst)
+	if err != nil {
+		return err
+	}
+	info, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		fsrc, err := rfs.NewFs(ctx, filepath.Dir(src))
+		if err != nil {
+			return err
+		}
+		return operations.CopyFile(ctx, fdst, fsrc, filepath.Base(src), filepath.Base(src))
+	}
+	fsrc, err := rfs.NewFs(ctx, src)
+	if err != nil {
+		return err
+	}
+	return rsync.CopyDir(ctx, fdst, fsrc, false)
+}
+
+// progress prints the upload's progress until the returned func is called:
+// a live line on a terminal, a plain line every 5 seconds otherwise.
+func (e *Env) progress(stats *accounting.StatsInfo) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	every := 5 * time.Second
+	if e.Terminal {
+		every = 500 * time.Millisecond
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				if e.Terminal {
+					fmt.Fprintln(e.Err)
+				}
+				return
+			case <-t.C:
+				secs := time.Since(start).Seconds()
+				line := fmt.Sprintf("%d files, %d bytes, %.1f MB/s", stats.GetTransfers(), stats.GetBytes(), float64(stats.GetBytes())/secs/1e6)
+				if e.Terminal {
+					fmt.Fprintf(e.Err, "\r%-60s", line)
+				} else {
+					fmt.Fprintln(e.Err, line)
+				}
+			}
+		}
+	}()
+	var once bool
+	return func() {
+		if !once {
+			once = true
+			close(done)
+			<-finished
+		}
+	}
+}
+
+// snippet is the StorageClass and PersistentVolume that use the bucket.
+func snippet(name, kind string) string {
+	return fmt.Sprintf(`
+# Use it from Kubernetes, either with a StorageClass (every PVC sees the bucket):
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: %[1]s
+provisioner: bucket.csi.io
+parameters:
+  name: %[1]s
+  store: %[2]s
+  mode: MOUNT          # or COPY, MOUNT_CACHED
+---
+# or with a static PersistentVolume:
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: %[1]s
+spec:
+  capacity: {storage: 1Ti}
+  accessModes: [ReadWriteMany]
+  csi:
+    driver: bucket.csi.io
+    volumeHandle: %[1]s
+    volumeAttributes: {name: %[1]s, store: %[2]s, mode: MOUNT}
+`, name, kind)
+}
