@@ -19,6 +19,12 @@ func main() {
 		switch os.Args[1] {
 		case "mounter":
 			os.Exit(mounter.ServeMain())
+		case "mounter-host":
+			if err := mounterHost(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "bucket-csi mounter-host:", err)
+				os.Exit(1)
+			}
+			return
 		case "version", "--version":
 			fmt.Println(version)
 			return

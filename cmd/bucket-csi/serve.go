@@ -30,7 +30,7 @@ type serveFlags struct {
 	dirCacheTime, writeBack                                                              time.Duration
 	cacheMaxSize                                                                         int64
 	keepCopies, inlineAmbient                                                            bool
-	inlineStores                                                                         string
+	inlineStores, mounterSocket                                                          string
 	copyWorkers                                                                          int
 	uploadTransfers                                                                      int
 	stores                                                                               storeFlags
@@ -50,6 +50,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes (0: unbounded)")
 	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
+	fs.StringVar(&f.mounterSocket, "mounter-socket", "", "socket of a `bucket-csi mounter-host` that starts the FUSE servers (empty: this process starts them)")
 	fs.StringVar(&f.inlineStores, "inline-stores", "", "stores inline ephemeral volumes may use (comma-separated; empty: inline volumes are refused)")
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
@@ -122,7 +123,7 @@ func serve(args []string) error {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
-		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env())}
+		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
 		settings := stage.Settings{DirCacheTime: f.dirCacheTime}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {

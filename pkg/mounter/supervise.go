@@ -25,6 +25,9 @@ type Supervisor struct {
 	// Env is the environment given to every FUSE server: only variables that
 	// carry no secret (see store.Backend.Env).
 	Env []string
+	// Host, if set, is the socket of a mounter host (ServeHost) that starts
+	// the servers instead of this process.
+	Host string
 }
 
 // Started identifies a running FUSE server process.
@@ -40,6 +43,9 @@ type Started struct {
 func (s *Supervisor) Start(ctx context.Context, cfg *Config, logPath string) (Started, error) {
 	if err := cfg.Validate(); err != nil {
 		return Started{}, fmt.Errorf("%w: %v", fault.Invalid, err)
+	}
+	if s.Host != "" {
+		return s.startRemote(ctx, cfg, logPath)
 	}
 	payload, err := json.Marshal(cfg)
 	if err != nil {
