@@ -6,7 +6,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build tools test unit lint demo fuzz clean
+.PHONY: all build tools test unit lint demo fuzz manifests e2e-kind clean
 FUZZTIME ?= 10s
 
 all: build
@@ -16,13 +16,16 @@ build:
 
 # Test servers and emulators: Go tools pinned in tools/go.mod (tool
 # directives), Azurite pinned in tools/azurite/package-lock.json.
-tools: bin/versitygw bin/fake-gcs-server bin/azurite-blob
+tools: bin/versitygw bin/fake-gcs-server bin/azurite-blob bin/helm
 
 bin/versitygw: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/versitygw github.com/versity/versitygw/cmd/versitygw
 
 bin/fake-gcs-server: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+
+bin/helm: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o ../bin/helm helm.sh/helm/v3/cmd/helm
 
 bin/azurite-blob: tools/azurite/package.json tools/azurite/package-lock.json
 	cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error
@@ -47,6 +50,15 @@ fuzz:
 	for t in FuzzParseID FuzzParseSource FuzzParse FuzzParseMountFlags; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pkg/volume/ || exit 1; \
 	done
+
+# deploy/bucket-csi.yaml is the chart rendered with default values.
+manifests: bin/helm
+	bin/helm template bucket-csi charts/bucket-csi --namespace bucket-csi > deploy/bucket-csi.yaml
+
+# End-to-end on a kind cluster: needs Docker, kind, kubectl and access to
+# the image registries (not available on the CI machine).
+e2e-kind: build
+	hack/e2e-kind.sh
 
 demo: build tools
 	$(GO) run ./hack/demo

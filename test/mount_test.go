@@ -228,3 +228,40 @@ func TestStaticPV(t *testing.T) {
 		t.Fatalf("a handle without attributes = %v, want NotFound", err)
 	}
 }
+
+// TestVolumeMountGroup: the pod's fsGroup, passed by kubelet as the volume
+// mount group, owns the files, which are group-writable; uid and umask
+// mount options apply.
+func TestVolumeMountGroup(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	v, err := c.Controller.CreateVolume(ctx, createReq("pvc-group", nil, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.GetVolume().GetVolumeId()
+	staging := filepath.Join(drv.TempDir(t), "staging")
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	vc := testenv.MountCap(rwx, "uid=1000", "umask=077")
+	vc.GetMount().VolumeMountGroup = "2000"
+	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: vc, Secrets: s3.Secrets()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "f.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(staging, "f.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if sys.Uid != 1000 || sys.Gid != 2000 || st.Mode().Perm() != 0o660 {
+		t.Fatalf("file owner %d:%d mode %v, want 1000:2000 0660", sys.Uid, sys.Gid, st.Mode().Perm())
+	}
+	if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+}

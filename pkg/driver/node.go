@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -24,7 +25,9 @@ func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.Nod
 	return &csi.NodeGetInfoResponse{NodeId: d.cfg.NodeID}, nil
 }
 
-// NodeGetCapabilities advertises staging, volume stats and health, and
+// NodeGetCapabilities advertises staging, volume stats and health, the
+// volume mount group (kubelet then hands the pod's fsGroup to the driver
+// instead of chowning the bucket), and
 // SINGLE_NODE_MULTI_WRITER (so RWO pods on one node may share a volume and
 // RWOP maps to SINGLE_NODE_SINGLE_WRITER, which is enforced).
 func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
@@ -34,6 +37,7 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+		csi.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
 	}
@@ -63,17 +67,35 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err != nil {
 		return nil, err
 	}
-	flags, err := volume.ParseMountFlags(req.GetVolumeCapability().GetMount().GetMountFlags())
+	flags, err := mountFlags(req.GetVolumeCapability())
 	if err != nil {
 		return nil, err
 	}
-	flags.ReadOnly = flags.ReadOnly || readOnlyMode(req.GetVolumeCapability())
 	release, err := d.locks.acquire(id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
 	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), flags, false)
+}
+
+// mountFlags reads the capability's mount flags, read-only access modes
+// and volume mount group (the pod's fsGroup: files get that group and are
+// group-writable).
+func mountFlags(vc *csi.VolumeCapability) (volume.MountFlags, error) {
+	flags, err := volume.ParseMountFlags(vc.GetMount().GetMountFlags())
+	if err != nil {
+		return flags, err
+	}
+	flags.ReadOnly = flags.ReadOnly || readOnlyMode(vc)
+	if g := vc.GetMount().GetVolumeMountGroup(); g != "" {
+		gid, err := strconv.ParseUint(g, 10, 32)
+		if err != nil {
+			return flags, fmt.Errorf("%w: volume_mount_group %q is not a group ID", fault.Invalid, g)
+		}
+		flags.GID, flags.Umask = uint32(gid), flags.Umask&^0o070
+	}
+	return flags, nil
 }
 
 // handle decodes a volume ID the controller issued, or, for a static

@@ -42,11 +42,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 			return nil, err
 		}
 	}
-	flags, err := volume.ParseMountFlags(vc.GetMount().GetMountFlags())
+	flags, err := mountFlags(vc)
 	if err != nil {
 		return nil, err
 	}
-	ro := req.GetReadonly() || flags.ReadOnly || readOnlyMode(vc)
+	ro := req.GetReadonly() || flags.ReadOnly
 	release, err := d.locks.acquire(id)
 	if err != nil {
 		return nil, err
