@@ -60,6 +60,7 @@ func TestInlineVolumePolicy(t *testing.T) {
 		code codes.Code
 	}{
 		{"no secret: the driver's identity is not lent", inlineReq(target, ok, nil), codes.PermissionDenied},
+		{"a secret without the store's keys", inlineReq(target, ok, map[string]string{"unrelated": "value"}), codes.PermissionDenied},
 		{"store not allowed", inlineReq(target, map[string]string{"source": "gs://shared-data"}, map[string]string{"serviceAccountJSON": "{}"}), codes.PermissionDenied},
 		{"endpoint attribute (link-local)", inlineReq(target, map[string]string{"source": "s3://shared-data", "endpoint": "http://169.254.169.254/"}, s3.Secrets()), codes.InvalidArgument},
 		{"endpoint attribute (loopback)", inlineReq(target, map[string]string{"source": "s3://shared-data", "s3-endpoint": "http://127.0.0.1:1/"}, s3.Secrets()), codes.InvalidArgument},

@@ -239,6 +239,10 @@ func (d *Driver) Kill(sig syscall.Signal) {
 func (d *Driver) Stop() {
 	d.Kill(syscall.SIGTERM)
 	UnmountBelow(d.Dir)
+	if data, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(data), " "+d.Dir+"/") {
+		fmt.Fprintf(os.Stderr, "not removing %s: something is still mounted below it\n", d.Dir)
+		return
+	}
 	_ = os.RemoveAll(d.Dir)
 }
 

@@ -49,7 +49,8 @@ type Entry struct {
 	Store     string    `json:"store"`
 	Created   time.Time `json:"created"`
 	CreatedBy string    `json:"createdBy"`
-	// Volumes is the number of volumes that still use the bucket.
+	// Volumes is the number of volumes that still use the bucket; -1 when
+	// they could not be listed (delete then refuses without --force).
 	Volumes int    `json:"volumes"`
 	Status  string `json:"status"`
 }
@@ -85,9 +86,12 @@ func listStore(ctx context.Context, kind string, st store.Store) ([]Entry, error
 			continue // not ours (or unreadable): never listed, as in the spec
 		}
 		n := 0
-		_ = st.List(ctx, b.Name, bucket.MetaDir+"/volumes/", 0, func(store.Object) error { n++; return nil })
+		lerr := st.List(ctx, b.Name, bucket.MetaDir+"/volumes/", 0, func(store.Object) error { n++; return nil })
 		e := Entry{Name: b.Name, Store: kind, Created: o.CreatedAt, CreatedBy: o.CreatedBy, Volumes: n, Status: "READY"}
-		if n > 0 {
+		switch {
+		case lerr != nil:
+			e.Volumes, e.Status = -1, "UNKNOWN (volumes could not be listed)"
+		case n > 0:
 			e.Status = fmt.Sprintf("IN USE (%d volumes)", n)
 		}
 		out = append(out, e)
@@ -153,8 +157,8 @@ func (e *Env) Delete(ctx context.Context, names []string, all, yes, force bool) 
 			fmt.Fprintf(e.Err, "Refusing to delete %s: it was not created by bucket-csi (no %s mark) or does not exist; bucket-csi deletes only its own buckets.\n", name, bucket.OwnerKey)
 			failed = append(failed, name)
 			continue
-		case en.Volumes > 0 && !force:
-			fmt.Fprintf(e.Err, "Refusing to delete %s: %d volumes still use it; delete their PersistentVolumes first, or use --force.\n", name, en.Volumes)
+		case en.Volumes != 0 && !force:
+			fmt.Fprintf(e.Err, "Refusing to delete %s: volumes still use it (%s); delete their PersistentVolumes first, or use --force.\n", name, en.Status)
 			failed = append(failed, name)
 			continue
 		}

@@ -189,8 +189,24 @@ func checkSpace(dest string, need int64) error {
 
 // download fetches todo into dest with opt.Workers parallel GETs.
 func download(ctx context.Context, dest string, todo []File, man *manifest, opt Options, p *Progress) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(opt.Workers)
+	// Setup errors stop scheduling but still wait for running fetches, so
+	// nothing writes into dest after Copy returns.
+	setupErr := scheduleDownloads(ctx, g, dest, todo, man, opt, p)
+	if setupErr != nil {
+		cancel()
+	}
+	if err := g.Wait(); err != nil && setupErr == nil {
+		return err
+	}
+	return setupErr
+}
+
+// scheduleDownloads queues the fetches of todo on g.
+func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo []File, man *manifest, opt Options, p *Progress) error {
 	var dirs sync.Map
 	for _, fl := range todo {
 		final := filepath.Join(dest, fl.Path)
@@ -241,7 +257,7 @@ func download(ctx context.Context, dest string, todo []File, man *manifest, opt 
 			})
 		}
 	}
-	return g.Wait()
+	return nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

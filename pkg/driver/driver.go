@@ -11,6 +11,7 @@ package driver
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
@@ -68,6 +69,8 @@ type Driver struct {
 	cfg   Config
 	log   *slog.Logger
 	locks *keyLocks
+	// statfs holds the paths with a statfs in flight.
+	statfs sync.Map
 }
 
 // New returns a Driver for cfg.

@@ -11,8 +11,11 @@ import (
 )
 
 // errorCode is the one place where error kinds become CSI status codes.
-// Retryable kinds (Busy, Pending, Unavailable) map to codes kubelet and the
-// external-provisioner retry; the rest are final.
+// Busy, Pending and Unavailable map to codes kubelet and the
+// external-provisioner retry (Aborted, Unavailable), as do Exhausted
+// (ResourceExhausted, retried by kubelet) and context errors
+// (DeadlineExceeded, Canceled); Invalid, NotFound, Denied, Conflict and
+// Precondition are final.
 func errorCode(err error) codes.Code {
 	switch {
 	case errors.Is(err, fault.Invalid):

@@ -48,8 +48,8 @@ func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 }
 
 // repairIfDead restarts the server of a staged volume that died, so a new
-// publish gets a working mount. Existing targets are bound again to the
-// new mount on the host (running pods keep the mount they had).
+// publish gets a working mount. Pods already running keep the broken mount
+// they had until they restart.
 func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume) error {
 	stager, ok := d.cfg.Stagers[rec.Mode]
 	if !ok || stager.Healthy(rec) {

@@ -129,10 +129,14 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	if err != nil {
 		return err
 	}
+	var targets []string
+	var singleWriter bool
 	if rec != nil {
 		if rec.StagingPath == staging && stager.Healthy(rec) {
 			return nil
 		}
+		// Pods already published keep their record (and RWOP its rule).
+		targets, singleWriter = rec.Targets, rec.SingleWriter
 		// A stale or unfinished stage (dead FUSE server, moved path, copy
 		// still running): stop serving it without dropping data, then stage.
 		if err := stager.Release(ctx, rec); err != nil {
@@ -151,15 +155,19 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	}
 	// Recorded before the work starts, so an unstage that comes while it
 	// is still running (a pod deleted mid-copy) finds and stops it.
-	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral, StagedAt: time.Now().UTC()}
+	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
+		Targets: targets, SingleWriter: singleWriter, StagedAt: time.Now().UTC()}
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
 	}
 	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir}
 	if err := stager.Stage(ctx, req, rec); err != nil {
 		if h.Mode == volume.ModeMount {
-			// Nothing of value in the state of a streaming mount.
-			_ = d.cfg.State.Remove(id)
+			// Nothing of value in the state of a streaming mount; but never
+			// remove a directory with a mount below it.
+			if left, berr := mountpoint.Below(dir); berr == nil && len(left) == 0 {
+				_ = d.cfg.State.Remove(id)
+			}
 		}
 		return err
 	}
@@ -219,6 +227,10 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Precondition, rec.Mode)
 	}
 	if err := stager.Unstage(ctx, rec); err != nil {
+		// The stager may have changed rec (a drain server started): keep it.
+		if serr := d.cfg.State.Save(rec); serr != nil {
+			d.log.Warn("saving node state", "volume", rec.VolumeID, "err", serr)
+		}
 		return err
 	}
 	// Never remove a directory through a mount that is still there.

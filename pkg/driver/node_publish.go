@@ -15,6 +15,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
@@ -76,7 +77,14 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		if slices.Contains(rec.Targets, target) {
 			return &csi.NodePublishVolumeResponse{}, nil
 		}
-		return nil, fmt.Errorf("%w: %s is already a %s mount that is not this volume", fault.Precondition, target, m.FSType)
+		if m.FSType != fuseType {
+			return nil, fmt.Errorf("%w: %s is already a %s mount that is not this volume", fault.Precondition, target, m.FSType)
+		}
+		// Our own bind, made before a crash kept the record from being
+		// saved: take it over rather than fail for ever.
+		if err := mountpoint.Detach(target); err != nil {
+			return nil, err
+		}
 	}
 	if others := publishedElsewhere(rec, target); len(others) > 0 && (single || rec.SingleWriter) {
 		return nil, fmt.Errorf("%w: volume %s is single-writer and already published at %s", fault.Precondition, id, others[0])
@@ -124,7 +132,13 @@ func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[
 	if !slices.Contains(d.cfg.Inline.Stores, spec.Store) {
 		return "", fmt.Errorf("%w: inline volumes may not use store %q on this cluster (allowed: %v); use a PersistentVolume, or ask the admin to allow it", fault.Denied, spec.Store, d.cfg.Inline.Stores)
 	}
-	if len(secrets) == 0 && !d.cfg.Inline.AmbientCredentials {
+	b, err := d.cfg.Stores.Get(spec.Store)
+	if err != nil {
+		return "", err
+	}
+	// A secret without the store's own keys would fall back to the
+	// driver's identity: it counts as no secret.
+	if !b.HasCredentials(store.Secrets(secrets)) && !d.cfg.Inline.AmbientCredentials {
 		return "", fmt.Errorf("%w: inline volumes must bring credentials: set nodePublishSecretRef to a Secret in the pod's namespace (the driver's own identity is not lent to inline volumes)", fault.Denied)
 	}
 	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
@@ -187,9 +201,14 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	} else if m == nil {
 		return nil, fmt.Errorf("%w: no volume is mounted at %s", fault.NotFound, path)
 	}
+	// One statfs in flight per path: against a hung server each would
+	// hold an OS thread for good, and kubelet asks every minute.
+	if _, busy := d.statfs.LoadOrStore(path, true); busy {
+		return nil, fmt.Errorf("%w: the FUSE server at %s does not answer", fault.Unavailable, path)
+	}
 	var st unix.Statfs_t
 	done := make(chan error, 1)
-	go func() { done <- unix.Statfs(path, &st) }()
+	go func() { done <- unix.Statfs(path, &st); d.statfs.Delete(path) }()
 	select {
 	case err := <-done:
 		if err != nil {

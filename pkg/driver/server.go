@@ -58,8 +58,9 @@ func (d *Driver) NewGRPCServer() *grpc.Server {
 	return s
 }
 
-// intercept logs each call and converts errors to statuses. It logs only
-// the method, volume ID, paths, code and duration: never request bodies, so
+// intercept logs each call and converts errors to statuses. It logs the
+// method, volume ID or name, paths, duration and, on failure, the code and
+// the error message (which never holds secrets): never request bodies, so
 // secrets and service-account tokens in secrets or volume context cannot
 // reach the log.
 func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -2,10 +2,13 @@
 // supervises it from the node plugin.
 //
 // The node plugin (Start) re-executes its own binary as `bucket-csi mounter`
-// in a new session, so the FUSE server is not killed with the plugin: a
-// plugin restart or upgrade leaves every mount serving. The volume's Config,
-// credentials included, travels over the child's stdin and never appears on
-// its command line, in its environment or in a file. The child (Serve)
+// in a new session (or asks a mounter host to, see host.go), so the FUSE
+// server is not killed with the plugin: a plugin restart or upgrade leaves
+// every mount serving. The volume's Config, credentials included, travels
+// over the child's stdin and never appears on its command line or in its
+// environment; the only files holding it are 0600 in the volume's 0700
+// state directory (the saved config that lets a dead server be restarted,
+// and credential files a backend must read). The child (Serve)
 // mounts with rclone's VFS over go-fuse, reports "ok" or an error on fd 3,
 // and serves until the mount point is unmounted or it receives SIGTERM.
 package mounter

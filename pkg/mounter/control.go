@@ -49,7 +49,12 @@ func (s Status) String() string {
 // vfsStatus reads the status of v (in the FUSE server process).
 func vfsStatus(v *vfs.VFS) Status {
 	st := Status{Busy: v.Busy()}
-	for _, q := range queue(v) {
+	items, err := queue(v)
+	if err != nil {
+		// Unknown is not empty: report busy so nothing is released.
+		st.Busy = true
+	}
+	for _, q := range items {
 		st.Pending++
 		st.PendingBytes += q.Size
 		if q.Uploading {
@@ -63,24 +68,28 @@ func vfsStatus(v *vfs.VFS) Status {
 }
 
 // queue returns the write-back queue of the process's only VFS.
-func queue(v *vfs.VFS) []writeback.QueueInfo {
+func queue(_ *vfs.VFS) ([]writeback.QueueInfo, error) {
 	call := rc.Calls.Get("vfs/queue")
 	if call == nil {
-		return nil
+		return nil, errors.New("rclone has no vfs/queue call")
 	}
 	out, err := call.Fn(context.Background(), rc.Params{})
-	if err != nil || out == nil {
-		return nil
+	if err != nil {
+		return nil, err
 	}
-	q, _ := out["queue"].([]writeback.QueueInfo)
-	return q
+	q, ok := out["queue"].([]writeback.QueueInfo)
+	if out == nil || !ok {
+		return nil, nil // no cache: nothing can be queued
+	}
+	return q, nil
 }
 
 // flushNow makes every queued upload eligible at once (instead of after
 // the write-back delay or a retry back-off).
 func flushNow(v *vfs.VFS) {
 	call := rc.Calls.Get("vfs/queue-set-expiry")
-	for _, q := range queue(v) {
+	items, _ := queue(v)
+	for _, q := range items {
 		if !q.Uploading && call != nil {
 			_, _ = call.Fn(context.Background(), rc.Params{"id": int64(q.ID), "expiry": -1e9})
 		}

@@ -61,9 +61,16 @@ func ServeHost(ctx context.Context, socketPath string, sup *Supervisor, log *slo
 				_ = json.NewEncoder(conn).Encode(hostReply{Error: fmt.Sprintf("bad request: %v", err)})
 				return
 			}
-			// The plugin bounds its own call; the host bounds the start.
+			// The start lives as long as the plugin waits for it: when the
+			// plugin gives up (closes the connection), the start is
+			// cancelled and its server killed and unmounted.
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
+			go func() {
+				var b [1]byte
+				_, _ = conn.Read(b[:])
+				cancel()
+			}()
 			started, err := sup.Start(sctx, req.Config, req.LogPath)
 			reply := hostReply{Started: started}
 			if err != nil {

@@ -139,12 +139,13 @@ func (p Started) Alive() bool {
 }
 
 // Stop unmounts mountPoint and waits up to grace for the server p to exit,
-// then kills it, all within ctx's deadline (less a margin to answer). An
-// unmount refused because the mount is busy is fault.Pending: files are
-// still open, retry later.
-func Stop(ctx context.Context, p Started, mountPoint string, grace time.Duration) error {
+// then kills it, all within ctx's deadline (less a margin to answer).
+// killed reports that the server had to be killed (it may have exited
+// with work left in its cache). An unmount refused because the mount is
+// busy is fault.Pending: files are still open, retry later.
+func Stop(ctx context.Context, p Started, mountPoint string, grace time.Duration) (killed bool, err error) {
 	if err := mountpoint.Unmount(mountPoint); err != nil {
-		return err
+		return false, err
 	}
 	deadline := time.Now().Add(grace)
 	if d, ok := ctx.Deadline(); ok && d.Add(-2*time.Second).Before(deadline) {
@@ -154,7 +155,7 @@ func Stop(ctx context.Context, p Started, mountPoint string, grace time.Duration
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !p.Alive() {
-		return nil
+		return false, nil
 	}
 	_ = syscall.Kill(p.Pid, syscall.SIGTERM)
 	for i := 0; i < 25 && p.Alive(); i++ {
@@ -164,5 +165,5 @@ func Stop(ctx context.Context, p Started, mountPoint string, grace time.Duration
 		// A stopped or hung server ignores SIGTERM; SIGKILL always works.
 		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 	}
-	return nil
+	return true, nil
 }

@@ -28,6 +28,9 @@ type Volume struct {
 	StateDir string `json:"stateDir"`
 	// Server is the FUSE server (MOUNT, MOUNT_CACHED); zero for COPY.
 	Server mounter.Started `json:"server"`
+	// Draining is set while a MOUNT_CACHED volume whose server died is
+	// served by a private drain server (see stage.Cached.Unstage).
+	Draining bool `json:"draining,omitempty"`
 	// Ephemeral marks an inline volume, staged privately by NodePublish.
 	Ephemeral bool `json:"ephemeral,omitempty"`
 	// Targets are the paths the volume is published (bind-mounted) to.

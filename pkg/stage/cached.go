@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -78,55 +79,95 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 // Unstage waits until every file is in the bucket, then unmounts, stops the
 // server and removes the cache. While uploads are pending it answers
 // fault.Pending (the volume stays mounted, the cache stays). A dead server's
-// cache is drained by a private server started from the saved config.
+// cache is drained by a private server started from the saved config; it is
+// recorded in rec (Draining), which the caller saves on every outcome.
 func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
-	dir := rec.StateDir
-	sock := filepath.Join(dir, controlSocket)
 	if !rec.Server.Alive() {
-		if err := c.restartPrivately(ctx, rec); err != nil {
+		started, err := c.restartPrivately(ctx, rec)
+		if err != nil {
 			return err
 		}
+		if !started {
+			// No saved config: the server never started, nothing written.
+			if err := mountpoint.Unmount(rec.StagingPath); err != nil {
+				return err
+			}
+			return os.RemoveAll(c.CacheDir(rec.VolumeID))
+		}
 	}
+	sock := filepath.Join(rec.StateDir, controlSocket)
 	if _, err := mounter.WaitDrained(ctx, sock, drainMargin); err != nil {
 		return err
 	}
-	if err := mounter.Stop(ctx, rec.Server, rec.StagingPath, c.Settings.stopGrace()); err != nil {
+	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), c.Settings.stopGrace())
+	if err != nil {
 		return err
 	}
-	if err := mountpoint.Unmount(filepath.Join(dir, drainMount)); err != nil {
+	if killed {
+		// It may have left work in its cache: keep it, and let the retry
+		// drain it with a fresh server.
+		return fmt.Errorf("%w: the FUSE server had to be killed; its cache is kept and drained on the retry", fault.Pending)
+	}
+	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 		return err
 	}
 	return os.RemoveAll(c.CacheDir(rec.VolumeID))
 }
 
+// mountPoint is where rec's server is mounted: the staging path, or the
+// private drain mount.
+func (c *Cached) mountPoint(rec *nodestate.Volume) string {
+	if rec.Draining {
+		return filepath.Join(rec.StateDir, drainMount)
+	}
+	return rec.StagingPath
+}
+
 // restartPrivately starts a server for a volume whose server died, on a
-// private mount point, so its pending uploads can be drained.
-func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) error {
+// private mount point, so its pending uploads can be drained. started is
+// false when the server had never started (no saved config).
+func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) (bool, error) {
+	if err := mountpoint.Unmount(c.mountPoint(rec)); err != nil {
+		return false, err
+	}
 	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
-		return err
+		return false, err
 	}
-	private := filepath.Join(rec.StateDir, drainMount)
-	started, ok, err := restartFUSE(ctx, c.Supervisor, rec, private)
+	started, ok, err := restartFUSE(ctx, c.Supervisor, rec, filepath.Join(rec.StateDir, drainMount))
 	if err != nil || !ok {
-		return err // !ok: never started, so nothing can be pending
+		return false, err
 	}
-	rec.Server, rec.StagingPath = started, private
-	return nil
+	rec.Server, rec.Draining = started, true
+	return true, nil
 }
 
 // Repair restarts a dead FUSE server in place; its pending uploads resume.
+// A drain server in the way is stopped first: two servers must never share
+// one cache.
 func (c *Cached) Repair(ctx context.Context, rec *nodestate.Volume) error {
+	if err := c.Release(ctx, rec); err != nil {
+		return err
+	}
 	return repairFUSE(ctx, c.Supervisor, rec)
 }
 
 // Release stops serving without draining: the cache, with its pending
-// uploads, is kept for the next Stage.
+// uploads, is kept for the next Stage or Repair.
 func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
-	return mounter.Stop(ctx, rec.Server, rec.StagingPath, c.Settings.stopGrace())
+	if _, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), c.Settings.stopGrace()); err != nil {
+		return err
+	}
+	if rec.Draining {
+		if err := mountpoint.Unmount(rec.StagingPath); err != nil {
+			return err
+		}
+		rec.Draining = false
+	}
+	return nil
 }
 
-// Healthy reports whether the FUSE server still runs.
-func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
+// Healthy reports whether the FUSE server runs at the staging path.
+func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() && !rec.Draining }
 
 // writePrivateJSON writes v to path with mode 0600, atomically.
 func writePrivateJSON(path string, v any) error {

@@ -39,7 +39,9 @@ func (m *Mount) Repair(ctx context.Context, rec *nodestate.Volume) error {
 
 // Unstage unmounts and stops the FUSE server.
 func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) error {
-	return mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace())
+	// A streaming mount holds no data of its own: a forced kill loses nothing.
+	_, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace())
+	return err
 }
 
 // Release is Unstage: a streaming mount holds no data of its own.

@@ -71,6 +71,9 @@ type Backend struct {
 	// credentials, ...) that reach the same account. location is the
 	// Spec.Location of the volume (Azure account, region), possibly "".
 	Rclone func(secrets Secrets, location string) (map[string]string, error)
+	// SecretKeys are the secret keys the store reads; a secret holding none
+	// of them means the driver's ambient identity.
+	SecretKeys []string
 	// DefaultLocation is the location of buckets the driver creates when
 	// the volume names none (the configured Azure account, IBM region).
 	// CreateVolume records it in the volume ID, so a later change of the
@@ -91,6 +94,16 @@ func (r Registry) Get(kind string) (Backend, error) {
 		return Backend{}, fmt.Errorf("%w: store %q is not configured on this driver; configured: %s", fault.Invalid, kind, strings.Join(r.Kinds(), ", "))
 	}
 	return b, nil
+}
+
+// HasCredentials reports whether secrets hold any of the store's keys.
+func (b Backend) HasCredentials(secrets Secrets) bool {
+	for _, k := range b.SecretKeys {
+		if secrets[k] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Env returns the union of the backends' environment passthrough lists.

@@ -50,6 +50,10 @@ const azureHostSuffix = ".blob.core.windows.net"
 //
 // A local path is rejected with a pointer to `bucket-csi storage upload`.
 func ParseSource(uri string) (Location, error) {
+	if i := strings.IndexAny(uri, "?#"); i >= 0 {
+		// A pasted SAS or presigned URL: never echo, store or log the query.
+		return Location{}, fmt.Errorf("%w: %s %q... has a query string; bucket URIs take none (put SAS tokens and keys in the volume's Secret)", fault.Invalid, KeySource, uri[:i])
+	}
 	bad := func(why string) (Location, error) {
 		return Location{}, fmt.Errorf("%w: %s %q is not valid: %s", fault.Invalid, KeySource, uri, why)
 	}
@@ -205,8 +209,8 @@ func CleanPrefix(p string) (string, error) {
 		return "", fmt.Errorf("prefix %q is not valid UTF-8", p)
 	}
 	for _, r := range p {
-		if unicode.IsControl(r) || r == '\\' {
-			return "", fmt.Errorf("prefix %q contains a control character or backslash", p)
+		if unicode.IsControl(r) || r == '\\' || r == '?' || r == '#' {
+			return "", fmt.Errorf("prefix %q contains a control character, backslash, ? or #", p)
 		}
 	}
 	for _, seg := range strings.Split(p, "/") {

@@ -90,7 +90,8 @@ type Defaults struct {
 func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, error) {
 	for k := range attrs {
 		if !isKnownKey(k) {
-			return Spec{}, invalid(k, attrs[k], "one of "+strings.Join(userKeys, ", ")+" (or a csi.storage.k8s.io/ key set by Kubernetes)")
+			// The value is not echoed: it may be a secret put in the wrong place.
+			return Spec{}, fmt.Errorf("%w: key %q is not a volume attribute: accepted: one of %s (or a csi.storage.k8s.io/ key set by Kubernetes)", fault.Invalid, k, strings.Join(userKeys, ", "))
 		}
 	}
 	spec := Spec{Mode: ModeMount, Persistent: true}

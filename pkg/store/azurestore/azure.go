@@ -63,7 +63,8 @@ func (c Config) accountURL(account string) (string, string, error) {
 // Backend returns the store.Backend for cfg.
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
-		Open: func(s store.Secrets, account string) (store.Store, error) { return Open(cfg, account, s) },
+		SecretKeys: []string{SecretAccountKey, SecretSASToken},
+		Open:       func(s store.Secrets, account string) (store.Store, error) { return Open(cfg, account, s) },
 		Rclone: func(s store.Secrets, account string) (map[string]string, error) {
 			return RcloneOptions(cfg, account, s)
 		},

@@ -43,9 +43,10 @@ type Config struct {
 // Backend returns the store.Backend for cfg.
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
-		Open:   func(s store.Secrets, _ string) (store.Store, error) { return Open(cfg, s) },
-		Rclone: func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s), nil },
-		Env:    []string{"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"},
+		SecretKeys: []string{SecretServiceAccountJSON},
+		Open:       func(s store.Secrets, _ string) (store.Store, error) { return Open(cfg, s) },
+		Rclone:     func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s), nil },
+		Env:        []string{"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"},
 	}
 }
 

@@ -57,6 +57,7 @@ func (c Config) at(region string) Config {
 // Backend returns the store.Backend for cfg.
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
+		SecretKeys:      []string{SecretTenancy, SecretUser, SecretFingerprint, SecretPrivateKey},
 		Open:            func(s store.Secrets, loc string) (store.Store, error) { return Open(cfg.at(loc), s) },
 		Rclone:          func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.at(loc), s) },
 		DefaultLocation: cfg.Region,
@@ -72,6 +73,9 @@ func keyFrom(s store.Secrets) (apiKey, bool, error) {
 		return k, false, nil
 	case k.tenancy == "" || k.user == "" || k.fingerprint == "" || k.key == "":
 		return k, false, fmt.Errorf("%w: an OCI secret needs %s, %s, %s and %s", fault.Invalid, SecretTenancy, SecretUser, SecretFingerprint, SecretPrivateKey)
+	case strings.ContainsAny(k.tenancy+k.user+k.fingerprint+k.passphrase, "\r\n"):
+		// They are written into an INI file for rclone: no line breaks.
+		return k, false, fmt.Errorf("%w: %s, %s, %s and %s must be single lines", fault.Invalid, SecretTenancy, SecretUser, SecretFingerprint, SecretPassphrase)
 	}
 	return k, true, nil
 }

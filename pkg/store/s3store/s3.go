@@ -77,9 +77,10 @@ var EnvPassthrough = []string{
 // Backend returns the store.Backend for cfg.
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
-		Open:   func(s store.Secrets, loc string) (store.Store, error) { return Open(cfg.At(loc), s) },
-		Rclone: func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.At(loc), s) },
-		Env:    EnvPassthrough,
+		SecretKeys: []string{SecretAccessKeyID, SecretSecretAccessKey, SecretSessionToken},
+		Open:       func(s store.Secrets, loc string) (store.Store, error) { return Open(cfg.At(loc), s) },
+		Rclone:     func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.At(loc), s) },
+		Env:        EnvPassthrough,
 	}
 }
 
