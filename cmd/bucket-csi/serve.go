@@ -32,7 +32,8 @@ type serveFlags struct {
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, mounterSocket                                                          string
 	copyWorkers                                                                          int
-	uploadTransfers                                                                      int
+	uploadTransfers, readChunkStreams                                                    int
+	readChunkSize                                                                        int64
 	stores                                                                               storeFlags
 }
 
@@ -55,6 +56,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
+	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "parallel ranged reads per streamed file (0: one sequential stream)")
+	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "size of each ranged read in bytes (0: rclone's default, 128 MiB doubling)")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	f.stores.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -124,7 +127,7 @@ func serve(args []string) error {
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
-		settings := stage.Settings{DirCacheTime: f.dirCacheTime}
+		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")

@@ -232,6 +232,12 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	}
 	o.PollInterval = 0
 	o.FastFingerprint = true
+	if cfg.ReadChunkStreams > 0 {
+		o.ChunkStreams = cfg.ReadChunkStreams
+	}
+	if cfg.ReadChunkSize > 0 {
+		o.ChunkSize = fs.SizeSuffix(cfg.ReadChunkSize)
+	}
 	switch cfg.Mode {
 	case volume.ModeMountCached:
 		o.CacheMode = vfscommon.CacheModeFull

@@ -72,18 +72,20 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		dct = set.DirCacheTime
 	}
 	return &mounter.Config{
-		VolumeID:     req.VolumeID,
-		MountPoint:   req.StagingPath,
-		Remote:       remote,
-		Bucket:       req.Handle.Bucket,
-		Prefix:       req.Handle.Prefix,
-		Mode:         req.Handle.Mode,
-		ReadOnly:     req.Flags.ReadOnly,
-		DirCacheTime: dct,
-		UID:          req.Flags.UID,
-		GID:          req.Flags.GID,
-		Umask:        req.Flags.Umask,
-		PrivateDir:   filepath.Join(req.StateDir, "private"),
+		VolumeID:         req.VolumeID,
+		MountPoint:       req.StagingPath,
+		Remote:           remote,
+		Bucket:           req.Handle.Bucket,
+		Prefix:           req.Handle.Prefix,
+		Mode:             req.Handle.Mode,
+		ReadOnly:         req.Flags.ReadOnly,
+		DirCacheTime:     dct,
+		UID:              req.Flags.UID,
+		GID:              req.Flags.GID,
+		Umask:            req.Flags.Umask,
+		PrivateDir:       filepath.Join(req.StateDir, "private"),
+		ReadChunkStreams: set.ReadChunkStreams,
+		ReadChunkSize:    set.ReadChunkSize,
 	}, nil
 }
 

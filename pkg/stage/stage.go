@@ -43,6 +43,10 @@ type Stager interface {
 type Settings struct {
 	// DirCacheTime is the default directory cache lifetime of mounts.
 	DirCacheTime time.Duration
+	// ReadChunkStreams and ReadChunkSize tune streaming reads (see
+	// mounter.Config).
+	ReadChunkStreams int
+	ReadChunkSize    int64
 	// StopGrace bounds how long an unstage waits for a FUSE server to exit
 	// after its unmount before terminating it.
 	StopGrace time.Duration
