@@ -6,7 +6,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build tools test unit lint demo fuzz manifests e2e-kind clean
+.PHONY: all build tools test unit lint demo fuzz bench manifests e2e-kind clean
 FUZZTIME ?= 10s
 
 all: build
@@ -17,6 +17,13 @@ build:
 # Test servers and emulators: Go tools pinned in tools/go.mod (tool
 # directives), Azurite pinned in tools/azurite/package-lock.json.
 tools: bin/versitygw bin/fake-gcs-server bin/azurite-blob bin/helm
+
+# Baselines for make bench: rclone (pinned in tools/go.mod) and s3fs (Debian).
+bench-tools: tools bin/rclone
+	command -v s3fs >/dev/null || (apt-get update -qq && apt-get install -y -qq s3fs)
+
+bin/rclone: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o ../bin/rclone github.com/rclone/rclone
 
 bin/versitygw: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/versitygw github.com/versity/versitygw/cmd/versitygw
@@ -44,6 +51,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
+
+# Benchmarks against the baselines in the same run (docs/benchmarks.md).
+bench: build bench-tools
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./test/
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
 fuzz:

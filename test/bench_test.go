@@ -114,3 +114,10 @@ func BenchmarkMountSequentialRead(b *testing.B) {
 func stageReq(id, staging string, secrets map[string]string) *csi.NodeStageVolumeRequest {
 	return &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx), Secrets: secrets}
 }
+
+func unstage(b *testing.B, c testenv.Clients, id, staging string) {
+	b.Helper()
+	if _, err := c.Node.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		b.Fatal(err)
+	}
+}
