@@ -187,3 +187,45 @@ func TestStorageUploadResumes(t *testing.T) {
 	}
 	t.Logf("killed after %d of %d objects; the second run sent %d", first, n, sent)
 }
+
+// TestStorageCLIConfigFile: a config file sets the same flags (store
+// endpoint, credentials file); an unknown setting is refused.
+func TestStorageCLIConfigFile(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	bin, err := localenv.Binary("BUCKET_CSI_BIN", "bucket-csi")
+	if err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets.json")
+	data, _ := json.Marshal(map[string]map[string]string{"s3": s3.Secrets()})
+	if err := os.WriteFile(secrets, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.json")
+	data, _ = json.Marshal(map[string]any{"stores": "s3", "s3-endpoint": s3.Endpoint, "s3-path-style": true, "secrets": secrets})
+	if err := os.WriteFile(cfg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, append([]string{"storage"}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("upload", "--config", cfg, "--name", "from-config", src); err != nil || !strings.Contains(out, "Uploaded 1 files") {
+		t.Fatalf("upload with --config: %v\n%s", err, out)
+	}
+	if out, err := run("ls", "--config", cfg); err != nil || !strings.Contains(out, "from-config") {
+		t.Fatalf("ls with --config: %v\n%s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"s3-endpont": "x"}`), 0o600)
+	if out, err := run("ls", "--config", bad); err == nil || !strings.Contains(out, "unknown setting") {
+		t.Fatalf("a misspelt setting was accepted: %v\n%s", err, out)
+	}
+}

@@ -27,7 +27,10 @@ Commands:
 Credentials: --secrets FILE (JSON: {"s3": {"accessKeyID": ..., "secretAccessKey": ...}, "gcs": {...}},
 the same keys as the driver's CSI secrets; the file must not be readable by others), else the
 environment's identity (AWS_ACCESS_KEY_ID..., GOOGLE_APPLICATION_CREDENTIALS, Azure and OCI defaults).
-Store flags are the driver's (--s3-endpoint, --gcs-project, --azure-account, ...).
+Store flags are the driver's (--s3-endpoint, --gcs-project, --azure-account, ...). --config FILE
+(JSON: {"s3-endpoint": "...", "secrets": "/path", ...}) sets any flag; the command line wins.
+With --kubeconfig (or $KUBECONFIG, or in a pod) ls and delete also check which PersistentVolumes
+reference each bucket.
 `
 
 // storageMain runs `bucket-csi storage ...`.
@@ -48,7 +51,12 @@ func storageMain(args []string) error {
 	force := fs.Bool("force", false, "delete: even when volumes still use the bucket")
 	name := fs.String("name", "", "upload: the bucket")
 	kind := fs.String("store", "", "upload: the store (default --default-store)")
+	configFile := fs.String("config", "", "JSON file setting any of these flags (the command line wins)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for checking which PersistentVolumes use a bucket (default $KUBECONFIG, or in-cluster)")
 	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if err := applyConfig(fs, *configFile); err != nil {
 		return err
 	}
 	reg, err := stores.registry()
@@ -62,6 +70,11 @@ func storageMain(args []string) error {
 	}
 	if env.Secrets, err = readSecrets(*secretsFile); err != nil {
 		return err
+	}
+	if cmd == "ls" || cmd == "delete" {
+		if env.PVs, err = cli.KubePVLister(*kubeconfig); err != nil {
+			return err
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -109,6 +122,35 @@ func takesValue(flagName string) bool {
 		return false
 	}
 	return true
+}
+
+// applyConfig sets, from a JSON object of flag names to values, every flag
+// the command line did not set.
+func applyConfig(fs *flag.FlagSet, path string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var values map[string]any
+	if err := json.Unmarshal(data, &values); err != nil {
+		return fmt.Errorf("--config %s: %v", path, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range values {
+		if fs.Lookup(name) == nil {
+			return fmt.Errorf("--config %s: unknown setting %q", path, name)
+		}
+		if !set[name] {
+			if err := fs.Set(name, fmt.Sprint(v)); err != nil {
+				return fmt.Errorf("--config %s: %s: %v", path, name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // readSecrets loads the per-store credentials file, refusing one that

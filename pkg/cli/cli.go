@@ -32,7 +32,10 @@ type Env struct {
 	In io.Reader
 	// Terminal selects the live progress line over plain lines.
 	Terminal bool
-	Now      func() time.Time
+	// PVs, when set, lists the cluster's PersistentVolumes: ls and delete
+	// then also count the PVs that reference a bucket.
+	PVs PVLister
+	Now func() time.Time
 }
 
 func (e *Env) open(kind string) (store.Store, error) {
@@ -51,8 +54,11 @@ type Entry struct {
 	CreatedBy string    `json:"createdBy"`
 	// Volumes is the number of volumes that still use the bucket; -1 when
 	// they could not be listed (delete then refuses without --force).
-	Volumes int    `json:"volumes"`
-	Status  string `json:"status"`
+	Volumes int `json:"volumes"`
+	// PVs are the PersistentVolumes that reference the bucket (only when
+	// a cluster is configured).
+	PVs    []string `json:"pvs,omitempty"`
+	Status string   `json:"status"`
 }
 
 // List returns the marked buckets of every configured store. A store that
@@ -68,6 +74,18 @@ func (e *Env) List(ctx context.Context) ([]Entry, error) {
 		}
 		if err != nil {
 			fmt.Fprintf(e.Err, "warning: store %s: %v\n", kind, err)
+		}
+	}
+	if e.PVs != nil {
+		pvs, err := e.PVs(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing PersistentVolumes: %w", err)
+		}
+		for i := range out {
+			if refs := ReferencingPVs(pvs, out[i].Store, out[i].Name); len(refs) > 0 {
+				out[i].PVs = refs
+				out[i].Status = fmt.Sprintf("IN USE (PVs: %s)", strings.Join(refs, ", "))
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
@@ -157,7 +175,7 @@ func (e *Env) Delete(ctx context.Context, names []string, all, yes, force bool) 
 			fmt.Fprintf(e.Err, "Refusing to delete %s: it was not created by bucket-csi (no %s mark) or does not exist; bucket-csi deletes only its own buckets.\n", name, bucket.OwnerKey)
 			failed = append(failed, name)
 			continue
-		case en.Volumes != 0 && !force:
+		case (en.Volumes != 0 || len(en.PVs) > 0) && !force:
 			fmt.Fprintf(e.Err, "Refusing to delete %s: volumes still use it (%s); delete their PersistentVolumes first, or use --force.\n", name, en.Status)
 			failed = append(failed, name)
 			continue

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+// DriverName is the CSI driver whose PersistentVolumes the CLI inspects.
+const DriverName = "bucket.csi.io"
+
+// PVLister lists the cluster's PersistentVolumes.
+type PVLister func(ctx context.Context) ([]corev1.PersistentVolume, error)
+
+// KubePVLister returns a lister for the cluster of kubeconfig (or, when
+// empty, $KUBECONFIG, then the in-cluster config), or nil when no cluster
+// is configured: the CLI then relies on the volume records in buckets.
+func KubePVLister(kubeconfig string) (PVLister, error) {
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	var cfg *rest.Config
+	var err error
+	switch {
+	case kubeconfig != "":
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		cfg, err = rest.InClusterConfig()
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) ([]corev1.PersistentVolume, error) {
+		list, err := cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return list.Items, nil
+	}, nil
+}
+
+// ReferencingPVs returns the names of the PersistentVolumes of this driver
+// that use bucket of store: dynamically provisioned ones (their volume ID
+// or the "bucket" attribute the controller returns), static ones naming it
+// with `name` or `source`.
+func ReferencingPVs(pvs []corev1.PersistentVolume, store, bucket string) []string {
+	var out []string
+	for _, pv := range pvs {
+		c := pv.Spec.CSI
+		if c == nil || c.Driver != DriverName {
+			continue
+		}
+		if pvUses(c, store, bucket) {
+			out = append(out, pv.Name)
+		}
+	}
+	return out
+}
+
+func pvUses(c *corev1.CSIPersistentVolumeSource, store, bucket string) bool {
+	if h, err := volume.ParseID(c.VolumeHandle); err == nil {
+		return h.Store == store && h.Bucket == bucket
+	}
+	attrs := c.VolumeAttributes
+	if s := attrs[volume.KeySource]; s != "" {
+		loc, err := volume.ParseSource(s)
+		return err == nil && loc.Store == store && loc.Bucket == bucket
+	}
+	st := attrs[volume.KeyStore]
+	return (attrs[volume.KeyName] == bucket || attrs["bucket"] == bucket) && (st == "" || st == store)
+}

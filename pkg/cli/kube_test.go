@@ -1,0 +1,31 @@
+package cli
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func pv(name, driver, handle string, attrs map[string]string) corev1.PersistentVolume {
+	return corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{
+		PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: driver, VolumeHandle: handle, VolumeAttributes: attrs}}}}
+}
+
+func TestReferencingPVs(t *testing.T) {
+	pvs := []corev1.PersistentVolume{
+		pv("dynamic", DriverName, "v1:s3:Mpn:0123456789ab:my-dataset", map[string]string{"bucket": "my-dataset"}),
+		pv("static-source", DriverName, "any-handle", map[string]string{"source": "s3://my-dataset/sub"}),
+		pv("static-name", DriverName, "other-handle", map[string]string{"name": "my-dataset", "store": "s3"}),
+		pv("other-store", DriverName, "h3", map[string]string{"source": "gs://my-dataset"}),
+		pv("other-bucket", DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
+		pv("other-driver", "ebs.csi.aws.com", "vol-1", map[string]string{"name": "my-dataset"}),
+		{ObjectMeta: metav1.ObjectMeta{Name: "not-csi"}},
+	}
+	got := ReferencingPVs(pvs, "s3", "my-dataset")
+	want := []string{"dynamic", "static-source", "static-name"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ReferencingPVs = %v, want %v", got, want)
+	}
+}
