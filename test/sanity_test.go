@@ -21,6 +21,11 @@ import (
 // itself are those for capabilities the driver does not advertise
 // (snapshots, expansion, controller publish, listing, health).
 func TestSanity(t *testing.T) {
+	if sanityRan {
+		// Ginkgo allows one RunSpecs per process (go test -count=N > 1).
+		t.Skip("csi-sanity already ran in this test process; Ginkgo cannot run its suite twice")
+	}
+	sanityRan = true
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
 	emu := testenv.StartEmulators(t)
@@ -66,3 +71,6 @@ func TestSanity(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "bucket-csi sanity")
 }
+
+// sanityRan is set once the Ginkgo suite has run in this process.
+var sanityRan bool
