@@ -52,9 +52,19 @@ lint:
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
 
-# Benchmarks against the baselines in the same run (docs/benchmarks.md).
-bench: build bench-tools
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./test/
+# Benchmarks against the baselines in the same run (docs/benchmarks.md):
+# the S3 server pinned to CPU 0, every client (our FUSE servers, rclone,
+# s3fs, the readers) to CPU 1; BENCH_COUNT runs of each figure, reported by
+# benchstat as the median with the spread.
+BENCH_COUNT ?= 5
+bench: build bench-tools bin/benchstat
+	$(GO) test -c -o bin/bench.test ./test/
+	cd test && BENCH_SERVER_CPU=0 taskset -c 1 ../bin/bench.test -test.run '^$$' -test.bench . \
+		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m | tee ../bin/bench.txt
+	bin/benchstat bin/bench.txt
+
+bin/benchstat: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o ../bin/benchstat golang.org/x/perf/cmd/benchstat
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
 fuzz:

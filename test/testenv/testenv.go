@@ -53,7 +53,9 @@ func StartS3Region(t testing.TB, region string) *S3 {
 	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
 		Missing(t, "%v", err)
 	}
-	s, err := localenv.StartS3(t.TempDir(), "", region)
+	// make bench pins the server to one CPU (BENCH_SERVER_CPU) and runs
+	// the clients on another.
+	s, err := localenv.StartS3(t.TempDir(), os.Getenv("BENCH_SERVER_CPU"), region)
 	if err != nil {
 		t.Fatal(err)
 	}
