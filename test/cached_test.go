@@ -145,9 +145,7 @@ func TestCachedServerKilled(t *testing.T) {
 			if err := syscall.Kill(staged[0].Server.Pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			for i := 0; staged[0].Server.Alive() && i < 100; i++ {
-				time.Sleep(20 * time.Millisecond)
-			}
+			testenv.WaitGone(staged[0].Server)
 			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 				t.Fatalf("unpublish of a dead mount: %v", err)
 			}

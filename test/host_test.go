@@ -87,10 +87,7 @@ func TestMounterHost(t *testing.T) {
 	if got, err := s3.ReadObject(t, v.GetVolume().GetVolumeContext()["bucket"], "while-plugin-dead.txt"); err != nil || string(got) != "ok" {
 		t.Fatalf("file written while the plugin was dead: %q %v", got, err)
 	}
-	for i := 0; server.Alive() && i < 100; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if server.Alive() {
+	if !testenv.WaitGone(server) {
 		t.Fatal("FUSE server still running after unstage")
 	}
 }

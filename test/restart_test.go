@@ -149,10 +149,7 @@ func TestHungFUSEServer(t *testing.T) {
 	if ok, _ := mounted(staging); ok {
 		t.Fatal("staging path still mounted")
 	}
-	for i := 0; server.Alive() && i < 100; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if server.Alive() {
+	if !testenv.WaitGone(server) {
 		t.Fatal("the hung FUSE server is still running")
 	}
 }
@@ -186,9 +183,7 @@ func TestDeadFUSEServerRepaired(t *testing.T) {
 	if err := syscall.Kill(server.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; server.Alive() && i < 100; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitGone(server)
 	if h := health(); len(h) != 1 || h[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE {
 		t.Fatalf("dead server reported %v, want INACCESSIBLE", h)
 	}

@@ -22,8 +22,9 @@ import (
 // (snapshots, expansion, controller publish, listing, health).
 func TestSanity(t *testing.T) {
 	if sanityRan {
-		// Ginkgo allows one RunSpecs per process (go test -count=N > 1).
-		t.Skip("csi-sanity already ran in this test process; Ginkgo cannot run its suite twice")
+		// Ginkgo allows one RunSpecs per process: under go test -count=N,
+		// fail clearly (and clean up) instead of letting Ginkgo exit.
+		t.Fatal("csi-sanity cannot run twice in one test process; use -count=1 (or -skip TestSanity)")
 	}
 	sanityRan = true
 	testenv.RequireFUSE(t)

@@ -41,6 +41,17 @@ func startServer(argv, env []string, addr, endpoint string) (*Server, error) {
 	return s, nil
 }
 
+// binaryAndPort finds an emulator binary and a free loopback port for it.
+func binaryAndPort(envVar, name string) (bin string, port int, addr string, err error) {
+	if bin, err = Binary(envVar, name); err != nil {
+		return "", 0, "", err
+	}
+	if port, err = FreePort(); err != nil {
+		return "", 0, "", err
+	}
+	return bin, port, fmt.Sprintf("127.0.0.1:%d", port), nil
+}
+
 // GCSProject is the project the GCS emulator's buckets belong to.
 const GCSProject = "bucket-csi-test"
 
@@ -48,15 +59,10 @@ const GCSProject = "bucket-csi-test"
 // free loopback port. Its Endpoint is the JSON API base the Go client and
 // rclone take: http://127.0.0.1:PORT/storage/v1/.
 func StartGCS() (*Server, error) {
-	bin, err := Binary("FAKE_GCS_BIN", "fake-gcs-server")
+	bin, port, addr, err := binaryAndPort("FAKE_GCS_BIN", "fake-gcs-server")
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	argv := []string{bin, "-scheme", "http", "-host", "127.0.0.1", "-port", fmt.Sprint(port),
 		"-backend", "memory", "-external-url", "http://" + addr, "-public-host", addr, "-log-level", "warn"}
 	return startServer(argv, nil, addr, "http://"+addr+"/storage/v1/")
@@ -73,15 +79,10 @@ const (
 // tools/azurite/package-lock.json) in memory on a free loopback port. Its
 // Endpoint is the account URL http://127.0.0.1:PORT/devstoreaccount1.
 func StartAzurite() (*Server, error) {
-	bin, err := Binary("AZURITE_BIN", "azurite-blob")
+	bin, port, addr, err := binaryAndPort("AZURITE_BIN", "azurite-blob")
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	argv := []string{bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port), "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent"}
 	return startServer(argv, nil, addr, strings.TrimSuffix("http://"+addr+"/"+AzuriteAccount, "/"))
 }

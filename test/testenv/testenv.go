@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
@@ -216,4 +218,13 @@ func AzureSecrets() map[string]string {
 // AzureEndpoint is the account URL template of the Azurite server.
 func (e Emulators) AzureEndpoint() string {
 	return strings.Replace(e.Azure.Endpoint, localenv.AzuriteAccount, "{account}", 1)
+}
+
+// WaitGone waits up to 2 seconds for a FUSE server process to exit and
+// reports whether it did.
+func WaitGone(p mounter.Started) bool {
+	for i := 0; p.Alive() && i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return !p.Alive()
 }
