@@ -56,8 +56,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
-	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "parallel ranged reads per streamed file (0: one sequential stream)")
-	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "size of each ranged read in bytes (0: rclone's default, 128 MiB doubling)")
+	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "MOUNT: most parallel ranged GETs of one sequential read (0: default, 4)")
+	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	f.stores.register(fs)
 	if err := fs.Parse(args); err != nil {

@@ -62,8 +62,8 @@ type Config struct {
 	UID   uint32 `json:"uid"`
 	GID   uint32 `json:"gid"`
 	Umask uint32 `json:"umask"`
-	// ReadChunkStreams is the number of parallel ranged reads a streaming
-	// read uses (0: one sequential stream); ReadChunkSize their size.
+	// ReadChunkStreams is the most ranged GETs one sequential MOUNT read
+	// runs at once, ReadChunkSize their size (0: readahead's defaults).
 	ReadChunkStreams int   `json:"readChunkStreams,omitempty"`
 	ReadChunkSize    int64 `json:"readChunkSize,omitempty"`
 	// Debug raises the engine's log level.

@@ -24,6 +24,7 @@ import (
 	"github.com/rclone/rclone/vfs/vfscommon"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 
@@ -117,6 +118,14 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	f, err := fs.NewFs(ctx, cfg.remotePath())
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
+	}
+	if cfg.Mode != volume.ModeMountCached {
+		// Streaming reads go through our read-ahead (parallel ranges once
+		// sequential, small files fetched ahead in listing order), so
+		// rclone's own async buffer would only add a copy and read far
+		// past a random read.
+		ci.BufferSize = 0
+		f = readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize})
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
@@ -232,12 +241,6 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	}
 	o.PollInterval = 0
 	o.FastFingerprint = true
-	if cfg.ReadChunkStreams > 0 {
-		o.ChunkStreams = cfg.ReadChunkStreams
-	}
-	if cfg.ReadChunkSize > 0 {
-		o.ChunkSize = fs.SizeSuffix(cfg.ReadChunkSize)
-	}
 	switch cfg.Mode {
 	case volume.ModeMountCached:
 		o.CacheMode = vfscommon.CacheModeFull
@@ -247,6 +250,13 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 		}
 	default:
 		o.CacheMode = vfscommon.CacheModeOff
+		// One open-ended range per open or seek; readahead splits it.
+		o.ChunkSize = 0
+		o.ChunkStreams = 0
+		// The whole-object hash compare costs a CPU-bound MD5 of every
+		// sequential read and checks nothing for multipart objects; a
+		// short or failed range is an error in readahead.
+		o.NoChecksum = true
 	}
 	return &o
 }

@@ -1,0 +1,186 @@
+package readahead
+
+import (
+	"context"
+	"io"
+
+	"github.com/rclone/rclone/fs"
+)
+
+// Fs wraps an rclone fs.Fs: objects it lists or returns are read through
+// a Reader, and small objects opened one after another in listing order
+// are fetched ahead (see small.go). Everything else (writes, renames,
+// server-side copies, deletes) passes to the wrapped Fs unchanged, with
+// objects unwrapped where the backend needs its own type.
+type Fs struct {
+	fs.Fs
+	opt      Options
+	features *fs.Features
+	small    *smallAhead
+}
+
+// Wrap returns base with the read path of this package.
+func Wrap(base fs.Fs, opt Options) *Fs {
+	f := &Fs{Fs: base, opt: opt.withDefaults()}
+	f.small = newSmallAhead(f.opt)
+	f.features = f.wrapFeatures(base.Features())
+	return f
+}
+
+// Features returns the wrapped Fs's features with object-taking and
+// object-returning functions adapted to this wrapper.
+func (f *Fs) Features() *fs.Features { return f.features }
+
+func (f *Fs) wrapFeatures(base *fs.Features) *fs.Features {
+	ft := *base
+	ft.UnWrap = func() fs.Fs { return f.Fs }
+	if c := base.Copy; c != nil {
+		ft.Copy = func(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+			return f.wrapObject(c(ctx, unwrap(src), remote))
+		}
+	}
+	if m := base.Move; m != nil {
+		ft.Move = func(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+			return f.wrapObject(m(ctx, unwrap(src), remote))
+		}
+	}
+	if dm := base.DirMove; dm != nil {
+		ft.DirMove = func(ctx context.Context, src fs.Fs, srcRemote, dstRemote string) error {
+			if w, ok := src.(*Fs); ok {
+				src = w.Fs
+			}
+			return dm(ctx, src, srcRemote, dstRemote)
+		}
+	}
+	if ps := base.PutStream; ps != nil {
+		ft.PutStream = func(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) (fs.Object, error) {
+			return f.wrapObject(ps(ctx, in, src, options...))
+		}
+	}
+	if pu := base.PutUnchecked; pu != nil {
+		ft.PutUnchecked = func(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) (fs.Object, error) {
+			return f.wrapObject(pu(ctx, in, src, options...))
+		}
+	}
+	if lr := base.ListR; lr != nil {
+		ft.ListR = func(ctx context.Context, dir string, callback fs.ListRCallback) error {
+			return lr(ctx, dir, func(entries fs.DirEntries) error { return callback(f.wrapEntries(entries, nil)) })
+		}
+	}
+	if lp := base.ListP; lp != nil {
+		ft.ListP = func(ctx context.Context, dir string, callback fs.ListRCallback) error {
+			order := &dirOrder{last: -2}
+			return lp(ctx, dir, func(entries fs.DirEntries) error { return callback(f.wrapEntries(entries, order)) })
+		}
+	}
+	return &ft
+}
+
+// List lists dir of the wrapped Fs with its objects wrapped.
+func (f *Fs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
+	entries, err := f.Fs.List(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return f.wrapEntries(entries, &dirOrder{last: -2}), nil
+}
+
+// NewObject finds remote in the wrapped Fs and wraps it.
+func (f *Fs) NewObject(ctx context.Context, remote string) (fs.Object, error) {
+	return f.wrapObject(f.Fs.NewObject(ctx, remote))
+}
+
+// Put uploads through the wrapped Fs and wraps the result.
+func (f *Fs) Put(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) (fs.Object, error) {
+	return f.wrapObject(f.Fs.Put(ctx, in, src, options...))
+}
+
+// wrapEntries wraps the objects of (one page of) a listing. order, for a
+// listing of one directory (not a recursive one), records the objects'
+// order for the small-file prefetch.
+func (f *Fs) wrapEntries(entries fs.DirEntries, order *dirOrder) fs.DirEntries {
+	out := make(fs.DirEntries, len(entries))
+	for i, e := range entries {
+		o, ok := e.(fs.Object)
+		if !ok {
+			out[i] = e
+			continue
+		}
+		w := &Object{Object: o, f: f}
+		if order != nil {
+			f.small.add(order, w)
+		}
+		out[i] = w
+	}
+	return out
+}
+
+func (f *Fs) wrapObject(o fs.Object, err error) (fs.Object, error) {
+	if err != nil || o == nil {
+		return o, err
+	}
+	if _, ok := o.(*Object); ok {
+		return o, nil
+	}
+	return &Object{Object: o, f: f}, nil
+}
+
+func unwrap(o fs.Object) fs.Object {
+	if w, ok := o.(*Object); ok {
+		return w.Object
+	}
+	return o
+}
+
+// Object is an object of the wrapped Fs read through this package.
+type Object struct {
+	fs.Object
+	f   *Fs
+	dir *dirOrder // the listing it came from, if any
+	idx int       // its place in that listing
+}
+
+// UnWrap returns the wrapped Fs's object.
+func (o *Object) UnWrap() fs.Object { return o.Object }
+
+// Open reads the object: from a small-file prefetch when one holds it,
+// otherwise through a Reader of the requested range.
+func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
+	size := o.Size()
+	start, limit := int64(0), int64(-1)
+	for _, opt := range options {
+		switch x := opt.(type) {
+		case *fs.RangeOption:
+			start, limit = x.Decode(size)
+		case *fs.SeekOption:
+			start = x.Offset
+		default:
+			if opt.Mandatory() {
+				return o.Object.Open(ctx, options...) // not ours to interpret
+			}
+		}
+	}
+	if size < 0 {
+		return o.Object.Open(ctx, options...)
+	}
+	end := size
+	if limit >= 0 {
+		end = min(size, start+limit)
+	}
+	if start >= end {
+		return io.NopCloser(eofReader{}), nil
+	}
+	if rc := o.f.small.open(ctx, o, start, end); rc != nil {
+		return rc, nil
+	}
+	return NewReader(ctx, o.openRange, start, end, o.f.opt), nil
+}
+
+// openRange is a RangeOpener of the wrapped object.
+func (o *Object) openRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	return o.Object.Open(ctx, &fs.RangeOption{Start: off, End: off + n - 1})
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

@@ -1,0 +1,248 @@
+// Package readahead makes streaming (MOUNT) reads fast without making
+// random reads slow. It wraps an rclone fs.Fs so that every object the
+// VFS reads is fetched by a Reader: ranged GETs in parallel ahead of a
+// sequential reader, in a window that starts with one small request (a
+// random read costs one short GET) and grows while the reads stay
+// sequential. It also fetches small objects ahead of a reader that opens
+// them one after another in listing order (see Fs).
+//
+// Memory is bounded: a Reader holds at most Window blocks of BlockSize;
+// small-object prefetch holds at most Options.SmallBudget bytes per Fs.
+package readahead
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Options tune the read path. Zero values take the defaults.
+type Options struct {
+	// Window is the most blocks fetched at once by one Reader (4).
+	Window int
+	// BlockSize is the size of one ranged GET once a read is
+	// sequential (8 MiB).
+	BlockSize int64
+	// FirstBlock is the size of the first GET after an open or a seek,
+	// kept small so random reads stay cheap (256 KiB); each block read to
+	// its end doubles the next one up to BlockSize, then the window grows.
+	FirstBlock int64
+	// SmallMax is the largest object fetched ahead as a small file
+	// (256 KiB); 0 takes the default, negative turns prefetch off.
+	SmallMax int64
+	// SmallAhead is how many small files are fetched ahead (32).
+	SmallAhead int
+	// SmallBudget bounds the bytes of small files held (32 MiB).
+	SmallBudget int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Window <= 0 {
+		o.Window = 4
+	}
+	if o.BlockSize <= 0 {
+		o.BlockSize = 8 << 20
+	}
+	if o.FirstBlock <= 0 {
+		o.FirstBlock = 256 << 10
+	}
+	o.FirstBlock = min(o.FirstBlock, o.BlockSize)
+	if o.SmallMax == 0 {
+		o.SmallMax = 256 << 10
+	}
+	if o.SmallAhead <= 0 {
+		o.SmallAhead = 32
+	}
+	if o.SmallBudget <= 0 {
+		o.SmallBudget = 32 << 20
+	}
+	return o
+}
+
+// RangeOpener opens n bytes of an object at off (n > 0).
+type RangeOpener func(ctx context.Context, off, n int64) (io.ReadCloser, error)
+
+// Reader reads [start, end) of an object through parallel ranged GETs.
+// It is an io.ReadCloser for one goroutine; Close cancels the GETs in
+// flight and waits for them.
+type Reader struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	open   RangeOpener
+	opt    Options
+	pos    int64 // next byte Read returns
+	next   int64 // first byte not yet scheduled
+	end    int64
+	size   int64    // size of the next block; doubles to opt.BlockSize
+	window int      // blocks allowed in flight now; grows to opt.Window
+	queue  []*block // scheduled blocks in offset order
+	wg     sync.WaitGroup
+	err    error
+}
+
+type block struct {
+	off    int64
+	buf    []byte
+	read   int // bytes of buf already returned
+	done   chan struct{}
+	err    error
+	cancel context.CancelFunc
+}
+
+// NewReader returns a Reader of [start, end) fetched with open.
+func NewReader(ctx context.Context, open RangeOpener, start, end int64, opt Options) *Reader {
+	ctx, cancel := context.WithCancel(ctx)
+	return &Reader{ctx: ctx, cancel: cancel, open: open, opt: opt.withDefaults(), pos: start, next: start, end: end, window: 1, size: opt.withDefaults().FirstBlock}
+}
+
+// Read returns the next bytes in order; it blocks until the block holding
+// them has arrived.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.pos >= r.end {
+		return 0, io.EOF
+	}
+	r.fill()
+	b := r.queue[0]
+	select {
+	case <-b.done:
+	case <-r.ctx.Done():
+		r.err = r.ctx.Err()
+		return 0, r.err
+	}
+	if b.err != nil {
+		r.err = b.err
+		return 0, r.err
+	}
+	n := copy(p, b.buf[b.read:])
+	b.read += n
+	r.pos += int64(n)
+	if b.read == len(b.buf) {
+		r.queue = r.queue[1:]
+		putBuf(b.buf)
+		// A block read to its end: the reader is sequential. Grow the
+		// blocks first, then the window, so a short read after a seek
+		// fetches little.
+		if r.size < r.opt.BlockSize {
+			r.size = min(r.size*2, r.opt.BlockSize)
+		} else {
+			r.window = min(r.window*2, r.opt.Window)
+		}
+	}
+	return n, nil
+}
+
+// fill schedules blocks until the window is full or the range is.
+func (r *Reader) fill() {
+	for len(r.queue) < r.window && r.next < r.end {
+		n := min(r.size, r.end-r.next)
+		ctx, cancel := context.WithCancel(r.ctx)
+		b := &block{off: r.next, buf: getBuf(n), done: make(chan struct{}), cancel: cancel}
+		r.queue = append(r.queue, b)
+		r.next += n
+		r.wg.Add(1)
+		go r.fetch(ctx, b)
+	}
+}
+
+func (r *Reader) fetch(ctx context.Context, b *block) {
+	defer r.wg.Done()
+	defer close(b.done)
+	defer b.cancel()
+	rc, err := r.open(ctx, b.off, int64(len(b.buf)))
+	if err != nil {
+		b.err = err
+		return
+	}
+	defer rc.Close()
+	got, err := io.ReadFull(rc, b.buf)
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("short read at offset %d: %d of %d bytes (object changed?)", b.off, got, len(b.buf))
+		}
+		b.err = err
+	}
+}
+
+// RangeSeek moves the reader to offset (from the start, to the end of
+// the range) keeping the blocks that hold or follow it, and the grown
+// window when the move is short: the VFS seeks on reads that arrive out of
+// order, and a restart at a small block would throttle a sequential
+// reader. It implements rclone's fs.RangeSeeker; a length limit is not
+// supported (the caller then opens a new reader).
+func (r *Reader) RangeSeek(_ context.Context, offset int64, whence int, length int64) (int64, error) {
+	if whence != io.SeekStart || length > 0 || r.err != nil || offset < 0 || offset >= r.end {
+		return 0, errors.New("readahead: seek not supported")
+	}
+	for len(r.queue) > 0 && r.queue[0].off+int64(len(r.queue[0].buf)) <= offset {
+		r.drop()
+	}
+	if len(r.queue) > 0 && r.queue[0].off <= offset {
+		r.queue[0].read = int(offset - r.queue[0].off)
+		r.pos = offset
+		return offset, nil
+	}
+	far := offset < r.pos-r.opt.BlockSize || offset > r.next+r.opt.BlockSize
+	for len(r.queue) > 0 {
+		r.drop()
+	}
+	r.pos, r.next = offset, offset
+	if far {
+		r.size, r.window = r.opt.FirstBlock, 1
+	}
+	return offset, nil
+}
+
+// drop abandons the head block; its GET is cancelled.
+func (r *Reader) drop() {
+	r.queue[0].cancel()
+	r.queue = r.queue[1:]
+}
+
+// Close cancels the blocks in flight and waits for their GETs to end.
+func (r *Reader) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	for _, b := range r.queue {
+		putBuf(b.buf)
+	}
+	r.queue = nil
+	if r.err == nil {
+		r.err = errors.New("readahead: reader closed")
+	}
+	return nil
+}
+
+// Buffers are pooled by capacity class so steady streaming allocates
+// nothing.
+var pools sync.Map // capacity -> *sync.Pool
+
+func getBuf(n int64) []byte {
+	p, _ := pools.LoadOrStore(classOf(n), &sync.Pool{})
+	if b, ok := p.(*sync.Pool).Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, classOf(n))
+}
+
+func putBuf(b []byte) {
+	c := int64(cap(b))
+	if c != classOf(c) {
+		return
+	}
+	p, _ := pools.LoadOrStore(c, &sync.Pool{})
+	p.(*sync.Pool).Put(&b)
+}
+
+// classOf rounds n up to a power of two of at least 64 KiB.
+func classOf(n int64) int64 {
+	c := int64(64 << 10)
+	for c < n {
+		c <<= 1
+	}
+	return c
+}

@@ -1,0 +1,164 @@
+package readahead
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+)
+
+// dirOrder is one listing of a directory: its objects in listing order
+// and where a reader opening them one after another has got to.
+type dirOrder struct {
+	objs    []*Object
+	sorted  bool // objs are in name order (the order the VFS shows)
+	last    int  // index of the object opened last (-2: none)
+	evicted int  // objects before this index hold no prefetch
+}
+
+// smallAhead fetches small objects ahead of a reader that opens them in
+// listing order, as training loops, builds and `cat dir/*` do. A random
+// order fetches nothing ahead.
+type smallAhead struct {
+	opt     Options
+	mu      sync.Mutex
+	held    int64 // bytes of entries in the map (done or in flight)
+	entries map[*Object]*smallEntry
+	sem     chan struct{}
+}
+
+type smallEntry struct {
+	at   time.Time
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// smallFetches is how many small objects are fetched at once.
+const smallFetches = 8
+
+// expireAfter drops prefetched objects nobody opened.
+const expireAfter = 30 * time.Second
+
+func newSmallAhead(opt Options) *smallAhead {
+	return &smallAhead{opt: opt, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches)}
+}
+
+// add appends o to the listing order.
+func (s *smallAhead) add(order *dirOrder, o *Object) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.dir, o.idx = order, len(order.objs)
+	order.objs = append(order.objs, o)
+	order.sorted = false
+}
+
+func (s *smallAhead) isSmall(o *Object) bool {
+	return s.opt.SmallMax > 0 && o.Size() >= 0 && o.Size() <= s.opt.SmallMax
+}
+
+// open returns a reader of [start, end) of o from a prefetch, or nil when
+// none holds o. An open that continues the listing order fetches the next
+// small objects ahead.
+func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.ReadCloser {
+	if o.dir == nil || !s.isSmall(o) {
+		return nil
+	}
+	s.mu.Lock()
+	e := s.take(o)
+	d := o.dir
+	if !d.sorted {
+		// Backends list in their own order; readers go by name.
+		sort.Slice(d.objs, func(i, j int) bool { return d.objs[i].Remote() < d.objs[j].Remote() })
+		for i, x := range d.objs {
+			x.idx = i
+		}
+		d.sorted = true
+	}
+	if o.idx == d.last+1 || o.idx == d.last {
+		s.evictBefore(d, o.idx)
+		s.schedule(d, o.idx+1)
+	}
+	d.last = o.idx
+	s.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return nil
+	}
+	if e.err != nil || int64(len(e.data)) != o.Size() {
+		return nil // read it directly instead
+	}
+	return io.NopCloser(bytes.NewReader(e.data[start:end]))
+}
+
+// take removes o's entry from the map and returns it. Call with s.mu held.
+func (s *smallAhead) take(o *Object) *smallEntry {
+	e := s.entries[o]
+	if e != nil {
+		delete(s.entries, o)
+		s.held -= o.Size()
+	}
+	return e
+}
+
+// evictBefore drops the entries of d's objects before idx, which a
+// sequential reader has passed. Call with s.mu held.
+func (s *smallAhead) evictBefore(d *dirOrder, idx int) {
+	for ; d.evicted < idx && d.evicted < len(d.objs); d.evicted++ {
+		s.take(d.objs[d.evicted])
+	}
+}
+
+// schedule starts fetches of the small objects of d from idx on, up to
+// SmallAhead objects and the byte budget. Call with s.mu held.
+func (s *smallAhead) schedule(d *dirOrder, idx int) {
+	s.expire()
+	for i := idx; i < len(d.objs) && i < idx+s.opt.SmallAhead; i++ {
+		o := d.objs[i]
+		if !s.isSmall(o) || s.entries[o] != nil {
+			continue
+		}
+		if s.held+o.Size() > s.opt.SmallBudget {
+			return
+		}
+		e := &smallEntry{at: time.Now(), done: make(chan struct{})}
+		s.entries[o] = e
+		s.held += o.Size()
+		go s.fetch(o, e)
+	}
+}
+
+// expire drops entries nobody opened in time. Call with s.mu held.
+func (s *smallAhead) expire() {
+	for o, e := range s.entries {
+		if time.Since(e.at) > expireAfter {
+			s.take(o)
+		}
+	}
+}
+
+func (s *smallAhead) fetch(o *Object, e *smallEntry) {
+	defer close(e.done)
+	s.sem <- struct{}{}
+	defer func() { <-s.sem }()
+	ctx, cancel := context.WithTimeout(context.Background(), expireAfter)
+	defer cancel()
+	rc, err := o.Object.Open(ctx)
+	if err != nil {
+		e.err = err
+		return
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, o.Size()+1))
+	if err == nil && int64(len(data)) != o.Size() {
+		err = fmt.Errorf("%s: read %d bytes, listed %d (object changed?)", o.Remote(), len(data), o.Size())
+	}
+	e.data, e.err = data, err
+}
