@@ -54,17 +54,17 @@ lint:
 
 # Benchmarks against the baselines in the same run (docs/benchmarks.md):
 # the S3 server pinned to CPU 0, every client (our FUSE servers, rclone,
-# s3fs, the readers) to CPU 1; BENCH_COUNT runs of each figure, reported by
-# benchstat as the median with the spread.
-BENCH_COUNT ?= 5
-bench: build bench-tools bin/benchstat
-	$(GO) test -c -o bin/bench.test ./test/
-	cd test && BENCH_SERVER_CPU=0 taskset -c 1 ../bin/bench.test -test.run '^$$' -test.bench . \
-		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m | tee ../bin/bench.txt
-	bin/benchstat bin/bench.txt
-
-bin/benchstat: tools/go.mod tools/go.sum
-	cd tools && $(GO) build -o ../bin/benchstat golang.org/x/perf/cmd/benchstat
+# s3fs, the readers) to CPU 1; BENCH_COUNT runs of each figure. benchreport
+# prints the median (min-max) table and the targets and writes them, with
+# the chart, into docs/. BENCH_ARGS adds test flags, e.g.
+# BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'.
+BENCH_COUNT ?= 3
+BENCH_ARGS ?=
+bench: build bench-tools
+	$(GO) test -c -o bin/bench.test ./test/bench/
+	cd test/bench && BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench . \
+		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee ../../bin/bench.txt
+	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
 fuzz:

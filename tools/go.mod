@@ -6,7 +6,6 @@ tool (
 	github.com/fsouza/fake-gcs-server
 	github.com/rclone/rclone
 	github.com/versity/versitygw/cmd/versitygw
-	golang.org/x/perf/cmd/benchstat
 	helm.sh/helm/v3/cmd/helm
 )
 
@@ -57,7 +56,6 @@ require (
 	github.com/a1ex3/zstd-seekable-format-go/pkg v0.10.0 // indirect
 	github.com/a8m/tree v0.0.0-20240104212747-2c8764a5f17e // indirect
 	github.com/aalpar/deheap v1.1.2 // indirect
-	github.com/aclements/go-moremath v0.0.0-20210112150236-f10218a38794 // indirect
 	github.com/adrg/xdg v0.5.3 // indirect
 	github.com/anacrolix/dms v1.8.0 // indirect
 	github.com/anchore/go-lzo v0.1.1 // indirect
@@ -360,7 +358,6 @@ require (
 	golang.org/x/image v0.47.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/oauth2 v0.37.0 // indirect
-	golang.org/x/perf v0.0.0-20260908200009-22c9c6c9d4da // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/term v0.47.0 // indirect

@@ -1,0 +1,75 @@
+// Command benchreport turns `go test -bench` output into the results table
+// and chart of docs/benchmarks.md:
+//
+//	go run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg [-title "..."]
+//
+// It summarises every (figure, unit, system) as median, min and max over
+// the runs (-count N), checks the project's performance targets against the
+// medians, writes a generated Markdown file (-md) and an SVG chart (-svg)
+// when asked, and prints the results and targets tables to stdout.
+//
+// It exits non-zero only on bad input (an unreadable file, no benchmark
+// results) or when an output cannot be written; unmet targets are reported,
+// not treated as errors.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+}
+
+// run is main without the process: it parses args, reads the input, writes
+// the requested files and prints the report to stdout.
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("benchreport", flag.ContinueOnError)
+	in := fs.String("in", "bin/bench.txt", "`go test -bench` output to read")
+	mdPath := fs.String("md", "", "write the generated Markdown here (skipped when empty)")
+	svgPath := fs.String("svg", "", "write the SVG chart here (skipped when empty)")
+	title := fs.String("title", "bucket-csi benchmarks", "title of the SVG chart")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	rep, err := load(*in)
+	if err != nil {
+		return err
+	}
+	outcomes := evaluateAll(rep, targets)
+	if *mdPath != "" {
+		if err := os.WriteFile(*mdPath, []byte(markdownDocument(rep, outcomes, *in)), 0o644); err != nil {
+			return err
+		}
+	}
+	if *svgPath != "" {
+		if err := os.WriteFile(*svgPath, []byte(SVG(rep, *title)), 0o644); err != nil {
+			return err
+		}
+	}
+	_, err = io.WriteString(stdout, reportBody(rep, outcomes))
+	return err
+}
+
+// load reads and summarises the benchmark output in path.
+func load(path string) (*Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	samples, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return Summarize(samples), nil
+}

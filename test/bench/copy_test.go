@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// benchCopy stages prefix as a COPY volume, timed, next to rclone copy
+// with default flags and raw (the server's limit).
+func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, raw func(b *testing.B)) {
+	perFile := func(b *testing.B, start time.Time) {
+		if files > 1 {
+			b.ReportMetric(float64(files*b.N)/time.Since(start).Seconds(), "files/s")
+		}
+	}
+	setBytes := func(b *testing.B) {
+		if files == 1 {
+			b.SetBytes(bytes)
+		}
+	}
+	b.Run("raw-SDK", func(b *testing.B) {
+		setBytes(b)
+		start := time.Now()
+		for b.Loop() {
+			raw(b)
+		}
+		perFile(b, start)
+	})
+	b.Run("bucket-csi-COPY", func(b *testing.B) {
+		v := newVolume(b, f, 'C', prefix)
+		setBytes(b)
+		var took time.Duration
+		for b.Loop() {
+			start := time.Now()
+			v.stage(b)
+			took += time.Since(start)
+			b.StopTimer()
+			v.unstage(b)
+			b.StartTimer()
+		}
+		if files > 1 {
+			b.ReportMetric(float64(files*b.N)/took.Seconds(), "files/s")
+		}
+	})
+	b.Run("rclone-copy", func(b *testing.B) {
+		bin := rclone(b)
+		setBytes(b)
+		var took time.Duration
+		for b.Loop() {
+			dest := filepath.Join(f.tempDir, "rclone-copy")
+			start := time.Now()
+			cmd := exec.Command(bin, "copy", rcloneRemote(f, prefix), dest)
+			cmd.Env = rcloneEnv(b, f)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("rclone copy: %v\n%s", err, out)
+			}
+			took += time.Since(start)
+			b.StopTimer()
+			_ = os.RemoveAll(dest)
+			b.StartTimer()
+		}
+		if files > 1 {
+			b.ReportMetric(float64(files*b.N)/took.Seconds(), "files/s")
+		}
+	})
+}
+
+// BenchmarkCopySmall: COPY NodeStage of the small files.
+func BenchmarkCopySmall(b *testing.B) {
+	f := data(b)
+	coldSmall(f)(b, mounted{})
+	cl := f.srv.Client()
+	benchCopy(b, f, "small", f.small, int64(f.small)*smallSize, func(b *testing.B) {
+		err := parallel(32, f.small, func(i int) error {
+			out, err := cl.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucketName), Key: aws.String(smallKey(i))})
+			if err == nil {
+				_, err = io.Copy(io.Discard, out.Body)
+				out.Body.Close()
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkCopyLarge: COPY NodeStage of the large object.
+func BenchmarkCopyLarge(b *testing.B) {
+	f := data(b)
+	warmServer(b, f)
+	benchCopy(b, f, "large", 1, f.large, func(b *testing.B) { rawRanged(b, f, 8, 16<<20) })
+}
+
+// BenchmarkNodeStage: the latency of NodeStageVolume per mode (COPY of an
+// empty prefix: the fixed cost).
+func BenchmarkNodeStage(b *testing.B) {
+	f := data(b)
+	for _, sys := range []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED", "bucket-csi-COPY"} {
+		b.Run(sys, func(b *testing.B) {
+			prefix := "large"
+			if sys == "bucket-csi-COPY" {
+				prefix = "empty"
+			}
+			v := newVolume(b, f, ourMode(sys), prefix)
+			for b.Loop() {
+				v.stage(b)
+				b.StopTimer()
+				v.unstage(b)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkIdleRSS: the resident memory of a FUSE server that listed the
+// small files, read one and then sat idle for two seconds.
+func BenchmarkIdleRSS(b *testing.B) {
+	f := data(b)
+	systems := []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED", "rclone-mount", "rclone-mount2", "s3fs"}
+	onMounts(b, f, systems, runOptions{prefix: "small", body: func(b *testing.B, m mounted) int64 {
+		entries, err := os.ReadDir(m.dir)
+		if err != nil || len(entries) != f.small {
+			b.Fatalf("listed %d entries: %v", len(entries), err)
+		}
+		if _, err := os.ReadFile(filepath.Join(m.dir, entries[0].Name())); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		b.ReportMetric(procMemMiB(b, m.pid, "VmRSS"), "idle-RSS-MiB")
+		return 0
+	}})
+}

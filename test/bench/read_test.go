@@ -1,0 +1,215 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// coldLarge makes the next read of the large object come from the FUSE
+// server: the server's copy is in its page cache, the client's is not.
+func coldLarge(f *fixture) func(b *testing.B, m mounted) {
+	return func(b *testing.B, m mounted) {
+		warmServer(b, f)
+		evict(b, filepath.Join(m.dir, "large.bin"))
+	}
+}
+
+// readFile reads path to the end in 1 MiB blocks.
+func readFile(b *testing.B, path string) int64 {
+	fh, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fh.Close()
+	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{fh}, make([]byte, 1<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// BenchmarkSeqRead: the large object read front to back in 1 MiB blocks.
+func BenchmarkSeqRead(b *testing.B) {
+	f := data(b)
+	b.Run("raw-SDK", func(b *testing.B) {
+		warmServer(b, f)
+		b.SetBytes(f.large)
+		for b.Loop() {
+			rawRanged(b, f, 8, 16<<20)
+		}
+	})
+	local := localCopy(b, f)
+	b.Run("local-disk", func(b *testing.B) {
+		b.SetBytes(f.large)
+		for b.Loop() {
+			b.StopTimer()
+			evict(b, local)
+			b.StartTimer()
+			readFile(b, local)
+		}
+	})
+	b.Run("bucket-csi-MOUNT_CACHED-warm", func(b *testing.B) {
+		dir, _ := mountOurs(b, f, 'K', "large")
+		path := filepath.Join(dir, "large.bin")
+		readFile(b, path) // fills the cache
+		b.SetBytes(f.large)
+		for b.Loop() {
+			b.StopTimer()
+			dropCaches(b) // the cache file's pages too: it reads the disk like local-disk
+			b.StartTimer()
+			readFile(b, path)
+		}
+	})
+	onMounts(b, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
+		b.SetBytes(f.large)
+		if n := readFile(b, filepath.Join(m.dir, "large.bin")); n != f.large {
+			b.Fatalf("read %d of %d bytes", n, f.large)
+		}
+		return f.large
+	}})
+}
+
+// rawRanged fetches the large object with workers parallel ranged GETs.
+func rawRanged(b *testing.B, f *fixture, workers int, chunk int64) {
+	cl := f.srv.Client()
+	chunks := int((f.large + chunk - 1) / chunk)
+	err := parallel(workers, chunks, func(i int) error {
+		off := int64(i) * chunk
+		return rawRange(cl, f.largeKey, off, min(chunk, f.large-off))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+func rawRange(cl *s3.Client, key string, off, n int64) error {
+	out, err := cl.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucketName), Key: aws.String(key),
+		Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))})
+	if err != nil {
+		return err
+	}
+	defer out.Body.Close()
+	got, err := io.Copy(io.Discard, out.Body)
+	if err == nil && got != n {
+		err = fmt.Errorf("range at %d: got %d of %d bytes", off, got, n)
+	}
+	return err
+}
+
+var localOnce sync.Once
+
+// localCopy is the large object on the local disk, for the disk baseline.
+func localCopy(b *testing.B, f *fixture) string {
+	path := filepath.Join(f.tempDir, "local", "large.bin")
+	localOnce.Do(func() {
+		_ = os.MkdirAll(filepath.Dir(path), 0o755)
+		src, err := os.Open(f.largePath)
+		if err == nil {
+			var dst *os.File
+			if dst, err = os.Create(path); err == nil {
+				_, err = io.Copy(dst, src)
+				dst.Close()
+			}
+			src.Close()
+		}
+		if err != nil {
+			_ = os.Remove(path)
+		}
+	})
+	if _, err := os.Stat(path); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// randomOffsets are n fixed pseudo-random offsets of size-byte reads.
+func randomOffsets(total int64, n int, size int64) []int64 {
+	r := rand.New(rand.NewPCG(1, 2))
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = r.Int64N((total-size)/4096) * 4096
+	}
+	return offs
+}
+
+// benchRandom reads n blocks of size at random offsets, one at a time.
+func benchRandom(b *testing.B, n int, size int64, unit string) {
+	f := data(b)
+	offs := randomOffsets(f.large, n, size)
+	b.Run("raw-SDK", func(b *testing.B) {
+		warmServer(b, f)
+		cl := f.srv.Client()
+		b.SetBytes(int64(n) * size)
+		start := time.Now()
+		for b.Loop() {
+			for _, off := range offs {
+				if err := rawRange(cl, f.largeKey, off, size); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if unit == "reads/s" {
+			b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), unit)
+		}
+	})
+	onMounts(b, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), body: func(b *testing.B, m mounted) int64 {
+		b.SetBytes(int64(n) * size)
+		fh, err := os.Open(filepath.Join(m.dir, "large.bin"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer fh.Close()
+		buf := make([]byte, size)
+		start := time.Now()
+		for _, off := range offs {
+			if _, err := fh.ReadAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if unit == "reads/s" {
+			b.ReportMetric(float64(n)/time.Since(start).Seconds(), unit)
+		}
+		return int64(n) * size
+	}})
+}
+
+// BenchmarkRandRead4K: 256 reads of 4 KiB at random offsets of the large
+// object, one after another, from a cold client cache.
+func BenchmarkRandRead4K(b *testing.B) { benchRandom(b, 256, 4<<10, "reads/s") }
+
+// BenchmarkRandRead1M: 64 reads of 1 MiB at random offsets.
+func BenchmarkRandRead1M(b *testing.B) { benchRandom(b, 64, 1<<20, "MB/s") }
+
+// BenchmarkTTFB: open the large object and read its first byte, cold.
+func BenchmarkTTFB(b *testing.B) {
+	f := data(b)
+	b.Run("raw-SDK", func(b *testing.B) {
+		cl := f.srv.Client()
+		for b.Loop() {
+			if err := rawRange(cl, f.largeKey, 0, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	onMounts(b, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), body: func(b *testing.B, m mounted) int64 {
+		fh, err := os.Open(filepath.Join(m.dir, "large.bin"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer fh.Close()
+		if _, err := fh.Read(make([]byte, 1)); err != nil {
+			b.Fatal(err)
+		}
+		return 1
+	}})
+}

@@ -1,0 +1,243 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// Volume IDs of the data sets per mode (M: MOUNT, K: MOUNT_CACHED, C: COPY).
+func volumeID(mode byte, prefix string) string {
+	id := "v1:s3:" + string(mode) + "ps:-:" + bucketName
+	if prefix != "" {
+		id += "/" + prefix
+	}
+	return id
+}
+
+// ourVolume is a volume of the bench bucket staged by the real driver.
+type ourVolume struct {
+	drv     *testenv.Driver
+	c       testenv.Clients
+	id      string
+	staging string
+	f       *fixture
+}
+
+// newVolume starts a driver (with -bench.args) for a volume of prefix in
+// mode; the volume is not staged yet.
+func newVolume(b *testing.B, f *fixture, mode byte, prefix string) *ourVolume {
+	b.Helper()
+	drv := testenv.StartDriver(b, f.srv, strings.Fields(*driverArgs)...)
+	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), f: f}
+}
+
+// stage stages the volume at a new staging path and returns the path.
+func (v *ourVolume) stage(b *testing.B) string {
+	b.Helper()
+	v.staging = filepath.Join(v.drv.TempDir(b), "staging")
+	if err := os.MkdirAll(v.staging, 0o750); err != nil {
+		b.Fatal(err)
+	}
+	cap := testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)
+	if _, err := v.c.Node.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, Secrets: v.f.srv.Secrets()}); err != nil {
+		b.Fatal(err)
+	}
+	return v.staging
+}
+
+// unstage releases the volume, retrying while the driver says uploads
+// are still pending.
+func (v *ourVolume) unstage(b *testing.B) {
+	b.Helper()
+	for i := 0; ; i++ {
+		_, err := v.c.Node.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: v.id, StagingTargetPath: v.staging})
+		if err == nil {
+			return
+		}
+		if i > 300 {
+			b.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pid is the FUSE server of the staged volume.
+func (v *ourVolume) pid(b *testing.B) int {
+	b.Helper()
+	for _, s := range v.drv.Staged(b) {
+		if s.VolumeID == v.id && s.Server.Pid > 0 {
+			return s.Server.Pid
+		}
+	}
+	b.Fatalf("no FUSE server recorded for %s", v.id)
+	return 0
+}
+
+// mountOurs stages prefix in mode and returns the directory and the FUSE
+// server's pid.
+func mountOurs(b *testing.B, f *fixture, mode byte, prefix string) (string, int) {
+	b.Helper()
+	v := newVolume(b, f, mode, prefix)
+	dir := v.stage(b)
+	return dir, v.pid(b)
+}
+
+// mountOther mounts the bench bucket with another client at default flags
+// (kind: rclone-mount, rclone-mount2, s3fs) and returns the mount point
+// and the client's pid.
+func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "mnt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	srv := f.srv
+	var cmd *exec.Cmd
+	switch kind {
+	case "rclone-mount", "rclone-mount2":
+		cmd = exec.Command(rclone(b), strings.TrimPrefix(kind, "rclone-"), rcloneRemote(f, ""), dir)
+		cmd.Env = rcloneEnv(b, f)
+	case "s3fs":
+		bin, err := exec.LookPath("s3fs")
+		if err != nil {
+			testenv.Missing(b, "baseline needs s3fs (make bench-tools installs it): %v", err)
+		}
+		pw := filepath.Join(b.TempDir(), "passwd")
+		if err := os.WriteFile(pw, []byte(srv.AccessKey+":"+srv.SecretKey), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cmd = exec.Command(bin, bucketName, dir, "-f", "-o", "url="+srv.Endpoint, "-o", "use_path_request_style", "-o", "passwd_file="+pw)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.TempDir()}
+	default:
+		b.Fatalf("unknown system %s", kind)
+	}
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = exec.Command("umount", "-l", dir).Run()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for i := 0; !isMounted(dir); i++ {
+		if i > 500 {
+			b.Fatalf("%s did not mount: %s", kind, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return dir, cmd.Process.Pid
+}
+
+var mountSystems = []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "rclone-mount", "rclone-mount2", "s3fs"}
+
+func isMounted(path string) bool {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	return strings.Contains(string(data), " "+path+" ")
+}
+
+func rclone(b *testing.B) string {
+	b.Helper()
+	bin, err := localenv.Binary("RCLONE_BIN", "rclone")
+	if err != nil {
+		testenv.Missing(b, "baseline needs rclone (make bench-tools): %v", err)
+	}
+	return bin
+}
+
+// rcloneRemote is an on-the-fly rclone remote for prefix of the bucket;
+// the keys come from the environment (rcloneEnv), never the command line.
+func rcloneRemote(f *fixture, prefix string) string {
+	return ":s3,provider=Other,env_auth=true,endpoint='" + f.srv.Endpoint + "':" + bucketName + "/" + prefix
+}
+
+func rcloneEnv(b *testing.B, f *fixture) []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.TempDir(), "AWS_ACCESS_KEY_ID=" + f.srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + f.srv.SecretKey}
+}
+
+// evict drops path's pages from the page cache, so the next read goes
+// through the FUSE server (or to the disk for local files).
+func evict(b *testing.B, path string) {
+	b.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// dropCaches drops the whole page cache (then the server reads its disk).
+func dropCaches(b *testing.B) {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// warmServer reads the server's copy of the large object, so cold client
+// reads measure the client, not the server's disk.
+func warmServer(b *testing.B, f *fixture) {
+	b.Helper()
+	data, err := os.Open(f.largePath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer data.Close()
+	buf := make([]byte, 4<<20)
+	for {
+		if _, err := data.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// procCPU is the user plus system CPU time of pid in seconds.
+func procCPU(b *testing.B, pid int) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// procMemMiB is a /proc/<pid>/status memory field (VmHWM, VmRSS) in MiB.
+func procMemMiB(b *testing.B, pid int, field string) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb / 1024
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}

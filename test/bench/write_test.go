@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+const writeSize = 256 << 20
+
+var written atomic.Int64
+
+// writeFile writes size bytes to a new file at path in 1 MiB blocks and
+// closes it.
+func writeFile(b *testing.B, path string, size int64) {
+	fh, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	block := bytes.Repeat([]byte("written by the benchmark, 32 B.\n"), (1<<20)/32)
+	for n := int64(0); n < size; n += int64(len(block)) {
+		if _, err := fh.Write(block[:min(int64(len(block)), size-n)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := fh.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// untilInBucket polls the bucket until key holds size bytes and returns
+// how long that took.
+func untilInBucket(b *testing.B, f *fixture, key string, size int64) time.Duration {
+	cl := f.srv.Client()
+	start := time.Now()
+	for {
+		out, err := cl.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(bucketName), Key: aws.String(key)})
+		if err == nil && aws.ToInt64(out.ContentLength) == size {
+			return time.Since(start)
+		}
+		if time.Since(start) > 2*time.Minute {
+			b.Fatalf("%s not in the bucket after 2 minutes (last error %v)", key, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkCachedWrite: a new file written through the mount in 1 MiB
+// blocks and closed (timed), then the time until the bucket holds all of
+// it (MOUNT_CACHED uploads after --write-back, 1 s by default).
+func BenchmarkCachedWrite(b *testing.B) {
+	f := data(b)
+	size := scaled(writeSize)
+	b.Run("local-disk", func(b *testing.B) {
+		dir := b.TempDir()
+		b.SetBytes(size)
+		for b.Loop() {
+			writeFile(b, filepath.Join(dir, "w.bin"), size)
+		}
+	})
+	systems := []string{"bucket-csi-MOUNT_CACHED", "bucket-csi-MOUNT", "rclone-mount", "s3fs"}
+	onMounts(b, f, systems, runOptions{body: func(b *testing.B, m mounted) int64 {
+		b.SetBytes(size)
+		key := fmt.Sprintf("w-%d.bin", written.Add(1))
+		writeFile(b, filepath.Join(m.dir, key), size)
+		b.StopTimer()
+		until := untilInBucket(b, f, key, size)
+		b.ReportMetric(until.Seconds(), "s-until-in-bucket")
+		b.StartTimer()
+		return size
+	}})
+}
