@@ -179,6 +179,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	}
 	log.Info("mounted", "path", cfg.MountPoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mode", cfg.Mode)
 	ready(nil)
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go trimWhenIdle(trimCtx)
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
