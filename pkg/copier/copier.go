@@ -217,6 +217,13 @@ func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo
 			}
 			dirs.Store(dir, true)
 		}
+		chunks := max(1, (fl.Size+opt.ChunkSize-1)/opt.ChunkSize)
+		if chunks == 1 {
+			// Created by the worker, so file creation (the bound on a
+			// node disk for small objects) runs in parallel too.
+			g.Go(func() error { return fetchWhole(ctx, fl, final, man, p) })
+			continue
+		}
 		out, err := os.OpenFile(final+partSuffix, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 		if err != nil {
 			return err
@@ -225,7 +232,6 @@ func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo
 			out.Close()
 			return err
 		}
-		chunks := max(1, (fl.Size+opt.ChunkSize-1)/opt.ChunkSize)
 		left := &atomic.Int64{}
 		left.Store(chunks)
 		finish := func() error {
@@ -246,7 +252,7 @@ func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo
 			off := c * opt.ChunkSize
 			n := min(opt.ChunkSize, fl.Size-off)
 			g.Go(func() error {
-				if err := fetchRange(ctx, fl, out, off, n, chunks > 1, p); err != nil {
+				if err := fetchRange(ctx, fl, out, off, n, true, p); err != nil {
 					out.Close()
 					return err
 				}
@@ -258,6 +264,30 @@ func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo
 		}
 	}
 	return nil
+}
+
+// fetchWhole downloads a one-range object straight to its final name:
+// the manifest, not the name, says whether a file is complete, and nothing
+// is published before the whole copy is.
+func fetchWhole(ctx context.Context, fl File, final string, man *manifest, p *Progress) error {
+	out, err := os.OpenFile(final, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := fetchRange(ctx, fl, out, 0, fl.Size, false, p); err != nil {
+		out.Close()
+		return err
+	}
+	st, err := out.Stat()
+	if err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	p.FilesDone.Add(1)
+	return man.add(entry{Path: fl.Path, Fingerprint: fl.fp, Size: fl.Size, MTimeNanos: st.ModTime().UnixNano()})
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}

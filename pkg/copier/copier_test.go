@@ -22,7 +22,7 @@ import (
 
 // memFs returns a fresh rclone in-memory remote (a real backend that
 // stores any key, hostile ones included) holding objects.
-func memFs(t *testing.T, objects map[string][]byte) rfs.Fs {
+func memFs(t testing.TB, objects map[string][]byte) rfs.Fs {
 	t.Helper()
 	ctx := context.Background()
 	f, err := rfs.NewFs(ctx, ":memory:"+strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
@@ -36,7 +36,7 @@ func memFs(t *testing.T, objects map[string][]byte) rfs.Fs {
 	return f
 }
 
-func put(t *testing.T, f rfs.Fs, key string, data []byte) {
+func put(t testing.TB, f rfs.Fs, key string, data []byte) {
 	t.Helper()
 	info := object.NewStaticObjectInfo(key, time.Now(), int64(len(data)), true, nil, f)
 	if _, err := f.Put(context.Background(), bytes.NewReader(data), info); err != nil {

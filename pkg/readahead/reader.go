@@ -94,7 +94,8 @@ type block struct {
 // NewReader returns a Reader of [start, end) fetched with open.
 func NewReader(ctx context.Context, open RangeOpener, start, end int64, opt Options) *Reader {
 	ctx, cancel := context.WithCancel(ctx)
-	return &Reader{ctx: ctx, cancel: cancel, open: open, opt: opt.withDefaults(), pos: start, next: start, end: end, window: 1, size: opt.withDefaults().FirstBlock}
+	opt = opt.withDefaults()
+	return &Reader{ctx: ctx, cancel: cancel, open: open, opt: opt, pos: start, next: start, end: end, window: 1, size: opt.FirstBlock}
 }
 
 // Read returns the next bytes in order; it blocks until the block holding
