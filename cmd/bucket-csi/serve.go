@@ -33,6 +33,7 @@ type serveFlags struct {
 	inlineStores, mounterSocket                                                          string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
+	objectMTimes                                                                         bool
 	readChunkSize                                                                        int64
 	stores                                                                               storeFlags
 }
@@ -58,6 +59,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
 	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "MOUNT: most parallel ranged GETs of one sequential read (0: default, 4)")
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
+	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	f.stores.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -127,7 +129,7 @@ func serve(args []string) error {
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
-		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize}
+		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")

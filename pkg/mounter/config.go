@@ -66,6 +66,11 @@ type Config struct {
 	// runs at once, ReadChunkSize their size (0: readahead's defaults).
 	ReadChunkStreams int   `json:"readChunkStreams,omitempty"`
 	ReadChunkSize    int64 `json:"readChunkSize,omitempty"`
+	// ServerModTime shows each object's last-modified time as its mtime
+	// instead of the mtime rclone-style uploaders keep in metadata, which
+	// costs one HEAD request per file on its first stat (on S3-compatible
+	// stores). MOUNT only: MOUNT_CACHED compares mtimes with its cache.
+	ServerModTime bool `json:"serverModTime,omitempty"`
 	// Debug raises the engine's log level.
 	Debug bool `json:"debug,omitempty"`
 }

@@ -90,6 +90,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	ctx, ci := fs.AddConfig(ctx)
 	ci.LogLevel = fs.LogLevelNotice
 	ci.Transfers = max(cfg.Transfers, 1)
+	ci.UseServerModTime = cfg.ServerModTime && cfg.Mode == volume.ModeMount
 	if cfg.Debug {
 		ci.LogLevel = fs.LogLevelDebug
 	}

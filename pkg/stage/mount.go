@@ -8,6 +8,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // Mount stages MOUNT volumes: a streaming FUSE mount with no disk cache,
@@ -86,6 +87,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		PrivateDir:       filepath.Join(req.StateDir, "private"),
 		ReadChunkStreams: set.ReadChunkStreams,
 		ReadChunkSize:    set.ReadChunkSize,
+		ServerModTime:    req.Handle.Mode == volume.ModeMount && !set.ObjectMTimes,
 	}, nil
 }
 

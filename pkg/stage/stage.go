@@ -47,6 +47,9 @@ type Settings struct {
 	// mounter.Config).
 	ReadChunkStreams int
 	ReadChunkSize    int64
+	// ObjectMTimes makes MOUNT volumes read each file's mtime from its
+	// metadata (see mounter.Config.ServerModTime).
+	ObjectMTimes bool
 	// StopGrace bounds how long an unstage waits for a FUSE server to exit
 	// after its unmount before terminating it.
 	StopGrace time.Duration
