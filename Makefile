@@ -13,6 +13,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/bucket-csi ./cmd/bucket-csi
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/bucket-csi-mounter ./cmd/bucket-csi-mounter
 
 # Test servers and emulators: Go tools pinned in tools/go.mod (tool
 # directives), Azurite pinned in tools/azurite/package-lock.json.

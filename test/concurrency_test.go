@@ -57,20 +57,15 @@ func mountsBelow(t *testing.T, dir string) []string {
 	return out
 }
 
-// mounterProcesses counts running FUSE server processes: the bucket-csi
-// binary run as `mounter` (its argv[0] is /proc/self/exe, so the binary is
-// recognised by its exe link).
+// mounterProcesses counts running FUSE server processes: the
+// bucket-csi-mounter binary, recognised by its exe link.
 func mounterProcesses(t *testing.T) int {
 	t.Helper()
 	n := 0
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		exe, err := os.Readlink(filepath.Join(d, "exe"))
-		if err != nil || !strings.HasSuffix(exe, "/bucket-csi") {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err == nil && strings.HasSuffix(string(cmd), "\x00mounter\x00") {
+		if err == nil && strings.HasSuffix(exe, "/bucket-csi-mounter") {
 			n++
 		}
 	}

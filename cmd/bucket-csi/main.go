@@ -1,14 +1,13 @@
-// Command bucket-csi is the bucket-csi CSI driver, its FUSE server
-// (`bucket-csi mounter`, started by the driver itself) and its storage
-// CLI (`bucket-csi storage`). This is the only package that reads flags and the
-// environment, and the only place that exits.
+// Command bucket-csi is the bucket-csi CSI driver, its mounter host
+// (`bucket-csi mounter-host`) and its storage CLI (`bucket-csi storage`);
+// the FUSE servers are the separate binary bucket-csi-mounter. This is the
+// only package that reads flags and the environment, and the only place
+// that exits.
 package main
 
 import (
 	"fmt"
 	"os"
-
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -17,8 +16,6 @@ var version = "dev"
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case "mounter":
-			os.Exit(mounter.ServeMain())
 		case "mounter-host":
 			if err := mounterHost(os.Args[2:]); err != nil {
 				fmt.Fprintln(os.Stderr, "bucket-csi mounter-host:", err)

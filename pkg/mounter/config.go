@@ -1,8 +1,8 @@
 // Package mounter runs one volume's FUSE server as its own process and
 // supervises it from the node plugin.
 //
-// The node plugin (Start) re-executes its own binary as `bucket-csi mounter`
-// in a new session (or asks a mounter host to, see host.go), so the FUSE
+// The node plugin (Start) runs the bucket-csi-mounter binary, installed
+// next to its own, in a new session (or asks a mounter host to, see host.go), so the FUSE
 // server is not killed with the plugin: a plugin restart or upgrade leaves
 // every mount serving. The volume's Config, credentials included, travels
 // over the child's stdin and never appears on its command line or in its

@@ -40,7 +40,7 @@ import (
 // statusFD is the file descriptor on which the child reports readiness.
 const statusFD = 3
 
-// ServeMain is the body of `bucket-csi mounter`: it reads the Config from
+// ServeMain is the body of bucket-csi-mounter: it reads the Config from
 // stdin, mounts, reports on fd 3, and serves until unmounted or signalled.
 // It returns the process exit code.
 func ServeMain() int {

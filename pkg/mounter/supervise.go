@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -20,7 +21,8 @@ import (
 
 // Supervisor starts and stops FUSE server processes.
 type Supervisor struct {
-	// Exe is the driver binary to re-execute; "" means /proc/self/exe.
+	// Exe is the FUSE server binary; "" means MounterBinary next to the
+	// running executable.
 	Exe string
 	// Env is the environment given to every FUSE server: only variables that
 	// carry no secret (see store.Backend.Env).
@@ -28,6 +30,26 @@ type Supervisor struct {
 	// Host, if set, is the socket of a mounter host (ServeHost) that starts
 	// the servers instead of this process.
 	Host string
+}
+
+// MounterBinary is the file name of the FUSE server binary, installed next
+// to the driver binary.
+const MounterBinary = "bucket-csi-mounter"
+
+// exe returns the FUSE server binary to start.
+func (s *Supervisor) exe() (string, error) {
+	if s.Exe != "" {
+		return s.Exe, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding the driver binary: %w", err)
+	}
+	exe := filepath.Join(filepath.Dir(self), MounterBinary)
+	if _, err := os.Stat(exe); err != nil {
+		return "", fmt.Errorf("the FUSE server binary %s must be installed next to %s: %w", MounterBinary, self, err)
+	}
+	return exe, nil
 }
 
 // Started identifies a running FUSE server process.
@@ -66,11 +88,14 @@ func (s *Supervisor) Start(ctx context.Context, cfg *Config, logPath string) (St
 		statusW.Close()
 		return Started{}, err
 	}
-	exe := s.Exe
-	if exe == "" {
-		exe = "/proc/self/exe"
+	exe, err := s.exe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		statusW.Close()
+		return Started{}, err
 	}
-	cmd := exec.Command(exe, "mounter")
+	cmd := exec.Command(exe)
 	cmd.Stdin = stdinR
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 )
 
 // A node runs one FUSE server per staged volume, so the memory of idle
@@ -37,6 +39,7 @@ func trimWhenIdle(ctx context.Context) {
 		case busy:
 			trimmed = false
 		case !trimmed:
+			readahead.Trim()
 			debug.FreeOSMemory()
 			trimmed = true
 			last = cpuTime() // the trim itself is not activity

@@ -218,16 +218,28 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Buffers are pooled by capacity class so steady streaming allocates
-// nothing.
-var pools sync.Map // capacity -> *sync.Pool
+// Buffers are kept by capacity class for reuse, up to keepBytes in all:
+// unlike a sync.Pool they survive garbage collections, which a small heap
+// runs often, so steady streaming allocates nothing. Trim releases them.
+const keepBytes = 64 << 20
+
+var free struct {
+	sync.Mutex
+	byClass map[int64][][]byte
+	bytes   int64
+}
 
 func getBuf(n int64) []byte {
-	p, _ := pools.LoadOrStore(classOf(n), &sync.Pool{})
-	if b, ok := p.(*sync.Pool).Get().(*[]byte); ok {
-		return (*b)[:n]
+	c := classOf(n)
+	free.Lock()
+	defer free.Unlock()
+	if l := free.byClass[c]; len(l) > 0 {
+		b := l[len(l)-1]
+		free.byClass[c] = l[:len(l)-1]
+		free.bytes -= c
+		return b[:n]
 	}
-	return make([]byte, n, classOf(n))
+	return make([]byte, n, c)
 }
 
 func putBuf(b []byte) {
@@ -235,8 +247,24 @@ func putBuf(b []byte) {
 	if c != classOf(c) {
 		return
 	}
-	p, _ := pools.LoadOrStore(c, &sync.Pool{})
-	p.(*sync.Pool).Put(&b)
+	free.Lock()
+	defer free.Unlock()
+	if free.bytes+c > keepBytes {
+		return
+	}
+	if free.byClass == nil {
+		free.byClass = map[int64][][]byte{}
+	}
+	free.byClass[c] = append(free.byClass[c], b[:c])
+	free.bytes += c
+}
+
+// Trim drops the buffers kept for reuse, for an idle process to give their
+// memory back.
+func Trim() {
+	free.Lock()
+	defer free.Unlock()
+	free.byClass, free.bytes = nil, 0
 }
 
 // classOf rounds n up to a power of two of at least 64 KiB.
