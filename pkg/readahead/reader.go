@@ -107,6 +107,11 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if r.pos >= r.end {
 		return 0, io.EOF
 	}
+	if len(r.queue) == 0 && r.window == 1 {
+		// After an open or a seek, fetch at least what this read asks
+		// for in one GET (a random 1 MiB read is one request).
+		r.size = max(r.size, min(classOf(int64(len(p))), r.opt.BlockSize))
+	}
 	r.fill()
 	b := r.queue[0]
 	select {

@@ -107,6 +107,24 @@ func TestReaderStartsSmallThenWidens(t *testing.T) {
 	}
 }
 
+func TestReaderFirstBlockCoversTheFirstRead(t *testing.T) {
+	src := newSource(40 << 20)
+	r := NewReader(context.Background(), src.open, 5<<20, int64(len(src.data)), Options{FirstBlock: 64 << 10})
+	defer r.Close()
+	buf := make([]byte, 1<<20)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, src.data[5<<20:6<<20]) {
+		t.Fatal("data differs")
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.ranges) != 1 || src.ranges[0] != [2]int64{5 << 20, 1 << 20} {
+		t.Fatalf("GETs %v, want one of 1 MiB for a 1 MiB read", src.ranges)
+	}
+}
+
 func TestReaderReportsFailedBlock(t *testing.T) {
 	src := newSource(20 << 20)
 	src.fail.Store(64<<10 + 128<<10) // the third block
