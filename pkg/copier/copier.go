@@ -224,7 +224,7 @@ func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo
 			g.Go(func() error { return fetchWhole(ctx, fl, final, man, p) })
 			continue
 		}
-		out, err := os.OpenFile(final+partSuffix, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+		out, err := createPart(final)
 		if err != nil {
 			return err
 		}
@@ -266,11 +266,17 @@ func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo
 	return nil
 }
 
-// fetchWhole downloads a one-range object straight to its final name:
-// the manifest, not the name, says whether a file is complete, and nothing
-// is published before the whole copy is.
+// createPart creates the download file of final. It never follows a
+// symlink (a pod may have left one at any name in the copy): the rename
+// into place then replaces whatever is at final, link or file, and writes
+// nothing outside the copy.
+func createPart(final string) (*os.File, error) {
+	return os.OpenFile(final+partSuffix, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+}
+
+// fetchWhole downloads a one-range object and renames it into place.
 func fetchWhole(ctx context.Context, fl File, final string, man *manifest, p *Progress) error {
-	out, err := os.OpenFile(final, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	out, err := createPart(final)
 	if err != nil {
 		return err
 	}
@@ -284,6 +290,9 @@ func fetchWhole(ctx context.Context, fl File, final string, man *manifest, p *Pr
 		return err
 	}
 	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(final+partSuffix, final); err != nil {
 		return err
 	}
 	p.FilesDone.Add(1)

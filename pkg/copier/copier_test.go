@@ -102,6 +102,48 @@ func TestCopyHostileKeysStayInside(t *testing.T) {
 	}
 }
 
+// A pod may leave symlinks at any name in a kept copy; the next copy
+// replaces them and never writes through them.
+func TestCopyReplacesSymlinksWithoutFollowing(t *testing.T) {
+	small, large := []byte("from the bucket"), random(t, 5000)
+	f := memFs(t, map[string][]byte{"a.txt": small, "big.bin": large})
+	root := t.TempDir()
+	dest, outside := filepath.Join(root, "data"), filepath.Join(root, "outside")
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.txt", "big.bin", "a.txt" + partSuffix, "big.bin" + partSuffix} {
+		target := outside + "-" + name
+		if err := os.WriteFile(target, []byte("host file"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, filepath.Join(dest, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Copy(context.Background(), f, dest, filepath.Join(root, "manifest"), Options{ChunkSize: 1024}, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]byte{"a.txt": small, "big.bin": large} {
+		st, err := os.Lstat(filepath.Join(dest, name))
+		if err != nil || !st.Mode().IsRegular() {
+			t.Fatalf("%s is not a regular file after the copy: %v %v", name, st, err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dest, name)); !bytes.Equal(got, want) {
+			t.Fatalf("%s does not hold the object", name)
+		}
+	}
+	targets, _ := filepath.Glob(outside + "-*")
+	for _, target := range targets {
+		if got, _ := os.ReadFile(target); string(got) != "host file" {
+			t.Fatalf("the copy wrote through a symlink into %s: %q", target, got)
+		}
+	}
+	if len(targets) != 4 {
+		t.Fatalf("%d files outside the copy, want the 4 link targets untouched", len(targets))
+	}
+}
+
 func TestCopyIncrementalAndLarge(t *testing.T) {
 	big := random(t, 5<<20+3)
 	f := memFs(t, map[string][]byte{"big.bin": big, "s/1": []byte("one"), "s/2": []byte("two"), "empty": nil})

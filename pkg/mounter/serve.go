@@ -120,13 +120,15 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
+	var release func() // drops memory held for reuse, when idle
 	if cfg.Mode != volume.ModeMountCached {
 		// Streaming reads go through our read-ahead (parallel ranges once
 		// sequential, small files fetched ahead in listing order), so
 		// rclone's own async buffer would only add a copy and read far
 		// past a random read.
 		ci.BufferSize = 0
-		f = readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize})
+		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize})
+		release, f = ra.Release, ra
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
@@ -182,7 +184,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	ready(nil)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	defer stopTrim()
-	go trimWhenIdle(trimCtx)
+	go trimWhenIdle(trimCtx, release)
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()

@@ -21,8 +21,9 @@ const (
 )
 
 // trimWhenIdle returns freed memory to the kernel once after every busy
-// spell, when a tick passes with almost no CPU used, until ctx ends.
-func trimWhenIdle(ctx context.Context) {
+// spell, when a tick passes with almost no CPU used, until ctx ends;
+// release (if not nil) first drops what the process holds for reuse.
+func trimWhenIdle(ctx context.Context, release func()) {
 	t := time.NewTicker(idleTick)
 	defer t.Stop()
 	last, trimmed := cpuTime(), true
@@ -40,6 +41,9 @@ func trimWhenIdle(ctx context.Context) {
 			trimmed = false
 		case !trimmed:
 			readahead.Trim()
+			if release != nil {
+				release()
+			}
 			debug.FreeOSMemory()
 			trimmed = true
 			last = cpuTime() // the trim itself is not activity

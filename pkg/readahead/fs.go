@@ -27,6 +27,10 @@ func Wrap(base fs.Fs, opt Options) *Fs {
 	return f
 }
 
+// Release drops the small files fetched ahead and not read yet, for an
+// idle process to give their memory back.
+func (f *Fs) Release() { f.small.release() }
+
 // Features returns the wrapped Fs's features with object-taking and
 // object-returning functions adapted to this wrapper.
 func (f *Fs) Features() *fs.Features { return f.features }

@@ -157,10 +157,16 @@ func TestReaderCloseCancelsFetches(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	r := NewReader(context.Background(), blocking, 0, 1<<30, Options{})
-	go func() { _, _ = r.Read(make([]byte, 1)) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := NewReader(ctx, blocking, 0, 1<<30, Options{})
+	read := make(chan error)
+	go func() { _, err := r.Read(make([]byte, 1)); read <- err }()
 	<-started
-	r.Close() // returns only once the blocked GET has ended
+	cancel() // the caller's context ends: the blocked GET and the Read end
+	if err := <-read; err == nil {
+		t.Fatal("Read succeeded after its context ended")
+	}
+	r.Close() // returns only once the GET has ended
 }
 
 // BenchmarkReader is the read path's own cost: a 256 MiB object from

@@ -31,10 +31,12 @@ type smallAhead struct {
 }
 
 type smallEntry struct {
-	at   time.Time
-	done chan struct{}
-	data []byte
-	err  error
+	at     time.Time
+	size   int64 // as listed: what held counts for it
+	done   chan struct{}
+	data   []byte
+	err    error
+	cancel context.CancelFunc // ends its GET if still running
 }
 
 // smallFetches is how many small objects are fetched at once.
@@ -57,7 +59,7 @@ func (s *smallAhead) add(order *dirOrder, o *Object) {
 }
 
 func (s *smallAhead) isSmall(o *Object) bool {
-	return s.opt.SmallMax > 0 && o.Size() >= 0 && o.Size() <= s.opt.SmallMax
+	return s.opt.SmallMax > 0 && o.Size() > 0 && o.Size() <= s.opt.SmallMax
 }
 
 // open returns a reader of [start, end) of o from a prefetch, or nil when
@@ -92,7 +94,7 @@ func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.R
 	case <-ctx.Done():
 		return nil
 	}
-	if e.err != nil || int64(len(e.data)) != o.Size() {
+	if e.err != nil || int64(len(e.data)) != e.size || end > e.size {
 		return nil // read it directly instead
 	}
 	return io.NopCloser(bytes.NewReader(e.data[start:end]))
@@ -103,7 +105,8 @@ func (s *smallAhead) take(o *Object) *smallEntry {
 	e := s.entries[o]
 	if e != nil {
 		delete(s.entries, o)
-		s.held -= o.Size()
+		s.held -= e.size
+		e.cancel()
 	}
 	return e
 }
@@ -125,13 +128,15 @@ func (s *smallAhead) schedule(d *dirOrder, idx int) {
 		if !s.isSmall(o) || s.entries[o] != nil {
 			continue
 		}
-		if s.held+o.Size() > s.opt.SmallBudget {
+		size := o.Size()
+		if s.held+size > s.opt.SmallBudget {
 			return
 		}
-		e := &smallEntry{at: time.Now(), done: make(chan struct{})}
+		ctx, cancel := context.WithTimeout(context.Background(), expireAfter)
+		e := &smallEntry{at: time.Now(), size: size, done: make(chan struct{}), cancel: cancel}
 		s.entries[o] = e
-		s.held += o.Size()
-		go s.fetch(o, e)
+		s.held += size
+		go s.fetch(ctx, o, e)
 	}
 }
 
@@ -144,21 +149,34 @@ func (s *smallAhead) expire() {
 	}
 }
 
-func (s *smallAhead) fetch(o *Object, e *smallEntry) {
+// release drops every entry, for an idle process.
+func (s *smallAhead) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for o := range s.entries {
+		s.take(o)
+	}
+}
+
+func (s *smallAhead) fetch(ctx context.Context, o *Object, e *smallEntry) {
 	defer close(e.done)
-	s.sem <- struct{}{}
+	defer e.cancel()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		e.err = ctx.Err()
+		return
+	}
 	defer func() { <-s.sem }()
-	ctx, cancel := context.WithTimeout(context.Background(), expireAfter)
-	defer cancel()
 	rc, err := o.Object.Open(ctx)
 	if err != nil {
 		e.err = err
 		return
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, o.Size()+1))
-	if err == nil && int64(len(data)) != o.Size() {
-		err = fmt.Errorf("%s: read %d bytes, listed %d (object changed?)", o.Remote(), len(data), o.Size())
+	data, err := io.ReadAll(io.LimitReader(rc, e.size+1))
+	if err == nil && int64(len(data)) != e.size {
+		err = fmt.Errorf("%s: read %d bytes, listed %d (object changed?)", o.Remote(), len(data), e.size)
 	}
 	e.data, e.err = data, err
 }

@@ -169,3 +169,22 @@ func TestWrappedFsPassesWritesThrough(t *testing.T) {
 		t.Fatal("UnWrap does not return the wrapped Fs")
 	}
 }
+
+// A reader that stops leaves files fetched ahead; Release (called by an
+// idle FUSE server) drops them.
+func TestSmallFilesReleased(t *testing.T) {
+	w := Wrap(memoryFs(t, 20), Options{SmallAhead: 5})
+	objs := listed(t, w)
+	readObject(t, objs[0])
+	readObject(t, objs[1])
+	if n, _ := held(w); n != 5 {
+		t.Fatalf("%d objects ahead, want 5", n)
+	}
+	w.Release()
+	if n, b := held(w); n != 0 || b != 0 {
+		t.Fatalf("after Release %d objects (%d bytes) are still held", n, b)
+	}
+	if got := readObject(t, objs[2]); !bytes.Equal(got, content(2)) {
+		t.Fatal("a released object no longer reads")
+	}
+}
