@@ -28,8 +28,7 @@ func cachedVolume(t *testing.T, name string) (*testenv.S3, *testenv.Driver, test
 	if err != nil {
 		t.Fatal(err)
 	}
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	publish(t, c, vol.GetVolume().GetVolumeId(), staging, target, s3.Secrets(), false)
 	return s3, drv, c, vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"], staging, target
 }

@@ -114,8 +114,7 @@ func TestConcurrentIdenticalCalls(t *testing.T) {
 	if err != nil || len(buckets) != 1 {
 		t.Fatalf("buckets after concurrent CreateVolume: %v %v", buckets, err)
 	}
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +137,7 @@ func TestConcurrentIdenticalCalls(t *testing.T) {
 			t.Fatalf("concurrent NodePublishVolume: %v", err)
 		}
 	}
-	if m := mountsBelow(t, work); len(m) != 2 {
+	if m := mountsBelow(t, filepath.Dir(staging)); len(m) != 2 {
 		t.Fatalf("want one staging and one target mount, got %v", m)
 	}
 	if n := mounterProcesses(t); n != 1 {
@@ -158,8 +157,7 @@ func TestPublishCycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := v.GetVolume().GetVolumeId()
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	publish(t, c, id, staging, target, s3.Secrets(), false)
 	fdsBefore := fdCount(t, drv.Pid())
 	for i := 0; i < 200; i++ {
@@ -170,7 +168,7 @@ func TestPublishCycles(t *testing.T) {
 			t.Fatalf("cycle %d: publish: %v", i, err)
 		}
 	}
-	if m := mountsBelow(t, work); len(m) != 2 {
+	if m := mountsBelow(t, filepath.Dir(staging)); len(m) != 2 {
 		t.Fatalf("after 200 publish cycles: mounts %v", m)
 	}
 	unpublish(t, c, id, staging, target)
@@ -178,7 +176,7 @@ func TestPublishCycles(t *testing.T) {
 		publish(t, c, id, staging, target, s3.Secrets(), false)
 		unpublish(t, c, id, staging, target)
 	}
-	if m := mountsBelow(t, work); len(m) != 0 {
+	if m := mountsBelow(t, filepath.Dir(staging)); len(m) != 0 {
 		t.Fatalf("mounts left: %v", m)
 	}
 	for i := 0; mounterProcesses(t) != 0 && i < 100; i++ {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -69,8 +70,7 @@ func TestCopyMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := vol.GetVolume().GetVolumeId()
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
 		t.Fatalf("NodeStageVolume (COPY): %v", err)
 	}
@@ -135,12 +135,7 @@ func TestCopyRefusedWhenDiskTooSmall(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "bytes are free") {
 		t.Fatalf("stage of a copy larger than the disk = %v, want ResourceExhausted with the figures", err)
 	}
-	if ok, _ := mounted(staging); ok {
+	if ok, _ := mountpoint.Mounted(staging); ok {
 		t.Fatal("a refused copy was published")
 	}
-}
-
-func mounted(path string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	return strings.Contains(string(data), " "+path+" "), err
 }

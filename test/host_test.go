@@ -68,8 +68,7 @@ func TestMounterHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := v.GetVolume().GetVolumeId()
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	publish(t, c, id, staging, target, s3.Secrets(), false)
 	server := drv.Staged(t)[0].Server
 	if ppid := parentPid(t, server.Pid); ppid != host.Process.Pid {

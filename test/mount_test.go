@@ -44,8 +44,7 @@ func TestMountWriteReadBack(t *testing.T) {
 	if bucketName != "bucket-csi-pvc-rw-1" {
 		t.Fatalf("bucket = %q, want the PV name with the driver prefix", bucketName)
 	}
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	publish(t, c, id, staging, target, s3.Secrets(), false, "dir-cache-time=1s")
 
 	files := map[string][]byte{"a.txt": []byte("hello bucket\n"), "dir/sub/big.bin": randomBytes(t, 9<<20+123)}
@@ -150,6 +149,14 @@ func startAll(t *testing.T, args ...string) (*testenv.S3, *testenv.Driver, teste
 	return s3, drv, drv.Dial(t)
 }
 
+// podPaths returns a new staging path and pod target path below drv's
+// directory, as kubelet lays them out.
+func podPaths(t *testing.T, drv *testenv.Driver) (staging, target string) {
+	t.Helper()
+	work := drv.TempDir(t)
+	return filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+}
+
 func publish(t *testing.T, c testenv.Clients, id, staging, target string, secrets map[string]string, ro bool, flags ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -205,8 +212,7 @@ func TestStaticPV(t *testing.T) {
 	if err := s3.Store(t).PutObject(ctx, "static-data", "in/x.txt", []byte("static")); err != nil {
 		t.Fatal(err)
 	}
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		t.Fatal(err)
 	}

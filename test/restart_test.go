@@ -14,6 +14,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -60,8 +61,8 @@ func TestNodePluginKilled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		work := drv.TempDir(t)
-		vv := vol{v.GetVolume().GetVolumeId(), v.GetVolume().GetVolumeContext()["bucket"], filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")}
+		staging, target := podPaths(t, drv)
+		vv := vol{v.GetVolume().GetVolumeId(), v.GetVolume().GetVolumeContext()["bucket"], staging, target}
 		publish(t, c, vv.id, vv.staging, vv.target, s3.Secrets(), false)
 		vols = append(vols, vv)
 	}
@@ -112,8 +113,7 @@ func TestHungFUSEServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := v.GetVolume().GetVolumeId()
-	work := drv.TempDir(t)
-	staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+	staging, target := podPaths(t, drv)
 	publish(t, c, id, staging, target, s3.Secrets(), false)
 	if err := os.WriteFile(filepath.Join(target, "before.txt"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestHungFUSEServer(t *testing.T) {
 		_, err := c.Node.NodeUnstageVolume(cctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
 		return err
 	})
-	if ok, _ := mounted(staging); ok {
+	if ok, _ := mountpoint.Mounted(staging); ok {
 		t.Fatal("staging path still mounted")
 	}
 	if !testenv.WaitGone(server) {

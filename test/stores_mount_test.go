@@ -49,8 +49,7 @@ func TestMountOtherStores(t *testing.T) {
 				t.Fatalf("CreateVolume: %v", err)
 			}
 			id, bucketName := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
-			work := drv.TempDir(t)
-			staging, target := filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
+			staging, target := podPaths(t, drv)
 			publish(t, c, id, staging, target, tc.secrets, false, "dir-cache-time=1s")
 			files := map[string][]byte{"hello.txt": []byte("hello " + tc.store), "deep/dir/blob.bin": randomBytes(t, 900<<10)}
 			for name, data := range files {

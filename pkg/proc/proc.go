@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 )
 
 // stat returns the fields of /proc/<pid>/stat after the command name.
@@ -36,6 +37,31 @@ func StartTime(pid int) (uint64, error) {
 		return 0, fmt.Errorf("proc: short stat for pid %d", pid)
 	}
 	return strconv.ParseUint(string(f[19]), 10, 64)
+}
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat (USER_HZ, 100
+// on every Linux architecture Go supports).
+const userHZ = 100
+
+// CPUTime returns the user plus system CPU time pid has used (fields 14
+// and 15 of /proc/<pid>/stat).
+func CPUTime(pid int) (time.Duration, error) {
+	f, err := stat(pid)
+	if err != nil {
+		return 0, err
+	}
+	if len(f) < 13 {
+		return 0, fmt.Errorf("proc: short stat for pid %d", pid)
+	}
+	var ticks uint64
+	for _, field := range f[11:13] { // f[0] is field 3
+		n, err := strconv.ParseUint(string(field), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("proc: stat of pid %d: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
 // Zombie reports whether pid has exited but not been reaped.

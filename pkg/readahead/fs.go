@@ -104,6 +104,7 @@ func (f *Fs) Put(ctx context.Context, in io.Reader, src fs.ObjectInfo, options .
 // order for the small-file prefetch.
 func (f *Fs) wrapEntries(entries fs.DirEntries, order *dirOrder) fs.DirEntries {
 	out := make(fs.DirEntries, len(entries))
+	var objs []*Object
 	for i, e := range entries {
 		o, ok := e.(fs.Object)
 		if !ok {
@@ -111,10 +112,11 @@ func (f *Fs) wrapEntries(entries fs.DirEntries, order *dirOrder) fs.DirEntries {
 			continue
 		}
 		w := &Object{Object: o, f: f}
-		if order != nil {
-			f.small.add(order, w)
-		}
+		objs = append(objs, w)
 		out[i] = w
+	}
+	if order != nil {
+		f.small.add(order, objs)
 	}
 	return out
 }

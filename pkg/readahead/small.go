@@ -28,6 +28,7 @@ type smallAhead struct {
 	held    int64 // bytes of entries in the map (done or in flight)
 	entries map[*Object]*smallEntry
 	sem     chan struct{}
+	expired time.Time // last sweep of expire
 }
 
 type smallEntry struct {
@@ -49,12 +50,14 @@ func newSmallAhead(opt Options) *smallAhead {
 	return &smallAhead{opt: opt, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches)}
 }
 
-// add appends o to the listing order.
-func (s *smallAhead) add(order *dirOrder, o *Object) {
+// add appends objs (a page of a listing) to the listing order.
+func (s *smallAhead) add(order *dirOrder, objs []*Object) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o.dir, o.idx = order, len(order.objs)
-	order.objs = append(order.objs, o)
+	for _, o := range objs {
+		o.dir, o.idx = order, len(order.objs)
+		order.objs = append(order.objs, o)
+	}
 	order.sorted = false
 }
 
@@ -140,8 +143,13 @@ func (s *smallAhead) schedule(d *dirOrder, idx int) {
 	}
 }
 
-// expire drops entries nobody opened in time. Call with s.mu held.
+// expire drops entries nobody opened in time, sweeping at most once a
+// second. Call with s.mu held.
 func (s *smallAhead) expire() {
+	if time.Since(s.expired) < time.Second {
+		return
+	}
+	s.expired = time.Now()
 	for o, e := range s.entries {
 		if time.Since(e.at) > expireAfter {
 			s.take(o)

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/proc"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -135,7 +137,10 @@ func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for i := 0; !isMounted(dir); i++ {
+	for i := 0; ; i++ {
+		if ok, _ := mountpoint.Mounted(dir); ok {
+			break
+		}
 		if i > 500 {
 			b.Fatalf("%s did not mount: %s", kind, log.String())
 		}
@@ -145,11 +150,6 @@ func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 }
 
 var mountSystems = []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "rclone-mount", "rclone-mount2", "s3fs"}
-
-func isMounted(path string) bool {
-	data, _ := os.ReadFile("/proc/self/mountinfo")
-	return strings.Contains(string(data), " "+path+" ")
-}
 
 func rclone(b *testing.B) string {
 	b.Helper()
@@ -212,14 +212,11 @@ func warmServer(b *testing.B, f *fixture) {
 // procCPU is the user plus system CPU time of pid in seconds.
 func procCPU(b *testing.B, pid int) float64 {
 	b.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	d, err := proc.CPUTime(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
+	return d.Seconds()
 }
 
 // procMemMiB is a /proc/<pid>/status memory field (VmHWM, VmRSS) in MiB.
