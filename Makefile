@@ -71,9 +71,11 @@ bench: build bench-tools
 	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
+FUZZ_TARGETS ?= pkg/volume:FuzzParseID pkg/volume:FuzzParseSource pkg/volume:FuzzParse pkg/volume:FuzzParseMountFlags \
+	pkg/bucket:FuzzVerifyMark
 fuzz:
-	for t in FuzzParseID FuzzParseSource FuzzParse FuzzParseMountFlags; do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pkg/volume/ || exit 1; \
+	for pt in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$${pt#*:}$$" -fuzztime $(FUZZTIME) ./$${pt%%:*}/ || exit 1; \
 	done
 
 # deploy/bucket-csi.yaml is the chart rendered with default values.

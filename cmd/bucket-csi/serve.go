@@ -16,6 +16,7 @@ import (
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/lib/atexit"
 
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
@@ -31,6 +32,7 @@ type serveFlags struct {
 	cacheMaxSize                                                                         int64
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, mounterSocket                                                          string
+	ownershipKeyFile                                                                     string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -61,6 +63,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
+	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
 	f.stores.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -119,6 +122,14 @@ func serve(args []string) error {
 		cfg.Inline.Stores = append(cfg.Inline.Stores, s)
 	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
+	if cfg.Controller {
+		if cfg.Ownership, err = loadKeeper(f.ownershipKeyFile); err != nil {
+			return err
+		}
+		if cfg.Ownership == nil {
+			log.Warn("no --ownership-key-file: CreateVolume and DeleteVolume of buckets the driver manages answer FailedPrecondition; only `source` volumes work")
+		}
+	}
 	if cfg.Node {
 		stateDir, err := filepath.Abs(f.stateDir)
 		if err != nil {
@@ -169,4 +180,21 @@ func passthroughEnv(names []string) []string {
 		}
 	}
 	return env
+}
+
+// loadKeeper builds the ownership rules from the key file (nil without
+// one): the driver and the storage CLI share it.
+func loadKeeper(keyFile string) (*bucket.Keeper, error) {
+	if keyFile == "" {
+		return nil, nil
+	}
+	key, err := bucket.LoadKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ownership-key-file: %w", err)
+	}
+	m, err := bucket.NewMarker(key)
+	if err != nil {
+		return nil, fmt.Errorf("--ownership-key-file: %w", err)
+	}
+	return bucket.NewKeeper(m, bucket.NewJournal()), nil
 }
