@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -289,4 +290,71 @@ func mustReadKey(t *testing.T, s3srv *testenv.S3) []byte {
 		t.Fatal(err)
 	}
 	return key
+}
+
+// TestVersionedBucketPurgeRefused: deleting the last persistent=false
+// volume of a bucket that keeps object versions, which the store refuses
+// to delete while versions remain, never leaves the bucket without its
+// mark: DeleteVolume answers FailedPrecondition saying why, the genuine
+// mark is back (state "deleting"), a new volume on the bucket is refused
+// rather than placed in the half-deleted bucket, and once the admin has
+// deleted the versions and the bucket the retried DeleteVolume answers OK.
+func TestVersionedBucketPurgeRefused(t *testing.T) {
+	s3srv := testenv.StartS3Versioning(t)
+	c := testenv.StartDriver(t, s3srv, "--services", "controller").Dial(t)
+	ctx := context.Background()
+	indep := s3srv.Store(t)
+	m, err := bucket.NewMarker(mustReadKey(t, s3srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := bucket.NewKeeper(m, nil)
+	const b = "versioned-out"
+	vol, err := c.Controller.CreateVolume(ctx, createReq("pvc-versioned", map[string]string{"name": b, "persistent": "false"}, s3srv.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := s3srv.Client()
+	if _, err := client.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, s3srv, b, "result.txt", []byte("v1"))
+	putRaw(t, s3srv, b, "result.txt", []byte("v2"))
+	del := &csi.DeleteVolumeRequest{VolumeId: vol.GetVolume().GetVolumeId(), Secrets: s3srv.Secrets()}
+	_, err = c.Controller.DeleteVolume(ctx, del)
+	wantCode(t, "DeleteVolume of a bucket with object versions", err, codes.FailedPrecondition, "refused deleting bucket")
+	if err := indep.HeadBucket(ctx, b); err != nil {
+		t.Fatalf("bucket after the refused delete: %v", err)
+	}
+	f, err := keeper.Read(ctx, indep, bucket.Ref{Store: "s3", Bucket: b})
+	if err != nil || f.Status != bucket.Genuine || f.Mark.State != bucket.StateDeleting {
+		t.Fatalf("mark after the refused delete: %+v (%v); want the genuine mark back, deleting", f, err)
+	}
+	_, err = c.Controller.CreateVolume(ctx, createReq("pvc-late", map[string]string{"name": b}, s3srv.Secrets()))
+	wantCode(t, "CreateVolume on a half-deleted bucket", err, codes.FailedPrecondition, "is being deleted")
+	// As the message says: the admin deletes the versions and the bucket
+	// with the store's own tools; the retried DeleteVolume then answers OK.
+	versions, err := client.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []types.ObjectIdentifier
+	for _, v := range versions.Versions {
+		ids = append(ids, types.ObjectIdentifier{Key: v.Key, VersionId: v.VersionId})
+	}
+	for _, d := range versions.DeleteMarkers {
+		ids = append(ids, types.ObjectIdentifier{Key: d.Key, VersionId: d.VersionId})
+	}
+	for _, id := range ids {
+		if _, err := client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: id.Key, VersionId: id.VersionId}); err != nil {
+			t.Fatalf("deleting version %s of %s: %v", aws.ToString(id.VersionId), aws.ToString(id.Key), err)
+		}
+	}
+	if _, err := client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b)}); err != nil {
+		t.Fatalf("the admin's bucket delete: %v", err)
+	}
+	if _, err := c.Controller.DeleteVolume(ctx, del); err != nil {
+		t.Fatalf("DeleteVolume once the bucket is gone: %v", err)
+	}
 }

@@ -85,6 +85,24 @@ type S3 struct {
 // empty, pins the server with taskset (e.g. "0" for CPU 0). region, if not
 // empty, is the signing region the server expects (default us-east-1).
 func StartS3(dir, pinCPU, region string) (*S3, error) {
+	return startS3(dir, pinCPU, region)
+}
+
+// StartS3Versioning is StartS3 with object versioning available: versions
+// are kept in dir/versions for buckets that enable versioning.
+func StartS3Versioning(dir string) (*S3, error) {
+	versions := filepath.Join(dir, "versions")
+	data := filepath.Join(dir, "data")
+	for _, d := range []string{versions, data} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return startS3(data, "", "", "--versioning-dir", versions)
+}
+
+// startS3 starts versitygw; backendArgs go to its posix backend.
+func startS3(dir, pinCPU, region string, backendArgs ...string) (*S3, error) {
 	bin, err := Binary("VERSITYGW_BIN", "versitygw")
 	if err != nil {
 		return nil, err
@@ -106,7 +124,7 @@ func StartS3(dir, pinCPU, region string) (*S3, error) {
 	if region != "" {
 		s.argv = append(s.argv, "--region", region)
 	}
-	s.argv = append(s.argv, "posix", dir)
+	s.argv = append(append(append(s.argv, "posix"), backendArgs...), dir)
 	if pinCPU != "" {
 		s.argv = append([]string{"taskset", "-c", pinCPU}, s.argv...)
 	}

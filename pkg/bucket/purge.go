@@ -114,7 +114,8 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 		return err
 	}
 	return fmt.Errorf("%w: the store refused deleting bucket %q (it may hold object versions, or objects a listing does not show): %v; "+
-		"its objects are deleted and its mark is kept: remove the remaining versions, then retry", fault.Precondition, ref.Bucket, err)
+		"its objects are deleted and its mark is kept, so it stays bucket-csi's and no new volume is placed in it; "+
+		"delete the remaining versions and the bucket with the store's own tools (a retry answers OK once the bucket is gone), or retry once nothing is left", fault.Precondition, ref.Bucket, err)
 }
 
 // restore puts a mark back, even after ctx has ended.

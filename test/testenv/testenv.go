@@ -67,12 +67,31 @@ func StartS3Region(t testing.TB, region string) *S3 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return forTest(t, s)
+}
+
+// forTest stops s when the test ends and gives it an ownership key.
+func forTest(t testing.TB, s *localenv.S3) *S3 {
+	t.Helper()
 	t.Cleanup(s.Stop)
 	key, err := localenv.WriteKeyFile(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &S3{S3: s, KeyFile: key}
+}
+
+// StartS3Versioning starts versitygw with object versioning available.
+func StartS3Versioning(t testing.TB) *S3 {
+	t.Helper()
+	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartS3Versioning(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return forTest(t, s)
 }
 
 // Secrets returns the CSI secret that reaches this server.
