@@ -216,11 +216,7 @@ func TestLastVolumeDeleteRacesCreate(t *testing.T) {
 	s3srv, _, c := startAll(t, "--services", "controller")
 	ctx := context.Background()
 	indep := s3srv.Store(t)
-	m, err := bucket.NewMarker(mustReadKey(t, s3srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keeper := bucket.NewKeeper(m, nil)
+	keeper := testKeeper(t, s3srv)
 	const b = "race-b"
 	params := map[string]string{"name": b, "persistent": "false"}
 	create := func(name string) (string, error) {
@@ -283,13 +279,18 @@ func TestLastVolumeDeleteRacesCreate(t *testing.T) {
 	t.Logf("50 rounds: delete first (bucket purged and made anew) %d, create first (bucket kept) %d, Aborted answers retried %d", purged, kept, abortedTotal)
 }
 
-func mustReadKey(t *testing.T, s3srv *testenv.S3) []byte {
+// testKeeper reads marks with the key of the test's drivers.
+func testKeeper(t *testing.T, s3srv *testenv.S3) *bucket.Keeper {
 	t.Helper()
 	key, err := bucket.LoadKey(s3srv.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return key
+	m, err := bucket.NewMarker(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bucket.NewKeeper(m, nil)
 }
 
 // TestVersionedBucketPurgeRefused: deleting the last persistent=false
@@ -304,11 +305,7 @@ func TestVersionedBucketPurgeRefused(t *testing.T) {
 	c := testenv.StartDriver(t, s3srv, "--services", "controller").Dial(t)
 	ctx := context.Background()
 	indep := s3srv.Store(t)
-	m, err := bucket.NewMarker(mustReadKey(t, s3srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keeper := bucket.NewKeeper(m, nil)
+	keeper := testKeeper(t, s3srv)
 	const b = "versioned-out"
 	vol, err := c.Controller.CreateVolume(ctx, createReq("pvc-versioned", map[string]string{"name": b, "persistent": "false"}, s3srv.Secrets()))
 	if err != nil {
