@@ -150,8 +150,10 @@ func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.R
 }
 
 // DeleteVolume forgets the volume. The bucket itself is deleted only when it
-// carries the driver's mark, the volume was created with persistent "false",
-// and no other volume still uses it. Unknown or malformed IDs answer OK.
+// carries a genuine mark (signed with this controller's ownership key), the
+// volume was created with persistent "false", and no other volume still
+// uses it; a bucket the store refuses to delete keeps its mark and answers
+// FailedPrecondition. Unknown or malformed IDs answer OK.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
