@@ -2,7 +2,8 @@
 // has staged (or published inline), so a restarted node plugin finds its
 // live FUSE servers again. Records are JSON files, one directory per volume
 // under <root>/volumes/, written atomically with mode 0600 in 0700
-// directories. They hold no secrets.
+// directories. They hold no secrets (only a keyed hash of them, see
+// Staged).
 package nodestate
 
 import (
@@ -38,6 +39,9 @@ type Volume struct {
 	// SingleWriter is set when published with SINGLE_NODE_SINGLE_WRITER.
 	SingleWriter bool      `json:"singleWriter,omitempty"`
 	StagedAt     time.Time `json:"stagedAt"`
+	// Staged is what the volume was staged with; nil in records written
+	// before it was kept (such a stage is not compared).
+	Staged *Staged `json:"staged,omitempty"`
 }
 
 // Dir is a state directory.
