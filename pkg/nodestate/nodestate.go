@@ -91,23 +91,36 @@ func (d Dir) Save(v *Volume) error {
 		return err
 	}
 	data, _ := json.MarshalIndent(v, "", "  ")
-	tmp, err := os.CreateTemp(dir, ".state-*")
+	tmp, err := writeTemp(dir, ".state-*", data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp)
+	return os.Rename(tmp, d.recordPath(v.VolumeID))
+}
+
+// writeTemp writes data to a new 0600 file in dir, synced, and returns its
+// path, for the caller to move into place and then remove.
+func writeTemp(dir, pattern string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return err
+		os.Remove(tmp.Name())
+		return "", err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return err
+		os.Remove(tmp.Name())
+		return "", err
 	}
 	if err := tmp.Close(); err != nil {
-		return err
+		os.Remove(tmp.Name())
+		return "", err
 	}
-	return os.Rename(tmp.Name(), d.recordPath(v.VolumeID))
+	return tmp.Name(), nil
 }
 
 // Remove deletes the record and the private directory of volumeID.
