@@ -132,9 +132,9 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // The caller holds the volume's lock.
 //
 // A repeat for a live stage at the same path with the same mode, bucket,
-// mount options (mountOptions) and secrets answers OK; a live stage with any of them
-// different answers fault.Conflict naming what differs (it serves pods and
-// is never torn down under them). A stale stage (dead FUSE server, moved
+// mount options (mountOptions) and secrets answers OK; a live stage with
+// any of them different answers fault.Conflict naming what differs (it
+// serves pods and is never torn down under them). A stale stage (dead FUSE server, moved
 // staging path, unfinished copy) is released with its own mode's stager
 // (see releaseStale) and staged again as asked.
 func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, ephemeral bool) error {
