@@ -54,10 +54,10 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		}
 		spec.Location = b.DefaultLocation
 	}
-	h := volume.Handle{Spec: spec}
-	if !spec.Existing {
-		h.NameHash = volume.NameHash(req.GetName())
-	}
+	// Every volume gets its own ID, `source` ones too: kubelet stages once
+	// per ID and node, so a shared ID would share one stage (its secret, its
+	// single-writer rule) between PVCs.
+	h := volume.Handle{Spec: spec, NameHash: volume.NameHash(req.GetName())}
 	id, err := h.ID()
 	if err != nil {
 		return nil, err
