@@ -84,7 +84,11 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 		c.Log.Warn("COPY left out objects that cannot be files", "volume", req.VolumeID, "count", n, "first", res.Skipped[0].Key, "reason", res.Skipped[0].Reason)
 	}
 	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes)
-	return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, req.Flags.ReadOnly)
+	data := filepath.Join(c.dir(req.VolumeID), "data")
+	if err := presentCopy(data, req.Flags, req.Handle.Prefix == "", c.Log); err != nil {
+		return err
+	}
+	return mountpoint.Bind(data, req.StagingPath, req.Flags.ReadOnly)
 }
 
 // start returns the running job of the volume or starts one.
@@ -138,6 +142,12 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		}
 		opt := c.Options
 		opt.HideMetaDir = req.Handle.Prefix == ""
+		if opt.HideMetaDir {
+			// The copier never sees the guard presentCopy puts there.
+			if job.err = unguardMeta(filepath.Join(dir, "data")); job.err != nil {
+				return
+			}
+		}
 		job.result, job.err = copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, &job.progress)
 	}()
 	return job, nil
@@ -174,7 +184,7 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if c.Keep {
 		return nil
 	}
-	return os.RemoveAll(c.dir(rec.VolumeID))
+	return removeCopy(c.dir(rec.VolumeID))
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on
