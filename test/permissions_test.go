@@ -25,15 +25,13 @@ import (
 )
 
 // The test binary doubles as a one-syscall helper run under another uid:
-// with asOpEnv set it performs that operation and prints "errno=<n>".
-const (
-	asOpEnv   = "BUCKET_CSI_TEST_AS_OP"
-	asArgsEnv = "BUCKET_CSI_TEST_AS_ARGS"
-)
+// with asOpEnv set it performs that operation on the paths in its
+// arguments and prints "errno=<n>".
+const asOpEnv = "BUCKET_CSI_TEST_AS_OP"
 
 func init() {
 	if op := os.Getenv(asOpEnv); op != "" {
-		fmt.Printf("errno=%d\n", doOp(op, strings.Split(os.Getenv(asArgsEnv), "\x00")))
+		fmt.Printf("errno=%d\n", doOp(op, os.Args[1:]))
 		os.Exit(0)
 	}
 }
@@ -134,14 +132,17 @@ func newAsUser(t *testing.T) asUser {
 // do runs op as u in a new process and returns its errno.
 func (a asUser) do(t *testing.T, u user, op string, args ...string) syscall.Errno {
 	t.Helper()
-	cmd := exec.Command(a.bin)
-	cmd.Env = []string{asOpEnv + "=" + op, asArgsEnv + "=" + strings.Join(args, "\x00")}
+	cmd := exec.Command(a.bin, args...)
+	cmd.Env = []string{asOpEnv + "=" + op}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}}
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr // engine packages log from their init
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("%s as uid %d: %v: %s", op, u.uid, err, out)
+		t.Fatalf("%s as uid %d: %v: %s%s", op, u.uid, err, out, stderr.String())
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(string(out)), "errno="))
+	_, num, _ := strings.Cut(string(out), "errno=")
+	n, err := strconv.Atoi(strings.TrimSpace(num))
 	if err != nil {
 		t.Fatalf("%s as uid %d: unexpected output %q", op, u.uid, out)
 	}
