@@ -111,6 +111,15 @@ func fixEntry(dirfd int, path, name string, typ os.FileMode, p copyPerms) error 
 		if st.Mode&unix.S_IFMT != unix.S_IFREG || (int(st.Uid) == p.uid && int(st.Gid) == p.gid && st.Mode&0o7777 == p.file) {
 			return nil
 		}
+		// By name in the pinned directory, never following a symlink.
+		if err := unix.Fchownat(dirfd, name, p.uid, p.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return ignoreGone(err, path)
+		}
+		err := unix.Fchmodat(dirfd, name, p.file, unix.AT_SYMLINK_NOFOLLOW)
+		if !errors.Is(err, unix.EOPNOTSUPP) {
+			return ignoreGone(err, path)
+		}
+		// No fchmodat2 (Linux < 6.6), or the name became a symlink.
 		flags, mode = unix.O_NONBLOCK|unix.O_NOCTTY, p.file
 	default:
 		return nil
@@ -149,7 +158,7 @@ func fixOpened(fd int, mode uint32, p copyPerms) error {
 // ignoreGone treats an entry that vanished or became a symlink or another
 // type since it was listed as nothing to do.
 func ignoreGone(err error, path string) error {
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+	if err == nil || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
 	return fmt.Errorf("setting the owner of %s: %w", path, err)
