@@ -84,11 +84,7 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 		c.Log.Warn("COPY left out objects that cannot be files", "volume", req.VolumeID, "count", n, "first", res.Skipped[0].Key, "reason", res.Skipped[0].Reason)
 	}
 	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes)
-	data := filepath.Join(c.dir(req.VolumeID), "data")
-	if err := presentCopy(data, req.Flags, req.Handle.Prefix == "", c.Log); err != nil {
-		return err
-	}
-	return mountpoint.Bind(data, req.StagingPath, req.Flags.ReadOnly)
+	return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, req.Flags.ReadOnly)
 }
 
 // start returns the running job of the volume or starts one.
@@ -149,6 +145,11 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 			}
 		}
 		job.result, job.err = copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, &job.progress)
+		if job.err == nil {
+			// In the job, not in Stage: the walk of a large copy may
+			// outlast one NodeStage call.
+			job.err = presentCopy(filepath.Join(dir, "data"), req.Flags, opt.HideMetaDir, c.Log)
+		}
 	}()
 	return job, nil
 }

@@ -16,8 +16,8 @@ import (
 
 // The files of a COPY volume are plain local files, so the kernel enforces
 // their owner and mode as on any disk. presentCopy sets them from the
-// volume's mount flags just before the copy is bind-mounted, on every
-// stage: a kept copy (--keep-copies) holds files the copier rewrote and
+// volume's mount flags at the end of every copy job, before the copy is
+// bind-mounted: a kept copy (--keep-copies) holds files the copier rewrote and
 // files whose mode a pod changed, and the flags may differ from last time.
 
 // copyPerms is what every directory and regular file of a copy gets.
