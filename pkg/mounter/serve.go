@@ -165,12 +165,19 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		UID:          cfg.UID,
 		GID:          cfg.GID,
 	}
+	// The kernel checks every access against the owner and mode the VFS
+	// shows (uid, gid, umask, the pod's fsGroup); without it any uid in
+	// the pod could read and delete any file.
+	opts.MountOptions.Options = append(opts.MountOptions.Options, "default_permissions")
 	if cfg.ReadOnly {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	raw := fusefs.NewNodeFS(root, &opts)
 	if cfg.Mode == volume.ModeMountCached {
 		raw = newDurableFS(raw, v, log)
+	}
+	if cfg.Prefix == "" {
+		raw = metaGuard{raw}
 	}
 	server, err := fuse.NewServer(raw, cfg.MountPoint, &opts.MountOptions)
 	if err != nil {
@@ -220,7 +227,8 @@ func drain(v *vfs.VFS, log *slog.Logger, limit time.Duration) {
 }
 
 // hideMetaDir returns ctx with a filter hiding the driver's own objects
-// (bucket.MetaDir) when the mount shows the bucket root.
+// (bucket.MetaDir) from listings when the mount shows the bucket root;
+// metaGuard refuses every access to them.
 func hideMetaDir(ctx context.Context, prefix string) (context.Context, error) {
 	if prefix != "" {
 		return ctx, nil
@@ -239,9 +247,11 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	o := vfscommon.Opt
 	o.ReadOnly = cfg.ReadOnly
 	o.UID, o.GID = cfg.UID, cfg.GID
-	o.Umask = vfscommon.FileMode(cfg.Umask)
-	o.DirPerms = vfscommon.FileMode(0o777)
-	o.FilePerms = vfscommon.FileMode(0o666)
+	// The modes are final (the VFS masks them with its Umask again, so
+	// that is zero): the same rule as COPY's files, see volume.DirMode.
+	o.Umask = 0
+	o.DirPerms = vfscommon.FileMode(volume.DirMode(cfg.Umask))
+	o.FilePerms = vfscommon.FileMode(volume.FileMode(cfg.Umask))
 	if cfg.DirCacheTime > 0 {
 		o.DirCacheTime = fs.Duration(cfg.DirCacheTime)
 	}

@@ -138,7 +138,18 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		}
 		opt := c.Options
 		opt.HideMetaDir = req.Handle.Prefix == ""
+		if opt.HideMetaDir {
+			// The copier never sees the guard presentCopy puts there.
+			if job.err = unguardMeta(filepath.Join(dir, "data")); job.err != nil {
+				return
+			}
+		}
 		job.result, job.err = copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, &job.progress)
+		if job.err == nil {
+			// In the job, not in Stage: the walk of a large copy may
+			// outlast one NodeStage call.
+			job.err = presentCopy(filepath.Join(dir, "data"), req.Flags, opt.HideMetaDir, c.Log)
+		}
 	}()
 	return job, nil
 }
@@ -174,7 +185,7 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if c.Keep {
 		return nil
 	}
-	return os.RemoveAll(c.dir(rec.VolumeID))
+	return removeCopy(c.dir(rec.VolumeID))
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on

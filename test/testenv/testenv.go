@@ -17,6 +17,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 )
@@ -137,6 +138,10 @@ func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
 				data, _ := os.ReadFile(l)
 				t.Logf("%s:\n%s", l, data)
 			}
+		}
+		// Kept copies are guarded by an immutable directory.
+		if err := stage.ReleaseGuards(filepath.Join(d.StateDir, "copies")); err != nil {
+			t.Errorf("clearing the copies' guards: %v", err)
 		}
 		d.Stop()
 	})
