@@ -19,6 +19,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
@@ -113,9 +114,18 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 	}
 	c.jobs[req.VolumeID] = job
 	section := "copy" + filepath.Base(dir)
+	// Engine errors leave the copy masked: the error Stage returns and
+	// the reasons of left-out keys it logs.
+	red := redact.FromSecrets(req.Secrets)
 	go func() {
 		defer close(job.done)
 		defer cancel()
+		defer func() {
+			job.err = red.Error(job.err)
+			for i := range job.result.Skipped {
+				job.result.Skipped[i].Reason = red.String(job.result.Skipped[i].Reason)
+			}
+		}()
 		private := filepath.Join(dir, "private")
 		defer os.RemoveAll(private)
 		opts, err := store.Materialize(remote, private)
