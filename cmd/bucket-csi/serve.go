@@ -30,7 +30,7 @@ type serveFlags struct {
 	dirCacheTime, writeBack                                                              time.Duration
 	cacheMaxSize                                                                         int64
 	keepCopies, inlineAmbient                                                            bool
-	inlineStores, mounterSocket                                                          string
+	inlineStores, inlineModes, mounterSocket                                             string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -54,6 +54,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
 	fs.StringVar(&f.mounterSocket, "mounter-socket", "", "socket of a `bucket-csi mounter-host` that starts the FUSE servers (empty: this process starts them)")
 	fs.StringVar(&f.inlineStores, "inline-stores", "", "stores inline ephemeral volumes may use (comma-separated; empty: inline volumes are refused)")
+	fs.StringVar(&f.inlineModes, "inline-modes", "MOUNT", "modes inline ephemeral volumes may use (comma-separated: MOUNT, COPY, MOUNT_CACHED); COPY and MOUNT_CACHED keep data on the node's disk")
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
@@ -117,6 +118,9 @@ func serve(args []string) error {
 			return fmt.Errorf("--inline-stores: %q is not a configured store (%s)", s, strings.Join(cfg.Stores.Kinds(), ", "))
 		}
 		cfg.Inline.Stores = append(cfg.Inline.Stores, s)
+	}
+	if cfg.Inline.Modes, err = volume.ParseModes(f.inlineModes); err != nil {
+		return fmt.Errorf("--inline-modes: %w", err)
 	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
 	if cfg.Node {
