@@ -12,7 +12,8 @@
 //   - URL query-escaped (upper- and lower-case hex) and path-escaped;
 //   - base64 (standard and URL alphabets, padded and raw);
 //   - JSON string-escaped (with and without HTML escaping) and Go-quoted
-//     (%q, as Go errors and slog's text handler print strings);
+//     (%q, as Go errors and slog's text handler print strings), also
+//     quoted twice (a quoting error logged by the text handler);
 //   - for a value that is itself JSON (a service-account key), its
 //     credential fields (private_key, private_key_id, client_secret, any
 //     field named like a secret, token or password), each with the forms
@@ -224,6 +225,9 @@ func forms(v string) []string {
 		base64.RawURLEncoding.EncodeToString([]byte(v)),
 		unquote(strconv.Quote(v)),
 		unquote(strconv.QuoteToASCII(v)),
+		// Quoted twice: a Go error quoting the value, logged by slog's
+		// text handler, which quotes the error again.
+		unquote(strconv.Quote(unquote(strconv.Quote(v)))),
 	}
 	if js, err := json.Marshal(v); err == nil {
 		out = append(out, unquote(string(js)))

@@ -59,7 +59,7 @@ func storeSecrets() map[string]map[string]string {
 func leakForms(v string) []string {
 	js, _ := json.Marshal(v)
 	out := []string{v, url.QueryEscape(v), url.PathEscape(v), base64.StdEncoding.EncodeToString([]byte(v)),
-		base64.RawURLEncoding.EncodeToString([]byte(v)), strconv.Quote(v), string(js)}
+		base64.RawURLEncoding.EncodeToString([]byte(v)), strconv.Quote(v), string(js), strconv.Quote(strconv.Quote(v))}
 	for _, l := range strings.Split(v, "\n") {
 		if len(strings.TrimSpace(l)) >= redact.MinLen {
 			out = append(out, l)
