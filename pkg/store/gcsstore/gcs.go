@@ -70,7 +70,7 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
 	}
-	js, err := ServiceAccountKey(secrets)
+	js, err := ServiceAccountKey(secrets, cfg.Endpoint != "")
 	if err != nil {
 		return nil, err
 	}
@@ -89,14 +89,18 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 
 // ServiceAccountKey returns the secret's service-account key ("" when the
 // secret has none), or fault.Invalid when the key is not a JSON object of
-// type "service_account".
-func ServiceAccountKey(secrets store.Secrets) (string, error) {
+// type "service_account", or names a token_uri other than Google's (the
+// client would post to it from the node). endpoint relaxes the token_uri
+// rule: a driver configured with --gcs-endpoint (an emulator or private
+// endpoint the admin chose) accepts the key's own token endpoint.
+func ServiceAccountKey(secrets store.Secrets, endpoint bool) (string, error) {
 	js := secrets[SecretServiceAccountJSON]
 	if js == "" {
 		return "", nil
 	}
 	var key struct {
-		Type string `json:"type"`
+		Type     string `json:"type"`
+		TokenURI string `json:"token_uri"`
 	}
 	if err := json.Unmarshal([]byte(js), &key); err != nil {
 		// The JSON error may quote part of the key: never include it.
@@ -105,8 +109,19 @@ func ServiceAccountKey(secrets store.Secrets) (string, error) {
 	if key.Type != "service_account" {
 		return "", fmt.Errorf("%w: secret key %q holds a credential of type %q; only service account keys (\"type\": \"service_account\") are accepted, because other types name files or URLs the driver would read or fetch", fault.Invalid, SecretServiceAccountJSON, truncate(key.Type, 40))
 	}
+	switch key.TokenURI {
+	case "", googleTokenURI, "https://accounts.google.com/o/oauth2/token":
+	default:
+		if !endpoint {
+			return "", fmt.Errorf("%w: secret key %q names token_uri %q; only Google's token endpoint (%s) is accepted", fault.Invalid, SecretServiceAccountJSON, truncate(key.TokenURI, 80), googleTokenURI)
+		}
+	}
 	return js, nil
 }
+
+// googleTokenURI is Google's token endpoint, where the client posts the
+// key's signed assertion.
+const googleTokenURI = "https://oauth2.googleapis.com/token"
 
 func truncate(s string, n int) string {
 	if len(s) > n {
@@ -118,7 +133,7 @@ func truncate(s string, n int) string {
 // RcloneOptions returns rclone "google cloud storage" options, refusing
 // the same credentials as Open.
 func RcloneOptions(cfg Config, secrets store.Secrets) (map[string]string, error) {
-	js, err := ServiceAccountKey(secrets)
+	js, err := ServiceAccountKey(secrets, cfg.Endpoint != "")
 	if err != nil {
 		return nil, err
 	}

@@ -88,3 +88,22 @@ func TestServiceAccountKeyAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceAccountTokenURI: a service account key may not send the
+// client to another token endpoint (it would post from the node to any
+// address), unless the admin pointed the driver at another GCS endpoint.
+func TestServiceAccountTokenURI(t *testing.T) {
+	js, _ := json.Marshal(map[string]string{"type": "service_account", "private_key": "k", "client_email": "sa@p.iam.gserviceaccount.com",
+		"token_uri": "http://169.254.169.254/computeMetadata/v1/"})
+	secrets := store.Secrets{gcsstore.SecretServiceAccountJSON: string(js)}
+	_, err := gcsstore.RcloneOptions(gcsstore.Config{ProjectID: "p"}, secrets)
+	if !errors.Is(err, fault.Invalid) || !strings.Contains(err.Error(), "token_uri") || !strings.Contains(err.Error(), "https://oauth2.googleapis.com/token") {
+		t.Fatalf("foreign token_uri: got %v, want fault.Invalid naming token_uri and Google's", err)
+	}
+	if _, err := gcsstore.Open(gcsstore.Config{ProjectID: "p"}, secrets); !errors.Is(err, fault.Invalid) {
+		t.Fatalf("Open with a foreign token_uri: %v", err)
+	}
+	if _, err := gcsstore.RcloneOptions(gcsstore.Config{ProjectID: "p", Endpoint: "http://127.0.0.1:1/storage/v1/"}, secrets); err != nil {
+		t.Fatalf("with --gcs-endpoint the key's token endpoint is the admin's choice: %v", err)
+	}
+}
