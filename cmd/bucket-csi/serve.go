@@ -20,6 +20,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -81,7 +82,10 @@ func serve(args []string) error {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// COPY volumes' secrets are masked in this log while their copy runs
+	// (rclone logs here); engine errors are masked where they leave.
+	var masks redact.Set
+	log := slog.New(slog.NewTextHandler(masks.Writer(os.Stderr), &slog.HandlerOptions{Level: level}))
 	// COPY runs rclone in this process: route its logs through ours and
 	// keep its signal handler from exiting the plugin.
 	atexit.IgnoreSignals()
@@ -143,7 +147,7 @@ func serve(args []string) error {
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
 				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies,
-				Options: copier.Options{Workers: f.copyWorkers}, Log: log},
+				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Redact: &masks},
 		}
 	}
 	d := driver.New(cfg)

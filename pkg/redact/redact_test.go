@@ -197,3 +197,25 @@ func TestRedactValues(t *testing.T) {
 		t.Fatal("Values do not rebuild the Redactor")
 	}
 }
+
+func TestSetMasksWhileMember(t *testing.T) {
+	var s redact.Set
+	var buf bytes.Buffer
+	w := s.Writer(&buf)
+	a, b := redact.New("secret-of-copy-a"), redact.New("secret-of-copy-b")
+	removeA := s.Add(a)
+	removeB := s.Add(b)
+	fmt.Fprint(w, "1 secret-of-copy-a secret-of-copy-b\n")
+	removeA()
+	fmt.Fprint(w, "2 secret-of-copy-a secret-of-copy-b\n")
+	removeB()
+	want := "1 [REDACTED] [REDACTED]\n2 secret-of-copy-a [REDACTED]\n"
+	if buf.String() != want {
+		t.Fatalf("got %q, want %q", buf.String(), want)
+	}
+	var nilSet *redact.Set
+	nilSet.Add(a)()
+	if nilSet.String("secret-of-copy-a") != "secret-of-copy-a" {
+		t.Fatal("a nil Set must mask nothing")
+	}
+}

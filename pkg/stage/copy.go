@@ -36,6 +36,9 @@ type Copy struct {
 	Keep    bool
 	Options copier.Options
 	Log     *slog.Logger
+	// Redact, if set, is the mask of this process's log: each running
+	// copy adds its secrets, since rclone logs into it.
+	Redact *redact.Set
 
 	mu   sync.Mutex
 	jobs map[string]*copyJob
@@ -117,9 +120,11 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 	// Engine errors leave the copy masked: the error Stage returns and
 	// the reasons of left-out keys it logs.
 	red := redact.FromSecrets(req.Secrets)
+	unmask := c.Redact.Add(red)
 	go func() {
 		defer close(job.done)
 		defer cancel()
+		defer unmask()
 		defer func() {
 			job.err = red.Error(job.err)
 			for i := range job.result.Skipped {
