@@ -6,11 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	rfs "github.com/rclone/rclone/fs"
 
 	"github.com/bucket-csi/bucket-csi/pkg/cli"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -41,7 +44,7 @@ reference each bucket.
 `
 
 // storageMain runs `bucket-csi storage ...`.
-func storageMain(args []string) error {
+func storageMain(args []string) (err error) {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Print(storageUsage)
 		return nil
@@ -82,6 +85,11 @@ func storageMain(args []string) error {
 	if env.Ownership, err = loadKeeper(*keyFile); err != nil {
 		return err
 	}
+	// Everything the CLI prints, rclone's log and the final error
+	// included, has the credentials masked.
+	red := env.Redact()
+	rfs.SetLogger(slog.NewTextHandler(red.Writer(os.Stderr), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	defer func() { err = red.Error(err) }()
 	if cmd == "ls" || cmd == "delete" {
 		if env.PVs, err = cli.KubePVLister(*kubeconfig); err != nil {
 			return err

@@ -60,10 +60,22 @@ type Config struct {
 type InlinePolicy struct {
 	// Stores lists the stores inline volumes may use; empty means none.
 	Stores []string
+	// Modes lists the modes inline volumes may use; empty means MOUNT
+	// only. COPY and MOUNT_CACHED keep data on the node's disk on behalf
+	// of a pod that may vanish, so an admin allows them on purpose.
+	Modes []volume.Mode
 	// AmbientCredentials lets an inline volume without a secret use the
 	// driver's own identity. Off by default: a pod must bring credentials
 	// from a Secret in its own namespace.
 	AmbientCredentials bool
+}
+
+// modes returns the modes inline volumes may use.
+func (p InlinePolicy) modes() []volume.Mode {
+	if len(p.Modes) == 0 {
+		return []volume.Mode{volume.ModeMount}
+	}
+	return p.Modes
 }
 
 // Driver implements the CSI services.

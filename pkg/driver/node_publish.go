@@ -161,6 +161,9 @@ func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[
 	if !spec.Existing {
 		return "", fmt.Errorf("%w: inline volumes must name an existing bucket with %q; buckets are created through PersistentVolumeClaims", fault.Invalid, volume.KeySource)
 	}
+	if modes := d.cfg.Inline.modes(); !slices.Contains(modes, spec.Mode) {
+		return "", fmt.Errorf("%w: inline volumes may not use mode %s on this node (allowed: %v); use a PersistentVolume, or ask the admin to allow it (driver flag --inline-modes, chart value inline.modes)", fault.Denied, spec.Mode, modes)
+	}
 	if !slices.Contains(d.cfg.Inline.Stores, spec.Store) {
 		return "", fmt.Errorf("%w: inline volumes may not use store %q on this cluster (allowed: %v); use a PersistentVolume, or ask the admin to allow it", fault.Denied, spec.Store, d.cfg.Inline.Stores)
 	}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 
@@ -43,7 +46,13 @@ const statusFD = 3
 // ServeMain is the body of bucket-csi-mounter: it reads the Config from
 // stdin, mounts, reports on fd 3, and serves until unmounted or signalled.
 // It returns the process exit code.
+//
+// Everything the server reports leaves through one Redactor built from
+// cfg.Redact: the status line and every log line (its own, rclone's and
+// go-fuse's) have the volume's secrets masked, whatever an engine error
+// quotes. The control socket answers counts only, never engine text.
 func ServeMain() int {
+	var red *redact.Redactor
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	status := os.NewFile(statusFD, "status")
 	report := func(err error) {
@@ -52,7 +61,8 @@ func ServeMain() int {
 		}
 		msg := "ok\n"
 		if err != nil {
-			msg = "error: " + err.Error() + "\n"
+			// One line: the supervisor reads up to the first newline.
+			msg = "error: " + strings.ReplaceAll(red.String(err.Error()), "\n", " ") + "\n"
 		}
 		_, _ = status.WriteString(msg)
 		_ = status.Close()
@@ -63,6 +73,11 @@ func ServeMain() int {
 	if err == nil {
 		err = json.Unmarshal(data, &cfg)
 	}
+	red = redact.New(cfg.Redact...)
+	cfg.Redact = nil
+	stderr := red.Writer(os.Stderr)
+	log = slog.New(slog.NewTextHandler(stderr, nil))
+	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
 		err = cfg.Validate()
 	}

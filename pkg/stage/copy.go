@@ -19,6 +19,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
@@ -35,6 +36,9 @@ type Copy struct {
 	Keep    bool
 	Options copier.Options
 	Log     *slog.Logger
+	// Redact, if set, is the mask of this process's log: each running
+	// copy adds its secrets, since rclone logs into it.
+	Redact *redact.Set
 
 	mu   sync.Mutex
 	jobs map[string]*copyJob
@@ -113,9 +117,20 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 	}
 	c.jobs[req.VolumeID] = job
 	section := "copy" + filepath.Base(dir)
+	// Engine errors leave the copy masked: the error Stage returns and
+	// the reasons of left-out keys it logs.
+	red := redact.FromSecrets(req.Secrets)
+	unmask := c.Redact.Add(red)
 	go func() {
 		defer close(job.done)
 		defer cancel()
+		defer unmask()
+		defer func() {
+			job.err = red.Error(job.err)
+			for i := range job.result.Skipped {
+				job.result.Skipped[i].Reason = red.String(job.result.Skipped[i].Reason)
+			}
+		}()
 		private := filepath.Join(dir, "private")
 		defer os.RemoveAll(private)
 		opts, err := store.Materialize(remote, private)

@@ -5,7 +5,10 @@
 package testenv
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +21,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 )
@@ -170,14 +174,43 @@ func (d *Driver) Staged(t testing.TB) []*nodestate.Volume {
 	return all
 }
 
-// AssertNoSecret fails if secret appears in the driver's log, in any FUSE
-// server's command line or environment, or in its log file.
+// SecretForms are the ways a secret may be printed: itself, each line of
+// it, URL query- and path-escaped, Go- and JSON-quoted, base64.
+func SecretForms(secret string) []string {
+	js, _ := json.Marshal(secret)
+	out := []string{secret, url.QueryEscape(secret), url.PathEscape(secret),
+		strings.Trim(strconv.Quote(secret), `"`), strings.Trim(string(js), `"`),
+		base64.StdEncoding.EncodeToString([]byte(secret))}
+	for _, l := range strings.Split(secret, "\n") {
+		if l = strings.TrimSpace(l); len(l) >= redact.MinLen {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// containsSecret reports which form of secret text holds ("" if none).
+func containsSecret(text, secret string) string {
+	for _, f := range SecretForms(secret) {
+		if strings.Contains(text, f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// AssertNoSecret fails if secret, in any of its SecretForms, appears in
+// the driver's log, in any FUSE server's command line or environment, or
+// in any volume's log file (staged or not).
 func (d *Driver) AssertNoSecret(t testing.TB, secret string) {
 	t.Helper()
-	if strings.Contains(d.Log.String(), secret) {
-		t.Errorf("the driver log contains a secret")
+	if f := containsSecret(d.Log.String(), secret); f != "" {
+		t.Errorf("the driver log contains a secret (as %q)", f)
 	}
 	for _, v := range d.Staged(t) {
+		if v.Server.Pid == 0 {
+			continue // no FUSE server (COPY, or a stage that failed)
+		}
 		pid := strconv.Itoa(v.Server.Pid)
 		for _, f := range []string{"/proc/" + pid + "/cmdline", "/proc/" + pid + "/environ"} {
 			data, err := os.ReadFile(f)
@@ -185,19 +218,19 @@ func (d *Driver) AssertNoSecret(t testing.TB, secret string) {
 				t.Errorf("reading %s: %v", f, err)
 				continue
 			}
-			if strings.Contains(string(data), secret) {
+			if containsSecret(string(data), secret) != "" {
 				t.Errorf("%s of the FUSE server contains a secret", f)
 			}
 		}
-		logs, _ := filepath.Glob(filepath.Join(nodestate.Dir{Root: d.StateDir}.VolumeDir(v.VolumeID), "*.log"))
-		for _, l := range logs {
-			data, _ := os.ReadFile(l)
-			if strings.Contains(string(data), secret) {
-				t.Errorf("%s contains a secret", l)
-			}
-			if st, err := os.Stat(l); err == nil && st.Mode().Perm()&0o077 != 0 {
-				t.Errorf("%s is readable by others: %v", l, st.Mode())
-			}
+	}
+	logs, _ := filepath.Glob(filepath.Join(d.StateDir, "volumes", "*", "*.log"))
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		if f := containsSecret(string(data), secret); f != "" {
+			t.Errorf("%s contains a secret (as %q)", l, f)
+		}
+		if st, err := os.Stat(l); err == nil && st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others: %v", l, st.Mode())
 		}
 	}
 }
