@@ -187,8 +187,8 @@ func (r *run) download(ctx context.Context, planPath string) error {
 	if setupErr != nil {
 		cancel()
 	}
-	if err := g.Wait(); err != nil && setupErr == nil {
-		return err
+	if err := g.Wait(); err != nil && (setupErr == nil || ctxErr(setupErr) != nil) {
+		return err // a worker's error, which stopped the scheduling
 	}
 	return setupErr
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,11 @@ import (
 // Copy stages COPY volumes: the bucket (or prefix) is downloaded to node
 // disk, then bind-mounted at the staging path. Writes stay local. A copy
 // runs in the background: while it runs, Stage answers fault.Pending with
-// its progress, and the retry that finds it finished publishes it.
+// its progress, and the retry that finds it finished publishes it. A copy
+// that failed answers its error once (NotFound for a missing bucket,
+// Denied for refused credentials, Unavailable for an unreachable store,
+// Exhausted when it cannot fit); the next Stage starts a new copy, which
+// resumes from the files already fetched.
 type Copy struct {
 	Stores store.Registry
 	// Root holds one directory per volume: data/ and its manifest.
@@ -36,6 +41,9 @@ type Copy struct {
 	Options copier.Options
 	Log     *slog.Logger
 
+	// mu guards jobs only, for a map lookup or update: it is never held
+	// across a network call or disk work, so volumes never wait on each
+	// other; one volume has at most one job.
 	mu   sync.Mutex
 	jobs map[string]*copyJob
 }
@@ -50,6 +58,9 @@ type copyJob struct {
 
 const stageMargin = 5 * time.Second
 
+// skipExamples is how many left-out keys the log line names.
+const skipExamples = 5
+
 func (c *Copy) dir(volumeID string) string {
 	sum := sha256.Sum256([]byte(volumeID))
 	return filepath.Join(c.Root, hex.EncodeToString(sum[:12]))
@@ -58,10 +69,7 @@ func (c *Copy) dir(volumeID string) string {
 // Stage starts or joins the volume's copy, and publishes it at the staging
 // path once it is complete. A failed copy is never published.
 func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
-	job, err := c.start(req)
-	if err != nil {
-		return err
-	}
+	job := c.start(req)
 	wait := time.Duration(1<<63 - 1)
 	if d, ok := ctx.Deadline(); ok {
 		wait = time.Until(d) - stageMargin
@@ -80,31 +88,24 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 		return job.err
 	}
 	res := job.result
-	if n := len(res.Skipped); n > 0 {
-		c.Log.Warn("COPY left out objects that cannot be files", "volume", req.VolumeID, "count", n, "first", res.Skipped[0].Key, "reason", res.Skipped[0].Reason)
+	if res.SkippedCount > 0 {
+		var ex []string
+		for _, s := range res.Skipped[:min(len(res.Skipped), skipExamples)] {
+			ex = append(ex, fmt.Sprintf("%q (%s)", s.Key, s.Reason))
+		}
+		c.Log.Warn("COPY left out objects that cannot be fetched or be files", "volume", req.VolumeID, "count", res.SkippedCount, "examples", strings.Join(ex, "; "))
 	}
-	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes)
+	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes, "skipped", res.SkippedCount)
 	return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, req.Flags.ReadOnly)
 }
 
-// start returns the running job of the volume or starts one.
-func (c *Copy) start(req Request) (*copyJob, error) {
+// start returns the running job of the volume or starts one. Everything
+// slow (the store's options, directories, the copy) runs in the job.
+func (c *Copy) start(req Request) *copyJob {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if job, ok := c.jobs[req.VolumeID]; ok {
-		return job, nil
-	}
-	b, err := c.Stores.Get(req.Handle.Store)
-	if err != nil {
-		return nil, err
-	}
-	remote, err := b.Rclone(req.Secrets, req.Handle.Location)
-	if err != nil {
-		return nil, err
-	}
-	dir := c.dir(req.VolumeID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return job
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	job := &copyJob{done: make(chan struct{}), cancel: cancel}
@@ -112,35 +113,50 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		c.jobs = map[string]*copyJob{}
 	}
 	c.jobs[req.VolumeID] = job
-	section := "copy" + filepath.Base(dir)
 	go func() {
 		defer close(job.done)
 		defer cancel()
-		private := filepath.Join(dir, "private")
-		defer os.RemoveAll(private)
-		opts, err := store.Materialize(remote, private)
-		if err != nil {
-			job.err = err
-			return
-		}
-		for k, v := range opts {
-			config.FileSetValue(section, k, v)
-		}
-		defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
-		path := section + ":" + req.Handle.Bucket
-		if req.Handle.Prefix != "" {
-			path += "/" + req.Handle.Prefix
-		}
-		f, err := rfs.NewFs(ctx, path)
-		if err != nil {
-			job.err = fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
-			return
-		}
-		opt := c.Options
-		opt.HideMetaDir = req.Handle.Prefix == ""
-		job.result, job.err = copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, &job.progress)
+		job.result, job.err = c.run(ctx, req, &job.progress)
 	}()
-	return job, nil
+	return job
+}
+
+// run copies the volume's bucket (or prefix) into its directory.
+func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) (copier.Result, error) {
+	b, err := c.Stores.Get(req.Handle.Store)
+	if err != nil {
+		return copier.Result{}, err
+	}
+	remote, err := b.Rclone(req.Secrets, req.Handle.Location)
+	if err != nil {
+		return copier.Result{}, err
+	}
+	dir := c.dir(req.VolumeID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return copier.Result{}, err
+	}
+	section := "copy" + filepath.Base(dir)
+	private := filepath.Join(dir, "private")
+	defer os.RemoveAll(private)
+	opts, err := store.Materialize(remote, private)
+	if err != nil {
+		return copier.Result{}, err
+	}
+	for k, v := range opts {
+		config.FileSetValue(section, k, v)
+	}
+	defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
+	path := section + ":" + req.Handle.Bucket
+	if req.Handle.Prefix != "" {
+		path += "/" + req.Handle.Prefix
+	}
+	f, err := rfs.NewFs(ctx, path)
+	if err != nil {
+		return copier.Result{}, fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
+	}
+	opt := c.Options
+	opt.HideMetaDir = req.Handle.Prefix == ""
+	return copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, progress)
 }
 
 // forget drops a finished job so the next stage starts afresh.
