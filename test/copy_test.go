@@ -210,7 +210,8 @@ func startFaultProxy(t *testing.T, target string, fail map[string]int, hold map[
 }
 
 // TestCopySkipsBadKeys: a bucket holding keys that cannot be files (a ".."
-// segment, an empty segment, a name too long for the node) and objects
+// segment, an empty segment, a name too long for the node, a key that is
+// also a prefix) and objects
 // whose GET fails (refused, gone since the listing) stages: NodeStage
 // answers Unavailable with progress while the copy runs, then OK, the
 // copy holds every other file, and the driver logs the count with
@@ -229,15 +230,17 @@ func TestCopySkipsBadKeys(t *testing.T) {
 	if err := s3.Store(t).CreateBucket(ctx, "bad-keys"); err != nil {
 		t.Fatal(err)
 	}
-	good := map[string]string{"ok/a.txt": "a", "ok/b.txt": "b", "top.txt": "top", "slow.bin": "slow"}
-	bad := []string{"denied.bin", "gone.bin", "dots/../escape.txt", "empty//segment.txt", "long/" + strings.Repeat("n", 300)}
+	good := map[string]string{"ok/a.txt": "a", "ok/b.txt": "b", "top.txt": "top", "slow.bin": "slow", "dup/child": "c"}
+	// Keys the server's filesystem cannot hold are added to its listing
+	// by the proxy, as a store that keeps any key lists them.
+	proxy.listed = map[string][]string{"bad-keys": {"dots/../escape.txt", "empty//segment.txt", "long/" + strings.Repeat("n", 300), "dup"}}
+	bad := append([]string{"denied.bin", "gone.bin"}, proxy.listed["bad-keys"]...)
 	cl := s3.Client()
 	for k, v := range good {
 		putRaw(t, cl, "bad-keys", k, v)
 	}
-	for _, k := range bad {
-		putRaw(t, cl, "bad-keys", k, "bad")
-	}
+	putRaw(t, cl, "bad-keys", "denied.bin", "refused")
+	putRaw(t, cl, "bad-keys", "gone.bin", "deleted between the listing and the download")
 	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-bad-keys", map[string]string{"source": "s3://bad-keys", "mode": "COPY"}, s3.Secrets()))
 	if err != nil {
 		t.Fatal(err)
