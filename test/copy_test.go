@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,7 +164,8 @@ type faultProxy struct {
 	// listed are keys added to every listing of the bucket, as a store
 	// that keeps any key would list them (the server's own filesystem
 	// cannot hold "a//b" or a name over 255 bytes).
-	listed map[string][]string // bucket -> keys
+	listed   map[string][]string // bucket -> keys
+	injected atomic.Int64        // listings that got them
 }
 
 func startFaultProxy(t *testing.T, target string, fail map[string]int, hold map[string]chan struct{}) *faultProxy {
@@ -191,10 +193,14 @@ func startFaultProxy(t *testing.T, target string, fail map[string]int, hold map[
 				}
 			}
 		}
-		if keys := p.listed[strings.Trim(r.URL.Path, "/")]; r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "2" && keys != nil {
+		if keys := p.listed[strings.Trim(r.URL.Path, "/")]; r.Method == http.MethodGet && keys != nil {
 			rec := httptest.NewRecorder()
 			rp.ServeHTTP(rec, r)
-			body := injectListing(rec.Body.String(), r.URL.Query(), keys)
+			body := rec.Body.String()
+			if strings.Contains(body, "</ListBucketResult>") {
+				body = injectListing(body, r.URL.Query(), keys)
+				p.injected.Add(1)
+			}
 			for k, v := range rec.Header() {
 				w.Header()[k] = v
 			}
@@ -386,6 +392,9 @@ func TestMountHidesBadKeys(t *testing.T) {
 		if !slices.Equal(names, want) {
 			t.Errorf("%q lists %q, want %q", dir, names, want)
 		}
+	}
+	if proxy.injected.Load() == 0 {
+		t.Fatal("no listing went through the proxy with the odd keys")
 	}
 	if st, err := os.Stat(filepath.Join(target, "dup")); err != nil || !st.IsDir() {
 		t.Errorf("dup is not the directory: %v %v", st, err)

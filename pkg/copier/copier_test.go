@@ -195,6 +195,7 @@ func TestLocalPath(t *testing.T) {
 	for key, ok := range map[string]bool{
 		"a/b.txt": true, "a b/c": true, "../x": false, "a/./b": false, "a//b": false, "/x": false,
 		"a/": false, "": false, "x\x00y": false, strings.Repeat("a", 256): false,
+		"a/．．/b": false, "．/x": false, "a/．．．": true, "a/...": true,
 	} {
 		if _, why := localPath(key); (why == "") != ok {
 			t.Errorf("localPath(%q): reason %q, want ok=%v", key, why, ok)

@@ -7,18 +7,18 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 )
 
-// Limits of the node filesystems a copy lands on.
-const (
-	maxNameBytes = 255
-	maxPathBytes = 4000
-)
+// maxPathBytes is the longest path a copy writes (PATH_MAX is 4096).
+const maxPathBytes = 4000
 
 // localPath maps an object key to a path relative to the copy root, or
 // returns why the key cannot be a file there. A key never maps outside the
 // root: absolute keys, ".." and "." segments, empty segments, NUL bytes and
-// names too long for the filesystem are refused.
+// names too long for the filesystem are refused (keyfilter.NameProblem,
+// the rule MOUNT listings follow too).
 func localPath(key string) (string, string) {
 	switch {
 	case key == "":
@@ -33,13 +33,8 @@ func localPath(key string) (string, string) {
 		return "", "path too long for the filesystem"
 	}
 	for _, seg := range strings.Split(key, "/") {
-		switch {
-		case seg == "":
-			return "", "empty path segment"
-		case seg == "." || seg == "..":
-			return "", `"." or ".." segment`
-		case len(seg) > maxNameBytes:
-			return "", "name too long for the filesystem"
+		if why := keyfilter.NameProblem(seg); why != "" {
+			return "", why
 		}
 	}
 	if path.Clean(key) != key {

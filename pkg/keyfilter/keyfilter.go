@@ -1,7 +1,7 @@
 // Package keyfilter hides, in an rclone Fs's directory listings, the
 // entries no node filesystem can show as they are: a name that is empty
-// (a key "a//b"), "." or ".." (keys "./x", "a/../b"), longer than 255
-// bytes or holding a NUL byte, and a file whose name is also a directory
+// (a key "a//b"), "." or ".." (keys "./x", "a/../b", which rclone shows as
+// full-width dots), longer than 255 bytes or holding a NUL byte, and a file whose name is also a directory
 // in the same listing (keys "a" and "a/b": the directory wins, as in COPY).
 // Such keys are left out of the listing instead of making the whole
 // directory fail to list or show a bogus entry; every other operation
@@ -111,6 +111,26 @@ func filterDeep(entries fs.DirEntries) fs.DirEntries {
 }
 
 // validName reports whether name can be one entry of a directory.
-func validName(name string) bool {
-	return name != "" && name != "." && name != ".." && len(name) <= maxName && !strings.ContainsAny(name, "/\x00")
+func validName(name string) bool { return NameProblem(name) == "" }
+
+// NameProblem says why name cannot be one entry of a directory, or "".
+// rclone shows a key's "." and ".." segments as "．" and "．．" (full-width
+// dots, its dot encoding); those are refused like the segments they stand
+// for.
+func NameProblem(name string) string {
+	switch name {
+	case "":
+		return "empty path segment"
+	case ".", "..", "．", "．．":
+		return `"." or ".." segment`
+	}
+	switch {
+	case len(name) > maxName:
+		return "name too long for the filesystem"
+	case strings.ContainsRune(name, 0):
+		return "contains a NUL byte"
+	case strings.ContainsRune(name, '/'):
+		return "contains a slash"
+	}
+	return ""
 }

@@ -22,6 +22,7 @@ func TestFilter(t *testing.T) {
 		mockdir.New("a/"),   // from a key "a//b"
 		mockdir.New("a/."),  // from a key "a/./b"
 		mockdir.New("a/.."), // from a key "a/../b"
+		mockdir.New("a/．．"), // the same, as rclone shows it
 		mockobject.Object("a/" + long),
 		mockobject.Object("a/dup"), // a key "a/dup" next to keys "a/dup/..."
 		mockdir.New("a/dup"),
