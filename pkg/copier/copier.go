@@ -6,7 +6,14 @@
 // no longer in the bucket are removed), refuses up front with fault.Exhausted
 // when the downloads cannot fit, never writes outside dest whatever the
 // keys, and records each finished file in an append-only manifest, so a
-// later or interrupted copy fetches only what changed or is missing.
+// later or interrupted copy fetches only what changed or is missing. A key
+// that cannot be a file, or whose object cannot be fetched, is left out
+// and counted (Result.SkippedCount, the first few named) and the copy
+// completes with every other object; it fails as a whole only when the
+// bucket cannot be listed (NotFound, Denied or Unavailable), the disk is
+// full (Exhausted) or the store stops answering (Unavailable). Memory is
+// bounded whatever the number of objects: the listing, the manifest and
+// the plan are sorted on disk, next to the manifest.
 package copier
 
 import (
@@ -306,7 +313,9 @@ func (r *run) fetchChunk(ctx context.Context, fl *file, off, n int64) error {
 	if fl.left.Add(-1) != 0 {
 		return nil
 	}
+	fl.mu.Lock()
 	err := fl.err
+	fl.mu.Unlock()
 	if cerr := fl.out.Close(); err == nil {
 		err = cerr
 	}
