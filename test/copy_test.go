@@ -215,14 +215,14 @@ func startFaultProxy(t *testing.T, target string, fail map[string]int, hold map[
 	return p
 }
 
-// TestCopySkipsBadKeys: a bucket holding keys that cannot be files (a ".."
+// TestCopyStagesWithoutBadKeys: a bucket holding keys that cannot be files (a ".."
 // segment, an empty segment, a name too long for the node, a key that is
 // also a prefix) and objects
 // whose GET fails (refused, gone since the listing) stages: NodeStage
 // answers Unavailable with progress while the copy runs, then OK, the
 // copy holds every other file, and the driver logs the count with
 // examples.
-func TestCopySkipsBadKeys(t *testing.T) {
+func TestCopyStagesWithoutBadKeys(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
 	release := make(chan struct{})
