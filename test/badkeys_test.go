@@ -114,7 +114,7 @@ func TestCopyStagesWithoutBadKeys(t *testing.T) {
 	}
 }
 
-// TestMountHidesBadKeys: in a MOUNT volume, keys no directory can show
+// TestMountHidesBadKeys: in MOUNT and MOUNT_CACHED volumes, keys no directory can show
 // (an empty segment, "." and ".." segments, a name over 255 bytes, a file
 // that is also a prefix) are hidden: every directory lists without error
 // and shows exactly its good entries.
@@ -137,33 +137,38 @@ func TestMountHidesBadKeys(t *testing.T) {
 	for _, k := range []string{"top.txt", "e/ok", "d/ok", "dot/ok", "long/ok", "dup/child"} {
 		putRaw(t, cl, "odd-keys", k, "ok")
 	}
-	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-odd-keys", map[string]string{"source": "s3://odd-keys", "mode": "MOUNT"}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := vol.GetVolume().GetVolumeId()
-	staging, target := podPaths(t, drv)
-	publish(t, c, id, staging, target, s3.Secrets(), true)
-	for dir, want := range map[string][]string{
-		"": {"d", "dot", "dup", "e", "long", "top.txt"}, "e": {"ok"}, "d": {"ok"}, "dot": {"ok"}, "long": {"ok"}, "dup": {"child"},
-	} {
-		names, err := readdirAll(filepath.Join(target, dir))
-		if err != nil {
-			t.Errorf("listing %q of the mount: %v", dir, err)
-			continue
-		}
-		if !slices.Equal(names, want) {
-			t.Errorf("%q lists %q, want %q", dir, names, want)
-		}
-	}
-	if proxy.injected.Load() == 0 {
-		t.Fatal("no listing went through the proxy with the odd keys")
-	}
-	if st, err := os.Stat(filepath.Join(target, "dup")); err != nil || !st.IsDir() {
-		t.Errorf("dup is not the directory: %v %v", st, err)
-	}
-	unpublish(t, c, id, staging, target)
-	if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
-		t.Fatal(err)
+	for _, mode := range []string{"MOUNT", "MOUNT_CACHED"} {
+		t.Run(mode, func(t *testing.T) {
+			before := proxy.injected.Load()
+			vol, err := c.Controller.CreateVolume(ctx, createReq("pv-odd-keys-"+strings.ToLower(mode), map[string]string{"source": "s3://odd-keys", "mode": mode}, s3.Secrets()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := vol.GetVolume().GetVolumeId()
+			staging, target := podPaths(t, drv)
+			publish(t, c, id, staging, target, s3.Secrets(), true)
+			for dir, want := range map[string][]string{
+				"": {"d", "dot", "dup", "e", "long", "top.txt"}, "e": {"ok"}, "d": {"ok"}, "dot": {"ok"}, "long": {"ok"}, "dup": {"child"},
+			} {
+				names, err := readdirAll(filepath.Join(target, dir))
+				if err != nil {
+					t.Errorf("listing %q of the mount: %v", dir, err)
+					continue
+				}
+				if !slices.Equal(names, want) {
+					t.Errorf("%q lists %q, want %q", dir, names, want)
+				}
+			}
+			if proxy.injected.Load() == before {
+				t.Fatal("no listing went through the proxy with the odd keys")
+			}
+			if got, err := os.ReadFile(filepath.Join(target, "dup", "child")); err != nil || string(got) != "ok" {
+				t.Errorf("dup/child reads %q %v, want the directory's file", got, err)
+			}
+			unpublish(t, c, id, staging, target)
+			if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
