@@ -172,3 +172,45 @@ func TestMountHidesBadKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyFinalErrors: a COPY whose bucket is gone answers NotFound and
+// one whose credentials are refused answers PermissionDenied, on every
+// retry: final codes, never Unavailable forever.
+func TestCopyFinalErrors(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	st := s3.Store(t)
+	if err := st.CreateBucket(ctx, "soon-gone"); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-gone", map[string]string{"source": "s3://soon-gone", "mode": "COPY"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteBucket(ctx, "soon-gone"); err != nil {
+		t.Fatal(err)
+	}
+	wrong := s3.Secrets()
+	for k := range wrong {
+		if strings.Contains(strings.ToLower(k), "secret") {
+			wrong[k] = "not-the-secret"
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		secrets map[string]string
+		want    codes.Code
+	}{
+		{"bucket gone", s3.Secrets(), codes.NotFound},
+		{"credentials refused", wrong, codes.PermissionDenied},
+	} {
+		staging := filepath.Join(drv.TempDir(t), "staging")
+		for try := 0; try < 2; try++ {
+			err := stageCopy(t, c, vol.GetVolume().GetVolumeId(), staging, tc.secrets)
+			if status.Code(err) != tc.want {
+				t.Fatalf("%s, try %d: NodeStage = %v, want %v", tc.name, try, err, tc.want)
+			}
+		}
+	}
+}
