@@ -26,6 +26,7 @@ import (
 	"github.com/rclone/rclone/vfs/vfscommon"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -135,6 +136,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
+	// Keys no directory can show (a/../b, a//b, names over 255 bytes, a
+	// file that is also a prefix) are hidden from listings, in every mode.
+	f = keyfilter.Wrap(f)
 	var release func() // drops memory held for reuse, when idle
 	if cfg.Mode != volume.ModeMountCached {
 		// Streaming reads go through our read-ahead (parallel ranges once
