@@ -36,6 +36,10 @@ type Options struct {
 	ChunkSize int64
 	// HideMetaDir leaves out the driver's own objects (.bucket-csi/).
 	HideMetaDir bool
+	// Reserve, if set, is called once after planning and before any
+	// download with the bytes the finished copy holds (files already
+	// there included); an error refuses the copy (node disk budget).
+	Reserve func(total int64) error
 }
 
 // File is one object planned for the copy.
@@ -106,6 +110,11 @@ func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options,
 	}
 	if err := checkSpace(dest, res.DownloadedBytes); err != nil {
 		return res, err
+	}
+	if opt.Reserve != nil {
+		if err := opt.Reserve(res.Bytes); err != nil {
+			return res, err
+		}
 	}
 	p.FilesTotal.Store(int64(len(todo)))
 	p.BytesTotal.Store(res.DownloadedBytes)

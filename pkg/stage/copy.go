@@ -15,6 +15,7 @@ import (
 	"github.com/rclone/rclone/fs/cache"
 	"github.com/rclone/rclone/fs/config"
 
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
@@ -32,7 +33,10 @@ type Copy struct {
 	Root string
 	// Keep keeps copies after unstage, so a later stage of the same volume
 	// on this node fetches only what changed.
-	Keep    bool
+	Keep bool
+	// Disk is the node disk budget: a copy reserves its whole size before
+	// it downloads, and holds it until unstage (a kept copy until removed).
+	Disk    *budget.Ledger
 	Options copier.Options
 	Log     *slog.Logger
 
@@ -138,6 +142,7 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		}
 		opt := c.Options
 		opt.HideMetaDir = req.Handle.Prefix == ""
+		opt.Reserve = func(total int64) error { return c.Disk.Reserve(req.VolumeID, total, dir) }
 		job.result, job.err = copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, &job.progress)
 	}()
 	return job, nil
@@ -174,7 +179,10 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if c.Keep {
 		return nil
 	}
-	return os.RemoveAll(c.dir(rec.VolumeID))
+	if err := os.RemoveAll(c.dir(rec.VolumeID)); err != nil {
+		return err
+	}
+	return c.Disk.Release(rec.VolumeID)
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on
