@@ -16,13 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bucket-csi/bucket-csi/pkg/atomicfile"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 )
 
@@ -246,23 +246,7 @@ func (l *Ledger) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(l.path), ".budget-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), l.path)
+	return atomicfile.Write(l.path, data)
 }
 
 func (l *Ledger) hint() string {

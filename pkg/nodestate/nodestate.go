@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/atomicfile"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -82,28 +83,11 @@ func (d Dir) Load(volumeID string) (*Volume, error) {
 
 // Save writes v atomically.
 func (d Dir) Save(v *Volume) error {
-	dir, err := d.Ensure(v.VolumeID)
-	if err != nil {
+	if _, err := d.Ensure(v.VolumeID); err != nil {
 		return err
 	}
 	data, _ := json.MarshalIndent(v, "", "  ")
-	tmp, err := os.CreateTemp(dir, ".state-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), d.recordPath(v.VolumeID))
+	return atomicfile.Write(d.recordPath(v.VolumeID), data)
 }
 
 // Remove deletes the record and the private directory of volumeID.
