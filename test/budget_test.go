@@ -203,10 +203,12 @@ func TestReadAheadMemoryShares(t *testing.T) {
 		vols = append(vols, v)
 	}
 	for _, v := range vols {
+		start := time.Now()
 		got, err := os.ReadFile(filepath.Join(v.target, "big.bin"))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("reading through a server (share %d): err %v, %d bytes, equal %v", share(v.id), err, len(got), bytes.Equal(got, data))
 		}
+		t.Logf("share %d bytes: read %d bytes in %s", share(v.id), len(got), time.Since(start).Round(time.Millisecond))
 	}
 	unpublish(t, c, vols[0].id, vols[0].staging, vols[0].target)
 	v := stageOne("pv-ra-3")
