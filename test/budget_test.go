@@ -59,8 +59,10 @@ func unstage(t *testing.T, c testenv.Clients, id, staging string) {
 // together: one answers ResourceExhausted with the figures, the other
 // completes. A MOUNT_CACHED stage whose cache limit (50 MiB) does not fit
 // beside the copy is refused the same way, also after a plugin restart
-// (the ledger is in the state directory); an unstage releases, and the
-// refused stages then fit.
+// (the ledger is in the state directory). Copies are kept (--keep-copies):
+// once the copy is unstaged, its kept data is evicted to make room for the
+// cache; the refused copy does not fit beside the cache until the cache is
+// unstaged.
 func TestNodeDiskBudget(t *testing.T) {
 	testenv.RequireFUSE(t)
 	small := filepath.Join(t.TempDir(), "state")
@@ -71,7 +73,7 @@ func TestNodeDiskBudget(t *testing.T) {
 		testenv.Missing(t, "mounting a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(small, unix.MNT_DETACH) })
-	s3, drv, c := startAll(t, "--state-dir", small, "--cache-max-size", fmt.Sprint(50<<20))
+	s3, drv, c := startAll(t, "--state-dir", small, "--cache-max-size", fmt.Sprint(50<<20), "--keep-copies")
 	ctx := context.Background()
 	type vol struct {
 		id, staging string
@@ -125,10 +127,13 @@ func TestNodeDiskBudget(t *testing.T) {
 	c = drv.Dial(t)
 	budgetRefusal(t, "a MOUNT_CACHED stage after a plugin restart", stageCached(t, c, cached, cachedStaging, s3.Secrets()))
 
-	// Unstage releases: the cache fits, and the refused copy then does not.
+	// The unstaged copy is kept, and evicted when the cache needs room.
 	unstage(t, c, staged.id, staged.staging)
 	if err := stageCached(t, c, cached, cachedStaging, s3.Secrets()); err != nil {
 		t.Fatalf("MOUNT_CACHED stage after the copy was unstaged: %v", err)
+	}
+	if !strings.Contains(drv.Log.String(), "evicted kept data to make room") {
+		t.Fatalf("the kept copy was not evicted for the cache; driver log:\n%s", drv.Log.String())
 	}
 	budgetRefusal(t, "a COPY stage beside a 50 MiB cache", stageCopy(t, c, refused.id, refused.staging, s3.Secrets()))
 	unstage(t, c, cached, cachedStaging)

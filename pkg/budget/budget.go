@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -34,6 +35,10 @@ type Reservation struct {
 	// path exists (see Reconcile).
 	Path string    `json:"path,omitempty"`
 	At   time.Time `json:"at"`
+	// Kept marks data kept on disk for a volume that is no longer staged
+	// (a kept COPY copy): Reserve evicts it, removing Path, oldest first,
+	// when a volume being staged needs the room.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // file is the ledger's on-disk form.
@@ -49,6 +54,8 @@ type Ledger struct {
 	Name string
 	// Hint tells the reader of a refusal what to change.
 	Hint string
+	// Log, if set, records evictions.
+	Log *slog.Logger
 
 	// Dropped lists the volumes whose reservations Open dropped.
 	Dropped []string
@@ -151,9 +158,11 @@ func (l *Ledger) reservedLocked(except string) int64 {
 }
 
 // Reserve sets the reservation of volumeID to n bytes, replacing any it
-// held (a restage of a kept copy asks again for its whole size). It fails
-// with fault.Exhausted, leaving the ledger unchanged, when n and the other
-// volumes' reservations exceed the budget. A nil ledger reserves nothing.
+// held (a restage of a kept copy asks again for its whole size). When n
+// and the other volumes' reservations exceed the budget, kept data of
+// other volumes is evicted, oldest first, if that makes room; otherwise it
+// fails with fault.Exhausted and the figures, evicting nothing. A nil
+// ledger reserves nothing.
 func (l *Ledger) Reserve(volumeID string, n int64, path string) error {
 	if l == nil {
 		return nil
@@ -162,10 +171,77 @@ func (l *Ledger) Reserve(volumeID string, n int64, path string) error {
 	defer l.mu.Unlock()
 	others := l.reservedLocked(volumeID)
 	if n > l.budget-others {
+		if err := l.evictLocked(volumeID, n-(l.budget-others)); err != nil {
+			return err
+		}
+		others = l.reservedLocked(volumeID)
+	}
+	if n > l.budget-others {
 		return fmt.Errorf("%w: %s: this volume needs %d bytes but the node's budget is %d bytes and %d bytes are already reserved by other volumes (%d free)%s",
 			fault.Exhausted, l.Name, n, l.budget, others, max(l.budget-others, 0), l.hint())
 	}
 	return l.setLocked(volumeID, &Reservation{Bytes: n, Path: path, At: time.Now().UTC()})
+}
+
+// evictLocked removes kept data of volumes other than volumeID, oldest
+// first, until at least need bytes are freed; when all of it would not
+// free need bytes it removes nothing.
+func (l *Ledger) evictLocked(volumeID string, need int64) error {
+	var kept []string
+	var total int64
+	for id, r := range l.data.Reservations {
+		if r.Kept && id != volumeID {
+			kept = append(kept, id)
+			total += r.Bytes
+		}
+	}
+	if total < need {
+		return nil
+	}
+	sort.Slice(kept, func(i, j int) bool {
+		return l.data.Reservations[kept[i]].At.Before(l.data.Reservations[kept[j]].At)
+	})
+	for _, id := range kept {
+		if need <= 0 {
+			break
+		}
+		r := l.data.Reservations[id]
+		if r.Path != "" {
+			if err := os.RemoveAll(r.Path); err != nil {
+				return fmt.Errorf("evicting the kept data of %s: %w", id, err)
+			}
+		}
+		if err := l.setLocked(id, nil); err != nil {
+			return err
+		}
+		need -= r.Bytes
+		if l.Log != nil {
+			l.Log.Info("evicted kept data to make room", "resource", l.Name, "volume", id, "bytes", r.Bytes, "path", r.Path)
+		}
+	}
+	return nil
+}
+
+// Keep marks the reservation of volumeID as kept data of a volume no
+// longer staged, which Reserve may evict (see Reservation.Kept).
+func (l *Ledger) Keep(volumeID string) error { return l.markKept(volumeID, true) }
+
+// Claim clears the kept mark of volumeID before its data is used again:
+// from then on it is never evicted. No reservation is fine.
+func (l *Ledger) Claim(volumeID string) error { return l.markKept(volumeID, false) }
+
+func (l *Ledger) markKept(volumeID string, kept bool) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.data.Reservations[volumeID]
+	if !ok || r.Kept == kept {
+		return nil
+	}
+	r.Kept = kept
+	return l.setLocked(volumeID, &r)
 }
 
 // ReserveUpTo reserves for volumeID up to want bytes: all of it when the

@@ -221,3 +221,60 @@ func TestLedgerConcurrentNeverOvercommits(t *testing.T) {
 		t.Fatalf("granted %d, refused %d: the test did not reach the budget", granted.Load(), refused.Load())
 	}
 }
+
+// TestLedgerEvictsKeptData: kept data (a kept COPY copy of a volume no
+// longer staged) makes room for a volume being staged, oldest first and
+// only as much as needed; claimed data is never evicted; when evicting all
+// kept data would not make room, nothing is evicted and the refusal has
+// the figures.
+func TestLedgerEvictsKeptData(t *testing.T) {
+	dir := t.TempDir()
+	l := fixed(t, filepath.Join(dir, "disk.json"), 1000)
+	paths := map[string]string{}
+	for _, id := range []string{"old", "mid", "claimed"} {
+		paths[id] = filepath.Join(dir, id)
+		if err := os.MkdirAll(filepath.Join(paths[id], "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Reserve(id, 300, paths[id]); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Keep(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Claim("claimed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reserve("big", 801, ""); !errors.Is(err, fault.Exhausted) {
+		t.Fatalf("a reservation that evicting all kept data cannot fit = %v", err)
+	}
+	for id, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("a refused reservation evicted %s: %v", id, err)
+		}
+	}
+	if err := l.Reserve("new", 350, ""); err != nil {
+		t.Fatalf("a reservation that fits once kept data is evicted: %v", err)
+	}
+	if _, err := os.Stat(paths["old"]); !os.IsNotExist(err) {
+		t.Fatalf("the oldest kept copy is still there: %v", err)
+	}
+	for _, id := range []string{"mid", "claimed"} {
+		if _, err := os.Stat(paths[id]); err != nil {
+			t.Fatalf("%s was evicted although evicting the oldest made room: %v", id, err)
+		}
+	}
+	if _, ok := l.Get("old"); ok || l.Reserved() != 950 {
+		t.Fatalf("after the eviction: old still reserved or reserved %d, want 950", l.Reserved())
+	}
+	if err := l.Reserve("more", 51, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(paths["claimed"]); err != nil {
+		t.Fatalf("claimed data was evicted: %v", err)
+	}
+	if _, err := os.Stat(paths["mid"]); !os.IsNotExist(err) {
+		t.Fatalf("kept data not evicted: %v", err)
+	}
+}

@@ -35,7 +35,8 @@ type Copy struct {
 	// on this node fetches only what changed.
 	Keep bool
 	// Disk is the node disk budget: a copy reserves its whole size before
-	// it downloads, and holds it until unstage (a kept copy until removed).
+	// it downloads, and holds it until unstage; a kept copy holds it until
+	// it is evicted to make room for a volume being staged.
 	Disk    *budget.Ledger
 	Options copier.Options
 	Log     *slog.Logger
@@ -107,6 +108,10 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		return nil, err
 	}
 	dir := c.dir(req.VolumeID)
+	// A kept copy about to be used again is never evicted.
+	if err := c.Disk.Claim(req.VolumeID); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -177,7 +182,7 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 		return err
 	}
 	if c.Keep {
-		return nil
+		return c.Disk.Keep(rec.VolumeID)
 	}
 	if err := os.RemoveAll(c.dir(rec.VolumeID)); err != nil {
 		return err
