@@ -177,7 +177,7 @@ func (l *Ledger) Reserve(volumeID string, n int64, path string) error {
 		others = l.reservedLocked(volumeID)
 	}
 	if n > l.budget-others {
-		return fmt.Errorf("%w: %s: this volume needs %d bytes but the node's budget is %d bytes and %d bytes are already reserved by other volumes (%d free)%s",
+		return fmt.Errorf("%w: %s: this volume needs %d bytes but the node's budget is %d bytes and %d bytes are already reserved by other volumes (%d left)%s",
 			fault.Exhausted, l.Name, n, l.budget, others, max(l.budget-others, 0), l.hint())
 	}
 	return l.setLocked(volumeID, &Reservation{Bytes: n, Path: path, At: time.Now().UTC()})
