@@ -36,6 +36,7 @@ type serveFlags struct {
 	objectMTimes                                                                         bool
 	readChunkSize                                                                        int64
 	stores                                                                               storeFlags
+	sidecars                                                                             sidecarFlags
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -62,6 +63,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	f.stores.register(fs)
+	f.sidecars.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -150,6 +152,20 @@ func serve(args []string) error {
 	srv := d.NewGRPCServer()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Kubelet registration and /healthz: a failure of either stops the driver.
+	waitSidecars, err := f.sidecars.start(ctx, f.endpoint, cfg.Node, log)
+	if err != nil {
+		srv.Stop()
+		return err
+	}
+	sidecarErr := make(chan error, 1)
+	go func() {
+		err := waitSidecars()
+		if err != nil {
+			stop()
+		}
+		sidecarErr <- err
+	}()
 	go func() {
 		<-ctx.Done()
 		// FUSE servers are separate processes and keep serving.
@@ -157,7 +173,9 @@ func serve(args []string) error {
 		srv.GracefulStop()
 	}()
 	log.Info("serving", "endpoint", f.endpoint, "controller", cfg.Controller, "node", cfg.Node, "version", version)
-	return srv.Serve(l)
+	err = srv.Serve(l)
+	stop()
+	return errors.Join(err, <-sidecarErr)
 }
 
 // passthroughEnv returns PATH and the named variables that are set.
