@@ -9,6 +9,7 @@
 //	cluster up      start everything, import images, helm install bucket-csi
 //	cluster down    stop everything, unmount, delete the namespace
 //	cluster exec -- CMD...   run CMD in the namespace with KUBECONFIG set
+//	cluster restart NAME     restart a component (kubelet, versitygw, ...)
 //
 // State, logs and kubeconfig live in $E2E_DIR (default /var/lib/bucket-csi-e2e).
 package main
@@ -61,6 +62,12 @@ func main() {
 			err = c.down()
 		case "exec":
 			err = c.exec(os.Args[2:])
+		case "restart":
+			if len(os.Args) != 3 {
+				err = fmt.Errorf("usage: cluster restart COMPONENT")
+			} else {
+				err = c.restartDaemon(os.Args[2])
+			}
 		default:
 			err = fmt.Errorf("unknown command %q", os.Args[1])
 		}
@@ -110,6 +117,7 @@ func (c *cluster) exec(argv []string) error {
 	}
 	env := append(os.Environ(), "KUBECONFIG="+c.kubeconfig(), "E2E_S3_ENDPOINT=http://"+net.JoinHostPort(nodeIP, s3Port),
 		"E2E_S3_ACCESS_KEY="+s3AccessKey, "E2E_S3_SECRET_KEY="+s3SecretKey, "E2E_DIR="+c.dir,
+		"E2E_CLUSTER="+filepath.Join(c.repo, "bin", "cluster"), "E2E_CHART="+filepath.Join(c.repo, "charts", "bucket-csi"),
 		"PATH="+filepath.Join(c.repo, "bin", "k8s")+":"+filepath.Join(c.repo, "bin")+":"+os.Getenv("PATH"))
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {

@@ -22,6 +22,10 @@ func (c *cluster) startDaemon(name string, argv ...string) error {
 		return err
 	}
 	defer logf.Close()
+	saved := strings.Join(append(append([]string{}, c.env...), append([]string{"--"}, argv...)...), "\x00")
+	if err := os.WriteFile(filepath.Join(c.dir, "pids", name+".argv"), []byte(saved), 0o600); err != nil {
+		return err
+	}
 	cmd := exec.Command("nsenter", append([]string{"--net=" + c.netnsPath(), "--"}, argv...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), c.env...)
@@ -105,4 +109,48 @@ func waitFor(what string, timeout time.Duration, cond func() error) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// waitDaemon waits for cond like waitFor, but gives up at once, with the
+// end of its log, when the daemon name has exited.
+func (c *cluster) waitDaemon(name string, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if !c.running(name) {
+			log, _ := os.ReadFile(filepath.Join(c.dir, "logs", name+".log"))
+			if len(log) > 2000 {
+				log = log[len(log)-2000:]
+			}
+			return fmt.Errorf("%s exited; end of its log:\n%s", name, log)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not ready after %s: %w", name, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// restartDaemon stops name and starts it again with the command line and
+// environment it was started with (scenarios restart kubelet this way).
+func (c *cluster) restartDaemon(name string) error {
+	data, err := os.ReadFile(filepath.Join(c.dir, "pids", name+".argv"))
+	if err != nil {
+		return fmt.Errorf("%s was not started by this cluster: %w", name, err)
+	}
+	fields := strings.Split(string(data), "\x00")
+	var env, argv []string
+	for i, f := range fields {
+		if f == "--" {
+			env, argv = fields[:i], fields[i+1:]
+			break
+		}
+	}
+	c.stopDaemon(name, 30*time.Second)
+	c.env = env
+	defer func() { c.env = nil }()
+	return c.startDaemon(name, argv...)
 }

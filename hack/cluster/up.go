@@ -94,7 +94,7 @@ func (c *cluster) etcd() error {
 		"--initial-cluster", "default=http://127.0.0.1:2380", "--unsafe-no-fsync"); err != nil {
 		return err
 	}
-	return waitFor("etcd", 30*time.Second, func() error { return c.inNetns("curl", "-sf", "http://127.0.0.1:2379/health") })
+	return c.waitDaemon("etcd", 30*time.Second, func() error { return c.inNetns("curl", "-sf", "http://127.0.0.1:2379/health") })
 }
 
 func (c *cluster) apiserver() error {
@@ -115,7 +115,7 @@ func (c *cluster) apiserver() error {
 		"--service-account-issuer=https://kubernetes.default.svc", "--endpoint-reconciler-type=lease"); err != nil {
 		return err
 	}
-	return waitFor("kube-apiserver", 90*time.Second, func() error { return c.kubectl("get", "--raw", "/readyz") })
+	return c.waitDaemon("kube-apiserver", 90*time.Second, func() error { return c.kubectl("get", "--raw", "/readyz") })
 }
 
 func (c *cluster) controllers() error {
@@ -135,7 +135,7 @@ func (c *cluster) controllers() error {
 		return err
 	}
 	// The default service account must exist before pods can be created.
-	return waitFor("service accounts", 60*time.Second, func() error { return c.kubectl("get", "serviceaccount", "default") })
+	return c.waitDaemon("kube-controller-manager", 60*time.Second, func() error { return c.kubectl("get", "serviceaccount", "default") })
 }
 
 func (c *cluster) containerd() error {
@@ -170,7 +170,7 @@ state = %q
 	if err := c.startDaemon("containerd", "containerd", "--config", c.path("containerd.toml")); err != nil {
 		return err
 	}
-	return waitFor("containerd", 30*time.Second, func() error { return run("ctr", "--address", c.containerdSock(), "version") })
+	return c.waitDaemon("containerd", 30*time.Second, func() error { return run("ctr", "--address", c.containerdSock(), "version") })
 }
 
 func (c *cluster) containerdSock() string { return c.path("containerd", "containerd.sock") }
@@ -209,7 +209,7 @@ serializeImagePulls: false
 		"--hostname-override="+nodeName, "--node-ip="+nodeIP, "--v=2"); err != nil {
 		return err
 	}
-	return waitFor("node Ready", 120*time.Second, func() error {
+	return c.waitDaemon("kubelet", 120*time.Second, func() error {
 		return c.kubectl("wait", "--for=condition=Ready", "node/"+nodeName, "--timeout=1s")
 	})
 }
@@ -222,7 +222,7 @@ func (c *cluster) s3() error {
 	if err := c.startDaemon("versitygw", versitygw, "--port", net.JoinHostPort(nodeIP, s3Port), "posix", c.path("s3")); err != nil {
 		return err
 	}
-	return waitFor("versitygw", 30*time.Second, func() error {
+	return c.waitDaemon("versitygw", 30*time.Second, func() error {
 		return c.inNetns("curl", "-s", "-o", "/dev/null", "http://"+net.JoinHostPort(nodeIP, s3Port))
 	})
 }
