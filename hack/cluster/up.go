@@ -126,7 +126,7 @@ func (c *cluster) controllers() error {
 		"--authorization-kubeconfig="+p("controller-manager.kubeconfig"), "--bind-address=127.0.0.1",
 		"--leader-elect=false", "--use-service-account-credentials", "--service-account-private-key-file="+p("sa.key"),
 		"--root-ca-file="+p("ca.crt"), "--cluster-signing-cert-file="+p("ca.crt"), "--cluster-signing-key-file="+p("ca.key"),
-		"--service-cluster-ip-range="+serviceCIDR, "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller"); err != nil {
+		"--service-cluster-ip-range="+serviceCIDR); err != nil {
 		return err
 	}
 	if err := c.startDaemon("kube-scheduler", c.bin("kube-scheduler"), "--kubeconfig="+p("scheduler.kubeconfig"),
