@@ -24,6 +24,7 @@ build:
 IMAGE ?= ghcr.io/bucket-csi/bucket-csi:$(VERSION)
 image:
 	@for p in fuse3 ca-certificates util-linux; do dpkg -s $$p >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fuse3 ca-certificates util-linux; break; }; done
+	mkdir -p bin/image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/bucket-csi ./cmd/bucket-csi
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/image/bucket-csi-mounter ./cmd/bucket-csi-mounter
 	$(GO) run ./hack/image -bin bin/image -tag $(IMAGE) -o bin/bucket-csi-image.tar
