@@ -42,6 +42,7 @@ type serveFlags struct {
 	diskBudget, readAheadNode, readAheadServer                                           int64
 	diskBudgetFraction                                                                   float64
 	stores                                                                               storeFlags
+	sidecars                                                                             sidecarFlags
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -74,6 +75,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
 	f.stores.register(fs)
+	f.sidecars.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -181,6 +183,20 @@ func serve(args []string) error {
 	srv := d.NewGRPCServer()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Kubelet registration and /healthz: a failure of either stops the driver.
+	waitSidecars, err := f.sidecars.start(ctx, f.endpoint, cfg.Node, log)
+	if err != nil {
+		srv.Stop()
+		return err
+	}
+	sidecarErr := make(chan error, 1)
+	go func() {
+		err := waitSidecars()
+		if err != nil {
+			stop()
+		}
+		sidecarErr <- err
+	}()
 	go func() {
 		<-ctx.Done()
 		// FUSE servers are separate processes and keep serving.
@@ -188,7 +204,9 @@ func serve(args []string) error {
 		srv.GracefulStop()
 	}()
 	log.Info("serving", "endpoint", f.endpoint, "controller", cfg.Controller, "node", cfg.Node, "version", version)
-	return srv.Serve(l)
+	err = srv.Serve(l)
+	stop()
+	return errors.Join(err, <-sidecarErr)
 }
 
 // budgets opens the node's disk and read-ahead memory ledgers in the state
