@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
@@ -314,6 +315,20 @@ func TestStaleCachedRestagedInOtherMode(t *testing.T) {
 	}
 	sums := writeFiles(t, target, 30)
 	rec := stagedRecord(t, drv, id)
+	// The kernel sends a FUSE release after close returns: wait until the
+	// server has every file queued, so the kill loses nothing of its own.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := mounter.Query(ctx, filepath.Join(rec.StateDir, "ctl.sock"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending == len(sums) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server does not report the %d files queued: %s", len(sums), st)
+		}
+	}
 	if err := syscall.Kill(rec.Server.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
