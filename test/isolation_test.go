@@ -392,6 +392,9 @@ func TestStaticPVWithDeletedDynamicHandle(t *testing.T) {
 	if err := s3.Store(t).CreateBucket(ctx, "theirs"); err != nil {
 		t.Fatal(err)
 	}
+	if err := s3.Store(t).PutObject(ctx, "theirs", "precious.txt", []byte("theirs")); err != nil {
+		t.Fatal(err)
+	}
 	v, err := c.Controller.CreateVolume(ctx, createReq("pvc-theirs", map[string]string{"name": "theirs"}, s3.Secrets()))
 	if err != nil {
 		t.Fatal(err)
