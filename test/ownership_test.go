@@ -40,6 +40,16 @@ func createRaw(t *testing.T, s3srv *testenv.S3, b string) {
 	}
 }
 
+// wantCode fails the test unless err has code and its message contains
+// message.
+func wantCode(t *testing.T, what string, err error, code codes.Code, message string) {
+	t.Helper()
+	st, _ := status.FromError(err)
+	if st.Code() != code || !strings.Contains(st.Message(), message) {
+		t.Fatalf("%s: got %v %q, want %v containing %q", what, st.Code(), st.Message(), code, message)
+	}
+}
+
 // TestForgedMarkNeverTrusted: marks written with the bucket's own
 // credentials (a copy of a genuine mark from another bucket, an unsigned
 // mark of the earlier version, a hand-made one) make no bucket the
