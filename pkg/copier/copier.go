@@ -6,22 +6,28 @@
 // no longer in the bucket are removed), refuses up front with fault.Exhausted
 // when the downloads cannot fit, never writes outside dest whatever the
 // keys, and records each finished file in an append-only manifest, so a
-// later or interrupted copy fetches only what changed or is missing.
+// later or interrupted copy fetches only what changed or is missing. A key
+// that cannot be a file, or whose object cannot be fetched, is left out
+// and counted (Result.SkippedCount, the first few named) and the copy
+// completes with every other object; it fails as a whole only when the
+// bucket cannot be listed (NotFound, Denied or Unavailable), the disk is
+// full (Exhausted) or the store stops answering (Unavailable). Memory is
+// bounded whatever the number of objects: the listing, the manifest and
+// the plan are sorted on disk, next to the manifest.
 package copier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	rfs "github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/walk"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -36,15 +42,11 @@ type Options struct {
 	ChunkSize int64
 	// HideMetaDir leaves out the driver's own objects (.bucket-csi/).
 	HideMetaDir bool
-}
-
-// File is one object planned for the copy.
-type File struct {
-	Key  string
-	Path string // relative to dest
-	Size int64
-	obj  rfs.Object
-	fp   string
+	// Space decides once, after planning and before any download, whether
+	// the copy fits: total is the size of the finished copy (files already
+	// there included), need the bytes still to download. An error refuses
+	// the copy (fault.Exhausted with the figures). Nil means FreeSpace.
+	Space func(ctx context.Context, dest string, total, need int64) error
 }
 
 // Progress counts a running copy; safe for concurrent reads.
@@ -58,18 +60,41 @@ func (p *Progress) String() string {
 	return fmt.Sprintf("%d of %d files, %d of %d bytes", p.FilesDone.Load(), p.FilesTotal.Load(), p.BytesDone.Load(), p.BytesTotal.Load())
 }
 
-// Result summarises a finished copy.
+// Result summarises a finished copy. Files and Bytes are what the copy
+// holds, Downloaded and DownloadedBytes what this copy fetched; objects
+// left out are counted in SkippedCount, the first few named in Skipped.
 type Result struct {
 	Files           int
 	Bytes           int64
 	Downloaded      int
 	DownloadedBytes int64
+	SkippedCount    int
 	Skipped         []Skip
 }
 
 const partSuffix = ".bcsi-part"
 
-// Copy brings dest up to date with f. See the package comment.
+// run is one Copy call.
+type run struct {
+	f     rfs.Fs
+	dest  string
+	opt   Options
+	p     *Progress
+	man   *manifest
+	skips skipList
+	// objs holds up to heldObjects listed objects by path.
+	objs map[string]rfs.Object
+	// failedRow counts downloads in a row that failed without an answer
+	// from the store; failed counts every download left out.
+	failedRow   atomic.Int64
+	failedFiles atomic.Int64
+	failedBytes atomic.Int64
+}
+
+// Copy brings dest up to date with f. See the package comment. Memory
+// stays bounded whatever the number of objects: the listing, the old
+// manifest and the plan are sorted on disk next to manifestPath and joined
+// in path order.
 func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options, p *Progress) (Result, error) {
 	if opt.Workers <= 0 {
 		opt.Workers = 32
@@ -77,105 +102,69 @@ func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options,
 	if opt.ChunkSize <= 0 {
 		opt.ChunkSize = 16 << 20
 	}
-	files, skipped, err := plan(ctx, f, opt.HideMetaDir)
-	if err != nil {
+	if opt.Space == nil {
+		opt.Space = FreeSpace
+	}
+	work := manifestPath + ".work"
+	if err := os.RemoveAll(work); err != nil {
 		return Result{}, err
 	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
+	if err := os.MkdirAll(work, 0o700); err != nil {
 		return Result{}, err
 	}
-	man, err := openManifest(manifestPath)
+	defer os.RemoveAll(work)
+	r := &run{f: f, dest: dest, opt: opt, p: p, objs: map[string]rfs.Object{}}
+	res, err := r.copy(ctx, work, manifestPath)
+	res.SkippedCount, res.Skipped = r.skips.result()
+	return res, err
+}
+
+func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, error) {
+	listed := newSorter(work, "listing")
+	if err := r.list(ctx, listed); err != nil {
+		return Result{}, err
+	}
+	old := newSorter(work, "manifest")
+	if err := readManifest(manifestPath, old); err != nil {
+		return Result{}, fmt.Errorf("copy manifest: %w", err)
+	}
+	if err := os.MkdirAll(r.dest, 0o755); err != nil {
+		return Result{}, err
+	}
+	man, err := newManifest(manifestPath)
 	if err != nil {
 		return Result{}, fmt.Errorf("copy manifest: %w", err)
 	}
 	defer man.close()
-	res := Result{Files: len(files), Skipped: skipped}
-	var todo []File
-	keep := make(map[string]bool, len(files))
-	for _, fl := range files {
-		keep[fl.Path] = true
-		res.Bytes += fl.Size
-		if !unchanged(dest, fl, man) {
-			todo = append(todo, fl)
-			res.DownloadedBytes += fl.Size
-		}
+	r.man = man
+	planPath := filepath.Join(work, "plan")
+	res, err := r.join(listed, old, man, planPath)
+	if err == nil {
+		err = man.commit()
 	}
-	res.Downloaded = len(todo)
-	if err := removeExtra(dest, keep); err != nil {
-		return res, err
-	}
-	if err := checkSpace(dest, res.DownloadedBytes); err != nil {
-		return res, err
-	}
-	p.FilesTotal.Store(int64(len(todo)))
-	p.BytesTotal.Store(res.DownloadedBytes)
-	return res, download(ctx, dest, todo, man, opt, p)
-}
-
-// plan lists every object and maps it to a local path.
-func plan(ctx context.Context, f rfs.Fs, hideMeta bool) ([]File, []Skip, error) {
-	var files []File
-	var skipped []Skip
-	err := walk.ListR(ctx, f, "", true, -1, walk.ListObjects, func(entries rfs.DirEntries) error {
-		for _, e := range entries {
-			o, ok := e.(rfs.Object)
-			if !ok {
-				continue
-			}
-			key := o.Remote()
-			if hideMeta && (strings.HasPrefix(key, ".bucket-csi/")) {
-				continue
-			}
-			if strings.HasSuffix(key, "/") && o.Size() == 0 {
-				continue // a directory marker
-			}
-			p, why := localPath(key)
-			if why != "" {
-				skipped = append(skipped, Skip{Key: key, Reason: why})
-				continue
-			}
-			files = append(files, File{Key: key, Path: p, Size: o.Size(), obj: o, fp: rfs.Fingerprint(ctx, o, true)})
-		}
-		return nil
-	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: listing the bucket: %v", fault.Unavailable, err)
+		return res, err
 	}
-	files, conflicts := resolveConflicts(files)
-	return files, append(skipped, conflicts...), nil
-}
-
-// unchanged reports whether the local copy of fl is the finished download
-// of the same object and was not modified since.
-func unchanged(dest string, fl File, man *manifest) bool {
-	e, ok := man.get(fl.Path)
-	if !ok || e.Fingerprint != fl.fp || e.Size != fl.Size {
-		return false
+	if err := removeExtra(r.dest, planPath); err != nil {
+		return res, err
 	}
-	st, err := os.Lstat(filepath.Join(dest, fl.Path))
-	return err == nil && st.Mode().IsRegular() && st.Size() == e.Size && st.ModTime().UnixNano() == e.MTimeNanos
+	if err := r.opt.Space(ctx, r.dest, res.Bytes, res.DownloadedBytes); err != nil {
+		return res, err
+	}
+	r.p.FilesTotal.Store(int64(res.Downloaded))
+	r.p.BytesTotal.Store(res.DownloadedBytes)
+	err = r.download(ctx, planPath)
+	n, b := r.failedFiles.Load(), r.failedBytes.Load()
+	res.Files -= int(n)
+	res.Bytes -= b
+	res.Downloaded -= int(n)
+	res.DownloadedBytes -= b
+	return res, err
 }
 
-// removeExtra deletes files under dest that are not in keep (objects gone
-// from the bucket, leftovers of interrupted downloads, files a pod added).
-func removeExtra(dest string, keep map[string]bool) error {
-	return filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dest, p)
-		if err != nil {
-			return err
-		}
-		if !keep[filepath.ToSlash(rel)] {
-			return os.Remove(p)
-		}
-		return nil
-	})
-}
-
-// checkSpace refuses a copy that cannot fit on the disk holding dest.
-func checkSpace(dest string, need int64) error {
+// FreeSpace is the default Options.Space: it refuses a copy whose
+// downloads cannot fit in the free space of the disk holding dest.
+func FreeSpace(_ context.Context, dest string, _, need int64) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dest, &st); err != nil {
 		return err
@@ -187,80 +176,225 @@ func checkSpace(dest string, need int64) error {
 	return nil
 }
 
-// download fetches todo into dest with opt.Workers parallel GETs.
-func download(ctx context.Context, dest string, todo []File, man *manifest, opt Options, p *Progress) error {
+// download fetches the plan's files to download with opt.Workers parallel
+// GETs, reading the plan as it goes.
+func (r *run) download(ctx context.Context, planPath string) error {
+	rr, err := openRecords(planPath)
+	if err != nil {
+		return err
+	}
+	defer rr.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(opt.Workers)
+	g.SetLimit(r.opt.Workers)
 	// Setup errors stop scheduling but still wait for running fetches, so
 	// nothing writes into dest after Copy returns.
-	setupErr := scheduleDownloads(ctx, g, dest, todo, man, opt, p)
+	setupErr := r.schedule(ctx, g, rr)
 	if setupErr != nil {
 		cancel()
 	}
-	if err := g.Wait(); err != nil && setupErr == nil {
-		return err
+	if err := g.Wait(); err != nil && (setupErr == nil || ctxErr(setupErr) != nil) {
+		return err // a worker's error, which stopped the scheduling
 	}
 	return setupErr
 }
 
-// scheduleDownloads queues the fetches of todo on g.
-func scheduleDownloads(ctx context.Context, g *errgroup.Group, dest string, todo []File, man *manifest, opt Options, p *Progress) error {
-	var dirs sync.Map
-	for _, fl := range todo {
-		final := filepath.Join(dest, fl.Path)
-		dir := filepath.Dir(final)
-		if _, ok := dirs.Load(dir); !ok {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("creating %s: %w", dir, err)
-			}
-			dirs.Store(dir, true)
+// schedule queues the fetches of the plan's files to download on g.
+func (r *run) schedule(ctx context.Context, g *errgroup.Group, rr *recordReader) error {
+	lastDir := ""
+	for ctx.Err() == nil {
+		var rec record
+		if err := rr.next(&rec); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
 		}
-		chunks := max(1, (fl.Size+opt.ChunkSize-1)/opt.ChunkSize)
+		if !rec.Todo {
+			continue
+		}
+		fl := &file{rec: rec, final: filepath.Join(r.dest, rec.Path), obj: r.objs[rec.Path]}
+		if dir := filepath.Dir(fl.final); dir != lastDir {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				if err := r.failed(fl, err); err != nil {
+					return err
+				}
+				continue
+			}
+			lastDir = dir
+		}
+		chunks := max(1, (rec.Size+r.opt.ChunkSize-1)/r.opt.ChunkSize)
 		if chunks == 1 {
 			// Created by the worker, so file creation (the bound on a
 			// node disk for small objects) runs in parallel too.
-			g.Go(func() error { return fetchWhole(ctx, fl, final, man, p) })
-			continue
-		}
-		out, err := createPart(final)
-		if err != nil {
-			return err
-		}
-		if err := out.Truncate(fl.Size); err != nil {
-			out.Close()
-			return err
-		}
-		left := &atomic.Int64{}
-		left.Store(chunks)
-		finish := func() error {
-			if err := out.Close(); err != nil {
-				return err
-			}
-			if err := os.Rename(final+partSuffix, final); err != nil {
-				return err
-			}
-			st, err := os.Lstat(final)
-			if err != nil {
-				return err
-			}
-			p.FilesDone.Add(1)
-			return man.add(entry{Path: fl.Path, Fingerprint: fl.fp, Size: fl.Size, MTimeNanos: st.ModTime().UnixNano()})
-		}
-		for c := int64(0); c < chunks; c++ {
-			off := c * opt.ChunkSize
-			n := min(opt.ChunkSize, fl.Size-off)
 			g.Go(func() error {
-				if err := fetchRange(ctx, fl, out, off, n, true, p); err != nil {
-					out.Close()
-					return err
+				err := r.fetchWhole(ctx, fl)
+				if err != nil {
+					return r.failed(fl, err)
 				}
-				if left.Add(-1) == 0 {
-					return finish()
-				}
+				r.succeeded()
 				return nil
 			})
+			continue
+		}
+		out, err := createPart(fl.final)
+		if err == nil {
+			err = out.Truncate(rec.Size)
+			if err != nil {
+				out.Close()
+			}
+		}
+		if err != nil {
+			if err := r.failed(fl, err); err != nil {
+				return err
+			}
+			continue
+		}
+		fl.out = out
+		fl.left.Store(chunks)
+		for c := int64(0); c < chunks; c++ {
+			off := c * r.opt.ChunkSize
+			n := min(r.opt.ChunkSize, rec.Size-off)
+			g.Go(func() error { return r.fetchChunk(ctx, fl, off, n) })
+		}
+	}
+	return ctx.Err()
+}
+
+// file is one download in flight.
+type file struct {
+	rec   record
+	final string
+	// obj is the listed object, or nil: looked up once by the first GET.
+	obj    rfs.Object
+	once   sync.Once
+	objErr error
+	// For ranged downloads: the part file, chunks left, first failure.
+	out  *os.File
+	left atomic.Int64
+	mu   sync.Mutex
+	err  error
+}
+
+// object returns the object to read fl from.
+func (r *run) object(ctx context.Context, fl *file) (rfs.Object, error) {
+	fl.once.Do(func() {
+		if fl.obj != nil {
+			return
+		}
+		o, err := r.f.NewObject(ctx, fl.rec.Path)
+		switch {
+		case err != nil:
+			fl.objErr = err
+		case o.Size() != fl.rec.Size:
+			fl.objErr = fmt.Errorf("%w: changed since it was listed", rfs.ErrorObjectNotFound)
+		default:
+			fl.obj = o
+		}
+	})
+	return fl.obj, fl.objErr
+}
+
+// fetchChunk downloads one range of a ranged download; the last range to
+// finish completes (or fails) the file.
+func (r *run) fetchChunk(ctx context.Context, fl *file, off, n int64) error {
+	fl.mu.Lock()
+	failed := fl.err != nil
+	fl.mu.Unlock()
+	if !failed {
+		if err := r.fetchRange(ctx, fl, fl.out, off, n, true); err != nil {
+			fl.mu.Lock()
+			if fl.err == nil {
+				fl.err = err
+			}
+			fl.mu.Unlock()
+		}
+	}
+	if fl.left.Add(-1) != 0 {
+		return nil
+	}
+	fl.mu.Lock()
+	err := fl.err
+	fl.mu.Unlock()
+	if cerr := fl.out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.finish(fl)
+	}
+	if err != nil {
+		return r.failed(fl, err)
+	}
+	r.succeeded()
+	return nil
+}
+
+// finish renames a complete download into place and records it.
+func (r *run) finish(fl *file) error {
+	if err := os.Rename(fl.final+partSuffix, fl.final); err != nil {
+		return err
+	}
+	st, err := os.Lstat(fl.final)
+	if err != nil {
+		return err
+	}
+	r.p.FilesDone.Add(1)
+	return r.man.add(entry{Path: fl.rec.Path, Fingerprint: fl.rec.FP, Size: fl.rec.Size, MTimeNanos: st.ModTime().UnixNano()})
+}
+
+// succeeded notes a finished download.
+func (r *run) succeeded() { r.failedRow.Store(0) }
+
+// failed decides what a failed download means: nil when the file is left
+// out (and counted) and the copy goes on, an error that ends the copy
+// when the disk is full, the store stopped answering or the copy was
+// cancelled.
+func (r *run) failed(fl *file, err error) error {
+	_ = os.Remove(fl.final + partSuffix)
+	switch {
+	case ctxErr(err) != nil:
+		return ctxErr(err)
+	case localFull(err):
+		return fmt.Errorf("%w: the node disk filled up during the copy: %v", fault.Exhausted, err)
+	case localSkip(err):
+		r.skip(fl, "cannot be a file on the node: "+errText(err))
+		return nil
+	case storeAnswered(err):
+		r.skip(fl, "the store refused the download: "+errText(err))
+		return nil
+	}
+	var pe *fs.PathError
+	var le *os.LinkError
+	if errors.As(err, &pe) || errors.As(err, &le) {
+		return err // the node's disk failed, not the store
+	}
+	if n := r.failedRow.Add(1); n >= outageAfter {
+		return fmt.Errorf("%w: %d downloads in a row failed, the store is not answering (last: %q: %v)", fault.Unavailable, n, fl.rec.Path, err)
+	}
+	r.skip(fl, "download failed: "+errText(err))
+	return nil
+}
+
+func (r *run) skip(fl *file, why string) {
+	r.skips.add(fl.rec.Path, why)
+	r.failedFiles.Add(1)
+	r.failedBytes.Add(fl.rec.Size)
+}
+
+// errText shortens an error for a skip reason.
+func errText(err error) string {
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// ctxErr returns the context error err carries, if any.
+func ctxErr(err error) error {
+	for _, e := range []error{context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return e
 		}
 	}
 	return nil
@@ -275,55 +409,68 @@ func createPart(final string) (*os.File, error) {
 }
 
 // fetchWhole downloads a one-range object and renames it into place.
-func fetchWhole(ctx context.Context, fl File, final string, man *manifest, p *Progress) error {
-	out, err := createPart(final)
+func (r *run) fetchWhole(ctx context.Context, fl *file) error {
+	out, err := createPart(fl.final)
 	if err != nil {
 		return err
 	}
-	if err := fetchRange(ctx, fl, out, 0, fl.Size, false, p); err != nil {
-		out.Close()
-		return err
-	}
-	st, err := out.Stat()
-	if err != nil {
+	if err := r.fetchRange(ctx, fl, out, 0, fl.rec.Size, false); err != nil {
 		out.Close()
 		return err
 	}
 	if err := out.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(final+partSuffix, final); err != nil {
-		return err
-	}
-	p.FilesDone.Add(1)
-	return man.add(entry{Path: fl.Path, Fingerprint: fl.fp, Size: fl.Size, MTimeNanos: st.ModTime().UnixNano()})
+	return r.finish(fl)
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
-// fetchRange copies n bytes of fl at off into out.
-func fetchRange(ctx context.Context, fl File, out *os.File, off, n int64, ranged bool, p *Progress) error {
+// fetchRange copies n bytes of fl at off into out, trying again (from the
+// start of the range) while the store does not answer.
+func (r *run) fetchRange(ctx context.Context, fl *file, out *os.File, off, n int64, ranged bool) error {
 	if n == 0 {
 		return nil // an empty file needs no GET
+	}
+	var err error
+	for attempt := 0; attempt < fetchAttempts; attempt++ {
+		if attempt > 0 {
+			if perr := pause(ctx, fetchBackoff<<(attempt-1)); perr != nil {
+				return perr
+			}
+		}
+		err = r.getRange(ctx, fl, out, off, n, ranged)
+		if err == nil || ctxErr(err) != nil || storeAnswered(err) || localFull(err) || localSkip(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// getRange is one GET of fetchRange.
+func (r *run) getRange(ctx context.Context, fl *file, out *os.File, off, n int64, ranged bool) error {
+	o, err := r.object(ctx, fl)
+	if err != nil {
+		return err
 	}
 	var opts []rfs.OpenOption
 	if ranged {
 		opts = append(opts, &rfs.RangeOption{Start: off, End: off + n - 1})
 	}
-	rc, err := fl.obj.Open(ctx, opts...)
+	rc, err := o.Open(ctx, opts...)
 	if err != nil {
-		return fmt.Errorf("%w: downloading %q: %v", fault.Unavailable, fl.Key, err)
+		return err
 	}
 	defer rc.Close()
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	w := io.NewOffsetWriter(out, off)
-	got, err := io.CopyBuffer(w, &countingReader{r: io.LimitReader(rc, n), p: p}, *buf)
+	got, err := io.CopyBuffer(w, &countingReader{r: io.LimitReader(rc, n), p: r.p}, *buf)
 	if err != nil {
-		return fmt.Errorf("%w: downloading %q: %v", fault.Unavailable, fl.Key, err)
+		return err
 	}
 	if got != n {
-		return fmt.Errorf("%w: downloading %q: got %d of %d bytes at offset %d", fault.Unavailable, fl.Key, got, n, off)
+		return fmt.Errorf("got %d of %d bytes at offset %d", got, n, off)
 	}
 	return nil
 }

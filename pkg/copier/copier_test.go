@@ -183,8 +183,8 @@ func TestCopyIncrementalAndLarge(t *testing.T) {
 func TestCopyRefusesWhenFull(t *testing.T) {
 	f := memFs(t, map[string][]byte{"x": []byte("x")})
 	root := t.TempDir()
-	if err := checkSpace(root, 1<<62); !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "bytes are free") {
-		t.Fatalf("checkSpace = %v, want fault.Exhausted with the figures", err)
+	if err := FreeSpace(context.Background(), root, 0, 1<<62); !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "bytes are free") {
+		t.Fatalf("FreeSpace = %v, want fault.Exhausted with the figures", err)
 	}
 	if _, err := Copy(context.Background(), f, filepath.Join(root, "d"), filepath.Join(root, "m"), Options{}, &Progress{}); err != nil {
 		t.Fatal(err)
@@ -195,6 +195,7 @@ func TestLocalPath(t *testing.T) {
 	for key, ok := range map[string]bool{
 		"a/b.txt": true, "a b/c": true, "../x": false, "a/./b": false, "a//b": false, "/x": false,
 		"a/": false, "": false, "x\x00y": false, strings.Repeat("a", 256): false,
+		"a/．．/b": false, "．/x": false, "a/．．．": true, "a/...": true,
 	} {
 		if _, why := localPath(key); (why == "") != ok {
 			t.Errorf("localPath(%q): reason %q, want ok=%v", key, why, ok)

@@ -1,21 +1,24 @@
 package copier
 
 import (
+	"cmp"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 )
 
-// Limits of the node filesystems a copy lands on.
-const (
-	maxNameBytes = 255
-	maxPathBytes = 4000
-)
+// maxPathBytes is the longest path a copy writes (PATH_MAX is 4096).
+const maxPathBytes = 4000
 
 // localPath maps an object key to a path relative to the copy root, or
 // returns why the key cannot be a file there. A key never maps outside the
 // root: absolute keys, ".." and "." segments, empty segments, NUL bytes and
-// names too long for the filesystem are refused.
+// names too long for the filesystem are refused (keyfilter.NameProblem,
+// the rule MOUNT listings follow too).
 func localPath(key string) (string, string) {
 	switch {
 	case key == "":
@@ -30,13 +33,8 @@ func localPath(key string) (string, string) {
 		return "", "path too long for the filesystem"
 	}
 	for _, seg := range strings.Split(key, "/") {
-		switch {
-		case seg == "":
-			return "", "empty path segment"
-		case seg == "." || seg == "..":
-			return "", `"." or ".." segment`
-		case len(seg) > maxNameBytes:
-			return "", "name too long for the filesystem"
+		if why := keyfilter.NameProblem(seg); why != "" {
+			return "", why
 		}
 	}
 	if path.Clean(key) != key {
@@ -51,26 +49,57 @@ type Skip struct {
 	Reason string `json:"reason"`
 }
 
-// resolveConflicts drops files whose path is also a directory (a key "a"
-// next to keys "a/..."): the directory wins, the file is skipped.
-func resolveConflicts(files []File) ([]File, []Skip) {
-	dirs := map[string]bool{}
-	for _, f := range files {
-		for d := path.Dir(f.Path); d != "."; d = path.Dir(d) {
-			if dirs[d] {
-				break
-			}
-			dirs[d] = true
-		}
+// maxSkipExamples bounds the skipped keys a copy remembers by name; the
+// rest are only counted, so a bucket of hostile keys costs no memory.
+const maxSkipExamples = 20
+
+// skipList counts the objects a copy left out and keeps the first few;
+// safe for concurrent use.
+type skipList struct {
+	mu    sync.Mutex
+	count int
+	first []Skip
+}
+
+func (l *skipList) add(key, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.count++
+	if len(l.first) < maxSkipExamples {
+		l.first = append(l.first, Skip{Key: key, Reason: reason})
 	}
-	var kept []File
-	var skipped []Skip
-	for _, f := range files {
-		if dirs[f.Path] {
-			skipped = append(skipped, Skip{Key: f.Key, Reason: "is also a directory prefix of other keys"})
+}
+
+func (l *skipList) result() (int, []Skip) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count, slices.Clone(l.first)
+}
+
+// comparePaths orders paths segment by segment ("a" < "a/b" < "a-b"):
+// byte order with "/" below every other byte, which a path never holds as
+// a NUL. It is the order filepath.WalkDir visits a tree in, and it puts
+// every "a/..." right after "a".
+func comparePaths(a, b string) int {
+	for i := 0; i < min(len(a), len(b)); i++ {
+		ca, cb := a[i], b[i]
+		switch {
+		case ca == cb:
 			continue
+		case ca == '/':
+			return -1
+		case cb == '/':
+			return 1
+		case ca < cb:
+			return -1
+		default:
+			return 1
 		}
-		kept = append(kept, f)
 	}
-	return kept, skipped
+	return cmp.Compare(len(a), len(b))
+}
+
+// isUnder reports whether p lies below dir.
+func isUnder(p, dir string) bool {
+	return len(p) > len(dir) && p[len(dir)] == '/' && p[:len(dir)] == dir
 }

@@ -18,69 +18,91 @@ type entry struct {
 	MTimeNanos  int64  `json:"mtime"`
 }
 
-// manifest is an append-only JSON-lines log of completed files, so an
-// interrupted copy resumes without fetching finished files again.
-type manifest struct {
-	mu      sync.Mutex
-	path    string
-	entries map[string]entry
-	w       *os.File
+// The manifest is an append-only JSON-lines log of completed files, so an
+// interrupted copy resumes without fetching finished files again. A copy
+// reads the previous one into a sorter (readManifest), writes a new one
+// holding the entries still valid (newManifest, commit) and appends each
+// file it finishes; memory never holds the whole manifest.
+
+// readManifest adds every entry of the manifest at path to s, numbered in
+// file order (a later line about the same path wins). A missing manifest
+// is empty; unreadable lines are ignored (a torn last line after a crash).
+func readManifest(path string, s *sorter) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for seq := int64(0); sc.Scan(); seq++ {
+		var e entry
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		if err := s.add(record{Path: e.Path, FP: e.Fingerprint, Size: e.Size, MTime: e.MTimeNanos, Seq: seq}); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
 }
 
-func openManifest(path string) (*manifest, error) {
-	m := &manifest{path: path, entries: map[string]entry{}}
-	if f, err := os.Open(path); err == nil {
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var e entry
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				m.entries[e.Path] = e
-			}
-		}
-		f.Close()
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	// Rewrite compacted, then append.
-	tmp := path + ".tmp"
-	w, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+// manifest writes a new manifest; add is safe for concurrent use.
+type manifest struct {
+	mu   sync.Mutex
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	enc  *json.Encoder
+}
+
+// newManifest starts the manifest that replaces the one at path; the old
+// one stays in place until commit.
+func newManifest(path string) (*manifest, error) {
+	f, err := os.OpenFile(path+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	enc := json.NewEncoder(w)
-	for _, e := range m.entries {
-		if err := enc.Encode(e); err != nil {
-			w.Close()
-			return nil, err
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		w.Close()
-		return nil, err
-	}
-	m.w = w
-	return m, nil
+	w := bufio.NewWriterSize(f, 64<<10)
+	return &manifest{path: path, f: f, w: w, enc: json.NewEncoder(w)}, nil
 }
 
-func (m *manifest) get(path string) (entry, bool) {
+// commit makes what was written so far the manifest at path; later adds
+// go straight to it.
+func (m *manifest) commit() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[path]
-	return e, ok
+	if err := m.w.Flush(); err != nil {
+		return err
+	}
+	if err := m.f.Sync(); err != nil {
+		return err
+	}
+	return os.Rename(m.path+".tmp", m.path)
 }
 
 func (m *manifest) add(e entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.entries[e.Path] = e
-	return json.NewEncoder(m.w).Encode(e)
+	if err := m.enc.Encode(e); err != nil {
+		return err
+	}
+	// Flushed at once: a crash loses no finished file's entry.
+	return m.w.Flush()
 }
 
 func (m *manifest) close() error {
-	if err := m.w.Sync(); err != nil {
-		m.w.Close()
-		return err
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := m.w.Flush()
+	if serr := m.f.Sync(); err == nil {
+		err = serr
 	}
-	return m.w.Close()
+	if cerr := m.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -37,6 +38,11 @@ type Config struct {
 	BucketPrefix string
 	// Stores are the configured object stores.
 	Stores store.Registry
+	// Ownership marks, recognizes and purges the buckets the controller
+	// manages (signing key and creation journal); nil when no ownership
+	// key is configured: creating and deleting managed buckets then
+	// answers FailedPrecondition.
+	Ownership *bucket.Keeper
 	// State is the node-local state directory.
 	State nodestate.Dir
 	// Inline is the policy for inline ephemeral volumes.

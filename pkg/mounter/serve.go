@@ -26,6 +26,7 @@ import (
 	"github.com/rclone/rclone/vfs/vfscommon"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -135,6 +136,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
+	// Keys no directory can show (a/../b, a//b, names over 255 bytes, a
+	// file that is also a prefix) are hidden from listings, in every mode.
+	f = keyfilter.Wrap(f)
 	var release func() // drops memory held for reuse, when idle
 	if cfg.Mode != volume.ModeMountCached {
 		// Streaming reads go through our read-ahead (parallel ranges once
@@ -142,7 +146,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		// rclone's own async buffer would only add a copy and read far
 		// past a random read.
 		ci.BufferSize = 0
-		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize})
+		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory})
 		release, f = ra.Release, ra
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
@@ -180,12 +184,19 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		UID:          cfg.UID,
 		GID:          cfg.GID,
 	}
+	// The kernel checks every access against the owner and mode the VFS
+	// shows (uid, gid, umask, the pod's fsGroup); without it any uid in
+	// the pod could read and delete any file.
+	opts.MountOptions.Options = append(opts.MountOptions.Options, "default_permissions")
 	if cfg.ReadOnly {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	raw := fusefs.NewNodeFS(root, &opts)
 	if cfg.Mode == volume.ModeMountCached {
 		raw = newDurableFS(raw, v, log)
+	}
+	if cfg.Prefix == "" {
+		raw = metaGuard{raw}
 	}
 	server, err := fuse.NewServer(raw, cfg.MountPoint, &opts.MountOptions)
 	if err != nil {
@@ -235,7 +246,8 @@ func drain(v *vfs.VFS, log *slog.Logger, limit time.Duration) {
 }
 
 // hideMetaDir returns ctx with a filter hiding the driver's own objects
-// (bucket.MetaDir) when the mount shows the bucket root.
+// (bucket.MetaDir) from listings when the mount shows the bucket root;
+// metaGuard refuses every access to them.
 func hideMetaDir(ctx context.Context, prefix string) (context.Context, error) {
 	if prefix != "" {
 		return ctx, nil
@@ -254,9 +266,11 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	o := vfscommon.Opt
 	o.ReadOnly = cfg.ReadOnly
 	o.UID, o.GID = cfg.UID, cfg.GID
-	o.Umask = vfscommon.FileMode(cfg.Umask)
-	o.DirPerms = vfscommon.FileMode(0o777)
-	o.FilePerms = vfscommon.FileMode(0o666)
+	// The modes are final (the VFS masks them with its Umask again, so
+	// that is zero): the same rule as COPY's files, see volume.DirMode.
+	o.Umask = 0
+	o.DirPerms = vfscommon.FileMode(volume.DirMode(cfg.Umask))
+	o.FilePerms = vfscommon.FileMode(volume.FileMode(cfg.Umask))
 	if cfg.DirCacheTime > 0 {
 		o.DirCacheTime = fs.Duration(cfg.DirCacheTime)
 	}

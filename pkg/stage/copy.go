@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/rclone/rclone/fs/cache"
 	"github.com/rclone/rclone/fs/config"
 
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
@@ -26,20 +28,31 @@ import (
 // Copy stages COPY volumes: the bucket (or prefix) is downloaded to node
 // disk, then bind-mounted at the staging path. Writes stay local. A copy
 // runs in the background: while it runs, Stage answers fault.Pending with
-// its progress, and the retry that finds it finished publishes it.
+// its progress, and the retry that finds it finished publishes it. A copy
+// that failed answers its error once (NotFound for a missing bucket,
+// Denied for refused credentials, Unavailable for an unreachable store,
+// Exhausted when it cannot fit); the next Stage starts a new copy, which
+// resumes from the files already fetched.
 type Copy struct {
 	Stores store.Registry
 	// Root holds one directory per volume: data/ and its manifest.
 	Root string
 	// Keep keeps copies after unstage, so a later stage of the same volume
 	// on this node fetches only what changed.
-	Keep    bool
+	Keep bool
+	// Disk is the node disk budget: a copy reserves its whole size before
+	// it downloads, and holds it until unstage; a kept copy holds it until
+	// it is evicted to make room for a volume being staged.
+	Disk    *budget.Ledger
 	Options copier.Options
 	Log     *slog.Logger
 	// Redact, if set, is the mask of this process's log: each running
 	// copy adds its secrets, since rclone logs into it.
 	Redact *redact.Set
 
+	// mu guards jobs only, for a map lookup or update: it is never held
+	// across a network call or disk work, so volumes never wait on each
+	// other; one volume has at most one job.
 	mu   sync.Mutex
 	jobs map[string]*copyJob
 }
@@ -54,6 +67,9 @@ type copyJob struct {
 
 const stageMargin = 5 * time.Second
 
+// skipExamples is how many left-out keys the log line names.
+const skipExamples = 5
+
 func (c *Copy) dir(volumeID string) string {
 	sum := sha256.Sum256([]byte(volumeID))
 	return filepath.Join(c.Root, hex.EncodeToString(sum[:12]))
@@ -62,10 +78,7 @@ func (c *Copy) dir(volumeID string) string {
 // Stage starts or joins the volume's copy, and publishes it at the staging
 // path once it is complete. A failed copy is never published.
 func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
-	job, err := c.start(req)
-	if err != nil {
-		return err
-	}
+	job := c.start(req)
 	wait := time.Duration(1<<63 - 1)
 	if d, ok := ctx.Deadline(); ok {
 		wait = time.Until(d) - stageMargin
@@ -84,31 +97,24 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 		return job.err
 	}
 	res := job.result
-	if n := len(res.Skipped); n > 0 {
-		c.Log.Warn("COPY left out objects that cannot be files", "volume", req.VolumeID, "count", n, "first", res.Skipped[0].Key, "reason", res.Skipped[0].Reason)
+	if res.SkippedCount > 0 {
+		var ex []string
+		for _, s := range res.Skipped[:min(len(res.Skipped), skipExamples)] {
+			ex = append(ex, fmt.Sprintf("%q (%s)", s.Key, s.Reason))
+		}
+		c.Log.Warn("COPY left out objects that cannot be fetched or be files", "volume", req.VolumeID, "count", res.SkippedCount, "examples", strings.Join(ex, "; "))
 	}
-	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes)
+	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes, "skipped", res.SkippedCount)
 	return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, req.Flags.ReadOnly)
 }
 
-// start returns the running job of the volume or starts one.
-func (c *Copy) start(req Request) (*copyJob, error) {
+// start returns the running job of the volume or starts one. Everything
+// slow (the store's options, directories, the copy) runs in the job.
+func (c *Copy) start(req Request) *copyJob {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if job, ok := c.jobs[req.VolumeID]; ok {
-		return job, nil
-	}
-	b, err := c.Stores.Get(req.Handle.Store)
-	if err != nil {
-		return nil, err
-	}
-	remote, err := b.Rclone(req.Secrets, req.Handle.Location)
-	if err != nil {
-		return nil, err
-	}
-	dir := c.dir(req.VolumeID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return job
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	job := &copyJob{done: make(chan struct{}), cancel: cancel}
@@ -116,7 +122,6 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		c.jobs = map[string]*copyJob{}
 	}
 	c.jobs[req.VolumeID] = job
-	section := "copy" + filepath.Base(dir)
 	// Engine errors leave the copy masked: the error Stage returns and
 	// the reasons of left-out keys it logs.
 	red := redact.FromSecrets(req.Secrets)
@@ -125,37 +130,76 @@ func (c *Copy) start(req Request) (*copyJob, error) {
 		defer close(job.done)
 		defer cancel()
 		defer unmask()
-		defer func() {
-			job.err = red.Error(job.err)
-			for i := range job.result.Skipped {
-				job.result.Skipped[i].Reason = red.String(job.result.Skipped[i].Reason)
-			}
-		}()
-		private := filepath.Join(dir, "private")
-		defer os.RemoveAll(private)
-		opts, err := store.Materialize(remote, private)
-		if err != nil {
-			job.err = err
-			return
+		job.result, job.err = c.run(ctx, req, &job.progress)
+		job.err = red.Error(job.err)
+		for i := range job.result.Skipped {
+			job.result.Skipped[i].Reason = red.String(job.result.Skipped[i].Reason)
 		}
-		for k, v := range opts {
-			config.FileSetValue(section, k, v)
-		}
-		defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
-		path := section + ":" + req.Handle.Bucket
-		if req.Handle.Prefix != "" {
-			path += "/" + req.Handle.Prefix
-		}
-		f, err := rfs.NewFs(ctx, path)
-		if err != nil {
-			job.err = fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
-			return
-		}
-		opt := c.Options
-		opt.HideMetaDir = req.Handle.Prefix == ""
-		job.result, job.err = copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, &job.progress)
 	}()
-	return job, nil
+	return job
+}
+
+// run copies the volume's bucket (or prefix) into its directory.
+func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) (copier.Result, error) {
+	b, err := c.Stores.Get(req.Handle.Store)
+	if err != nil {
+		return copier.Result{}, err
+	}
+	remote, err := b.Rclone(req.Secrets, req.Handle.Location)
+	if err != nil {
+		return copier.Result{}, err
+	}
+	dir := c.dir(req.VolumeID)
+	// A kept copy about to be used again is never evicted.
+	if err := c.Disk.Claim(req.VolumeID); err != nil {
+		return copier.Result{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return copier.Result{}, err
+	}
+	section := "copy" + filepath.Base(dir)
+	private := filepath.Join(dir, "private")
+	defer os.RemoveAll(private)
+	opts, err := store.Materialize(remote, private)
+	if err != nil {
+		return copier.Result{}, err
+	}
+	for k, v := range opts {
+		config.FileSetValue(section, k, v)
+	}
+	defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
+	path := section + ":" + req.Handle.Bucket
+	if req.Handle.Prefix != "" {
+		path += "/" + req.Handle.Prefix
+	}
+	f, err := rfs.NewFs(ctx, path)
+	if err != nil {
+		return copier.Result{}, fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
+	}
+	opt := c.Options
+	opt.HideMetaDir = req.Handle.Prefix == ""
+	// The copy must fit the disk and the node's budget, which it then
+	// holds until unstage (or eviction of a kept copy).
+	opt.Space = func(ctx context.Context, dest string, total, need int64) error {
+		if err := copier.FreeSpace(ctx, dest, total, need); err != nil {
+			return err
+		}
+		return c.Disk.Reserve(req.VolumeID, total, dir)
+	}
+	data := filepath.Join(dir, "data")
+	if opt.HideMetaDir {
+		// The copier never sees the guard presentCopy puts there.
+		if err := unguardMeta(data); err != nil {
+			return copier.Result{}, err
+		}
+	}
+	res, err := copier.Copy(ctx, f, data, filepath.Join(dir, "manifest.jsonl"), opt, progress)
+	if err != nil {
+		return res, err
+	}
+	// In the job, not in Stage: the walk of a large copy may outlast one
+	// NodeStage call.
+	return res, presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
 }
 
 // forget drops a finished job so the next stage starts afresh.
@@ -187,9 +231,12 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 		return err
 	}
 	if c.Keep {
-		return nil
+		return c.Disk.Keep(rec.VolumeID)
 	}
-	return os.RemoveAll(c.dir(rec.VolumeID))
+	if err := removeCopy(c.dir(rec.VolumeID)); err != nil {
+		return err
+	}
+	return c.Disk.Release(rec.VolumeID)
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on

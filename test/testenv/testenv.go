@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 )
@@ -47,8 +49,13 @@ func RequireFUSE(t testing.TB) {
 	f.Close()
 }
 
-// S3 is a versitygw server for one test.
-type S3 struct{ *localenv.S3 }
+// S3 is a versitygw server for one test, with the ownership key every
+// driver and storage CLI of the test uses with it.
+type S3 struct {
+	*localenv.S3
+	// KeyFile is the ownership key file (0600).
+	KeyFile string
+}
 
 // StartS3 starts versitygw in a temporary directory for the test.
 func StartS3(t testing.TB) *S3 { return StartS3Region(t, "") }
@@ -65,8 +72,31 @@ func StartS3Region(t testing.TB, region string) *S3 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return forTest(t, s)
+}
+
+// forTest stops s when the test ends and gives it an ownership key.
+func forTest(t testing.TB, s *localenv.S3) *S3 {
+	t.Helper()
 	t.Cleanup(s.Stop)
-	return &S3{s}
+	key, err := localenv.WriteKeyFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &S3{S3: s, KeyFile: key}
+}
+
+// StartS3Versioning starts versitygw with object versioning available.
+func StartS3Versioning(t testing.TB) *S3 {
+	t.Helper()
+	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartS3Versioning(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return forTest(t, s)
 }
 
 // Secrets returns the CSI secret that reaches this server.
@@ -89,11 +119,16 @@ type Driver struct{ *localenv.Driver }
 
 // StartDriver runs the driver against s3 until the test ends; every mount
 // it left below its directory is unmounted then, and its log is printed if
-// the test failed.
+// the test failed. The driver uses s3.KeyFile unless args name an
+// --ownership-key-file ("--ownership-key-file=" for none); without
+// s3.KeyFile it gets a new key of its own.
 func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
 	t.Helper()
 	if _, err := localenv.Binary("BUCKET_CSI_BIN", "bucket-csi"); err != nil {
 		Missing(t, "%v", err)
+	}
+	if s3.KeyFile != "" && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--ownership-key-file") }) {
+		args = append([]string{"--ownership-key-file", s3.KeyFile}, args...)
 	}
 	d, err := localenv.StartDriver(s3.S3, args...)
 	if err != nil {
@@ -107,6 +142,10 @@ func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
 				data, _ := os.ReadFile(l)
 				t.Logf("%s:\n%s", l, data)
 			}
+		}
+		// Kept copies are guarded by an immutable directory.
+		if err := stage.ReleaseGuards(filepath.Join(d.StateDir, "copies")); err != nil {
+			t.Errorf("clearing the copies' guards: %v", err)
 		}
 		d.Stop()
 	})
