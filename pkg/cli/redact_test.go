@@ -24,13 +24,13 @@ func TestCLIMasksEngineErrors(t *testing.T) {
 		_, err := url.Parse("https://acct.blob.core.windows.net/?" + sas)
 		return nil, fmt.Errorf("%w: Azure client: %v", fault.Invalid, err)
 	}
-	var out, errOut bytes.Buffer
 	marker, err := bucket.NewMarker(bucket.NewKey())
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out, errOut bytes.Buffer
 	e := &Env{
-		Ownership: bucket.NewKeeper(marker, nil),
+		Ownership: bucket.NewKeeper(marker, bucket.NewJournal()),
 		Stores:    store.Registry{"azure": {Open: echo, SecretKeys: []string{azurestore.SecretSASToken}}},
 		Secrets:   map[string]store.Secrets{"azure": {azurestore.SecretSASToken: sas}},
 		Out:       &out, Err: &errOut, DefaultStore: "azure",
