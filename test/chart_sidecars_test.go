@@ -17,8 +17,12 @@ func TestChartSidecars(t *testing.T) {
 	up := helm(t, "template", "bucket-csi", chart, "--namespace", "bucket-csi", "--set", "sidecars.upstream=true")
 	strictDecode(t, "chart (upstream sidecars)", up)
 	checkImages(t, "chart (upstream sidecars)", up)
+	// Either the driver or node-driver-registrar announces the socket.
+	reg := []byte("- --kubelet-registration-path=/var/lib/kubelet/plugins/bucket.csi.io/csi.sock\n")
+	if bytes.Count(def, reg) != 1 || bytes.Count(up, reg) != 1 {
+		t.Errorf("--kubelet-registration-path rendered %d times by default, %d times with upstream sidecars; want once each", bytes.Count(def, reg), bytes.Count(up, reg))
+	}
 	own := []string{
-		"--kubelet-registration-path=/var/lib/kubelet/plugins/bucket.csi.io/csi.sock",
 		"--registration-dir=/registration",
 		"--health-port=9809",
 		"--health-port=9808",
