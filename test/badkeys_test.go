@@ -31,14 +31,8 @@ func TestCopyStagesWithoutBadKeys(t *testing.T) {
 	release := make(chan struct{})
 	proxy := startFaultProxy(t, s3.Endpoint, map[string]int{"/bad-keys/denied.bin": 403, "/bad-keys/gone.bin": 404},
 		map[string]chan struct{}{"/bad-keys/slow.bin": release})
-	through := *s3.S3
-	through.Endpoint = proxy.URL
-	drv := testenv.StartDriver(t, &testenv.S3{S3: &through})
-	c := drv.Dial(t)
+	drv, c := proxy.startDriver(t, s3, "bad-keys")
 	ctx := context.Background()
-	if err := s3.Store(t).CreateBucket(ctx, "bad-keys"); err != nil {
-		t.Fatal(err)
-	}
 	good := map[string]string{"ok/a.txt": "a", "ok/b.txt": "b", "top.txt": "top", "slow.bin": "slow", "dup/child": "c"}
 	// Keys the server's filesystem cannot hold are added to its listing
 	// by the proxy, as a store that keeps any key lists them.
@@ -125,14 +119,8 @@ func TestMountHidesBadKeys(t *testing.T) {
 	proxy.listed = map[string][]string{"odd-keys": {
 		"e//x", "d/../x", "./x", "dot/./x", "long/" + strings.Repeat("n", 300), "dup",
 	}}
-	through := *s3.S3
-	through.Endpoint = proxy.URL
-	drv := testenv.StartDriver(t, &testenv.S3{S3: &through})
-	c := drv.Dial(t)
+	drv, c := proxy.startDriver(t, s3, "odd-keys")
 	ctx := context.Background()
-	if err := s3.Store(t).CreateBucket(ctx, "odd-keys"); err != nil {
-		t.Fatal(err)
-	}
 	cl := s3.Client()
 	for _, k := range []string{"top.txt", "e/ok", "d/ok", "dot/ok", "long/ok", "dup/child"} {
 		putRaw(t, cl, "odd-keys", k, "ok")

@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
 // faultProxy is a reverse proxy in front of a real S3 server that answers
@@ -81,6 +83,19 @@ func startFaultProxy(t *testing.T, target string, fail map[string]int, hold map[
 	}))
 	t.Cleanup(p.Close)
 	return p
+}
+
+// startDriver creates bucket on s3 and starts the driver reaching s3
+// through the proxy.
+func (p *faultProxy) startDriver(t *testing.T, s3 *testenv.S3, bucket string) (*testenv.Driver, testenv.Clients) {
+	t.Helper()
+	if err := s3.Store(t).CreateBucket(context.Background(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	through := *s3.S3
+	through.Endpoint = p.URL
+	drv := testenv.StartDriver(t, &testenv.S3{S3: &through})
+	return drv, drv.Dial(t)
 }
 
 // injectListing adds keys to a ListObjectsV2 answer for the request's
