@@ -71,14 +71,20 @@ bench: build bench-tools
 	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
+FUZZ_TARGETS ?= pkg/volume:FuzzParseID pkg/volume:FuzzParseSource pkg/volume:FuzzParse pkg/volume:FuzzParseMountFlags \
+	pkg/bucket:FuzzVerifyMark
 fuzz:
-	for t in FuzzParseID FuzzParseSource FuzzParse FuzzParseMountFlags; do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./pkg/volume/ || exit 1; \
+	for pt in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$${pt#*:}$$" -fuzztime $(FUZZTIME) ./$${pt%%:*}/ || exit 1; \
 	done
 
-# deploy/bucket-csi.yaml is the chart rendered with default values.
+# deploy/bucket-csi.yaml is the chart rendered with default values, except
+# the ownership key Secret: a key committed here would be everyone's, so
+# deploy/kustomization.yaml makes the Secret from deploy/ownership.key,
+# which each installation generates (see the README).
+MANIFEST_ARGS = --namespace bucket-csi --set ownershipKey.create=false
 manifests: bin/helm
-	bin/helm template bucket-csi charts/bucket-csi --namespace bucket-csi > deploy/bucket-csi.yaml
+	bin/helm template bucket-csi charts/bucket-csi $(MANIFEST_ARGS) > deploy/bucket-csi.yaml
 
 # End-to-end on a kind cluster: needs Docker, kind, kubectl and access to
 # the image registries (not available on the CI machine).

@@ -49,7 +49,7 @@ func storageCmd(t *testing.T, s3 *testenv.S3, args ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	all := append([]string{"storage"}, args...)
-	all = append(all, "--stores", "s3", "--s3-endpoint", s3.Endpoint, "--s3-path-style", "--secrets", secrets)
+	all = append(all, "--stores", "s3", "--s3-endpoint", s3.Endpoint, "--s3-path-style", "--secrets", secrets, "--ownership-key-file", s3.KeyFile)
 	cmd := exec.Command(bin, all...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	return cmd
@@ -203,7 +203,7 @@ func TestStorageCLIConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "config.json")
-	data, _ = json.Marshal(map[string]any{"stores": "s3", "s3-endpoint": s3.Endpoint, "s3-path-style": true, "secrets": secrets})
+	data, _ = json.Marshal(map[string]any{"stores": "s3", "s3-endpoint": s3.Endpoint, "s3-path-style": true, "secrets": secrets, "ownership-key-file": s3.KeyFile})
 	if err := os.WriteFile(cfg, data, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -12,19 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
-// startMounterHost runs `bucket-csi mounter-host` on a socket in dir.
-func startMounterHost(t *testing.T, dir string) (*exec.Cmd, string) {
+// startMounterHost runs `bucket-csi mounter-host` on sock, serving paths
+// below allowed.
+func startMounterHost(t *testing.T, sock, allowed string) *exec.Cmd {
 	t.Helper()
 	bin, err := localenv.Binary("BUCKET_CSI_BIN", "bucket-csi")
 	if err != nil {
 		testenv.Missing(t, "%v", err)
 	}
-	sock := filepath.Join(dir, "mounter.sock")
-	cmd := exec.Command(bin, "mounter-host", "--socket", sock)
+	cmd := exec.Command(bin, "mounter-host", "--socket", sock, "--allowed-dirs", allowed)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -35,7 +40,7 @@ func startMounterHost(t *testing.T, dir string) (*exec.Cmd, string) {
 	for i := 0; ; i++ {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
-			return cmd, sock
+			return cmd
 		}
 		if i > 500 {
 			t.Fatalf("mounter host did not listen: %s", log.String())
@@ -61,8 +66,9 @@ func parentPid(t *testing.T, pid int) int {
 // mount serving, and the restarted plugin unstages it.
 func TestMounterHost(t *testing.T) {
 	testenv.RequireFUSE(t)
-	host, sock := startMounterHost(t, t.TempDir())
+	sock := filepath.Join(t.TempDir(), "mounter.sock")
 	s3, drv, c := startAll(t, "--mounter-socket", sock)
+	host := startMounterHost(t, sock, drv.Dir)
 	v, err := c.Controller.CreateVolume(t.Context(), createReq("pvc-host", map[string]string{"mode": "MOUNT_CACHED"}, s3.Secrets()))
 	if err != nil {
 		t.Fatal(err)
@@ -89,4 +95,43 @@ func TestMounterHost(t *testing.T) {
 	if !testenv.WaitGone(server) {
 		t.Fatal("FUSE server still running after unstage")
 	}
+}
+
+// TestMounterHostPaths: the mounter host serves only paths below its
+// --allowed-dirs. A staging path outside them, directly or through a
+// symlink, is refused with InvalidArgument (final, not retried as
+// Unavailable) saying what is allowed; a path inside works.
+func TestMounterHostPaths(t *testing.T) {
+	testenv.RequireFUSE(t)
+	sock := filepath.Join(t.TempDir(), "mounter.sock")
+	s3, drv, c := startAll(t, "--mounter-socket", sock)
+	startMounterHost(t, sock, drv.Dir)
+	v, err := c.Controller.CreateVolume(t.Context(), createReq("pvc-host-paths", nil, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.GetVolume().GetVolumeId()
+	outside := t.TempDir()
+	link := filepath.Join(drv.TempDir(t), "link")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	for name, staging := range map[string]string{
+		"outside":          filepath.Join(outside, "staging"),
+		"symlink escaping": filepath.Join(link, "staging"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.Node.NodeStageVolume(t.Context(), &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+				VolumeCapability: testenv.MountCap(rwx), Secrets: s3.Secrets()})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "--allowed-dirs") {
+				t.Fatalf("got %v, want InvalidArgument naming --allowed-dirs", err)
+			}
+			if m, _ := mountpoint.Mounted(staging); m {
+				t.Fatalf("%s was mounted", staging)
+			}
+		})
+	}
+	staging, target := podPaths(t, drv)
+	publish(t, c, id, staging, target, s3.Secrets(), false)
+	unpublish(t, c, id, staging, target)
 }

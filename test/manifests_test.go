@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,25 +104,60 @@ func TestManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetObjectKind().GroupVersionKind().Kind]++
 	}
-	for kind, n := range map[string]int{"CSIDriver": 1, "Deployment": 1, "DaemonSet": 2, "ClusterRole": 1, "ServiceAccount": 2} {
+	for kind, n := range map[string]int{"CSIDriver": 1, "Deployment": 1, "DaemonSet": 2, "ClusterRole": 1, "ServiceAccount": 2, "Secret": 1} {
 		if kinds[kind] != n {
 			t.Errorf("chart renders %d %s, want %d (all: %v)", kinds[kind], kind, n, kinds)
 		}
 	}
 	checkImages(t, "chart (defaults)", def)
+	checkOwnershipKey(t, def, helm(t, "template", "bucket-csi", chart, "--namespace", "bucket-csi"))
 	custom := helm(t, "template", "x", chart, "--namespace", "storage",
 		"--set", "credentials.existingSecret=creds,inline.stores={s3,gcs},inline.ambientCredentials=true",
 		"--set", "stores.s3.endpoint=http://minio.storage:9000,stores.s3.pathStyle=true,stores.gcs.project=p1,stores.azure.account=acct,stores.r2.accountID=abc,stores.oci.region=us-ashburn-1,stores.oci.compartment=c1",
-		"--set", "copy.keepCopies=true,mountCached.cacheMaxSize=10737418240,image.tag=1.2.3,controller.replicas=3,logLevel=debug")
+		"--set", "copy.keepCopies=true,mountCached.cacheMaxSize=10737418240,image.tag=1.2.3,controller.replicas=3,logLevel=debug",
+		"--set", "ownershipKey.existingSecret=own-key")
 	strictDecode(t, "chart (custom values)", custom)
 	for _, want := range []string{"--inline-stores=s3,gcs", "--inline-ambient-credentials", "--s3-endpoint=http://minio.storage:9000", "--s3-path-style",
-		"--gcs-project=p1", "--azure-account=acct", "--r2-account-id=abc", "--oci-compartment=c1", "--keep-copies", "--cache-max-size=10737418240", "name: creds", "bucket-csi:1.2.3", "replicas: 3"} {
+		"--gcs-project=p1", "--azure-account=acct", "--r2-account-id=abc", "--oci-compartment=c1", "--keep-copies", "--cache-max-size=10737418240", "name: creds", "bucket-csi:1.2.3", "replicas: 3", "secretName: own-key"} {
 		if !bytes.Contains(custom, []byte(want)) {
 			t.Errorf("custom values render no %q", want)
 		}
 	}
+	if bytes.Contains(custom, []byte("kind: Secret")) {
+		t.Errorf("with ownershipKey.existingSecret the chart still renders a Secret")
+	}
+	// deploy/ is the chart with default values but no generated key (a
+	// committed key would be everyone's): kustomize makes the Secret.
+	manifest := helm(t, "template", "bucket-csi", chart, "--namespace", "bucket-csi", "--set", "ownershipKey.create=false")
+	if bytes.Contains(manifest, []byte("kind: Secret")) {
+		t.Errorf("deploy/bucket-csi.yaml would carry an ownership key")
+	}
 	committed, err := os.ReadFile(filepath.Join(root, "deploy", "bucket-csi.yaml"))
-	if err != nil || !bytes.Equal(committed, def) {
-		t.Errorf("deploy/bucket-csi.yaml is not the chart rendered with default values; run `make manifests`")
+	if err != nil || !bytes.Equal(committed, manifest) {
+		t.Errorf("deploy/bucket-csi.yaml is not the chart rendered with default values and ownershipKey.create=false; run `make manifests`")
+	}
+}
+
+// checkOwnershipKey: the default rendering creates the ownership key
+// Secret with a random key of 64 characters (another in every rendering:
+// `helm upgrade` keeps the installed one through lookup, which a
+// rendering without a cluster cannot show), mounts it read-only into the
+// controller and passes the flag.
+func checkOwnershipKey(t *testing.T, def, again []byte) {
+	t.Helper()
+	keyLine := regexp.MustCompile(`(?m)^  ownership\.key: (\S+)$`)
+	m1, m2 := keyLine.FindSubmatch(def), keyLine.FindSubmatch(again)
+	if m1 == nil || m2 == nil {
+		t.Fatalf("the chart renders no ownership key Secret")
+	}
+	key, err := base64.StdEncoding.DecodeString(string(m1[1]))
+	if err != nil || len(key) != 64 || bytes.Equal(m1[1], m2[1]) {
+		t.Errorf("ownership key: %d bytes (%v), same in two renderings: %v", len(key), err, bytes.Equal(m1[1], m2[1]))
+	}
+	for _, want := range []string{"--ownership-key-file=/etc/bucket-csi/ownership/ownership.key", "mountPath: /etc/bucket-csi/ownership, readOnly: true",
+		"secretName: bucket-csi-ownership-key", "helm.sh/resource-policy: keep"} {
+		if !bytes.Contains(def, []byte(want)) {
+			t.Errorf("default rendering has no %q", want)
+		}
 	}
 }

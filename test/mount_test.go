@@ -70,8 +70,9 @@ func TestMountWriteReadBack(t *testing.T) {
 	if _, err := indep.GetObject(ctx, bucketName, ".bucket-csi/owner.json"); err != nil {
 		t.Fatalf("owner mark missing: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(target, ".bucket-csi")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf(".bucket-csi visible in the mount: %v", err)
+	// Listed nowhere, and reserved: every access answers EPERM.
+	if _, err := os.Stat(filepath.Join(target, ".bucket-csi")); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("stat of .bucket-csi in the mount: %v, want EPERM", err)
 	}
 	// An object written by someone else appears in the mount once the
 	// directory cache (dir-cache-time=1s, set as a mount flag) expires.

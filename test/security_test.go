@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -61,6 +62,8 @@ func TestInlineVolumePolicy(t *testing.T) {
 	}{
 		{"no secret: the driver's identity is not lent", inlineReq(target, ok, nil), codes.PermissionDenied},
 		{"a secret without the store's keys", inlineReq(target, ok, map[string]string{"unrelated": "value"}), codes.PermissionDenied},
+		{"mode COPY (not allowed by default)", inlineReq(target, map[string]string{"source": "s3://shared-data", "mode": "COPY"}, s3.Secrets()), codes.PermissionDenied},
+		{"mode MOUNT_CACHED (not allowed by default)", inlineReq(target, map[string]string{"source": "s3://shared-data", "mode": "MOUNT_CACHED"}, s3.Secrets()), codes.PermissionDenied},
 		{"store not allowed", inlineReq(target, map[string]string{"source": "gs://shared-data"}, map[string]string{"serviceAccountJSON": "{}"}), codes.PermissionDenied},
 		{"endpoint attribute (link-local)", inlineReq(target, map[string]string{"source": "s3://shared-data", "endpoint": "http://169.254.169.254/"}, s3.Secrets()), codes.InvalidArgument},
 		{"endpoint attribute (loopback)", inlineReq(target, map[string]string{"source": "s3://shared-data", "s3-endpoint": "http://127.0.0.1:1/"}, s3.Secrets()), codes.InvalidArgument},
@@ -102,6 +105,49 @@ func TestInlineVolumePolicy(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.code)
 			}
 		})
+	}
+}
+
+// TestInlineModes: --inline-modes lets an admin allow more modes for
+// inline volumes; a mode left out stays refused with PermissionDenied
+// saying how to allow it.
+func TestInlineModes(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--inline-stores", "s3", "--inline-modes", "MOUNT,COPY")
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "inline-modes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Store(t).PutObject(ctx, "inline-modes", "a.txt", []byte("copied")); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(drv.TempDir(t), "pods", "uid", "volumes", "kubernetes.io~csi", "data", "mount")
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Node.NodePublishVolume(ctx, inlineReq(target, map[string]string{"source": "s3://inline-modes", "mode": "MOUNT_CACHED"}, s3.Secrets()))
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "--inline-modes") || !strings.Contains(err.Error(), "COPY") {
+		t.Fatalf("MOUNT_CACHED inline = %v, want PermissionDenied naming the allowed modes and --inline-modes", err)
+	}
+	req := inlineReq(target, map[string]string{"source": "s3://inline-modes", "mode": "COPY"}, s3.Secrets())
+	for i := 0; ; i++ {
+		_, err = c.Node.NodePublishVolume(ctx, req)
+		if status.Code(err) != codes.Unavailable || i > 60 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("inline COPY with --inline-modes MOUNT,COPY: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(target, "a.txt")); err != nil || string(got) != "copied" {
+		t.Fatalf("reading the inline COPY volume: %q %v", got, err)
+	}
+	if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("inline volume left staged: %+v", left)
 	}
 }
 

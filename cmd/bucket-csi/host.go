@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
@@ -17,8 +19,13 @@ import (
 func mounterHost(args []string) error {
 	fs := flag.NewFlagSet("bucket-csi mounter-host", flag.ContinueOnError)
 	socket := fs.String("socket", "/run/bucket-csi/mounter.sock", "Unix socket the node plugin connects to")
+	dirs := fs.String("allowed-dirs", "/var/lib/kubelet,/var/lib/bucket-csi", "directories whose paths the host mounts on and writes to (comma-separated: the kubelet directory and the driver's state directory); requests naming any other path are refused")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	allowed, err := mounter.NewAllowed(strings.Split(*dirs, ","))
+	if err != nil {
+		return fmt.Errorf("--allowed-dirs: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var stores storeFlags
@@ -29,5 +36,5 @@ func mounterHost(args []string) error {
 	sup := &mounter.Supervisor{Env: passthroughEnv(reg.Env())}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return mounter.ServeHost(ctx, *socket, sup, log)
+	return mounter.ServeHost(ctx, *socket, sup, allowed, log)
 }

@@ -16,10 +16,12 @@ import (
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/lib/atexit"
 
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -30,7 +32,8 @@ type serveFlags struct {
 	dirCacheTime, writeBack                                                              time.Duration
 	cacheMaxSize                                                                         int64
 	keepCopies, inlineAmbient                                                            bool
-	inlineStores, mounterSocket                                                          string
+	inlineStores, inlineModes, mounterSocket                                             string
+	ownershipKeyFile                                                                     string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -54,6 +57,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
 	fs.StringVar(&f.mounterSocket, "mounter-socket", "", "socket of a `bucket-csi mounter-host` that starts the FUSE servers (empty: this process starts them)")
 	fs.StringVar(&f.inlineStores, "inline-stores", "", "stores inline ephemeral volumes may use (comma-separated; empty: inline volumes are refused)")
+	fs.StringVar(&f.inlineModes, "inline-modes", "MOUNT", "modes inline ephemeral volumes may use (comma-separated: MOUNT, COPY, MOUNT_CACHED); COPY and MOUNT_CACHED keep data on the node's disk")
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
@@ -61,6 +65,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
+	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
 	f.stores.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -80,7 +85,10 @@ func serve(args []string) error {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// COPY volumes' secrets are masked in this log while their copy runs
+	// (rclone logs here); engine errors are masked where they leave.
+	var masks redact.Set
+	log := slog.New(slog.NewTextHandler(masks.Writer(os.Stderr), &slog.HandlerOptions{Level: level}))
 	// COPY runs rclone in this process: route its logs through ours and
 	// keep its signal handler from exiting the plugin.
 	atexit.IgnoreSignals()
@@ -118,7 +126,18 @@ func serve(args []string) error {
 		}
 		cfg.Inline.Stores = append(cfg.Inline.Stores, s)
 	}
+	if cfg.Inline.Modes, err = volume.ParseModes(f.inlineModes); err != nil {
+		return fmt.Errorf("--inline-modes: %w", err)
+	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
+	if cfg.Controller {
+		if cfg.Ownership, err = loadKeeper(f.ownershipKeyFile); err != nil {
+			return err
+		}
+		if cfg.Ownership == nil {
+			log.Warn("no --ownership-key-file: CreateVolume and DeleteVolume of buckets the driver manages answer FailedPrecondition; only `source` volumes work")
+		}
+	}
 	if cfg.Node {
 		stateDir, err := filepath.Abs(f.stateDir)
 		if err != nil {
@@ -139,7 +158,7 @@ func serve(args []string) error {
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
 				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies,
-				Options: copier.Options{Workers: f.copyWorkers}, Log: log},
+				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Redact: &masks},
 		}
 	}
 	d := driver.New(cfg)
@@ -169,4 +188,21 @@ func passthroughEnv(names []string) []string {
 		}
 	}
 	return env
+}
+
+// loadKeeper builds the ownership rules from the key file (nil without
+// one): the driver and the storage CLI share it.
+func loadKeeper(keyFile string) (*bucket.Keeper, error) {
+	if keyFile == "" {
+		return nil, nil
+	}
+	key, err := bucket.LoadKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ownership-key-file: %w", err)
+	}
+	m, err := bucket.NewMarker(key)
+	if err != nil {
+		return nil, fmt.Errorf("--ownership-key-file: %w", err)
+	}
+	return bucket.NewKeeper(m, bucket.NewJournal()), nil
 }

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	rfs "github.com/rclone/rclone/fs"
 
 	"github.com/bucket-csi/bucket-csi/pkg/cli"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -21,8 +24,15 @@ const storageUsage = `usage: bucket-csi storage COMMAND [flags]
 Commands:
   ls [-o json]                            list the buckets bucket-csi created
   delete NAME... | --all [-y] [--force]   delete buckets bucket-csi created, with their objects
+  remark NAME... [--store STORE] [-y]     show what each bucket holds and, once confirmed, mark it as
+                                          bucket-csi's (buckets with an earlier version's or a forged mark,
+                                          or left unmarked by a crash)
   upload --name NAME [--store STORE] PATH...
                                           create or reuse a bucket and upload only new or changed files
+
+Every command needs the driver's ownership key: --ownership-key-file FILE (in a cluster, the chart's
+Secret: kubectl -n bucket-csi get secret bucket-csi-ownership-key -o jsonpath='{.data.ownership\.key}' | base64 -d).
+Only marks signed with it count: other buckets are never listed as bucket-csi's nor deleted.
 
 Credentials: --secrets FILE (JSON: {"s3": {"accessKeyID": ..., "secretAccessKey": ...}, "gcs": {...}},
 the same keys as the driver's CSI secrets; the file must not be readable by others), else the
@@ -34,7 +44,7 @@ reference each bucket.
 `
 
 // storageMain runs `bucket-csi storage ...`.
-func storageMain(args []string) error {
+func storageMain(args []string) (err error) {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Print(storageUsage)
 		return nil
@@ -47,10 +57,11 @@ func storageMain(args []string) error {
 	defaultStore := fs.String("default-store", "s3", "store used when --store is not given")
 	output := fs.String("o", "table", "ls output: table or json")
 	all := fs.Bool("all", false, "delete: every bucket bucket-csi created (asks first)")
-	yes := fs.Bool("y", false, "delete: do not ask for confirmation")
+	yes := fs.Bool("y", false, "delete, remark: do not ask for confirmation")
 	force := fs.Bool("force", false, "delete: even when volumes still use the bucket")
 	name := fs.String("name", "", "upload: the bucket")
-	kind := fs.String("store", "", "upload: the store (default --default-store)")
+	kind := fs.String("store", "", "upload, remark: the store (default --default-store)")
+	keyFile := fs.String("ownership-key-file", "", "file holding the driver's ownership key")
 	configFile := fs.String("config", "", "JSON file setting any of these flags (the command line wins)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for checking which PersistentVolumes use a bucket (default $KUBECONFIG, or in-cluster)")
 	if err := fs.Parse(reorder(args)); err != nil {
@@ -71,6 +82,14 @@ func storageMain(args []string) error {
 	if env.Secrets, err = readSecrets(*secretsFile); err != nil {
 		return err
 	}
+	if env.Ownership, err = loadKeeper(*keyFile); err != nil {
+		return err
+	}
+	// Everything the CLI prints, rclone's log and the final error
+	// included, has the credentials masked.
+	red := env.Redact()
+	rfs.SetLogger(slog.NewTextHandler(red.Writer(os.Stderr), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	defer func() { err = red.Error(err) }()
 	if cmd == "ls" || cmd == "delete" {
 		if env.PVs, err = cli.KubePVLister(*kubeconfig); err != nil {
 			return err
@@ -83,6 +102,8 @@ func storageMain(args []string) error {
 		return env.Ls(ctx, *output == "json")
 	case "delete":
 		return env.Delete(ctx, fs.Args(), *all, *yes, *force)
+	case "remark":
+		return env.Remark(ctx, fs.Args(), *kind, *yes)
 	case "upload":
 		if *name == "" {
 			return errors.New("upload needs --name")

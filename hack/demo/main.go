@@ -125,7 +125,7 @@ func run() error {
 	if !found {
 		return fmt.Errorf("results/hello.txt is not in the bucket")
 	}
-	fmt.Println("    (.bucket-csi/ holds the driver's ownership mark and volume record; mounts hide it)")
+	fmt.Println("    (.bucket-csi/ holds the driver's signed ownership mark and the volume record; mounts hide it)")
 
 	step("NodeUnpublishVolume, NodeUnstageVolume, DeleteVolume (persistent false: the driver's bucket is deleted)")
 	if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {

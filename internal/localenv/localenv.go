@@ -14,10 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 )
 
 // RepoRoot returns the repository root (the directory holding go.mod).
@@ -82,6 +85,24 @@ type S3 struct {
 // empty, pins the server with taskset (e.g. "0" for CPU 0). region, if not
 // empty, is the signing region the server expects (default us-east-1).
 func StartS3(dir, pinCPU, region string) (*S3, error) {
+	return startS3(dir, pinCPU, region)
+}
+
+// StartS3Versioning is StartS3 with object versioning available: versions
+// are kept in dir/versions for buckets that enable versioning.
+func StartS3Versioning(dir string) (*S3, error) {
+	versions := filepath.Join(dir, "versions")
+	data := filepath.Join(dir, "data")
+	for _, d := range []string{versions, data} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return startS3(data, "", "", "--versioning-dir", versions)
+}
+
+// startS3 starts versitygw; backendArgs go to its posix backend.
+func startS3(dir, pinCPU, region string, backendArgs ...string) (*S3, error) {
 	bin, err := Binary("VERSITYGW_BIN", "versitygw")
 	if err != nil {
 		return nil, err
@@ -103,7 +124,7 @@ func StartS3(dir, pinCPU, region string) (*S3, error) {
 	if region != "" {
 		s.argv = append(s.argv, "--region", region)
 	}
-	s.argv = append(s.argv, "posix", dir)
+	s.argv = append(append(append(s.argv, "posix"), backendArgs...), dir)
 	if pinCPU != "" {
 		s.argv = append([]string{"taskset", "-c", pinCPU}, s.argv...)
 	}
@@ -182,8 +203,17 @@ type Driver struct {
 	cmd      *exec.Cmd
 }
 
+// WriteKeyFile writes a new random ownership key to dir/ownership.key
+// (0600) and returns its path.
+func WriteKeyFile(dir string) (string, error) {
+	p := filepath.Join(dir, "ownership.key")
+	return p, os.WriteFile(p, bucket.NewKey(), 0o600)
+}
+
 // StartDriver runs bin/bucket-csi against s3 with its state in a new
-// directory below os.TempDir(); args are appended to the defaults.
+// directory below os.TempDir(); args are appended to the defaults. Unless
+// args name an --ownership-key-file, the driver gets a new key in its
+// directory.
 func StartDriver(s3 *S3, args ...string) (*Driver, error) {
 	bin, err := Binary("BUCKET_CSI_BIN", "bucket-csi")
 	if err != nil {
@@ -195,6 +225,13 @@ func StartDriver(s3 *S3, args ...string) (*Driver, error) {
 	}
 	log := &syncBuffer{}
 	d := &Driver{Dir: dir, Socket: filepath.Join(dir, "csi.sock"), StateDir: filepath.Join(dir, "state"), Log: log, log: log, bin: bin}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--ownership-key-file") }) {
+		key, err := WriteKeyFile(dir)
+		if err != nil {
+			return nil, err
+		}
+		args = append([]string{"--ownership-key-file", key}, args...)
+	}
 	d.args = append([]string{
 		"--endpoint", "unix://" + d.Socket, "--node-id", "local-node", "--state-dir", d.StateDir,
 		"--s3-endpoint", s3.Endpoint, "--s3-path-style", "--log-level", "debug",

@@ -5,8 +5,11 @@
 //
 // The mark is a marker object (OwnerKey) rather than bucket tags or labels,
 // because it is the one form every store and every emulator keeps (the GCS
-// emulator drops bucket labels); one mechanism serves all stores. Everything
-// the driver writes lives under MetaDir, which mounts and copies hide.
+// emulator drops bucket labels); one mechanism serves all stores. Since
+// anyone who can write the bucket can write that object, the mark is
+// signed with a key only the driver holds (mark.go), and only a genuine
+// mark makes a bucket the driver's. Everything the driver writes lives
+// under MetaDir, which mounts and copies hide.
 package bucket
 
 import (
@@ -30,13 +33,13 @@ const (
 // DriverMark is the value of Owner.Driver on buckets this driver created.
 const DriverMark = "bucket.csi.io"
 
-// Owner is the content of the marker object.
+// Owner is who asks for a new bucket, written into its mark.
 type Owner struct {
-	Driver    string    `json:"driver"`
-	CreatedAt time.Time `json:"createdAt"`
 	// CreatedBy says who asked: "pvc <namespace>/<name>", "volume <name>" or
 	// "cli <command>".
-	CreatedBy string `json:"createdBy"`
+	CreatedBy string
+	// CreatedAt is the creation time to record; zero means now.
+	CreatedAt time.Time
 }
 
 // Record is what the driver remembers about one volume in a managed bucket.
@@ -47,89 +50,201 @@ type Record struct {
 	CreatedAt     time.Time `json:"createdAt"`
 }
 
-// Ensure makes bucket exist. A missing bucket is created and marked with
-// owner; owned reports whether the bucket carries the driver's mark (newly
-// or from before). An existing unmarked bucket is returned with owned=false:
-// it may be used, but is never deleted; the one exception is a bucket left
-// by a crash between creation and marking (see adoptOrphan), which a retry
-// marks and so finishes.
-func Ensure(ctx context.Context, s store.Store, bucket string, owner Owner) (owned bool, err error) {
-	err = s.HeadBucket(ctx, bucket)
+// Status is what a bucket's mark object says about ownership.
+type Status int
+
+// Mark statuses.
+const (
+	// Unmarked: no mark object.
+	Unmarked Status = iota
+	// Genuine: a mark this key signed for this bucket; the bucket is the
+	// driver's.
+	Genuine
+	// Unverified: a mark object that fails verification (forged, copied,
+	// edited, another key, an earlier unsigned version). The bucket is
+	// treated as foreign until an admin re-marks it.
+	Unverified
+)
+
+// Found is the result of reading a bucket's mark.
+type Found struct {
+	Status Status
+	// Mark is the verified mark (Genuine only).
+	Mark *Mark
+	// Reason says why a mark is Unverified.
+	Reason string
+	// Raw is the mark object's content (Genuine and Unverified).
+	Raw []byte
+}
+
+// Keeper applies the ownership rules with one key and one journal: it
+// marks what it creates, trusts only genuine marks, and deletes only
+// buckets that carry one. Build it with NewKeeper; safe for concurrent use.
+type Keeper struct {
+	marker  *Marker
+	journal *Journal
+}
+
+// NewKeeper returns a Keeper signing with m and remembering unmarked
+// creations in j (a new journal when nil).
+func NewKeeper(m *Marker, j *Journal) *Keeper {
+	if j == nil {
+		j = NewJournal()
+	}
+	return &Keeper{marker: m, journal: j}
+}
+
+// Read reads and verifies the mark of ref. A missing bucket reads as
+// Unmarked.
+func (k *Keeper) Read(ctx context.Context, s store.Store, ref Ref) (Found, error) {
+	data, err := s.GetObject(ctx, ref.Bucket, OwnerKey)
 	if errors.Is(err, fault.NotFound) {
-		err = s.CreateBucket(ctx, bucket)
-		if err == nil || errors.Is(err, fault.Conflict) {
-			// Conflict: created concurrently (by us or someone else); the
-			// mark below decides whose it is.
-			if err == nil {
-				return true, writeOwner(ctx, s, bucket, owner)
+		return Found{Status: Unmarked}, nil
+	}
+	if err != nil {
+		return Found{}, err
+	}
+	m, err := k.marker.Verify(ref, data)
+	if err != nil {
+		return Found{Status: Unverified, Reason: err.Error(), Raw: data}, nil
+	}
+	return Found{Status: Genuine, Mark: m, Raw: data}, nil
+}
+
+// AdoptWindow is how recent an empty unmarked bucket must be for Ensure to
+// refuse it as a probable leftover of a crash (rather than use it as
+// foreign). It never makes a bucket the driver's.
+const AdoptWindow = 10 * time.Minute
+
+// Ensure makes ref's bucket exist. A missing bucket is created and
+// marked; owned reports whether the bucket carries a genuine mark (newly
+// or from before). An existing bucket without a genuine mark is returned
+// with owned=false: it may be used, but is never deleted. The exceptions:
+//   - a bucket this process created and has not marked yet (in the
+//     journal: a crash of the mark write, or a lost answer) is marked by
+//     the retry;
+//   - an empty unmarked bucket created within AdoptWindow that is not in
+//     the journal (the process restarted between create and mark, or it
+//     is someone else's) answers fault.Precondition: an admin decides,
+//     with `bucket-csi storage remark`;
+//   - a bucket whose purge has started (StateDeleting) answers
+//     fault.Precondition: it is never silently reused half-deleted.
+func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner) (owned bool, err error) {
+	err = s.HeadBucket(ctx, ref.Bucket)
+	if errors.Is(err, fault.NotFound) {
+		k.journal.add(ref)
+		err = s.CreateBucket(ctx, ref.Bucket)
+		switch {
+		case err == nil:
+			return true, k.markNew(ctx, s, ref, owner)
+		case errors.Is(err, fault.Conflict):
+			// Created concurrently (by us or someone else); the mark
+			// below decides whose it is.
+			if herr := s.HeadBucket(ctx, ref.Bucket); herr != nil {
+				k.journal.done(ref)
+				return false, fmt.Errorf("%w: bucket %q is taken by another account", fault.Conflict, ref.Bucket)
 			}
-			if herr := s.HeadBucket(ctx, bucket); herr != nil {
-				return false, fmt.Errorf("%w: bucket %q is taken by another account", fault.Conflict, bucket)
-			}
-		} else {
+		case errors.Is(err, fault.Invalid), errors.Is(err, fault.Denied):
+			k.journal.done(ref) // refused: certainly not created
 			return false, err
+		default:
+			return false, err // may have been created: the journal keeps it
 		}
 	} else if err != nil {
 		return false, err
 	}
-	o, err := ReadOwner(ctx, s, bucket)
-	if err != nil || o != nil {
-		return o != nil, err
-	}
-	return adoptOrphan(ctx, s, bucket, owner)
-}
-
-// AdoptWindow is how recent an unmarked, empty bucket must be for Ensure to
-// take it as one the driver created and then crashed before marking.
-const AdoptWindow = 10 * time.Minute
-
-// adoptOrphan marks bucket as the driver's when it looks exactly like what
-// a crash between CreateBucket and the mark leaves: no objects at all and
-// created within AdoptWindow by the same credentials. Anything else stays
-// foreign (used, never deleted).
-func adoptOrphan(ctx context.Context, s store.Store, bucket string, owner Owner) (bool, error) {
-	empty := true
-	if err := s.List(ctx, bucket, "", 1, func(store.Object) error { empty = false; return nil }); err != nil || !empty {
+	f, err := k.Read(ctx, s, ref)
+	if err != nil {
 		return false, err
 	}
-	all, err := s.ListBuckets(ctx)
-	if err != nil {
-		return false, nil // cannot tell: stay on the safe side
-	}
-	for _, b := range all {
-		if b.Name == bucket && !b.Created.IsZero() && time.Since(b.Created) < AdoptWindow {
-			return true, writeOwner(ctx, s, bucket, owner)
+	switch f.Status {
+	case Genuine:
+		k.journal.done(ref)
+		if f.Mark.State == StateDeleting {
+			return false, deletingError(ref)
 		}
+		return true, nil
+	case Unverified:
+		k.journal.done(ref)
+		return false, nil
+	}
+	empty, err := isEmpty(ctx, s, ref.Bucket)
+	if err != nil {
+		return false, err
+	}
+	if empty && k.journal.has(ref) {
+		return true, k.markNew(ctx, s, ref, owner)
+	}
+	k.journal.done(ref)
+	if empty && recentlyCreated(ctx, s, ref.Bucket) {
+		return false, fmt.Errorf("%w: bucket %q exists, is empty, was created minutes ago and carries no bucket-csi mark: "+
+			"if bucket-csi created it and was interrupted before marking it, an admin runs `bucket-csi storage remark %s`; "+
+			"if it is someone else's, use it with the `source` parameter instead", fault.Precondition, ref.Bucket, ref.Bucket)
 	}
 	return false, nil
 }
 
-func writeOwner(ctx context.Context, s store.Store, bucket string, owner Owner) error {
-	owner.Driver = DriverMark
-	if owner.CreatedAt.IsZero() {
-		owner.CreatedAt = time.Now().UTC()
+// deletingError is the answer for a bucket whose purge has started.
+func deletingError(ref Ref) error {
+	return fmt.Errorf("%w: bucket %q is being deleted (a purge started and did not finish; its objects may be partly gone): "+
+		"finish it with DeleteVolume of its last volume or `bucket-csi storage delete %s`, then create the volume again", fault.Precondition, ref.Bucket, ref.Bucket)
+}
+
+func isEmpty(ctx context.Context, s store.Store, bucket string) (bool, error) {
+	empty := true
+	err := s.List(ctx, bucket, "", 1, func(store.Object) error { empty = false; return nil })
+	return empty, err
+}
+
+// recentlyCreated reports whether the store lists bucket as created within
+// AdoptWindow (false when it cannot tell).
+func recentlyCreated(ctx context.Context, s store.Store, bucket string) bool {
+	all, err := s.ListBuckets(ctx)
+	if err != nil {
+		return false
 	}
-	data, _ := json.Marshal(owner)
-	if err := s.PutObject(ctx, bucket, OwnerKey, data); err != nil {
-		return fmt.Errorf("marking new bucket %q as the driver's: %w", bucket, err)
+	for _, b := range all {
+		if b.Name == bucket && !b.Created.IsZero() && time.Since(b.Created) < AdoptWindow {
+			return true
+		}
 	}
+	return false
+}
+
+// markNew writes a new signed mark on a bucket this process created.
+func (k *Keeper) markNew(ctx context.Context, s store.Store, ref Ref, owner Owner) error {
+	data := k.marker.Sign(ref, Mark{CreatedBy: owner.CreatedBy, CreatedAt: owner.CreatedAt})
+	if err := s.PutObject(ctx, ref.Bucket, OwnerKey, data); err != nil {
+		return fmt.Errorf("marking new bucket %q as the driver's: %w", ref.Bucket, err)
+	}
+	k.journal.done(ref)
 	return nil
 }
 
-// ReadOwner returns the bucket's mark, or nil when it carries none.
-func ReadOwner(ctx context.Context, s store.Store, bucket string) (*Owner, error) {
-	data, err := s.GetObject(ctx, bucket, OwnerKey)
-	if errors.Is(err, fault.NotFound) {
-		return nil, nil
+// Remark writes a new genuine mark on an existing bucket, replacing
+// whatever mark object it has: an admin's decision that the bucket is
+// the driver's (`bucket-csi storage remark`). A missing bucket is
+// fault.NotFound.
+func (k *Keeper) Remark(ctx context.Context, s store.Store, ref Ref, owner Owner) error {
+	if err := s.HeadBucket(ctx, ref.Bucket); err != nil {
+		return err
 	}
+	data := k.marker.Sign(ref, Mark{CreatedBy: owner.CreatedBy, CreatedAt: owner.CreatedAt})
+	return s.PutObject(ctx, ref.Bucket, OwnerKey, data)
+}
+
+// CheckNotDeleting re-reads ref's mark after a volume record was written
+// (see Purge): fault.Precondition when the bucket is being deleted or no
+// longer carries a genuine mark.
+func (k *Keeper) CheckNotDeleting(ctx context.Context, s store.Store, ref Ref) error {
+	f, err := k.Read(ctx, s, ref)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var o Owner
-	if json.Unmarshal(data, &o) != nil || o.Driver != DriverMark {
-		return nil, nil
+	if f.Status != Genuine || f.Mark.State == StateDeleting {
+		return deletingError(ref)
 	}
-	return &o, nil
+	return nil
 }
 
 func recordKey(nameHash string) string { return recordsDir + nameHash + ".json" }
@@ -166,51 +281,4 @@ func HasRecords(ctx context.Context, s store.Store, bucket string) (bool, error)
 	found := false
 	err := s.List(ctx, bucket, recordsDir, 1, func(store.Object) error { found = true; return nil })
 	return found, err
-}
-
-// Purge deletes every object of a marked bucket and then the bucket. It
-// refuses (fault.Precondition) when the bucket carries no mark. The mark is
-// deleted last, so an interrupted purge is finished by calling Purge again.
-// progress, if set, is called with the number of objects deleted so far.
-func Purge(ctx context.Context, s store.Store, bucket string, progress func(deleted int)) error {
-	o, err := ReadOwner(ctx, s, bucket)
-	if errors.Is(err, fault.NotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if o == nil {
-		if herr := s.HeadBucket(ctx, bucket); errors.Is(herr, fault.NotFound) {
-			return nil
-		}
-		return fmt.Errorf("%w: bucket %q does not carry the driver's mark (%s); it was not created by bucket-csi and is never deleted", fault.Precondition, bucket, OwnerKey)
-	}
-	deleted := 0
-	for {
-		var batch []string
-		err := s.List(ctx, bucket, "", 1000, func(ob store.Object) error {
-			if ob.Key != OwnerKey {
-				batch = append(batch, ob.Key)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if len(batch) == 0 {
-			break
-		}
-		if err := s.DeleteObjects(ctx, bucket, batch); err != nil {
-			return err
-		}
-		deleted += len(batch)
-		if progress != nil {
-			progress(deleted)
-		}
-	}
-	if err := s.DeleteObjects(ctx, bucket, []string{OwnerKey}); err != nil {
-		return err
-	}
-	return s.DeleteBucket(ctx, bucket)
 }

@@ -1,6 +1,7 @@
 // Package cli is `bucket-csi storage`: list the buckets the driver (or
-// this CLI) created, delete them, and upload local files to a bucket. It
-// uses the same stores, credentials and ownership rules as the driver.
+// this CLI) created, delete them, re-mark buckets as the driver's, and
+// upload local files to a bucket. It uses the same stores, credentials,
+// ownership key and ownership rules as the driver.
 package cli
 
 import (
@@ -36,7 +37,14 @@ type Env struct {
 	// then also count the PVs that reference a bucket.
 	PVs PVLister
 	Now func() time.Time
+	// Ownership verifies and writes marks with the driver's ownership key;
+	// nil when no key is configured (every command but upload into an
+	// existing bucket then refuses).
+	Ownership *bucket.Keeper
 }
+
+// errNoKey is the answer of commands that need the ownership key.
+var errNoKey = fmt.Errorf("%w: --ownership-key-file is required: only marks signed with the driver's ownership key count (in a cluster: the key in the chart's Secret)", fault.Invalid)
 
 func (e *Env) open(kind string) (store.Store, error) {
 	b, err := e.Stores.Get(kind)
@@ -44,6 +52,12 @@ func (e *Env) open(kind string) (store.Store, error) {
 		return nil, err
 	}
 	return b.Open(e.Secrets[kind], b.DefaultLocation)
+}
+
+// ref names bucket in kind's store at the configured default location,
+// the one location the CLI opens.
+func (e *Env) ref(kind, name string) bucket.Ref {
+	return bucket.Ref{Store: kind, Location: e.Stores[kind].DefaultLocation, Bucket: name}
 }
 
 // Entry is one bucket in `storage ls`.
@@ -61,16 +75,29 @@ type Entry struct {
 	Status string   `json:"status"`
 }
 
-// List returns the marked buckets of every configured store. A store that
+// Unverified is a bucket whose mark object is not a genuine mark: never
+// listed as the driver's nor deleted until an admin re-marks it.
+type Unverified struct {
+	Name, Store, Reason string
+}
+
+// List returns the buckets of every configured store that carry a
+// genuine mark, and those whose mark object is not genuine. A store that
 // cannot be listed is reported on e.Err and skipped.
-func (e *Env) List(ctx context.Context) ([]Entry, error) {
+func (e *Env) List(ctx context.Context) ([]Entry, []Unverified, error) {
+	if e.Ownership == nil {
+		return nil, nil, errNoKey
+	}
 	var out []Entry
+	var suspects []Unverified
 	for _, kind := range e.Stores.Kinds() {
 		st, err := e.open(kind)
 		if err == nil {
 			var entries []Entry
-			entries, err = listStore(ctx, kind, st)
+			var sus []Unverified
+			entries, sus, err = e.listStore(ctx, kind, st)
 			out = append(out, entries...)
+			suspects = append(suspects, sus...)
 		}
 		if err != nil {
 			fmt.Fprintf(e.Err, "warning: store %s: %v\n", kind, err)
@@ -79,7 +106,7 @@ func (e *Env) List(ctx context.Context) ([]Entry, error) {
 	if e.PVs != nil {
 		pvs, err := e.PVs(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("listing PersistentVolumes: %w", err)
+			return nil, nil, fmt.Errorf("listing PersistentVolumes: %w", err)
 		}
 		for i := range out {
 			if refs := ReferencingPVs(pvs, out[i].Store, out[i].Name); len(refs) > 0 {
@@ -89,39 +116,49 @@ func (e *Env) List(ctx context.Context) ([]Entry, error) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
-	return out, nil
+	return out, suspects, nil
 }
 
-func listStore(ctx context.Context, kind string, st store.Store) ([]Entry, error) {
+func (e *Env) listStore(ctx context.Context, kind string, st store.Store) ([]Entry, []Unverified, error) {
 	all, err := st.ListBuckets(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []Entry
+	var suspects []Unverified
 	for _, b := range all {
-		o, err := bucket.ReadOwner(ctx, st, b.Name)
-		if err != nil || o == nil {
+		f, err := e.Ownership.Read(ctx, st, e.ref(kind, b.Name))
+		if err != nil || f.Status == bucket.Unmarked {
 			continue // not ours (or unreadable): never listed, as in the spec
+		}
+		if f.Status == bucket.Unverified {
+			suspects = append(suspects, Unverified{Name: b.Name, Store: kind, Reason: f.Reason})
+			continue
 		}
 		n := 0
 		lerr := st.List(ctx, b.Name, bucket.MetaDir+"/volumes/", 0, func(store.Object) error { n++; return nil })
-		e := Entry{Name: b.Name, Store: kind, Created: o.CreatedAt, CreatedBy: o.CreatedBy, Volumes: n, Status: "READY"}
+		en := Entry{Name: b.Name, Store: kind, Created: f.Mark.CreatedAt, CreatedBy: f.Mark.CreatedBy, Volumes: n, Status: "READY"}
 		switch {
 		case lerr != nil:
-			e.Volumes, e.Status = -1, "UNKNOWN (volumes could not be listed)"
+			en.Volumes, en.Status = -1, "UNKNOWN (volumes could not be listed)"
+		case f.Mark.State == bucket.StateDeleting:
+			en.Status = "DELETING (unfinished; `storage delete` finishes it)"
 		case n > 0:
-			e.Status = fmt.Sprintf("IN USE (%d volumes)", n)
+			en.Status = fmt.Sprintf("IN USE (%d volumes)", n)
 		}
-		out = append(out, e)
+		out = append(out, en)
 	}
-	return out, nil
+	return out, suspects, nil
 }
 
 // Ls prints the listing as a table or as JSON.
 func (e *Env) Ls(ctx context.Context, asJSON bool) error {
-	entries, err := e.List(ctx)
+	entries, suspects, err := e.List(ctx)
 	if err != nil {
 		return err
+	}
+	for _, s := range suspects {
+		fmt.Fprintf(e.Err, "unverified mark: %s bucket %s is not listed as bucket-csi's (%s); if it is, re-mark it with `bucket-csi storage remark %s`\n", strings.ToUpper(s.Store), s.Name, s.Reason, s.Name)
 	}
 	if asJSON {
 		if entries == nil {
@@ -143,13 +180,17 @@ func (e *Env) Ls(ctx context.Context, asJSON bool) error {
 // deleting nothing of that bucket, when the bucket is not the driver's or
 // (without force) still used by volumes.
 func (e *Env) Delete(ctx context.Context, names []string, all, yes, force bool) error {
-	entries, err := e.List(ctx)
+	entries, suspects, err := e.List(ctx)
 	if err != nil {
 		return err
 	}
 	byName := map[string]Entry{}
 	for _, en := range entries {
 		byName[en.Name] = en
+	}
+	unverified := map[string]Unverified{}
+	for _, s := range suspects {
+		unverified[s.Name] = s
 	}
 	if all {
 		names = nil
@@ -170,7 +211,12 @@ func (e *Env) Delete(ctx context.Context, names []string, all, yes, force bool) 
 	var failed []string
 	for _, name := range names {
 		en, ok := byName[name]
+		sus, isSuspect := unverified[name]
 		switch {
+		case !ok && isSuspect:
+			fmt.Fprintf(e.Err, "Refusing to delete %s: its %s mark is not genuine (%s); bucket-csi deletes only its own buckets. If it is bucket-csi's, re-mark it first with `bucket-csi storage remark %s`.\n", name, bucket.OwnerKey, sus.Reason, name)
+			failed = append(failed, name)
+			continue
 		case !ok:
 			fmt.Fprintf(e.Err, "Refusing to delete %s: it was not created by bucket-csi (no %s mark) or does not exist; bucket-csi deletes only its own buckets.\n", name, bucket.OwnerKey)
 			failed = append(failed, name)
@@ -183,7 +229,7 @@ func (e *Env) Delete(ctx context.Context, names []string, all, yes, force bool) 
 		st, err := e.open(en.Store)
 		if err == nil {
 			fmt.Fprintf(e.Out, "Deleting %s bucket %s...\n", strings.ToUpper(en.Store), name)
-			err = bucket.Purge(ctx, st, name, nil)
+			err = e.Ownership.Purge(ctx, st, e.ref(en.Store, name), bucket.PurgeOptions{IfUnused: !force})
 		}
 		if err != nil {
 			fmt.Fprintf(e.Err, "Deleting %s failed: %v\n", name, err)

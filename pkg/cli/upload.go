@@ -58,7 +58,10 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	if err != nil {
 		return UploadResult{}, err
 	}
-	owned, err := bucket.Ensure(ctx, st, name, bucket.Owner{CreatedBy: "cli " + command})
+	if e.Ownership == nil {
+		return UploadResult{}, errNoKey
+	}
+	owned, err := e.Ownership.Ensure(ctx, st, bucket.Ref{Store: kind, Location: b.DefaultLocation, Bucket: name}, bucket.Owner{CreatedBy: "cli " + command})
 	if err != nil {
 		return UploadResult{}, err
 	}

@@ -54,13 +54,16 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		}
 		spec.Location = b.DefaultLocation
 	}
-	h := volume.Handle{Spec: spec}
-	if !spec.Existing {
-		h.NameHash = volume.NameHash(req.GetName())
-	}
+	// Every volume gets its own ID, `source` ones too: kubelet stages once
+	// per ID and node, so a shared ID would share one stage (its secret, its
+	// single-writer rule) between PVCs.
+	h := volume.Handle{Spec: spec, NameHash: volume.NameHash(req.GetName())}
 	id, err := h.ID()
 	if err != nil {
 		return nil, err
+	}
+	if !spec.Existing && d.cfg.Ownership == nil {
+		return nil, noOwnershipKey("create")
 	}
 	release, err := d.locks.acquire("create/" + req.GetName())
 	if err != nil {
@@ -77,8 +80,16 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if err := st.HeadBucket(ctx, spec.Bucket); err != nil {
 			return nil, err
 		}
-	} else if err := d.ensureManaged(ctx, st, spec.Bucket, h.NameHash, bucket.Record{Name: req.GetName(), VolumeID: id, CapacityBytes: capacity}, params); err != nil {
-		return nil, err
+	} else {
+		ref := bucket.Ref{Store: spec.Store, Location: spec.Location, Bucket: spec.Bucket}
+		releaseBucket, err := d.locks.acquire(bucketLockKey(ref))
+		if err != nil {
+			return nil, err
+		}
+		defer releaseBucket()
+		if err := d.ensureManaged(ctx, st, ref, h.NameHash, bucket.Record{Name: req.GetName(), VolumeID: id, CapacityBytes: capacity}, params); err != nil {
+			return nil, err
+		}
 	}
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
@@ -87,38 +98,62 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}}, nil
 }
 
-// ensureManaged creates or reuses a named bucket and keeps the volume record.
-func (d *Driver) ensureManaged(ctx context.Context, st store.Store, name, nameHash string, rec bucket.Record, params map[string]string) error {
+// bucketLockKey is the lock every CreateVolume and DeleteVolume of a
+// managed bucket holds over its mark, record and purge steps, so deleting
+// the last volume of a bucket never interleaves with placing a new volume
+// in it. Like every lock of the driver it answers Aborted on overlap (the
+// CO retries) rather than wait: a purge can outlast the caller's deadline.
+func bucketLockKey(ref bucket.Ref) string { return "bucket/" + ref.String() }
+
+// noOwnershipKey is the answer for creating or deleting a managed bucket
+// on a controller started without an ownership key.
+func noOwnershipKey(what string) error {
+	return fmt.Errorf("%w: this controller has no ownership key (--ownership-key-file), so it cannot %s buckets it manages (it could neither sign nor verify their mark); volumes with `source` on existing buckets work without one", fault.Precondition, what)
+}
+
+// ensureManaged creates or reuses a named bucket and keeps the volume
+// record. The caller holds the bucket's lock.
+func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.Ref, nameHash string, rec bucket.Record, params map[string]string) error {
 	creator := "volume " + rec.Name
 	if pvc, ns := params[volume.KeyPVCName], params[volume.KeyPVCNamespace]; pvc != "" {
 		creator = "pvc " + ns + "/" + pvc
 	}
-	owned, err := bucket.Ensure(ctx, st, name, bucket.Owner{CreatedBy: creator})
+	owned, err := d.cfg.Ownership.Ensure(ctx, st, ref, bucket.Owner{CreatedBy: creator})
 	if err != nil {
 		return err
 	}
 	if !owned {
 		// Used as asked, never deleted, and nothing of ours written into it.
-		d.log.Info("using an existing bucket the driver did not create; it will never be deleted", "bucket", name)
+		d.log.Info("using an existing bucket without a genuine bucket-csi mark; it will never be deleted", "bucket", ref.Bucket)
 		return nil
 	}
-	old, err := bucket.GetRecord(ctx, st, name, nameHash)
+	old, err := bucket.GetRecord(ctx, st, ref.Bucket, nameHash)
 	if err != nil {
 		return err
 	}
 	if old != nil {
 		if old.Name != rec.Name || old.VolumeID != rec.VolumeID || old.CapacityBytes != rec.CapacityBytes {
-			return fmt.Errorf("%w: volume %q already exists in bucket %q with other parameters (ID %s, %d bytes requested)", fault.Conflict, rec.Name, name, old.VolumeID, old.CapacityBytes)
+			return fmt.Errorf("%w: volume %q already exists in bucket %q with other parameters (ID %s, %d bytes requested)", fault.Conflict, rec.Name, ref.Bucket, old.VolumeID, old.CapacityBytes)
 		}
 		return nil
 	}
 	rec.CreatedAt = time.Now().UTC()
-	return bucket.PutRecord(ctx, st, name, nameHash, rec)
+	if err := bucket.PutRecord(ctx, st, ref.Bucket, nameHash, rec); err != nil {
+		return err
+	}
+	// A purge by another process (the CLI) that started meanwhile sees
+	// this record, or this check sees its mark (bucket.Keeper.Purge).
+	if err := d.cfg.Ownership.CheckNotDeleting(ctx, st, ref); err != nil {
+		return errors.Join(err, bucket.DeleteRecord(ctx, st, ref.Bucket, nameHash))
+	}
+	return nil
 }
 
 // DeleteVolume forgets the volume. The bucket itself is deleted only when it
-// carries the driver's mark, the volume was created with persistent "false",
-// and no other volume still uses it. Unknown or malformed IDs answer OK.
+// carries a genuine mark (signed with this controller's ownership key), the
+// volume was created with persistent "false", and no other volume still
+// uses it; a bucket the store refuses to delete keeps its mark and answers
+// FailedPrecondition. Unknown or malformed IDs answer OK.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
@@ -128,11 +163,20 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		// Not ours, or an existing bucket the driver never deletes.
 		return &csi.DeleteVolumeResponse{}, nil
 	}
+	if d.cfg.Ownership == nil {
+		return nil, noOwnershipKey("delete")
+	}
 	release, err := d.locks.acquire(req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	ref := bucket.Ref{Store: h.Store, Location: h.Location, Bucket: h.Bucket}
+	releaseBucket, err := d.locks.acquire(bucketLockKey(ref))
+	if err != nil {
+		return nil, err
+	}
+	defer releaseBucket()
 	st, err := d.openStore(h.Store, h.Location, req.GetSecrets())
 	if err != nil {
 		return nil, err
@@ -142,11 +186,13 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	} else if err != nil {
 		return nil, err
 	}
-	owner, err := bucket.ReadOwner(ctx, st, h.Bucket)
+	found, err := d.cfg.Ownership.Read(ctx, st, ref)
 	if err != nil {
 		return nil, err
 	}
-	if owner == nil {
+	if found.Status != bucket.Genuine {
+		// Foreign (or a mark this key did not sign): nothing of it is
+		// touched.
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	if err := bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash); err != nil {
@@ -158,11 +204,13 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if inUse, err := bucket.HasRecords(ctx, st, h.Bucket); err != nil || inUse {
 		return &csi.DeleteVolumeResponse{}, err
 	}
-	err = bucket.Purge(ctx, st, h.Bucket, nil)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	err = d.cfg.Ownership.Purge(ctx, st, ref, bucket.PurgeOptions{IfUnused: true})
+	switch {
+	case errors.Is(err, bucket.ErrInUse):
+		return &csi.DeleteVolumeResponse{}, nil
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return nil, fmt.Errorf("%w: deleting bucket %q is not finished; the next retry continues", fault.Pending, h.Bucket)
-	}
-	if err == nil {
+	case err == nil:
 		d.log.Info("deleted bucket", "bucket", h.Bucket, "store", h.Store)
 	}
 	return &csi.DeleteVolumeResponse{}, err

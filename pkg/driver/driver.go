@@ -15,6 +15,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -37,6 +38,11 @@ type Config struct {
 	BucketPrefix string
 	// Stores are the configured object stores.
 	Stores store.Registry
+	// Ownership marks, recognizes and purges the buckets the controller
+	// manages (signing key and creation journal); nil when no ownership
+	// key is configured: creating and deleting managed buckets then
+	// answers FailedPrecondition.
+	Ownership *bucket.Keeper
 	// State is the node-local state directory.
 	State nodestate.Dir
 	// Inline is the policy for inline ephemeral volumes.
@@ -54,10 +60,22 @@ type Config struct {
 type InlinePolicy struct {
 	// Stores lists the stores inline volumes may use; empty means none.
 	Stores []string
+	// Modes lists the modes inline volumes may use; empty means MOUNT
+	// only. COPY and MOUNT_CACHED keep data on the node's disk on behalf
+	// of a pod that may vanish, so an admin allows them on purpose.
+	Modes []volume.Mode
 	// AmbientCredentials lets an inline volume without a secret use the
 	// driver's own identity. Off by default: a pod must bring credentials
 	// from a Secret in its own namespace.
 	AmbientCredentials bool
+}
+
+// modes returns the modes inline volumes may use.
+func (p InlinePolicy) modes() []volume.Mode {
+	if len(p.Modes) == 0 {
+		return []volume.Mode{volume.ModeMount}
+	}
+	return p.Modes
 }
 
 // Driver implements the CSI services.

@@ -67,8 +67,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err != nil {
 		return nil, err
 	}
-	flags, err := mountFlags(req.GetVolumeCapability())
-	if err != nil {
+	if _, err := mountFlags(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
 	release, err := d.locks.acquire(id)
@@ -76,18 +75,29 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), flags, false)
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), false)
 }
 
-// mountFlags reads the capability's mount flags, read-only access modes
-// and volume mount group (the pod's fsGroup: files get that group and are
-// group-writable).
-func mountFlags(vc *csi.VolumeCapability) (volume.MountFlags, error) {
+// mountOptions reads the capability's mount flags and read-only access
+// modes: what a repeated stage must match (see stage). The volume mount
+// group is left out: kubelet passes the fsGroup of whichever pod comes
+// first (after a kubelet restart, possibly another pod of the same PVC).
+func mountOptions(vc *csi.VolumeCapability) (volume.MountFlags, error) {
 	flags, err := volume.ParseMountFlags(vc.GetMount().GetMountFlags())
 	if err != nil {
 		return flags, err
 	}
 	flags.ReadOnly = flags.ReadOnly || readOnlyMode(vc)
+	return flags, nil
+}
+
+// mountFlags is mountOptions plus the volume mount group (the pod's
+// fsGroup: files get that group and are group-writable).
+func mountFlags(vc *csi.VolumeCapability) (volume.MountFlags, error) {
+	flags, err := mountOptions(vc)
+	if err != nil {
+		return flags, err
+	}
 	if g := vc.GetMount().GetVolumeMountGroup(); g != "" {
 		gid, err := strconv.ParseUint(g, 10, 32)
 		if err != nil {
@@ -120,10 +130,29 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 
 // stage is NodeStage's work, shared with inline (ephemeral) publishes.
 // The caller holds the volume's lock.
-func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, flags volume.MountFlags, ephemeral bool) error {
+//
+// A repeat for a live stage at the same path with the same mode, bucket,
+// mount options (mountOptions) and secrets answers OK; a live stage with
+// any of them different answers fault.Conflict naming what differs (it
+// serves pods and is never torn down under them). A stale stage (dead FUSE server, moved
+// staging path, unfinished copy) is released with its own mode's stager
+// (see releaseStale) and staged again as asked.
+func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, ephemeral bool) error {
 	stager, ok := d.cfg.Stagers[h.Mode]
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
+	}
+	flags, err := mountFlags(vc)
+	if err != nil {
+		return err
+	}
+	opts, err := mountOptions(vc)
+	if err != nil {
+		return err
+	}
+	want, err := d.stagedWith(h, secrets, opts)
+	if err != nil {
+		return err
 	}
 	rec, err := d.cfg.State.Load(id)
 	if err != nil {
@@ -132,14 +161,23 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	var targets []string
 	var singleWriter bool
 	if rec != nil {
-		if rec.StagingPath == staging && stager.Healthy(rec) {
-			return nil
+		old, known := d.cfg.Stagers[rec.Mode]
+		if live := known && old.Healthy(rec); live {
+			if err := stageConflict(rec, h.Mode, want); err != nil {
+				return err
+			}
+			if rec.StagingPath == staging {
+				return nil
+			}
 		}
+	}
+	if err := d.checkNotDeleted(ctx, id, h, secrets); err != nil {
+		return err
+	}
+	if rec != nil {
 		// Pods already published keep their record (and RWOP its rule).
 		targets, singleWriter = rec.Targets, rec.SingleWriter
-		// A stale or unfinished stage (dead FUSE server, moved path, copy
-		// still running): stop serving it without dropping data, then stage.
-		if err := stager.Release(ctx, rec); err != nil {
+		if err := d.releaseStale(ctx, rec, h.Mode); err != nil {
 			return err
 		}
 	}
@@ -156,7 +194,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	// Recorded before the work starts, so an unstage that comes while it
 	// is still running (a pod deleted mid-copy) finds and stops it.
 	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
-		Targets: targets, SingleWriter: singleWriter, StagedAt: time.Now().UTC()}
+		Targets: targets, SingleWriter: singleWriter, StagedAt: time.Now().UTC(), Staged: &want}
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
 	}

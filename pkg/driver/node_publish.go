@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -56,7 +57,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
-		if staging, err = d.stageInline(ctx, id, req.GetVolumeContext(), req.GetSecrets(), flags); err != nil {
+		if staging, err = d.stageInline(ctx, id, req.GetVolumeContext(), req.GetSecrets(), vc); err != nil {
 			return nil, err
 		}
 	}
@@ -75,6 +76,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	} else if m != nil {
 		if slices.Contains(rec.Targets, target) {
+			if err := publishConflict(rec, staging, target, m, ro, single); err != nil {
+				return nil, err
+			}
 			return &csi.NodePublishVolumeResponse{}, nil
 		}
 		if m.FSType != fuseType {
@@ -104,6 +108,34 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
+// publishConflict compares a repeated publish with what is mounted at
+// target: fault.Conflict when it was published read-only and read-write is
+// asked or the reverse (a read-only staging makes every bind read-only, and
+// that is what any publish of it gets), or with single-writer access and a
+// shared mode is asked or the reverse; nil when compatible. A mounted,
+// recorded target of a single-writer volume is its one writer: every other
+// publish was refused while it was mounted.
+func publishConflict(rec *nodestate.Volume, staging, target string, m *mountpoint.Info, ro, single bool) error {
+	if sm, err := mountpoint.Get(staging); err != nil {
+		return err
+	} else if sm != nil && sm.ReadOnly {
+		ro = true
+	}
+	word := map[bool]string{true: "read-only", false: "read-write"}
+	var diff []string
+	if m.ReadOnly != ro {
+		diff = append(diff, fmt.Sprintf("it is published %s, %s asked", word[m.ReadOnly], word[ro]))
+	}
+	access := map[bool]string{true: "single-writer (SINGLE_NODE_SINGLE_WRITER)", false: "shared"}
+	if rec.SingleWriter != single {
+		diff = append(diff, fmt.Sprintf("it is published with %s access, %s asked", access[rec.SingleWriter], access[single]))
+	}
+	if len(diff) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: volume %s is already published at %s with another capability: %s", fault.Conflict, rec.VolumeID, target, strings.Join(diff, "; "))
+}
+
 // publishedElsewhere lists the recorded targets other than target that are
 // still mounted.
 func publishedElsewhere(rec *nodestate.Volume, target string) []string {
@@ -121,13 +153,16 @@ func publishedElsewhere(rec *nodestate.Volume, target string) []string {
 
 // stageInline stages an inline ephemeral volume in the volume's private
 // state directory. Its attributes must name an existing bucket (source).
-func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[string]string, flags volume.MountFlags) (string, error) {
+func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[string]string, vc *csi.VolumeCapability) (string, error) {
 	spec, err := volume.Parse(attrs, d.cfg.Defaults, "")
 	if err != nil {
 		return "", err
 	}
 	if !spec.Existing {
 		return "", fmt.Errorf("%w: inline volumes must name an existing bucket with %q; buckets are created through PersistentVolumeClaims", fault.Invalid, volume.KeySource)
+	}
+	if modes := d.cfg.Inline.modes(); !slices.Contains(modes, spec.Mode) {
+		return "", fmt.Errorf("%w: inline volumes may not use mode %s on this node (allowed: %v); use a PersistentVolume, or ask the admin to allow it (driver flag --inline-modes, chart value inline.modes)", fault.Denied, spec.Mode, modes)
 	}
 	if !slices.Contains(d.cfg.Inline.Stores, spec.Store) {
 		return "", fmt.Errorf("%w: inline volumes may not use store %q on this cluster (allowed: %v); use a PersistentVolume, or ask the admin to allow it", fault.Denied, spec.Store, d.cfg.Inline.Stores)
@@ -142,7 +177,7 @@ func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[
 		return "", fmt.Errorf("%w: inline volumes must bring credentials: set nodePublishSecretRef to a Secret in the pod's namespace (the driver's own identity is not lent to inline volumes)", fault.Denied)
 	}
 	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
-	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, flags, true)
+	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, true)
 }
 
 // NodeUnpublishVolume unmounts and removes the target path. A missing

@@ -12,6 +12,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 )
 
 // Listen opens the endpoint ("unix:///path/csi.sock" or a bare path),
@@ -60,13 +62,21 @@ func (d *Driver) NewGRPCServer() *grpc.Server {
 
 // intercept logs each call and converts errors to statuses. It logs the
 // method, volume ID or name, paths, duration and, on failure, the code and
-// the error message (which never holds secrets): never request bodies, so
-// secrets and service-account tokens in secrets or volume context cannot
-// reach the log.
+// the error message: never request bodies, so secrets and service-account
+// tokens in secrets or volume context cannot reach the log. Engine errors
+// are masked where they leave the FUSE server and the copier; as a last
+// net, the message is masked once more with the request's own secrets
+// before it is logged or answered.
 func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := h(ctx, req)
 	err = toStatus(err)
+	if r, ok := req.(interface{ GetSecrets() map[string]string }); ok && err != nil && len(r.GetSecrets()) > 0 {
+		st, _ := status.FromError(err)
+		if msg := redact.FromSecrets(r.GetSecrets()).String(st.Message()); msg != st.Message() {
+			err = status.Error(st.Code(), msg)
+		}
+	}
 	attrs := []any{"method", info.FullMethod, "duration", time.Since(start).Round(time.Millisecond)}
 	if r, ok := req.(interface{ GetVolumeId() string }); ok && r.GetVolumeId() != "" {
 		attrs = append(attrs, "volume", r.GetVolumeId())

@@ -33,6 +33,10 @@ type Config struct {
 	MountPoint string `json:"mountPoint"`
 	// Remote holds the rclone backend options, credentials included.
 	Remote map[string]string `json:"remote"`
+	// Redact are the volume's secret values (redact.Values of its
+	// store.Secrets): the server masks them, and every form of them, in its
+	// status line and its log, whatever the engine's errors quote.
+	Redact []string `json:"redact,omitempty"`
 	// Bucket and Prefix select what is mounted.
 	Bucket string `json:"bucket"`
 	Prefix string `json:"prefix"`

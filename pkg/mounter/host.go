@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
@@ -26,15 +27,25 @@ type hostRequest struct {
 	LogPath string  `json:"logPath"`
 }
 
-// hostReply answers a hostRequest.
+// hostReply answers a hostRequest. Kind is the fault kind of Error
+// (fault.Kind), so a refusal stays final across the socket; a reply
+// without one is fault.Unavailable.
 type hostReply struct {
 	Started Started `json:"started"`
 	Error   string  `json:"error,omitempty"`
+	Kind    string  `json:"kind,omitempty"`
 }
 
 // ServeHost accepts start requests on socketPath (0600) until ctx ends,
-// starting each server with sup (which must execute locally).
-func ServeHost(ctx context.Context, socketPath string, sup *Supervisor, log *slog.Logger) error {
+// starting each server with sup (which must execute locally). Every path
+// of a request (mount point, cache and private directories, control
+// socket, log) must lie within one of the allowed directories (see
+// Allowed.Check); anything else is refused with fault.Invalid and never
+// touched.
+func ServeHost(ctx context.Context, socketPath string, sup *Supervisor, allowed Allowed, log *slog.Logger) error {
+	if len(allowed) == 0 {
+		return fmt.Errorf("the mounter host needs the directories it may serve (kubelet and state directories)")
+	}
 	_ = os.Remove(socketPath)
 	l, err := net.Listen("unix", socketPath)
 	if err != nil {
@@ -58,7 +69,12 @@ func ServeHost(ctx context.Context, socketPath string, sup *Supervisor, log *slo
 			defer conn.Close()
 			var req hostRequest
 			if err := json.NewDecoder(conn).Decode(&req); err != nil || req.Config == nil {
-				_ = json.NewEncoder(conn).Encode(hostReply{Error: fmt.Sprintf("bad request: %v", err)})
+				_ = json.NewEncoder(conn).Encode(hostReply{Error: fmt.Sprintf("bad request: %v", err), Kind: fault.Kind(fault.Invalid)})
+				return
+			}
+			if err := allowed.Check(req.Config, req.LogPath); err != nil {
+				log.Warn("refused a start request", "volume", req.Config.VolumeID, "err", err)
+				_ = json.NewEncoder(conn).Encode(hostReply{Error: err.Error(), Kind: fault.Kind(err)})
 				return
 			}
 			// The start lives as long as the plugin waits for it: when the
@@ -74,7 +90,7 @@ func ServeHost(ctx context.Context, socketPath string, sup *Supervisor, log *slo
 			started, err := sup.Start(sctx, req.Config, req.LogPath)
 			reply := hostReply{Started: started}
 			if err != nil {
-				reply.Error = err.Error()
+				reply.Error, reply.Kind = err.Error(), fault.Kind(err)
 			}
 			log.Info("started FUSE server", "volume", req.Config.VolumeID, "pid", started.Pid, "err", reply.Error)
 			_ = json.NewEncoder(conn).Encode(reply)
@@ -101,7 +117,11 @@ func (s *Supervisor) startRemote(ctx context.Context, cfg *Config, logPath strin
 		return Started{}, fmt.Errorf("%w: reading from the mounter host: %v", fault.Unavailable, err)
 	}
 	if reply.Error != "" {
-		return Started{}, fmt.Errorf("%w: %s", fault.Unavailable, reply.Error)
+		kind := fault.FromKind(reply.Kind)
+		if kind == nil {
+			kind = fault.Unavailable
+		}
+		return Started{}, fmt.Errorf("%w: mounter host: %s", kind, strings.TrimPrefix(reply.Error, kind.Error()+": "))
 	}
 	return reply.Started, nil
 }

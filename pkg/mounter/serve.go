@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 
@@ -44,7 +47,13 @@ const statusFD = 3
 // ServeMain is the body of bucket-csi-mounter: it reads the Config from
 // stdin, mounts, reports on fd 3, and serves until unmounted or signalled.
 // It returns the process exit code.
+//
+// Everything the server reports leaves through one Redactor built from
+// cfg.Redact: the status line and every log line (its own, rclone's and
+// go-fuse's) have the volume's secrets masked, whatever an engine error
+// quotes. The control socket answers counts only, never engine text.
 func ServeMain() int {
+	var red *redact.Redactor
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	status := os.NewFile(statusFD, "status")
 	report := func(err error) {
@@ -53,7 +62,8 @@ func ServeMain() int {
 		}
 		msg := "ok\n"
 		if err != nil {
-			msg = "error: " + err.Error() + "\n"
+			// One line: the supervisor reads up to the first newline.
+			msg = "error: " + strings.ReplaceAll(red.String(err.Error()), "\n", " ") + "\n"
 		}
 		_, _ = status.WriteString(msg)
 		_ = status.Close()
@@ -64,6 +74,11 @@ func ServeMain() int {
 	if err == nil {
 		err = json.Unmarshal(data, &cfg)
 	}
+	red = redact.New(cfg.Redact...)
+	cfg.Redact = nil
+	stderr := red.Writer(os.Stderr)
+	log = slog.New(slog.NewTextHandler(stderr, nil))
+	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -169,12 +184,19 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		UID:          cfg.UID,
 		GID:          cfg.GID,
 	}
+	// The kernel checks every access against the owner and mode the VFS
+	// shows (uid, gid, umask, the pod's fsGroup); without it any uid in
+	// the pod could read and delete any file.
+	opts.MountOptions.Options = append(opts.MountOptions.Options, "default_permissions")
 	if cfg.ReadOnly {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	raw := fusefs.NewNodeFS(root, &opts)
 	if cfg.Mode == volume.ModeMountCached {
 		raw = newDurableFS(raw, v, log)
+	}
+	if cfg.Prefix == "" {
+		raw = metaGuard{raw}
 	}
 	server, err := fuse.NewServer(raw, cfg.MountPoint, &opts.MountOptions)
 	if err != nil {
@@ -224,7 +246,8 @@ func drain(v *vfs.VFS, log *slog.Logger, limit time.Duration) {
 }
 
 // hideMetaDir returns ctx with a filter hiding the driver's own objects
-// (bucket.MetaDir) when the mount shows the bucket root.
+// (bucket.MetaDir) from listings when the mount shows the bucket root;
+// metaGuard refuses every access to them.
 func hideMetaDir(ctx context.Context, prefix string) (context.Context, error) {
 	if prefix != "" {
 		return ctx, nil
@@ -243,9 +266,11 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	o := vfscommon.Opt
 	o.ReadOnly = cfg.ReadOnly
 	o.UID, o.GID = cfg.UID, cfg.GID
-	o.Umask = vfscommon.FileMode(cfg.Umask)
-	o.DirPerms = vfscommon.FileMode(0o777)
-	o.FilePerms = vfscommon.FileMode(0o666)
+	// The modes are final (the VFS masks them with its Umask again, so
+	// that is zero): the same rule as COPY's files, see volume.DirMode.
+	o.Umask = 0
+	o.DirPerms = vfscommon.FileMode(volume.DirMode(cfg.Umask))
+	o.FilePerms = vfscommon.FileMode(volume.FileMode(cfg.Umask))
 	if cfg.DirCacheTime > 0 {
 		o.DirCacheTime = fs.Duration(cfg.DirCacheTime)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/proc"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 )
 
 // Supervisor starts and stops FUSE server processes.
@@ -141,7 +142,10 @@ func (s *Supervisor) Start(ctx context.Context, cfg *Config, logPath string) (St
 		case l == "":
 			return fail(fmt.Errorf("%w: the FUSE server exited before mounting; see %s", fault.Unavailable, logPath))
 		default:
-			return fail(fmt.Errorf("%w: FUSE server: %s", fault.Unavailable, strings.TrimPrefix(l, "error: ")))
+			// The server masks its secrets itself; masking again here
+			// also covers a server binary older than that.
+			msg := redact.New(cfg.Redact...).String(strings.TrimPrefix(l, "error: "))
+			return fail(fmt.Errorf("%w: FUSE server: %s", fault.Unavailable, msg))
 		}
 	case <-ctx.Done():
 		return fail(fmt.Errorf("%w: the FUSE server did not mount in time: %v", fault.Unavailable, ctx.Err()))

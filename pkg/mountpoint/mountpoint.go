@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,9 @@ type Info struct {
 	FSType string // e.g. "fuse.bucket-csi"
 	Source string
 	Minor  int // device minor: a FUSE mount's connection number
+	// ReadOnly is set when the mount point itself is read-only (a
+	// read-only bind), whatever its filesystem allows.
+	ReadOnly bool
 }
 
 // Get returns the topmost mount at path, or nil when path is not a mount
@@ -36,7 +40,8 @@ func Get(path string) (*Info, error) {
 		return nil, nil
 	}
 	m := mounts[len(mounts)-1]
-	return &Info{FSType: m.FSType, Source: m.Source, Minor: m.Minor}, nil
+	ro := slices.Contains(strings.Split(m.Options, ","), "ro")
+	return &Info{FSType: m.FSType, Source: m.Source, Minor: m.Minor, ReadOnly: ro}, nil
 }
 
 // Mounted reports whether path is a mount point.

@@ -2,7 +2,8 @@
 // has staged (or published inline), so a restarted node plugin finds its
 // live FUSE servers again. Records are JSON files, one directory per volume
 // under <root>/volumes/, written atomically with mode 0600 in 0700
-// directories. They hold no secrets.
+// directories. They hold no secrets (only a keyed hash of them, see
+// Staged).
 package nodestate
 
 import (
@@ -38,6 +39,9 @@ type Volume struct {
 	// SingleWriter is set when published with SINGLE_NODE_SINGLE_WRITER.
 	SingleWriter bool      `json:"singleWriter,omitempty"`
 	StagedAt     time.Time `json:"stagedAt"`
+	// Staged is what the volume was staged with; nil in records written
+	// before it was kept (such a stage is not compared).
+	Staged *Staged `json:"staged,omitempty"`
 }
 
 // Dir is a state directory.
@@ -87,23 +91,36 @@ func (d Dir) Save(v *Volume) error {
 		return err
 	}
 	data, _ := json.MarshalIndent(v, "", "  ")
-	tmp, err := os.CreateTemp(dir, ".state-*")
+	tmp, err := writeTemp(dir, ".state-*", data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp)
+	return os.Rename(tmp, d.recordPath(v.VolumeID))
+}
+
+// writeTemp writes data to a new 0600 file in dir, synced, and returns its
+// path, for the caller to move into place and then remove.
+func writeTemp(dir, pattern string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return err
+		os.Remove(tmp.Name())
+		return "", err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return err
+		os.Remove(tmp.Name())
+		return "", err
 	}
 	if err := tmp.Close(); err != nil {
-		return err
+		os.Remove(tmp.Name())
+		return "", err
 	}
-	return os.Rename(tmp.Name(), d.recordPath(v.VolumeID))
+	return tmp.Name(), nil
 }
 
 // Remove deletes the record and the private directory of volumeID.

@@ -20,6 +20,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
@@ -40,6 +41,9 @@ type Copy struct {
 	Keep    bool
 	Options copier.Options
 	Log     *slog.Logger
+	// Redact, if set, is the mask of this process's log: each running
+	// copy adds its secrets, since rclone logs into it.
+	Redact *redact.Set
 
 	// mu guards jobs only, for a map lookup or update: it is never held
 	// across a network call or disk work, so volumes never wait on each
@@ -116,7 +120,15 @@ func (c *Copy) start(req Request) *copyJob {
 	go func() {
 		defer close(job.done)
 		defer cancel()
+		// Engine errors leave the copy masked: the error Stage returns and
+		// the reasons of left-out keys it logs.
+		red := redact.FromSecrets(req.Secrets)
+		defer c.Redact.Add(red)()
 		job.result, job.err = c.run(ctx, req, &job.progress)
+		job.err = red.Error(job.err)
+		for i := range job.result.Skipped {
+			job.result.Skipped[i].Reason = red.String(job.result.Skipped[i].Reason)
+		}
 	}()
 	return job
 }
@@ -156,7 +168,20 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	}
 	opt := c.Options
 	opt.HideMetaDir = req.Handle.Prefix == ""
-	return copier.Copy(ctx, f, filepath.Join(dir, "data"), filepath.Join(dir, "manifest.jsonl"), opt, progress)
+	data := filepath.Join(dir, "data")
+	if opt.HideMetaDir {
+		// The copier never sees the guard presentCopy puts there.
+		if err := unguardMeta(data); err != nil {
+			return copier.Result{}, err
+		}
+	}
+	res, err := copier.Copy(ctx, f, data, filepath.Join(dir, "manifest.jsonl"), opt, progress)
+	if err == nil {
+		// In the job, not in Stage: the walk of a large copy may outlast
+		// one NodeStage call.
+		err = presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
+	}
+	return res, err
 }
 
 // forget drops a finished job so the next stage starts afresh.
@@ -190,7 +215,7 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if c.Keep {
 		return nil
 	}
-	return os.RemoveAll(c.dir(rec.VolumeID))
+	return removeCopy(c.dir(rec.VolumeID))
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on

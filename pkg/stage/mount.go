@@ -7,6 +7,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -76,6 +77,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		VolumeID:         req.VolumeID,
 		MountPoint:       req.StagingPath,
 		Remote:           remote,
+		Redact:           redact.Values(req.Secrets),
 		Bucket:           req.Handle.Bucket,
 		Prefix:           req.Handle.Prefix,
 		Mode:             req.Handle.Mode,

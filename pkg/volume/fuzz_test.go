@@ -11,7 +11,7 @@ import (
 // FuzzParseID: decoding never panics, accepts only canonical IDs within the
 // length limit, and a decoded ID encodes back to itself.
 func FuzzParseID(f *testing.F) {
-	for _, s := range []string{"v1:s3:Mpn:0123456789ab:bucket/pre/fix", "v1:azure:Kes:-:cont@acct/p", "v1:oci:Cps:-:B_1@us-ashburn-1", "some-vol-id", ""} {
+	for _, s := range []string{"v1:s3:Mpn:0123456789ab:bucket/pre/fix", "v1:azure:Kes:-:cont@acct/p", "v1:s3:Cps:0123456789ab:b/p", "v1:oci:Cps:-:B_1@us-ashburn-1", "some-vol-id", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
@@ -75,10 +75,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		h := Handle{Spec: spec}
-		if !spec.Existing {
-			h.NameHash = NameHash(name)
-		}
+		h := Handle{Spec: spec, NameHash: NameHash(name)}
 		id, err := h.ID()
 		if err != nil {
 			if !errors.Is(err, fault.Invalid) {

@@ -14,12 +14,15 @@ import (
 const MaxIDLength = 128
 
 // Handle is everything a node needs to attach a volume, as carried in the
-// volume ID: the Spec plus the hash of the CSI volume name that keys the
-// volume's record inside a bucket the driver created.
+// volume ID: the Spec plus the hash of the CSI volume name, which makes
+// every provisioned volume's ID its own (two PVCs of one `source`
+// StorageClass never share a handle, so never share a node stage) and keys
+// the volume's record inside a bucket the driver manages.
 type Handle struct {
 	Spec
-	// NameHash is NameHash(csi volume name) for volumes whose bucket the
-	// driver manages (created or reused by `name`); "" for `source` volumes.
+	// NameHash is NameHash(csi volume name) for every volume CreateVolume
+	// issues. It is "" only in IDs issued before source volumes carried it
+	// ("-" in the ID), which stay valid.
 	NameHash string
 }
 
@@ -28,9 +31,11 @@ type Handle struct {
 //	v1:<store>:<mode><p|e><n|s>:<namehash|->:<bucket>[@<location>][/<prefix>]
 //
 // mode is M (MOUNT), C (COPY) or K (MOUNT_CACHED); p/e is persistent or
-// ephemeral; n/s is a named (driver-managed) or source (existing) bucket. The
-// bucket field is last so the prefix may contain any character CleanPrefix
-// allows. The encoding is deterministic: one Handle, one ID.
+// ephemeral; n/s is a named (driver-managed) or source (existing) bucket.
+// The name hash is "-" only in source IDs issued by earlier versions; a
+// named volume always has one. The bucket field is last so the prefix may
+// contain any character CleanPrefix allows. The encoding is deterministic:
+// one Handle, one ID.
 const idVersion = "v1"
 
 var (
@@ -117,8 +122,8 @@ func ParseID(id string) (Handle, error) {
 		return bad("bad origin flag")
 	}
 	switch {
-	case nh == "-" && h.Existing:
-	case hashRE.MatchString(nh) && !h.Existing:
+	case nh == "-" && h.Existing: // a source volume from before name hashes
+	case hashRE.MatchString(nh):
 		h.NameHash = nh
 	default:
 		return bad("bad name hash")

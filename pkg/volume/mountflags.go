@@ -71,3 +71,13 @@ func ParseMountFlags(flags []string) (MountFlags, error) {
 	}
 	return m, nil
 }
+
+// String formats m as the mount options that parse to it, for messages
+// (it holds no secret).
+func (m MountFlags) String() string {
+	ro := "rw"
+	if m.ReadOnly {
+		ro = "ro"
+	}
+	return fmt.Sprintf("%s,uid=%d,gid=%d,umask=%03o,dir-cache-time=%s", ro, m.UID, m.GID, m.Umask, m.DirCacheTime)
+}

@@ -163,6 +163,23 @@ func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, err
 	return spec, nil
 }
 
+// ParseModes parses a comma-separated list of modes (a driver flag);
+// fault.Invalid names the accepted ones.
+func ParseModes(list string) ([]Mode, error) {
+	var out []Mode
+	for _, v := range strings.Split(list, ",") {
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		m, err := parseMode(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
 func parseMode(v string) (Mode, error) {
 	m := Mode(strings.ToUpper(strings.TrimSpace(v)))
 	for _, ok := range Modes {

@@ -5,9 +5,13 @@
 package testenv
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +20,8 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 )
@@ -43,8 +49,13 @@ func RequireFUSE(t testing.TB) {
 	f.Close()
 }
 
-// S3 is a versitygw server for one test.
-type S3 struct{ *localenv.S3 }
+// S3 is a versitygw server for one test, with the ownership key every
+// driver and storage CLI of the test uses with it.
+type S3 struct {
+	*localenv.S3
+	// KeyFile is the ownership key file (0600).
+	KeyFile string
+}
 
 // StartS3 starts versitygw in a temporary directory for the test.
 func StartS3(t testing.TB) *S3 { return StartS3Region(t, "") }
@@ -61,8 +72,31 @@ func StartS3Region(t testing.TB, region string) *S3 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return forTest(t, s)
+}
+
+// forTest stops s when the test ends and gives it an ownership key.
+func forTest(t testing.TB, s *localenv.S3) *S3 {
+	t.Helper()
 	t.Cleanup(s.Stop)
-	return &S3{s}
+	key, err := localenv.WriteKeyFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &S3{S3: s, KeyFile: key}
+}
+
+// StartS3Versioning starts versitygw with object versioning available.
+func StartS3Versioning(t testing.TB) *S3 {
+	t.Helper()
+	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartS3Versioning(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return forTest(t, s)
 }
 
 // Secrets returns the CSI secret that reaches this server.
@@ -85,11 +119,16 @@ type Driver struct{ *localenv.Driver }
 
 // StartDriver runs the driver against s3 until the test ends; every mount
 // it left below its directory is unmounted then, and its log is printed if
-// the test failed.
+// the test failed. The driver uses s3.KeyFile unless args name an
+// --ownership-key-file ("--ownership-key-file=" for none); without
+// s3.KeyFile it gets a new key of its own.
 func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
 	t.Helper()
 	if _, err := localenv.Binary("BUCKET_CSI_BIN", "bucket-csi"); err != nil {
 		Missing(t, "%v", err)
+	}
+	if s3.KeyFile != "" && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--ownership-key-file") }) {
+		args = append([]string{"--ownership-key-file", s3.KeyFile}, args...)
 	}
 	d, err := localenv.StartDriver(s3.S3, args...)
 	if err != nil {
@@ -103,6 +142,10 @@ func StartDriver(t testing.TB, s3 *S3, args ...string) *Driver {
 				data, _ := os.ReadFile(l)
 				t.Logf("%s:\n%s", l, data)
 			}
+		}
+		// Kept copies are guarded by an immutable directory.
+		if err := stage.ReleaseGuards(filepath.Join(d.StateDir, "copies")); err != nil {
+			t.Errorf("clearing the copies' guards: %v", err)
 		}
 		d.Stop()
 	})
@@ -131,14 +174,43 @@ func (d *Driver) Staged(t testing.TB) []*nodestate.Volume {
 	return all
 }
 
-// AssertNoSecret fails if secret appears in the driver's log, in any FUSE
-// server's command line or environment, or in its log file.
+// SecretForms are the ways a secret may be printed: itself, each line of
+// it, URL query- and path-escaped, Go- and JSON-quoted, base64.
+func SecretForms(secret string) []string {
+	js, _ := json.Marshal(secret)
+	out := []string{secret, url.QueryEscape(secret), url.PathEscape(secret),
+		strings.Trim(strconv.Quote(secret), `"`), strings.Trim(string(js), `"`),
+		base64.StdEncoding.EncodeToString([]byte(secret))}
+	for _, l := range strings.Split(secret, "\n") {
+		if l = strings.TrimSpace(l); len(l) >= redact.MinLen {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// containsSecret reports which form of secret text holds ("" if none).
+func containsSecret(text, secret string) string {
+	for _, f := range SecretForms(secret) {
+		if strings.Contains(text, f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// AssertNoSecret fails if secret, in any of its SecretForms, appears in
+// the driver's log, in any FUSE server's command line or environment, or
+// in any volume's log file (staged or not).
 func (d *Driver) AssertNoSecret(t testing.TB, secret string) {
 	t.Helper()
-	if strings.Contains(d.Log.String(), secret) {
-		t.Errorf("the driver log contains a secret")
+	if f := containsSecret(d.Log.String(), secret); f != "" {
+		t.Errorf("the driver log contains a secret (as %q)", f)
 	}
 	for _, v := range d.Staged(t) {
+		if v.Server.Pid == 0 {
+			continue // no FUSE server (COPY, or a stage that failed)
+		}
 		pid := strconv.Itoa(v.Server.Pid)
 		for _, f := range []string{"/proc/" + pid + "/cmdline", "/proc/" + pid + "/environ"} {
 			data, err := os.ReadFile(f)
@@ -146,19 +218,19 @@ func (d *Driver) AssertNoSecret(t testing.TB, secret string) {
 				t.Errorf("reading %s: %v", f, err)
 				continue
 			}
-			if strings.Contains(string(data), secret) {
+			if containsSecret(string(data), secret) != "" {
 				t.Errorf("%s of the FUSE server contains a secret", f)
 			}
 		}
-		logs, _ := filepath.Glob(filepath.Join(nodestate.Dir{Root: d.StateDir}.VolumeDir(v.VolumeID), "*.log"))
-		for _, l := range logs {
-			data, _ := os.ReadFile(l)
-			if strings.Contains(string(data), secret) {
-				t.Errorf("%s contains a secret", l)
-			}
-			if st, err := os.Stat(l); err == nil && st.Mode().Perm()&0o077 != 0 {
-				t.Errorf("%s is readable by others: %v", l, st.Mode())
-			}
+	}
+	logs, _ := filepath.Glob(filepath.Join(d.StateDir, "volumes", "*", "*.log"))
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		if f := containsSecret(string(data), secret); f != "" {
+			t.Errorf("%s contains a secret (as %q)", l, f)
+		}
+		if st, err := os.Stat(l); err == nil && st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others: %v", l, st.Mode())
 		}
 	}
 }

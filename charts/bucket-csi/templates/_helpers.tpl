@@ -63,3 +63,8 @@ envFrom:
       name: {{ .Values.credentials.existingSecret }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the ownership key (key "ownership.key"). */}}
+{{- define "bucket-csi.ownershipSecret" -}}
+{{ .Values.ownershipKey.existingSecret | default "bucket-csi-ownership-key" }}
+{{- end }}

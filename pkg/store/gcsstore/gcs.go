@@ -5,12 +5,21 @@
 //
 //	serviceAccountJSON   a service account key (JSON)
 //
+// Only service-account keys (JSON "type": "service_account") are accepted:
+// other credential files (external_account, authorized_user,
+// impersonated_service_account, ...) name files, commands or URLs that the
+// client library would read or fetch on the node, so a tenant could make
+// the driver read node files or call internal addresses. ServiceAccountKey
+// refuses them with fault.Invalid before any client is built, for the
+// store's own client and for rclone alike.
+//
 // Without it the driver's Application Default Credentials are used
 // (GKE workload identity, GOOGLE_APPLICATION_CREDENTIALS, metadata server).
 package gcsstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +54,7 @@ func Backend(cfg Config) store.Backend {
 	return store.Backend{
 		SecretKeys: []string{SecretServiceAccountJSON},
 		Open:       func(s store.Secrets, _ string) (store.Store, error) { return Open(cfg, s) },
-		Rclone:     func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s), nil },
+		Rclone:     func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s) },
 		Env:        []string{"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"},
 	}
 }
@@ -61,9 +70,13 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
 	}
-	switch js := secrets[SecretServiceAccountJSON]; {
+	js, err := ServiceAccountKey(secrets, cfg.Endpoint != "")
+	if err != nil {
+		return nil, err
+	}
+	switch {
 	case js != "":
-		opts = append(opts, option.WithCredentialsJSON([]byte(js)))
+		opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, []byte(js)))
 	case cfg.Endpoint != "":
 		opts = append(opts, option.WithoutAuthentication())
 	}
@@ -74,8 +87,56 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	return &gcsStore{c: c, project: cfg.ProjectID}, nil
 }
 
-// RcloneOptions returns rclone "google cloud storage" options.
-func RcloneOptions(cfg Config, secrets store.Secrets) map[string]string {
+// ServiceAccountKey returns the secret's service-account key ("" when the
+// secret has none), or fault.Invalid when the key is not a JSON object of
+// type "service_account", or names a token_uri other than Google's (the
+// client would post to it from the node). endpoint relaxes the token_uri
+// rule: a driver configured with --gcs-endpoint (an emulator or private
+// endpoint the admin chose) accepts the key's own token endpoint.
+func ServiceAccountKey(secrets store.Secrets, endpoint bool) (string, error) {
+	js := secrets[SecretServiceAccountJSON]
+	if js == "" {
+		return "", nil
+	}
+	var key struct {
+		Type     string `json:"type"`
+		TokenURI string `json:"token_uri"`
+	}
+	if err := json.Unmarshal([]byte(js), &key); err != nil {
+		// The JSON error may quote part of the key: never include it.
+		return "", fmt.Errorf("%w: secret key %q is not JSON; it must be a service account key (JSON with \"type\": \"service_account\")", fault.Invalid, SecretServiceAccountJSON)
+	}
+	if key.Type != "service_account" {
+		return "", fmt.Errorf("%w: secret key %q holds a credential of type %q; only service account keys (\"type\": \"service_account\") are accepted, because other types name files or URLs the driver would read or fetch", fault.Invalid, SecretServiceAccountJSON, truncate(key.Type, 40))
+	}
+	switch key.TokenURI {
+	case "", googleTokenURI, "https://accounts.google.com/o/oauth2/token":
+	default:
+		if !endpoint {
+			return "", fmt.Errorf("%w: secret key %q names token_uri %q; only Google's token endpoint (%s) is accepted", fault.Invalid, SecretServiceAccountJSON, truncate(key.TokenURI, 80), googleTokenURI)
+		}
+	}
+	return js, nil
+}
+
+// googleTokenURI is Google's token endpoint, where the client posts the
+// key's signed assertion.
+const googleTokenURI = "https://oauth2.googleapis.com/token"
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// RcloneOptions returns rclone "google cloud storage" options, refusing
+// the same credentials as Open.
+func RcloneOptions(cfg Config, secrets store.Secrets) (map[string]string, error) {
+	js, err := ServiceAccountKey(secrets, cfg.Endpoint != "")
+	if err != nil {
+		return nil, err
+	}
 	o := map[string]string{"type": "google cloud storage", "bucket_policy_only": "true"}
 	if cfg.ProjectID != "" {
 		o["project_number"] = cfg.ProjectID
@@ -83,7 +144,7 @@ func RcloneOptions(cfg Config, secrets store.Secrets) map[string]string {
 	if cfg.Endpoint != "" {
 		o["endpoint"] = cfg.Endpoint
 	}
-	switch js := secrets[SecretServiceAccountJSON]; {
+	switch {
 	case js != "":
 		o["service_account_credentials"] = js
 	case cfg.Endpoint != "":
@@ -91,7 +152,7 @@ func RcloneOptions(cfg Config, secrets store.Secrets) map[string]string {
 	default:
 		o["env_auth"] = "true"
 	}
-	return o
+	return o, nil
 }
 
 func (s *gcsStore) CreateBucket(ctx context.Context, bucket string) error {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,23 +34,86 @@ func name(base string) string {
 	return fmt.Sprintf("%s-%d-%d", base, time.Now().UnixNano()%1e6, seq.Add(1))
 }
 
+// failing wraps a Store and fails some calls: the next failMark writes of
+// the mark, failDeletes object deletions and failBucketDeletes bucket
+// deletions, with err.
+type failing struct {
+	store.Store
+	err                                      error
+	failMark, failDeletes, failBucketDeletes int
+}
+
+func (f *failing) PutObject(ctx context.Context, bucket_, key string, data []byte) error {
+	if key == bucket.OwnerKey && f.failMark > 0 {
+		f.failMark--
+		return f.err
+	}
+	return f.Store.PutObject(ctx, bucket_, key, data)
+}
+
+func (f *failing) DeleteObjects(ctx context.Context, bucket_ string, keys []string) error {
+	if f.failDeletes > 0 {
+		f.failDeletes--
+		if err := f.Store.DeleteObjects(ctx, bucket_, keys[:1]); err != nil { // some progress, then the failure
+			return err
+		}
+		return f.err
+	}
+	return f.Store.DeleteObjects(ctx, bucket_, keys)
+}
+
+func (f *failing) DeleteBucket(ctx context.Context, bucket_ string) error {
+	if f.failBucketDeletes > 0 {
+		f.failBucketDeletes--
+		return f.err
+	}
+	return f.Store.DeleteBucket(ctx, bucket_)
+}
+
+// newKeeper returns ownership rules with a new key and journal, as a
+// freshly started driver has.
+func newKeeper(t *testing.T) (*bucket.Keeper, *bucket.Marker) {
+	m, err := bucket.NewMarker(bucket.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bucket.NewKeeper(m, nil), m
+}
+
+// ref names a bucket of the store under test.
+func ref(b string) bucket.Ref { return bucket.Ref{Store: "conformance", Bucket: b} }
+
+// status reads b's mark status and state.
+func status(t *testing.T, k *bucket.Keeper, s store.Store, b string) (bucket.Status, string) {
+	t.Helper()
+	f, err := k.Read(context.Background(), s, ref(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Mark != nil {
+		return f.Status, f.Mark.State
+	}
+	return f.Status, ""
+}
+
 // Run runs the suite.
 func Run(t *testing.T, tg Target) {
 	ctx := context.Background()
 	t.Run("create, mark, reuse, list", func(t *testing.T) {
 		s := tg.Open(t)
+		k, _ := newKeeper(t)
 		b := name("conf-create")
-		owned, err := bucket.Ensure(ctx, s, b, bucket.Owner{CreatedBy: "pvc ns/claim"})
+		owned, err := k.Ensure(ctx, s, ref(b), bucket.Owner{CreatedBy: "pvc ns/claim"})
 		if err != nil || !owned {
 			t.Fatalf("Ensure new bucket: owned=%v err=%v", owned, err)
 		}
-		owned, err = bucket.Ensure(ctx, s, b, bucket.Owner{CreatedBy: "pvc ns/other"})
+		owned, err = k.Ensure(ctx, s, ref(b), bucket.Owner{CreatedBy: "pvc ns/other"})
 		if err != nil || !owned {
 			t.Fatalf("Ensure existing marked bucket: owned=%v err=%v", owned, err)
 		}
-		o, err := bucket.ReadOwner(ctx, s, b)
-		if err != nil || o == nil || o.CreatedBy != "pvc ns/claim" {
-			t.Fatalf("owner mark = %+v, %v; want the first creator", o, err)
+		f, err := k.Read(ctx, s, ref(b))
+		if err != nil || f.Status != bucket.Genuine || f.Mark.CreatedBy != "pvc ns/claim" || f.Mark.Bucket != b {
+			t.Fatalf("owner mark = %+v, %v; want a genuine mark of the first creator", f, err)
 		}
 		all, err := s.ListBuckets(ctx)
 		if err != nil {
@@ -71,24 +135,57 @@ func Run(t *testing.T, tg Target) {
 			t.Fatalf("CreateBucket of an existing bucket = %v, want fault.Conflict", err)
 		}
 	})
-	t.Run("a crash between create and mark is finished by the retry", func(t *testing.T) {
-		s := tg.Open(t)
+	t.Run("a failed mark write is finished by the retry of the same process", func(t *testing.T) {
+		k, _ := newKeeper(t)
+		s := &failing{Store: tg.Open(t), err: fmt.Errorf("%w: injected", fault.Unavailable), failMark: 1}
 		b := name("conf-orphan")
-		if err := s.CreateBucket(ctx, b); err != nil { // created, then "crashed"
-			t.Fatal(err)
+		if _, err := k.Ensure(ctx, s, ref(b), bucket.Owner{CreatedBy: "pvc ns/retry"}); !errors.Is(err, fault.Unavailable) {
+			t.Fatalf("Ensure with the mark write failing = %v, want the injected fault.Unavailable", err)
 		}
-		owned, err := bucket.Ensure(ctx, s, b, bucket.Owner{CreatedBy: "pvc ns/retry"})
+		if st, _ := status(t, k, s, b); st != bucket.Unmarked {
+			t.Fatalf("bucket after the failed mark: %v, want unmarked", st)
+		}
+		owned, err := k.Ensure(ctx, s, ref(b), bucket.Owner{CreatedBy: "pvc ns/retry"})
 		if err != nil || !owned {
-			t.Fatalf("retry after a crash before the mark: owned=%v err=%v", owned, err)
+			t.Fatalf("retry after a failed mark: owned=%v err=%v", owned, err)
 		}
-		if err := bucket.Purge(ctx, s, b, nil); err != nil {
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); err != nil {
 			t.Fatalf("the adopted bucket cannot be deleted: %v", err)
 		}
 	})
-	t.Run("an interrupted purge is finished by the retry", func(t *testing.T) {
+	t.Run("an empty unmarked bucket not created by this process is never adopted; an admin re-marks it", func(t *testing.T) {
 		s := tg.Open(t)
+		k, _ := newKeeper(t) // a restarted driver: its journal is empty
+		b := name("conf-crash")
+		if err := s.CreateBucket(ctx, b); err != nil { // created, then crashed (or someone else's)
+			t.Fatal(err)
+		}
+		owned, err := k.Ensure(ctx, s, ref(b), bucket.Owner{CreatedBy: "pvc ns/retry"})
+		if !errors.Is(err, fault.Precondition) || owned || !strings.Contains(err.Error(), "storage remark") {
+			t.Fatalf("Ensure of an empty unmarked bucket = owned %v, %v; want fault.Precondition naming `storage remark`", owned, err)
+		}
+		if st, _ := status(t, k, s, b); st != bucket.Unmarked {
+			t.Fatalf("the refused bucket was marked: %v", st)
+		}
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); !errors.Is(err, fault.Precondition) {
+			t.Fatalf("Purge of the unmarked bucket = %v, want fault.Precondition", err)
+		}
+		if err := k.Remark(ctx, s, ref(b), bucket.Owner{CreatedBy: "cli remark"}); err != nil {
+			t.Fatal(err)
+		}
+		if owned, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil || !owned {
+			t.Fatalf("Ensure after remark: owned=%v err=%v", owned, err)
+		}
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("an interrupted purge is never silently reused and is finished by the retry", func(t *testing.T) {
+		k, _ := newKeeper(t)
+		real := tg.Open(t)
+		s := &failing{Store: real, err: fmt.Errorf("%w: injected", fault.Unavailable), failDeletes: 1}
 		b := name("conf-interrupt")
-		if _, err := bucket.Ensure(ctx, s, b, bucket.Owner{}); err != nil {
+		if _, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < 30; i++ {
@@ -96,42 +193,123 @@ func Run(t *testing.T, tg Target) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.DeleteObjects(ctx, b, []string{"o/000", "o/001"}); err != nil { // a purge that died early
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); !errors.Is(err, fault.Unavailable) { // a purge that died early
+			t.Fatalf("interrupted purge = %v, want the injected fault.Unavailable", err)
+		}
+		if st, state := status(t, k, real, b); st != bucket.Genuine || state != bucket.StateDeleting {
+			t.Fatalf("half-purged bucket: mark %v state %q, want genuine and %q", st, state, bucket.StateDeleting)
+		}
+		if owned, err := k.Ensure(ctx, real, ref(b), bucket.Owner{}); !errors.Is(err, fault.Precondition) || !strings.Contains(err.Error(), "being deleted") {
+			t.Fatalf("Ensure of a half-purged bucket: owned=%v err=%v, want fault.Precondition (being deleted)", owned, err)
+		}
+		if err := k.CheckNotDeleting(ctx, real, ref(b)); !errors.Is(err, fault.Precondition) {
+			t.Fatalf("CheckNotDeleting of a half-purged bucket = %v", err)
+		}
+		if err := k.Purge(ctx, real, ref(b), bucket.PurgeOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if owned, err := bucket.Ensure(ctx, s, b, bucket.Owner{}); err != nil || !owned {
-			t.Fatalf("half-purged bucket lost its mark: owned=%v err=%v", owned, err)
-		}
-		if err := bucket.Purge(ctx, s, b, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
+		if err := real.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
 			t.Fatalf("bucket after the resumed purge: %v", err)
 		}
 	})
-	t.Run("unmarked bucket is never deleted", func(t *testing.T) {
+	t.Run("a bucket delete the store refuses keeps the mark and answers Precondition", func(t *testing.T) {
+		k, _ := newKeeper(t)
+		real := tg.Open(t)
+		s := &failing{Store: real, err: fmt.Errorf("%w: BucketNotEmpty (injected: object versions remain)", fault.Conflict), failBucketDeletes: 1}
+		b := name("conf-refused")
+		if _, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutObject(ctx, b, "data", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{})
+		if !errors.Is(err, fault.Precondition) || !strings.Contains(err.Error(), "refused deleting bucket") || !strings.Contains(err.Error(), "BucketNotEmpty") {
+			t.Fatalf("Purge with the bucket delete refused = %v, want fault.Precondition naming the refusal", err)
+		}
+		if st, state := status(t, k, real, b); st != bucket.Genuine || state != bucket.StateDeleting {
+			t.Fatalf("after a refused bucket delete: mark %v state %q, want the genuine mark back", st, state)
+		}
+		if err := k.Purge(ctx, real, ref(b), bucket.PurgeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := real.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
+			t.Fatalf("bucket after the retried purge: %v", err)
+		}
+	})
+	t.Run("a volume record found after the deleting mark stops the purge", func(t *testing.T) {
 		s := tg.Open(t)
-		b := name("conf-foreign")
-		if err := s.CreateBucket(ctx, b); err != nil {
+		k, _ := newKeeper(t)
+		b := name("conf-inuse")
+		if _, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutObject(ctx, b, "data/keep.txt", []byte("keep")); err != nil {
+		if err := bucket.PutRecord(ctx, s, b, "h1", bucket.Record{Name: "pvc-x"}); err != nil {
 			t.Fatal(err)
 		}
-		if owned, err := bucket.Ensure(ctx, s, b, bucket.Owner{}); err != nil || owned {
-			t.Fatalf("Ensure of a foreign bucket: owned=%v err=%v", owned, err)
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{IfUnused: true}); !errors.Is(err, bucket.ErrInUse) {
+			t.Fatalf("Purge(IfUnused) of a bucket with a record = %v, want ErrInUse", err)
 		}
-		if err := bucket.Purge(ctx, s, b, nil); !errors.Is(err, fault.Precondition) {
-			t.Fatalf("Purge of an unmarked bucket = %v, want fault.Precondition", err)
+		if st, state := status(t, k, s, b); st != bucket.Genuine || state != "" {
+			t.Fatalf("after the stopped purge: mark %v state %q, want genuine, in use", st, state)
 		}
-		if got, err := s.GetObject(ctx, b, "data/keep.txt"); err != nil || string(got) != "keep" {
-			t.Fatalf("foreign object after refused purge: %q %v", got, err)
+		if r, err := bucket.GetRecord(ctx, s, b, "h1"); err != nil || r == nil {
+			t.Fatalf("record after the stopped purge: %v %v", r, err)
+		}
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a bucket without a genuine mark is never deleted", func(t *testing.T) {
+		s := tg.Open(t)
+		k, _ := newKeeper(t)
+		_, otherKey := newKeeper(t)
+		mine := name("conf-mine")
+		if _, err := k.Ensure(ctx, s, ref(mine), bucket.Owner{}); err != nil {
+			t.Fatal(err)
+		}
+		genuine, err := s.GetObject(ctx, mine, bucket.OwnerKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		marks := map[string]func(b string) []byte{
+			"no mark": func(string) []byte { return nil },
+			"version 1 mark": func(string) []byte {
+				return []byte(`{"driver":"bucket.csi.io","createdAt":"2026-01-01T00:00:00Z","createdBy":"pvc ns/x"}`)
+			},
+			"copied mark":      func(string) []byte { return genuine },
+			"other key's mark": func(b string) []byte { return otherKey.Sign(ref(b), bucket.Mark{}) },
+		}
+		for what, mark := range marks {
+			b := name("conf-foreign")
+			data := mark(b)
+			if err := s.CreateBucket(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutObject(ctx, b, "data/keep.txt", []byte("keep")); err != nil {
+				t.Fatal(err)
+			}
+			if data != nil {
+				if err := s.PutObject(ctx, b, bucket.OwnerKey, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if owned, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil || owned {
+				t.Fatalf("%s: Ensure of a foreign bucket: owned=%v err=%v", what, owned, err)
+			}
+			if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); !errors.Is(err, fault.Precondition) {
+				t.Fatalf("%s: Purge = %v, want fault.Precondition", what, err)
+			}
+			if got, err := s.GetObject(ctx, b, "data/keep.txt"); err != nil || string(got) != "keep" {
+				t.Fatalf("%s: foreign object after refused purge: %q %v", what, got, err)
+			}
 		}
 	})
 	t.Run("marked bucket is deleted with its objects", func(t *testing.T) {
 		s := tg.Open(t)
+		k, _ := newKeeper(t)
 		b := name("conf-purge")
-		if _, err := bucket.Ensure(ctx, s, b, bucket.Owner{}); err != nil {
+		if _, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < tg.Objects; i++ {
@@ -140,7 +318,7 @@ func Run(t *testing.T, tg Target) {
 			}
 		}
 		deleted := 0
-		if err := bucket.Purge(ctx, s, b, func(n int) { deleted = n }); err != nil {
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{Progress: func(n int) { deleted = n }}); err != nil {
 			t.Fatal(err)
 		}
 		if deleted != tg.Objects {
@@ -149,7 +327,7 @@ func Run(t *testing.T, tg Target) {
 		if err := s.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
 			t.Fatalf("HeadBucket after purge = %v, want fault.NotFound", err)
 		}
-		if err := bucket.Purge(ctx, s, b, nil); err != nil {
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); err != nil {
 			t.Fatalf("second purge = %v, want nil (idempotent)", err)
 		}
 	})

@@ -1,0 +1,17 @@
+package volume
+
+import "os"
+
+// FileMode is the permission bits files of a volume show: 0666 masked by
+// the umask mount option (the pod's fsGroup already folded in, see the
+// node's mount flags). The kernel enforces them in every mode.
+func FileMode(umask uint32) os.FileMode { return os.FileMode(0o666 &^ umask) }
+
+// DirMode is the permission bits directories of a volume show: 0777 masked
+// by the umask, with search (x) kept for every class that may read, so a
+// directory a user can list is one the user can enter (umask=011, for
+// instance, still gives 0777 directories).
+func DirMode(umask uint32) os.FileMode {
+	m := 0o777 &^ umask
+	return os.FileMode(m | (m&0o444)>>2)
+}
