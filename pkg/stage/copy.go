@@ -117,13 +117,14 @@ func (c *Copy) start(req Request) *copyJob {
 		c.jobs = map[string]*copyJob{}
 	}
 	c.jobs[req.VolumeID] = job
+	// Engine errors leave the copy masked: the error Stage returns and
+	// the reasons of left-out keys it logs.
+	red := redact.FromSecrets(req.Secrets)
+	unmask := c.Redact.Add(red)
 	go func() {
 		defer close(job.done)
 		defer cancel()
-		// Engine errors leave the copy masked: the error Stage returns and
-		// the reasons of left-out keys it logs.
-		red := redact.FromSecrets(req.Secrets)
-		defer c.Redact.Add(red)()
+		defer unmask()
 		job.result, job.err = c.run(ctx, req, &job.progress)
 		job.err = red.Error(job.err)
 		for i := range job.result.Skipped {
@@ -176,12 +177,12 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		}
 	}
 	res, err := copier.Copy(ctx, f, data, filepath.Join(dir, "manifest.jsonl"), opt, progress)
-	if err == nil {
-		// In the job, not in Stage: the walk of a large copy may outlast
-		// one NodeStage call.
-		err = presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
+	if err != nil {
+		return res, err
 	}
-	return res, err
+	// In the job, not in Stage: the walk of a large copy may outlast one
+	// NodeStage call.
+	return res, presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
 }
 
 // forget drops a finished job so the next stage starts afresh.
