@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/test/testenv"
@@ -128,14 +126,6 @@ func injectListing(body string, q url.Values, keys []string) string {
 		fmt.Fprintf(&add, `<Contents><Key>%s</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>"0cc175b9c0f1b6a831c399e269772661"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>`, enc(k))
 	}
 	return strings.Replace(body, "</ListBucketResult>", add.String()+"</ListBucketResult>", 1)
-}
-
-// putRaw writes an object with the independent S3 client, key as given.
-func putRaw(t *testing.T, cl *s3.Client, bucket, key, data string) {
-	t.Helper()
-	if _, err := cl.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: strings.NewReader(data)}); err != nil {
-		t.Fatalf("writing key %q: %v", key, err)
-	}
 }
 
 // readdirAll lists dir with getdents as ls does, "." and ".." included
