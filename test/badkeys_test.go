@@ -97,8 +97,14 @@ func TestCopyStagesWithoutBadKeys(t *testing.T) {
 			t.Fatalf("%s holds %q, want %q", k, got, v)
 		}
 	}
-	log := drv.Log.String()
-	if !strings.Contains(log, "COPY left out objects") || !strings.Contains(log, "count="+fmt.Sprint(len(bad))) || !strings.Contains(log, "denied.bin") {
+	// The driver's log reaches the test through a pipe: wait for the line.
+	logged := func(log string) bool {
+		return strings.Contains(log, "COPY left out objects") && strings.Contains(log, "count="+fmt.Sprint(len(bad))) && strings.Contains(log, "denied.bin")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !logged(drv.Log.String()) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if log := drv.Log.String(); !logged(log) {
 		t.Fatalf("the driver did not log the %d keys left out with examples; log:\n%s", len(bad), log)
 	}
 	unpublish(t, c, id, staging, target)
