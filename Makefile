@@ -6,7 +6,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build tools test unit lint demo fuzz bench manifests e2e-kind clean
+.PHONY: all build tools test unit lint demo fuzz bench manifests e2e-kind clean image k8s-tools e2e-deps cluster-up cluster-down e2e bin/cluster
 # An execution count, not a duration: Go 1.26's fuzz coordinator can fail a
 # run with "context deadline exceeded" when a duration ends mid-execution
 # (golang/go#75804, fixed in Go 1.27).
@@ -17,6 +17,55 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/bucket-csi ./cmd/bucket-csi
 	$(GO) build -trimpath -ldflags "-s -w" -o bin/bucket-csi-mounter ./cmd/bucket-csi-mounter
+
+# The driver image without Docker: the Dockerfile's final stage (read by
+# hack/image) from this Debian host's packages and static binaries built as
+# the Dockerfile builds them. Import with `ctr -n k8s.io images import`.
+IMAGE ?= ghcr.io/bucket-csi/bucket-csi:$(VERSION)
+image:
+	@for p in fuse3 ca-certificates util-linux; do dpkg -s $$p >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fuse3 ca-certificates util-linux; break; }; done
+	mkdir -p bin/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/bucket-csi ./cmd/bucket-csi
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/image/bucket-csi-mounter ./cmd/bucket-csi-mounter
+	$(GO) run ./hack/image -bin bin/image -tag $(IMAGE) -o bin/bucket-csi-image.tar
+
+# A real single-node Kubernetes here (hack/cluster): kubelet, the control
+# plane and kubectl from k8s.io/kubernetes (tools/k8s), etcd, csi-provisioner
+# (tools/provisioner), built once into bin/k8s at low priority (a cold build
+# takes tens of minutes on 2 cores); containerd, runc, CNI plugins and
+# busybox from Debian.
+NICE ?= nice -n 19
+K8S_CMDS := kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
+k8s-tools: $(addprefix bin/k8s/,$(K8S_CMDS) etcd csi-provisioner)
+
+bin/k8s/etcd: tools/k8s/go.mod tools/k8s/go.sum tools/k8s/etcd/main.go
+	cd tools/k8s && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ ./etcd
+
+bin/k8s/csi-provisioner: tools/provisioner/go.mod tools/provisioner/go.sum
+	cd tools/provisioner && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+
+bin/k8s/%: tools/k8s/go.mod tools/k8s/go.sum
+	cd tools/k8s && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ k8s.io/kubernetes/cmd/$*
+
+e2e-deps:
+	@for c in containerd runc /usr/lib/cni/bridge /bin/busybox iptables curl; do command -v $$c >/dev/null || [ -x $$c ] || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins busybox-static iptables curl; break; }; done
+
+bin/cluster:
+	$(GO) build -o bin/cluster ./hack/cluster
+
+# make cluster-up starts the cluster and installs the chart; kubectl through
+# `bin/cluster exec -- kubectl ...` (KUBECONFIG is set inside).
+cluster-up e2e: IMAGE = ghcr.io/bucket-csi/bucket-csi:e2e
+cluster-up: k8s-tools image bin/versitygw bin/helm e2e-deps bin/cluster
+	bin/cluster up
+
+cluster-down: bin/cluster
+	bin/cluster down
+
+# Every scenario of test/e2e on that cluster; E2E_KEEP=1 keeps it running.
+e2e: k8s-tools image bin/versitygw bin/helm e2e-deps bin/cluster
+	GO="$(GO)" hack/e2e.sh
 
 # Test servers and emulators: Go tools pinned in tools/go.mod (tool
 # directives), Azurite pinned in tools/azurite/package-lock.json.

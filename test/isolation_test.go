@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
@@ -31,8 +32,8 @@ func stageVol(t *testing.T, c testenv.Clients, id, staging string, vc *csi.Volum
 	return err
 }
 
-// wantCode fails unless err has code and its message holds every part.
-func wantCode(t *testing.T, what string, err error, code codes.Code, parts ...string) {
+// wantStatus fails unless err has code and its message holds every part.
+func wantStatus(t *testing.T, what string, err error, code codes.Code, parts ...string) {
 	t.Helper()
 	st, _ := status.FromError(err)
 	if st.Code() != code {
@@ -178,7 +179,7 @@ func TestRestageOtherSettings(t *testing.T) {
 		{"other bucket", vc, map[string]string{"source": "s3://restage-b", "mode": "MOUNT"}, s3.Secrets(), []string{"s3://restage-a is staged, s3://restage-b asked"}},
 	} {
 		err := stageVol(t, c, id, staging, tc.vc, tc.attrs, tc.secrets)
-		wantCode(t, tc.name, err, codes.AlreadyExists, append(tc.says, "already staged")...)
+		wantStatus(t, tc.name, err, codes.AlreadyExists, append(tc.says, "already staged")...)
 		if strings.Contains(err.Error(), "rotated-secret-value") || strings.Contains(err.Error(), s3.SecretKey) {
 			t.Fatalf("%s: the message shows a secret: %v", tc.name, err)
 		}
@@ -220,7 +221,7 @@ func TestRestageOtherSettings(t *testing.T) {
 		t.Fatalf("inline publish repeated: %v", err)
 	}
 	_, err := c.Node.NodePublishVolume(ctx, inlineReq(target, inline, rotated))
-	wantCode(t, "inline publish with another secret", err, codes.AlreadyExists, "the secrets differ")
+	wantStatus(t, "inline publish with another secret", err, codes.AlreadyExists, "the secrets differ")
 	if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "csi-0123abcd", TargetPath: target}); err != nil {
 		t.Fatal(err)
 	}
@@ -255,8 +256,8 @@ func TestRepublishOtherCapability(t *testing.T) {
 	if err := pub(false, rwx); err != nil {
 		t.Fatalf("the same publish repeated: %v", err)
 	}
-	wantCode(t, "read-only over read-write", pub(true, rwx), codes.AlreadyExists, "published read-write, read-only asked")
-	wantCode(t, "single-writer over shared", pub(false, csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER), codes.AlreadyExists, "single-writer")
+	wantStatus(t, "read-only over read-write", pub(true, rwx), codes.AlreadyExists, "published read-write, read-only asked")
+	wantStatus(t, "single-writer over shared", pub(false, csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER), codes.AlreadyExists, "single-writer")
 	if err := os.WriteFile(filepath.Join(target, "w.txt"), []byte("x"), 0o644); err != nil {
 		t.Fatalf("the read-write publish became read-only: %v", err)
 	}
@@ -272,8 +273,8 @@ func TestRepublishOtherCapability(t *testing.T) {
 	if err := pub(true, csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER); err != nil {
 		t.Fatalf("the same read-only single-writer publish repeated: %v", err)
 	}
-	wantCode(t, "read-write over read-only", pub(false, csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER), codes.AlreadyExists, "published read-only, read-write asked")
-	wantCode(t, "shared over single-writer", pub(true, rwx), codes.AlreadyExists, "shared")
+	wantStatus(t, "read-write over read-only", pub(false, csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER), codes.AlreadyExists, "published read-only, read-write asked")
+	wantStatus(t, "shared over single-writer", pub(true, rwx), codes.AlreadyExists, "shared")
 	unpublish(t, c, id, staging, target)
 	// A read-only staging: every bind of it is read-only, and a repeated
 	// read-write publish is what the first one was.
@@ -314,6 +315,20 @@ func TestStaleCachedRestagedInOtherMode(t *testing.T) {
 	}
 	sums := writeFiles(t, target, 30)
 	rec := stagedRecord(t, drv, id)
+	// The kernel sends a FUSE release after close returns: wait until the
+	// server has every file queued, so the kill loses nothing of its own.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := mounter.Query(ctx, filepath.Join(rec.StateDir, "ctl.sock"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending == len(sums) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server does not report the %d files queued: %s", len(sums), st)
+		}
+	}
 	if err := syscall.Kill(rec.Server.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -369,12 +384,15 @@ func TestStaticPVWithDeletedDynamicHandle(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = stageVol(t, c, id, staging, testenv.MountCap(rwx), static, s3.Secrets())
-		wantCode(t, "static PV with a deleted volume's handle ("+params["name"]+")", err, codes.FailedPrecondition, "was deleted", "source")
+		wantStatus(t, "static PV with a deleted volume's handle ("+params["name"]+")", err, codes.FailedPrecondition, "was deleted", "source")
 		if left := drv.Staged(t); len(left) != 0 {
 			t.Fatalf("a refused stage left state: %+v", left)
 		}
 	}
 	if err := s3.Store(t).CreateBucket(ctx, "theirs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Store(t).PutObject(ctx, "theirs", "precious.txt", []byte("theirs")); err != nil {
 		t.Fatal(err)
 	}
 	v, err := c.Controller.CreateVolume(ctx, createReq("pvc-theirs", map[string]string{"name": "theirs"}, s3.Secrets()))

@@ -23,16 +23,6 @@ import (
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
-// putRaw writes an object with a plain aws-sdk-go-v2 client and the
-// bucket's own credentials: what a tenant with write access (or a pod
-// through its mount, were the mount to allow it) can do.
-func putRaw(t *testing.T, s3srv *testenv.S3, b, key string, data []byte) {
-	t.Helper()
-	if _, err := s3srv.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
-		t.Fatalf("writing s3://%s/%s: %v", b, key, err)
-	}
-}
-
 func createRaw(t *testing.T, s3srv *testenv.S3, b string) {
 	t.Helper()
 	if _, err := s3srv.Client().CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
@@ -40,16 +30,9 @@ func createRaw(t *testing.T, s3srv *testenv.S3, b string) {
 	}
 }
 
-func wantCode(t *testing.T, what string, err error, code codes.Code, message string) {
-	t.Helper()
-	st, _ := status.FromError(err)
-	if st.Code() != code || !strings.Contains(st.Message(), message) {
-		t.Fatalf("%s: got %v %q, want %v containing %q", what, st.Code(), st.Message(), code, message)
-	}
-}
-
 // TestForgedMarkNeverTrusted: marks written with the bucket's own
-// credentials (a copy of a genuine mark from another bucket, an unsigned
+// credentials through a plain S3 client (putRaw: what a tenant with write
+// access can do) (a copy of a genuine mark from another bucket, an unsigned
 // mark of the earlier version, a hand-made one) make no bucket the
 // driver's: `storage ls` does not list them (it notes them as unverified),
 // `storage delete` refuses them, and a volume naming such a bucket with
@@ -72,8 +55,8 @@ func TestForgedMarkNeverTrusted(t *testing.T) {
 	}
 	for b, mark := range forgeries {
 		createRaw(t, s3srv, b)
-		putRaw(t, s3srv, b, "precious.txt", []byte("keep me"))
-		putRaw(t, s3srv, b, bucket.OwnerKey, mark)
+		putRaw(t, s3srv.Client(), b, "precious.txt", "keep me")
+		putRaw(t, s3srv.Client(), b, bucket.OwnerKey, string(mark))
 	}
 	out, errOut, code := storageCLI(t, s3srv, "ls", "-o", "json")
 	var entries []cli.Entry
@@ -122,7 +105,7 @@ func TestUnmarkedEmptyBucketNeedsRemark(t *testing.T) {
 	indep := s3srv.Store(t)
 	createRaw(t, s3srv, "half-made")
 	_, err := c.Controller.CreateVolume(ctx, createReq("pvc-half", map[string]string{"name": "half-made", "persistent": "false"}, s3srv.Secrets()))
-	wantCode(t, "CreateVolume on an empty unmarked bucket", err, codes.FailedPrecondition, "bucket-csi storage remark half-made")
+	wantStatus(t, "CreateVolume on an empty unmarked bucket", err, codes.FailedPrecondition, "bucket-csi storage remark half-made")
 	if got := keys(t, indep, "half-made"); len(got) != 0 {
 		t.Fatalf("the refused bucket was written to: %v", got)
 	}
@@ -150,9 +133,9 @@ func TestUnmarkedEmptyBucketNeedsRemark(t *testing.T) {
 
 	// A bucket marked by an earlier version: shown as is, re-marked on purpose.
 	createRaw(t, s3srv, "old-version")
-	putRaw(t, s3srv, "old-version", "a.txt", []byte("a"))
-	putRaw(t, s3srv, "old-version", "b.txt", []byte("b"))
-	putRaw(t, s3srv, "old-version", bucket.OwnerKey, []byte(`{"driver":"bucket.csi.io","createdAt":"2026-01-01T00:00:00Z","createdBy":"pvc ml/outputs"}`))
+	putRaw(t, s3srv.Client(), "old-version", "a.txt", "a")
+	putRaw(t, s3srv.Client(), "old-version", "b.txt", "b")
+	putRaw(t, s3srv.Client(), "old-version", bucket.OwnerKey, `{"driver":"bucket.csi.io","createdAt":"2026-01-01T00:00:00Z","createdBy":"pvc ml/outputs"}`)
 	out, errOut, code = storageCLI(t, s3srv, "remark", "old-version", "-y")
 	if code != 0 || !strings.Contains(out, "objects:  2") || !strings.Contains(out, "not genuine") || !strings.Contains(out, `pvc ml/outputs`) || !strings.Contains(out, "Marked old-version") {
 		t.Fatalf("remark of a version 1 bucket: exit %d\n%s\n%s", code, out, errOut)
@@ -179,9 +162,9 @@ func TestNoOwnershipKey(t *testing.T) {
 	}
 	c := testenv.StartDriver(t, s3srv, "--services", "controller", "--ownership-key-file=").Dial(t)
 	_, err = c.Controller.CreateVolume(ctx, createReq("pvc-new", map[string]string{"name": "new-b"}, s3srv.Secrets()))
-	wantCode(t, "CreateVolume without a key", err, codes.FailedPrecondition, "--ownership-key-file")
+	wantStatus(t, "CreateVolume without a key", err, codes.FailedPrecondition, "--ownership-key-file")
 	_, err = c.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol.GetVolume().GetVolumeId(), Secrets: s3srv.Secrets()})
-	wantCode(t, "DeleteVolume without a key", err, codes.FailedPrecondition, "--ownership-key-file")
+	wantStatus(t, "DeleteVolume without a key", err, codes.FailedPrecondition, "--ownership-key-file")
 	if err := s3srv.Store(t).HeadBucket(ctx, "keyed"); err != nil {
 		t.Fatalf("bucket after the refused DeleteVolume: %v", err)
 	}
@@ -233,7 +216,7 @@ func TestLastVolumeDeleteRacesCreate(t *testing.T) {
 	}
 	purged, kept, abortedTotal := 0, 0, 0
 	for round := 1; round <= 50; round++ {
-		putRaw(t, s3srv, b, fmt.Sprintf("data/%03d", round), bytes.Repeat([]byte("x"), 1024))
+		putRaw(t, s3srv.Client(), b, fmt.Sprintf("data/%03d", round), strings.Repeat("x", 1024))
 		name := fmt.Sprintf("pvc-race-%d", round)
 		var (
 			wg         sync.WaitGroup
@@ -316,11 +299,11 @@ func TestVersionedBucketPurgeRefused(t *testing.T) {
 		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
 		t.Fatal(err)
 	}
-	putRaw(t, s3srv, b, "result.txt", []byte("v1"))
-	putRaw(t, s3srv, b, "result.txt", []byte("v2"))
+	putRaw(t, s3srv.Client(), b, "result.txt", "v1")
+	putRaw(t, s3srv.Client(), b, "result.txt", "v2")
 	del := &csi.DeleteVolumeRequest{VolumeId: vol.GetVolume().GetVolumeId(), Secrets: s3srv.Secrets()}
 	_, err = c.Controller.DeleteVolume(ctx, del)
-	wantCode(t, "DeleteVolume of a bucket with object versions", err, codes.FailedPrecondition, "refused deleting bucket")
+	wantStatus(t, "DeleteVolume of a bucket with object versions", err, codes.FailedPrecondition, "refused deleting bucket")
 	if err := indep.HeadBucket(ctx, b); err != nil {
 		t.Fatalf("bucket after the refused delete: %v", err)
 	}
@@ -329,7 +312,7 @@ func TestVersionedBucketPurgeRefused(t *testing.T) {
 		t.Fatalf("mark after the refused delete: %+v (%v); want the genuine mark back, deleting", f, err)
 	}
 	_, err = c.Controller.CreateVolume(ctx, createReq("pvc-late", map[string]string{"name": b}, s3srv.Secrets()))
-	wantCode(t, "CreateVolume on a half-deleted bucket", err, codes.FailedPrecondition, "is being deleted")
+	wantStatus(t, "CreateVolume on a half-deleted bucket", err, codes.FailedPrecondition, "is being deleted")
 	// As the message says: the admin deletes the versions and the bucket
 	// with the store's own tools; the retried DeleteVolume then answers OK.
 	versions, err := client.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(b)})

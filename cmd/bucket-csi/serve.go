@@ -17,6 +17,7 @@ import (
 	"github.com/rclone/rclone/lib/atexit"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
@@ -38,7 +39,10 @@ type serveFlags struct {
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
 	readChunkSize                                                                        int64
+	diskBudget, readAheadNode, readAheadServer                                           int64
+	diskBudgetFraction                                                                   float64
 	stores                                                                               storeFlags
+	sidecars                                                                             sidecarFlags
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -52,7 +56,11 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.bucketPrefix, "bucket-prefix", "bucket-csi-", "prefix of bucket names derived from PV names")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "MOUNT_CACHED cache root (default <state-dir>/cache)")
-	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes (0: unbounded)")
+	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes, reserved from the node disk budget (0: min(10 GiB, budget/4))")
+	fs.Int64Var(&f.diskBudget, "node-disk-budget", 0, "bytes of node disk that COPY copies and MOUNT_CACHED caches may reserve in all (0: --node-disk-budget-fraction of the state directory's free space)")
+	fs.Float64Var(&f.diskBudgetFraction, "node-disk-budget-fraction", 0.8, "fraction of the state directory's free space, measured when the plugin starts with no volume staged, that makes the node disk budget")
+	fs.Int64Var(&f.readAheadNode, "read-ahead-node-memory", 1<<30, "MOUNT: bytes of read-ahead memory shared by all FUSE servers of the node")
+	fs.Int64Var(&f.readAheadServer, "read-ahead-server-memory", 0, "MOUNT: read-ahead memory of one FUSE server in bytes (0: min(256 MiB, --read-ahead-node-memory/8))")
 	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
 	fs.StringVar(&f.mounterSocket, "mounter-socket", "", "socket of a `bucket-csi mounter-host` that starts the FUSE servers (empty: this process starts them)")
@@ -67,6 +75,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
 	f.stores.register(fs)
+	f.sidecars.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -153,12 +162,17 @@ func serve(args []string) error {
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")
 		}
+		disk, mem, err := f.budgets(cfg.State, log)
+		if err != nil {
+			return err
+		}
 		cfg.Stagers = map[volume.Mode]stage.Stager{
-			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings},
+			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
+				Memory: mem, ServerMemory: f.serverMemory()},
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
-				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack},
+				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies,
-				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Redact: &masks},
+				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
 		}
 	}
 	d := driver.New(cfg)
@@ -169,6 +183,20 @@ func serve(args []string) error {
 	srv := d.NewGRPCServer()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Kubelet registration and /healthz: a failure of either stops the driver.
+	waitSidecars, err := f.sidecars.start(ctx, f.endpoint, cfg.Node, log)
+	if err != nil {
+		srv.Stop()
+		return err
+	}
+	sidecarErr := make(chan error, 1)
+	go func() {
+		err := waitSidecars()
+		if err != nil {
+			stop()
+		}
+		sidecarErr <- err
+	}()
 	go func() {
 		<-ctx.Done()
 		// FUSE servers are separate processes and keep serving.
@@ -176,7 +204,52 @@ func serve(args []string) error {
 		srv.GracefulStop()
 	}()
 	log.Info("serving", "endpoint", f.endpoint, "controller", cfg.Controller, "node", cfg.Node, "version", version)
-	return srv.Serve(l)
+	err = srv.Serve(l)
+	stop()
+	return errors.Join(err, <-sidecarErr)
+}
+
+// budgets opens the node's disk and read-ahead memory ledgers in the state
+// directory, keeping the reservations of volumes still staged (or, for
+// disk, still on disk: kept copies, caches not yet drained).
+func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem *budget.Ledger, err error) {
+	if f.readAheadNode <= 0 || f.readAheadServer < 0 || f.diskBudget < 0 {
+		return nil, nil, errors.New("--read-ahead-node-memory must be positive, --read-ahead-server-memory and --node-disk-budget not negative")
+	}
+	recs, err := state.All()
+	if err != nil {
+		return nil, nil, err
+	}
+	staged := map[string]bool{}
+	for _, r := range recs {
+		staged[r.VolumeID] = true
+	}
+	live := func(id string) bool { return staged[id] }
+	disk, err = budget.Open(filepath.Join(state.Root, "disk-budget.json"), budget.Options{
+		Fixed: f.diskBudget, Fraction: f.diskBudgetFraction, Live: live,
+		Measure: func() (int64, error) { return budget.DiskFree(state.Root) },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--node-disk-budget: %w", err)
+	}
+	disk.Log = log
+	disk.Name, disk.Hint = "node disk", "raise --node-disk-budget or stage fewer COPY and MOUNT_CACHED volumes on this node"
+	mem, err = budget.Open(filepath.Join(state.Root, "memory-budget.json"), budget.Options{Fixed: f.readAheadNode, Live: live})
+	if err != nil {
+		return nil, nil, err
+	}
+	mem.Name = "read-ahead memory"
+	log.Info("node budgets", "diskBudget", disk.Budget(), "diskReserved", disk.Reserved(), "readAheadMemory", mem.Budget(),
+		"readAheadReserved", mem.Reserved(), "dropped", append(disk.Dropped, mem.Dropped...))
+	return disk, mem, nil
+}
+
+// serverMemory is the read-ahead memory one FUSE server asks for.
+func (f *serveFlags) serverMemory() int64 {
+	if f.readAheadServer > 0 {
+		return f.readAheadServer
+	}
+	return min(256<<20, f.readAheadNode/8)
 }
 
 // passthroughEnv returns PATH and the named variables that are set.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
@@ -23,11 +24,16 @@ func TestCLIMasksEngineErrors(t *testing.T) {
 		_, err := url.Parse("https://acct.blob.core.windows.net/?" + sas)
 		return nil, fmt.Errorf("%w: Azure client: %v", fault.Invalid, err)
 	}
+	marker, err := bucket.NewMarker(bucket.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out, errOut bytes.Buffer
 	e := &Env{
-		Stores:  store.Registry{"azure": {Open: echo, SecretKeys: []string{azurestore.SecretSASToken}}},
-		Secrets: map[string]store.Secrets{"azure": {azurestore.SecretSASToken: sas}},
-		Out:     &out, Err: &errOut, DefaultStore: "azure",
+		Ownership: bucket.NewKeeper(marker, bucket.NewJournal()),
+		Stores:    store.Registry{"azure": {Open: echo, SecretKeys: []string{azurestore.SecretSASToken}}},
+		Secrets:   map[string]store.Secrets{"azure": {azurestore.SecretSASToken: sas}},
+		Out:       &out, Err: &errOut, DefaultStore: "azure",
 	}
 	red := e.Redact()
 	if err := e.Ls(context.Background(), false); err != nil {

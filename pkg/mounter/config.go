@@ -44,7 +44,8 @@ type Config struct {
 	Mode volume.Mode `json:"mode"`
 	// CacheDir is the VFS cache directory (MOUNT_CACHED).
 	CacheDir string `json:"cacheDir,omitempty"`
-	// CacheMaxSize bounds the VFS cache in bytes; 0 means unbounded.
+	// CacheMaxSize bounds the VFS cache in bytes (a soft limit: open and
+	// not yet uploaded files are never evicted); 0 means unbounded.
 	CacheMaxSize int64 `json:"cacheMaxSize,omitempty"`
 	// Transfers is the number of parallel uploads (MOUNT_CACHED); 1, the
 	// default, uploads files one at a time in the order they were closed.
@@ -70,6 +71,10 @@ type Config struct {
 	// runs at once, ReadChunkSize their size (0: readahead's defaults).
 	ReadChunkStreams int   `json:"readChunkStreams,omitempty"`
 	ReadChunkSize    int64 `json:"readChunkSize,omitempty"`
+	// ReadAheadMemory caps the bytes of read-ahead and small-file
+	// prefetch the server holds at once (MOUNT): 0 takes readahead's
+	// default, negative holds none (every read goes to the store).
+	ReadAheadMemory int64 `json:"readAheadMemory,omitempty"`
 	// ServerModTime shows each object's last-modified time as its mtime
 	// instead of the mtime rclone-style uploaders keep in metadata, which
 	// costs one HEAD request per file on its first stat (on S3-compatible

@@ -146,7 +146,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		// rclone's own async buffer would only add a copy and read far
 		// past a random read.
 		ci.BufferSize = 0
-		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize})
+		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory})
 		release, f = ra.Release, ra
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))

@@ -5,8 +5,6 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
-
-	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 )
 
 // A node runs one FUSE server per staged volume, so the memory of idle
@@ -40,7 +38,6 @@ func trimWhenIdle(ctx context.Context, release func()) {
 		case busy:
 			trimmed = false
 		case !trimmed:
-			readahead.Trim()
 			if release != nil {
 				release()
 			}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/atomicfile"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -86,17 +87,11 @@ func (d Dir) Load(volumeID string) (*Volume, error) {
 
 // Save writes v atomically.
 func (d Dir) Save(v *Volume) error {
-	dir, err := d.Ensure(v.VolumeID)
-	if err != nil {
+	if _, err := d.Ensure(v.VolumeID); err != nil {
 		return err
 	}
 	data, _ := json.MarshalIndent(v, "", "  ")
-	tmp, err := writeTemp(dir, ".state-*", data)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	return os.Rename(tmp, d.recordPath(v.VolumeID))
+	return atomicfile.Write(d.recordPath(v.VolumeID), data)
 }
 
 // writeTemp writes data to a new 0600 file in dir, synced, and returns its

@@ -17,19 +17,28 @@ type Fs struct {
 	opt      Options
 	features *fs.Features
 	small    *smallAhead
+	mem      *memory
 }
 
 // Wrap returns base with the read path of this package.
 func Wrap(base fs.Fs, opt Options) *Fs {
 	f := &Fs{Fs: base, opt: opt.withDefaults()}
-	f.small = newSmallAhead(f.opt)
+	f.mem = newMemory(f.opt.MemoryLimit)
+	f.small = newSmallAhead(f.opt, f.mem)
 	f.features = f.wrapFeatures(base.Features())
 	return f
 }
 
-// Release drops the small files fetched ahead and not read yet, for an
-// idle process to give their memory back.
-func (f *Fs) Release() { f.small.release() }
+// Release drops the small files fetched ahead and not read yet and the
+// buffers kept for reuse, for an idle process to give their memory back.
+func (f *Fs) Release() {
+	f.small.release()
+	f.mem.trim()
+}
+
+// MemoryHeld returns the bytes the Fs holds for reads now and the most it
+// has held at once; both stay within Options.MemoryLimit.
+func (f *Fs) MemoryHeld() (now, peak int64) { return f.mem.held() }
 
 // Features returns the wrapped Fs's features with object-taking and
 // object-returning functions adapted to this wrapper.
@@ -179,7 +188,7 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 	if rc := o.f.small.open(ctx, o, start, end); rc != nil {
 		return rc, nil
 	}
-	return NewReader(ctx, o.openRange, start, end, o.f.opt), nil
+	return newReader(ctx, o.openRange, start, end, o.f.opt, o.f.mem), nil
 }
 
 // openRange is a RangeOpener of the wrapped object.

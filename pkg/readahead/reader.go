@@ -7,7 +7,12 @@
 // them one after another in listing order (see Fs).
 //
 // Memory is bounded: a Reader holds at most Window blocks of BlockSize;
-// small-object prefetch holds at most Options.SmallBudget bytes per Fs.
+// small-object prefetch holds at most Options.SmallBudget bytes per Fs;
+// and everything one Fs holds (its readers' blocks, the buffers it keeps
+// for reuse, its small files) stays within Options.MemoryLimit. Readers
+// that find the limit reached slow down instead of allocating: they fetch
+// less ahead, and with nothing ahead read straight into the caller's
+// buffer, so a reader always makes progress and nobody waits for memory.
 package readahead
 
 import (
@@ -36,7 +41,14 @@ type Options struct {
 	SmallAhead int
 	// SmallBudget bounds the bytes of small files held (32 MiB).
 	SmallBudget int64
+	// MemoryLimit bounds the bytes one Fs holds for reads, shared by all
+	// its readers and its small-file prefetch (256 MiB); negative holds
+	// none (every read goes to the store).
+	MemoryLimit int64
 }
+
+// DefaultMemoryLimit is the default Options.MemoryLimit.
+const DefaultMemoryLimit = 256 << 20
 
 func (o Options) withDefaults() Options {
 	if o.Window <= 0 {
@@ -58,6 +70,9 @@ func (o Options) withDefaults() Options {
 	if o.SmallBudget <= 0 {
 		o.SmallBudget = 32 << 20
 	}
+	if o.MemoryLimit == 0 {
+		o.MemoryLimit = DefaultMemoryLimit
+	}
 	return o
 }
 
@@ -72,6 +87,7 @@ type Reader struct {
 	cancel context.CancelFunc
 	open   RangeOpener
 	opt    Options
+	mem    *memory
 	pos    int64 // next byte Read returns
 	next   int64 // first byte not yet scheduled
 	end    int64
@@ -83,6 +99,7 @@ type Reader struct {
 }
 
 type block struct {
+	owners twoOwners // the Reader and the fetch
 	off    int64
 	buf    []byte
 	read   int // bytes of buf already returned
@@ -91,11 +108,18 @@ type block struct {
 	cancel context.CancelFunc
 }
 
-// NewReader returns a Reader of [start, end) fetched with open.
+// NewReader returns a Reader of [start, end) fetched with open, holding
+// at most opt.MemoryLimit bytes.
 func NewReader(ctx context.Context, open RangeOpener, start, end int64, opt Options) *Reader {
-	ctx, cancel := context.WithCancel(ctx)
 	opt = opt.withDefaults()
-	return &Reader{ctx: ctx, cancel: cancel, open: open, opt: opt, pos: start, next: start, end: end, window: 1, size: opt.FirstBlock}
+	return newReader(ctx, open, start, end, opt, newMemory(opt.MemoryLimit))
+}
+
+// newReader returns a Reader whose blocks count against mem; opt has its
+// defaults.
+func newReader(ctx context.Context, open RangeOpener, start, end int64, opt Options, mem *memory) *Reader {
+	ctx, cancel := context.WithCancel(ctx)
+	return &Reader{ctx: ctx, cancel: cancel, open: open, opt: opt, mem: mem, pos: start, next: start, end: end, window: 1, size: opt.FirstBlock}
 }
 
 // Read returns the next bytes in order; it blocks until the block holding
@@ -113,6 +137,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 		r.size = max(r.size, min(classOf(int64(len(p))), r.opt.BlockSize))
 	}
 	r.fill()
+	if len(r.queue) == 0 {
+		return r.readDirect(p)
+	}
 	b := r.queue[0]
 	select {
 	case <-b.done:
@@ -129,7 +156,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 	r.pos += int64(n)
 	if b.read == len(b.buf) {
 		r.queue = r.queue[1:]
-		putBuf(b.buf)
+		r.letGo(b)
 		// A block read to its end: the reader is sequential. Grow the
 		// blocks first, then the window, so a short read after a seek
 		// fetches little.
@@ -142,12 +169,18 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fill schedules blocks until the window is full or the range is.
+// fill schedules blocks until the window is full, the range is, or the
+// memory budget is.
 func (r *Reader) fill() {
 	for len(r.queue) < r.window && r.next < r.end {
 		n := min(r.size, r.end-r.next)
+		buf := r.mem.getBuf(n)
+		if buf == nil {
+			return
+		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		b := &block{off: r.next, buf: getBuf(n), done: make(chan struct{}), cancel: cancel}
+		b := &block{off: r.next, buf: buf, done: make(chan struct{}), cancel: cancel}
+		b.owners.init()
 		r.queue = append(r.queue, b)
 		r.next += n
 		r.wg.Add(1)
@@ -155,8 +188,41 @@ func (r *Reader) fill() {
 	}
 }
 
+// readDirect reads into p with one GET and no buffer of its own, for a
+// reader with nothing fetched ahead when the memory budget is spent.
+func (r *Reader) readDirect(p []byte) (int, error) {
+	n := min(int64(len(p)), r.end-r.pos)
+	if n == 0 {
+		return 0, nil
+	}
+	rc, err := r.open(r.ctx, r.pos, n)
+	if err == nil {
+		var got int
+		got, err = io.ReadFull(rc, p[:n])
+		rc.Close()
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("short read at offset %d: %d of %d bytes (object changed?)", r.pos, got, n)
+		}
+	}
+	if err != nil {
+		r.err = err
+		return 0, err
+	}
+	r.pos += n
+	r.next = r.pos
+	return int(n), nil
+}
+
+// letGo is the Reader letting go of b's buffer.
+func (r *Reader) letGo(b *block) {
+	if b.owners.letGo() {
+		r.mem.putBuf(b.buf)
+	}
+}
+
 func (r *Reader) fetch(ctx context.Context, b *block) {
 	defer r.wg.Done()
+	defer r.letGo(b)
 	defer close(b.done)
 	defer b.cancel()
 	rc, err := r.open(ctx, b.off, int64(len(b.buf)))
@@ -203,9 +269,11 @@ func (r *Reader) RangeSeek(_ context.Context, offset int64, whence int, length i
 	return offset, nil
 }
 
-// drop abandons the head block; its GET is cancelled.
+// drop abandons the head block; its GET is cancelled, and its buffer
+// goes back once the GET has ended.
 func (r *Reader) drop() {
 	r.queue[0].cancel()
+	r.letGo(r.queue[0])
 	r.queue = r.queue[1:]
 }
 
@@ -214,69 +282,11 @@ func (r *Reader) Close() error {
 	r.cancel()
 	r.wg.Wait()
 	for _, b := range r.queue {
-		putBuf(b.buf)
+		r.letGo(b)
 	}
 	r.queue = nil
 	if r.err == nil {
 		r.err = errors.New("readahead: reader closed")
 	}
 	return nil
-}
-
-// Buffers are kept by capacity class for reuse, up to keepBytes in all:
-// unlike a sync.Pool they survive garbage collections, which a small heap
-// runs often, so steady streaming allocates nothing. Trim releases them.
-const keepBytes = 64 << 20
-
-var free struct {
-	sync.Mutex
-	byClass map[int64][][]byte
-	bytes   int64
-}
-
-func getBuf(n int64) []byte {
-	c := classOf(n)
-	free.Lock()
-	defer free.Unlock()
-	if l := free.byClass[c]; len(l) > 0 {
-		b := l[len(l)-1]
-		free.byClass[c] = l[:len(l)-1]
-		free.bytes -= c
-		return b[:n]
-	}
-	return make([]byte, n, c)
-}
-
-func putBuf(b []byte) {
-	c := int64(cap(b))
-	if c != classOf(c) {
-		return
-	}
-	free.Lock()
-	defer free.Unlock()
-	if free.bytes+c > keepBytes {
-		return
-	}
-	if free.byClass == nil {
-		free.byClass = map[int64][][]byte{}
-	}
-	free.byClass[c] = append(free.byClass[c], b[:c])
-	free.bytes += c
-}
-
-// Trim drops the buffers kept for reuse, for an idle process to give their
-// memory back.
-func Trim() {
-	free.Lock()
-	defer free.Unlock()
-	free.byClass, free.bytes = nil, 0
-}
-
-// classOf rounds n up to a power of two of at least 64 KiB.
-func classOf(n int64) int64 {
-	c := int64(64 << 10)
-	for c < n {
-		c <<= 1
-	}
-	return c
 }

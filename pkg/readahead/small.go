@@ -24,6 +24,7 @@ type dirOrder struct {
 // order fetches nothing ahead.
 type smallAhead struct {
 	opt     Options
+	mem     *memory
 	mu      sync.Mutex
 	held    int64 // bytes of entries in the map (done or in flight)
 	entries map[*Object]*smallEntry
@@ -32,6 +33,7 @@ type smallAhead struct {
 }
 
 type smallEntry struct {
+	owners twoOwners // the map (then the reader it is handed to) and the fetch
 	at     time.Time
 	size   int64 // as listed: what held counts for it
 	done   chan struct{}
@@ -46,8 +48,8 @@ const smallFetches = 8
 // expireAfter drops prefetched objects nobody opened.
 const expireAfter = 30 * time.Second
 
-func newSmallAhead(opt Options) *smallAhead {
-	return &smallAhead{opt: opt, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches)}
+func newSmallAhead(opt Options, mem *memory) *smallAhead {
+	return &smallAhead{opt: opt, mem: mem, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches)}
 }
 
 // add appends objs (a page of a listing) to the listing order.
@@ -95,15 +97,37 @@ func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.R
 	select {
 	case <-e.done:
 	case <-ctx.Done():
+		s.letGo(e)
 		return nil
 	}
 	if e.err != nil || int64(len(e.data)) != e.size || end > e.size {
+		s.letGo(e)
 		return nil // read it directly instead
 	}
-	return io.NopCloser(bytes.NewReader(e.data[start:end]))
+	return &smallReader{Reader: bytes.NewReader(e.data[start:end]), release: func() { s.letGo(e) }}
 }
 
-// take removes o's entry from the map and returns it. Call with s.mu held.
+// smallReader reads a prefetched small file; Close gives its memory back.
+type smallReader struct {
+	*bytes.Reader
+	once    sync.Once
+	release func()
+}
+
+func (r *smallReader) Close() error {
+	r.once.Do(r.release)
+	return nil
+}
+
+// letGo is one owner of e letting go of its data.
+func (s *smallAhead) letGo(e *smallEntry) {
+	if e.owners.letGo() {
+		s.mem.unreserve(e.size)
+	}
+}
+
+// take removes o's entry from the map and returns it; the caller owns it
+// from then on. Call with s.mu held.
 func (s *smallAhead) take(o *Object) *smallEntry {
 	e := s.entries[o]
 	if e != nil {
@@ -114,11 +138,18 @@ func (s *smallAhead) take(o *Object) *smallEntry {
 	return e
 }
 
+// drop removes o's entry, if any, and lets go of it. Call with s.mu held.
+func (s *smallAhead) drop(o *Object) {
+	if e := s.take(o); e != nil {
+		s.letGo(e)
+	}
+}
+
 // evictBefore drops the entries of d's objects before idx, which a
 // sequential reader has passed. Call with s.mu held.
 func (s *smallAhead) evictBefore(d *dirOrder, idx int) {
 	for ; d.evicted < idx && d.evicted < len(d.objs); d.evicted++ {
-		s.take(d.objs[d.evicted])
+		s.drop(d.objs[d.evicted])
 	}
 }
 
@@ -132,11 +163,12 @@ func (s *smallAhead) schedule(d *dirOrder, idx int) {
 			continue
 		}
 		size := o.Size()
-		if s.held+size > s.opt.SmallBudget {
+		if s.held+size > s.opt.SmallBudget || !s.mem.reserve(size) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), expireAfter)
 		e := &smallEntry{at: time.Now(), size: size, done: make(chan struct{}), cancel: cancel}
+		e.owners.init()
 		s.entries[o] = e
 		s.held += size
 		go s.fetch(ctx, o, e)
@@ -152,7 +184,7 @@ func (s *smallAhead) expire() {
 	s.expired = time.Now()
 	for o, e := range s.entries {
 		if time.Since(e.at) > expireAfter {
-			s.take(o)
+			s.drop(o)
 		}
 	}
 }
@@ -162,11 +194,12 @@ func (s *smallAhead) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for o := range s.entries {
-		s.take(o)
+		s.drop(o)
 	}
 }
 
 func (s *smallAhead) fetch(ctx context.Context, o *Object, e *smallEntry) {
+	defer s.letGo(e)
 	defer close(e.done)
 	defer e.cancel()
 	select {
@@ -182,9 +215,19 @@ func (s *smallAhead) fetch(ctx context.Context, o *Object, e *smallEntry) {
 		return
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, e.size+1))
-	if err == nil && int64(len(data)) != e.size {
-		err = fmt.Errorf("%s: read %d bytes, listed %d (object changed?)", o.Remote(), len(data), e.size)
+	// Exactly the listed size, which the budget counts; one byte more
+	// means the object changed.
+	data := make([]byte, e.size)
+	n, err := io.ReadFull(rc, data)
+	if err == nil {
+		var extra [1]byte
+		if m, _ := rc.Read(extra[:]); m > 0 {
+			n, err = n+m, io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: read %d bytes, listed %d (object changed?): %w", o.Remote(), n, e.size, err)
+		data = nil
 	}
 	e.data, e.err = data, err
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
@@ -26,8 +27,12 @@ type Cached struct {
 	Settings   Settings
 	// CacheRoot holds one cache directory per volume.
 	CacheRoot string
-	// CacheMaxSize bounds each volume's cache (bytes); 0 means unbounded.
+	// CacheMaxSize bounds each volume's cache (bytes); 0 takes
+	// DefaultCacheMaxSize of the disk budget (see CacheLimit).
 	CacheMaxSize int64
+	// Disk is the node disk budget: a volume reserves its cache limit
+	// while staged.
+	Disk *budget.Ledger
 	// Transfers is the number of parallel uploads per volume (default 1).
 	Transfers int
 	// WriteBack is the delay between last close and upload (default 1s).
@@ -58,7 +63,10 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 		return err
 	}
 	cfg.CacheDir = c.CacheDir(req.VolumeID)
-	cfg.CacheMaxSize = c.CacheMaxSize
+	cfg.CacheMaxSize = c.CacheLimit()
+	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {
+		return err
+	}
 	cfg.Transfers = max(c.Transfers, 1)
 	cfg.WriteBack = c.WriteBack
 	if cfg.WriteBack <= 0 {
@@ -92,7 +100,7 @@ func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 			if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 				return err
 			}
-			return os.RemoveAll(c.CacheDir(rec.VolumeID))
+			return c.removeCache(rec.VolumeID)
 		}
 	}
 	sock := filepath.Join(rec.StateDir, controlSocket)
@@ -111,7 +119,32 @@ func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 		return err
 	}
-	return os.RemoveAll(c.CacheDir(rec.VolumeID))
+	return c.removeCache(rec.VolumeID)
+}
+
+// removeCache removes the volume's cache and releases its disk budget.
+func (c *Cached) removeCache(volumeID string) error {
+	if err := os.RemoveAll(c.CacheDir(volumeID)); err != nil {
+		return err
+	}
+	return c.Disk.Release(volumeID)
+}
+
+// DefaultCacheMaxSize is the most a volume's cache takes when
+// CacheMaxSize is 0; CacheLimit also caps it at a quarter of the disk
+// budget.
+const DefaultCacheMaxSize = 10 << 30
+
+// CacheLimit is the cache size limit of every volume, reserved from the
+// disk budget: CacheMaxSize, or else min(10 GiB, budget/4).
+func (c *Cached) CacheLimit() int64 {
+	if c.CacheMaxSize > 0 {
+		return c.CacheMaxSize
+	}
+	if c.Disk == nil {
+		return DefaultCacheMaxSize
+	}
+	return min(DefaultCacheMaxSize, c.Disk.Budget()/4)
 }
 
 // mountPoint is where rec's server is mounted: the staging path, or the

@@ -16,6 +16,7 @@ import (
 	"github.com/rclone/rclone/fs/cache"
 	"github.com/rclone/rclone/fs/config"
 
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
@@ -38,7 +39,11 @@ type Copy struct {
 	Root string
 	// Keep keeps copies after unstage, so a later stage of the same volume
 	// on this node fetches only what changed.
-	Keep    bool
+	Keep bool
+	// Disk is the node disk budget: a copy reserves its whole size before
+	// it downloads, and holds it until unstage; a kept copy holds it until
+	// it is evicted to make room for a volume being staged.
+	Disk    *budget.Ledger
 	Options copier.Options
 	Log     *slog.Logger
 	// Redact, if set, is the mask of this process's log: each running
@@ -145,6 +150,10 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		return copier.Result{}, err
 	}
 	dir := c.dir(req.VolumeID)
+	// A kept copy about to be used again is never evicted.
+	if err := c.Disk.Claim(req.VolumeID); err != nil {
+		return copier.Result{}, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return copier.Result{}, err
 	}
@@ -169,6 +178,14 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	}
 	opt := c.Options
 	opt.HideMetaDir = req.Handle.Prefix == ""
+	// The copy must fit the disk and the node's budget, which it then
+	// holds until unstage (or eviction of a kept copy).
+	opt.Space = func(ctx context.Context, dest string, total, need int64) error {
+		if err := copier.FreeSpace(ctx, dest, total, need); err != nil {
+			return err
+		}
+		return c.Disk.Reserve(req.VolumeID, total, dir)
+	}
 	data := filepath.Join(dir, "data")
 	if opt.HideMetaDir {
 		// The copier never sees the guard presentCopy puts there.
@@ -214,9 +231,12 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 		return err
 	}
 	if c.Keep {
-		return nil
+		return c.Disk.Keep(rec.VolumeID)
 	}
-	return removeCopy(c.dir(rec.VolumeID))
+	if err := removeCopy(c.dir(rec.VolumeID)); err != nil {
+		return err
+	}
+	return c.Disk.Release(rec.VolumeID)
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on

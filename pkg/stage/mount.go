@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
@@ -18,16 +19,38 @@ type Mount struct {
 	Supervisor *mounter.Supervisor
 	Stores     store.Registry
 	Settings   Settings
+	// Memory is the node's read-ahead memory budget; each server gets a
+	// share of it while staged (see Stage).
+	Memory *budget.Ledger
+	// ServerMemory is the read-ahead memory one server asks for.
+	ServerMemory int64
 }
 
-// Stage starts the FUSE server on req.StagingPath.
+// MinServerMemory is the smallest read-ahead share a server gets: below
+// it (the node's read-ahead memory is all granted) a server reads without
+// read-ahead buffers.
+const MinServerMemory = 16 << 20
+
+// Stage starts the FUSE server on req.StagingPath with its share of the
+// node's read-ahead memory: ServerMemory while the node has it, else what
+// is left down to MinServerMemory, else none (each read then goes straight
+// to the store: slower, but nothing is refused).
 func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
 	cfg, err := fuseConfig(req, m.Stores, m.Settings)
 	if err != nil {
 		return err
 	}
+	share, err := m.Memory.ReserveUpTo(req.VolumeID, m.ServerMemory, MinServerMemory)
+	if err != nil {
+		return err
+	}
+	cfg.ReadAheadMemory = share
+	if share == 0 && m.Memory != nil {
+		cfg.ReadAheadMemory = -1
+	}
 	started, err := startFUSE(ctx, m.Supervisor, cfg, req.StateDir)
 	if err != nil {
+		_ = m.Memory.Release(req.VolumeID)
 		return err
 	}
 	rec.Server = started
@@ -42,8 +65,10 @@ func (m *Mount) Repair(ctx context.Context, rec *nodestate.Volume) error {
 // Unstage unmounts and stops the FUSE server.
 func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	// A streaming mount holds no data of its own: a forced kill loses nothing.
-	_, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace())
-	return err
+	if _, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace()); err != nil {
+		return err
+	}
+	return m.Memory.Release(rec.VolumeID)
 }
 
 // Release is Unstage: a streaming mount holds no data of its own.

@@ -1,0 +1,138 @@
+package readahead
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// memory is the byte budget of one Fs (one FUSE server): read-ahead blocks
+// in use, buffers kept for reuse and small files fetched ahead all count
+// against limit, so the server holds at most limit bytes for reads however
+// many files are open. Nothing waits for it: a Reader that gets no block
+// fetches no further ahead, and with nothing ahead it reads straight into
+// the caller's buffer (see Reader.Read); the small-file prefetch stops.
+type memory struct {
+	mu    sync.Mutex
+	limit int64
+	used  int64 // blocks handed out and small files held
+	kept  int64 // buffers kept for reuse
+	peak  int64 // most of used+kept held at once
+	// Buffers kept for reuse by capacity class: unlike a sync.Pool they
+	// survive garbage collections, which a small heap runs often, so
+	// steady streaming allocates nothing. trim releases them.
+	byClass map[int64][][]byte
+}
+
+// keepBytes bounds the buffers kept for reuse (within the limit).
+const keepBytes = 64 << 20
+
+func newMemory(limit int64) *memory { return &memory{limit: limit, byClass: map[int64][][]byte{}} }
+
+// getBuf returns a buffer of n bytes counted against the budget, or nil
+// when the budget cannot hold it.
+func (m *memory) getBuf(n int64) []byte {
+	c := classOf(n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l := m.byClass[c]; len(l) > 0 {
+		b := l[len(l)-1]
+		m.byClass[c] = l[:len(l)-1]
+		m.kept -= c
+		m.used += c
+		return b[:n]
+	}
+	if !m.makeRoomLocked(c) {
+		return nil
+	}
+	m.used += c
+	m.notePeakLocked()
+	return make([]byte, n, c)
+}
+
+// putBuf returns a buffer from getBuf, kept for reuse while the kept
+// buffers stay small.
+func (m *memory) putBuf(b []byte) {
+	c := int64(cap(b))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.used -= c
+	if m.kept+c > min(keepBytes, m.limit/2) {
+		return
+	}
+	m.byClass[c] = append(m.byClass[c], b[:c])
+	m.kept += c
+}
+
+// reserve counts n bytes (a small file) against the budget; false when
+// they do not fit.
+func (m *memory) reserve(n int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.makeRoomLocked(n) {
+		return false
+	}
+	m.used += n
+	m.notePeakLocked()
+	return true
+}
+
+// unreserve gives back n bytes of reserve.
+func (m *memory) unreserve(n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.used -= n
+}
+
+// makeRoomLocked reports whether n more bytes fit, dropping kept buffers
+// to make room.
+func (m *memory) makeRoomLocked(n int64) bool {
+	if m.used+n > m.limit {
+		return false
+	}
+	for c, l := range m.byClass {
+		for len(l) > 0 && m.used+m.kept+n > m.limit {
+			l = l[:len(l)-1]
+			m.kept -= c
+		}
+		m.byClass[c] = l
+	}
+	return true
+}
+
+func (m *memory) notePeakLocked() {
+	m.peak = max(m.peak, m.used+m.kept)
+}
+
+// trim drops the buffers kept for reuse, for an idle server to give their
+// memory back.
+func (m *memory) trim() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.byClass, m.kept = map[int64][][]byte{}, 0
+}
+
+// held returns the bytes held now and the most ever held at once.
+func (m *memory) held() (now, peak int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.used + m.kept, m.peak
+}
+
+// twoOwners tracks memory shared by a fetch that fills it and the holder
+// that reads it: it goes back to the budget when both have let go (a
+// cancelled fetch may still be writing into a buffer its reader dropped).
+type twoOwners struct{ left atomic.Int32 }
+
+func (t *twoOwners) init() { t.left.Store(2) }
+
+// letGo reports whether the caller was the last owner.
+func (t *twoOwners) letGo() bool { return t.left.Add(-1) == 0 }
+
+// classOf rounds n up to a power of two of at least 64 KiB.
+func classOf(n int64) int64 {
+	c := int64(64 << 10)
+	for c < n {
+		c <<= 1
+	}
+	return c
+}

@@ -1,0 +1,13 @@
+//go:build tools
+
+// Package tools pins the Kubernetes and etcd commands `make e2e` builds
+// (hack/cluster); cmd/etcd is a tiny main around etcdmain.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)
