@@ -31,25 +31,18 @@ func TestCopyStagesWithoutBadKeys(t *testing.T) {
 	release := make(chan struct{})
 	proxy := startFaultProxy(t, s3.Endpoint, map[string]int{"/bad-keys/denied.bin": 403, "/bad-keys/gone.bin": 404},
 		map[string]chan struct{}{"/bad-keys/slow.bin": release})
-	through := *s3.S3
-	through.Endpoint = proxy.URL
-	drv := testenv.StartDriver(t, &testenv.S3{S3: &through})
-	c := drv.Dial(t)
+	drv, c := proxy.startDriver(t, s3, "bad-keys")
 	ctx := context.Background()
-	if err := s3.Store(t).CreateBucket(ctx, "bad-keys"); err != nil {
-		t.Fatal(err)
-	}
 	good := map[string]string{"ok/a.txt": "a", "ok/b.txt": "b", "top.txt": "top", "slow.bin": "slow", "dup/child": "c"}
 	// Keys the server's filesystem cannot hold are added to its listing
 	// by the proxy, as a store that keeps any key lists them.
 	proxy.listed = map[string][]string{"bad-keys": {"dots/../escape.txt", "empty//segment.txt", "long/" + strings.Repeat("n", 300), "dup"}}
 	bad := append([]string{"denied.bin", "gone.bin"}, proxy.listed["bad-keys"]...)
-	cl := s3.Client()
 	for k, v := range good {
-		putRaw(t, cl, "bad-keys", k, v)
+		putRaw(t, s3, "bad-keys", k, []byte(v))
 	}
-	putRaw(t, cl, "bad-keys", "denied.bin", "refused")
-	putRaw(t, cl, "bad-keys", "gone.bin", "deleted between the listing and the download")
+	putRaw(t, s3, "bad-keys", "denied.bin", []byte("refused"))
+	putRaw(t, s3, "bad-keys", "gone.bin", []byte("deleted between the listing and the download"))
 	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-bad-keys", map[string]string{"source": "s3://bad-keys", "mode": "COPY"}, s3.Secrets()))
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +97,21 @@ func TestCopyStagesWithoutBadKeys(t *testing.T) {
 			t.Fatalf("%s holds %q, want %q", k, got, v)
 		}
 	}
-	log := drv.Log.String()
-	if !strings.Contains(log, "COPY left out objects") || !strings.Contains(log, "count="+fmt.Sprint(len(bad))) || !strings.Contains(log, "denied.bin") {
-		t.Fatalf("the driver did not log the %d keys left out with examples; log:\n%s", len(bad), log)
+	// The driver's log reaches the test through a pipe: wait for the line.
+	logged := func(log string) bool {
+		return strings.Contains(log, "COPY left out objects") && strings.Contains(log, "count="+fmt.Sprint(len(bad))) && strings.Contains(log, "empty//segment.txt")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !logged(drv.Log.String()) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if log := drv.Log.String(); !logged(log) {
+		var lines []string
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, "left out") || strings.Contains(l, "copy complete") {
+				lines = append(lines, l)
+			}
+		}
+		t.Fatalf("the driver did not log the %d keys left out with examples; it logged:\n%s", len(bad), strings.Join(lines, "\n"))
 	}
 	unpublish(t, c, id, staging, target)
 	if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
@@ -125,17 +130,10 @@ func TestMountHidesBadKeys(t *testing.T) {
 	proxy.listed = map[string][]string{"odd-keys": {
 		"e//x", "d/../x", "./x", "dot/./x", "long/" + strings.Repeat("n", 300), "dup",
 	}}
-	through := *s3.S3
-	through.Endpoint = proxy.URL
-	drv := testenv.StartDriver(t, &testenv.S3{S3: &through})
-	c := drv.Dial(t)
+	drv, c := proxy.startDriver(t, s3, "odd-keys")
 	ctx := context.Background()
-	if err := s3.Store(t).CreateBucket(ctx, "odd-keys"); err != nil {
-		t.Fatal(err)
-	}
-	cl := s3.Client()
 	for _, k := range []string{"top.txt", "e/ok", "d/ok", "dot/ok", "long/ok", "dup/child"} {
-		putRaw(t, cl, "odd-keys", k, "ok")
+		putRaw(t, s3, "odd-keys", k, []byte("ok"))
 	}
 	for _, mode := range []string{"MOUNT", "MOUNT_CACHED"} {
 		t.Run(mode, func(t *testing.T) {

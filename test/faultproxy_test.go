@@ -16,9 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
 // faultProxy is a reverse proxy in front of a real S3 server that answers
@@ -83,6 +83,19 @@ func startFaultProxy(t *testing.T, target string, fail map[string]int, hold map[
 	return p
 }
 
+// startDriver creates bucket on s3 and starts the driver reaching s3
+// through the proxy.
+func (p *faultProxy) startDriver(t *testing.T, s3 *testenv.S3, bucket string) (*testenv.Driver, testenv.Clients) {
+	t.Helper()
+	if err := s3.Store(t).CreateBucket(context.Background(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	through := *s3.S3
+	through.Endpoint = p.URL
+	drv := testenv.StartDriver(t, &testenv.S3{S3: &through})
+	return drv, drv.Dial(t)
+}
+
 // injectListing adds keys to a ListObjectsV2 answer for the request's
 // prefix and delimiter: a key below a delimiter becomes a common prefix.
 func injectListing(body string, q url.Values, keys []string) string {
@@ -113,14 +126,6 @@ func injectListing(body string, q url.Values, keys []string) string {
 		fmt.Fprintf(&add, `<Contents><Key>%s</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>"0cc175b9c0f1b6a831c399e269772661"</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>`, enc(k))
 	}
 	return strings.Replace(body, "</ListBucketResult>", add.String()+"</ListBucketResult>", 1)
-}
-
-// putRaw writes an object with the independent S3 client, key as given.
-func putRaw(t *testing.T, cl *s3.Client, bucket, key, data string) {
-	t.Helper()
-	if _, err := cl.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: strings.NewReader(data)}); err != nil {
-		t.Fatalf("writing key %q: %v", key, err)
-	}
 }
 
 // readdirAll lists dir with getdents as ls does, "." and ".." included
