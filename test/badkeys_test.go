@@ -39,10 +39,10 @@ func TestCopyStagesWithoutBadKeys(t *testing.T) {
 	proxy.listed = map[string][]string{"bad-keys": {"dots/../escape.txt", "empty//segment.txt", "long/" + strings.Repeat("n", 300), "dup"}}
 	bad := append([]string{"denied.bin", "gone.bin"}, proxy.listed["bad-keys"]...)
 	for k, v := range good {
-		putRaw(t, s3, "bad-keys", k, []byte(v))
+		putRaw(t, s3.Client(), "bad-keys", k, v)
 	}
-	putRaw(t, s3, "bad-keys", "denied.bin", []byte("refused"))
-	putRaw(t, s3, "bad-keys", "gone.bin", []byte("deleted between the listing and the download"))
+	putRaw(t, s3.Client(), "bad-keys", "denied.bin", "refused")
+	putRaw(t, s3.Client(), "bad-keys", "gone.bin", "deleted between the listing and the download")
 	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-bad-keys", map[string]string{"source": "s3://bad-keys", "mode": "COPY"}, s3.Secrets()))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestMountHidesBadKeys(t *testing.T) {
 	drv, c := proxy.startDriver(t, s3, "odd-keys")
 	ctx := context.Background()
 	for _, k := range []string{"top.txt", "e/ok", "d/ok", "dot/ok", "long/ok", "dup/child"} {
-		putRaw(t, s3, "odd-keys", k, []byte("ok"))
+		putRaw(t, s3.Client(), "odd-keys", k, "ok")
 	}
 	for _, mode := range []string{"MOUNT", "MOUNT_CACHED"} {
 		t.Run(mode, func(t *testing.T) {
