@@ -232,7 +232,7 @@ func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem *
 	if err != nil {
 		return nil, nil, fmt.Errorf("--node-disk-budget: %w", err)
 	}
-	disk.Log = log
+	disk.Log, disk.Remove = log, stage.RemoveCopy
 	disk.Name, disk.Hint = "node disk", "raise --node-disk-budget or stage fewer COPY and MOUNT_CACHED volumes on this node"
 	mem, err = budget.Open(filepath.Join(state.Root, "memory-budget.json"), budget.Options{Fixed: f.readAheadNode, Live: live})
 	if err != nil {

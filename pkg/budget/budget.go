@@ -56,6 +56,10 @@ type Ledger struct {
 	Hint string
 	// Log, if set, records evictions.
 	Log *slog.Logger
+	// Remove deletes the path of evicted kept data; nil means
+	// os.RemoveAll. (A COPY copy needs stage.RemoveCopy: it holds an
+	// immutable guard directory.)
+	Remove func(path string) error
 
 	// Dropped lists the volumes whose reservations Open dropped.
 	Dropped []string
@@ -207,7 +211,11 @@ func (l *Ledger) evictLocked(volumeID string, need int64) error {
 		}
 		r := l.data.Reservations[id]
 		if r.Path != "" {
-			if err := os.RemoveAll(r.Path); err != nil {
+			remove := l.Remove
+			if remove == nil {
+				remove = os.RemoveAll
+			}
+			if err := remove(r.Path); err != nil {
 				return fmt.Errorf("evicting the kept data of %s: %w", id, err)
 			}
 		}

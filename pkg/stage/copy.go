@@ -233,7 +233,7 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if c.Keep {
 		return c.Disk.Keep(rec.VolumeID)
 	}
-	if err := removeCopy(c.dir(rec.VolumeID)); err != nil {
+	if err := RemoveCopy(c.dir(rec.VolumeID)); err != nil {
 		return err
 	}
 	return c.Disk.Release(rec.VolumeID)

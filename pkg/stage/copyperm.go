@@ -224,9 +224,9 @@ func setImmutable(p string, on bool) error {
 	return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(want))
 }
 
-// removeCopy removes a copy directory (its data/ and manifest), clearing
+// RemoveCopy removes a copy directory (its data/ and manifest), clearing
 // the metadata guard first.
-func removeCopy(dir string) error {
+func RemoveCopy(dir string) error {
 	if err := unguardMeta(filepath.Join(dir, "data")); err != nil {
 		return err
 	}

@@ -89,7 +89,7 @@ func TestPresentCopy(t *testing.T) {
 			}
 			owned(t, filepath.Join(data, "a", "b", "deep.txt"), 7, 8, 0o644)
 			owned(t, filepath.Join(data, "a"), 7, 8, 0o755)
-			if err := removeCopy(dir); err != nil {
+			if err := RemoveCopy(dir); err != nil {
 				t.Fatalf("removing a guarded copy: %v", err)
 			}
 			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
