@@ -20,6 +20,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
+	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
@@ -34,7 +35,7 @@ type serveFlags struct {
 	cacheMaxSize                                                                         int64
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, inlineModes, mounterSocket                                             string
-	ownershipKeyFile                                                                     string
+	ownershipKeyFile, kubeconfig                                                         string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -73,6 +74,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "controller: kubeconfig of the cluster whose PersistentVolumes are checked before a bucket is purged (default: the pod's service account when in a pod; none outside)")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
 	f.stores.register(fs)
 	f.sidecars.register(fs)
@@ -140,6 +142,9 @@ func serve(args []string) error {
 	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
 	if cfg.Controller {
+		if cfg.PVs, err = kube.NewPVLister(f.kubeconfig, os.Getenv("KUBERNETES_SERVICE_HOST") != ""); err != nil {
+			return fmt.Errorf("--kubeconfig: %w", err)
+		}
 		if cfg.Ownership, err = loadKeeper(f.ownershipKeyFile); err != nil {
 			return err
 		}

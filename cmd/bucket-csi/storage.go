@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	rfs "github.com/rclone/rclone/fs"
 
 	"github.com/bucket-csi/bucket-csi/pkg/cli"
+	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
@@ -91,7 +93,8 @@ func storageMain(args []string) (err error) {
 	rfs.SetLogger(slog.NewTextHandler(red.Writer(os.Stderr), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	defer func() { err = red.Error(err) }()
 	if cmd == "ls" || cmd == "delete" {
-		if env.PVs, err = cli.KubePVLister(*kubeconfig); err != nil {
+		kc := cmp.Or(*kubeconfig, os.Getenv("KUBECONFIG"))
+		if env.PVs, err = kube.NewPVLister(kc, os.Getenv("KUBERNETES_SERVICE_HOST") != ""); err != nil {
 			return err
 		}
 	}

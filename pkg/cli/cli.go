@@ -17,6 +17,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
@@ -35,7 +36,7 @@ type Env struct {
 	Terminal bool
 	// PVs, when set, lists the cluster's PersistentVolumes: ls and delete
 	// then also count the PVs that reference a bucket.
-	PVs PVLister
+	PVs kube.PVLister
 	Now func() time.Time
 	// Ownership verifies and writes marks with the driver's ownership key;
 	// nil when no key is configured (every command but upload into an
@@ -109,7 +110,7 @@ func (e *Env) List(ctx context.Context) ([]Entry, []Unverified, error) {
 			return nil, nil, fmt.Errorf("listing PersistentVolumes: %w", err)
 		}
 		for i := range out {
-			if refs := ReferencingPVs(pvs, out[i].Store, out[i].Name); len(refs) > 0 {
+			if refs := kube.ReferencingPVs(pvs, out[i].Store, out[i].Name); len(refs) > 0 {
 				out[i].PVs = refs
 				out[i].Status = fmt.Sprintf("IN USE (PVs: %s)", strings.Join(refs, ", "))
 			}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -204,6 +206,9 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if inUse, err := bucket.HasRecords(ctx, st, h.Bucket); err != nil || inUse {
 		return &csi.DeleteVolumeResponse{}, err
 	}
+	if err := d.checkNoOtherPVs(ctx, h, req.GetVolumeId()); err != nil {
+		return nil, err
+	}
 	err = d.cfg.Ownership.Purge(ctx, st, ref, bucket.PurgeOptions{IfUnused: true})
 	switch {
 	case errors.Is(err, bucket.ErrInUse):
@@ -214,6 +219,26 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		d.log.Info("deleted bucket", "bucket", h.Bucket, "store", h.Store)
 	}
 	return &csi.DeleteVolumeResponse{}, err
+}
+
+// checkNoOtherPVs refuses (fault.Precondition, so the provisioner retries)
+// to purge a bucket that a PersistentVolume other than the deleted
+// volume's own still names, such as a static PV that reuses its handle:
+// it is a user of the bucket although it has no record in it. A cluster
+// that cannot be asked answers fault.Unavailable: nothing is purged on a
+// guess.
+func (d *Driver) checkNoOtherPVs(ctx context.Context, h volume.Handle, volumeID string) error {
+	if d.cfg.PVs == nil {
+		return nil
+	}
+	pvs, err := d.cfg.PVs(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: listing PersistentVolumes to check that nothing else uses bucket %q: %v", fault.Unavailable, h.Bucket, err)
+	}
+	if users := kube.OtherUsers(pvs, h.Store, h.Bucket, volumeID); len(users) > 0 {
+		return fmt.Errorf("%w: bucket %q is not deleted while PersistentVolume(s) %s still use it; it is deleted by a retry once they are gone", fault.Precondition, h.Bucket, strings.Join(users, ", "))
+	}
+	return nil
 }
 
 // ValidateVolumeCapabilities confirms mount capabilities of an existing volume.

@@ -16,6 +16,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -43,6 +44,11 @@ type Config struct {
 	// key is configured: creating and deleting managed buckets then
 	// answers FailedPrecondition.
 	Ownership *bucket.Keeper
+	// PVs, if set, lists the cluster's PersistentVolumes: a bucket is never
+	// purged while a PersistentVolume other than the deleted volume's own
+	// (a static PV that copied its handle, for one) still names it. Nil
+	// (no cluster configured) relies on the volume records alone.
+	PVs kube.PVLister
 	// State is the node-local state directory.
 	State nodestate.Dir
 	// Inline is the policy for inline ephemeral volumes.

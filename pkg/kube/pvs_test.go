@@ -1,4 +1,4 @@
-package cli
+package kube
 
 import (
 	"slices"
@@ -27,5 +27,26 @@ func TestReferencingPVs(t *testing.T) {
 	want := []string{"dynamic", "static-source", "static-name"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ReferencingPVs = %v, want %v", got, want)
+	}
+}
+
+// TestOtherUsers: the dynamic PV being deleted is not a user of its bucket;
+// a static PV that copied its handle, and any other PV naming the bucket,
+// are.
+func TestOtherUsers(t *testing.T) {
+	const id = "v1:s3:Men:0123456789ab:shared"
+	dynamic := pv("pvc-1", DriverName, id, map[string]string{"bucket": "shared"})
+	dynamic.Annotations = map[string]string{provisionedBy: DriverName}
+	pvs := []corev1.PersistentVolume{
+		dynamic,
+		pv("static-copy", DriverName, id, nil),
+		pv("static-name", DriverName, "mine", map[string]string{"name": "shared"}),
+		pv("unrelated", DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
+	}
+	if got, want := OtherUsers(pvs, "s3", "shared", id), []string{"static-copy", "static-name"}; !slices.Equal(got, want) {
+		t.Fatalf("OtherUsers = %v, want %v", got, want)
+	}
+	if got := OtherUsers(pvs[:1], "s3", "shared", id); len(got) != 0 {
+		t.Fatalf("the volume's own PV counted as a user: %v", got)
 	}
 }

@@ -1,9 +1,12 @@
-package cli
+// Package kube reads the cluster's PersistentVolumes for the two places
+// that must know who uses a bucket: the storage CLI (status, delete) and
+// the controller (a bucket is never purged while a PersistentVolume of
+// this driver, static ones included, still names it).
+package kube
 
 import (
 	"context"
 	"fmt"
-	"os"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,25 +17,24 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
-// DriverName is the CSI driver whose PersistentVolumes the CLI inspects.
+// DriverName is the CSI driver whose PersistentVolumes are inspected.
 const DriverName = "bucket.csi.io"
 
 // PVLister lists the cluster's PersistentVolumes.
 type PVLister func(ctx context.Context) ([]corev1.PersistentVolume, error)
 
-// KubePVLister returns a lister for the cluster of kubeconfig (or, when
-// empty, $KUBECONFIG, then the in-cluster config), or nil when no cluster
-// is configured: the CLI then relies on the volume records in buckets.
-func KubePVLister(kubeconfig string) (PVLister, error) {
-	if kubeconfig == "" {
-		kubeconfig = os.Getenv("KUBECONFIG")
-	}
+// NewPVLister returns a lister for the cluster of kubeconfig (a file
+// path), or, when empty and running in a pod, of the in-cluster config; nil
+// when no cluster is configured: callers then rely on the volume records in
+// buckets alone. inCluster says whether a pod's service account may be used
+// (the caller reads the environment).
+func NewPVLister(kubeconfig string, inCluster bool) (PVLister, error) {
 	var cfg *rest.Config
 	var err error
 	switch {
 	case kubeconfig != "":
 		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+	case inCluster:
 		cfg, err = rest.InClusterConfig()
 	default:
 		return nil, nil
@@ -83,3 +85,26 @@ func pvUses(c *corev1.CSIPersistentVolumeSource, store, bucket string) bool {
 	st := attrs[volume.KeyStore]
 	return (attrs[volume.KeyName] == bucket || attrs["bucket"] == bucket) && (st == "" || st == store)
 }
+
+// OtherUsers returns the PersistentVolumes of this driver that use bucket
+// of store, except the dynamically provisioned one of volumeID itself
+// (handle volumeID, provisioned by this driver), which DeleteVolume is
+// deleting. A static PV that copied volumeID as its handle counts.
+func OtherUsers(pvs []corev1.PersistentVolume, store, bucket, volumeID string) []string {
+	var out []string
+	for _, pv := range pvs {
+		c := pv.Spec.CSI
+		if c == nil || c.Driver != DriverName || !pvUses(c, store, bucket) {
+			continue
+		}
+		if c.VolumeHandle == volumeID && pv.Annotations[provisionedBy] == DriverName {
+			continue
+		}
+		out = append(out, pv.Name)
+	}
+	return out
+}
+
+// provisionedBy is the annotation the external-provisioner puts on the
+// PersistentVolumes it creates.
+const provisionedBy = "pv.kubernetes.io/provisioned-by"
