@@ -110,7 +110,7 @@ func (r *Registration) Serve(ctx context.Context, dir string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing stale registration socket: %w", err)
 	}
-	l, err := net.Listen("unix", path)
+	l, err := listenAtomically(path)
 	if err != nil {
 		return fmt.Errorf("registration socket: %w", err)
 	}
@@ -130,4 +130,29 @@ func (r *Registration) Serve(ctx context.Context, dir string) error {
 		err = rmErr
 	}
 	return err
+}
+
+// listenAtomically binds and listens on a hidden name (kubelet's plugin
+// watcher skips names starting with a dot) and only then renames the socket
+// into place, so whoever sees path appear can connect at once: a plain
+// net.Listen creates the file at bind(2), before listen(2), and a dial in
+// that window is refused.
+func listenAtomically(path string) (net.Listener, error) {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	// The listener must not unlink tmp on Close: after the rename that name
+	// is gone, and Serve removes path itself.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return l, nil
 }
