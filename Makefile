@@ -42,7 +42,7 @@ bin/k8s/etcd: tools/k8s/go.mod tools/k8s/go.sum tools/k8s/etcd/main.go
 	cd tools/k8s && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ ./etcd
 
 bin/k8s/csi-provisioner: tools/provisioner/go.mod tools/provisioner/go.sum
-	cd tools/provisioner && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+	cd tools/provisioner && CGO_ENABLED=0 $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
 
 bin/k8s/%: tools/k8s/go.mod tools/k8s/go.sum
 	cd tools/k8s && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ k8s.io/kubernetes/cmd/$*

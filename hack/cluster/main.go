@@ -10,6 +10,7 @@
 //	cluster down    stop everything, unmount, delete the namespace
 //	cluster exec -- CMD...   run CMD in the namespace with KUBECONFIG set
 //	cluster restart NAME     restart a component (kubelet, versitygw, ...)
+//	cluster stop NAME        stop a component; cluster start NAME starts it again
 //
 // State, logs and kubeconfig live in $E2E_DIR (default /var/lib/bucket-csi-e2e).
 package main
@@ -20,7 +21,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // The cluster's fixed addresses, all inside its own network namespace.
@@ -62,11 +65,19 @@ func main() {
 			err = c.down()
 		case "exec":
 			err = c.exec(os.Args[2:])
-		case "restart":
+		case "restart", "start":
+			// start is restart of a stopped component: both run it again
+			// with the command line it was first started with.
 			if len(os.Args) != 3 {
-				err = fmt.Errorf("usage: cluster restart COMPONENT")
+				err = fmt.Errorf("usage: cluster %s COMPONENT", os.Args[1])
 			} else {
 				err = c.restartDaemon(os.Args[2])
+			}
+		case "stop":
+			if len(os.Args) != 3 {
+				err = fmt.Errorf("usage: cluster stop COMPONENT")
+			} else {
+				c.stopDaemon(os.Args[2], 30*time.Second)
 			}
 		default:
 			err = fmt.Errorf("unknown command %q", os.Args[1])
@@ -115,7 +126,7 @@ func (c *cluster) exec(argv []string) error {
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), "KUBECONFIG="+c.kubeconfig(), "E2E_S3_ENDPOINT=http://"+net.JoinHostPort(nodeIP, s3Port),
+	env := append(withoutVars(os.Environ(), "KUBECONFIG", "PATH"), "KUBECONFIG="+c.kubeconfig(), "E2E_S3_ENDPOINT=http://"+net.JoinHostPort(nodeIP, s3Port),
 		"E2E_S3_ACCESS_KEY="+s3AccessKey, "E2E_S3_SECRET_KEY="+s3SecretKey, "E2E_DIR="+c.dir,
 		"E2E_CLUSTER="+filepath.Join(c.repo, "bin", "cluster"), "E2E_CHART="+filepath.Join(c.repo, "charts", "bucket-csi"),
 		"PATH="+filepath.Join(c.repo, "bin", "k8s")+":"+filepath.Join(c.repo, "bin")+":"+os.Getenv("PATH"))
@@ -124,4 +135,21 @@ func (c *cluster) exec(argv []string) error {
 		return err
 	}
 	return syscall.Exec(nsenter, append([]string{"nsenter", "--net=" + c.netnsPath(), "--", path}, argv[1:]...), env)
+}
+
+// withoutVars drops the named variables from env: a program reading its
+// environment takes the first of two entries with one name, so the ones
+// exec sets must be the only ones.
+func withoutVars(env []string, names ...string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		keep := true
+		for _, n := range names {
+			keep = keep && !strings.HasPrefix(kv, n+"=")
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

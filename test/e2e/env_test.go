@@ -185,18 +185,22 @@ func claimVolume(claim string) corev1.Volume {
 func (e *env) runPod(t *testing.T, pod *corev1.Pod) string {
 	t.Helper()
 	e.createPod(t, pod)
+	return e.runningPodOutput(t, pod)
+}
+
+// runningPodOutput waits for an already created pod to succeed and returns
+// its log; a failed pod fails the test with its log and events.
+func (e *env) runningPodOutput(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
 	e.eventually(t, 4*time.Minute, "pod "+pod.Name+" finished", func() (bool, error) {
 		p, err := e.kube.CoreV1().Pods(pod.Namespace).Get(ctx(t), pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		switch p.Status.Phase {
-		case corev1.PodSucceeded:
-			return true, nil
-		case corev1.PodFailed:
+		if p.Status.Phase == corev1.PodFailed {
 			t.Fatalf("pod %s failed: log:\n%s\nevents:\n%s", pod.Name, e.podLog(t, pod), e.events(t, pod.Namespace, pod.Name))
 		}
-		return false, nil
+		return p.Status.Phase == corev1.PodSucceeded, nil
 	})
 	return e.podLog(t, pod)
 }

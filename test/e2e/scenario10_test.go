@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,13 +30,13 @@ func TestScenario10FailureReasons(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e.staticPV(t, c.name+"-"+ns, c.source, corev1.PersistentVolumeReclaimRetain, c.secret)
+			e.staticPV(t, c.name+"-"+ns, c.source, "MOUNT", corev1.PersistentVolumeReclaimRetain, c.secret)
 			e.pvc(t, ns, c.name, "", corev1.ReadWriteMany, c.name+"-"+ns)
 			e.createPod(t, podSpec(ns, c.name, "true", claimVolume(c.name)))
 			var events string
 			e.eventually(t, 2*time.Minute, "FailedMount event", func() (bool, error) {
 				events = e.events(t, ns, c.name)
-				return strings.Contains(events, "FailedMount"), nil
+				return strings.Contains(events, "FailedMount"), fmt.Errorf("events so far:\n%s", events)
 			})
 			t.Logf("events:\n%s", events)
 			found := false

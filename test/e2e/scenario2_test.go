@@ -11,14 +11,14 @@ import (
 )
 
 // staticPV creates a PV for an existing bucket, deleted when the test ends.
-func (e *env) staticPV(t *testing.T, name, source string, reclaim corev1.PersistentVolumeReclaimPolicy, secret string) {
+func (e *env) staticPV(t *testing.T, name, source, mode string, reclaim corev1.PersistentVolumeReclaimPolicy, secret string) {
 	t.Helper()
 	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{
 		Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 		AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
 		PersistentVolumeReclaimPolicy: reclaim,
 		PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-			Driver: driverName, VolumeHandle: name, VolumeAttributes: map[string]string{"source": source, "mode": "MOUNT"},
+			Driver: driverName, VolumeHandle: name, VolumeAttributes: map[string]string{"source": source, "mode": mode},
 			NodeStageSecretRef: &corev1.SecretReference{Name: secret, Namespace: driverNS}}},
 	}}
 	if _, err := e.kube.CoreV1().PersistentVolumes().Create(ctx(t), pv, metav1.CreateOptions{}); err != nil {
@@ -38,7 +38,7 @@ func TestScenario2StaticPV(t *testing.T) {
 			bucket := e.createBucket(t, "e2e-static")
 			e.putObject(t, bucket, "existing.txt", "was there before")
 			name := "static-" + suffix()
-			e.staticPV(t, name, "s3://"+bucket, reclaim, secretName)
+			e.staticPV(t, name, "s3://"+bucket, "MOUNT", reclaim, secretName)
 			e.pvc(t, ns, name, "", corev1.ReadWriteMany, name)
 			out := e.runPod(t, podSpec(ns, name, "cat /data/existing.txt && echo new > /data/new.txt", claimVolume(name)))
 			if out != "was there before" {

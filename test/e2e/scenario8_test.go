@@ -4,8 +4,13 @@ package e2e
 
 import (
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,26 +21,24 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// volumeInUse reports whether the node still lists the PV's volume as in
-// use (staged): kubelet drops it once NodeUnstageVolume returned.
-func (e *env) volumeInUse(t *testing.T, pv string) bool {
+// staged reports whether the PV's volume is staged on the node: kubelet
+// keeps the volume's staging directory
+// (plugins/kubernetes.io/csi/<driver>/<sha256 of the handle>) until
+// NodeUnstageVolume has succeeded, and removes it right after, so its
+// absence means the driver released the volume. (node.status.volumesInUse
+// lists only attachable volumes, which ours are not.)
+func (e *env) staged(t *testing.T, pv string) bool {
 	t.Helper()
 	v, err := e.kube.CoreV1().PersistentVolumes().Get(ctx(t), pv, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes, err := e.kube.CoreV1().Nodes().List(ctx(t), metav1.ListOptions{})
-	if err != nil {
+	sum := sha256.Sum256([]byte(v.Spec.CSI.VolumeHandle))
+	_, err = os.Stat(filepath.Join("/var/lib/kubelet/plugins/kubernetes.io/csi", driverName, hex.EncodeToString(sum[:])))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-	for _, n := range nodes.Items {
-		for _, u := range n.Status.VolumesInUse {
-			if strings.HasSuffix(string(u), "^"+v.Spec.CSI.VolumeHandle) {
-				return true
-			}
-		}
-	}
-	return false
+	return err == nil
 }
 
 // TestScenario8CachedFlush: a pod writes 200 MiB to a MOUNT_CACHED volume
@@ -52,8 +55,11 @@ func TestScenario8CachedFlush(t *testing.T) {
 	if len(want) != 2 {
 		t.Fatalf("writer printed %q", out)
 	}
+	if !e.staged(t, pv) {
+		t.Fatal("the volume is not staged while the writer exists")
+	}
 	e.deletePod(t, ns, "writer")
-	e.eventually(t, 5*time.Minute, "volume released", func() (bool, error) { return !e.volumeInUse(t, pv), nil })
+	e.eventually(t, 5*time.Minute, "volume released", func() (bool, error) { return !e.staged(t, pv), nil })
 	obj, err := e.s3.GetObject(ctx(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("big")})
 	if err != nil {
 		t.Fatalf("the volume was released before big reached the bucket: %v", err)
@@ -63,5 +69,64 @@ func TestScenario8CachedFlush(t *testing.T) {
 	n, err := io.Copy(h, obj.Body)
 	if err != nil || n != 200<<20 || hex.EncodeToString(h.Sum(nil)) != want[0] {
 		t.Fatalf("bucket holds %d bytes (md5 %x, err %v) when the volume was released; the pod wrote 200 MiB with md5 %s", n, h.Sum(nil), err, want[0])
+	}
+}
+
+// TestScenario8CachedFlushWhileS3Down: a pod writes to a MOUNT_CACHED volume
+// while the S3 server is stopped and is deleted. As long as the server is
+// down the volume is not released (NodeUnstageVolume keeps answering an
+// error and kubelet keeps retrying); once the server is back the upload
+// completes, the volume is released, and the bucket holds what the pod wrote.
+func TestScenario8CachedFlushWhileS3Down(t *testing.T) {
+	e := newEnv(t)
+	ns := e.namespace(t, "s8down")
+	sc := e.storageClass(t, map[string]string{"mode": "MOUNT_CACHED"}, corev1.PersistentVolumeReclaimDelete)
+	pv := e.pvc(t, ns, "cached", sc, corev1.ReadWriteMany, "")
+	bucket := e.pvBucket(t, pv)
+	// The pod waits until the server refuses connections, then writes.
+	server := strings.TrimPrefix(e.endpoint, "http://")
+	script := fmt.Sprintf(`until wget -T 1 -O /dev/null http://%s/ 2>&1 | grep -q refused; do sleep 0.5; done
+dd if=/dev/urandom of=/data/offline bs=1M count=20 2>/dev/null && md5sum /data/offline`, server)
+	pod := podSpec(ns, "offline-writer", script, claimVolume("cached"))
+	e.createPod(t, pod)
+	e.eventually(t, 3*time.Minute, "writer running", func() (bool, error) {
+		p, err := e.kube.CoreV1().Pods(ns).Get(ctx(t), pod.Name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, err
+	})
+	cluster(t, "stop", "versitygw")
+	serverUp := false
+	t.Cleanup(func() {
+		if !serverUp {
+			cluster(t, "start", "versitygw")
+		}
+	})
+	out := e.runningPodOutput(t, pod)
+	want := strings.Fields(out)
+	if len(want) != 2 {
+		t.Fatalf("writer printed %q", out)
+	}
+	if !e.staged(t, pv) {
+		t.Fatal("the volume is not staged while the writer exists")
+	}
+	e.deletePod(t, ns, pod.Name)
+	// kubelet retries NodeUnstageVolume with backoff; 90 s with the server
+	// down is several attempts, and every one must keep the volume.
+	for end := time.Now().Add(90 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Second) {
+		if !e.staged(t, pv) {
+			t.Fatal("the volume was released while the S3 server was down and offline was not uploaded")
+		}
+	}
+	cluster(t, "start", "versitygw")
+	serverUp = true
+	e.eventually(t, 5*time.Minute, "volume released after the server came back", func() (bool, error) { return !e.staged(t, pv), nil })
+	obj, err := e.s3.GetObject(ctx(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("offline")})
+	if err != nil {
+		t.Fatalf("released, but offline is not in the bucket: %v", err)
+	}
+	defer obj.Body.Close()
+	h := md5.New()
+	n, err := io.Copy(h, obj.Body)
+	if err != nil || n != 20<<20 || hex.EncodeToString(h.Sum(nil)) != want[0] {
+		t.Fatalf("bucket holds %d bytes (md5 %x, err %v); the pod wrote 20 MiB with md5 %s", n, h.Sum(nil), err, want[0])
 	}
 }

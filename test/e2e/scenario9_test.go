@@ -45,9 +45,11 @@ func TestScenario9LargeCopy(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	v := corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: driverName,
-		VolumeAttributes: map[string]string{"source": "s3://" + bucket, "mode": "COPY"}, NodePublishSecretRef: &corev1.LocalObjectReference{Name: "team-s3"}}}}
-	e.applySecret(t, ns, "team-s3", e.access, e.key)
+	// COPY through a static PV: inline volumes are MOUNT-only by default.
+	pvName := "large-" + ns
+	e.staticPV(t, pvName, "s3://"+bucket, "COPY", corev1.PersistentVolumeReclaimRetain, secretName)
+	e.pvc(t, ns, "large", "", corev1.ReadWriteMany, pvName)
+	v := claimVolume("large")
 	pod := podSpec(ns, "copy", "find /data -type f | wc -l", v)
 	start := time.Now()
 	e.createPod(t, pod)
