@@ -19,6 +19,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/cli"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/stores"
 )
 
 const storageUsage = `usage: bucket-csi storage COMMAND [flags]
@@ -53,8 +54,7 @@ func storageMain(args []string) (err error) {
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bucket-csi storage "+cmd, flag.ContinueOnError)
-	var stores storeFlags
-	stores.register(fs)
+	registry := stores.Flags(fs)
 	secretsFile := fs.String("secrets", "", "JSON file with credentials per store")
 	defaultStore := fs.String("default-store", "s3", "store used when --store is not given")
 	output := fs.String("o", "table", "ls output: table or json")
@@ -72,11 +72,11 @@ func storageMain(args []string) (err error) {
 	if err := applyConfig(fs, *configFile); err != nil {
 		return err
 	}
-	reg, err := stores.registry()
+	reg, err := registry(os.Getenv)
 	if err != nil {
 		return err
 	}
-	env := &cli.Env{Stores: reg, DefaultStore: *defaultStore, Out: os.Stdout, Err: os.Stderr,
+	env := &cli.Env{Stores: reg, Kinds: stores.Catalog(), DefaultStore: *defaultStore, Out: os.Stdout, Err: os.Stderr,
 		Terminal: cli.IsTerminal(os.Stdout), Now: time.Now}
 	if cli.IsTerminal(os.Stdin) {
 		env.In = os.Stdin

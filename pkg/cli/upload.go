@@ -39,7 +39,7 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	if kind == "" {
 		kind = e.DefaultStore
 	}
-	if err := volume.ValidateBucket(kind, name); err != nil {
+	if err := volume.ValidateBucket(e.Kinds, kind, name); err != nil {
 		return UploadResult{}, fmt.Errorf("--name: %w", err)
 	}
 	if len(paths) == 0 {

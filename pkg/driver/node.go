@@ -112,7 +112,7 @@ func mountFlags(vc *csi.VolumeCapability) (volume.MountFlags, error) {
 // PersistentVolume whose volumeHandle the admin chose, reads the bucket from
 // its volumeAttributes (`source`, or `name` of an existing bucket).
 func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, error) {
-	h, err := volume.ParseID(id)
+	h, err := volume.ParseID(d.cfg.Defaults.Kinds, id)
 	if err == nil {
 		return h, nil
 	}

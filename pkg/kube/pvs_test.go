@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bucket-csi/bucket-csi/pkg/stores"
 )
 
 func pv(name, driver, handle string, attrs map[string]string) corev1.PersistentVolume {
@@ -23,7 +25,7 @@ func TestReferencingPVs(t *testing.T) {
 		pv("other-driver", "ebs.csi.aws.com", "vol-1", map[string]string{"name": "my-dataset"}),
 		{ObjectMeta: metav1.ObjectMeta{Name: "not-csi"}},
 	}
-	got := ReferencingPVs(pvs, "s3", "my-dataset")
+	got := ReferencingPVs(stores.Catalog(), pvs, "s3", "my-dataset")
 	want := []string{"dynamic", "static-source", "static-name"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ReferencingPVs = %v, want %v", got, want)
@@ -43,10 +45,10 @@ func TestOtherUsers(t *testing.T) {
 		pv("static-name", DriverName, "mine", map[string]string{"name": "shared"}),
 		pv("unrelated", DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
 	}
-	if got, want := OtherUsers(pvs, "s3", "shared", id), []string{"static-copy", "static-name"}; !slices.Equal(got, want) {
+	if got, want := OtherUsers(stores.Catalog(), pvs, "s3", "shared", id), []string{"static-copy", "static-name"}; !slices.Equal(got, want) {
 		t.Fatalf("OtherUsers = %v, want %v", got, want)
 	}
-	if got := OtherUsers(pvs[:1], "s3", "shared", id); len(got) != 0 {
+	if got := OtherUsers(stores.Catalog(), pvs[:1], "s3", "shared", id); len(got) != 0 {
 		t.Fatalf("the volume's own PV counted as a user: %v", got)
 	}
 }

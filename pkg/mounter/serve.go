@@ -32,13 +32,11 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 
-	// Backends register themselves with rclone; local is needed by the VFS
-	// disk cache, which silently turns off without it.
-	_ "github.com/rclone/rclone/backend/azureblob"
-	_ "github.com/rclone/rclone/backend/googlecloudstorage"
+	// Every store kind's rclone backend registers with its store package.
+	_ "github.com/bucket-csi/bucket-csi/pkg/stores"
+	// local is needed by the VFS disk cache, which silently turns off
+	// without it.
 	_ "github.com/rclone/rclone/backend/local"
-	_ "github.com/rclone/rclone/backend/oracleobjectstorage"
-	_ "github.com/rclone/rclone/backend/s3"
 )
 
 // statusFD is the file descriptor on which the child reports readiness.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	storepkg "github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
 // MaxIDLength is the CSI limit on volume IDs the driver promises to respect.
@@ -84,7 +85,7 @@ func (h Handle) ID() (string, error) {
 // ParseID decodes and validates a volume ID made by Handle.ID. Anything else
 // (wrong version, bad characters, a bucket or prefix the parser would refuse)
 // is fault.NotFound: no volume of this driver has that ID.
-func ParseID(id string) (Handle, error) {
+func ParseID(kinds storepkg.Catalog, id string) (Handle, error) {
 	bad := func(why string) (Handle, error) {
 		return Handle{}, fmt.Errorf("%w: volume ID %q is not one this driver issued: %s", fault.NotFound, truncate(id, MaxIDLength), why)
 	}
@@ -96,14 +97,14 @@ func ParseID(id string) (Handle, error) {
 		return bad("expected " + idVersion + ":<store>:<flags>:<hash>:<bucket>")
 	}
 	store, flags, nh, rest := parts[1], parts[2], parts[3], parts[4]
-	if _, ok := stores[store]; !ok {
+	kind, ok := kinds.Kind(store)
+	if !ok {
 		return bad("unknown store " + store)
 	}
 	if len(flags) != 3 {
 		return bad("bad flags")
 	}
 	h := Handle{Spec: Spec{Store: store}}
-	var ok bool
 	if h.Mode, ok = letterMode[flags[0]]; !ok {
 		return bad("bad mode flag")
 	}
@@ -130,10 +131,10 @@ func ParseID(id string) (Handle, error) {
 	}
 	bucketPart, prefix, _ := strings.Cut(rest, "/")
 	bucket, location, hasLoc := strings.Cut(bucketPart, "@")
-	if hasLoc && (location == "" || !(regionRE.MatchString(location) || azureAccountRE.MatchString(location))) {
+	if hasLoc && (location == "" || !storepkg.IsLocation(location)) {
 		return bad("bad location")
 	}
-	if err := stores[store].validate(bucket); err != nil {
+	if err := kind.ValidateBucket(bucket); err != nil {
 		return bad(err.Error())
 	}
 	p, err := CleanPrefix(prefix)
