@@ -96,7 +96,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
 		CapacityBytes: capacity,
-		VolumeContext: map[string]string{"bucket": spec.Bucket, "store": spec.Store, "mode": string(spec.Mode)},
+		VolumeContext: map[string]string{volume.KeyBucket: spec.Bucket, volume.KeyStore: spec.Store, volume.KeyMode: string(spec.Mode)},
 	}}, nil
 }
 

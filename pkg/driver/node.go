@@ -18,7 +18,7 @@ import (
 )
 
 // fuseType is the filesystem type of the driver's FUSE mounts in mountinfo.
-const fuseType = "fuse.bucket-csi"
+const fuseType = volume.FSType
 
 // NodeGetInfo returns the node ID. Buckets have no topology.
 func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {

@@ -18,9 +18,6 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
-// DriverName is the CSI driver whose PersistentVolumes are inspected.
-const DriverName = "bucket.csi.io"
-
 // PVLister lists the cluster's PersistentVolumes.
 type PVLister func(ctx context.Context) ([]corev1.PersistentVolume, error)
 
@@ -64,7 +61,7 @@ func ReferencingPVs(kinds store.Catalog, pvs []corev1.PersistentVolume, kind, bu
 	var out []string
 	for _, pv := range pvs {
 		c := pv.Spec.CSI
-		if c == nil || c.Driver != DriverName {
+		if c == nil || c.Driver != volume.DriverName {
 			continue
 		}
 		if pvUses(kinds, c, kind, bucket) {
@@ -84,7 +81,7 @@ func pvUses(kinds store.Catalog, c *corev1.CSIPersistentVolumeSource, kind, buck
 		return err == nil && loc.Store == kind && loc.Bucket == bucket
 	}
 	st := attrs[volume.KeyStore]
-	return (attrs[volume.KeyName] == bucket || attrs["bucket"] == bucket) && (st == "" || st == kind)
+	return (attrs[volume.KeyName] == bucket || attrs[volume.KeyBucket] == bucket) && (st == "" || st == kind)
 }
 
 // OtherUsers returns the PersistentVolumes of this driver that use bucket
@@ -95,10 +92,10 @@ func OtherUsers(kinds store.Catalog, pvs []corev1.PersistentVolume, kind, bucket
 	var out []string
 	for _, pv := range pvs {
 		c := pv.Spec.CSI
-		if c == nil || c.Driver != DriverName || !pvUses(kinds, c, kind, bucket) {
+		if c == nil || c.Driver != volume.DriverName || !pvUses(kinds, c, kind, bucket) {
 			continue
 		}
-		if c.VolumeHandle == volumeID && pv.Annotations[provisionedBy] == DriverName {
+		if c.VolumeHandle == volumeID && pv.Annotations[provisionedBy] == volume.DriverName {
 			continue
 		}
 		out = append(out, pv.Name)

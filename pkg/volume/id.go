@@ -53,6 +53,15 @@ func NameHash(name string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+// DirName returns the name of a volume's node-local directories (its state
+// record, copy and cache): the hex of the first 12 bytes of
+// sha256(volumeID). It is stable for an ID and free of the ID's
+// characters; every directory keyed by a volume uses it.
+func DirName(volumeID string) string {
+	sum := sha256.Sum256([]byte(volumeID))
+	return hex.EncodeToString(sum[:12])
+}
+
 // ID encodes h. It fails (fault.Invalid) when the result would exceed
 // MaxIDLength, which only a long prefix can cause.
 func (h Handle) ID() (string, error) {
