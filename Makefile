@@ -95,7 +95,9 @@ bin/azurite-blob: tools/azurite/package.json tools/azurite/package-lock.json
 test: build tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# Unit tests only: no servers, no FUSE.
+# Unit tests only: no servers, no FUSE. The store conformance suite runs
+# here on the in-memory store (pkg/store/memstore); make test runs it again
+# on every real server and emulator (test/stores_test.go).
 unit:
 	$(GO) test -count=1 ./pkg/...
 

@@ -62,8 +62,8 @@ type Secrets map[string]string
 
 // Backend is what one store kind registers.
 type Backend struct {
-	// Open returns a Store using secrets, or the driver's ambient identity
-	// when secrets hold none of the store's keys. location is the
+	// Open returns a Store (wrapped by Wrap) using secrets, or the
+	// driver's ambient identity when secrets hold none of the store's keys. location is the
 	// Spec.Location of the volume (Azure account, IBM or OCI region),
 	// possibly "" for the configured default.
 	Open func(secrets Secrets, location string) (Store, error)
