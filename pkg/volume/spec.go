@@ -27,7 +27,7 @@ const (
 )
 
 // Modes lists the accepted modes in the order documentation shows them.
-var Modes = []Mode{ModeMount, ModeCopy, ModeMountCached}
+func Modes() []Mode { return []Mode{ModeMount, ModeCopy, ModeMountCached} }
 
 // Attribute keys a user may set.
 const (
@@ -189,13 +189,13 @@ func ParseModes(list string) ([]Mode, error) {
 
 func parseMode(v string) (Mode, error) {
 	m := Mode(strings.ToUpper(strings.TrimSpace(v)))
-	for _, ok := range Modes {
+	for _, ok := range Modes() {
 		if m == ok {
 			return m, nil
 		}
 	}
-	names := make([]string, len(Modes))
-	for i, ok := range Modes {
+	names := make([]string, len(Modes()))
+	for i, ok := range Modes() {
 		names[i] = string(ok)
 	}
 	return "", invalid(KeyMode, v, strings.Join(names, ", "))

@@ -64,13 +64,15 @@ type Keys struct {
 	AccessKeyID, SecretAccessKey, SessionToken string
 }
 
-// EnvPassthrough lists the environment variables a FUSE server may inherit
-// for the default credential chain: paths and names, never secrets.
-var EnvPassthrough = []string{
-	"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-	"AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_STS_REGIONAL_ENDPOINTS",
-	"AWS_EC2_METADATA_DISABLED", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+// envPassthrough returns the environment variables a FUSE server may
+// inherit for the default credential chain: paths and names, never secrets.
+func envPassthrough() []string {
+	return []string{
+		"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+		"AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_STS_REGIONAL_ENDPOINTS",
+		"AWS_EC2_METADATA_DISABLED", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	}
 }
 
 // Backend returns the store.Backend for cfg.
@@ -79,7 +81,7 @@ func Backend(cfg Config) store.Backend {
 		SecretKeys: []string{SecretAccessKeyID, SecretSecretAccessKey, SecretSessionToken},
 		Open:       func(s store.Secrets, loc string) (store.Store, error) { return store.Opened(Open(cfg.At(loc), s)) },
 		Rclone:     func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.At(loc), s) },
-		Env:        EnvPassthrough,
+		Env:        envPassthrough(),
 	}
 }
 
