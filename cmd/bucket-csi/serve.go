@@ -165,7 +165,8 @@ func serve(args []string) error {
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
-		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
+		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes,
+			Debug: level <= slog.LevelDebug}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")

@@ -78,7 +78,7 @@ type Config struct {
 	// costs one HEAD request per file on its first stat (on S3-compatible
 	// stores). MOUNT only: MOUNT_CACHED compares mtimes with its cache.
 	ServerModTime bool `json:"serverModTime,omitempty"`
-	// Debug raises the engine's log level.
+	// Debug logs at debug level, the engine's requests included.
 	Debug bool `json:"debug,omitempty"`
 }
 

@@ -68,7 +68,11 @@ func ServeMain() int {
 	red = redact.New(cfg.Redact...)
 	cfg.Redact = nil
 	stderr := red.Writer(os.Stderr)
-	log = slog.New(slog.NewTextHandler(stderr, nil))
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
 		err = cfg.Validate()

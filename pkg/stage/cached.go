@@ -104,7 +104,7 @@ func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if _, err := mounter.WaitDrained(ctx, sock, drainMargin); err != nil {
 		return err
 	}
-	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), c.Settings.stopGrace())
+	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func (c *Cached) Repair(ctx context.Context, rec *nodestate.Volume) error {
 // Release stops serving without draining: the cache, with its pending
 // uploads, is kept for the next Stage or Repair.
 func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
-	if _, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), c.Settings.stopGrace()); err != nil {
+	if _, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace); err != nil {
 		return err
 	}
 	if rec.Draining {
