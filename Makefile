@@ -101,7 +101,7 @@ test: build tools
 # here on the in-memory store (pkg/store/memstore); make test runs it again
 # on every real server and emulator (test/stores_test.go).
 unit:
-	$(GO) test -count=1 ./pkg/...
+	$(GO) test -count=1 ./pkg/... ./cmd/... ./internal/deprules/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
