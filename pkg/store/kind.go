@@ -3,8 +3,9 @@ package store
 import (
 	"errors"
 	"flag"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 )
 
 // Kind is the one descriptor a store package declares: everything the rest
@@ -85,24 +86,7 @@ func (c Catalog) ByScheme(scheme string) (Kind, bool) {
 }
 
 // Names lists the kinds, sorted.
-func (c Catalog) Names() []string {
-	out := make([]string, 0, len(c.byName))
-	for k := range c.byName {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Schemes lists the URI schemes, sorted.
-func (c Catalog) Schemes() []string {
-	out := make([]string, 0, len(c.byScheme))
-	for s := range c.byScheme {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
+func (c Catalog) Names() []string { return slices.Sorted(maps.Keys(c.byName)) }
 
 var (
 	regionRE  = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$|^[a-z]{2,}[0-9]?$`)

@@ -12,10 +12,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,14 +117,7 @@ func (r Registry) Env() []string {
 }
 
 // Kinds lists the configured store kinds, sorted.
-func (r Registry) Kinds() []string {
-	out := make([]string, 0, len(r))
-	for k := range r {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r Registry) Kinds() []string { return slices.Sorted(maps.Keys(r)) }
 
 // FilePrefix marks rclone options that are files rather than values: the
 // option "file:NAME" holds the content of a file that the consumer writes to
