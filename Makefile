@@ -71,9 +71,11 @@ e2e: k8s-tools image bin/versitygw bin/helm e2e-deps bin/cluster
 # directives), Azurite pinned in tools/azurite/package-lock.json.
 tools: bin/versitygw bin/fake-gcs-server bin/azurite-blob bin/helm
 
-# Baselines for make bench: rclone (pinned in tools/go.mod) and s3fs (Debian).
-bench-tools: tools bin/rclone
-	command -v s3fs >/dev/null || (apt-get update -qq && apt-get install -y -qq s3fs)
+# Baselines for make bench: rclone (pinned in tools/go.mod), s3fs and fuse3
+# (Debian; rclone mount needs fusermount3). The benchmarks use only the S3
+# server.
+bench-tools: bin/versitygw bin/rclone
+	command -v s3fs >/dev/null && command -v fusermount3 >/dev/null || (apt-get update -qq && apt-get install -y -qq s3fs fuse3)
 
 bin/rclone: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/rclone github.com/rclone/rclone
@@ -95,9 +97,11 @@ bin/azurite-blob: tools/azurite/package.json tools/azurite/package-lock.json
 test: build tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# Unit tests only: no servers, no FUSE.
+# Unit tests only: no servers, no FUSE. The store conformance suite runs
+# here on the in-memory store (pkg/store/memstore); make test runs it again
+# on every real server and emulator (test/stores_test.go).
 unit:
-	$(GO) test -count=1 ./pkg/...
+	$(GO) test -count=1 ./pkg/... ./cmd/... ./internal/deprules/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -140,7 +144,8 @@ manifests: bin/helm
 e2e-kind: build
 	hack/e2e-kind.sh
 
-demo: build tools
+# The demo uses only the S3 server (no emulators, no helm).
+demo: build bin/versitygw
 	$(GO) run ./hack/demo
 
 clean:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/stores"
 )
 
 // mounterHost runs `bucket-csi mounter-host`: the long-lived process that
@@ -28,8 +29,9 @@ func mounterHost(args []string) error {
 		return fmt.Errorf("--allowed-dirs: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	var stores storeFlags
-	reg, err := (&stores).registry()
+	// Every kind's ambient-credential variables, as the default flags
+	// configure them.
+	reg, err := stores.Flags(flag.NewFlagSet("stores", flag.ContinueOnError))(os.Getenv)
 	if err != nil {
 		reg = store.Registry{}
 	}

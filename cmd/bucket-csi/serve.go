@@ -25,6 +25,8 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/stores"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
@@ -42,7 +44,7 @@ type serveFlags struct {
 	readChunkSize                                                                        int64
 	diskBudget, readAheadNode, readAheadServer                                           int64
 	diskBudgetFraction                                                                   float64
-	stores                                                                               storeFlags
+	stores                                                                               func(getenv func(string) string) (store.Registry, error)
 	sidecars                                                                             sidecarFlags
 }
 
@@ -76,7 +78,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "controller: kubeconfig of the cluster whose PersistentVolumes are checked before a bucket is purged (default: the pod's service account when in a pod; none outside)")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
-	f.stores.register(fs)
+	f.stores = stores.Flags(fs)
 	f.sidecars.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -118,14 +120,15 @@ func serve(args []string) error {
 	if cfg.Node && f.nodeID == "" {
 		return errors.New("--node-id is required for the node service")
 	}
-	if err := volume.ValidateBucket("s3", volume.DeriveBucketName(f.bucketPrefix, "pvc-0")); err != nil {
+	kinds := stores.Catalog()
+	if err := volume.ValidateBucket(kinds, "s3", volume.DeriveBucketName(f.bucketPrefix, "pvc-0")); err != nil {
 		return fmt.Errorf("--bucket-prefix %q does not make valid bucket names: %w", f.bucketPrefix, err)
 	}
-	if cfg.Stores, err = f.stores.registry(); err != nil {
+	if cfg.Stores, err = f.stores(os.Getenv); err != nil {
 		return err
 	}
 	if _, ok := cfg.Stores[f.defaultStore]; !ok {
-		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, f.stores.kinds)
+		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, strings.Join(cfg.Stores.Kinds(), ","))
 	}
 	cfg.Inline.AmbientCredentials = f.inlineAmbient
 	for _, s := range strings.Split(f.inlineStores, ",") {
@@ -140,7 +143,7 @@ func serve(args []string) error {
 	if cfg.Inline.Modes, err = volume.ParseModes(f.inlineModes); err != nil {
 		return fmt.Errorf("--inline-modes: %w", err)
 	}
-	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds()}
+	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds(), Kinds: kinds}
 	if cfg.Controller {
 		if cfg.PVs, err = kube.NewPVLister(f.kubeconfig, os.Getenv("KUBERNETES_SERVICE_HOST") != ""); err != nil {
 			return fmt.Errorf("--kubeconfig: %w", err)
@@ -162,7 +165,8 @@ func serve(args []string) error {
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
-		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
+		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes,
+			Debug: level <= slog.LevelDebug}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/cli"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/stores"
 )
 
 const storageUsage = `usage: bucket-csi storage COMMAND [flags]
@@ -53,8 +55,7 @@ func storageMain(args []string) (err error) {
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bucket-csi storage "+cmd, flag.ContinueOnError)
-	var stores storeFlags
-	stores.register(fs)
+	registry := stores.Flags(fs)
 	secretsFile := fs.String("secrets", "", "JSON file with credentials per store")
 	defaultStore := fs.String("default-store", "s3", "store used when --store is not given")
 	output := fs.String("o", "table", "ls output: table or json")
@@ -66,17 +67,18 @@ func storageMain(args []string) (err error) {
 	keyFile := fs.String("ownership-key-file", "", "file holding the driver's ownership key")
 	configFile := fs.String("config", "", "JSON file setting any of these flags (the command line wins)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for checking which PersistentVolumes use a bucket (default $KUBECONFIG, or in-cluster)")
-	if err := fs.Parse(reorder(args)); err != nil {
+	fs.Usage = func() { commandUsage(fs, cmd) }
+	if err := fs.Parse(reorder(fs, args)); err != nil {
 		return err
 	}
 	if err := applyConfig(fs, *configFile); err != nil {
 		return err
 	}
-	reg, err := stores.registry()
+	reg, err := registry(os.Getenv)
 	if err != nil {
 		return err
 	}
-	env := &cli.Env{Stores: reg, DefaultStore: *defaultStore, Out: os.Stdout, Err: os.Stderr,
+	env := &cli.Env{Stores: reg, Kinds: stores.Catalog(), DefaultStore: *defaultStore, Out: os.Stdout, Err: os.Stderr,
 		Terminal: cli.IsTerminal(os.Stdout), Now: time.Now}
 	if cli.IsTerminal(os.Stdin) {
 		env.In = os.Stdin
@@ -118,8 +120,9 @@ func storageMain(args []string) (err error) {
 }
 
 // reorder moves flags before positional arguments, so `delete a b -y`
-// works like `delete -y a b`.
-func reorder(args []string) []string {
+// works like `delete -y a b`. A flag of fs that is not boolean takes the
+// next argument as its value.
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -129,7 +132,7 @@ func reorder(args []string) []string {
 			i = len(args)
 		case strings.HasPrefix(a, "-"):
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && takesValue(a) {
+			if !strings.Contains(a, "=") && i+1 < len(args) && takesValue(fs, a) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -140,12 +143,40 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
-func takesValue(flagName string) bool {
-	switch strings.TrimLeft(flagName, "-") {
-	case "all", "y", "force", "s3-path-style":
-		return false
+// takesValue reports whether the flag arg (a "-name" argument) of fs
+// takes a value: every flag but the boolean ones.
+func takesValue(fs *flag.FlagSet, arg string) bool {
+	f := fs.Lookup(strings.TrimLeft(arg, "-"))
+	if f == nil {
+		return true
 	}
-	return true
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
+}
+
+// commandFlags returns the flags only some storage commands use, with
+// those commands; every other flag (the store flags, credentials, key,
+// config) serves them all.
+func commandFlags() map[string][]string {
+	return map[string][]string{
+		"o": {"ls"}, "kubeconfig": {"ls", "delete"},
+		"all": {"delete"}, "force": {"delete"}, "y": {"delete", "remark"},
+		"store": {"remark", "upload"}, "default-store": {"remark", "upload"}, "name": {"upload"},
+	}
+}
+
+// commandUsage prints the usage of `storage cmd`: the flags cmd uses.
+func commandUsage(fs *flag.FlagSet, cmd string) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	some := commandFlags()
+	fs.VisitAll(func(f *flag.Flag) {
+		if cmds, only := some[f.Name]; !only || slices.Contains(cmds, cmd) {
+			shown.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	shown.SetOutput(fs.Output())
+	fmt.Fprintf(fs.Output(), "usage of %s:\n", fs.Name())
+	shown.PrintDefaults()
 }
 
 // applyConfig sets, from a JSON object of flag names to values, every flag

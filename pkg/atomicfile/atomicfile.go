@@ -4,9 +4,19 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 )
+
+// WriteJSON replaces path with v as indented JSON, as Write does.
+func WriteJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return Write(path, data)
+}
 
 // Write replaces path with data: a 0600 temporary file in the same
 // directory, synced, then renamed over path. A reader sees the old file or

@@ -31,3 +31,19 @@ func TestWriteReplaces(t *testing.T) {
 		t.Fatal("write into a missing directory succeeded")
 	}
 }
+
+// TestWriteJSON: the value reads back whole, and a value JSON cannot
+// encode leaves the file as it was.
+func TestWriteJSON(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "v.json")
+	if err := WriteJSON(p, map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(p, func() {}); err == nil {
+		t.Fatal("encoding a func succeeded")
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || string(got) != "{\n  \"a\": 1\n}" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}

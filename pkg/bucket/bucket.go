@@ -17,10 +17,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // Keys of the driver's own objects inside a managed bucket.
@@ -30,8 +32,15 @@ const (
 	recordsDir = MetaDir + "/volumes/"
 )
 
+// IsMeta reports whether key (from the bucket root) is the driver's own:
+// MetaDir or anything under it. Mounts and copies of a bucket's root hide
+// exactly these keys.
+func IsMeta(key string) bool {
+	return key == MetaDir || strings.HasPrefix(key, MetaDir+"/")
+}
+
 // DriverMark is the value of Owner.Driver on buckets this driver created.
-const DriverMark = "bucket.csi.io"
+const DriverMark = volume.DriverName
 
 // Owner is who asks for a new bucket, written into its mark.
 type Owner struct {

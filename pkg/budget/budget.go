@@ -326,11 +326,7 @@ func (l *Ledger) setLocked(volumeID string, r *Reservation) error {
 
 // saveLocked writes the ledger atomically with mode 0600.
 func (l *Ledger) saveLocked() error {
-	data, err := json.MarshalIndent(l.data, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(l.path, data)
+	return atomicfile.WriteJSON(l.path, l.data)
 }
 
 func (l *Ledger) hint() string {

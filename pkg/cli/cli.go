@@ -24,6 +24,9 @@ import (
 // Env is what the commands run with.
 type Env struct {
 	Stores store.Registry
+	// Kinds is every store kind of the build (pkg/stores.Catalog): bucket
+	// URIs and naming rules.
+	Kinds store.Catalog
 	// Secrets are the credentials per store kind (the same keys as the CSI
 	// secrets); a store without an entry uses the ambient identity.
 	Secrets map[string]store.Secrets
@@ -110,7 +113,7 @@ func (e *Env) List(ctx context.Context) ([]Entry, []Unverified, error) {
 			return nil, nil, fmt.Errorf("listing PersistentVolumes: %w", err)
 		}
 		for i := range out {
-			if refs := kube.ReferencingPVs(pvs, out[i].Store, out[i].Name); len(refs) > 0 {
+			if refs := kube.ReferencingPVs(e.Kinds, pvs, out[i].Store, out[i].Name); len(refs) > 0 {
 				out[i].PVs = refs
 				out[i].Status = fmt.Sprintf("IN USE (PVs: %s)", strings.Join(refs, ", "))
 			}

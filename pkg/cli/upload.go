@@ -11,14 +11,12 @@ import (
 
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/accounting"
-	"github.com/rclone/rclone/fs/cache"
-	"github.com/rclone/rclone/fs/config"
 	"github.com/rclone/rclone/fs/operations"
 	rsync "github.com/rclone/rclone/fs/sync"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
-	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/remotefs"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
@@ -39,7 +37,7 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	if kind == "" {
 		kind = e.DefaultStore
 	}
-	if err := volume.ValidateBucket(kind, name); err != nil {
+	if err := volume.ValidateBucket(e.Kinds, kind, name); err != nil {
 		return UploadResult{}, fmt.Errorf("--name: %w", err)
 	}
 	if len(paths) == 0 {
@@ -77,14 +75,6 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 		return UploadResult{}, err
 	}
 	defer os.RemoveAll(private)
-	if opts, err = store.Materialize(opts, private); err != nil {
-		return UploadResult{}, err
-	}
-	const section = "bucketcsiupload"
-	for k, v := range opts {
-		config.FileSetValue(section, k, v)
-	}
-	defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
 
 	ctx, ci := rfs.AddConfig(accounting.WithStatsGroup(ctx, "upload-"+name))
 	ci.CheckSum = true
@@ -93,11 +83,15 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	stop := e.progress(stats)
 	defer stop()
 	for _, p := range paths {
-		dst := section + ":" + name
+		dst := name
 		if len(paths) > 1 {
 			dst += "/" + filepath.Base(filepath.Clean(p))
 		}
-		if err := copyPath(ctx, p, dst); err != nil {
+		fdst, err := remotefs.Open(ctx, opts, "bucketcsiupload", private, dst)
+		if err != nil {
+			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)
+		}
+		if err := copyPath(ctx, p, fdst); err != nil {
 			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)
 		}
 	}
@@ -108,12 +102,8 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	return res, nil
 }
 
-// copyPath copies a local file or directory to the rclone path dst.
-func copyPath(ctx context.Context, src, dst string) error {
-	fdst, err := rfs.NewFs(ctx, dst)
-	if err != nil {
-		return err
-	}
+// copyPath copies a local file or directory into fdst.
+func copyPath(ctx context.Context, src string, fdst rfs.Fs) error {
 	info, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -182,7 +172,7 @@ apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
   name: %[1]s
-provisioner: bucket.csi.io
+provisioner: %[3]s
 parameters:
   name: %[1]s
   store: %[2]s
@@ -197,8 +187,8 @@ spec:
   capacity: {storage: 1Ti}
   accessModes: [ReadWriteMany]
   csi:
-    driver: bucket.csi.io
+    driver: %[3]s
     volumeHandle: %[1]s
     volumeAttributes: {name: %[1]s, store: %[2]s, mode: MOUNT}
-`, name, kind)
+`, name, kind, volume.DriverName)
 }

@@ -40,7 +40,7 @@ type Options struct {
 	Workers int
 	// ChunkSize is the size of one ranged GET of a large object (16 MiB).
 	ChunkSize int64
-	// HideMetaDir leaves out the driver's own objects (.bucket-csi/).
+	// HideMetaDir leaves out the driver's own objects (bucket.IsMeta).
 	HideMetaDir bool
 	// Space decides once, after planning and before any download, whether
 	// the copy fits: total is the size of the finished copy (files already

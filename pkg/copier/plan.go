@@ -12,6 +12,8 @@ import (
 
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/walk"
+
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 )
 
 // heldObjects bounds the listed objects a copy keeps to download from
@@ -29,7 +31,7 @@ func (r *run) list(ctx context.Context, s *sorter) error {
 				continue
 			}
 			key := o.Remote()
-			if r.opt.HideMetaDir && strings.HasPrefix(key, ".bucket-csi/") {
+			if r.opt.HideMetaDir && bucket.IsMeta(key) {
 				continue
 			}
 			if strings.HasSuffix(key, "/") && o.Size() == 0 {

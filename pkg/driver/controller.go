@@ -96,7 +96,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
 		CapacityBytes: capacity,
-		VolumeContext: map[string]string{"bucket": spec.Bucket, "store": spec.Store, "mode": string(spec.Mode)},
+		VolumeContext: map[string]string{volume.KeyBucket: spec.Bucket, volume.KeyStore: spec.Store, volume.KeyMode: string(spec.Mode)},
 	}}, nil
 }
 
@@ -160,7 +160,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
 	}
-	h, err := volume.ParseID(req.GetVolumeId())
+	h, err := volume.ParseID(d.cfg.Defaults.Kinds, req.GetVolumeId())
 	if err != nil || h.Existing {
 		// Not ours, or an existing bucket the driver never deletes.
 		return &csi.DeleteVolumeResponse{}, nil
@@ -235,7 +235,7 @@ func (d *Driver) checkNoOtherPVs(ctx context.Context, h volume.Handle, volumeID 
 	if err != nil {
 		return fmt.Errorf("%w: listing PersistentVolumes to check that nothing else uses bucket %q: %v", fault.Unavailable, h.Bucket, err)
 	}
-	if users := kube.OtherUsers(pvs, h.Store, h.Bucket, volumeID); len(users) > 0 {
+	if users := kube.OtherUsers(d.cfg.Defaults.Kinds, pvs, h.Store, h.Bucket, volumeID); len(users) > 0 {
 		return fmt.Errorf("%w: bucket %q is not deleted while PersistentVolume(s) %s still use it; it is deleted by a retry once they are gone", fault.Precondition, h.Bucket, strings.Join(users, ", "))
 	}
 	return nil
@@ -249,7 +249,7 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, required("volume_capabilities")
 	}
-	h, err := volume.ParseID(req.GetVolumeId())
+	h, err := volume.ParseID(d.cfg.Defaults.Kinds, req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ import (
 
 // Name is the CSI driver name: the CSIDriver object, StorageClass
 // provisioner and kubelet plugin directory all use it.
-const Name = "bucket.csi.io"
+const Name = volume.DriverName
 
 // Config is what a Driver is built from.
 type Config struct {

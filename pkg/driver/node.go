@@ -18,7 +18,7 @@ import (
 )
 
 // fuseType is the filesystem type of the driver's FUSE mounts in mountinfo.
-const fuseType = "fuse.bucket-csi"
+const fuseType = volume.FSType
 
 // NodeGetInfo returns the node ID. Buckets have no topology.
 func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
@@ -112,7 +112,7 @@ func mountFlags(vc *csi.VolumeCapability) (volume.MountFlags, error) {
 // PersistentVolume whose volumeHandle the admin chose, reads the bucket from
 // its volumeAttributes (`source`, or `name` of an existing bucket).
 func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, error) {
-	h, err := volume.ParseID(id)
+	h, err := volume.ParseID(d.cfg.Defaults.Kinds, id)
 	if err == nil {
 		return h, nil
 	}

@@ -22,11 +22,14 @@ const maxName = 255
 type Fs struct {
 	fs.Fs
 	features *fs.Features
+	hide     func(remote string) bool
 }
 
-// Wrap returns base with its listings filtered.
-func Wrap(base fs.Fs) *Fs {
-	f := &Fs{Fs: base}
+// Wrap returns base with its listings filtered. hide, when not nil, also
+// leaves out every entry whose remote (path from base's root) it reports:
+// the driver's own objects (bucket.IsMeta).
+func Wrap(base fs.Fs, hide func(remote string) bool) *Fs {
+	f := &Fs{Fs: base, hide: hide}
 	ft := *base.Features()
 	ft.UnWrap = func() fs.Fs { return base }
 	if dm := ft.DirMove; dm != nil {
@@ -39,12 +42,12 @@ func Wrap(base fs.Fs) *Fs {
 	}
 	if lr := ft.ListR; lr != nil {
 		ft.ListR = func(ctx context.Context, dir string, callback fs.ListRCallback) error {
-			return lr(ctx, dir, func(entries fs.DirEntries) error { return callback(filterDeep(entries)) })
+			return lr(ctx, dir, func(entries fs.DirEntries) error { return callback(f.drop(filterDeep(entries))) })
 		}
 	}
 	if lp := ft.ListP; lp != nil {
 		ft.ListP = func(ctx context.Context, dir string, callback fs.ListRCallback) error {
-			return lp(ctx, dir, func(entries fs.DirEntries) error { return callback(Filter(dir, entries)) })
+			return lp(ctx, dir, func(entries fs.DirEntries) error { return callback(f.drop(Filter(dir, entries))) })
 		}
 	}
 	f.features = &ft
@@ -60,7 +63,21 @@ func (f *Fs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Filter(dir, entries), nil
+	return f.drop(Filter(dir, entries)), nil
+}
+
+// drop leaves out the entries hide reports, in place.
+func (f *Fs) drop(entries fs.DirEntries) fs.DirEntries {
+	if f.hide == nil {
+		return entries
+	}
+	kept := entries[:0]
+	for _, e := range entries {
+		if !f.hide(e.Remote()) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
 }
 
 // Filter drops, from a listing of dir, the entries whose name cannot be

@@ -44,10 +44,15 @@ func TestFilter(t *testing.T) {
 // unwraps to the base Fs.
 func TestWrapListsFiltered(t *testing.T) {
 	base := &listFs{entries: fs.DirEntries{mockobject.Object("ok"), mockdir.New(".."), mockobject.Object("")}}
-	f := Wrap(base)
+	f := Wrap(base, nil)
 	got, err := f.List(context.Background(), "")
 	if err != nil || len(got) != 1 || got[0].Remote() != "ok" {
 		t.Fatalf("List = %v %v, want only ok", got, err)
+	}
+	hidden := Wrap(&listFs{entries: fs.DirEntries{mockobject.Object("ok"), mockdir.New(".meta")}}, func(r string) bool { return r == ".meta" })
+	got, err = hidden.List(context.Background(), "")
+	if err != nil || len(got) != 1 || got[0].Remote() != "ok" {
+		t.Fatalf("List with hide = %v %v, want only ok", got, err)
 	}
 	if f.Features().UnWrap() != fs.Fs(base) {
 		t.Fatal("UnWrap does not return the base Fs")

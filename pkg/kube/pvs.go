@@ -14,11 +14,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
-
-// DriverName is the CSI driver whose PersistentVolumes are inspected.
-const DriverName = "bucket.csi.io"
 
 // PVLister lists the cluster's PersistentVolumes.
 type PVLister func(ctx context.Context) ([]corev1.PersistentVolume, error)
@@ -59,45 +57,45 @@ func NewPVLister(kubeconfig string, inCluster bool) (PVLister, error) {
 // that use bucket of store: dynamically provisioned ones (their volume ID
 // or the "bucket" attribute the controller returns), static ones naming it
 // with `name` or `source`.
-func ReferencingPVs(pvs []corev1.PersistentVolume, store, bucket string) []string {
+func ReferencingPVs(kinds store.Catalog, pvs []corev1.PersistentVolume, kind, bucket string) []string {
 	var out []string
 	for _, pv := range pvs {
 		c := pv.Spec.CSI
-		if c == nil || c.Driver != DriverName {
+		if c == nil || c.Driver != volume.DriverName {
 			continue
 		}
-		if pvUses(c, store, bucket) {
+		if pvUses(kinds, c, kind, bucket) {
 			out = append(out, pv.Name)
 		}
 	}
 	return out
 }
 
-func pvUses(c *corev1.CSIPersistentVolumeSource, store, bucket string) bool {
-	if h, err := volume.ParseID(c.VolumeHandle); err == nil {
-		return h.Store == store && h.Bucket == bucket
+func pvUses(kinds store.Catalog, c *corev1.CSIPersistentVolumeSource, kind, bucket string) bool {
+	if h, err := volume.ParseID(kinds, c.VolumeHandle); err == nil {
+		return h.Store == kind && h.Bucket == bucket
 	}
 	attrs := c.VolumeAttributes
 	if s := attrs[volume.KeySource]; s != "" {
-		loc, err := volume.ParseSource(s)
-		return err == nil && loc.Store == store && loc.Bucket == bucket
+		loc, err := volume.ParseSource(kinds, s)
+		return err == nil && loc.Store == kind && loc.Bucket == bucket
 	}
 	st := attrs[volume.KeyStore]
-	return (attrs[volume.KeyName] == bucket || attrs["bucket"] == bucket) && (st == "" || st == store)
+	return (attrs[volume.KeyName] == bucket || attrs[volume.KeyBucket] == bucket) && (st == "" || st == kind)
 }
 
 // OtherUsers returns the PersistentVolumes of this driver that use bucket
 // of store, except the dynamically provisioned one of volumeID itself
 // (handle volumeID, provisioned by this driver), which DeleteVolume is
 // deleting. A static PV that copied volumeID as its handle counts.
-func OtherUsers(pvs []corev1.PersistentVolume, store, bucket, volumeID string) []string {
+func OtherUsers(kinds store.Catalog, pvs []corev1.PersistentVolume, kind, bucket, volumeID string) []string {
 	var out []string
 	for _, pv := range pvs {
 		c := pv.Spec.CSI
-		if c == nil || c.Driver != DriverName || !pvUses(c, store, bucket) {
+		if c == nil || c.Driver != volume.DriverName || !pvUses(kinds, c, kind, bucket) {
 			continue
 		}
-		if c.VolumeHandle == volumeID && pv.Annotations[provisionedBy] == DriverName {
+		if c.VolumeHandle == volumeID && pv.Annotations[provisionedBy] == volume.DriverName {
 			continue
 		}
 		out = append(out, pv.Name)

@@ -6,6 +6,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bucket-csi/bucket-csi/pkg/stores"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 func pv(name, driver, handle string, attrs map[string]string) corev1.PersistentVolume {
@@ -15,15 +18,15 @@ func pv(name, driver, handle string, attrs map[string]string) corev1.PersistentV
 
 func TestReferencingPVs(t *testing.T) {
 	pvs := []corev1.PersistentVolume{
-		pv("dynamic", DriverName, "v1:s3:Mpn:0123456789ab:my-dataset", map[string]string{"bucket": "my-dataset"}),
-		pv("static-source", DriverName, "any-handle", map[string]string{"source": "s3://my-dataset/sub"}),
-		pv("static-name", DriverName, "other-handle", map[string]string{"name": "my-dataset", "store": "s3"}),
-		pv("other-store", DriverName, "h3", map[string]string{"source": "gs://my-dataset"}),
-		pv("other-bucket", DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
+		pv("dynamic", volume.DriverName, "v1:s3:Mpn:0123456789ab:my-dataset", map[string]string{"bucket": "my-dataset"}),
+		pv("static-source", volume.DriverName, "any-handle", map[string]string{"source": "s3://my-dataset/sub"}),
+		pv("static-name", volume.DriverName, "other-handle", map[string]string{"name": "my-dataset", "store": "s3"}),
+		pv("other-store", volume.DriverName, "h3", map[string]string{"source": "gs://my-dataset"}),
+		pv("other-bucket", volume.DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
 		pv("other-driver", "ebs.csi.aws.com", "vol-1", map[string]string{"name": "my-dataset"}),
 		{ObjectMeta: metav1.ObjectMeta{Name: "not-csi"}},
 	}
-	got := ReferencingPVs(pvs, "s3", "my-dataset")
+	got := ReferencingPVs(stores.Catalog(), pvs, "s3", "my-dataset")
 	want := []string{"dynamic", "static-source", "static-name"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ReferencingPVs = %v, want %v", got, want)
@@ -35,18 +38,18 @@ func TestReferencingPVs(t *testing.T) {
 // are.
 func TestOtherUsers(t *testing.T) {
 	const id = "v1:s3:Men:0123456789ab:shared"
-	dynamic := pv("pvc-1", DriverName, id, map[string]string{"bucket": "shared"})
-	dynamic.Annotations = map[string]string{provisionedBy: DriverName}
+	dynamic := pv("pvc-1", volume.DriverName, id, map[string]string{"bucket": "shared"})
+	dynamic.Annotations = map[string]string{provisionedBy: volume.DriverName}
 	pvs := []corev1.PersistentVolume{
 		dynamic,
-		pv("static-copy", DriverName, id, nil),
-		pv("static-name", DriverName, "mine", map[string]string{"name": "shared"}),
-		pv("unrelated", DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
+		pv("static-copy", volume.DriverName, id, nil),
+		pv("static-name", volume.DriverName, "mine", map[string]string{"name": "shared"}),
+		pv("unrelated", volume.DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
 	}
-	if got, want := OtherUsers(pvs, "s3", "shared", id), []string{"static-copy", "static-name"}; !slices.Equal(got, want) {
+	if got, want := OtherUsers(stores.Catalog(), pvs, "s3", "shared", id), []string{"static-copy", "static-name"}; !slices.Equal(got, want) {
 		t.Fatalf("OtherUsers = %v, want %v", got, want)
 	}
-	if got := OtherUsers(pvs[:1], "s3", "shared", id); len(got) != 0 {
+	if got := OtherUsers(stores.Catalog(), pvs[:1], "s3", "shared", id); len(got) != 0 {
 		t.Fatalf("the volume's own PV counted as a user: %v", got)
 	}
 }

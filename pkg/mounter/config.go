@@ -14,8 +14,6 @@
 package mounter
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -80,7 +78,7 @@ type Config struct {
 	// costs one HEAD request per file on its first stat (on S3-compatible
 	// stores). MOUNT only: MOUNT_CACHED compares mtimes with its cache.
 	ServerModTime bool `json:"serverModTime,omitempty"`
-	// Debug raises the engine's log level.
+	// Debug logs at debug level, the engine's requests included.
 	Debug bool `json:"debug,omitempty"`
 }
 
@@ -106,13 +104,12 @@ func (c *Config) Validate() error {
 // section is the rclone remote name for the volume: stable for a volume ID
 // and free of secrets (see the package comment on cache directories).
 func (c *Config) section() string {
-	sum := sha256.Sum256([]byte(c.VolumeID))
-	return "vol" + hex.EncodeToString(sum[:8])
+	return "vol" + volume.DirName(c.VolumeID)[:16]
 }
 
-// remotePath is the rclone path of the mounted bucket or prefix.
+// remotePath is the path of the mounted bucket or prefix in the remote.
 func (c *Config) remotePath() string {
-	p := c.section() + ":" + c.Bucket
+	p := c.Bucket
 	if c.Prefix != "" {
 		p += "/" + c.Prefix
 	}

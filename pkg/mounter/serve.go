@@ -20,7 +20,6 @@ import (
 	"github.com/rclone/rclone/cmd/mountlib"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/config"
-	"github.com/rclone/rclone/fs/filter"
 	"github.com/rclone/rclone/lib/atexit"
 	"github.com/rclone/rclone/vfs"
 	"github.com/rclone/rclone/vfs/vfscommon"
@@ -29,16 +28,8 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
-	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/remotefs"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
-
-	// Backends register themselves with rclone; local is needed by the VFS
-	// disk cache, which silently turns off without it.
-	_ "github.com/rclone/rclone/backend/azureblob"
-	_ "github.com/rclone/rclone/backend/googlecloudstorage"
-	_ "github.com/rclone/rclone/backend/local"
-	_ "github.com/rclone/rclone/backend/oracleobjectstorage"
-	_ "github.com/rclone/rclone/backend/s3"
 )
 
 // statusFD is the file descriptor on which the child reports readiness.
@@ -77,7 +68,11 @@ func ServeMain() int {
 	red = redact.New(cfg.Redact...)
 	cfg.Redact = nil
 	stderr := red.Writer(os.Stderr)
-	log = slog.New(slog.NewTextHandler(stderr, nil))
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
 		err = cfg.Validate()
@@ -110,35 +105,29 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if cfg.Debug {
 		ci.LogLevel = fs.LogLevelDebug
 	}
-	section := cfg.section()
-	remote, err := store.Materialize(cfg.Remote, cfg.PrivateDir)
-	if err != nil {
-		return fmt.Errorf("writing credential files: %w", err)
-	}
 	if cfg.PrivateDir != "" {
 		defer os.RemoveAll(cfg.PrivateDir)
 	}
-	for k, v := range remote {
-		config.FileSetValue(section, k, v)
-	}
-	// The secrets are now in rclone's in-memory config only.
-	cfg.Remote = nil
 	if cfg.CacheDir != "" {
 		if err := config.SetCacheDir(cfg.CacheDir); err != nil {
 			return fmt.Errorf("cache directory %q: %w", cfg.CacheDir, err)
 		}
 	}
-	ctx, err = hideMetaDir(ctx, cfg.Prefix)
-	if err != nil {
-		return err
-	}
-	f, err := fs.NewFs(ctx, cfg.remotePath())
+	f, err := remotefs.Open(ctx, cfg.Remote, cfg.section(), cfg.PrivateDir, cfg.remotePath())
+	// The secrets are now in the filesystem only.
+	cfg.Remote = nil
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
 	// Keys no directory can show (a/../b, a//b, names over 255 bytes, a
 	// file that is also a prefix) are hidden from listings, in every mode.
-	f = keyfilter.Wrap(f)
+	// At the bucket root the driver's own objects are hidden too;
+	// metaGuard refuses every access to them.
+	var hide func(string) bool
+	if cfg.Prefix == "" {
+		hide = bucket.IsMeta
+	}
+	f = keyfilter.Wrap(f, hide)
 	var release func() // drops memory held for reuse, when idle
 	if cfg.Mode != volume.ModeMountCached {
 		// Streaming reads go through our read-ahead (parallel ranges once
@@ -172,7 +161,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		MountOptions: fuse.MountOptions{
 			AllowOther:         true,
 			FsName:             "bucket-csi:" + cfg.Bucket,
-			Name:               "bucket-csi",
+			Name:               volume.FSName,
 			DisableXAttrs:      true,
 			MaxReadAhead:       1 << 20,
 			MaxWrite:           1 << 20,
@@ -243,22 +232,6 @@ func drain(v *vfs.VFS, log *slog.Logger, limit time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// hideMetaDir returns ctx with a filter hiding the driver's own objects
-// (bucket.MetaDir) from listings when the mount shows the bucket root;
-// metaGuard refuses every access to them.
-func hideMetaDir(ctx context.Context, prefix string) (context.Context, error) {
-	if prefix != "" {
-		return ctx, nil
-	}
-	opt := filter.Opt
-	opt.ExcludeRule = []string{"/" + bucket.MetaDir + "/**"}
-	fi, err := filter.NewFilter(&opt)
-	if err != nil {
-		return nil, err
-	}
-	return filter.ReplaceConfig(ctx, fi), nil
 }
 
 // vfsOptions maps cfg onto rclone's VFS options.

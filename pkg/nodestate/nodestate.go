@@ -7,8 +7,6 @@
 package nodestate
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,8 +50,7 @@ type Dir struct {
 
 // VolumeDir returns the private directory of volumeID (not created).
 func (d Dir) VolumeDir(volumeID string) string {
-	sum := sha256.Sum256([]byte(volumeID))
-	return filepath.Join(d.Root, "volumes", hex.EncodeToString(sum[:12]))
+	return filepath.Join(d.Root, "volumes", volume.DirName(volumeID))
 }
 
 // Ensure creates the private directory of volumeID and returns it.
@@ -90,8 +87,7 @@ func (d Dir) Save(v *Volume) error {
 	if _, err := d.Ensure(v.VolumeID); err != nil {
 		return err
 	}
-	data, _ := json.MarshalIndent(v, "", "  ")
-	return atomicfile.Write(d.recordPath(v.VolumeID), data)
+	return atomicfile.WriteJSON(d.recordPath(v.VolumeID), v)
 }
 
 // writeTemp writes data to a new 0600 file in dir, synced, and returns its

@@ -19,9 +19,9 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
 
-// CSIVersions are the CSI versions announced to kubelet (kubelet accepts
+// csiVersions are the CSI versions announced to kubelet (kubelet accepts
 // any 1.x).
-var CSIVersions = []string{"1.0.0"}
+func csiVersions() []string { return []string{"1.0.0"} }
 
 // Registration answers kubelet's plugin watcher for one CSI driver. Kubelet
 // finds the socket in its plugins_registry directory, asks GetInfo for the
@@ -58,7 +58,7 @@ func (r *Registration) GetInfo(context.Context, *registerapi.InfoRequest) (*regi
 		Type:              registerapi.CSIPlugin,
 		Name:              r.Driver,
 		Endpoint:          r.Endpoint,
-		SupportedVersions: CSIVersions,
+		SupportedVersions: csiVersions(),
 	}, nil
 }
 

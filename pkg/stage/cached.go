@@ -2,9 +2,6 @@ package stage
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +13,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // Cached stages MOUNT_CACHED volumes: a FUSE mount over an on-disk VFS
@@ -51,8 +49,7 @@ const (
 // volume ID only, so every server started for the volume (after a crash, a
 // plugin upgrade, a credential rotation) finds the same pending uploads.
 func (c *Cached) CacheDir(volumeID string) string {
-	sum := sha256.Sum256([]byte(volumeID))
-	return filepath.Join(c.CacheRoot, hex.EncodeToString(sum[:12]))
+	return filepath.Join(c.CacheRoot, volume.DirName(volumeID))
 }
 
 // Stage starts the FUSE server with the volume's cache. Uploads left
@@ -107,7 +104,7 @@ func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if _, err := mounter.WaitDrained(ctx, sock, drainMargin); err != nil {
 		return err
 	}
-	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), c.Settings.stopGrace())
+	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace)
 	if err != nil {
 		return err
 	}
@@ -187,7 +184,7 @@ func (c *Cached) Repair(ctx context.Context, rec *nodestate.Volume) error {
 // Release stops serving without draining: the cache, with its pending
 // uploads, is kept for the next Stage or Repair.
 func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
-	if _, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), c.Settings.stopGrace()); err != nil {
+	if _, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace); err != nil {
 		return err
 	}
 	if rec.Draining {
@@ -201,19 +198,6 @@ func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
 
 // Healthy reports whether the FUSE server runs at the staging path.
 func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() && !rec.Draining }
-
-// writePrivateJSON writes v to path with mode 0600, atomically.
-func writePrivateJSON(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
 
 var (
 	_ Stager   = (*Cached)(nil)

@@ -2,8 +2,6 @@ package stage
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,17 +10,15 @@ import (
 	"sync"
 	"time"
 
-	rfs "github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/cache"
-	"github.com/rclone/rclone/fs/config"
-
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
+	"github.com/bucket-csi/bucket-csi/pkg/remotefs"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // Copy stages COPY volumes: the bucket (or prefix) is downloaded to node
@@ -71,8 +67,7 @@ const stageMargin = 5 * time.Second
 const skipExamples = 5
 
 func (c *Copy) dir(volumeID string) string {
-	sum := sha256.Sum256([]byte(volumeID))
-	return filepath.Join(c.Root, hex.EncodeToString(sum[:12]))
+	return filepath.Join(c.Root, volume.DirName(volumeID))
 }
 
 // Stage starts or joins the volume's copy, and publishes it at the staging
@@ -157,22 +152,13 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return copier.Result{}, err
 	}
-	section := "copy" + filepath.Base(dir)
 	private := filepath.Join(dir, "private")
 	defer os.RemoveAll(private)
-	opts, err := store.Materialize(remote, private)
-	if err != nil {
-		return copier.Result{}, err
-	}
-	for k, v := range opts {
-		config.FileSetValue(section, k, v)
-	}
-	defer func() { config.Data().DeleteSection(section); cache.ClearConfig(section) }()
-	path := section + ":" + req.Handle.Bucket
+	path := req.Handle.Bucket
 	if req.Handle.Prefix != "" {
 		path += "/" + req.Handle.Prefix
 	}
-	f, err := rfs.NewFs(ctx, path)
+	f, err := remotefs.Open(ctx, remote, "copy"+filepath.Base(dir), private, path)
 	if err != nil {
 		return copier.Result{}, fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/bucket-csi/bucket-csi/pkg/atomicfile"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
@@ -24,7 +25,7 @@ type Repairer interface {
 // credentials) and starts its server. The saved config lets a dead server
 // be restarted by calls that carry no secrets (publish, unstage).
 func startFUSE(ctx context.Context, sup *mounter.Supervisor, cfg *mounter.Config, stateDir string) (mounter.Started, error) {
-	if err := writePrivateJSON(filepath.Join(stateDir, savedConfig), cfg); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(stateDir, savedConfig), cfg); err != nil {
 		return mounter.Started{}, err
 	}
 	return sup.Start(ctx, cfg, filepath.Join(stateDir, "mounter.log"))

@@ -3,7 +3,6 @@ package stage
 import (
 	"context"
 	"path/filepath"
-	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
@@ -65,7 +64,7 @@ func (m *Mount) Repair(ctx context.Context, rec *nodestate.Volume) error {
 // Unstage unmounts and stops the FUSE server.
 func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	// A streaming mount holds no data of its own: a forced kill loses nothing.
-	if _, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, m.Settings.stopGrace()); err != nil {
+	if _, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, stopGrace); err != nil {
 		return err
 	}
 	return m.Memory.Release(rec.VolumeID)
@@ -76,13 +75,6 @@ func (m *Mount) Release(ctx context.Context, rec *nodestate.Volume) error { retu
 
 // Healthy reports whether the FUSE server still runs.
 func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
-
-func (s Settings) stopGrace() time.Duration {
-	if s.StopGrace > 0 {
-		return s.StopGrace
-	}
-	return 10 * time.Second
-}
 
 // fuseConfig builds the mounter config shared by MOUNT and MOUNT_CACHED.
 func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Config, error) {
@@ -115,6 +107,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		ReadChunkStreams: set.ReadChunkStreams,
 		ReadChunkSize:    set.ReadChunkSize,
 		ServerModTime:    req.Handle.Mode == volume.ModeMount && !set.ObjectMTimes,
+		Debug:            set.Debug,
 	}, nil
 }
 

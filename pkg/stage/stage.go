@@ -50,7 +50,11 @@ type Settings struct {
 	// ObjectMTimes makes MOUNT volumes read each file's mtime from its
 	// metadata (see mounter.Config.ServerModTime).
 	ObjectMTimes bool
-	// StopGrace bounds how long an unstage waits for a FUSE server to exit
-	// after its unmount before terminating it.
-	StopGrace time.Duration
+	// Debug makes FUSE servers log at debug level, the engine's
+	// requests included (the driver's --log-level debug).
+	Debug bool
 }
+
+// stopGrace bounds how long an unstage waits for a FUSE server to exit
+// after its unmount before terminating it.
+const stopGrace = 10 * time.Second

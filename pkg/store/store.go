@@ -12,10 +12,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,8 +63,8 @@ type Secrets map[string]string
 
 // Backend is what one store kind registers.
 type Backend struct {
-	// Open returns a Store using secrets, or the driver's ambient identity
-	// when secrets hold none of the store's keys. location is the
+	// Open returns a Store (wrapped by Wrap) using secrets, or the
+	// driver's ambient identity when secrets hold none of the store's keys. location is the
 	// Spec.Location of the volume (Azure account, IBM or OCI region),
 	// possibly "" for the configured default.
 	Open func(secrets Secrets, location string) (Store, error)
@@ -116,14 +117,7 @@ func (r Registry) Env() []string {
 }
 
 // Kinds lists the configured store kinds, sorted.
-func (r Registry) Kinds() []string {
-	out := make([]string, 0, len(r))
-	for k := range r {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r Registry) Kinds() []string { return slices.Sorted(maps.Keys(r)) }
 
 // FilePrefix marks rclone options that are files rather than values: the
 // option "file:NAME" holds the content of a file that the consumer writes to

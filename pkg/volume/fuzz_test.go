@@ -15,7 +15,7 @@ func FuzzParseID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
-		h, err := ParseID(id)
+		h, err := ParseID(kinds, id)
 		if err != nil {
 			if !errors.Is(err, fault.NotFound) {
 				t.Fatalf("ParseID(%q) error %v is not fault.NotFound", id, err)
@@ -39,14 +39,14 @@ func FuzzParseSource(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {
-		loc, err := ParseSource(uri)
+		loc, err := ParseSource(kinds, uri)
 		if err != nil {
 			if !errors.Is(err, fault.Invalid) {
 				t.Fatalf("ParseSource(%q) error %v is not fault.Invalid", uri, err)
 			}
 			return
 		}
-		if ValidateBucket(loc.Store, loc.Bucket) != nil {
+		if ValidateBucket(kinds, loc.Store, loc.Bucket) != nil {
 			t.Fatalf("ParseSource(%q) accepted bucket %q for %s", uri, loc.Bucket, loc.Store)
 		}
 		if p, err := CleanPrefix(loc.Prefix); err != nil || p != loc.Prefix {
@@ -68,7 +68,7 @@ func FuzzParse(f *testing.F) {
 				attrs[k] = v
 			}
 		}
-		spec, err := Parse(attrs, Defaults{Store: "s3"}, "derived-name")
+		spec, err := Parse(attrs, Defaults{Kinds: kinds, Store: "s3"}, "derived-name")
 		if err != nil {
 			if !errors.Is(err, fault.Invalid) {
 				t.Fatalf("Parse(%v) error %v is not fault.Invalid", attrs, err)
@@ -83,7 +83,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		back, err := ParseID(id)
+		back, err := ParseID(kinds, id)
 		if err != nil || back != h {
 			t.Fatalf("spec %+v: ID %q does not round-trip: %+v %v", spec, id, back, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	storepkg "github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
 // MaxIDLength is the CSI limit on volume IDs the driver promises to respect.
@@ -52,6 +53,15 @@ func NameHash(name string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+// DirName returns the name of a volume's node-local directories (its state
+// record, copy and cache): the hex of the first 12 bytes of
+// sha256(volumeID). It is stable for an ID and free of the ID's
+// characters; every directory keyed by a volume uses it.
+func DirName(volumeID string) string {
+	sum := sha256.Sum256([]byte(volumeID))
+	return hex.EncodeToString(sum[:12])
+}
+
 // ID encodes h. It fails (fault.Invalid) when the result would exceed
 // MaxIDLength, which only a long prefix can cause.
 func (h Handle) ID() (string, error) {
@@ -84,7 +94,7 @@ func (h Handle) ID() (string, error) {
 // ParseID decodes and validates a volume ID made by Handle.ID. Anything else
 // (wrong version, bad characters, a bucket or prefix the parser would refuse)
 // is fault.NotFound: no volume of this driver has that ID.
-func ParseID(id string) (Handle, error) {
+func ParseID(kinds storepkg.Catalog, id string) (Handle, error) {
 	bad := func(why string) (Handle, error) {
 		return Handle{}, fmt.Errorf("%w: volume ID %q is not one this driver issued: %s", fault.NotFound, truncate(id, MaxIDLength), why)
 	}
@@ -96,14 +106,14 @@ func ParseID(id string) (Handle, error) {
 		return bad("expected " + idVersion + ":<store>:<flags>:<hash>:<bucket>")
 	}
 	store, flags, nh, rest := parts[1], parts[2], parts[3], parts[4]
-	if _, ok := stores[store]; !ok {
+	kind, ok := kinds.Kind(store)
+	if !ok {
 		return bad("unknown store " + store)
 	}
 	if len(flags) != 3 {
 		return bad("bad flags")
 	}
 	h := Handle{Spec: Spec{Store: store}}
-	var ok bool
 	if h.Mode, ok = letterMode[flags[0]]; !ok {
 		return bad("bad mode flag")
 	}
@@ -130,10 +140,10 @@ func ParseID(id string) (Handle, error) {
 	}
 	bucketPart, prefix, _ := strings.Cut(rest, "/")
 	bucket, location, hasLoc := strings.Cut(bucketPart, "@")
-	if hasLoc && (location == "" || !(regionRE.MatchString(location) || azureAccountRE.MatchString(location))) {
+	if hasLoc && (location == "" || !storepkg.IsLocation(location)) {
 		return bad("bad location")
 	}
-	if err := stores[store].validate(bucket); err != nil {
+	if err := kind.ValidateBucket(bucket); err != nil {
 		return bad(err.Error())
 	}
 	p, err := CleanPrefix(prefix)

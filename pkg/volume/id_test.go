@@ -23,7 +23,7 @@ func TestIDRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ID(%+v): %v", h, err)
 		}
-		got, err := ParseID(id)
+		got, err := ParseID(kinds, id)
 		if err != nil {
 			t.Fatalf("ParseID(%q): %v", id, err)
 		}
@@ -47,7 +47,7 @@ func TestParseIDRejects(t *testing.T) {
 		"v1:s3:Mps:-:abc/../x", "v1:s3:Mps:-:abc/x/", "v1:zz:Mps:-:abc", strings.Repeat("v", 200),
 		"v1:s3:Mps:-:abc/\x00",
 	} {
-		if _, err := ParseID(id); !errors.Is(err, fault.NotFound) {
+		if _, err := ParseID(kinds, id); !errors.Is(err, fault.NotFound) {
 			t.Errorf("ParseID(%q) = %v, want fault.NotFound", id, err)
 		}
 	}
@@ -73,13 +73,13 @@ func TestSourceIDsPerVolume(t *testing.T) {
 		t.Fatalf("ID %q, want %q", a, want)
 	}
 	for _, id := range []string{a, b} {
-		h, err := ParseID(id)
+		h, err := ParseID(kinds, id)
 		if err != nil || h.Spec != spec {
 			t.Fatalf("ParseID(%q) = %+v %v, want spec %+v", id, h, err, spec)
 		}
 	}
 	old := "v1:s3:Mps:-:dataset/train"
-	h, err := ParseID(old)
+	h, err := ParseID(kinds, old)
 	if err != nil || h.Spec != spec || h.NameHash != "" {
 		t.Fatalf("ParseID(%q) of an earlier version's ID = %+v %v", old, h, err)
 	}

@@ -10,10 +10,10 @@ package volume
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	storepkg "github.com/bucket-csi/bucket-csi/pkg/store"
 )
 
 // Mode is how a bucket is made available on a node.
@@ -27,7 +27,7 @@ const (
 )
 
 // Modes lists the accepted modes in the order documentation shows them.
-var Modes = []Mode{ModeMount, ModeCopy, ModeMountCached}
+func Modes() []Mode { return []Mode{ModeMount, ModeCopy, ModeMountCached} }
 
 // Attribute keys a user may set.
 const (
@@ -81,6 +81,9 @@ type Defaults struct {
 	// Stores lists the stores this driver instance can serve; empty means
 	// every store the parser knows.
 	Stores []string
+	// Kinds is every store kind the parser knows (pkg/stores.Catalog):
+	// URI schemes and naming rules.
+	Kinds storepkg.Catalog
 }
 
 // Parse validates attrs and returns the Spec they describe. derivedName is the
@@ -114,8 +117,8 @@ func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, err
 	}
 	store := strings.TrimSpace(attrs[KeyStore])
 	if store != "" {
-		if _, ok := stores[store]; !ok {
-			return Spec{}, invalid(KeyStore, store, "one of "+strings.Join(StoreNames(), ", "))
+		if _, ok := def.Kinds.Kind(store); !ok {
+			return Spec{}, invalid(KeyStore, store, "one of "+strings.Join(def.Kinds.Names(), ", "))
 		}
 	}
 	source, name := strings.TrimSpace(attrs[KeySource]), strings.TrimSpace(attrs[KeyName])
@@ -125,7 +128,7 @@ func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, err
 		// path, so the CLI uploads and PVs name the bucket.
 		return Spec{}, fmt.Errorf("%w: %q and %q are both set: a volume either mounts an existing bucket (source: a bucket URI) or creates one (name); to upload local files use `bucket-csi storage upload` and then name the bucket", fault.Invalid, KeySource, KeyName)
 	case source != "":
-		loc, err := ParseSource(source)
+		loc, err := ParseSource(def.Kinds, source)
 		if err != nil {
 			return Spec{}, err
 		}
@@ -139,7 +142,7 @@ func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, err
 			store = def.Store
 		}
 		if store == "" {
-			return Spec{}, fmt.Errorf("%w: %q is not set and the driver has no default store; set it to one of %s", fault.Invalid, KeyStore, strings.Join(StoreNames(), ", "))
+			return Spec{}, fmt.Errorf("%w: %q is not set and the driver has no default store; set it to one of %s", fault.Invalid, KeyStore, strings.Join(def.Kinds.Names(), ", "))
 		}
 		bucket := name
 		key := KeyName
@@ -149,7 +152,11 @@ func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, err
 		if bucket == "" {
 			return Spec{}, fmt.Errorf("%w: neither %q (an existing bucket URI) nor %q (a bucket to create) is set", fault.Invalid, KeySource, KeyName)
 		}
-		if err := stores[store].validate(bucket); err != nil {
+		kind, ok := def.Kinds.Kind(store)
+		if !ok {
+			return Spec{}, invalid(KeyStore, store, "one of "+strings.Join(def.Kinds.Names(), ", "))
+		}
+		if err := kind.ValidateBucket(bucket); err != nil {
 			return Spec{}, invalid(key, bucket, err.Error())
 		}
 		spec.Store, spec.Bucket = store, bucket
@@ -182,13 +189,13 @@ func ParseModes(list string) ([]Mode, error) {
 
 func parseMode(v string) (Mode, error) {
 	m := Mode(strings.ToUpper(strings.TrimSpace(v)))
-	for _, ok := range Modes {
+	for _, ok := range Modes() {
 		if m == ok {
 			return m, nil
 		}
 	}
-	names := make([]string, len(Modes))
-	for i, ok := range Modes {
+	names := make([]string, len(Modes()))
+	for i, ok := range Modes() {
 		names[i] = string(ok)
 	}
 	return "", invalid(KeyMode, v, strings.Join(names, ", "))
@@ -210,14 +217,4 @@ func contains(list []string, s string) bool {
 // invalid builds the one error shape users see for a bad attribute.
 func invalid(key, value, accepted string) error {
 	return fmt.Errorf("%w: %s %q is not valid: accepted: %s", fault.Invalid, key, value, accepted)
-}
-
-// StoreNames returns the store kinds the parser knows, sorted.
-func StoreNames() []string {
-	out := make([]string, 0, len(stores))
-	for k := range stores {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -9,7 +9,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	def := Defaults{Store: "s3"}
+	def := Defaults{Kinds: kinds, Store: "s3"}
 	tests := []struct {
 		name    string
 		attrs   map[string]string
@@ -60,7 +60,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseConfiguredStores(t *testing.T) {
-	_, err := Parse(map[string]string{"source": "gs://abc"}, Defaults{Store: "s3", Stores: []string{"s3"}}, "")
+	_, err := Parse(map[string]string{"source": "gs://abc"}, Defaults{Kinds: kinds, Store: "s3", Stores: []string{"s3"}}, "")
 	if !errors.Is(err, fault.Invalid) || !strings.Contains(err.Error(), "not configured") {
 		t.Fatalf("got %v, want not configured", err)
 	}
@@ -76,13 +76,13 @@ func TestParseSourceForms(t *testing.T) {
 		"oci://Bucket_1/p":            {Store: "oci", Bucket: "Bucket_1", Prefix: "p"},
 	}
 	for uri, want := range tests {
-		got, err := ParseSource(uri)
+		got, err := ParseSource(kinds, uri)
 		if err != nil || got != want {
 			t.Errorf("ParseSource(%q) = %+v, %v; want %+v", uri, got, err, want)
 		}
 	}
 	for _, uri := range []string{"s3://", "s3://ab", "s3://192.168.1.1", "s3://a..b", "ftp://x", "https://example.com/c", "cos://bucket", "r2://has.dot", "s3://abc/a//b", "s3://abc/a\\b"} {
-		if _, err := ParseSource(uri); !errors.Is(err, fault.Invalid) {
+		if _, err := ParseSource(kinds, uri); !errors.Is(err, fault.Invalid) {
 			t.Errorf("ParseSource(%q) error = %v, want fault.Invalid", uri, err)
 		}
 	}
@@ -102,10 +102,10 @@ func TestDeriveBucketName(t *testing.T) {
 		t.Fatalf("too long: %d", len(long))
 	}
 	for _, n := range []string{a, b, long, DeriveBucketName("", "A"), DeriveBucketName("csi-", "--__--")} {
-		if err := ValidateBucket("s3", n); err != nil {
+		if err := ValidateBucket(kinds, "s3", n); err != nil {
 			t.Errorf("derived %q is not a valid S3 bucket: %v", n, err)
 		}
-		if err := ValidateBucket("r2", n); err != nil {
+		if err := ValidateBucket(kinds, "r2", n); err != nil {
 			t.Errorf("derived %q is not a valid R2 bucket: %v", n, err)
 		}
 	}

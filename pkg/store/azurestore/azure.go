@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 
@@ -64,7 +63,7 @@ func (c Config) accountURL(account string) (string, string, error) {
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
 		SecretKeys: []string{SecretAccountKey, SecretSASToken},
-		Open:       func(s store.Secrets, account string) (store.Store, error) { return Open(cfg, account, s) },
+		Open:       func(s store.Secrets, account string) (store.Store, error) { return store.Opened(Open(cfg, account, s)) },
 		Rclone: func(s store.Secrets, account string) (map[string]string, error) {
 			return RcloneOptions(cfg, account, s)
 		},
@@ -146,10 +145,7 @@ func (s *azStore) HeadBucket(ctx context.Context, name string) error {
 
 func (s *azStore) DeleteBucket(ctx context.Context, name string) error {
 	_, err := s.c.DeleteContainer(ctx, name, nil)
-	if err = mapErr(err, "deleting container %q", name); errors.Is(err, fault.NotFound) {
-		return nil
-	}
-	return err
+	return mapErr(err, "deleting container %q", name)
 }
 
 func (s *azStore) ListBuckets(ctx context.Context) ([]store.Bucket, error) {
@@ -177,7 +173,7 @@ func (s *azStore) GetObject(ctx context.Context, name, key string) ([]byte, erro
 		return nil, mapErr(err, "reading %s/%s", name, key)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := store.ReadObject(resp.Body)
 	return data, mapErr(err, "reading %s/%s", name, key)
 }
 
@@ -187,13 +183,12 @@ func (s *azStore) PutObject(ctx context.Context, name, key string, data []byte) 
 }
 
 func (s *azStore) DeleteObjects(ctx context.Context, name string, keys []string) error {
-	for _, k := range keys {
-		_, err := s.c.DeleteBlob(ctx, name, k, nil)
-		if err = mapErr(err, "deleting %s/%s", name, k); err != nil && !errors.Is(err, fault.NotFound) {
-			return err
-		}
-	}
-	return nil
+	return store.DeleteEach(ctx, s, name, keys)
+}
+
+func (s *azStore) DeleteObject(ctx context.Context, name, key string) error {
+	_, err := s.c.DeleteBlob(ctx, name, key, nil)
+	return mapErr(err, "deleting %s/%s", name, key)
 }
 
 func (s *azStore) List(ctx context.Context, name, prefix string, limit int, fn func(store.Object) error) error {

@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"cloud.google.com/go/auth"
@@ -53,7 +52,7 @@ type Config struct {
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
 		SecretKeys: []string{SecretServiceAccountJSON},
-		Open:       func(s store.Secrets, _ string) (store.Store, error) { return Open(cfg, s) },
+		Open:       func(s store.Secrets, _ string) (store.Store, error) { return store.Opened(Open(cfg, s)) },
 		Rclone:     func(s store.Secrets, _ string) (map[string]string, error) { return RcloneOptions(cfg, s) },
 		Env:        []string{"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"},
 	}
@@ -173,11 +172,7 @@ func (s *gcsStore) HeadBucket(ctx context.Context, bucket string) error {
 }
 
 func (s *gcsStore) DeleteBucket(ctx context.Context, bucket string) error {
-	err := mapErr(s.c.Bucket(bucket).Delete(ctx), "deleting bucket %q", bucket)
-	if errors.Is(err, fault.NotFound) {
-		return nil
-	}
-	return err
+	return mapErr(s.c.Bucket(bucket).Delete(ctx), "deleting bucket %q", bucket)
 }
 
 func (s *gcsStore) ListBuckets(ctx context.Context) ([]store.Bucket, error) {
@@ -201,7 +196,7 @@ func (s *gcsStore) GetObject(ctx context.Context, bucket, key string) ([]byte, e
 		return nil, mapErr(err, "reading gs://%s/%s", bucket, key)
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	data, err := store.ReadObject(r)
 	return data, mapErr(err, "reading gs://%s/%s", bucket, key)
 }
 
@@ -216,13 +211,11 @@ func (s *gcsStore) PutObject(ctx context.Context, bucket, key string, data []byt
 }
 
 func (s *gcsStore) DeleteObjects(ctx context.Context, bucket string, keys []string) error {
-	for _, k := range keys {
-		err := mapErr(s.c.Bucket(bucket).Object(k).Delete(ctx), "deleting gs://%s/%s", bucket, k)
-		if err != nil && !errors.Is(err, fault.NotFound) {
-			return err
-		}
-	}
-	return nil
+	return store.DeleteEach(ctx, s, bucket, keys)
+}
+
+func (s *gcsStore) DeleteObject(ctx context.Context, bucket, key string) error {
+	return mapErr(s.c.Bucket(bucket).Object(key).Delete(ctx), "deleting gs://%s/%s", bucket, key)
 }
 
 func (s *gcsStore) List(ctx context.Context, bucket, prefix string, limit int, fn func(store.Object) error) error {

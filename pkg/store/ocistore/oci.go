@@ -58,7 +58,7 @@ func (c Config) at(region string) Config {
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
 		SecretKeys:      []string{SecretTenancy, SecretUser, SecretFingerprint, SecretPrivateKey},
-		Open:            func(s store.Secrets, loc string) (store.Store, error) { return Open(cfg.at(loc), s) },
+		Open:            func(s store.Secrets, loc string) (store.Store, error) { return store.Opened(Open(cfg.at(loc), s)) },
 		Rclone:          func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.at(loc), s) },
 		DefaultLocation: cfg.Region,
 	}
@@ -199,10 +199,7 @@ func (s *ociStore) DeleteBucket(ctx context.Context, bucket string) error {
 		return err
 	}
 	_, err = s.c.DeleteBucket(ctx, objectstorage.DeleteBucketRequest{NamespaceName: &ns, BucketName: &bucket})
-	if err = mapErr(err, "deleting bucket %q", bucket); errors.Is(err, fault.NotFound) {
-		return nil
-	}
-	return err
+	return mapErr(err, "deleting bucket %q", bucket)
 }
 
 func (s *ociStore) ListBuckets(ctx context.Context) ([]store.Bucket, error) {
@@ -241,7 +238,7 @@ func (s *ociStore) GetObject(ctx context.Context, bucket, key string) ([]byte, e
 		return nil, mapErr(err, "reading %s/%s", bucket, key)
 	}
 	defer resp.Content.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Content, 1<<20))
+	data, err := store.ReadObject(resp.Content)
 	return data, mapErr(err, "reading %s/%s", bucket, key)
 }
 
@@ -257,17 +254,16 @@ func (s *ociStore) PutObject(ctx context.Context, bucket, key string, data []byt
 }
 
 func (s *ociStore) DeleteObjects(ctx context.Context, bucket string, keys []string) error {
+	return store.DeleteEach(ctx, s, bucket, keys)
+}
+
+func (s *ociStore) DeleteObject(ctx context.Context, bucket, key string) error {
 	ns, err := s.namespace(ctx)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		_, err := s.c.DeleteObject(ctx, objectstorage.DeleteObjectRequest{NamespaceName: &ns, BucketName: &bucket, ObjectName: &k})
-		if err = mapErr(err, "deleting %s/%s", bucket, k); err != nil && !errors.Is(err, fault.NotFound) {
-			return err
-		}
-	}
-	return nil
+	_, err = s.c.DeleteObject(ctx, objectstorage.DeleteObjectRequest{NamespaceName: &ns, BucketName: &bucket, ObjectName: &key})
+	return mapErr(err, "deleting %s/%s", bucket, key)
 }
 
 func (s *ociStore) List(ctx context.Context, bucket, prefix string, limit int, fn func(store.Object) error) error {

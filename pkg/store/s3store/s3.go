@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,22 +64,24 @@ type Keys struct {
 	AccessKeyID, SecretAccessKey, SessionToken string
 }
 
-// EnvPassthrough lists the environment variables a FUSE server may inherit
-// for the default credential chain: paths and names, never secrets.
-var EnvPassthrough = []string{
-	"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-	"AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_STS_REGIONAL_ENDPOINTS",
-	"AWS_EC2_METADATA_DISABLED", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+// envPassthrough returns the environment variables a FUSE server may
+// inherit for the default credential chain: paths and names, never secrets.
+func envPassthrough() []string {
+	return []string{
+		"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+		"AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_STS_REGIONAL_ENDPOINTS",
+		"AWS_EC2_METADATA_DISABLED", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	}
 }
 
 // Backend returns the store.Backend for cfg.
 func Backend(cfg Config) store.Backend {
 	return store.Backend{
 		SecretKeys: []string{SecretAccessKeyID, SecretSecretAccessKey, SecretSessionToken},
-		Open:       func(s store.Secrets, loc string) (store.Store, error) { return Open(cfg.At(loc), s) },
+		Open:       func(s store.Secrets, loc string) (store.Store, error) { return store.Opened(Open(cfg.At(loc), s)) },
 		Rclone:     func(s store.Secrets, loc string) (map[string]string, error) { return RcloneOptions(cfg.At(loc), s) },
-		Env:        EnvPassthrough,
+		Env:        envPassthrough(),
 	}
 }
 
@@ -206,10 +207,7 @@ func (s *s3Store) HeadBucket(ctx context.Context, bucket string) error {
 
 func (s *s3Store) DeleteBucket(ctx context.Context, bucket string) error {
 	_, err := s.c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(bucket)})
-	if err = mapErr(err, "deleting bucket %q", bucket); errors.Is(err, fault.NotFound) {
-		return nil
-	}
-	return err
+	return mapErr(err, "deleting bucket %q", bucket)
 }
 
 func (s *s3Store) ListBuckets(ctx context.Context) ([]store.Bucket, error) {
@@ -233,7 +231,7 @@ func (s *s3Store) GetObject(ctx context.Context, bucket, key string) ([]byte, er
 		return nil, mapErr(err, "reading s3://%s/%s", bucket, key)
 	}
 	defer out.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(out.Body, 1<<20))
+	data, err := store.ReadObject(out.Body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading s3://%s/%s: %v", fault.Unavailable, bucket, key, err)
 	}
@@ -245,22 +243,20 @@ func (s *s3Store) PutObject(ctx context.Context, bucket, key string, data []byte
 	return mapErr(err, "writing s3://%s/%s", bucket, key)
 }
 
+// DeleteObjects deletes keys in one request: store.Wrap passes at most
+// store.MaxDeleteBatch (S3's limit).
 func (s *s3Store) DeleteObjects(ctx context.Context, bucket string, keys []string) error {
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
-		ids := make([]types.ObjectIdentifier, n)
-		for i, k := range keys[:n] {
-			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
-		}
-		out, err := s.c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
-		if err != nil {
-			return mapErr(err, "deleting objects in bucket %q", bucket)
-		}
-		if len(out.Errors) > 0 {
-			e := out.Errors[0]
-			return fmt.Errorf("%w: deleting s3://%s/%s: %s %s", fault.Unavailable, bucket, aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
-		}
-		keys = keys[n:]
+	ids := make([]types.ObjectIdentifier, len(keys))
+	for i, k := range keys {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+	}
+	out, err := s.c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+	if err != nil {
+		return mapErr(err, "deleting objects in bucket %q", bucket)
+	}
+	if len(out.Errors) > 0 {
+		e := out.Errors[0]
+		return fmt.Errorf("%w: deleting s3://%s/%s: %s %s", fault.Unavailable, bucket, aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite every store.Store runs: the
 // same tests, through the same ownership rules (package bucket), against a
-// real server or emulator of each store.
+// real server or emulator of each store (test/stores_test.go, make test)
+// and against the in-memory store (pkg/store/memstore, make unit).
 package storetest
 
 import (

@@ -1,0 +1,49 @@
+// Package remotefs turns a store account's rclone options
+// (store.Backend.Rclone) into a live rclone filesystem: the one place those
+// options enter rclone, for the FUSE server, COPY and `storage upload`.
+//
+// The options never enter rclone's process-wide configuration: each call
+// builds its own option map, so the long-lived driver, which copies many
+// volumes at once, neither shares nor keeps any volume's settings or
+// credentials after the call. Importing this package registers every store
+// kind's backend and rclone's local backend (local paths, the VFS cache).
+package remotefs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/config/configmap"
+
+	"github.com/bucket-csi/bucket-csi/pkg/store"
+
+	// Every store kind's rclone backend, registered by its store package.
+	_ "github.com/bucket-csi/bucket-csi/pkg/stores"
+	// Local paths (upload sources) and the VFS disk cache, which silently
+	// turns off without it.
+	_ "github.com/rclone/rclone/backend/local"
+)
+
+// Open returns the filesystem at path ("<bucket>[/<prefix>]") of the
+// account opts describe. Credential files among opts (store.FilePrefix)
+// are written into privateDir (created 0700 when needed), which the caller
+// removes once the filesystem is no longer used. name names the
+// filesystem: rclone derives the VFS cache directory from it, so a cached
+// mount must keep it across restarts. As with fs.NewFs, fs.ErrorIsFile
+// comes with a usable filesystem (path names an object).
+func Open(ctx context.Context, opts map[string]string, name, privateDir, path string) (fs.Fs, error) {
+	opts, err := store.Materialize(opts, privateDir)
+	if err != nil {
+		return nil, fmt.Errorf("writing credential files: %w", err)
+	}
+	info, err := fs.Find(opts["type"])
+	if err != nil {
+		return nil, err
+	}
+	// As fs.NewFs builds it, with opts in place of a config file section:
+	// flags and RCLONE_* environment variables, then opts, then defaults
+	// (a bare map would leave every unset option at zero).
+	m := fs.ConfigMap(info.Prefix, info.Options, name, configmap.Simple(opts))
+	return info.NewFs(ctx, name, path, m)
+}

@@ -1,0 +1,42 @@
+package remotefs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rclone/rclone/fs/config"
+)
+
+// TestOpenPerCall: the filesystem gets its name and options, credential
+// files land 0600 in the private directory, and nothing is left in
+// rclone's process-wide configuration.
+func TestOpenPerCall(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(t.TempDir(), "private")
+	opts := map[string]string{"type": "local", "description": "{file:note}", "file:note": "secret"}
+	f, err := Open(context.Background(), opts, "volabc", private, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name() != "volabc" || f.Root() != dir {
+		t.Fatalf("Fs %s:%s, want volabc:%s", f.Name(), f.Root(), dir)
+	}
+	if _, err := f.NewObject(context.Background(), "f"); err != nil {
+		t.Fatalf("object through the Fs: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(private, "note"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("credential file: %v %v", st, err)
+	}
+	if config.Data().HasSection("volabc") {
+		t.Fatal("the options were written into rclone's global config")
+	}
+	if _, err := Open(context.Background(), map[string]string{"type": "nosuch"}, "v", private, dir); err == nil {
+		t.Fatal("an unknown backend type opened")
+	}
+}
