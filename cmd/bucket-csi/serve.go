@@ -21,6 +21,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
+	"github.com/bucket-csi/bucket-csi/pkg/metrics"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
@@ -36,6 +37,7 @@ type serveFlags struct {
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
+	metricsAddress                                                                       string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -76,6 +78,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "controller: kubeconfig of the cluster whose PersistentVolumes are checked before a bucket is purged (default: the pod's service account when in a pod; none outside)")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
+	fs.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics at GET /metrics on this TCP address (e.g. :9811; empty: off)")
 	f.stores.register(fs)
 	f.sidecars.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -180,7 +183,19 @@ func serve(args []string) error {
 				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
 		}
 	}
+	reg, err := f.metrics(&cfg)
+	if err != nil {
+		return err
+	}
 	d := driver.New(cfg)
+	if reg != nil {
+		addr, stopMetrics, err := metrics.Serve(f.metricsAddress, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		log.Info("serving metrics", "address", addr)
+	}
 	l, err := driver.Listen(f.endpoint)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
+	"github.com/bucket-csi/bucket-csi/pkg/metrics"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -55,7 +56,9 @@ type Config struct {
 	Inline InlinePolicy
 	// Stagers attach volumes on the node, by mode.
 	Stagers map[volume.Mode]stage.Stager
-	Log     *slog.Logger
+	// Ops, if set, counts every CSI call by method and code.
+	Ops *metrics.Ops
+	Log *slog.Logger
 }
 
 // InlinePolicy limits inline ephemeral volumes, which anyone who can

@@ -47,9 +47,14 @@ func Listen(endpoint string) (net.Listener, error) {
 }
 
 // NewGRPCServer returns a gRPC server with the services of d registered and
-// the logging interceptor installed.
+// the logging interceptor installed; with Config.Ops, the metrics
+// interceptor wraps it and so counts the final status of every call.
 func (d *Driver) NewGRPCServer() *grpc.Server {
-	s := grpc.NewServer(grpc.UnaryInterceptor(d.intercept))
+	chain := []grpc.UnaryServerInterceptor{d.intercept}
+	if d.cfg.Ops != nil {
+		chain = append([]grpc.UnaryServerInterceptor{d.cfg.Ops.Interceptor()}, chain...)
+	}
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(chain...))
 	csi.RegisterIdentityServer(s, d)
 	if d.cfg.Controller {
 		csi.RegisterControllerServer(s, d)
