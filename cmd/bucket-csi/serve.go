@@ -188,6 +188,7 @@ func serve(args []string) error {
 		return err
 	}
 	d := driver.New(cfg)
+	watchVolumes(reg, cfg, d)
 	if reg != nil {
 		addr, stopMetrics, err := metrics.Serve(f.metricsAddress, reg, log)
 		if err != nil {

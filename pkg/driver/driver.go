@@ -58,7 +58,10 @@ type Config struct {
 	Stagers map[volume.Mode]stage.Stager
 	// Ops, if set, counts every CSI call by method and code.
 	Ops *metrics.Ops
-	Log *slog.Logger
+	// Volumes, if set, records per-volume figures for the node's metrics
+	// (see VolumeFigures).
+	Volumes *metrics.Node
+	Log     *slog.Logger
 }
 
 // InlinePolicy limits inline ephemeral volumes, which anyone who can

@@ -75,7 +75,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), false)
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), req.GetVolumeContext()[volume.KeyPVName], false)
 }
 
 // mountOptions reads the capability's mount flags and read-only access
@@ -137,7 +137,7 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // serves pods and is never torn down under them). A stale stage (dead FUSE server, moved
 // staging path, unfinished copy) is released with its own mode's stager
 // (see releaseStale) and staged again as asked.
-func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, ephemeral bool) error {
+func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, pv string, ephemeral bool) error {
 	stager, ok := d.cfg.Stagers[h.Mode]
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
@@ -174,6 +174,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	if err := d.checkNotDeleted(ctx, id, h, secrets); err != nil {
 		return err
 	}
+	d.cfg.Volumes.Staging(id, time.Now())
 	if rec != nil {
 		// Pods already published keep their record (and RWOP its rule).
 		targets, singleWriter = rec.Targets, rec.SingleWriter
@@ -193,7 +194,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	}
 	// Recorded before the work starts, so an unstage that comes while it
 	// is still running (a pod deleted mid-copy) finds and stops it.
-	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
+	rec = &nodestate.Volume{VolumeID: id, PV: pv, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
 		Targets: targets, SingleWriter: singleWriter, StagedAt: time.Now().UTC(), Staged: &want}
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
@@ -213,6 +214,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 		_ = stager.Unstage(context.WithoutCancel(ctx), rec)
 		return fmt.Errorf("saving node state: %w", err)
 	}
+	d.cfg.Volumes.Staged(id, string(h.Mode), time.Now())
 	return nil
 }
 
@@ -264,6 +266,7 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Precondition, rec.Mode)
 	}
+	start := time.Now()
 	if err := stager.Unstage(ctx, rec); err != nil {
 		// The stager may have changed rec (a drain server started): keep it.
 		if serr := d.cfg.State.Save(rec); serr != nil {
@@ -275,5 +278,9 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if left, err := mountpoint.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
 		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
 	}
+	if rec.Mode == volume.ModeMountCached {
+		d.cfg.Volumes.Flushed(string(rec.Mode), time.Since(start))
+	}
+	d.cfg.Volumes.Forget(rec.VolumeID)
 	return d.cfg.State.Remove(rec.VolumeID)
 }

@@ -177,7 +177,7 @@ func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[
 		return "", fmt.Errorf("%w: inline volumes must bring credentials: set nodePublishSecretRef to a Secret in the pod's namespace (the driver's own identity is not lent to inline volumes)", fault.Denied)
 	}
 	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
-	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, true)
+	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, "", true)
 }
 
 // NodeUnpublishVolume unmounts and removes the target path. A missing

@@ -111,6 +111,8 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		ci.LogLevel = fs.LogLevelDebug
 	}
 	section := cfg.section()
+	// Before the backend: its HTTP transports count into the meter.
+	meter := newMeter()
 	remote, err := store.Materialize(cfg.Remote, cfg.PrivateDir)
 	if err != nil {
 		return fmt.Errorf("writing credential files: %w", err)
@@ -147,12 +149,12 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		// past a random read.
 		ci.BufferSize = 0
 		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory})
-		release, f = ra.Release, ra
+		release, f, meter.ra = ra.Release, ra, ra
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
 	if cfg.ControlSocket != "" {
-		stop, err := serveControl(cfg.ControlSocket, v)
+		stop, err := serveControl(cfg.ControlSocket, v, meter)
 		if err != nil {
 			return err
 		}
@@ -198,6 +200,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if cfg.Prefix == "" {
 		raw = metaGuard{raw}
 	}
+	raw = countingFS{RawFileSystem: raw, m: meter}
 	server, err := fuse.NewServer(raw, cfg.MountPoint, &opts.MountOptions)
 	if err != nil {
 		return fmt.Errorf("mounting %s: %w", cfg.MountPoint, err)
@@ -211,6 +214,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	defer stopTrim()
 	go trimWhenIdle(trimCtx, release)
+	if cfg.Mode == volume.ModeMountCached {
+		go meter.watchPending(trimCtx, v)
+	}
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()

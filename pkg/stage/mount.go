@@ -112,6 +112,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		GID:              req.Flags.GID,
 		Umask:            req.Flags.Umask,
 		PrivateDir:       filepath.Join(req.StateDir, "private"),
+		ControlSocket:    filepath.Join(req.StateDir, controlSocket),
 		ReadChunkStreams: set.ReadChunkStreams,
 		ReadChunkSize:    set.ReadChunkSize,
 		ServerModTime:    req.Handle.Mode == volume.ModeMount && !set.ObjectMTimes,
