@@ -1,10 +1,16 @@
 package main
 
 import (
+	"log/slog"
+	"os"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
+	"github.com/bucket-csi/bucket-csi/pkg/events"
+	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/metrics"
 )
 
@@ -38,4 +44,25 @@ func watchVolumes(reg *prometheus.Registry, cfg driver.Config, d *driver.Driver)
 	if reg != nil && cfg.Volumes != nil {
 		reg.MustRegister(cfg.Volumes.Collector(d.VolumeFigures))
 	}
+}
+
+// events gives the node service a recorder of Kubernetes events when a
+// cluster is configured (--kubeconfig, or the pod's service account);
+// without one the driver records none. stop flushes and stops it.
+func (f *serveFlags) events(cfg *driver.Config, log *slog.Logger) (stop func(), err error) {
+	if !cfg.Node {
+		return func() {}, nil
+	}
+	rc, err := kube.RestConfig(f.kubeconfig, os.Getenv("KUBERNETES_SERVICE_HOST") != "")
+	if err != nil || rc == nil {
+		return func() {}, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	k := events.NewKube(cs, "bucket-csi-node", f.nodeID, log)
+	cfg.Events = k
+	log.Info("recording Kubernetes events", "host", rc.Host)
+	return k.Stop, nil
 }

@@ -76,7 +76,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "controller: kubeconfig of the cluster whose PersistentVolumes are checked before a bucket is purged (default: the pod's service account when in a pod; none outside)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose PersistentVolumes the controller checks before a bucket is purged and where the node plugin records events on pods and PersistentVolumes (default: the pod's service account when in a pod; none outside: no events)")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
 	fs.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics at GET /metrics on this TCP address (e.g. :9811; empty: off)")
 	f.stores.register(fs)
@@ -187,6 +187,11 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	stopEvents, err := f.events(&cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	d := driver.New(cfg)
 	watchVolumes(reg, cfg, d)
 	if reg != nil {

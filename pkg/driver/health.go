@@ -49,7 +49,7 @@ func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 // repairIfDead restarts the server of a staged volume that died, so a new
 // publish gets a working mount. Pods already running keep the broken mount
 // they had until they restart.
-func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume) error {
+func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume, who subject) error {
 	stager, ok := d.cfg.Stagers[rec.Mode]
 	if !ok || stager.Healthy(rec) {
 		return nil
@@ -63,5 +63,9 @@ func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume) error 
 		return err
 	}
 	d.cfg.Volumes.Repaired(rec.VolumeID)
+	if who.pv == "" {
+		who.pv = rec.PV
+	}
+	d.event(who, nil, true, ReasonFUSEServerRestarted, fmt.Sprintf("the FUSE server of volume %s on node %s had died and was restarted; pods that were already running keep a broken mount until they restart", rec.VolumeID, d.cfg.NodeID))
 	return d.cfg.State.Save(rec)
 }

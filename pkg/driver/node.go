@@ -75,7 +75,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), req.GetVolumeContext()[volume.KeyPVName], false)
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), subject{pv: req.GetVolumeContext()[volume.KeyPVName]}, false)
 }
 
 // mountOptions reads the capability's mount flags and read-only access
@@ -137,7 +137,18 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // serves pods and is never torn down under them). A stale stage (dead FUSE server, moved
 // staging path, unfinished copy) is released with its own mode's stager
 // (see releaseStale) and staged again as asked.
-func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, pv string, ephemeral bool) error {
+func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
+	before, known := d.copyFiguresOf(id)
+	err := d.stageWork(ctx, id, h, staging, secrets, vc, who.pv, ephemeral)
+	if err == nil && known && !before.Running {
+		return nil // a repeat of a finished stage: nothing new to tell
+	}
+	d.stageEvents(who, id, h, secrets, known && before.Running, err)
+	return err
+}
+
+// stageWork is stage without its events.
+func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, pv string, ephemeral bool) error {
 	stager, ok := d.cfg.Stagers[h.Mode]
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
@@ -268,6 +279,7 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	}
 	start := time.Now()
 	if err := stager.Unstage(ctx, rec); err != nil {
+		d.unstageEvents(rec.PV, rec.VolumeID, rec.Mode, err)
 		// The stager may have changed rec (a drain server started): keep it.
 		if serr := d.cfg.State.Save(rec); serr != nil {
 			d.log.Warn("saving node state", "volume", rec.VolumeID, "err", serr)
@@ -282,5 +294,6 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 		d.cfg.Volumes.Flushed(string(rec.Mode), time.Since(start))
 	}
 	d.cfg.Volumes.Forget(rec.VolumeID)
+	d.unstageEvents(rec.PV, rec.VolumeID, rec.Mode, nil)
 	return d.cfg.State.Remove(rec.VolumeID)
 }

@@ -63,8 +63,9 @@ type Copy struct {
 // CopyFigures are a volume's copy figures for metrics.
 type CopyFigures struct {
 	copier.Figures
-	// Complete is set once the copy finished and succeeded.
-	Complete bool
+	// Complete is set once the copy finished and succeeded; Running
+	// while it runs.
+	Complete, Running bool
 }
 
 // Figures returns the volume's running copy's figures, or its last
@@ -74,7 +75,7 @@ func (c *Copy) Figures(volumeID string) (f CopyFigures, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if job, ok := c.jobs[volumeID]; ok {
-		return CopyFigures{Figures: job.progress.Snapshot()}, true
+		return CopyFigures{Figures: job.progress.Snapshot(), Running: true}, true
 	}
 	f, ok = c.last[volumeID]
 	return f, ok

@@ -1,0 +1,116 @@
+package events
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// fakeAPIServer answers the two calls a Kube recorder makes: GET of a
+// PersistentVolume and POST of an event, which it keeps.
+type fakeAPIServer struct {
+	mu     sync.Mutex
+	events []corev1.Event
+}
+
+func (f *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/persistentvolumes/pvc-1":
+		_ = json.NewEncoder(w).Encode(corev1.PersistentVolume{TypeMeta: metav1.TypeMeta{Kind: "PersistentVolume", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: "pvc-1", UID: "uid-of-pvc-1"}})
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/events"):
+		body, _ := io.ReadAll(r.Body)
+		var e corev1.Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.events = append(f.events, e)
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(body)
+	default:
+		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","code":404}`, http.StatusNotFound)
+	}
+}
+
+func (f *fakeAPIServer) received() []corev1.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]corev1.Event(nil), f.events...)
+}
+
+// TestKubeRecorder: events reach the API server with their object (a
+// PersistentVolume's UID looked up, so `kubectl describe` finds them),
+// type, reason, message and source; a zero Ref sends nothing.
+func TestKubeRecorder(t *testing.T) {
+	api := &fakeAPIServer{}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := NewKube(cs, "bucket-csi-node", "node-1", slog.New(slog.DiscardHandler))
+	defer k.Stop()
+	k.Event(Ref{}, true, "Ignored", "no object")
+	k.Event(Pod("team-a", "trainer-0", "uid-pod"), false, "CopyDone", "copied 40 objects")
+	k.Event(PV("pvc-1"), true, "UploadsPending", "3 files (12 bytes) pending upload")
+	var got []corev1.Event
+	for deadline := time.Now().Add(10 * time.Second); len(got) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("events received: %+v", got)
+		}
+		got = api.received()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got = api.received(); len(got) != 2 {
+		t.Fatalf("%d events received, want 2", len(got))
+	}
+	byReason := map[string]corev1.Event{}
+	for _, e := range got {
+		byReason[e.Reason] = e
+	}
+	pod := byReason["CopyDone"]
+	if o := pod.InvolvedObject; o.Kind != "Pod" || o.Namespace != "team-a" || o.Name != "trainer-0" || o.UID != "uid-pod" ||
+		pod.Namespace != "team-a" || pod.Type != corev1.EventTypeNormal || pod.Message != "copied 40 objects" ||
+		pod.Source.Component != "bucket-csi-node" || pod.Source.Host != "node-1" {
+		t.Errorf("pod event: %+v", pod)
+	}
+	pv := byReason["UploadsPending"]
+	if o := pv.InvolvedObject; o.Kind != "PersistentVolume" || o.Name != "pvc-1" || o.UID != "uid-of-pvc-1" || pv.Type != corev1.EventTypeWarning {
+		t.Errorf("PV event: %+v", pv)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	l := Limiter{Every: time.Minute}
+	t0 := time.Unix(0, 0)
+	for i, tc := range []struct {
+		key  string
+		at   time.Duration
+		want bool
+	}{
+		{"a", 0, true}, {"a", 30 * time.Second, false}, {"b", 30 * time.Second, true}, {"a", time.Minute, true}, {"a", 90 * time.Second, false},
+	} {
+		if got := l.Allow(tc.key, t0.Add(tc.at)); got != tc.want {
+			t.Errorf("%d: Allow(%s, %v) = %v, want %v", i, tc.key, tc.at, got, tc.want)
+		}
+	}
+	l.Forget("a")
+	if !l.Allow("a", t0.Add(91*time.Second)) {
+		t.Error("a forgotten key is still limited")
+	}
+}
