@@ -1,65 +1,25 @@
 package events
 
 import (
-	"encoding/json"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/bucket-csi/bucket-csi/internal/fakeapi"
 )
-
-// fakeAPIServer answers the two calls a Kube recorder makes: GET of a
-// PersistentVolume and POST of an event, which it keeps.
-type fakeAPIServer struct {
-	mu     sync.Mutex
-	events []corev1.Event
-}
-
-func (f *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/persistentvolumes/pvc-1":
-		_ = json.NewEncoder(w).Encode(corev1.PersistentVolume{TypeMeta: metav1.TypeMeta{Kind: "PersistentVolume", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: "pvc-1", UID: "uid-of-pvc-1"}})
-	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/events"):
-		body, _ := io.ReadAll(r.Body)
-		var e corev1.Event
-		if err := json.Unmarshal(body, &e); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.events = append(f.events, e)
-		f.mu.Unlock()
-		w.WriteHeader(http.StatusCreated)
-		_, _ = w.Write(body)
-	default:
-		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","code":404}`, http.StatusNotFound)
-	}
-}
-
-func (f *fakeAPIServer) received() []corev1.Event {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]corev1.Event(nil), f.events...)
-}
 
 // TestKubeRecorder: events reach the API server with their object (a
 // PersistentVolume's UID looked up, so `kubectl describe` finds them),
 // type, reason, message and source; a zero Ref sends nothing.
 func TestKubeRecorder(t *testing.T) {
-	api := &fakeAPIServer{}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	api := fakeapi.Start()
+	defer api.Close()
+	api.AddPV("pvc-1", "uid-of-pvc-1")
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: api.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +33,10 @@ func TestKubeRecorder(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("events received: %+v", got)
 		}
-		got = api.received()
+		got = api.Events()
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got = api.received(); len(got) != 2 {
+	if got = api.Events(); len(got) != 2 {
 		t.Fatalf("%d events received, want 2", len(got))
 	}
 	byReason := map[string]corev1.Event{}
