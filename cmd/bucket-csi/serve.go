@@ -21,6 +21,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
+	"github.com/bucket-csi/bucket-csi/pkg/logging"
 	"github.com/bucket-csi/bucket-csi/pkg/metrics"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -37,7 +38,7 @@ type serveFlags struct {
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
-	metricsAddress                                                                       string
+	metricsAddress, logFormat                                                            string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -57,7 +58,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/bucket-csi", "node-local state directory")
 	fs.StringVar(&f.defaultStore, "default-store", "s3", "store used when a volume names none")
 	fs.StringVar(&f.bucketPrefix, "bucket-prefix", "bucket-csi-", "prefix of bucket names derived from PV names")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (the FUSE servers log at it too)")
+	fs.StringVar(&f.logFormat, "log-format", logging.Text, "text (key=value) or json (one object per line), for the driver and its FUSE servers")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "MOUNT_CACHED cache root (default <state-dir>/cache)")
 	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes, reserved from the node disk budget (0: min(10 GiB, budget/4))")
 	fs.Int64Var(&f.diskBudget, "node-disk-budget", 0, "bytes of node disk that COPY copies and MOUNT_CACHED caches may reserve in all (0: --node-disk-budget-fraction of the state directory's free space)")
@@ -95,14 +97,13 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
 	// COPY volumes' secrets are masked in this log while their copy runs
 	// (rclone logs here); engine errors are masked where they leave.
 	var masks redact.Set
-	log := slog.New(slog.NewTextHandler(masks.Writer(os.Stderr), &slog.HandlerOptions{Level: level}))
+	log, err := logging.New(masks.Writer(os.Stderr), f.logFormat, f.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-format, --log-level: %w", err)
+	}
 	// COPY runs rclone in this process: route its logs through ours and
 	// keep its signal handler from exiting the plugin.
 	atexit.IgnoreSignals()
@@ -165,7 +166,7 @@ func serve(args []string) error {
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
-		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
+		settings := stage.Settings{LogFormat: f.logFormat, LogLevel: f.logLevel, DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")

@@ -210,7 +210,7 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
 	}
-	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir}
+	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir, PV: pv}
 	if err := stager.Stage(ctx, req, rec); err != nil {
 		if h.Mode == volume.ModeMount {
 			// Nothing of value in the state of a streaming mount; but never

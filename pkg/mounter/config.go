@@ -82,6 +82,14 @@ type Config struct {
 	ServerModTime bool `json:"serverModTime,omitempty"`
 	// Debug raises the engine's log level.
 	Debug bool `json:"debug,omitempty"`
+	// LogFormat ("text" or "json") and LogLevel ("debug", "info", ...)
+	// are the node plugin's --log-format and --log-level: the server logs
+	// as the plugin does ("" takes text and info). LogLevel debug also
+	// raises the engine's level.
+	LogFormat string `json:"logFormat,omitempty"`
+	LogLevel  string `json:"logLevel,omitempty"`
+	// PV is the PersistentVolume's name, when known: a log attribute.
+	PV string `json:"pv,omitempty"`
 }
 
 // Validate checks what Serve relies on.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
+	"github.com/bucket-csi/bucket-csi/pkg/logging"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -77,7 +78,11 @@ func ServeMain() int {
 	red = redact.New(cfg.Redact...)
 	cfg.Redact = nil
 	stderr := red.Writer(os.Stderr)
-	log = slog.New(slog.NewTextHandler(stderr, nil))
+	log, lerr := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	if lerr != nil {
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+		log.Warn("logging as text at info", "err", lerr)
+	}
 	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
 		err = cfg.Validate()
@@ -88,6 +93,9 @@ func ServeMain() int {
 		return 2
 	}
 	log = log.With("volume", cfg.VolumeID)
+	if cfg.PV != "" {
+		log = log.With("pv", cfg.PV)
+	}
 	if err := Serve(context.Background(), &cfg, log, report); err != nil {
 		log.Error("mounter stopped", "err", err)
 		report(err)
@@ -107,7 +115,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	ci.LogLevel = fs.LogLevelNotice
 	ci.Transfers = max(cfg.Transfers, 1)
 	ci.UseServerModTime = cfg.ServerModTime && cfg.Mode == volume.ModeMount
-	if cfg.Debug {
+	if cfg.Debug || cfg.LogLevel == "debug" {
 		ci.LogLevel = fs.LogLevelDebug
 	}
 	section := cfg.section()

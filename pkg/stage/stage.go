@@ -21,6 +21,8 @@ type Request struct {
 	Flags       volume.MountFlags
 	// StateDir is the volume's private node-local directory (0700).
 	StateDir string
+	// PV is the PersistentVolume's name when known (a log attribute).
+	PV string
 }
 
 // Stager attaches and detaches volumes of one mode.
@@ -50,6 +52,9 @@ type Settings struct {
 	// ObjectMTimes makes MOUNT volumes read each file's mtime from its
 	// metadata (see mounter.Config.ServerModTime).
 	ObjectMTimes bool
+	// LogFormat and LogLevel are the plugin's --log-format and
+	// --log-level, handed to the FUSE servers.
+	LogFormat, LogLevel string
 	// StopGrace bounds how long an unstage waits for a FUSE server to exit
 	// after its unmount before terminating it.
 	StopGrace time.Duration
