@@ -2,6 +2,8 @@ package driver
 
 import (
 	"context"
+	"errors"
+	"os"
 	"sync"
 	"time"
 
@@ -39,6 +41,10 @@ func (d *Driver) VolumeFigures(ctx context.Context) []metrics.Volume {
 			continue
 		}
 		if !rec.Server.Alive() {
+			continue
+		}
+		if _, err := os.Stat(stage.ControlSocket(rec)); errors.Is(err, os.ErrNotExist) {
+			out[i].NoStats = true
 			continue
 		}
 		wg.Go(func() {

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -140,6 +141,10 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
 	before, known := d.copyFiguresOf(id)
 	err := d.stageWork(ctx, id, h, staging, secrets, vc, who.pv, ephemeral)
+	if err != nil && !errors.Is(err, fault.Pending) {
+		// Not staged: the next attempt is a new stage.
+		d.cfg.Volumes.StageFailed(id)
+	}
 	if err == nil && known && !before.Running {
 		return nil // a repeat of a finished stage: nothing new to tell
 	}

@@ -104,6 +104,9 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 	if v.Mode == string(volume.ModeCopy) {
 		return
 	}
+	if v.NoStats {
+		return
+	}
 	gauge(d.up, b2f(v.FUSE != nil))
 	s := v.FUSE
 	if s == nil {

@@ -24,6 +24,10 @@ type Volume struct {
 	// FUSE is what the volume's FUSE server answered; nil for COPY or
 	// a server that did not answer.
 	FUSE *mounter.Stats
+	// NoStats marks a live FUSE server that has no control socket to ask
+	// (started by a driver version without one): its figures are
+	// unknown, not down.
+	NoStats bool
 	// Copy are the COPY figures; nil when none are known.
 	Copy *stage.CopyFigures
 }
@@ -104,6 +108,19 @@ func (n *Node) Staging(id string, now time.Time) {
 			x.staging = now
 		}
 	})
+}
+
+// StageFailed records that the stage under way of volume id failed for
+// good: the next NodeStage starts a new stage duration.
+func (n *Node) StageFailed(id string) {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if x := n.notes[id]; x != nil {
+		x.staging = time.Time{}
+	}
 }
 
 // Staged records the stage of volume id in mode complete at now.

@@ -18,7 +18,8 @@ import (
 // TestVolumeCollector: each staged volume's figures leave as the series
 // of its mode with the PV name (or a short hash) as the label, with exact
 // values; what the plugin noted (repairs, stage time) joins them; a
-// forgotten (unstaged) volume's series are gone from the next scrape.
+// forgotten (unstaged) volume's series are gone from the next scrape; a
+// server without a control socket is not reported down.
 func TestVolumeCollector(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	n, err := NewNode(reg)
@@ -26,6 +27,8 @@ func TestVolumeCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	n.Staging("id-cached", t0.Add(-time.Hour))
+	n.StageFailed("id-cached") // a failed stage does not count
 	n.Staging("id-cached", t0)
 	n.Staging("id-cached", t0.Add(time.Second)) // a retry: the first counts
 	n.Staged("id-cached", "MOUNT_CACHED", t0.Add(4*time.Second))
@@ -40,6 +43,7 @@ func TestVolumeCollector(t *testing.T) {
 		}},
 		{ID: "id-mount", Mode: "MOUNT", FUSE: &mounter.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9}}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
+		{ID: "id-old", PV: "pvc-old", Mode: "MOUNT", NoStats: true},
 		{ID: "id-copy", PV: "pvc-copy", Mode: "COPY", Copy: &stage.CopyFigures{Figures: copier.Figures{FilesDone: 301, FilesTotal: 301, BytesDone: 1 << 20, BytesTotal: 1 << 20}, Complete: true}},
 	}
 	reg.MustRegister(n.Collector(func(context.Context) []Volume { return vols }))
@@ -59,6 +63,7 @@ bucket_csi_volume_copy_done_objects{volume="pvc-copy"} 301
 bucket_csi_volume_fuse_repairs_total{volume="pvc-1"} 2
 bucket_csi_volume_fuse_repairs_total{volume="pvc-copy"} 0
 bucket_csi_volume_fuse_repairs_total{volume="pvc-dead"} 0
+bucket_csi_volume_fuse_repairs_total{volume="pvc-old"} 0
 bucket_csi_volume_fuse_repairs_total{volume="` + h + `"} 0
 # HELP bucket_csi_volume_fuse_up 1 when the volume's FUSE server answered this scrape, 0 when it did not (MOUNT, MOUNT_CACHED).
 # TYPE bucket_csi_volume_fuse_up gauge
@@ -105,8 +110,8 @@ bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
 	// Unstaged: the source no longer lists it and its notes are dropped.
 	n.Forget("id-cached")
 	vols = vols[1:]
-	if c, _ := testutil.GatherAndCount(reg, "bucket_csi_volume_pending_upload_files", "bucket_csi_volume_fuse_repairs_total"); c != 3 {
-		t.Fatalf("series after unstage = %d, want the 3 other volumes' repairs only", c)
+	if c, _ := testutil.GatherAndCount(reg, "bucket_csi_volume_pending_upload_files", "bucket_csi_volume_fuse_repairs_total"); c != 4 {
+		t.Fatalf("series after unstage = %d, want the 4 other volumes' repairs only", c)
 	}
 	vols = append(vols, Volume{ID: "id-cached", PV: "pvc-1", Mode: "MOUNT_CACHED"})
 	if c := testutil.ToFloat64(mustCollect(t, n, vols, "bucket_csi_volume_fuse_repairs_total", "pvc-1")); c != 0 {
@@ -115,6 +120,7 @@ bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
 	var nilNode *Node
 	nilNode.Staging("x", t0)
 	nilNode.Staged("x", "MOUNT", t0)
+	nilNode.StageFailed("x")
 	nilNode.Repaired("x")
 	nilNode.Flushed("MOUNT_CACHED", time.Second)
 	nilNode.Forget("x")
