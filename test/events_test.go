@@ -39,15 +39,6 @@ func waitEvent(t *testing.T, api *fakeapi.Server, kind, name, reason string) cor
 	}
 }
 
-// podContext is the volume context kubelet adds with podInfoOnMount.
-func podContext(name, uid string, base map[string]string) map[string]string {
-	out := map[string]string{volume.KeyPodName: name, volume.KeyPodNamespace: "team-a", volume.KeyPodUID: uid, "csi.storage.k8s.io/serviceAccount.name": "default"}
-	for k, v := range base {
-		out[k] = v
-	}
-	return out
-}
-
 // TestEvents runs the real driver against a fake API server (its
 // --kubeconfig) and checks the events users see in `kubectl describe`:
 // COPY done on the PV (with the PV's UID) and on the pod (with the pod's
@@ -71,23 +62,13 @@ func TestEvents(t *testing.T) {
 	fillSource(t, s3, "events-copy-src", 9)
 	copyPV := "pvc-events-copy"
 	api.AddPV(copyPV, "uid-copy-pv")
-	kvol, err := c.Controller.CreateVolume(ctx, createReq(copyPV, map[string]string{"source": "s3://events-copy-src", "mode": "COPY", volume.KeyPVName: copyPV}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kid, kctx := kvol.GetVolume().GetVolumeId(), kvol.GetVolume().GetVolumeContext()
-	kstaging, ktarget := podPaths(t, drv)
-	stageWithContext(t, c, kid, kstaging, kctx, s3.Secrets())
+	kv := createPV(t, c, s3, copyPV, map[string]string{"source": "s3://events-copy-src", "mode": "COPY"})
+	kstaging := stagePV(t, c, drv, s3, kv)
 	e := waitEvent(t, api, "PersistentVolume", copyPV, "CopyDone")
 	if e.InvolvedObject.UID != "uid-copy-pv" || e.Type != corev1.EventTypeNormal || !strings.Contains(e.Message, "10 objects") {
 		t.Errorf("CopyDone on the PV: %+v", e)
 	}
-	if err := os.MkdirAll(filepath.Dir(ktarget), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: kid, StagingTargetPath: kstaging, TargetPath: ktarget, VolumeCapability: testenv.MountCap(rwx), VolumeContext: podContext("reader-0", "uid-reader-0", kctx)}); err != nil {
-		t.Fatal(err)
-	}
+	publishPod(t, c, drv, kv, kstaging, "reader-0")
 	e = waitEvent(t, api, "Pod", "reader-0", "CopyDone")
 	if e.InvolvedObject.UID != "uid-reader-0" || e.Namespace != "team-a" || !strings.Contains(e.Message, "events-copy-src") {
 		t.Errorf("CopyDone on the pod: %+v", e)
@@ -96,19 +77,8 @@ func TestEvents(t *testing.T) {
 	// MOUNT_CACHED: an unstage that waits for uploads says so on the PV,
 	// then that every file is in the bucket.
 	cachedPV := "pvc-events-cached"
-	cvol, err := c.Controller.CreateVolume(ctx, createReq(cachedPV, map[string]string{"mode": "MOUNT_CACHED", volume.KeyPVName: cachedPV}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cid, cctx := cvol.GetVolume().GetVolumeId(), cvol.GetVolume().GetVolumeContext()
-	cstaging, ctarget := podPaths(t, drv)
-	stageWithContext(t, c, cid, cstaging, cctx, s3.Secrets())
-	if err := os.MkdirAll(filepath.Dir(ctarget), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: cid, StagingTargetPath: cstaging, TargetPath: ctarget, VolumeCapability: testenv.MountCap(rwx), VolumeContext: podContext("writer-0", "uid-writer-0", cctx)}); err != nil {
-		t.Fatal(err)
-	}
+	cv, cstaging, ctarget := publishedPV(t, c, drv, s3, cachedPV, map[string]string{"mode": "MOUNT_CACHED"}, "writer-0")
+	cid := cv.id
 
 	// A dead FUSE server is restarted by the next publish; the pod hears.
 	rec := drv.Staged(t)
@@ -120,13 +90,7 @@ func TestEvents(t *testing.T) {
 			}
 		}
 	}
-	_, ctarget2 := podPaths(t, drv)
-	if err := os.MkdirAll(filepath.Dir(ctarget2), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: cid, StagingTargetPath: cstaging, TargetPath: ctarget2, VolumeCapability: testenv.MountCap(rwx), VolumeContext: podContext("writer-1", "uid-writer-1", cctx)}); err != nil {
-		t.Fatal(err)
-	}
+	ctarget2 := publishPod(t, c, drv, cv, cstaging, "writer-1")
 	if e := waitEvent(t, api, "Pod", "writer-1", "FUSEServerRestarted"); e.Type != corev1.EventTypeWarning {
 		t.Errorf("FUSEServerRestarted: %+v", e)
 	}
@@ -175,10 +139,7 @@ func TestEvents(t *testing.T) {
 
 	// Wrong credentials: refused on the PV, and the secret never shown.
 	badPV := "pvc-events-bad"
-	bvol, err := c.Controller.CreateVolume(ctx, createReq(badPV, map[string]string{"mode": "MOUNT", volume.KeyPVName: badPV}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bv := createPV(t, c, s3, badPV, map[string]string{"mode": "MOUNT"})
 	bad := s3.Secrets()
 	const wrong = "wrong-secret-key-0123456789abcdef"
 	bad[s3store.SecretSecretAccessKey] = wrong
@@ -186,7 +147,7 @@ func TestEvents(t *testing.T) {
 	if err := os.MkdirAll(bstaging, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: bvol.GetVolume().GetVolumeId(), StagingTargetPath: bstaging, VolumeCapability: testenv.MountCap(rwx), VolumeContext: bvol.GetVolume().GetVolumeContext(), Secrets: bad})
+	_, err = c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: bv.id, StagingTargetPath: bstaging, VolumeCapability: testenv.MountCap(rwx), VolumeContext: bv.ctx, Secrets: bad})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("stage with a wrong secret = %v, want PermissionDenied", err)
 	}

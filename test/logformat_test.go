@@ -1,16 +1,12 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
-
-	"github.com/bucket-csi/bucket-csi/pkg/volume"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -36,21 +32,9 @@ func jsonLines(t *testing.T, what, text string) []map[string]any {
 func TestLogFormatJSON(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3, drv, c := startAll(t, "--log-format", "json", "--log-level", "debug")
-	ctx := context.Background()
 	pv := "pvc-json-logs"
-	vol, err := c.Controller.CreateVolume(ctx, createReq(pv, map[string]string{"mode": "MOUNT", volume.KeyPVName: pv}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, vctx := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()
-	staging, target := podPaths(t, drv)
-	stageWithContext(t, c, id, staging, vctx, s3.Secrets())
-	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx), VolumeContext: podContext("app-0", "uid-app-0", vctx)}); err != nil {
-		t.Fatal(err)
-	}
+	v, staging, target := publishedPV(t, c, drv, s3, pv, map[string]string{"mode": "MOUNT"}, "app-0")
+	id := v.id
 	if _, err := os.ReadDir(target); err != nil {
 		t.Fatal(err)
 	}

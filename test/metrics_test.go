@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
-	"github.com/bucket-csi/bucket-csi/pkg/volume"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -116,22 +115,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 
 	cachedPV := "pvc-metrics-cached"
-	cvol, err := c.Controller.CreateVolume(ctx, createReq(cachedPV, map[string]string{"mode": "MOUNT_CACHED", volume.KeyPVName: cachedPV}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := cvol.GetVolume().GetVolumeContext()[volume.KeyPVName]; got != cachedPV {
-		t.Fatalf("volume context PV name = %q, want %q", got, cachedPV)
-	}
-	cid := cvol.GetVolume().GetVolumeId()
-	cstaging, ctarget := podPaths(t, drv)
-	stageWithContext(t, c, cid, cstaging, cvol.GetVolume().GetVolumeContext(), s3.Secrets())
-	if err := os.MkdirAll(filepath.Dir(ctarget), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: cid, StagingTargetPath: cstaging, TargetPath: ctarget, VolumeCapability: testenv.MountCap(rwx)}); err != nil {
-		t.Fatal(err)
-	}
+	cv, cstaging, ctarget := publishedPV(t, c, drv, s3, cachedPV, map[string]string{"mode": "MOUNT_CACHED"}, "")
+	cid := cv.id
 	const written = 5<<20 + 3
 	if err := os.WriteFile(filepath.Join(ctarget, "out.bin"), randomBytes(t, written), 0o644); err != nil {
 		t.Fatal(err)
@@ -181,13 +166,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	const objects = 40
 	fillSource(t, s3, "metrics-copy-src", objects-1) // plus one large object
 	copyPV := "pvc-metrics-copy"
-	kvol, err := c.Controller.CreateVolume(ctx, createReq(copyPV, map[string]string{"source": "s3://metrics-copy-src", "mode": "COPY", volume.KeyPVName: copyPV}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kid := kvol.GetVolume().GetVolumeId()
-	kstaging, _ := podPaths(t, drv)
-	stageWithContext(t, c, kid, kstaging, kvol.GetVolume().GetVolumeContext(), s3.Secrets())
+	kv := createPV(t, c, s3, copyPV, map[string]string{"source": "s3://metrics-copy-src", "mode": "COPY"})
+	kid := kv.id
+	kstaging := stagePV(t, c, drv, s3, kv)
 	inBucket := len(keys(t, s3.Store(t), "metrics-copy-src"))
 	mfs = scrape(t, addr)
 	copyL := map[string]string{"volume": copyPV}

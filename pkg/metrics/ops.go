@@ -23,10 +23,6 @@ type Ops struct {
 	seconds *prometheus.HistogramVec
 }
 
-// OpBuckets are the latency histogram's upper bounds in seconds: from a
-// fast probe to a NodeStage that waits out kubelet's two minutes.
-var OpBuckets = []float64{0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
-
 // NewOps registers the CSI operation collectors with reg.
 func NewOps(reg prometheus.Registerer) (*Ops, error) {
 	o := &Ops{
@@ -35,17 +31,28 @@ func NewOps(reg prometheus.Registerer) (*Ops, error) {
 			Help: "CSI calls answered, by method and gRPC code.",
 		}, []string{"method", "code"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "bucket_csi_operation_duration_seconds",
-			Help:    "Time to answer a CSI call, by method and gRPC code.",
-			Buckets: OpBuckets,
+			Name: "bucket_csi_operation_duration_seconds",
+			Help: "Time to answer a CSI call, by method and gRPC code.",
+			// From a fast probe to a NodeStage that waits out kubelet's
+			// two minutes.
+			Buckets: []float64{0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"method", "code"}),
 	}
-	for _, c := range []prometheus.Collector{o.calls, o.seconds} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, o.calls, o.seconds); err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// register registers every collector with reg, stopping at the first
+// refusal.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Observe records one answered call of fullMethod ("/csi.v1.Node/NodeStageVolume").

@@ -73,29 +73,25 @@ type notes struct {
 	staging time.Time
 }
 
-// StageBuckets are the stage and flush histograms' bounds in seconds.
-var StageBuckets = []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800}
-
 // NewNode registers the stage and flush histograms with reg. Register
 // the per-volume collector with Collector once the Source exists.
 func NewNode(reg prometheus.Registerer) (*Node, error) {
+	buckets := []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800}
 	n := &Node{
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "bucket_csi_stage_duration_seconds",
 			Help:    "Time from the first NodeStage of a volume to its stage completing (a COPY's whole download), by mode.",
-			Buckets: StageBuckets,
+			Buckets: buckets,
 		}, []string{"mode"}),
 		flush: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "bucket_csi_flush_duration_seconds",
 			Help:    "Time a MOUNT_CACHED unstage waited for the uploads to drain, by mode.",
-			Buckets: StageBuckets,
+			Buckets: buckets,
 		}, []string{"mode"}),
 		notes: map[string]*notes{},
 	}
-	for _, c := range []prometheus.Collector{n.stage, n.flush} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, n.stage, n.flush); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
