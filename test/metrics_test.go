@@ -170,7 +170,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	kid := kv.id
 	kstaging := stagePV(t, c, drv, s3, kv)
 	inBucket := len(keys(t, s3.Store(t), "metrics-copy-src"))
+	start := time.Now()
 	mfs = scrape(t, addr)
+	t.Logf("one scrape with a MOUNT_CACHED and a COPY volume staged: %s", time.Since(start))
 	copyL := map[string]string{"volume": copyPV}
 	if v, _ := sample(mfs, "bucket_csi_volume_copy_done_objects", copyL); int(v) != inBucket || inBucket != objects {
 		t.Fatalf("COPY objects done = %v, objects in the bucket %d, want both %d", v, inBucket, objects)
