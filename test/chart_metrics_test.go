@@ -29,7 +29,8 @@ func TestChartMetrics(t *testing.T) {
 	chart := filepath.Join(localenv.RepoRoot(), "charts", "bucket-csi")
 	def := helm(t, "template", "bucket-csi", chart, "--namespace", "bucket-csi")
 	for _, want := range []string{"- --metrics-address=:9810\n", "- --metrics-address=:9811\n", "name: bucket-csi-controller-metrics", "name: bucket-csi-node-metrics",
-		"- --log-format=text\n", "name: bucket-csi-events", "resources: [events]\n    verbs: [create, patch]", "apiGroups: [events.k8s.io]", "podInfoOnMount: true"} {
+		"- --log-format=text\n", "name: bucket-csi-events", "resources: [events]\n    verbs: [create, patch]", "apiGroups: [events.k8s.io]", "podInfoOnMount: true",
+		"resources: [persistentvolumes]\n    verbs: [get]\n  - apiGroups: [\"\"]\n    resources: [pods]\n    verbs: [list]"} {
 		if !bytes.Contains(def, []byte(want)) {
 			t.Errorf("default chart renders no %q", want)
 		}

@@ -58,12 +58,32 @@ func TestEvents(t *testing.T) {
 	c := drv.Dial(t)
 	ctx := context.Background()
 
-	// COPY: done on the PV, and on the pod that publishes it.
+	// COPY: started on the PV and on the pod of this node waiting for its
+	// claim (not on a pod elsewhere), done on the PV, and on the pod that
+	// publishes it.
 	fillSource(t, s3, "events-copy-src", 9)
 	copyPV := "pvc-events-copy"
-	api.AddPV(copyPV, "uid-copy-pv")
+	api.AddPV(copyPV, "uid-copy-pv", "team-a", "data-copy")
+	api.AddPod("team-a", "reader-0", "uid-reader-0", "local-node", "data-copy", corev1.PodPending)
+	api.AddPod("team-a", "reader-far", "uid-reader-far", "other-node", "data-copy", corev1.PodPending)
 	kv := createPV(t, c, s3, copyPV, map[string]string{"source": "s3://events-copy-src", "mode": "COPY"})
-	kstaging := stagePV(t, c, drv, s3, kv)
+	kstaging, _ := podPaths(t, drv)
+	if err := os.MkdirAll(kstaging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// A deadline within the stage's margin: the call answers at once
+	// while the copy starts.
+	sctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	_, err = c.Node.NodeStageVolume(sctx, &csi.NodeStageVolumeRequest{VolumeId: kv.id, StagingTargetPath: kstaging, VolumeCapability: testenv.MountCap(rwx), VolumeContext: kv.ctx, Secrets: s3.Secrets()})
+	cancel()
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("first COPY stage = %v, want Unavailable while it copies", err)
+	}
+	waitEvent(t, api, "PersistentVolume", copyPV, "CopyStarted")
+	if e := waitEvent(t, api, "Pod", "reader-0", "CopyStarted"); e.InvolvedObject.UID != "uid-reader-0" || !strings.Contains(e.Message, "events-copy-src") {
+		t.Errorf("CopyStarted on the waiting pod: %+v", e)
+	}
+	stageWithContext(t, c, kv.id, kstaging, kv.ctx, s3.Secrets())
 	e := waitEvent(t, api, "PersistentVolume", copyPV, "CopyDone")
 	if e.InvolvedObject.UID != "uid-copy-pv" || e.Type != corev1.EventTypeNormal || !strings.Contains(e.Message, "10 objects") {
 		t.Errorf("CopyDone on the PV: %+v", e)
@@ -155,6 +175,9 @@ func TestEvents(t *testing.T) {
 		t.Errorf("CredentialsRefused: %+v", e)
 	}
 	for _, e := range api.Events() {
+		if e.InvolvedObject.Name == "reader-far" {
+			t.Errorf("a pod on another node got %s", e.Reason)
+		}
 		for _, secret := range []string{wrong, s3.SecretKey} {
 			for _, form := range testenv.SecretForms(secret) {
 				if strings.Contains(e.Message, form) {

@@ -1,6 +1,8 @@
 // Package fakeapi is a minimal Kubernetes API server for tests of event
-// recording: it answers GET of the PersistentVolumes it was given and
-// keeps every event POSTed or PATCHed to it. Nothing else is served.
+// recording: it answers GET of the PersistentVolumes and LIST (by
+// namespace, with a spec.nodeName field selector) of the pods it was
+// given, and keeps every event POSTed or PATCHed to it. Nothing else is
+// served.
 package fakeapi
 
 import (
@@ -24,22 +26,39 @@ type Server struct {
 	*httptest.Server
 
 	mu     sync.Mutex
-	pvs    map[string]types.UID
+	pvs    map[string]corev1.PersistentVolume
+	pods   []corev1.Pod
 	events []corev1.Event
 }
 
 // Start runs a Server until Close.
 func Start() *Server {
-	s := &Server{pvs: map[string]types.UID{}}
+	s := &Server{pvs: map[string]corev1.PersistentVolume{}}
 	s.Server = httptest.NewServer(s)
 	return s
 }
 
-// AddPV makes GET of PersistentVolume name answer with uid.
-func (s *Server) AddPV(name string, uid types.UID) {
+// AddPV makes GET of PersistentVolume name answer with its UID and,
+// when claim is not "", a claimRef to namespace/claim.
+func (s *Server) AddPV(name string, uid types.UID, namespace, claim string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pvs[name] = uid
+	pv := corev1.PersistentVolume{TypeMeta: metav1.TypeMeta{Kind: "PersistentVolume", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: name, UID: uid}}
+	if claim != "" {
+		pv.Spec.ClaimRef = &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: namespace, Name: claim}
+	}
+	s.pvs[name] = pv
+}
+
+// AddPod adds a pod on node using claim, in phase.
+func (s *Server) AddPod(namespace, name string, uid types.UID, node, claim string, phase corev1.PodPhase) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := corev1.Pod{TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: uid}}
+	p.Spec.NodeName = node
+	p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}}
+	p.Status.Phase = phase
+	s.pods = append(s.pods, p)
 }
 
 // Events returns the events received so far (a PATCH, client-go's update
@@ -69,15 +88,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const pvPath = "/api/v1/persistentvolumes/"
 	switch {
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, pvPath):
-		name := strings.TrimPrefix(r.URL.Path, pvPath)
 		s.mu.Lock()
-		uid, ok := s.pvs[name]
+		pv, ok := s.pvs[strings.TrimPrefix(r.URL.Path, pvPath)]
 		s.mu.Unlock()
 		if !ok {
 			notFound(w)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(corev1.PersistentVolume{TypeMeta: metav1.TypeMeta{Kind: "PersistentVolume", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: name, UID: uid}})
+		_ = json.NewEncoder(w).Encode(pv)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/") && strings.HasSuffix(r.URL.Path, "/pods"):
+		ns := strings.Split(r.URL.Path, "/")[4]
+		node := strings.TrimPrefix(r.URL.Query().Get("fieldSelector"), "spec.nodeName=")
+		list := corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}}
+		s.mu.Lock()
+		for _, p := range s.pods {
+			if p.Namespace == ns && (node == "" || p.Spec.NodeName == node) {
+				list.Items = append(list.Items, p)
+			}
+		}
+		s.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(list)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/events"):
 		body, _ := io.ReadAll(r.Body)
 		var e corev1.Event

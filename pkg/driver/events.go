@@ -31,6 +31,10 @@ const (
 type subject struct {
 	pv  string
 	pod events.Ref
+	// waiting also tells the pods of this node that wait for the PV's
+	// claim (events.Ref.WaitingPods): the volume's stage is what holds
+	// them.
+	waiting bool
 }
 
 // podSubject reads the pod from a NodePublish volume context (the
@@ -43,7 +47,9 @@ func podSubject(attrs map[string]string) subject {
 // with secrets first: whatever an error quoted, no secret leaves.
 func (d *Driver) event(s subject, secrets map[string]string, warning bool, reason, msg string) {
 	msg = redact.FromSecrets(secrets).String(msg)
-	for _, ref := range []events.Ref{s.pod, events.PV(s.pv)} {
+	pv := events.PV(s.pv)
+	pv.WaitingPods = s.waiting
+	for _, ref := range []events.Ref{s.pod, pv} {
 		d.cfg.Events.Event(ref, warning, reason, msg)
 	}
 }
@@ -62,6 +68,8 @@ func (d *Driver) copyFiguresOf(id string) (stage.CopyFigures, bool) {
 // running before this call.
 func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[string]string, running bool, err error) {
 	now := time.Now()
+	// Until the stage succeeds, the pods that wait for it hear why.
+	s.waiting = err != nil
 	if errors.Is(err, fault.Denied) {
 		if d.limit.Allow(id+"/denied", now) {
 			d.event(s, secrets, true, ReasonCredentialsRefused, fmt.Sprintf("the store refused the volume's credentials for bucket %s: %v; check the Secret the StorageClass or PersistentVolume names", h.Bucket, err))

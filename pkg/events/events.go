@@ -24,6 +24,10 @@ type Ref struct {
 	// UID, when known, makes the event show in `kubectl describe`
 	// (which selects events by the object's UID).
 	UID string
+	// WaitingPods, for a PersistentVolume, records the event also on
+	// the pods of this node that use its claim and have not started
+	// (they wait for the volume): `kubectl describe pod` then says why.
+	WaitingPods bool
 }
 
 // Zero reports whether r names no object (the event is dropped).
@@ -34,7 +38,8 @@ func Pod(namespace, name, uid string) Ref {
 	return Ref{Kind: "Pod", Namespace: namespace, Name: name, UID: uid}
 }
 
-// PV is the Ref of a PersistentVolume ("" gives the zero Ref).
+// PV is the Ref of a PersistentVolume ("" gives the zero Ref); see also
+// Ref.WaitingPods.
 func PV(name string) Ref {
 	if name == "" {
 		return Ref{}

@@ -2,6 +2,8 @@ package events
 
 import (
 	"log/slog"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +16,17 @@ import (
 
 // TestKubeRecorder: events reach the API server with their object (a
 // PersistentVolume's UID looked up, so `kubectl describe` finds them),
-// type, reason, message and source; a zero Ref sends nothing.
+// type, reason, message and source; with WaitingPods also on the Pending
+// pods of this node using the PV's claim, and no other; a zero Ref sends
+// nothing.
 func TestKubeRecorder(t *testing.T) {
 	api := fakeapi.Start()
 	defer api.Close()
-	api.AddPV("pvc-1", "uid-of-pvc-1")
+	api.AddPV("pvc-1", "uid-of-pvc-1", "team-a", "data-1")
+	api.AddPod("team-a", "waiting-0", "uid-waiting-0", "node-1", "data-1", corev1.PodPending)
+	api.AddPod("team-a", "running-0", "uid-running-0", "node-1", "data-1", corev1.PodRunning)
+	api.AddPod("team-a", "elsewhere-0", "uid-elsewhere-0", "node-2", "data-1", corev1.PodPending)
+	api.AddPod("team-a", "other-claim-0", "uid-other-0", "node-1", "data-2", corev1.PodPending)
 	cs, err := kubernetes.NewForConfig(&rest.Config{Host: api.URL})
 	if err != nil {
 		t.Fatal(err)
@@ -28,20 +36,32 @@ func TestKubeRecorder(t *testing.T) {
 	k.Event(Ref{}, true, "Ignored", "no object")
 	k.Event(Pod("team-a", "trainer-0", "uid-pod"), false, "CopyDone", "copied 40 objects")
 	k.Event(PV("pvc-1"), true, "UploadsPending", "3 files (12 bytes) pending upload")
+	waiting := PV("pvc-1")
+	waiting.WaitingPods = true
+	k.Event(waiting, false, "CopyProgress", "3 of 10 objects")
 	var got []corev1.Event
-	for deadline := time.Now().Add(10 * time.Second); len(got) < 2; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); len(got) < 4; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("events received: %+v", got)
 		}
 		got = api.Events()
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got = api.Events(); len(got) != 2 {
-		t.Fatalf("%d events received, want 2", len(got))
+	if got = api.Events(); len(got) != 4 {
+		t.Fatalf("%d events received, want 4: %+v", len(got), got)
 	}
 	byReason := map[string]corev1.Event{}
+	var progress []string
 	for _, e := range got {
 		byReason[e.Reason] = e
+		if e.Reason == "CopyProgress" {
+			progress = append(progress, e.InvolvedObject.Kind+"/"+e.InvolvedObject.Name+"/"+string(e.InvolvedObject.UID))
+		}
+	}
+	// Only the pod of this node that waits for the claim hears too.
+	sort.Strings(progress)
+	if strings.Join(progress, " ") != "PersistentVolume/pvc-1/uid-of-pvc-1 Pod/waiting-0/uid-waiting-0" {
+		t.Errorf("CopyProgress recorded on %v", progress)
 	}
 	pod := byReason["CopyDone"]
 	if o := pod.InvolvedObject; o.Kind != "Pod" || o.Namespace != "team-a" || o.Name != "trainer-0" || o.UID != "uid-pod" ||

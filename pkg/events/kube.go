@@ -22,8 +22,16 @@ type Kube struct {
 	recorder    record.EventRecorder
 	log         *slog.Logger
 
-	mu   sync.Mutex
-	uids map[string]string // PersistentVolume name -> UID
+	host string
+
+	mu  sync.Mutex
+	pvs map[string]pvInfo // by PersistentVolume name
+}
+
+// pvInfo is what events need of a PersistentVolume.
+type pvInfo struct {
+	uid                        string
+	claimNamespace, claimName string
 }
 
 // NewKube returns a Recorder sending events as component (e.g.
@@ -36,26 +44,37 @@ func NewKube(cs kubernetes.Interface, component, host string, log *slog.Logger) 
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: host}),
 		log:         log,
-		uids:        map[string]string{},
+		host:        host,
+		pvs:         map[string]pvInfo{},
 	}
 }
 
 // Event queues the event; the broadcaster sends it in the background.
-// A PersistentVolume's UID is looked up once (by name, in the background)
-// so the event shows in `kubectl describe pv`; without it the event is
-// still sent.
+// A PersistentVolume is read once (by name, in the background) for its
+// UID, so the event shows in `kubectl describe pv`, and its claim; with
+// WaitingPods the pods of this node (host) that use the claim and are
+// still Pending get the event too. Without them the event is still sent
+// on the PV.
 func (k *Kube) Event(ref Ref, warning bool, reason, message string) {
 	if ref.Zero() {
 		return
 	}
-	if ref.Kind == "PersistentVolume" && ref.UID == "" {
-		go func() {
-			ref.UID = k.pvUID(ref.Name)
-			k.send(ref, warning, reason, message)
-		}()
+	if ref.Kind != "PersistentVolume" {
+		k.send(ref, warning, reason, message)
 		return
 	}
-	k.send(ref, warning, reason, message)
+	go func() {
+		pv := k.pv(ref.Name)
+		if ref.UID == "" {
+			ref.UID = pv.uid
+		}
+		k.send(ref, warning, reason, message)
+		if ref.WaitingPods {
+			for _, pod := range k.waitingPods(pv) {
+				k.send(pod, warning, reason, message)
+			}
+		}
+	}()
 }
 
 // send hands the event to the broadcaster.
@@ -69,25 +88,56 @@ func (k *Kube) send(ref Ref, warning bool, reason, message string) {
 	k.log.Debug("event", "kind", ref.Kind, "namespace", ref.Namespace, "name", ref.Name, "reason", reason, "message", message)
 }
 
-// pvUID returns the UID of PersistentVolume name ("" if it cannot be read).
-func (k *Kube) pvUID(name string) string {
+// pv reads PersistentVolume name once (zero if it cannot be read).
+func (k *Kube) pv(name string) pvInfo {
 	k.mu.Lock()
-	uid, ok := k.uids[name]
+	info, ok := k.pvs[name]
 	k.mu.Unlock()
 	if ok {
-		return uid
+		return info
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	pv, err := k.cs.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		k.log.Debug("event: reading the PersistentVolume's UID", "pv", name, "err", err)
-		return ""
+		k.log.Debug("event: reading the PersistentVolume", "pv", name, "err", err)
+		return pvInfo{}
+	}
+	info = pvInfo{uid: string(pv.UID)}
+	if c := pv.Spec.ClaimRef; c != nil {
+		info.claimNamespace, info.claimName = c.Namespace, c.Name
 	}
 	k.mu.Lock()
-	k.uids[name] = string(pv.UID)
+	k.pvs[name] = info
 	k.mu.Unlock()
-	return string(pv.UID)
+	return info
+}
+
+// waitingPods lists the Pending pods of this node that use pv's claim.
+func (k *Kube) waitingPods(pv pvInfo) []Ref {
+	if pv.claimName == "" || k.host == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := k.cs.CoreV1().Pods(pv.claimNamespace).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + k.host})
+	if err != nil {
+		k.log.Debug("event: listing the pods waiting for a volume", "claim", pv.claimNamespace+"/"+pv.claimName, "err", err)
+		return nil
+	}
+	var out []Ref
+	for _, p := range list.Items {
+		if p.Status.Phase != corev1.PodPending {
+			continue
+		}
+		for _, v := range p.Spec.Volumes {
+			if c := v.PersistentVolumeClaim; c != nil && c.ClaimName == pv.claimName {
+				out = append(out, Pod(p.Namespace, p.Name, string(p.UID)))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Stop sends what is queued (briefly) and stops the broadcaster.
