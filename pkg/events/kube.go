@@ -30,7 +30,7 @@ type Kube struct {
 
 // pvInfo is what events need of a PersistentVolume.
 type pvInfo struct {
-	uid                        string
+	uid                       string
 	claimNamespace, claimName string
 }
 
