@@ -175,6 +175,7 @@ func TestEvents(t *testing.T) {
 		t.Errorf("CredentialsRefused: %+v", e)
 	}
 	for _, e := range api.Events() {
+		t.Logf("%s %s/%s %s: %s", e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
 		if e.InvolvedObject.Name == "reader-far" {
 			t.Errorf("a pod on another node got %s", e.Reason)
 		}

@@ -145,7 +145,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 		// Not staged: the next attempt is a new stage.
 		d.cfg.Volumes.StageFailed(id)
 	}
-	if err == nil && known && !before.Running {
+	if err == nil && known && before.Complete {
 		return nil // a repeat of a finished stage: nothing new to tell
 	}
 	d.stageEvents(who, id, h, secrets, known && before.Running, err)
