@@ -104,7 +104,7 @@ func TestManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetObjectKind().GroupVersionKind().Kind]++
 	}
-	for kind, n := range map[string]int{"CSIDriver": 1, "Deployment": 1, "DaemonSet": 2, "ClusterRole": 1, "ServiceAccount": 2, "Secret": 1} {
+	for kind, n := range map[string]int{"CSIDriver": 1, "Deployment": 1, "DaemonSet": 2, "ClusterRole": 3, "ServiceAccount": 2, "Secret": 1, "Service": 2} {
 		if kinds[kind] != n {
 			t.Errorf("chart renders %d %s, want %d (all: %v)", kinds[kind], kind, n, kinds)
 		}

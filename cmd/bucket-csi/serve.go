@@ -21,6 +21,8 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
+	"github.com/bucket-csi/bucket-csi/pkg/logging"
+	"github.com/bucket-csi/bucket-csi/pkg/metrics"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
@@ -38,6 +40,7 @@ type serveFlags struct {
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
+	metricsAddress, logFormat                                                            string
 	copyWorkers                                                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
@@ -57,7 +60,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/bucket-csi", "node-local state directory")
 	fs.StringVar(&f.defaultStore, "default-store", "s3", "store used when a volume names none")
 	fs.StringVar(&f.bucketPrefix, "bucket-prefix", "bucket-csi-", "prefix of bucket names derived from PV names")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (the FUSE servers log at it too)")
+	fs.StringVar(&f.logFormat, "log-format", logging.Text, "text (key=value) or json (one object per line), for the driver and its FUSE servers")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "MOUNT_CACHED cache root (default <state-dir>/cache)")
 	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes, reserved from the node disk budget (0: min(10 GiB, budget/4))")
 	fs.Int64Var(&f.diskBudget, "node-disk-budget", 0, "bytes of node disk that COPY copies and MOUNT_CACHED caches may reserve in all (0: --node-disk-budget-fraction of the state directory's free space)")
@@ -76,8 +80,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "controller: kubeconfig of the cluster whose PersistentVolumes are checked before a bucket is purged (default: the pod's service account when in a pod; none outside)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose PersistentVolumes the controller checks before a bucket is purged and where the node plugin records events on pods and PersistentVolumes (default: the pod's service account when in a pod; none outside: no events)")
 	fs.StringVar(&f.ownershipKeyFile, "ownership-key-file", "", "file holding the key (at least 32 bytes) that signs the mark of every bucket the controller creates; without it the controller neither creates nor deletes buckets")
+	fs.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics at GET /metrics on this TCP address (e.g. :9811; empty: off)")
 	f.stores = stores.Flags(fs)
 	f.sidecars.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -94,14 +99,13 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
 	// COPY volumes' secrets are masked in this log while their copy runs
 	// (rclone logs here); engine errors are masked where they leave.
 	var masks redact.Set
-	log := slog.New(slog.NewTextHandler(masks.Writer(os.Stderr), &slog.HandlerOptions{Level: level}))
+	log, err := logging.New(masks.Writer(os.Stderr), f.logFormat, f.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-format, --log-level: %w", err)
+	}
 	// COPY runs rclone in this process: route its logs through ours and
 	// keep its signal handler from exiting the plugin.
 	atexit.IgnoreSignals()
@@ -165,8 +169,7 @@ func serve(args []string) error {
 		}
 		cfg.State = nodestate.Dir{Root: stateDir}
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
-		settings := stage.Settings{DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes,
-			Debug: level <= slog.LevelDebug}
+		settings := stage.Settings{LogFormat: f.logFormat, LogLevel: f.logLevel, DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")
@@ -184,7 +187,25 @@ func serve(args []string) error {
 				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
 		}
 	}
+	reg, err := f.metrics(&cfg)
+	if err != nil {
+		return err
+	}
+	stopEvents, err := f.events(&cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	d := driver.New(cfg)
+	watchVolumes(reg, cfg, d)
+	if reg != nil {
+		addr, stopMetrics, err := metrics.Serve(f.metricsAddress, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		log.Info("serving metrics", "address", addr)
+	}
 	l, err := driver.Listen(f.endpoint)
 	if err != nil {
 		return err

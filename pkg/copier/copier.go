@@ -55,6 +55,18 @@ type Progress struct {
 	BytesTotal, BytesDone atomic.Int64
 }
 
+// Figures is a snapshot of Progress: the files and bytes this copy has
+// fetched and has to fetch (files already on disk from an earlier copy are
+// in neither).
+type Figures struct {
+	FilesDone, FilesTotal, BytesDone, BytesTotal int64
+}
+
+// Snapshot returns the figures now.
+func (p *Progress) Snapshot() Figures {
+	return Figures{FilesDone: p.FilesDone.Load(), FilesTotal: p.FilesTotal.Load(), BytesDone: p.BytesDone.Load(), BytesTotal: p.BytesTotal.Load()}
+}
+
 // String summarises progress for retryable errors.
 func (p *Progress) String() string {
 	return fmt.Sprintf("%d of %d files, %d of %d bytes", p.FilesDone.Load(), p.FilesTotal.Load(), p.BytesDone.Load(), p.BytesTotal.Load())

@@ -93,10 +93,15 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 			return nil, err
 		}
 	}
+	vctx := map[string]string{volume.KeyBucket: spec.Bucket, volume.KeyStore: spec.Store, volume.KeyMode: string(spec.Mode)}
+	if pv := params[volume.KeyPVName]; pv != "" {
+		// The node labels the volume's metrics and events with it.
+		vctx[volume.KeyPVName] = pv
+	}
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
 		CapacityBytes: capacity,
-		VolumeContext: map[string]string{volume.KeyBucket: spec.Bucket, volume.KeyStore: spec.Store, volume.KeyMode: string(spec.Mode)},
+		VolumeContext: vctx,
 	}}, nil
 }
 

@@ -12,11 +12,14 @@ package driver
 import (
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/events"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
+	"github.com/bucket-csi/bucket-csi/pkg/metrics"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -55,7 +58,15 @@ type Config struct {
 	Inline InlinePolicy
 	// Stagers attach volumes on the node, by mode.
 	Stagers map[volume.Mode]stage.Stager
-	Log     *slog.Logger
+	// Ops, if set, counts every CSI call by method and code.
+	Ops *metrics.Ops
+	// Volumes, if set, records per-volume figures for the node's metrics
+	// (see VolumeFigures).
+	Volumes *metrics.Node
+	// Events, if set, receives the events about pods and
+	// PersistentVolumes (see events.go); nil records none.
+	Events events.Recorder
+	Log    *slog.Logger
 }
 
 // InlinePolicy limits inline ephemeral volumes, which anyone who can
@@ -93,6 +104,11 @@ type Driver struct {
 	cfg   Config
 	log   *slog.Logger
 	locks *keyLocks
+	// limit spaces out recurring events (COPY progress, uploads pending).
+	limit *events.Limiter
+	// flushWaits holds, by volume ID, when a MOUNT_CACHED unstage first
+	// answered that uploads were pending.
+	flushWaits sync.Map
 	// statfs holds the paths with a statfs in flight.
 	statfs sync.Map
 }
@@ -103,5 +119,8 @@ func New(cfg Config) *Driver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Driver{cfg: cfg, log: log, locks: newKeyLocks()}
+	if cfg.Events == nil {
+		cfg.Events = events.Nop{}
+	}
+	return &Driver{cfg: cfg, log: log, locks: newKeyLocks(), limit: &events.Limiter{Every: time.Minute}}
 }

@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
@@ -36,7 +35,7 @@ func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 	if stager, ok := d.cfg.Stagers[rec.Mode]; !ok || !stager.Healthy(rec) {
 		add(csi.VolumeHealthErrorType_INACCESSIBLE, "ServerGone", "the volume's server process is not running; a new publish or stage restarts it")
 	} else if rec.Mode == volume.ModeMountCached {
-		st, err := mounter.Query(ctx, filepath.Join(rec.StateDir, "ctl.sock"), false)
+		st, err := mounter.Query(ctx, stage.ControlSocket(rec), false)
 		switch {
 		case err != nil:
 			add(csi.VolumeHealthErrorType_INACCESSIBLE, "ServerNotAnswering", err.Error())
@@ -50,7 +49,7 @@ func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 // repairIfDead restarts the server of a staged volume that died, so a new
 // publish gets a working mount. Pods already running keep the broken mount
 // they had until they restart.
-func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume) error {
+func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume, who subject) error {
 	stager, ok := d.cfg.Stagers[rec.Mode]
 	if !ok || stager.Healthy(rec) {
 		return nil
@@ -63,5 +62,10 @@ func (d *Driver) repairIfDead(ctx context.Context, rec *nodestate.Volume) error 
 	if err := r.Repair(ctx, rec); err != nil {
 		return err
 	}
+	d.cfg.Volumes.Repaired(rec.VolumeID)
+	if who.pv == "" {
+		who.pv = rec.PV
+	}
+	d.event(who, nil, true, ReasonFUSEServerRestarted, fmt.Sprintf("the FUSE server of volume %s on node %s had died and was restarted; pods that were already running keep a broken mount until they restart", rec.VolumeID, d.cfg.NodeID))
 	return d.cfg.State.Save(rec)
 }

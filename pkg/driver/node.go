@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -75,7 +76,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), false)
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), subject{pv: req.GetVolumeContext()[volume.KeyPVName]}, false)
 }
 
 // mountOptions reads the capability's mount flags and read-only access
@@ -137,7 +138,22 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // serves pods and is never torn down under them). A stale stage (dead FUSE server, moved
 // staging path, unfinished copy) is released with its own mode's stager
 // (see releaseStale) and staged again as asked.
-func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, ephemeral bool) error {
+func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
+	before, known := d.copyFiguresOf(id)
+	err := d.stageWork(ctx, id, h, staging, secrets, vc, who.pv, ephemeral)
+	if err != nil && !errors.Is(err, fault.Pending) {
+		// Not staged: the next attempt is a new stage.
+		d.cfg.Volumes.StageFailed(id)
+	}
+	if err == nil && known && before.Complete {
+		return nil // a repeat of a finished stage: nothing new to tell
+	}
+	d.stageEvents(who, id, h, secrets, known && before.Running, err)
+	return err
+}
+
+// stageWork is stage without its events.
+func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, pv string, ephemeral bool) error {
 	stager, ok := d.cfg.Stagers[h.Mode]
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
@@ -174,6 +190,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	if err := d.checkNotDeleted(ctx, id, h, secrets); err != nil {
 		return err
 	}
+	d.cfg.Volumes.Staging(id, time.Now())
 	if rec != nil {
 		// Pods already published keep their record (and RWOP its rule).
 		targets, singleWriter = rec.Targets, rec.SingleWriter
@@ -193,12 +210,12 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	}
 	// Recorded before the work starts, so an unstage that comes while it
 	// is still running (a pod deleted mid-copy) finds and stops it.
-	rec = &nodestate.Volume{VolumeID: id, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
+	rec = &nodestate.Volume{VolumeID: id, PV: pv, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
 		Targets: targets, SingleWriter: singleWriter, StagedAt: time.Now().UTC(), Staged: &want}
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
 	}
-	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir}
+	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir, PV: pv}
 	if err := stager.Stage(ctx, req, rec); err != nil {
 		if h.Mode == volume.ModeMount {
 			// Nothing of value in the state of a streaming mount; but never
@@ -213,6 +230,7 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 		_ = stager.Unstage(context.WithoutCancel(ctx), rec)
 		return fmt.Errorf("saving node state: %w", err)
 	}
+	d.cfg.Volumes.Staged(id, string(h.Mode), time.Now())
 	return nil
 }
 
@@ -264,7 +282,9 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Precondition, rec.Mode)
 	}
+	start := time.Now()
 	if err := stager.Unstage(ctx, rec); err != nil {
+		d.unstageEvents(rec.PV, rec.VolumeID, rec.Mode, err)
 		// The stager may have changed rec (a drain server started): keep it.
 		if serr := d.cfg.State.Save(rec); serr != nil {
 			d.log.Warn("saving node state", "volume", rec.VolumeID, "err", serr)
@@ -275,5 +295,10 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if left, err := mountpoint.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
 		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
 	}
+	if rec.Mode == volume.ModeMountCached {
+		d.cfg.Volumes.Flushed(string(rec.Mode), time.Since(start))
+	}
+	d.cfg.Volumes.Forget(rec.VolumeID)
+	d.unstageEvents(rec.PV, rec.VolumeID, rec.Mode, nil)
 	return d.cfg.State.Remove(rec.VolumeID)
 }

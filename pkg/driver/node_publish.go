@@ -55,9 +55,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	defer release()
 
+	who := podSubject(req.GetVolumeContext())
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
-		if staging, err = d.stageInline(ctx, id, req.GetVolumeContext(), req.GetSecrets(), vc); err != nil {
+		if staging, err = d.stageInline(ctx, id, who, req.GetVolumeContext(), req.GetSecrets(), vc); err != nil {
 			return nil, err
 		}
 	}
@@ -68,7 +69,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if rec == nil || rec.StagingPath != staging {
 		return nil, fmt.Errorf("%w: volume %s is not staged at %s", fault.Precondition, id, staging)
 	}
-	if err := d.repairIfDead(ctx, rec); err != nil {
+	if err := d.repairIfDead(ctx, rec, who); err != nil {
 		return nil, err
 	}
 	single := vc.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
@@ -104,6 +105,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := d.cfg.State.Save(rec); err != nil {
 		_ = mountpoint.Unmount(target)
 		return nil, fmt.Errorf("saving node state: %w", err)
+	}
+	if f, ok := d.copyFiguresOf(id); ok && f.Complete && rec.Mode == volume.ModeCopy {
+		// The copy ran before the pod was known: tell the pod too.
+		d.event(subject{pod: who.pod}, nil, false, ReasonCopyDone, fmt.Sprintf("the volume is a copy of bucket %s on node %s: %d objects (%s) fetched", copyBucket(rec), d.cfg.NodeID, f.FilesDone, bytesText(f.BytesDone)))
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }
@@ -153,31 +158,42 @@ func publishedElsewhere(rec *nodestate.Volume, target string) []string {
 
 // stageInline stages an inline ephemeral volume in the volume's private
 // state directory. Its attributes must name an existing bucket (source).
-func (d *Driver) stageInline(ctx context.Context, id string, attrs, secrets map[string]string, vc *csi.VolumeCapability) (string, error) {
-	spec, err := volume.Parse(attrs, d.cfg.Defaults, "")
+func (d *Driver) stageInline(ctx context.Context, id string, who subject, attrs, secrets map[string]string, vc *csi.VolumeCapability) (string, error) {
+	spec, err := d.inlineSpec(attrs, secrets)
 	if err != nil {
+		d.event(who, secrets, true, ReasonInlineRefused, err.Error())
 		return "", err
 	}
+	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
+	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, who, true)
+}
+
+// inlineSpec reads an inline volume's attributes and checks them against
+// the inline policy: the error says why the volume is refused.
+func (d *Driver) inlineSpec(attrs, secrets map[string]string) (volume.Spec, error) {
+	spec, err := volume.Parse(attrs, d.cfg.Defaults, "")
+	if err != nil {
+		return spec, err
+	}
 	if !spec.Existing {
-		return "", fmt.Errorf("%w: inline volumes must name an existing bucket with %q; buckets are created through PersistentVolumeClaims", fault.Invalid, volume.KeySource)
+		return spec, fmt.Errorf("%w: inline volumes must name an existing bucket with %q; buckets are created through PersistentVolumeClaims", fault.Invalid, volume.KeySource)
 	}
 	if modes := d.cfg.Inline.modes(); !slices.Contains(modes, spec.Mode) {
-		return "", fmt.Errorf("%w: inline volumes may not use mode %s on this node (allowed: %v); use a PersistentVolume, or ask the admin to allow it (driver flag --inline-modes, chart value inline.modes)", fault.Denied, spec.Mode, modes)
+		return spec, fmt.Errorf("%w: inline volumes may not use mode %s on this node (allowed: %v); use a PersistentVolume, or ask the admin to allow it (driver flag --inline-modes, chart value inline.modes)", fault.Denied, spec.Mode, modes)
 	}
 	if !slices.Contains(d.cfg.Inline.Stores, spec.Store) {
-		return "", fmt.Errorf("%w: inline volumes may not use store %q on this cluster (allowed: %v); use a PersistentVolume, or ask the admin to allow it", fault.Denied, spec.Store, d.cfg.Inline.Stores)
+		return spec, fmt.Errorf("%w: inline volumes may not use store %q on this cluster (allowed: %v); use a PersistentVolume, or ask the admin to allow it", fault.Denied, spec.Store, d.cfg.Inline.Stores)
 	}
 	b, err := d.cfg.Stores.Get(spec.Store)
 	if err != nil {
-		return "", err
+		return spec, err
 	}
 	// A secret without the store's own keys would fall back to the
 	// driver's identity: it counts as no secret.
 	if !b.HasCredentials(store.Secrets(secrets)) && !d.cfg.Inline.AmbientCredentials {
-		return "", fmt.Errorf("%w: inline volumes must bring credentials: set nodePublishSecretRef to a Secret in the pod's namespace (the driver's own identity is not lent to inline volumes)", fault.Denied)
+		return spec, fmt.Errorf("%w: inline volumes must bring credentials: set nodePublishSecretRef to a Secret in the pod's namespace (the driver's own identity is not lent to inline volumes)", fault.Denied)
 	}
-	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
-	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, true)
+	return spec, nil
 }
 
 // NodeUnpublishVolume unmounts and removes the target path. A missing

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // Listen opens the endpoint ("unix:///path/csi.sock" or a bare path),
@@ -47,9 +48,14 @@ func Listen(endpoint string) (net.Listener, error) {
 }
 
 // NewGRPCServer returns a gRPC server with the services of d registered and
-// the logging interceptor installed.
+// the logging interceptor installed; with Config.Ops, the metrics
+// interceptor wraps it and so counts the final status of every call.
 func (d *Driver) NewGRPCServer() *grpc.Server {
-	s := grpc.NewServer(grpc.UnaryInterceptor(d.intercept))
+	chain := []grpc.UnaryServerInterceptor{d.intercept}
+	if d.cfg.Ops != nil {
+		chain = append([]grpc.UnaryServerInterceptor{d.cfg.Ops.Interceptor()}, chain...)
+	}
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(chain...))
 	csi.RegisterIdentityServer(s, d)
 	if d.cfg.Controller {
 		csi.RegisterControllerServer(s, d)
@@ -80,6 +86,15 @@ func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	attrs := []any{"method", info.FullMethod, "duration", time.Since(start).Round(time.Millisecond)}
 	if r, ok := req.(interface{ GetVolumeId() string }); ok && r.GetVolumeId() != "" {
 		attrs = append(attrs, "volume", r.GetVolumeId())
+	}
+	if r, ok := req.(interface{ GetVolumeContext() map[string]string }); ok {
+		vc := r.GetVolumeContext()
+		if pv := vc[volume.KeyPVName]; pv != "" {
+			attrs = append(attrs, "pv", pv)
+		}
+		if pod := vc[volume.KeyPodName]; pod != "" {
+			attrs = append(attrs, "pod", vc[volume.KeyPodNamespace]+"/"+pod)
+		}
 	}
 	if r, ok := req.(interface{ GetName() string }); ok && r.GetName() != "" {
 		attrs = append(attrs, "name", r.GetName())

@@ -27,6 +27,27 @@ type PVLister func(ctx context.Context) ([]corev1.PersistentVolume, error)
 // buckets alone. inCluster says whether a pod's service account may be used
 // (the caller reads the environment).
 func NewPVLister(kubeconfig string, inCluster bool) (PVLister, error) {
+	cfg, err := RestConfig(kubeconfig, inCluster)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) ([]corev1.PersistentVolume, error) {
+		list, err := cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return list.Items, nil
+	}, nil
+}
+
+// RestConfig is the client config of the cluster of kubeconfig (a file
+// path), or, when empty and running in a pod (inCluster), of the pod's
+// service account; nil when no cluster is configured.
+func RestConfig(kubeconfig string, inCluster bool) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	switch {
@@ -40,17 +61,7 @@ func NewPVLister(kubeconfig string, inCluster bool) (PVLister, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) ([]corev1.PersistentVolume, error) {
-		list, err := cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return list.Items, nil
-	}, nil
+	return cfg, nil
 }
 
 // ReferencingPVs returns the names of the PersistentVolumes of this driver

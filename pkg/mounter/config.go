@@ -78,8 +78,14 @@ type Config struct {
 	// costs one HEAD request per file on its first stat (on S3-compatible
 	// stores). MOUNT only: MOUNT_CACHED compares mtimes with its cache.
 	ServerModTime bool `json:"serverModTime,omitempty"`
-	// Debug logs at debug level, the engine's requests included.
-	Debug bool `json:"debug,omitempty"`
+	// LogFormat ("text" or "json") and LogLevel ("debug", "info", ...)
+	// are the node plugin's --log-format and --log-level: the server logs
+	// as the plugin does ("" takes text and info). LogLevel debug also
+	// raises the engine's level.
+	LogFormat string `json:"logFormat,omitempty"`
+	LogLevel  string `json:"logLevel,omitempty"`
+	// PV is the PersistentVolume's name, when known: a log attribute.
+	PV string `json:"pv,omitempty"`
 }
 
 // Validate checks what Serve relies on.

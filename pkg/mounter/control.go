@@ -96,8 +96,9 @@ func flushNow(v *vfs.VFS) {
 	}
 }
 
-// serveControl answers GET /status and POST /flush on a 0600 Unix socket.
-func serveControl(path string, v *vfs.VFS) (stop func(), err error) {
+// serveControl answers GET /status, GET /stats and POST /flush on a 0600
+// Unix socket.
+func serveControl(path string, v *vfs.VFS, m *meter) (stop func(), err error) {
 	_ = os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -110,6 +111,9 @@ func serveControl(path string, v *vfs.VFS) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(vfsStatus(v))
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(m.stats(v))
 	})
 	mux.HandleFunc("POST /flush", func(w http.ResponseWriter, _ *http.Request) {
 		flushNow(v)
@@ -124,6 +128,27 @@ func serveControl(path string, v *vfs.VFS) (stop func(), err error) {
 // status; flush=true first makes every queued upload start now. A server
 // that does not answer is fault.Unavailable.
 func Query(ctx context.Context, path string, flush bool) (Status, error) {
+	method, url := http.MethodGet, "http://fuse/status"
+	if flush {
+		method, url = http.MethodPost, "http://fuse/flush"
+	}
+	var st Status
+	err := call(ctx, path, method, url, &st)
+	return st, err
+}
+
+// QueryStats asks the FUSE server behind the control socket at path for
+// its Stats. A server that does not answer, or predates /stats, is
+// fault.Unavailable.
+func QueryStats(ctx context.Context, path string) (Stats, error) {
+	var st Stats
+	err := call(ctx, path, http.MethodGet, "http://fuse/stats", &st)
+	return st, err
+}
+
+// call makes one request on the control socket at path and decodes the
+// JSON answer into out.
+func call(ctx context.Context, path, method, url string, out any) error {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -131,26 +156,24 @@ func Query(ctx context.Context, path string, flush bool) (Status, error) {
 		},
 	}}
 	defer client.CloseIdleConnections()
-	method, url := http.MethodGet, "http://fuse/status"
-	if flush {
-		method, url = http.MethodPost, "http://fuse/flush"
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return Status{}, err
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("%w: the FUSE server does not answer: %v", fault.Unavailable, err)
+		return fmt.Errorf("%w: the FUSE server does not answer: %v", fault.Unavailable, err)
 	}
 	defer resp.Body.Close()
-	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return Status{}, fmt.Errorf("%w: bad status from the FUSE server: %v", fault.Unavailable, err)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: the FUSE server answered %s", fault.Unavailable, resp.Status)
 	}
-	return st, nil
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%w: bad answer from the FUSE server: %v", fault.Unavailable, err)
+	}
+	return nil
 }
 
 // WaitDrained flushes and polls until the server at path has nothing

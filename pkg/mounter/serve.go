@@ -26,6 +26,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
+	"github.com/bucket-csi/bucket-csi/pkg/logging"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/remotefs"
@@ -68,11 +69,11 @@ func ServeMain() int {
 	red = redact.New(cfg.Redact...)
 	cfg.Redact = nil
 	stderr := red.Writer(os.Stderr)
-	level := slog.LevelInfo
-	if cfg.Debug {
-		level = slog.LevelDebug
+	log, lerr := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	if lerr != nil {
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+		log.Warn("logging as text at info", "err", lerr)
 	}
-	log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
 		err = cfg.Validate()
@@ -83,6 +84,9 @@ func ServeMain() int {
 		return 2
 	}
 	log = log.With("volume", cfg.VolumeID)
+	if cfg.PV != "" {
+		log = log.With("pv", cfg.PV)
+	}
 	if err := Serve(context.Background(), &cfg, log, report); err != nil {
 		log.Error("mounter stopped", "err", err)
 		report(err)
@@ -102,9 +106,11 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	ci.LogLevel = fs.LogLevelNotice
 	ci.Transfers = max(cfg.Transfers, 1)
 	ci.UseServerModTime = cfg.ServerModTime && cfg.Mode == volume.ModeMount
-	if cfg.Debug {
+	if cfg.LogLevel == "debug" {
 		ci.LogLevel = fs.LogLevelDebug
 	}
+	// Before the backend: its HTTP transports count into the meter.
+	meter := newMeter()
 	if cfg.PrivateDir != "" {
 		defer os.RemoveAll(cfg.PrivateDir)
 	}
@@ -136,12 +142,12 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		// past a random read.
 		ci.BufferSize = 0
 		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory})
-		release, f = ra.Release, ra
+		release, f, meter.ra = ra.Release, ra, ra
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
 	if cfg.ControlSocket != "" {
-		stop, err := serveControl(cfg.ControlSocket, v)
+		stop, err := serveControl(cfg.ControlSocket, v, meter)
 		if err != nil {
 			return err
 		}
@@ -187,6 +193,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if cfg.Prefix == "" {
 		raw = metaGuard{raw}
 	}
+	raw = countingFS{RawFileSystem: raw, m: meter}
 	server, err := fuse.NewServer(raw, cfg.MountPoint, &opts.MountOptions)
 	if err != nil {
 		return fmt.Errorf("mounting %s: %w", cfg.MountPoint, err)
@@ -200,6 +207,9 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	defer stopTrim()
 	go trimWhenIdle(trimCtx, release)
+	if cfg.Mode == volume.ModeMountCached {
+		go meter.watchPending(trimCtx, v)
+	}
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()

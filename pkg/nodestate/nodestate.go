@@ -21,7 +21,11 @@ import (
 
 // Volume is the record of one staged volume.
 type Volume struct {
-	VolumeID    string      `json:"volumeID"`
+	VolumeID string `json:"volumeID"`
+	// PV is the PersistentVolume's name when the volume context gave it
+	// (csi.storage.k8s.io/pv/name): the volume's metrics label and the
+	// object of its events.
+	PV          string      `json:"pv,omitempty"`
 	StagingPath string      `json:"stagingPath"`
 	Mode        volume.Mode `json:"mode"`
 	// StateDir is the volume's private directory (logs, control socket).

@@ -18,6 +18,7 @@ type Fs struct {
 	features *fs.Features
 	small    *smallAhead
 	mem      *memory
+	hits     Hits
 }
 
 // Wrap returns base with the read path of this package.
@@ -39,6 +40,9 @@ func (f *Fs) Release() {
 // MemoryHeld returns the bytes the Fs holds for reads now and the most it
 // has held at once; both stay within Options.MemoryLimit.
 func (f *Fs) MemoryHeld() (now, peak int64) { return f.mem.held() }
+
+// Hits returns how reads were served so far (see Hits).
+func (f *Fs) Hits() HitCounts { return f.hits.Counts() }
 
 // Features returns the wrapped Fs's features with object-taking and
 // object-returning functions adapted to this wrapper.
@@ -186,9 +190,12 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 		return io.NopCloser(eofReader{}), nil
 	}
 	if rc := o.f.small.open(ctx, o, start, end); rc != nil {
+		o.f.hits.small()
 		return rc, nil
 	}
-	return newReader(ctx, o.openRange, start, end, o.f.opt, o.f.mem), nil
+	r := newReader(ctx, o.openRange, start, end, o.f.opt, o.f.mem)
+	r.hits = &o.f.hits
+	return r, nil
 }
 
 // openRange is a RangeOpener of the wrapped object.

@@ -96,6 +96,7 @@ type Reader struct {
 	queue  []*block // scheduled blocks in offset order
 	wg     sync.WaitGroup
 	err    error
+	hits   *Hits // nil: not counted
 }
 
 type block struct {
@@ -103,9 +104,11 @@ type block struct {
 	off    int64
 	buf    []byte
 	read   int // bytes of buf already returned
-	done   chan struct{}
-	err    error
-	cancel context.CancelFunc
+	// counted is set once the block's hit or miss is recorded.
+	counted bool
+	done    chan struct{}
+	err     error
+	cancel  context.CancelFunc
 }
 
 // NewReader returns a Reader of [start, end) fetched with open, holding
@@ -141,6 +144,15 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return r.readDirect(p)
 	}
 	b := r.queue[0]
+	if !b.counted {
+		b.counted = true
+		select {
+		case <-b.done:
+			r.hits.block(true)
+		default:
+			r.hits.block(false)
+		}
+	}
 	select {
 	case <-b.done:
 	case <-r.ctx.Done():

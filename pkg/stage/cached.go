@@ -69,7 +69,6 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if cfg.WriteBack <= 0 {
 		cfg.WriteBack = time.Second
 	}
-	cfg.ControlSocket = filepath.Join(req.StateDir, controlSocket)
 	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
@@ -100,8 +99,7 @@ func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 			return c.removeCache(rec.VolumeID)
 		}
 	}
-	sock := filepath.Join(rec.StateDir, controlSocket)
-	if _, err := mounter.WaitDrained(ctx, sock, drainMargin); err != nil {
+	if _, err := mounter.WaitDrained(ctx, ControlSocket(rec), drainMargin); err != nil {
 		return err
 	}
 	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace)

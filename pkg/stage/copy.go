@@ -51,6 +51,30 @@ type Copy struct {
 	// other; one volume has at most one job.
 	mu   sync.Mutex
 	jobs map[string]*copyJob
+	// last holds the figures of each volume's last finished copy until
+	// the volume is unstaged.
+	last map[string]CopyFigures
+}
+
+// CopyFigures are a volume's copy figures for metrics.
+type CopyFigures struct {
+	copier.Figures
+	// Complete is set once the copy finished and succeeded; Running
+	// while it runs.
+	Complete, Running bool
+}
+
+// Figures returns the volume's running copy's figures, or its last
+// finished one's while it stays staged; ok is false when neither is known
+// (never copied since this plugin started, or unstaged).
+func (c *Copy) Figures(volumeID string) (f CopyFigures, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if job, ok := c.jobs[volumeID]; ok {
+		return CopyFigures{Figures: job.progress.Snapshot(), Running: true}, true
+	}
+	f, ok = c.last[volumeID]
+	return f, ok
 }
 
 type copyJob struct {
@@ -194,6 +218,10 @@ func (c *Copy) forget(volumeID string, job *copyJob) {
 	defer c.mu.Unlock()
 	if c.jobs[volumeID] == job {
 		delete(c.jobs, volumeID)
+		if c.last == nil {
+			c.last = map[string]CopyFigures{}
+		}
+		c.last[volumeID] = CopyFigures{Figures: job.progress.Snapshot(), Complete: job.err == nil}
 	}
 }
 
@@ -213,6 +241,9 @@ func (c *Copy) stop(volumeID string) {
 // copies are kept).
 func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 	c.stop(rec.VolumeID)
+	c.mu.Lock()
+	delete(c.last, rec.VolumeID)
+	c.mu.Unlock()
 	if err := c.Release(ctx, rec); err != nil {
 		return err
 	}

@@ -68,3 +68,10 @@ func repairFUSE(ctx context.Context, sup *mounter.Supervisor, rec *nodestate.Vol
 	rec.Server = started
 	return nil
 }
+
+// ControlSocket is the control socket of rec's FUSE server (MOUNT and
+// MOUNT_CACHED; see mounter.Query and mounter.QueryStats). Servers of
+// MOUNT volumes staged before it existed have none.
+func ControlSocket(rec *nodestate.Volume) string {
+	return filepath.Join(rec.StateDir, controlSocket)
+}

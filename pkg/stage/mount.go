@@ -104,10 +104,13 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		GID:              req.Flags.GID,
 		Umask:            req.Flags.Umask,
 		PrivateDir:       filepath.Join(req.StateDir, "private"),
+		ControlSocket:    filepath.Join(req.StateDir, controlSocket),
+		LogFormat:        set.LogFormat,
+		LogLevel:         set.LogLevel,
+		PV:               req.PV,
 		ReadChunkStreams: set.ReadChunkStreams,
 		ReadChunkSize:    set.ReadChunkSize,
 		ServerModTime:    req.Handle.Mode == volume.ModeMount && !set.ObjectMTimes,
-		Debug:            set.Debug,
 	}, nil
 }
 

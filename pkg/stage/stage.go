@@ -21,6 +21,8 @@ type Request struct {
 	Flags       volume.MountFlags
 	// StateDir is the volume's private node-local directory (0700).
 	StateDir string
+	// PV is the PersistentVolume's name when known (a log attribute).
+	PV string
 }
 
 // Stager attaches and detaches volumes of one mode.
@@ -50,9 +52,10 @@ type Settings struct {
 	// ObjectMTimes makes MOUNT volumes read each file's mtime from its
 	// metadata (see mounter.Config.ServerModTime).
 	ObjectMTimes bool
-	// Debug makes FUSE servers log at debug level, the engine's
-	// requests included (the driver's --log-level debug).
-	Debug bool
+	// LogFormat and LogLevel are the plugin's --log-format and
+	// --log-level, handed to the FUSE servers (debug also logs the
+	// engine's requests).
+	LogFormat, LogLevel string
 }
 
 // stopGrace bounds how long an unstage waits for a FUSE server to exit

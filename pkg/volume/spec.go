@@ -46,6 +46,8 @@ const (
 	KeyPVCNamespace  = "csi.storage.k8s.io/pvc/namespace"
 	KeyEphemeral     = "csi.storage.k8s.io/ephemeral"
 	KeyPodNamespace  = "csi.storage.k8s.io/pod.namespace"
+	KeyPodName       = "csi.storage.k8s.io/pod.name"
+	KeyPodUID        = "csi.storage.k8s.io/pod.uid"
 	kubernetesPrefix = "csi.storage.k8s.io/"
 	provisionerID    = "storage.kubernetes.io/csiProvisionerIdentity"
 )

@@ -1,0 +1,44 @@
+package readahead
+
+import "sync/atomic"
+
+// Hits counts how reads of one Fs were served; safe for concurrent use.
+// A block is a read-ahead hit when it had arrived before the first read
+// that needed it, a miss when that read had to wait for it; a small-file
+// hit is an open served whole from a small-file prefetch.
+type Hits struct {
+	blockHits, blockMisses, smallHits atomic.Int64
+}
+
+// HitCounts is a snapshot of Hits.
+type HitCounts struct {
+	BlockHits   int64 `json:"blockHits"`
+	BlockMisses int64 `json:"blockMisses"`
+	SmallHits   int64 `json:"smallHits"`
+}
+
+// Counts returns the figures so far; a nil Hits counts nothing.
+func (h *Hits) Counts() HitCounts {
+	if h == nil {
+		return HitCounts{}
+	}
+	return HitCounts{BlockHits: h.blockHits.Load(), BlockMisses: h.blockMisses.Load(), SmallHits: h.smallHits.Load()}
+}
+
+// block records whether a block was ready when first read.
+func (h *Hits) block(ready bool) {
+	switch {
+	case h == nil:
+	case ready:
+		h.blockHits.Add(1)
+	default:
+		h.blockMisses.Add(1)
+	}
+}
+
+// small records an open served from a small-file prefetch.
+func (h *Hits) small() {
+	if h != nil {
+		h.smallHits.Add(1)
+	}
+}
