@@ -57,16 +57,25 @@ func mountsBelow(t *testing.T, dir string) []string {
 	return out
 }
 
-// mounterProcesses counts running FUSE server processes: the
-// bucket-csi-mounter binary, recognised by its exe link.
-func mounterProcesses(t *testing.T) int {
+// mounterProcesses counts the running FUSE servers of the driver whose
+// state directory is stateDir: bucket-csi-mounter processes (recognised by
+// their exe link) holding a file under stateDir open (their log), so
+// servers of other tests running at the same time are not counted.
+func mounterProcesses(t *testing.T, stateDir string) int {
 	t.Helper()
 	n := 0
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		exe, err := os.Readlink(filepath.Join(d, "exe"))
-		if err == nil && strings.HasSuffix(exe, "/bucket-csi-mounter") {
-			n++
+		if err != nil || !strings.HasSuffix(exe, "/bucket-csi-mounter") {
+			continue
+		}
+		fds, _ := filepath.Glob(filepath.Join(d, "fd", "*"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(fd); err == nil && strings.HasPrefix(target, stateDir+"/") {
+				n++
+				break
+			}
 		}
 	}
 	return n
@@ -140,7 +149,7 @@ func TestConcurrentIdenticalCalls(t *testing.T) {
 	if m := mountsBelow(t, filepath.Dir(staging)); len(m) != 2 {
 		t.Fatalf("want one staging and one target mount, got %v", m)
 	}
-	if n := mounterProcesses(t); n != 1 {
+	if n := mounterProcesses(t, drv.StateDir); n != 1 {
 		t.Fatalf("want one FUSE server, got %d", n)
 	}
 	unpublish(t, c, ids[0], staging, target)
@@ -179,10 +188,10 @@ func TestPublishCycles(t *testing.T) {
 	if m := mountsBelow(t, filepath.Dir(staging)); len(m) != 0 {
 		t.Fatalf("mounts left: %v", m)
 	}
-	for i := 0; mounterProcesses(t) != 0 && i < 100; i++ {
+	for i := 0; mounterProcesses(t, drv.StateDir) != 0 && i < 100; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := mounterProcesses(t); n != 0 {
+	if n := mounterProcesses(t, drv.StateDir); n != 0 {
 		t.Fatalf("%d FUSE servers left after the cycles", n)
 	}
 	if fdsAfter := fdCount(t, drv.Pid()); fdsAfter > fdsBefore+3 {

@@ -102,13 +102,15 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	atexit.IgnoreSignals()
 	defer atexit.Run()
 	fs.SetLogger(log.Handler())
+	// rclone's plain Debugf reads the process-wide config, and this process
+	// serves one volume: the level is set there, before the copy below.
+	fs.GetConfig(context.TODO()).LogLevel = fs.LogLevelNotice
+	if cfg.LogLevel == "debug" {
+		fs.GetConfig(context.TODO()).LogLevel = fs.LogLevelDebug
+	}
 	ctx, ci := fs.AddConfig(ctx)
-	ci.LogLevel = fs.LogLevelNotice
 	ci.Transfers = max(cfg.Transfers, 1)
 	ci.UseServerModTime = cfg.ServerModTime && cfg.Mode == volume.ModeMount
-	if cfg.LogLevel == "debug" {
-		ci.LogLevel = fs.LogLevelDebug
-	}
 	// Before the backend: its HTTP transports count into the meter.
 	meter := newMeter()
 	if cfg.PrivateDir != "" {

@@ -52,9 +52,13 @@ func (c *Cached) CacheDir(volumeID string) string {
 	return filepath.Join(c.CacheRoot, volume.DirName(volumeID))
 }
 
-// Stage starts the FUSE server with the volume's cache. Uploads left
-// pending by an earlier server for this volume resume.
+// Stage checks that the volume's credentials can list the bucket
+// (checkAccess), then starts the FUSE server with the volume's cache.
+// Uploads left pending by an earlier server for this volume resume.
 func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
+	if err := checkAccess(ctx, c.Stores, req); err != nil {
+		return err
+	}
 	cfg, err := fuseConfig(req, c.Stores, c.Settings)
 	if err != nil {
 		return err

@@ -30,11 +30,15 @@ type Mount struct {
 // read-ahead buffers.
 const MinServerMemory = 16 << 20
 
-// Stage starts the FUSE server on req.StagingPath with its share of the
+// Stage checks that the volume's credentials can list the bucket
+// (checkAccess), then starts the FUSE server on req.StagingPath with its share of the
 // node's read-ahead memory: ServerMemory while the node has it, else what
 // is left down to MinServerMemory, else none (each read then goes straight
 // to the store: slower, but nothing is refused).
 func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
+	if err := checkAccess(ctx, m.Stores, req); err != nil {
+		return err
+	}
 	cfg, err := fuseConfig(req, m.Stores, m.Settings)
 	if err != nil {
 		return err
