@@ -30,7 +30,7 @@ func TestChartMetrics(t *testing.T) {
 	def := helm(t, "template", "bucket-csi", chart, "--namespace", "bucket-csi")
 	for _, want := range []string{"- --metrics-address=:9810\n", "- --metrics-address=:9811\n", "name: bucket-csi-controller-metrics", "name: bucket-csi-node-metrics",
 		"- --log-format=text\n", "name: bucket-csi-events", "resources: [events]\n    verbs: [create, patch]", "apiGroups: [events.k8s.io]", "podInfoOnMount: true",
-		"resources: [persistentvolumes]\n    verbs: [get]\n  - apiGroups: [\"\"]\n    resources: [pods]\n    verbs: [list]"} {
+		"resources: [persistentvolumes]\n    verbs: [get, list]\n  - apiGroups: [\"\"]\n    resources: [pods]\n    verbs: [list]"} {
 		if !bytes.Contains(def, []byte(want)) {
 			t.Errorf("default chart renders no %q", want)
 		}

@@ -62,6 +62,10 @@ func (f *serveFlags) events(cfg *driver.Config, log *slog.Logger) (stop func(), 
 		return nil, err
 	}
 	k := events.NewKube(cs, "bucket-csi-node", f.nodeID, log)
+	if cfg.PVs == nil {
+		// Static PVs are named in events after a lookup by handle.
+		cfg.PVs = kube.ListPVs(cs)
+	}
 	cfg.Events = k
 	log.Info("recording Kubernetes events", "host", rc.Host)
 	return k.Stop, nil

@@ -217,6 +217,11 @@ serializeImagePulls: false
 // s3 starts versitygw on the node's address, so pods reach it.
 func (c *cluster) s3() error {
 	versitygw := filepath.Join(c.repo, "bin", "versitygw")
+	// A bucket of versitygw's posix backend is a directory: the storage
+	// e2e suite's inline volumes use this one.
+	if err := os.MkdirAll(c.path("s3", inlineBucket), 0o755); err != nil {
+		return err
+	}
 	c.env = []string{"ROOT_ACCESS_KEY_ID=" + s3AccessKey, "ROOT_SECRET_ACCESS_KEY=" + s3SecretKey}
 	defer func() { c.env = nil }()
 	if err := c.startDaemon("versitygw", versitygw, "--port", net.JoinHostPort(nodeIP, s3Port), "posix", c.path("s3")); err != nil {
@@ -235,7 +240,15 @@ func (c *cluster) install() error {
 		"--namespace", "bucket-csi", "--create-namespace", "--kubeconfig", c.kubeconfig(),
 		"--set", "image.repository=" + driverRepo, "--set", "image.tag=" + driverTag,
 		"--set", "stores.s3.endpoint=http://" + net.JoinHostPort(nodeIP, s3Port), "--set", "stores.s3.pathStyle=true",
-		"--set", "inline.stores={s3}", "--set", "controller.replicas=1", "--wait", "--timeout", "3m"}
+		"--set", "inline.stores={s3}", "--set", "controller.replicas=1",
+		// The driver's own identity for volumes without a Secret, and inline
+		// MOUNT_CACHED: Kubernetes' storage e2e suite declares inline
+		// volumes by attributes only.
+		"--set", "credentials.existingSecret=" + credentialsSecret, "--set", "inline.ambientCredentials=true",
+		"--set", "inline.modes={MOUNT,MOUNT_CACHED}", "--wait", "--timeout", "3m"}
+	if err := c.credentials(); err != nil {
+		return err
+	}
 	cmd := exec.Command("nsenter", append([]string{"--net=" + c.netnsPath(), "--", helm}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+c.dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -248,6 +261,27 @@ func (c *cluster) install() error {
 		}
 		return err
 	})
+}
+
+// inlineBucket is the existing bucket of the storage e2e suite's inline
+// volumes (test/storage-e2e).
+const inlineBucket = "e2e-inline"
+
+// credentialsSecret holds the test S3 server's keys as the environment
+// variables the driver's own identity is read from.
+const credentialsSecret = "e2e-credentials"
+
+// credentials creates the driver's namespace and its credentials Secret.
+func (c *cluster) credentials() error {
+	if err := c.kubectl("create", "namespace", "bucket-csi"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+		return err
+	}
+	err := c.kubectl("-n", "bucket-csi", "create", "secret", "generic", credentialsSecret,
+		"--from-literal=AWS_ACCESS_KEY_ID="+s3AccessKey, "--from-literal=AWS_SECRET_ACCESS_KEY="+s3SecretKey)
+	if err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+		return err
+	}
+	return nil
 }
 
 func (c *cluster) kubectl(args ...string) error {

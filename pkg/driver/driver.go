@@ -111,6 +111,8 @@ type Driver struct {
 	flushWaits sync.Map
 	// statfs holds the paths with a statfs in flight.
 	statfs sync.Map
+	// pvNames holds the PV names found for static volumes (pvName).
+	pvNames sync.Map
 }
 
 // New returns a Driver for cfg.

@@ -76,7 +76,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), subject{pv: req.GetVolumeContext()[volume.KeyPVName]}, false)
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), subject{pv: d.pvName(ctx, id, req.GetVolumeContext()[volume.KeyPVName])}, false)
 }
 
 // mountOptions reads the capability's mount flags and read-only access

@@ -35,13 +35,18 @@ func NewPVLister(kubeconfig string, inCluster bool) (PVLister, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ListPVs(cs), nil
+}
+
+// ListPVs is the lister of the cluster cs talks to.
+func ListPVs(cs kubernetes.Interface) PVLister {
 	return func(ctx context.Context) ([]corev1.PersistentVolume, error) {
 		list, err := cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
 		}
 		return list.Items, nil
-	}, nil
+	}
 }
 
 // RestConfig is the client config of the cluster of kubeconfig (a file

@@ -23,7 +23,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
 )
 
 const (
@@ -38,6 +41,7 @@ const (
 // and keys, and an independent S3 client.
 type env struct {
 	kube                  kubernetes.Interface
+	rest                  *rest.Config
 	s3                    *s3.Client
 	endpoint, access, key string
 }
@@ -52,7 +56,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.kube = kubernetes.NewForConfigOrDie(cfg)
+	e.kube, e.rest = kubernetes.NewForConfigOrDie(cfg), cfg
 	e.s3 = s3.NewFromConfig(aws.Config{
 		Region:                     "us-east-1",
 		Credentials:                credentials.NewStaticCredentialsProvider(e.access, e.key, ""),
@@ -203,6 +207,23 @@ func (e *env) runningPodOutput(t *testing.T, pod *corev1.Pod) string {
 		return p.Status.Phase == corev1.PodSucceeded, nil
 	})
 	return e.podLog(t, pod)
+}
+
+// exec runs argv in the pod's container (kubectl exec) and returns its
+// standard output; a failure's error holds the standard error.
+func (e *env) exec(t *testing.T, ns, pod string, argv ...string) (string, error) {
+	t.Helper()
+	req := e.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: "c", Command: argv, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewSPDYExecutor(e.rest, "POST", req.URL())
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer // written concurrently: one each
+	if err := ex.StreamWithContext(ctx(t), remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
+		return stdout.String(), fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	return stdout.String(), nil
 }
 
 func (e *env) createPod(t *testing.T, pod *corev1.Pod) {

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -83,16 +82,18 @@ func TestScenario8CachedFlushWhileS3Down(t *testing.T) {
 	sc := e.storageClass(t, map[string]string{"mode": "MOUNT_CACHED"}, corev1.PersistentVolumeReclaimDelete)
 	pv := e.pvc(t, ns, "cached", sc, corev1.ReadWriteMany, "")
 	bucket := e.pvBucket(t, pv)
-	// The pod waits until the server refuses connections, then writes.
-	server := strings.TrimPrefix(e.endpoint, "http://")
-	script := fmt.Sprintf(`until wget -T 1 -O /dev/null http://%s/ 2>&1 | grep -q refused; do sleep 0.5; done
-dd if=/dev/urandom of=/data/offline bs=1M count=20 2>/dev/null && md5sum /data/offline`, server)
-	pod := podSpec(ns, "offline-writer", script, claimVolume("cached"))
+	pod := podSpec(ns, "offline-writer", "sleep 3600", claimVolume("cached"))
 	e.createPod(t, pod)
 	e.eventually(t, 3*time.Minute, "writer running", func() (bool, error) {
 		p, err := e.kube.CoreV1().Pods(ns).Get(ctx(t), pod.Name, metav1.GetOptions{})
 		return err == nil && p.Status.Phase == corev1.PodRunning, err
 	})
+	// The directory's listing is fresh (dir-cache-time, 10 s) when the
+	// server stops: creating a file needs it, and with the server down an
+	// expired listing cannot be renewed.
+	if _, err := e.exec(t, ns, pod.Name, "ls", "/data"); err != nil {
+		t.Fatalf("listing the volume: %v", err)
+	}
 	cluster(t, "stop", "versitygw")
 	serverUp := false
 	t.Cleanup(func() {
@@ -100,7 +101,11 @@ dd if=/dev/urandom of=/data/offline bs=1M count=20 2>/dev/null && md5sum /data/o
 			cluster(t, "start", "versitygw")
 		}
 	})
-	out := e.runningPodOutput(t, pod)
+	// Written while the server is down: the file goes to the cache only.
+	out, err := e.exec(t, ns, pod.Name, "sh", "-c", "dd if=/dev/urandom of=/data/offline bs=1M count=20 && md5sum /data/offline")
+	if err != nil {
+		t.Fatalf("writing with the S3 server down: %v", err)
+	}
 	want := strings.Fields(out)
 	if len(want) != 2 {
 		t.Fatalf("writer printed %q", out)

@@ -23,7 +23,7 @@ func TestScenario9LargeCopy(t *testing.T) {
 	e := newEnv(t)
 	ns := e.namespace(t, "s9")
 	bucket := e.createBucket(t, "e2e-large")
-	const objects = 4000
+	const objects = 8000
 	body := bytes.Repeat([]byte("x"), 64<<10)
 	var wg sync.WaitGroup
 	errs := make(chan error, objects)
