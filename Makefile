@@ -6,7 +6,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build tools test unit lint demo fuzz bench manifests e2e-kind clean image k8s-tools e2e-deps cluster-up cluster-down e2e bin/cluster
+.PHONY: all build tools test unit lint demo fuzz bench manifests e2e-kind clean image k8s-tools e2e-deps cluster-up cluster-down e2e conformance bin/cluster
 # An execution count, not a duration: Go 1.26's fuzz coordinator can fail a
 # run with "context deadline exceeded" when a duration ends mid-execution
 # (golang/go#75804, fixed in Go 1.27).
@@ -41,6 +41,7 @@ k8s-tools: $(addprefix bin/k8s/,$(K8S_CMDS) etcd csi-provisioner)
 bin/k8s/etcd: tools/k8s/go.mod tools/k8s/go.sum tools/k8s/etcd/main.go
 	cd tools/k8s && $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ ./etcd
 
+# csi-provisioner runs in an image without libc: static.
 bin/k8s/csi-provisioner: tools/provisioner/go.mod tools/provisioner/go.sum
 	cd tools/provisioner && CGO_ENABLED=0 $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
 
@@ -66,6 +67,19 @@ cluster-down: bin/cluster
 # Every scenario of test/e2e on that cluster; E2E_KEEP=1 keeps it running.
 e2e: k8s-tools image bin/versitygw bin/helm e2e-deps bin/cluster
 	GO="$(GO)" hack/e2e.sh
+
+# Kubernetes' external storage e2e suite (test/storage-e2e, hack/conformance.sh)
+# on that cluster; CONFORMANCE_QUICK=1 runs one spec of each suite (CI).
+SUITE_BINS := bin/k8s/storage-e2e.test bin/k8s/agnhost
+conformance: k8s-tools $(SUITE_BINS) image bin/versitygw bin/helm e2e-deps bin/cluster
+	hack/conformance.sh
+
+bin/k8s/storage-e2e.test: tools/k8s/go.mod tools/k8s/go.sum tools/k8s/storagee2e/suite_test.go
+	cd tools/k8s && $(NICE) $(GO) test -c -o ../../$@ ./storagee2e
+
+# The suite's test image; static, for an image without libc.
+bin/k8s/agnhost: tools/k8s/go.mod tools/k8s/go.sum
+	cd tools/k8s && CGO_ENABLED=0 $(NICE) $(GO) build -trimpath -ldflags "-s -w" -o ../../$@ k8s.io/kubernetes/test/images/agnhost
 
 # Test servers and emulators: Go tools pinned in tools/go.mod (tool
 # directives), Azurite pinned in tools/azurite/package-lock.json.

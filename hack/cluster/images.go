@@ -15,6 +15,8 @@ import (
 const (
 	pauseImage       = "registry.k8s.io/pause:3.10"
 	busyboxImage     = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
+	agnhostImage     = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+	suitePauseImage  = "registry.k8s.io/pause:3.10.1" // the storage e2e suite's
 	provisionerImage = "registry.k8s.io/sig-storage/csi-provisioner:v6.3.0" // the chart's default
 	driverRepo       = "ghcr.io/bucket-csi/bucket-csi"
 	driverTag        = "e2e"
@@ -42,14 +44,23 @@ func (c *cluster) images() error {
 	if err := single(pauseImage, pause, "/pause"); err != nil {
 		return err
 	}
+	if err := os.Rename(c.path("images", "pause.tar"), c.path("images", "pause-cluster.tar")); err != nil {
+		return err
+	}
+	if err := single(suitePauseImage, pause, "/pause"); err != nil {
+		return err
+	}
 	if err := single(provisionerImage, c.bin("csi-provisioner"), "/csi-provisioner"); err != nil {
 		return err
 	}
 	if err := c.busybox(); err != nil {
 		return err
 	}
-	tars := []string{c.path("images", "pause.tar"), c.path("images", "csi-provisioner.tar"), c.path("images", "busybox.tar"),
-		filepath.Join(c.repo, "bin", "bucket-csi-image.tar")}
+	tars := []string{c.path("images", "pause-cluster.tar"), c.path("images", "pause.tar"), c.path("images", "csi-provisioner.tar"),
+		c.path("images", "busybox.tar"), filepath.Join(c.repo, "bin", "bucket-csi-image.tar")}
+	if _, err := os.Stat(c.path("images", "agnhost.tar")); err == nil {
+		tars = append(tars, c.path("images", "agnhost.tar"))
+	}
 	for _, tar := range tars {
 		if err := run("ctr", "--address", c.containerdSock(), "-n", "k8s.io", "images", "import", tar); err != nil {
 			return err
@@ -58,12 +69,38 @@ func (c *cluster) images() error {
 	return nil
 }
 
-// busybox is Debian's busybox-static with a link per applet and a /tmp.
+// busybox is Debian's busybox-static with a link per applet and a /tmp;
+// agnhost (the storage e2e suite's test image, built from the pinned
+// k8s.io/kubernetes into bin/k8s by make conformance) is the same tree with
+// /agnhost as its entrypoint, and is imported only when it was built.
 func (c *cluster) busybox() error {
+	t, err := busyboxTree()
+	if err != nil {
+		return err
+	}
+	img, err := t.Image(ocimage.Config{Cmd: []string{"sh"}})
+	if err != nil {
+		return err
+	}
+	if err := ocimage.Write(c.path("images", "busybox.tar"), busyboxImage, img); err != nil {
+		return err
+	}
+	agnhost := c.bin("agnhost")
+	if _, err := os.Stat(agnhost); err != nil {
+		return nil
+	}
+	t.Add(ocimage.Entry{Path: "/agnhost", Src: agnhost, Mode: 0o755})
+	if img, err = t.Image(ocimage.Config{Entrypoint: []string{"/agnhost"}}); err != nil {
+		return err
+	}
+	return ocimage.Write(c.path("images", "agnhost.tar"), agnhostImage, img)
+}
+
+func busyboxTree() (ocimage.Tree, error) {
 	const bb = "/bin/busybox"
 	out, err := exec.Command(bb, "--list-full").Output()
 	if err != nil {
-		return fmt.Errorf("busybox-static (Debian) is needed: %w", err)
+		return ocimage.Tree{}, fmt.Errorf("busybox-static (Debian) is needed: %w", err)
 	}
 	t := ocimage.Tree{}
 	t.Add(ocimage.Entry{Path: bb, Src: bb, Mode: 0o755})
@@ -75,9 +112,5 @@ func (c *cluster) busybox() error {
 			t.Add(ocimage.Entry{Path: p, Link: bb})
 		}
 	}
-	img, err := t.Image(ocimage.Config{Cmd: []string{"sh"}})
-	if err != nil {
-		return err
-	}
-	return ocimage.Write(c.path("images", "busybox.tar"), busyboxImage, img)
+	return t, nil
 }

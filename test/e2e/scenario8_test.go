@@ -59,16 +59,7 @@ func TestScenario8CachedFlush(t *testing.T) {
 	}
 	e.deletePod(t, ns, "writer")
 	e.eventually(t, 5*time.Minute, "volume released", func() (bool, error) { return !e.staged(t, pv), nil })
-	obj, err := e.s3.GetObject(ctx(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("big")})
-	if err != nil {
-		t.Fatalf("the volume was released before big reached the bucket: %v", err)
-	}
-	defer obj.Body.Close()
-	h := md5.New()
-	n, err := io.Copy(h, obj.Body)
-	if err != nil || n != 200<<20 || hex.EncodeToString(h.Sum(nil)) != want[0] {
-		t.Fatalf("bucket holds %d bytes (md5 %x, err %v) when the volume was released; the pod wrote 200 MiB with md5 %s", n, h.Sum(nil), err, want[0])
-	}
+	e.wantObject(t, bucket, "big", 200<<20, want[0])
 }
 
 // TestScenario8CachedFlushWhileS3Down: a pod writes to a MOUNT_CACHED volume
@@ -124,14 +115,21 @@ func TestScenario8CachedFlushWhileS3Down(t *testing.T) {
 	cluster(t, "start", "versitygw")
 	serverUp = true
 	e.eventually(t, 5*time.Minute, "volume released after the server came back", func() (bool, error) { return !e.staged(t, pv), nil })
-	obj, err := e.s3.GetObject(ctx(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("offline")})
+	e.wantObject(t, bucket, "offline", 20<<20, want[0])
+}
+
+// wantObject fails unless the bucket holds key with size bytes and the
+// MD5 the pod printed (md5sum's hex), right when the volume was released.
+func (e *env) wantObject(t *testing.T, bucket, key string, size int64, md5hex string) {
+	t.Helper()
+	obj, err := e.s3.GetObject(ctx(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
-		t.Fatalf("released, but offline is not in the bucket: %v", err)
+		t.Fatalf("the volume was released before %s reached the bucket: %v", key, err)
 	}
 	defer obj.Body.Close()
 	h := md5.New()
 	n, err := io.Copy(h, obj.Body)
-	if err != nil || n != 20<<20 || hex.EncodeToString(h.Sum(nil)) != want[0] {
-		t.Fatalf("bucket holds %d bytes (md5 %x, err %v); the pod wrote 20 MiB with md5 %s", n, h.Sum(nil), err, want[0])
+	if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != md5hex {
+		t.Fatalf("the bucket holds %d bytes of %s (md5 %x, err %v) when the volume was released; the pod wrote %d with md5 %s", n, key, h.Sum(nil), err, size, md5hex)
 	}
 }

@@ -1,7 +1,8 @@
 //go:build tools
 
 // Package tools pins the Kubernetes and etcd commands `make e2e` builds
-// (hack/cluster); cmd/etcd is a tiny main around etcdmain.
+// (hack/cluster) and agnhost, the storage e2e suite's test image; etcd/ is a
+// tiny main around etcdmain.
 package tools
 
 import (
@@ -10,4 +11,5 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/test/images/agnhost"
 )
