@@ -16,7 +16,7 @@ const (
 	pauseImage       = "registry.k8s.io/pause:3.10"
 	busyboxImage     = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
 	agnhostImage     = "registry.k8s.io/e2e-test-images/agnhost:2.56"
-	suitePauseImage  = "registry.k8s.io/pause:3.10.1" // the storage e2e suite's
+	suitePauseImage  = "registry.k8s.io/pause:3.10.1"                       // the storage e2e suite's
 	provisionerImage = "registry.k8s.io/sig-storage/csi-provisioner:v6.3.0" // the chart's default
 	driverRepo       = "ghcr.io/bucket-csi/bucket-csi"
 	driverTag        = "e2e"
