@@ -49,7 +49,15 @@ func TestScenario8CachedFlush(t *testing.T) {
 	sc := e.storageClass(t, map[string]string{"mode": "MOUNT_CACHED"}, corev1.PersistentVolumeReclaimDelete)
 	pv := e.pvc(t, ns, "cached", sc, corev1.ReadWriteMany, "")
 	bucket := e.pvBucket(t, pv)
-	out := e.runPod(t, podSpec(ns, "writer", "dd if=/dev/urandom of=/data/big bs=1M count=200 2>/dev/null && md5sum /data/big", claimVolume("cached")))
+	// The pod stays after writing (a pod that ends has its volumes released
+	// by kubelet at once) and is deleted as soon as it has written.
+	writer := podSpec(ns, "writer", "dd if=/dev/urandom of=/data/big bs=1M count=200 2>/dev/null && md5sum /data/big && sleep 3600", claimVolume("cached"))
+	e.createPod(t, writer)
+	var out string
+	e.eventually(t, 4*time.Minute, "writer wrote", func() (bool, error) {
+		out = e.podLog(t, writer)
+		return strings.Contains(out, "/data/big"), nil
+	})
 	want := strings.Fields(out)
 	if len(want) != 2 {
 		t.Fatalf("writer printed %q", out)
