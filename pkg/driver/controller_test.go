@@ -261,4 +261,3 @@ func TestValidateVolumeCapabilities(t *testing.T) {
 		})
 	}
 }
-

@@ -342,7 +342,9 @@ func mountCap(m csi.VolumeCapability_AccessMode_Mode, flags ...string) *csi.Volu
 }
 
 // rwx is the capability most tests use.
-func rwx() *csi.VolumeCapability { return mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER) }
+func rwx() *csi.VolumeCapability {
+	return mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)
+}
 
 // blockCap is a block capability, which the driver refuses.
 func blockCap() *csi.VolumeCapability {
