@@ -122,8 +122,8 @@ type fakeStager struct {
 	stageErr, unstageErr error
 	dead                 map[string]bool
 	calls                map[string]int
-	// entered and block, when set, make Stage signal entered and wait
-	// for block to close (an overlapping call's window).
+	// entered and block, when set, make the next Stage signal entered
+	// and wait for block to close (an overlapping call's window).
 	entered chan struct{}
 	block   chan struct{}
 }
@@ -146,9 +146,13 @@ func (s *fakeStager) note(call string) {
 
 func (s *fakeStager) Stage(ctx context.Context, req stage.Request, rec *nodestate.Volume) error {
 	s.note("stage")
-	if s.entered != nil {
-		s.entered <- struct{}{}
-		<-s.block
+	s.mu.Lock()
+	entered, block := s.entered, s.block
+	s.entered, s.block = nil, nil // only the first stage waits
+	s.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+		<-block
 	}
 	if s.stageErr != nil {
 		return s.stageErr
