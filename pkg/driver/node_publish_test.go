@@ -25,7 +25,9 @@ func publishReq(id, staging, target string, vc *csi.VolumeCapability) *csi.NodeP
 // capability OK; another capability AlreadyExists), the single-writer
 // rule, foreign mounts, a failed bind, and a dead server.
 func TestNodePublishVolume(t *testing.T) {
-	sw := func() *csi.VolumeCapability { return mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER) }
+	sw := func() *csi.VolumeCapability {
+		return mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER)
+	}
 	for _, tc := range []struct {
 		name string
 		mode volume.Mode

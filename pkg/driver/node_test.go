@@ -48,7 +48,9 @@ func TestNodeStageVolume(t *testing.T) {
 			vc.GetMount().VolumeMountGroup = "staff"
 			return stageReq(id, staging, vc)
 		}, want: codes.InvalidArgument},
-		{name: "unknown volume", req: func(e *env, _, staging string) *csi.NodeStageVolumeRequest { return stageReq("no-such-volume", staging, rwx()) }, want: codes.NotFound},
+		{name: "unknown volume", req: func(e *env, _, staging string) *csi.NodeStageVolumeRequest {
+			return stageReq("no-such-volume", staging, rwx())
+		}, want: codes.NotFound},
 		{name: "mode not served on this node", req: func(e *env, _, staging string) *csi.NodeStageVolumeRequest {
 			return stageReq(e.sourceID("data", volume.ModeCopy), staging, rwx())
 		}, want: codes.InvalidArgument},
@@ -272,10 +274,19 @@ func TestNodeOverlap(t *testing.T) {
 	}()
 	<-entered
 	calls := map[string]func() error{
-		"NodeStageVolume":     func() error { _, err := e.d.NodeStageVolume(ctx, stageReq(id, staging, rwx())); return err },
-		"NodeUnstageVolume":   func() error { _, err := e.d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); return err },
-		"NodePublishVolume":   func() error { _, err := e.d.NodePublishVolume(ctx, publishReq(id, staging, e.path("target"), rwx())); return err },
-		"NodeUnpublishVolume": func() error { _, err := e.d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: e.path("target")}); return err },
+		"NodeStageVolume": func() error { _, err := e.d.NodeStageVolume(ctx, stageReq(id, staging, rwx())); return err },
+		"NodeUnstageVolume": func() error {
+			_, err := e.d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
+			return err
+		},
+		"NodePublishVolume": func() error {
+			_, err := e.d.NodePublishVolume(ctx, publishReq(id, staging, e.path("target"), rwx()))
+			return err
+		},
+		"NodeUnpublishVolume": func() error {
+			_, err := e.d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: e.path("target")})
+			return err
+		},
 	}
 	for name, call := range calls {
 		wantCode(t, name+" during a stage", call(), codes.Aborted)
