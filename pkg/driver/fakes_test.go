@@ -122,6 +122,8 @@ type fakeStager struct {
 	stageErr, unstageErr error
 	dead                 map[string]bool
 	calls                map[string]int
+	// conditions is what Check finds (stage.Checker).
+	conditions []stage.Condition
 	// entered and block, when set, make the next Stage signal entered
 	// and wait for block to close (an overlapping call's window).
 	entered chan struct{}
@@ -181,6 +183,12 @@ func (s *fakeStager) Healthy(rec *nodestate.Volume) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.dead[rec.VolumeID] && s.mounts.has(rec.StagingPath)
+}
+
+func (s *fakeStager) Check(ctx context.Context, rec *nodestate.Volume) []stage.Condition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conditions
 }
 
 // kill makes the volume's server die (its mount stays, broken).

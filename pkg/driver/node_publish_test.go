@@ -13,6 +13,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
@@ -263,8 +264,9 @@ func TestNodeGetVolumeStats(t *testing.T) {
 }
 
 // TestNodeGetVolumeHealth: required ID, a volume not staged here
-// (NotFound), a healthy stage (no condition) and one whose server is gone
-// (INACCESSIBLE).
+// (NotFound), a healthy stage (no condition), what the stager's Check
+// finds (DEGRADED or INACCESSIBLE), and a server that is gone
+// (INACCESSIBLE, without asking Check).
 func TestNodeGetVolumeHealth(t *testing.T) {
 	e := newEnv(t)
 	e.bucket("data")
@@ -273,17 +275,28 @@ func TestNodeGetVolumeHealth(t *testing.T) {
 	for _, tc := range []struct {
 		name, id string
 		kill     bool
+		// found is what the stager's Check finds.
+		found    []stage.Condition
 		want     codes.Code
 		statuses []csi.VolumeHealthErrorType
 	}{
 		{name: "no volume ID", want: codes.InvalidArgument},
 		{name: "not staged", id: "no-such-volume", want: codes.NotFound},
 		{name: "healthy", id: id, want: codes.OK},
-		{name: "server gone", id: id, kill: true, want: codes.OK, statuses: []csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_INACCESSIBLE}},
+		{name: "uploads failing", id: id, found: []stage.Condition{{Reason: "UploadsFailing", Message: "2 files pending"}},
+			want: codes.OK, statuses: []csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_DEGRADED}},
+		{name: "server not answering", id: id, found: []stage.Condition{{Inaccessible: true, Reason: "ServerNotAnswering"}},
+			want: codes.OK, statuses: []csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_INACCESSIBLE}},
+		{name: "server gone", id: id, kill: true, found: []stage.Condition{{Reason: "UploadsFailing"}}, want: codes.OK,
+			statuses: []csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_INACCESSIBLE}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			s := e.stagers[volume.ModeMount]
+			s.mu.Lock()
+			s.conditions = tc.found
+			s.mu.Unlock()
 			if tc.kill {
-				e.stagers[volume.ModeMount].kill(id)
+				s.kill(id)
 			}
 			resp, err := e.d.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{VolumeId: tc.id})
 			wantCode(t, "NodeGetVolumeHealth", err, tc.want)
