@@ -217,21 +217,6 @@ func TestDeleteVolumeUnknown(t *testing.T) {
 	}
 }
 
-// managedID is the ID of a managed (created) volume on bucket b that was
-// never created.
-func (e *env) managedID(b string) string {
-	e.t.Helper()
-	spec, err := volume.Parse(map[string]string{volume.KeyName: b}, e.cfg.Defaults, "")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	id, err := volume.Handle{Spec: spec, NameHash: volume.NameHash("pv-" + b)}.ID()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return id
-}
-
 // TestValidateVolumeCapabilities: required fields, unknown volumes
 // (NotFound), and a capability the driver cannot serve (OK, not
 // confirmed, with a message).

@@ -328,8 +328,19 @@ func (e *env) bucket(name string) {
 
 // sourceID is the volume ID of a volume on the existing bucket b in mode.
 func (e *env) sourceID(b string, mode volume.Mode) string {
+	return e.volumeID(b, map[string]string{volume.KeySource: "s3://" + b, volume.KeyMode: string(mode)})
+}
+
+// managedID is the ID of a managed volume on bucket b that was never
+// created.
+func (e *env) managedID(b string) string {
+	return e.volumeID(b, map[string]string{volume.KeyName: b})
+}
+
+// volumeID is the ID the controller would issue for attrs, as PV "pv-"+b.
+func (e *env) volumeID(b string, attrs map[string]string) string {
 	e.t.Helper()
-	spec, err := volume.Parse(map[string]string{volume.KeySource: "s3://" + b, volume.KeyMode: string(mode)}, e.cfg.Defaults, "")
+	spec, err := volume.Parse(attrs, e.cfg.Defaults, "")
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -212,20 +212,8 @@ func TestNodeUnstageVolume(t *testing.T) {
 				tc.setup(e, id, staging)
 			}
 			req := &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}
-			switch tc.id {
-			case "":
-			case "-":
-				req.VolumeId = ""
-			default:
-				req.VolumeId = tc.id
-			}
-			switch tc.path {
-			case "":
-			case "-":
-				req.StagingTargetPath = ""
-			default:
-				req.StagingTargetPath = tc.path
-			}
+			override(&req.VolumeId, tc.id)
+			override(&req.StagingTargetPath, tc.path)
 			_, err := e.d.NodeUnstageVolume(context.Background(), req)
 			wantCode(t, "NodeUnstageVolume", err, tc.want)
 			rec, _ := e.cfg.State.Load(id)
@@ -241,6 +229,17 @@ func TestNodeUnstageVolume(t *testing.T) {
 			_, err = e.d.NodeUnstageVolume(context.Background(), req)
 			wantCode(t, "repeated NodeUnstageVolume", err, codes.OK)
 		})
+	}
+}
+
+// override sets *field to v: "" keeps it, "-" empties it.
+func override(field *string, v string) {
+	switch v {
+	case "":
+	case "-":
+		*field = ""
+	default:
+		*field = v
 	}
 }
 
