@@ -113,7 +113,8 @@ test: build tools
 
 # Unit tests only: no servers, no FUSE. The store conformance suite runs
 # here on the in-memory store (pkg/store/memstore); make test runs it again
-# on every real server and emulator (test/stores_test.go).
+# on every real server and emulator (test/stores_test.go). The CSI handler
+# tests of pkg/driver run here too, over its seams (docs/architecture.md).
 unit:
 	$(GO) test -count=1 ./pkg/... ./cmd/... ./internal/deprules/
 

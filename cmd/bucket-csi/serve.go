@@ -167,14 +167,15 @@ func serve(args []string) error {
 		if err := os.MkdirAll(stateDir, 0o700); err != nil {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
-		cfg.State = nodestate.Dir{Root: stateDir}
+		state := nodestate.Dir{Root: stateDir}
+		cfg.State = state
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
 		settings := stage.Settings{LogFormat: f.logFormat, LogLevel: f.logLevel, DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
 		cacheDir := f.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")
 		}
-		disk, mem, err := f.budgets(cfg.State, log)
+		disk, mem, err := f.budgets(state, log)
 		if err != nil {
 			return err
 		}

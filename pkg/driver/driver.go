@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/events"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/metrics"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -52,8 +54,14 @@ type Config struct {
 	// (a static PV that copied its handle, for one) still names it. Nil
 	// (no cluster configured) relies on the volume records alone.
 	PVs kube.PVLister
-	// State is the node-local state directory.
-	State nodestate.Dir
+	// State keeps the node-local record of each staged volume; nil is a
+	// nodestate.Dir with an empty root (a controller-only driver).
+	State NodeState
+	// Mounts is the node's mount table; nil is the real one
+	// (mountpoint.System).
+	Mounts Mounts
+	// Statfs reads a mounted volume's usage; nil is unix.Statfs.
+	Statfs Statfs
 	// Inline is the policy for inline ephemeral volumes.
 	Inline InlinePolicy
 	// Stagers attach volumes on the node, by mode.
@@ -123,6 +131,15 @@ func New(cfg Config) *Driver {
 	}
 	if cfg.Events == nil {
 		cfg.Events = events.Nop{}
+	}
+	if cfg.State == nil {
+		cfg.State = nodestate.Dir{}
+	}
+	if cfg.Mounts == nil {
+		cfg.Mounts = mountpoint.System{}
+	}
+	if cfg.Statfs == nil {
+		cfg.Statfs = unix.Statfs
 	}
 	return &Driver{cfg: cfg, log: log, locks: newKeyLocks(), limit: &events.Limiter{Every: time.Minute}}
 }

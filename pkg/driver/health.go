@@ -7,15 +7,14 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
-	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // NodeGetVolumeHealth reports a staged volume whose server is gone as
-// INACCESSIBLE, and a MOUNT_CACHED volume whose uploads keep failing as
-// DEGRADED (with the pending files and bytes). An empty list is healthy.
+// INACCESSIBLE, then what its stager's Check finds (stage.Checker: a
+// MOUNT_CACHED volume whose uploads keep failing is DEGRADED, with the
+// pending files and bytes). An empty list is healthy.
 func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
 	if id == "" {
@@ -32,15 +31,16 @@ func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 	add := func(t csi.VolumeHealthErrorType, reason, msg string) {
 		health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{Status: t, Reason: reason, Message: msg})
 	}
-	if stager, ok := d.cfg.Stagers[rec.Mode]; !ok || !stager.Healthy(rec) {
+	stager, ok := d.cfg.Stagers[rec.Mode]
+	if !ok || !stager.Healthy(rec) {
 		add(csi.VolumeHealthErrorType_INACCESSIBLE, "ServerGone", "the volume's server process is not running; a new publish or stage restarts it")
-	} else if rec.Mode == volume.ModeMountCached {
-		st, err := mounter.Query(ctx, stage.ControlSocket(rec), false)
-		switch {
-		case err != nil:
-			add(csi.VolumeHealthErrorType_INACCESSIBLE, "ServerNotAnswering", err.Error())
-		case st.Retrying > 0:
-			add(csi.VolumeHealthErrorType_DEGRADED, "UploadsFailing", st.String())
+	} else if c, ok := stager.(stage.Checker); ok {
+		for _, f := range c.Check(ctx, rec) {
+			t := csi.VolumeHealthErrorType_DEGRADED
+			if f.Inaccessible {
+				t = csi.VolumeHealthErrorType_INACCESSIBLE
+			}
+			add(t, f.Reason, f.Message)
 		}
 	}
 	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil

@@ -11,7 +11,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
-	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -198,7 +197,7 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 			return err
 		}
 	}
-	if err := clearStaleMount(staging); err != nil {
+	if err := d.clearStaleMount(staging); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(staging, 0o750); err != nil {
@@ -220,7 +219,7 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 		if h.Mode == volume.ModeMount {
 			// Nothing of value in the state of a streaming mount; but never
 			// remove a directory with a mount below it.
-			if left, berr := mountpoint.Below(dir); berr == nil && len(left) == 0 {
+			if left, berr := d.cfg.Mounts.Below(dir); berr == nil && len(left) == 0 {
 				_ = d.cfg.State.Remove(id)
 			}
 		}
@@ -236,15 +235,15 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 
 // clearStaleMount removes a leftover mount of this driver at path (from a
 // lost state record); any other filesystem there is refused.
-func clearStaleMount(path string) error {
-	m, err := mountpoint.Get(path)
+func (d *Driver) clearStaleMount(path string) error {
+	m, err := d.cfg.Mounts.Get(path)
 	if err != nil || m == nil {
 		return err
 	}
 	if m.FSType != fuseType {
 		return fmt.Errorf("%w: %s is already a %s mount that this driver did not make", fault.Precondition, path, m.FSType)
 	}
-	return mountpoint.Unmount(path)
+	return d.cfg.Mounts.Unmount(path)
 }
 
 // NodeUnstageVolume detaches the volume from the staging path. Missing
@@ -271,7 +270,7 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 		return nil, err
 	}
 	if rec == nil || rec.StagingPath != staging {
-		return &csi.NodeUnstageVolumeResponse{}, clearStaleMount(staging)
+		return &csi.NodeUnstageVolumeResponse{}, d.clearStaleMount(staging)
 	}
 	return &csi.NodeUnstageVolumeResponse{}, d.unstage(ctx, rec)
 }
@@ -292,7 +291,7 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 		return err
 	}
 	// Never remove a directory through a mount that is still there.
-	if left, err := mountpoint.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
+	if left, err := d.cfg.Mounts.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
 		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
 	}
 	if rec.Mode == volume.ModeMountCached {

@@ -73,11 +73,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	single := vc.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
-	if m, err := mountpoint.Get(target); err != nil {
+	if m, err := d.cfg.Mounts.Get(target); err != nil {
 		return nil, err
 	} else if m != nil {
 		if slices.Contains(rec.Targets, target) {
-			if err := publishConflict(rec, staging, target, m, ro, single); err != nil {
+			if err := d.publishConflict(rec, staging, target, m, ro, single); err != nil {
 				return nil, err
 			}
 			return &csi.NodePublishVolumeResponse{}, nil
@@ -87,23 +87,23 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		}
 		// Our own bind, made before a crash kept the record from being
 		// saved: take it over rather than fail for ever.
-		if err := mountpoint.Detach(target); err != nil {
+		if err := d.cfg.Mounts.Detach(target); err != nil {
 			return nil, err
 		}
 	}
-	if others := publishedElsewhere(rec, target); len(others) > 0 && (single || rec.SingleWriter) {
+	if others := d.publishedElsewhere(rec, target); len(others) > 0 && (single || rec.SingleWriter) {
 		return nil, fmt.Errorf("%w: volume %s is single-writer and already published at %s", fault.Precondition, id, others[0])
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return nil, fmt.Errorf("creating target path: %w", err)
 	}
-	if err := mountpoint.Bind(staging, target, ro); err != nil {
+	if err := d.cfg.Mounts.Bind(staging, target, ro); err != nil {
 		return nil, err
 	}
 	rec.Targets = append(rec.Targets, target)
 	rec.SingleWriter = rec.SingleWriter || single
 	if err := d.cfg.State.Save(rec); err != nil {
-		_ = mountpoint.Unmount(target)
+		_ = d.cfg.Mounts.Unmount(target)
 		return nil, fmt.Errorf("saving node state: %w", err)
 	}
 	if f, ok := d.copyFiguresOf(id); ok && f.Complete && rec.Mode == volume.ModeCopy {
@@ -120,8 +120,8 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 // shared mode is asked or the reverse; nil when compatible. A mounted,
 // recorded target of a single-writer volume is its one writer: every other
 // publish was refused while it was mounted.
-func publishConflict(rec *nodestate.Volume, staging, target string, m *mountpoint.Info, ro, single bool) error {
-	if sm, err := mountpoint.Get(staging); err != nil {
+func (d *Driver) publishConflict(rec *nodestate.Volume, staging, target string, m *mountpoint.Info, ro, single bool) error {
+	if sm, err := d.cfg.Mounts.Get(staging); err != nil {
 		return err
 	} else if sm != nil && sm.ReadOnly {
 		ro = true
@@ -143,13 +143,13 @@ func publishConflict(rec *nodestate.Volume, staging, target string, m *mountpoin
 
 // publishedElsewhere lists the recorded targets other than target that are
 // still mounted.
-func publishedElsewhere(rec *nodestate.Volume, target string) []string {
+func (d *Driver) publishedElsewhere(rec *nodestate.Volume, target string) []string {
 	var out []string
 	for _, t := range rec.Targets {
 		if t == target {
 			continue
 		}
-		if ok, _ := mountpoint.Mounted(t); ok {
+		if m, _ := d.cfg.Mounts.Get(t); m != nil {
 			out = append(out, t)
 		}
 	}
@@ -216,7 +216,7 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	defer release()
 	// A terminating pod may still hold files open (or be stuck in a hung
 	// mount): detach the bind mount; the staging mount serves what is open.
-	if err := mountpoint.Detach(target); err != nil {
+	if err := d.cfg.Mounts.Detach(target); err != nil {
 		return nil, err
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -247,7 +247,7 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if path == "" {
 		return nil, required("volume_path")
 	}
-	if m, err := mountpoint.Get(path); err != nil {
+	if m, err := d.cfg.Mounts.Get(path); err != nil {
 		return nil, err
 	} else if m == nil {
 		return nil, fmt.Errorf("%w: no volume is mounted at %s", fault.NotFound, path)
@@ -259,7 +259,7 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	}
 	var st unix.Statfs_t
 	done := make(chan error, 1)
-	go func() { done <- unix.Statfs(path, &st); d.statfs.Delete(path) }()
+	go func() { done <- d.cfg.Statfs(path, &st); d.statfs.Delete(path) }()
 	select {
 	case err := <-done:
 		if err != nil {

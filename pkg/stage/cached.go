@@ -201,7 +201,21 @@ func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
 // Healthy reports whether the FUSE server runs at the staging path.
 func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() && !rec.Draining }
 
+// Check asks the FUSE server over its control socket: a server that does
+// not answer is inaccessible, uploads being retried are degraded.
+func (c *Cached) Check(ctx context.Context, rec *nodestate.Volume) []Condition {
+	st, err := mounter.Query(ctx, ControlSocket(rec), false)
+	switch {
+	case err != nil:
+		return []Condition{{Inaccessible: true, Reason: "ServerNotAnswering", Message: err.Error()}}
+	case st.Retrying > 0:
+		return []Condition{{Reason: "UploadsFailing", Message: st.String()}}
+	}
+	return nil
+}
+
 var (
 	_ Stager   = (*Cached)(nil)
 	_ Repairer = (*Cached)(nil)
+	_ Checker  = (*Cached)(nil)
 )

@@ -61,3 +61,23 @@ type Settings struct {
 // stopGrace bounds how long an unstage waits for a FUSE server to exit
 // after its unmount before terminating it.
 const stopGrace = 10 * time.Second
+
+// Checker is a Stager whose live stages can be impaired while their server
+// runs (MOUNT_CACHED: uploads that keep failing, a server that does not
+// answer). The node service reports what Check finds in
+// NodeGetVolumeHealth, after Healthy.
+type Checker interface {
+	// Check is called only for a stage that Healthy reports as served; it
+	// returns nothing for a stage in good health.
+	Check(ctx context.Context, rec *nodestate.Volume) []Condition
+}
+
+// Condition is one finding of Checker.Check.
+type Condition struct {
+	// Inaccessible says the volume cannot be used; otherwise it works
+	// but is degraded.
+	Inaccessible bool
+	// Reason is a short CamelCase cause; Message says more, never a
+	// secret.
+	Reason, Message string
+}

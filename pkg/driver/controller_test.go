@@ -1,0 +1,248 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
+)
+
+func createReq(name string, params map[string]string) *csi.CreateVolumeRequest {
+	return &csi.CreateVolumeRequest{Name: name, Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx()}}
+}
+
+// TestCreateVolume checks each answer of CreateVolume: required fields,
+// invalid parameters, store answers mapped to their codes (final or
+// retryable), and the two kinds of volume that succeed.
+func TestCreateVolume(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(e *env)
+		req   *csi.CreateVolumeRequest
+		want  codes.Code
+	}{
+		{name: "no name", req: &csi.CreateVolumeRequest{VolumeCapabilities: []*csi.VolumeCapability{rwx()}}, want: codes.InvalidArgument},
+		{name: "no capabilities", req: &csi.CreateVolumeRequest{Name: "pv-1"}, want: codes.InvalidArgument},
+		{name: "block capability", req: &csi.CreateVolumeRequest{Name: "pv-1", VolumeCapabilities: []*csi.VolumeCapability{blockCap()}}, want: codes.InvalidArgument},
+		{name: "unknown parameter", req: createReq("pv-1", map[string]string{"color": "blue"}), want: codes.InvalidArgument},
+		{name: "unknown mode", req: createReq("pv-1", map[string]string{volume.KeyMode: "TELEPORT"}), want: codes.InvalidArgument},
+		{name: "store not configured", req: createReq("pv-1", map[string]string{volume.KeyStore: "gcs"}), want: codes.InvalidArgument},
+		{name: "source bucket missing", req: createReq("pv-1", map[string]string{volume.KeySource: "s3://nope"}), want: codes.NotFound},
+		{name: "source bucket exists", setup: func(e *env) { e.bucket("data") }, req: createReq("pv-1", map[string]string{volume.KeySource: "s3://data"}), want: codes.OK},
+		{name: "credentials refused", setup: func(e *env) { e.bucket("data") },
+			req:  &csi.CreateVolumeRequest{Name: "pv-1", Parameters: map[string]string{volume.KeySource: "s3://data"}, VolumeCapabilities: []*csi.VolumeCapability{rwx()}, Secrets: map[string]string{secretKey: "wrong"}},
+			want: codes.PermissionDenied},
+		{name: "store unavailable", setup: func(e *env) { e.gate.fail = fmt.Errorf("%w: connection refused", fault.Unavailable) },
+			req: createReq("pv-1", nil), want: codes.Unavailable},
+		{name: "managed bucket", req: createReq("pv-1", nil), want: codes.OK},
+		{name: "managed bucket named", req: createReq("pv-1", map[string]string{volume.KeyName: "team-data"}), want: codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			resp, err := e.d.CreateVolume(context.Background(), tc.req)
+			wantCode(t, "CreateVolume", err, tc.want)
+			if err != nil {
+				return
+			}
+			h, err := volume.ParseID(e.cfg.Defaults.Kinds, resp.GetVolume().GetVolumeId())
+			if err != nil {
+				t.Fatalf("the volume ID %q does not parse: %v", resp.GetVolume().GetVolumeId(), err)
+			}
+			if got := resp.GetVolume().GetVolumeContext()[volume.KeyBucket]; got != h.Bucket {
+				t.Fatalf("volume context bucket %q, ID's bucket %q", got, h.Bucket)
+			}
+			if err := e.mem.Open(ambientKey).HeadBucket(context.Background(), h.Bucket); err != nil {
+				t.Fatalf("bucket %s after CreateVolume: %v", h.Bucket, err)
+			}
+		})
+	}
+}
+
+// TestCreateVolumeWithoutOwnershipKey: a managed bucket needs the key
+// (final FailedPrecondition); a `source` volume does not.
+func TestCreateVolumeWithoutOwnershipKey(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Ownership = nil })
+	_, err := e.d.CreateVolume(context.Background(), createReq("pv-1", nil))
+	wantCode(t, "managed", err, codes.FailedPrecondition)
+	e.bucket("data")
+	_, err = e.d.CreateVolume(context.Background(), createReq("pv-2", map[string]string{volume.KeySource: "s3://data"}))
+	wantCode(t, "source", err, codes.OK)
+}
+
+// TestCreateVolumeRepeat: the same name with the same parameters answers
+// the same volume; with other parameters, AlreadyExists.
+func TestCreateVolumeRepeat(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		second *csi.CreateVolumeRequest
+		want   codes.Code
+		sameID bool
+	}{
+		{name: "same parameters", second: createReq("pv-1", nil), want: codes.OK, sameID: true},
+		{name: "other capacity", second: func() *csi.CreateVolumeRequest {
+			r := createReq("pv-1", nil)
+			r.CapacityRange = &csi.CapacityRange{RequiredBytes: 1 << 30}
+			return r
+		}(), want: codes.AlreadyExists},
+		{name: "other mode", second: createReq("pv-1", map[string]string{volume.KeyMode: string(volume.ModeCopy)}), want: codes.AlreadyExists},
+		{name: "other persistence", second: createReq("pv-1", map[string]string{volume.KeyPersistent: "false"}), want: codes.AlreadyExists},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			first, err := e.d.CreateVolume(ctx, createReq("pv-1", nil))
+			wantCode(t, "first CreateVolume", err, codes.OK)
+			second, err := e.d.CreateVolume(ctx, tc.second)
+			wantCode(t, "repeated CreateVolume", err, tc.want)
+			if tc.sameID && second.GetVolume().GetVolumeId() != first.GetVolume().GetVolumeId() {
+				t.Fatalf("repeat answered volume %q, first %q", second.GetVolume().GetVolumeId(), first.GetVolume().GetVolumeId())
+			}
+		})
+	}
+}
+
+// TestControllerOverlap: a call on a volume (or name) that another call
+// still holds answers Aborted at once; another volume is not held up.
+func TestControllerOverlap(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	entered, block := make(chan struct{}), make(chan struct{})
+	e.gate.entered, e.gate.block = entered, block
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.d.CreateVolume(ctx, createReq("pv-1", nil))
+		done <- err
+	}()
+	<-entered // the first call is inside the store
+	_, err := e.d.CreateVolume(ctx, createReq("pv-1", nil))
+	wantCode(t, "overlapping CreateVolume", err, codes.Aborted)
+	_, err = e.d.CreateVolume(ctx, createReq("pv-2", nil))
+	wantCode(t, "CreateVolume of another name", err, codes.OK)
+	close(block)
+	wantCode(t, "first CreateVolume", <-done, codes.OK)
+}
+
+// TestDeleteVolume checks DeleteVolume's answers: required ID, IDs it
+// does not know (OK), repeats (OK), and what happens to the bucket.
+func TestDeleteVolume(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		params map[string]string
+		// edit changes the driver's config after the volume is created.
+		edit       func(c *Config, e *env)
+		want       codes.Code
+		bucketGone bool
+	}{
+		{name: "persistent keeps the bucket", want: codes.OK},
+		{name: "not persistent deletes the bucket", params: map[string]string{volume.KeyPersistent: "false"}, want: codes.OK, bucketGone: true},
+		{name: "no ownership key", edit: func(c *Config, _ *env) { c.Ownership = nil }, want: codes.FailedPrecondition},
+		{name: "store unavailable", edit: func(_ *Config, e *env) { e.gate.fail = fmt.Errorf("%w: connection refused", fault.Unavailable) }, want: codes.Unavailable},
+		{name: "another PersistentVolume uses the bucket", params: map[string]string{volume.KeyPersistent: "false"},
+			edit: func(c *Config, e *env) { c.PVs = e.staticPVs }, want: codes.FailedPrecondition},
+		{name: "cluster unreachable", params: map[string]string{volume.KeyPersistent: "false"},
+			edit: func(c *Config, _ *env) {
+				c.PVs = func(context.Context) ([]corev1.PersistentVolume, error) { return nil, fmt.Errorf("connection refused") }
+			}, want: codes.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			resp, err := e.d.CreateVolume(ctx, createReq("pv-1", tc.params))
+			wantCode(t, "CreateVolume", err, codes.OK)
+			id, b := resp.GetVolume().GetVolumeId(), resp.GetVolume().GetVolumeContext()[volume.KeyBucket]
+			e.lastID = id
+			d := e.d
+			if tc.edit != nil {
+				cfg := e.cfg
+				tc.edit(&cfg, e)
+				d = New(cfg)
+			}
+			_, err = d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+			wantCode(t, "DeleteVolume", err, tc.want)
+			e.gate.fail = nil
+			herr := e.mem.Open(ambientKey).HeadBucket(ctx, b)
+			if gone := errors.Is(herr, fault.NotFound); gone != tc.bucketGone {
+				t.Fatalf("bucket gone after DeleteVolume = %v (%v), want %v", gone, herr, tc.bucketGone)
+			}
+			if tc.want != codes.OK {
+				return
+			}
+			_, err = d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+			wantCode(t, "repeated DeleteVolume", err, codes.OK)
+		})
+	}
+}
+
+// staticPVs lists one static PersistentVolume that uses the last created
+// volume's handle.
+func (e *env) staticPVs(context.Context) ([]corev1.PersistentVolume, error) {
+	pv := corev1.PersistentVolume{}
+	pv.Name = "static-copy"
+	pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: Name, VolumeHandle: e.lastID}
+	return []corev1.PersistentVolume{pv}, nil
+}
+
+// TestDeleteVolumeUnknown: IDs the driver cannot act on answer OK, a
+// missing one InvalidArgument.
+func TestDeleteVolumeUnknown(t *testing.T) {
+	e := newEnv(t)
+	e.bucket("data")
+	for _, tc := range []struct {
+		name string
+		id   string
+		want codes.Code
+	}{
+		{name: "no ID", id: "", want: codes.InvalidArgument},
+		{name: "malformed ID", id: "not-a-volume", want: codes.OK},
+		{name: "bucket gone", id: e.managedID("gone"), want: codes.OK},
+		{name: "existing bucket (never deleted)", id: e.sourceID("data", volume.ModeMount), want: codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.d.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: tc.id})
+			wantCode(t, "DeleteVolume", err, tc.want)
+		})
+	}
+	if err := e.mem.Open(ambientKey).HeadBucket(context.Background(), "data"); err != nil {
+		t.Fatalf("existing bucket after DeleteVolume: %v", err)
+	}
+}
+
+// TestValidateVolumeCapabilities: required fields, unknown volumes
+// (NotFound), and a capability the driver cannot serve (OK, not
+// confirmed, with a message).
+func TestValidateVolumeCapabilities(t *testing.T) {
+	e := newEnv(t)
+	e.bucket("data")
+	id := e.sourceID("data", volume.ModeMount)
+	for _, tc := range []struct {
+		name      string
+		req       *csi.ValidateVolumeCapabilitiesRequest
+		want      codes.Code
+		confirmed bool
+	}{
+		{name: "no ID", req: &csi.ValidateVolumeCapabilitiesRequest{VolumeCapabilities: []*csi.VolumeCapability{rwx()}}, want: codes.InvalidArgument},
+		{name: "no capabilities", req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: id}, want: codes.InvalidArgument},
+		{name: "malformed ID", req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "nope", VolumeCapabilities: []*csi.VolumeCapability{rwx()}}, want: codes.NotFound},
+		{name: "bucket gone", req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: e.managedID("gone"), VolumeCapabilities: []*csi.VolumeCapability{rwx()}}, want: codes.NotFound},
+		{name: "block", req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: id, VolumeCapabilities: []*csi.VolumeCapability{blockCap()}}, want: codes.OK},
+		{name: "mount", req: &csi.ValidateVolumeCapabilitiesRequest{VolumeId: id, VolumeCapabilities: []*csi.VolumeCapability{rwx()}}, want: codes.OK, confirmed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := e.d.ValidateVolumeCapabilities(context.Background(), tc.req)
+			wantCode(t, "ValidateVolumeCapabilities", err, tc.want)
+			if err == nil && (resp.GetConfirmed() != nil) != tc.confirmed {
+				t.Fatalf("confirmed = %v (message %q), want %v", resp.GetConfirmed() != nil, resp.GetMessage(), tc.confirmed)
+			}
+		})
+	}
+}
