@@ -39,10 +39,13 @@ type ourVolume struct {
 }
 
 // newVolume starts a driver (with -bench.args) for a volume of prefix in
-// mode; the volume is not staged yet.
+// mode; the volume is not staged yet. The driver logs at info, as
+// deployed: at debug (the tests' level) its FUSE servers log every read
+// of the engine, which took a fifth of a MOUNT server's CPU in a
+// sequential read (docs/benchmarks.md).
 func newVolume(b *testing.B, f *fixture, mode byte, prefix string) *ourVolume {
 	b.Helper()
-	drv := testenv.StartDriver(b, f.srv, strings.Fields(*driverArgs)...)
+	drv := testenv.StartDriver(b, f.srv, append([]string{"--log-level", "info"}, strings.Fields(*driverArgs)...)...)
 	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), f: f}
 }
 
