@@ -28,6 +28,15 @@ type mounterSettings struct {
 
 func stagedSettings(t *testing.T, drv *testenv.Driver, id string) mounterSettings {
 	t.Helper()
+	var s mounterSettings
+	savedMounterConfig(t, drv, id, &s)
+	return s
+}
+
+// savedMounterConfig decodes the saved FUSE server config (mounter.json)
+// of the staged volume id into v.
+func savedMounterConfig(t *testing.T, drv *testenv.Driver, id string, v any) {
+	t.Helper()
 	for _, r := range drv.Staged(t) {
 		if r.VolumeID != id {
 			continue
@@ -36,14 +45,12 @@ func stagedSettings(t *testing.T, drv *testenv.Driver, id string) mounterSetting
 		if err != nil {
 			t.Fatal(err)
 		}
-		var s mounterSettings
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := json.Unmarshal(raw, v); err != nil {
 			t.Fatal(err)
 		}
-		return s
+		return
 	}
 	t.Fatalf("volume %s is not staged", id)
-	return mounterSettings{}
 }
 
 // TestProfileSettings: a `profile` StorageClass parameter reaches the node

@@ -49,12 +49,18 @@ func tableRow(cells ...string) string {
 	return b.String()
 }
 
+// tableHead is the header and separator lines of a table with a figure
+// column and one column per system.
+func tableHead(systems []string) string {
+	return tableRow(append([]string{"figure"}, systems...)...) +
+		"|---" + strings.Repeat("|---", len(systems)) + "|\n"
+}
+
 // resultsTable renders rep as a Markdown table: a label column, then one
 // column per system of rep.Systems; unmeasured cells are empty.
 func resultsTable(rep *Report) string {
 	var b strings.Builder
-	b.WriteString(tableRow(append([]string{"figure"}, rep.Systems...)...))
-	b.WriteString("|---" + strings.Repeat("|---", len(rep.Systems)) + "|\n")
+	b.WriteString(tableHead(rep.Systems))
 	for _, row := range rep.Rows {
 		cells := []string{rowLabel(row)}
 		for _, sys := range rep.Systems {

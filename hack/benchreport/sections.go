@@ -72,8 +72,7 @@ func evaluateSections(sections []Section, ts []Target) []Outcome {
 // (below 1 a throughput fell; above 1 a time grew).
 func slowdownTable(rep, base *Report) string {
 	var b strings.Builder
-	b.WriteString(tableRow(append([]string{"figure"}, rep.Systems...)...))
-	b.WriteString("|---" + strings.Repeat("|---", len(rep.Systems)) + "|\n")
+	b.WriteString(tableHead(rep.Systems))
 	for _, row := range rep.Rows {
 		cells := []string{rowLabel(row)}
 		for _, sys := range rep.Systems {
