@@ -17,6 +17,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/proc"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -36,6 +37,9 @@ type ourVolume struct {
 	id      string
 	staging string
 	f       *fixture
+	// profile is the volume's `profile` attribute, handed to NodeStage in
+	// the volume context as CreateVolume would ("" for none).
+	profile string
 }
 
 // newVolume starts a driver (with -bench.args) for a volume of prefix in
@@ -57,8 +61,12 @@ func (v *ourVolume) stage(b *testing.B) string {
 		b.Fatal(err)
 	}
 	cap := testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)
+	var vctx map[string]string
+	if v.profile != "" {
+		vctx = map[string]string{volume.KeyProfile: v.profile}
+	}
 	if _, err := v.c.Node.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
-		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, Secrets: v.f.srv.Secrets()}); err != nil {
+		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, VolumeContext: vctx, Secrets: v.f.srv.Secrets()}); err != nil {
 		b.Fatal(err)
 	}
 	return v.staging
