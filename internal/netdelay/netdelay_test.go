@@ -60,24 +60,32 @@ func roundTrip(t *testing.T, c net.Conn, msg []byte) time.Duration {
 }
 
 // A request on a new connection costs the handshake's round trip and its
-// own; later requests on the connection cost one round trip.
+// own; later requests on the connection cost one round trip. A loaded
+// machine makes some round trips late, never early: each must take at
+// least the added time, and the fastest no more than half as much again.
 func TestRoundTripGainsRTT(t *testing.T) {
 	const rtt = 60 * time.Millisecond
 	p := startProxy(t, rtt, 0)
+	start := time.Now() // a real connect takes the handshake's round trip
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	first := roundTrip(t, c, []byte("hello"))
-	if first < 2*rtt || first > 2*rtt+rtt/2 {
+	roundTrip(t, c, []byte("hello"))
+	if first := time.Since(start); first < 2*rtt || first > 4*rtt {
 		t.Errorf("first round trip took %v, want about %v (handshake and request)", first, 2*rtt)
 	}
-	for i := 0; i < 3; i++ {
+	fastest := time.Hour
+	for i := 0; i < 5; i++ {
 		d := roundTrip(t, c, []byte("again"))
-		if d < rtt || d > rtt+rtt/2 {
-			t.Errorf("round trip %d took %v, want about %v", i, d, rtt)
+		if d < rtt {
+			t.Errorf("round trip %d took %v, less than the %v added", i, d, rtt)
 		}
+		fastest = min(fastest, d)
+	}
+	if fastest > rtt+rtt/2 {
+		t.Errorf("the fastest of 5 round trips took %v, want about %v", fastest, rtt)
 	}
 }
 
