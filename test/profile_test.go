@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,23 +55,24 @@ func savedMounterConfig(t *testing.T, drv *testenv.Driver, id string, v any) {
 }
 
 // TestProfileSettings: a `profile` StorageClass parameter reaches the node
-// in the volume context and sets the FUSE server's tuning; without one
-// the node's flags apply, and an explicit dir-cache-time mount option
-// wins over the profile.
+// in the volume context and sets the FUSE server's tuning; without one,
+// and for what the profile leaves alone, the node's flags apply; an
+// explicit dir-cache-time mount option wins over the profile.
 func TestProfileSettings(t *testing.T) {
 	testenv.RequireFUSE(t)
-	s3, drv, c := startAll(t)
+	// Node flags the profiles leave alone stay in force under them.
+	s3, drv, c := startAll(t, "--read-chunk-streams", "2", "--read-chunk-size", fmt.Sprint(4<<20))
 	ctx := context.Background()
 	tests := []struct {
 		name, mode, profile string
 		flags               []string
 		want                mounterSettings
 	}{
-		{"no profile", "MOUNT_CACHED", "", nil, mounterSettings{DirCacheTime: 10 * time.Second, Transfers: 1, WriteBack: time.Second}},
-		{"small-files", "MOUNT_CACHED", "small-files", nil, mounterSettings{DirCacheTime: time.Minute, Transfers: 8, WriteBack: time.Second}},
-		{"checkpoint", "MOUNT_CACHED", "checkpoint", nil, mounterSettings{DirCacheTime: 10 * time.Second, Transfers: 1, WriteBack: 100 * time.Millisecond, ReadChunkStreams: 8, ReadChunkSize: 16 << 20}},
-		{"dataset", "MOUNT", "dataset", nil, mounterSettings{DirCacheTime: 5 * time.Minute, ReadChunkStreams: 8, ReadChunkSize: 16 << 20}},
-		{"dataset, explicit dir-cache-time", "MOUNT", "dataset", []string{"dir-cache-time=3s"}, mounterSettings{DirCacheTime: 3 * time.Second, ReadChunkStreams: 8, ReadChunkSize: 16 << 20}},
+		{"no profile", "MOUNT_CACHED", "", nil, mounterSettings{DirCacheTime: 10 * time.Second, Transfers: 1, WriteBack: time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
+		{"small-files", "MOUNT_CACHED", "small-files", nil, mounterSettings{DirCacheTime: time.Minute, Transfers: 8, WriteBack: time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
+		{"checkpoint", "MOUNT_CACHED", "checkpoint", nil, mounterSettings{DirCacheTime: 10 * time.Second, Transfers: 1, WriteBack: 100 * time.Millisecond, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
+		{"dataset", "MOUNT", "dataset", nil, mounterSettings{DirCacheTime: 5 * time.Minute, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
+		{"dataset, explicit dir-cache-time", "MOUNT", "dataset", []string{"dir-cache-time=3s"}, mounterSettings{DirCacheTime: 3 * time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -112,8 +112,8 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		LogFormat:        set.LogFormat,
 		LogLevel:         set.LogLevel,
 		PV:               req.PV,
-		ReadChunkStreams: volume.Or(tune.ReadChunkStreams, set.ReadChunkStreams),
-		ReadChunkSize:    volume.Or(tune.ReadChunkSize, set.ReadChunkSize),
+		ReadChunkStreams: set.ReadChunkStreams,
+		ReadChunkSize:    set.ReadChunkSize,
 		ServerModTime:    req.Handle.Mode == volume.ModeMount && !set.ObjectMTimes,
 	}, nil
 }

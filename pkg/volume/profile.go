@@ -23,11 +23,6 @@ const (
 // driver's value (its flag); a per-volume setting the user gave
 // explicitly (the dir-cache-time mount option) wins over the profile.
 type Tuning struct {
-	// ReadChunkStreams and ReadChunkSize: the read-ahead's parallel
-	// ranged GETs of one sequential read and their size (MOUNT;
-	// --read-chunk-streams, --read-chunk-size).
-	ReadChunkStreams int
-	ReadChunkSize    int64
 	// DirCacheTime: how long a directory listing is trusted
 	// (--dir-cache-time, the dir-cache-time mount option).
 	DirCacheTime time.Duration
@@ -48,19 +43,22 @@ type profileEntry struct {
 // profileTable is the one table of profiles (README "Workload profiles"
 // shows the same rows):
 //
-//   - dataset: large files read sequentially or by many readers at once,
-//     rarely changed: 8 parallel GETs of 16 MiB (default 4 of 8 MiB) and
-//     listings trusted for 5 minutes (default 10s);
-//   - checkpoint: large files written, fsync'ed and later read back:
-//     uploads start 100 ms after the last close (default 1s), restores
-//     read with 8 parallel GETs of 16 MiB; uploads keep close order;
+//   - dataset: files read, rarely changed: listings trusted for 5
+//     minutes (default 10s);
+//   - checkpoint: large files written and fsync'ed (MOUNT_CACHED): uploads
+//     start 100 ms after the last close (default 1s), in close order;
 //   - small-files: many small files listed, read and written: listings
 //     trusted for 1 minute, 8 parallel uploads (close order not kept;
 //     fsync stays the durable checkpoint).
+//
+// No profile changes the read-ahead: 8 parallel GETs of 16 MiB read a
+// sequential file at 0.64× the defaults' rate (4 of 8 MiB), with twice
+// the CPU per GiB and twice the memory, both with the server on loopback
+// and 20 ms away (make bench, 2 December 2026, docs/benchmarks.md).
 func profileTable() []profileEntry {
 	return []profileEntry{
-		{ProfileDataset, Tuning{ReadChunkStreams: 8, ReadChunkSize: 16 << 20, DirCacheTime: 5 * time.Minute}},
-		{ProfileCheckpoint, Tuning{ReadChunkStreams: 8, ReadChunkSize: 16 << 20, WriteBack: 100 * time.Millisecond}},
+		{ProfileDataset, Tuning{DirCacheTime: 5 * time.Minute}},
+		{ProfileCheckpoint, Tuning{WriteBack: 100 * time.Millisecond}},
 		{ProfileSmallFiles, Tuning{DirCacheTime: time.Minute, Transfers: 8}},
 	}
 }

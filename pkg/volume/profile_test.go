@@ -29,8 +29,8 @@ func TestParseProfile(t *testing.T) {
 // The table's values, as the README documents them.
 func TestProfileTuning(t *testing.T) {
 	want := map[Profile]Tuning{
-		ProfileDataset:    {ReadChunkStreams: 8, ReadChunkSize: 16 << 20, DirCacheTime: 5 * time.Minute},
-		ProfileCheckpoint: {ReadChunkStreams: 8, ReadChunkSize: 16 << 20, WriteBack: 100 * time.Millisecond},
+		ProfileDataset:    {DirCacheTime: 5 * time.Minute},
+		ProfileCheckpoint: {WriteBack: 100 * time.Millisecond},
 		ProfileSmallFiles: {DirCacheTime: time.Minute, Transfers: 8},
 	}
 	if len(Profiles()) != len(want) {
