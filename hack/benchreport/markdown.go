@@ -49,30 +49,31 @@ func tableRow(cells ...string) string {
 	return b.String()
 }
 
-// tableHead is the header and separator lines of a table with a figure
-// column and one column per system.
-func tableHead(systems []string) string {
-	return tableRow(append([]string{"figure"}, systems...)...) +
-		"|---" + strings.Repeat("|---", len(systems)) + "|\n"
+// systemTable renders rep's rows as a Markdown table: a label column,
+// then one column per system of rep.Systems, each cell as cell gives it.
+func systemTable(rep *Report, cell func(row Row, system string) string) string {
+	var b strings.Builder
+	b.WriteString(tableRow(append([]string{"figure"}, rep.Systems...)...))
+	b.WriteString("|---" + strings.Repeat("|---", len(rep.Systems)) + "|\n")
+	for _, row := range rep.Rows {
+		cells := []string{rowLabel(row)}
+		for _, sys := range rep.Systems {
+			cells = append(cells, cell(row, sys))
+		}
+		b.WriteString(tableRow(cells...))
+	}
+	return b.String()
 }
 
 // resultsTable renders rep as a Markdown table: a label column, then one
 // column per system of rep.Systems; unmeasured cells are empty.
 func resultsTable(rep *Report) string {
-	var b strings.Builder
-	b.WriteString(tableHead(rep.Systems))
-	for _, row := range rep.Rows {
-		cells := []string{rowLabel(row)}
-		for _, sys := range rep.Systems {
-			cell := ""
-			if st, ok := row.Cells[sys]; ok {
-				cell = formatCell(st)
-			}
-			cells = append(cells, cell)
+	return systemTable(rep, func(row Row, sys string) string {
+		if st, ok := row.Cells[sys]; ok {
+			return formatCell(st)
 		}
-		b.WriteString(tableRow(cells...))
-	}
-	return b.String()
+		return ""
+	})
 }
 
 // runsNote is the sentence under the results table that says how many runs

@@ -71,21 +71,13 @@ func evaluateSections(sections []Section, ts []Target) []Outcome {
 // rep's round-trip time divided by the median in base, e.g. "0.42×"
 // (below 1 a throughput fell; above 1 a time grew).
 func slowdownTable(rep, base *Report) string {
-	var b strings.Builder
-	b.WriteString(tableHead(rep.Systems))
-	for _, row := range rep.Rows {
-		cells := []string{rowLabel(row)}
-		for _, sys := range rep.Systems {
-			cell := ""
-			st, ok := row.Cells[sys]
-			if b0, ok0 := base.Lookup(row.Figure, row.Unit, sys); ok && ok0 && b0.Median != 0 {
-				cell = fmt.Sprintf("%.2f×", st.Median/b0.Median)
-			}
-			cells = append(cells, cell)
+	return systemTable(rep, func(row Row, sys string) string {
+		st, ok := row.Cells[sys]
+		if b0, ok0 := base.Lookup(row.Figure, row.Unit, sys); ok && ok0 && b0.Median != 0 {
+			return fmt.Sprintf("%.2f×", st.Median/b0.Median)
 		}
-		b.WriteString(tableRow(cells...))
-	}
-	return b.String()
+		return ""
+	})
 }
 
 // rttHeading names a section: the server on loopback, or the time added.
