@@ -129,13 +129,18 @@ lint:
 # s3fs, the readers) to CPU 1; BENCH_COUNT runs of each figure. benchreport
 # prints the median (min-max) table and the targets and writes them, with
 # the chart, into docs/. BENCH_ARGS adds test flags, e.g.
-# BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'.
+# BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'. Every figure runs
+# once per round-trip time of BENCH_LATENCIES, added by a latency proxy
+# in front of the server (0: the server on loopback directly).
 BENCH_COUNT ?= 3
 BENCH_ARGS ?=
+BENCH_LATENCIES ?= 0 20ms
 bench: build bench-tools
 	$(GO) test -c -o bin/bench.test ./test/bench/
-	cd test/bench && BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench . \
-		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee ../../bin/bench.txt
+	rm -f bin/bench.txt
+	cd test/bench && for rtt in $(BENCH_LATENCIES); do \
+		BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench . -bench.latency $$rtt \
+		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee -a ../../bin/bench.txt; done
 	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).

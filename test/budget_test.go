@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -167,24 +166,11 @@ func TestReadAheadMemoryShares(t *testing.T) {
 	data := randomBytes(t, 20<<20+3)
 	share := func(id string) int64 {
 		t.Helper()
-		for _, r := range drv.Staged(t) {
-			if r.VolumeID != id {
-				continue
-			}
-			raw, err := os.ReadFile(filepath.Join(r.StateDir, "mounter.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var cfg struct {
-				ReadAheadMemory int64 `json:"readAheadMemory"`
-			}
-			if err := json.Unmarshal(raw, &cfg); err != nil {
-				t.Fatal(err)
-			}
-			return cfg.ReadAheadMemory
+		var cfg struct {
+			ReadAheadMemory int64 `json:"readAheadMemory"`
 		}
-		t.Fatalf("volume %s is not staged", id)
-		return 0
+		savedMounterConfig(t, drv, id, &cfg)
+		return cfg.ReadAheadMemory
 	}
 	type vol struct{ id, staging, target string }
 	stageOne := func(name string) vol {

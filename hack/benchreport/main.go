@@ -6,7 +6,10 @@
 // It summarises every (figure, unit, system) as median, min and max over
 // the runs (-count N), checks the project's performance targets against the
 // medians, writes a generated Markdown file (-md) and an SVG chart (-svg)
-// when asked, and prints the results and targets tables to stdout.
+// when asked, and prints the results and targets tables to stdout. Results
+// after an "rtt: <duration>" line (test/bench -bench.latency) form a table
+// of their own, followed by their ratios to the first table's, and the
+// targets at that round-trip time are checked against them.
 //
 // It exits non-zero only on bad input (an unreadable file, no benchmark
 // results) or when an output cannot be written; unmet targets are reported,
@@ -41,35 +44,37 @@ func run(args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	rep, err := load(*in)
+	ss, err := load(*in)
 	if err != nil {
 		return err
 	}
-	outcomes := evaluateAll(rep, targets)
+	sections := summarizeSections(ss)
+	outcomes := evaluateSections(sections, allTargets())
+	body := sectionsBody(sections, outcomes)
 	if *mdPath != "" {
-		if err := os.WriteFile(*mdPath, []byte(markdownDocument(rep, outcomes, *in)), 0o644); err != nil {
+		if err := os.WriteFile(*mdPath, []byte(markdownDocument(body, *in)), 0o644); err != nil {
 			return err
 		}
 	}
 	if *svgPath != "" {
-		if err := os.WriteFile(*svgPath, []byte(SVG(rep, *title)), 0o644); err != nil {
+		if err := os.WriteFile(*svgPath, []byte(SVG(chartReport(ss), *title)), 0o644); err != nil {
 			return err
 		}
 	}
-	_, err = io.WriteString(stdout, reportBody(rep, outcomes))
+	_, err = io.WriteString(stdout, body)
 	return err
 }
 
-// load reads and summarises the benchmark output in path.
-func load(path string) (*Report, error) {
+// load reads the benchmark output in path, by round-trip time.
+func load(path string) ([]SampleSection, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	samples, err := Parse(f)
+	ss, err := ParseSections(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return Summarize(samples), nil
+	return ss, nil
 }

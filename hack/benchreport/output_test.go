@@ -240,3 +240,46 @@ func TestRun(t *testing.T) {
 		}
 	}
 }
+
+func TestRunSections(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "bench.txt")
+	input := `rtt: 0s
+BenchmarkSeqRead/raw-SDK-2 1 5 ns/op 1000 MB/s
+BenchmarkSeqRead/bucket-csi-MOUNT-2 1 5 ns/op 400 MB/s
+rtt: 20ms
+BenchmarkSeqRead/raw-SDK-2 1 5 ns/op 500 MB/s
+BenchmarkSeqRead/bucket-csi-MOUNT-2 1 5 ns/op 450 MB/s
+`
+	if err := os.WriteFile(in, []byte(input), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svg := filepath.Join(dir, "c.svg")
+	var out strings.Builder
+	if err := run([]string{"-in", in, "-svg", svg}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		"## Results, server on loopback (no round-trip time added)\n",
+		"## Results, 20ms round-trip time added (a netdelay proxy)\n",
+		"## 20ms against 0s\n",
+		"| SeqRead: sequential read, 1 MiB blocks, MB/s | 0.50× | 1.12× |\n",
+		"| MOUNT sequential read ≥ 0.5× raw GET | 0.40× | **no** |",
+		"| at 20 ms: MOUNT sequential read ≥ 0.8× raw GET | 0.90× | yes |",
+		"| at 20 ms: small files through MOUNT ≥ 3× s3fs | not measured | – |",
+	} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("report lacks %q:\n%s", s, out.String())
+		}
+	}
+	svgText, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bars := parseSVG(t, string(svgText)); len(bars) != 4 {
+		t.Errorf("SVG has %d bars, want 4 (both round-trip times)", len(bars))
+	}
+	if !strings.Contains(string(svgText), "bucket-csi-MOUNT +20ms") {
+		t.Error("SVG does not name the 20ms systems")
+	}
+}

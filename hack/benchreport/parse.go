@@ -39,21 +39,65 @@ const maxLine = 16 << 20
 // returns an error when r cannot be read or when the input holds no
 // benchmark result at all.
 func Parse(r io.Reader) ([]Sample, error) {
+	sections, err := ParseSections(r)
+	if err != nil {
+		return nil, err
+	}
+	var out []Sample
+	for _, s := range sections {
+		out = append(out, s.Samples...)
+	}
+	return out, nil
+}
+
+// baseRTT is the round-trip time of results that follow no "rtt:" line:
+// the server on loopback, nothing added.
+const baseRTT = "0s"
+
+// SampleSection is the samples measured at one added round-trip time.
+type SampleSection struct {
+	// RTT is the value of the "rtt:" configuration line (test/bench
+	// prints it, e.g. "20ms") before the samples, or baseRTT.
+	RTT     string
+	Samples []Sample
+}
+
+// ParseSections is Parse keeping apart the samples of each round-trip
+// time: a configuration line "rtt: <duration>" files the results after
+// it under that time (a time seen before continues its section).
+// Sections are in order of first appearance; those without samples are
+// left out.
+func ParseSections(r io.Reader) ([]SampleSection, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
-	var out []Sample
+	var sections []SampleSection
+	index := map[string]int{}
+	rtt := baseRTT
 	for sc.Scan() {
-		if samples, ok := parseLine(sc.Text()); ok {
-			out = append(out, samples...)
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "rtt:"); ok && strings.TrimSpace(v) != "" {
+			rtt = strings.TrimSpace(v)
+			continue
 		}
+		samples, ok := parseLine(line)
+		if !ok || len(samples) == 0 {
+			continue
+		}
+		i, seen := index[rtt]
+		if !seen {
+			i = len(sections)
+			index[rtt] = i
+			sections = append(sections, SampleSection{RTT: rtt})
+		}
+		sections[i].Samples = append(sections[i].Samples, samples...)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading benchmark output: %w", err)
 	}
-	if len(out) == 0 {
+	if len(sections) == 0 {
 		return nil, errors.New("no benchmark results in input")
 	}
-	return out, nil
+	return sections, nil
 }
 
 // parseLine parses one benchmark result line: a name starting with

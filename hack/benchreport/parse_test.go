@@ -122,3 +122,32 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSections(t *testing.T) {
+	in := `rtt: 0s
+BenchmarkSeqRead/raw-SDK-2 1 100 ns/op 1400 MB/s
+rtt: 20ms
+BenchmarkSeqRead/raw-SDK-2 1 300 ns/op 700 MB/s
+rtt: 0s
+BenchmarkSeqRead/s3fs-2 1 100 ns/op 500 MB/s
+rtt: 50ms
+PASS
+`
+	got, err := ParseSections(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []SampleSection{
+		{RTT: "0s", Samples: []Sample{{"SeqRead", "raw-SDK", "ns/op", 100}, {"SeqRead", "raw-SDK", "MB/s", 1400},
+			{"SeqRead", "s3fs", "ns/op", 100}, {"SeqRead", "s3fs", "MB/s", 500}}},
+		{RTT: "20ms", Samples: []Sample{{"SeqRead", "raw-SDK", "ns/op", 300}, {"SeqRead", "raw-SDK", "MB/s", 700}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseSections = %v, want %v", got, want)
+	}
+	// Without an rtt line everything is the loopback section.
+	got, err = ParseSections(strings.NewReader("BenchmarkA/s-2 1 5 MB/s\n"))
+	if err != nil || len(got) != 1 || got[0].RTT != baseRTT {
+		t.Errorf("ParseSections without rtt lines = %v, %v", got, err)
+	}
+}

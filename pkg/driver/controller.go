@@ -94,6 +94,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		}
 	}
 	vctx := map[string]string{volume.KeyBucket: spec.Bucket, volume.KeyStore: spec.Store, volume.KeyMode: string(spec.Mode)}
+	if spec.Profile != "" {
+		vctx[volume.KeyProfile] = string(spec.Profile) // not in the ID: the node reads it here
+	}
 	if pv := params[volume.KeyPVName]; pv != "" {
 		// The node labels the volume's metrics and events with it.
 		vctx[volume.KeyPVName] = pv

@@ -114,7 +114,10 @@ func mountFlags(vc *csi.VolumeCapability) (volume.MountFlags, error) {
 func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, error) {
 	h, err := volume.ParseID(d.cfg.Defaults.Kinds, id)
 	if err == nil {
-		return h, nil
+		// The profile is not in the ID: CreateVolume put it in the
+		// volume context (or the admin in a static PV's attributes).
+		h.Profile, err = volume.ParseProfile(attrs[volume.KeyProfile])
+		return h, err
 	}
 	if attrs[volume.KeySource] == "" && attrs[volume.KeyName] == "" {
 		return volume.Handle{}, err

@@ -68,8 +68,9 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {
 		return err
 	}
-	cfg.Transfers = max(c.Transfers, 1)
-	cfg.WriteBack = c.WriteBack
+	tune := req.Handle.Profile.Tuning()
+	cfg.Transfers = max(volume.Or(tune.Transfers, c.Transfers), 1)
+	cfg.WriteBack = volume.Or(tune.WriteBack, c.WriteBack)
 	if cfg.WriteBack <= 0 {
 		cfg.WriteBack = time.Second
 	}

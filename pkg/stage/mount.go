@@ -90,10 +90,10 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 	if err != nil {
 		return nil, err
 	}
-	dct := req.Flags.DirCacheTime
-	if dct == 0 {
-		dct = set.DirCacheTime
-	}
+	// An explicit mount option wins over the profile, the profile over
+	// the node's flags.
+	tune := req.Handle.Profile.Tuning()
+	dct := volume.Or(req.Flags.DirCacheTime, volume.Or(tune.DirCacheTime, set.DirCacheTime))
 	return &mounter.Config{
 		VolumeID:         req.VolumeID,
 		MountPoint:       req.StagingPath,

@@ -52,7 +52,7 @@ const (
 	provisionerID    = "storage.kubernetes.io/csiProvisionerIdentity"
 )
 
-var userKeys = []string{KeyMode, KeyName, KeyPersistent, KeySource, KeyStore}
+var userKeys = []string{KeyMode, KeyName, KeyPersistent, KeyProfile, KeySource, KeyStore}
 
 // Spec is the validated form of a volume's attributes.
 type Spec struct {
@@ -74,6 +74,10 @@ type Spec struct {
 	// Existing is true when the user pointed at a bucket with `source`: the
 	// driver never creates or deletes it.
 	Existing bool
+	// Profile is the workload profile (`profile`), "" for none. It is not
+	// part of the volume ID: CreateVolume hands it to the node in the
+	// volume context.
+	Profile Profile
 }
 
 // Defaults are the driver-wide values used where attributes are silent.
@@ -107,6 +111,11 @@ func Parse(attrs map[string]string, def Defaults, derivedName string) (Spec, err
 		}
 		spec.Mode = m
 	}
+	p, err := ParseProfile(attrs[KeyProfile])
+	if err != nil {
+		return Spec{}, err
+	}
+	spec.Profile = p
 	if v, ok := attrs[KeyPersistent]; ok {
 		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "true", "yes", "1":

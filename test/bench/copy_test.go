@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,14 +15,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
+// copySystem is one way of copying a prefix: start returns the timed copy
+// and the untimed clean-up after it.
+type copySystem struct {
+	name  string
+	start func(b *testing.B) (copy, undo func())
+}
+
 // benchCopy stages prefix as a COPY volume, timed, next to rclone copy
-// with default flags and raw (the server's limit). Each system's start
-// returns the timed copy and the untimed clean-up after it.
-func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, raw func(b *testing.B)) {
-	systems := []struct {
-		name  string
-		start func(b *testing.B) (copy, undo func())
-	}{
+// with default flags, raw (the server's limit) and the extra systems
+// (limits of the node).
+func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, raw func(b *testing.B), extra ...copySystem) {
+	systems := []copySystem{
 		{"raw-SDK", func(b *testing.B) (func(), func()) { return func() { raw(b) }, func() {} }},
 		{"bucket-csi-COPY", func(b *testing.B) (func(), func()) {
 			v := newVolume(b, f, 'C', prefix)
@@ -37,7 +43,7 @@ func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, 
 			}, func() { _ = os.RemoveAll(dest) }
 		}},
 	}
-	for _, sys := range systems {
+	for _, sys := range append(systems, extra...) {
 		b.Run(sys.name, func(b *testing.B) {
 			copy, undo := sys.start(b)
 			if files == 1 {
@@ -73,7 +79,26 @@ func BenchmarkCopySmall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-	})
+	}, copySystem{"local-disk", func(b *testing.B) (func(), func()) {
+		dest := filepath.Join(f.tempDir, "local-create")
+		return func() { createFiles(b, dest, f.small, smallSize) }, func() { _ = os.RemoveAll(dest) }
+	}})
+}
+
+// createFiles is the node disk's own file-creation rate, the bound of
+// COPY of small files: a plain loop that creates n files of size bytes in
+// dir (on the disk that holds the driver's copies and rclone copy's
+// destination), writes and closes each.
+func createFiles(b *testing.B, dir string, n, size int) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.Repeat([]byte{'c'}, size)
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), body, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkCopyLarge: COPY NodeStage of the large object.

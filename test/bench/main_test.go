@@ -33,6 +33,7 @@ import (
 var (
 	scale      = flag.Float64("bench.scale", 1, "scale the data sets (object sizes and key counts); 0.1 for a quick check")
 	driverArgs = flag.String("bench.args", "", "extra flags for the bucket-csi driver, space separated (tuning runs)")
+	latency    = flag.Duration("bench.latency", 0, "round-trip time added between every client and the server (a netdelay proxy), e.g. 20ms")
 )
 
 // Data set sizes at scale 1.
@@ -46,7 +47,10 @@ const (
 
 // fixture is the one server of the run and its data sets.
 type fixture struct {
-	srv                          *testenv.S3
+	// srv is the server as every measured client reaches it: origin, or
+	// the latency proxy in front of it with -bench.latency.
+	srv, origin                  *testenv.S3
+	proxy                        *latencyProxy
 	large                        int64
 	small, list                  int
 	err                          error
@@ -59,10 +63,19 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if target := os.Getenv(proxyTargetEnv); target != "" {
+		os.Exit(serveProxy(target, os.Getenv(proxyRTTEnv)))
+	}
 	flag.Parse()
+	// A configuration line of the benchmark format: hack/benchreport
+	// files the results that follow under this round-trip time.
+	fmt.Printf("rtt: %s\n", *latency)
 	code := m.Run()
-	if fix.srv != nil {
-		fix.srv.Stop()
+	if fix.proxy != nil {
+		fix.proxy.stop()
+	}
+	if fix.origin != nil {
+		fix.origin.Stop()
 	}
 	if fix.tempDir != "" {
 		_ = os.RemoveAll(fix.tempDir)
@@ -97,12 +110,18 @@ func (f *fixture) create() error {
 	if err != nil {
 		return err
 	}
-	f.srv = &testenv.S3{S3: s}
+	f.origin = &testenv.S3{S3: s}
+	f.srv = f.origin
+	if *latency > 0 {
+		if f.srv, f.proxy, err = startLatencyProxy(f.origin, *latency, os.Getenv("BENCH_SERVER_CPU")); err != nil {
+			return err
+		}
+	}
 	f.large, f.small, f.list = scaled(largeSize), int(scaled(smallCount)), int(scaled(listCount))
 	f.largeKey = "large/large.bin"
 	f.largePath = filepath.Join(s.Dir, bucketName, f.largeKey)
 	ctx := context.Background()
-	cl := f.srv.Client()
+	cl := f.origin.Client() // the data sets are made without the delay
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucketName)}); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +71,8 @@ func BenchmarkSeqRead(b *testing.B) {
 			readFile(b, path)
 		}
 	})
-	onMounts(b, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
+	systems := append(slices.Clone(mountSystems), "bucket-csi-MOUNT+dataset")
+	onMounts(b, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(f.large)
 		if n := readFile(b, filepath.Join(m.dir, "large.bin")); n != f.large {
 			b.Fatalf("read %d of %d bytes", n, f.large)

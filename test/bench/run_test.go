@@ -26,6 +26,13 @@ type runOptions struct {
 	stats bool
 }
 
+// ourProfile is the workload profile of a bucket-csi system name: what
+// follows "+" ("bucket-csi-MOUNT+dataset"), or "" for the defaults.
+func ourProfile(system string) string {
+	_, p, _ := strings.Cut(system, "+")
+	return p
+}
+
 // ourMode maps a bucket-csi system name to its volume ID mode letter.
 func ourMode(system string) byte {
 	switch {
@@ -59,6 +66,7 @@ func onMounts(b *testing.B, f *fixture, systems []string, o runOptions) {
 				}
 				if v == nil {
 					v = newVolume(b, f, ourMode(sys), o.prefix)
+					v.profile = ourProfile(sys)
 				} else {
 					v.unstage(b)
 				}

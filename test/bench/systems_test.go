@@ -17,6 +17,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/proc"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -36,13 +37,19 @@ type ourVolume struct {
 	id      string
 	staging string
 	f       *fixture
+	// profile is the volume's `profile` attribute, handed to NodeStage in
+	// the volume context as CreateVolume would ("" for none).
+	profile string
 }
 
 // newVolume starts a driver (with -bench.args) for a volume of prefix in
-// mode; the volume is not staged yet.
+// mode; the volume is not staged yet. The driver logs at info, as
+// deployed: at debug (the tests' level) its FUSE servers log every read
+// of the engine, which took a fifth of a MOUNT server's CPU in a
+// sequential read (docs/benchmarks.md).
 func newVolume(b *testing.B, f *fixture, mode byte, prefix string) *ourVolume {
 	b.Helper()
-	drv := testenv.StartDriver(b, f.srv, strings.Fields(*driverArgs)...)
+	drv := testenv.StartDriver(b, f.srv, append([]string{"--log-level", "info"}, strings.Fields(*driverArgs)...)...)
 	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), f: f}
 }
 
@@ -54,8 +61,12 @@ func (v *ourVolume) stage(b *testing.B) string {
 		b.Fatal(err)
 	}
 	cap := testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)
+	var vctx map[string]string
+	if v.profile != "" {
+		vctx = map[string]string{volume.KeyProfile: v.profile}
+	}
 	if _, err := v.c.Node.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
-		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, Secrets: v.f.srv.Secrets()}); err != nil {
+		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, VolumeContext: vctx, Secrets: v.f.srv.Secrets()}); err != nil {
 		b.Fatal(err)
 	}
 	return v.staging
