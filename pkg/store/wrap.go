@@ -113,17 +113,24 @@ var errLimit = errors.New("listing limit reached")
 
 func (w wrapped) List(ctx context.Context, bucket, prefix string, limit int, fn func(Object) error) error {
 	n := 0
+	var partial error
 	err := retry(ctx, func() error {
-		if n > 0 {
-			return nil // a listing that failed after delivering objects is not repeated
+		if partial != nil {
+			// A listing that failed after delivering objects is not
+			// repeated (fn would see them twice): its error stands.
+			return partial
 		}
-		return w.s.List(ctx, bucket, prefix, limit, func(o Object) error {
+		err := w.s.List(ctx, bucket, prefix, limit, func(o Object) error {
 			if limit > 0 && n >= limit {
 				return errLimit
 			}
 			n++
 			return fn(o)
 		})
+		if err != nil && n > 0 {
+			partial = err
+		}
+		return err
 	})
 	if errors.Is(err, errLimit) {
 		return nil

@@ -54,6 +54,13 @@ func TestWrapRules(t *testing.T) {
 		t.Fatalf("List with limit 1 over a store ignoring it: %d objects, %v", n, err)
 	}
 
+	// A listing that fails midway is neither repeated (its objects would
+	// be seen twice) nor taken for a complete one.
+	n = 0
+	if err := store.Wrap(cutOff{raw}).List(ctx, "b", "", 0, func(store.Object) error { n++; return nil }); !errors.Is(err, fault.Unavailable) || n != 1 {
+		t.Fatalf("List cut off after one object: %d objects, %v; want 1 and Unavailable", n, err)
+	}
+
 	flaky := &flaky{Store: raw, fail: 1}
 	fs := store.Wrap(flaky)
 	if err := fs.HeadBucket(ctx, "b"); err != nil || flaky.calls != 2 {
@@ -88,6 +95,16 @@ type overrun struct{ *client }
 
 func (o overrun) List(ctx context.Context, b, p string, _ int, fn func(store.Object) error) error {
 	return o.client.List(ctx, b, p, 0, fn)
+}
+
+// cutOff delivers the first object of a listing, then fails.
+type cutOff struct{ *client }
+
+func (c cutOff) List(ctx context.Context, b, p string, _ int, fn func(store.Object) error) error {
+	if err := c.client.List(ctx, b, p, 1, fn); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: connection reset mid-listing", fault.Unavailable)
 }
 
 // flaky answers fail calls with fault.Unavailable, then passes them on; it
