@@ -17,6 +17,7 @@ const (
 	busyboxImage     = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
 	agnhostImage     = "registry.k8s.io/e2e-test-images/agnhost:2.56"
 	dnsutilsImage    = "registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7"
+	nginxImage       = "registry.k8s.io/e2e-test-images/nginx:1.14-4"
 	suitePauseImage  = "registry.k8s.io/pause:3.10.1"                       // the storage e2e suite's
 	provisionerImage = "registry.k8s.io/sig-storage/csi-provisioner:v6.3.0" // the chart's default
 	driverRepo       = "ghcr.io/bucket-csi/bucket-csi"
@@ -58,7 +59,7 @@ func (c *cluster) images() error {
 		return err
 	}
 	tars := []string{c.path("images", "pause-cluster.tar"), c.path("images", "pause.tar"), c.path("images", "csi-provisioner.tar"),
-		c.path("images", "busybox.tar"), c.path("images", "dnsutils.tar"), filepath.Join(c.repo, "bin", "bucket-csi-image.tar")}
+		c.path("images", "busybox.tar"), c.path("images", "dnsutils.tar"), c.path("images", "nginx.tar"), filepath.Join(c.repo, "bin", "bucket-csi-image.tar")}
 	if _, err := os.Stat(c.path("images", "agnhost.tar")); err == nil {
 		tars = append(tars, c.path("images", "agnhost.tar"))
 	}
@@ -87,8 +88,12 @@ func (c *cluster) busybox() error {
 		return err
 	}
 	// The storage e2e suite's multiVolume pods only run a shell loop in
-	// jessie-dnsutils: busybox does that.
+	// jessie-dnsutils, and its exec test a shell script in nginx: busybox
+	// does both.
 	if err := ocimage.Write(c.path("images", "dnsutils.tar"), dnsutilsImage, img); err != nil {
+		return err
+	}
+	if err := ocimage.Write(c.path("images", "nginx.tar"), nginxImage, img); err != nil {
 		return err
 	}
 	agnhost := c.bin("agnhost")
