@@ -57,7 +57,7 @@ bin/cluster:
 
 # make cluster-up starts the cluster and installs the chart; kubectl through
 # `bin/cluster exec -- kubectl ...` (KUBECONFIG is set inside).
-cluster-up e2e: IMAGE = ghcr.io/bucket-csi/bucket-csi:e2e
+cluster-up e2e conformance: IMAGE = ghcr.io/bucket-csi/bucket-csi:e2e
 cluster-up: k8s-tools image bin/versitygw bin/helm e2e-deps bin/cluster
 	bin/cluster up
 
