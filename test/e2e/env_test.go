@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -27,6 +26,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
 const (
@@ -57,15 +58,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.kube, e.rest = kubernetes.NewForConfigOrDie(cfg), cfg
-	e.s3 = s3.NewFromConfig(aws.Config{
-		Region:                     "us-east-1",
-		Credentials:                credentials.NewStaticCredentialsProvider(e.access, e.key, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	}, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(e.endpoint)
-		o.UsePathStyle = true
-	})
+	e.s3 = testenv.S3Client(e.endpoint, e.access, e.key)
 	// The driver's credentials for provisioning and staging.
 	e.applySecret(t, driverNS, secretName, e.access, e.key)
 	return e

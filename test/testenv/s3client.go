@@ -12,14 +12,19 @@ import (
 
 // Client returns a plain aws-sdk-go-v2 client of the server, independent
 // of the driver's store code, for checking what really is in a bucket.
-func (s *S3) Client() *s3.Client {
+func (s *S3) Client() *s3.Client { return S3Client(s.Endpoint, s.AccessKey, s.SecretKey) }
+
+// S3Client is a plain aws-sdk-go-v2 client of the S3 server at endpoint
+// (path-style, checksums only where required), independent of the
+// driver's store code; the cluster scenarios of test/e2e use it too.
+func S3Client(endpoint, accessKey, secretKey string) *s3.Client {
 	return s3.NewFromConfig(aws.Config{
 		Region:                     "us-east-1",
-		Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+		Credentials:                credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	}, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(s.Endpoint)
+		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true
 	})
 }
