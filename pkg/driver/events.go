@@ -54,18 +54,22 @@ func (d *Driver) event(s subject, secrets map[string]string, warning bool, reaso
 	}
 }
 
-// copyFiguresOf returns the COPY figures of volume id, if any.
-func (d *Driver) copyFiguresOf(id string) (stage.CopyFigures, bool) {
-	if c, ok := d.cfg.Stagers[volume.ModeCopy].(copyFigures); ok {
-		return c.Figures(id)
+// progressOf returns the background work figures of volume id staged in
+// mode, if its stager tracks any (stage.Tracker: a COPY's copy).
+func (d *Driver) progressOf(mode volume.Mode, id string) (f stage.CopyFigures, tracked, known bool) {
+	t, ok := d.cfg.Stagers[mode].(stage.Tracker)
+	if !ok {
+		return stage.CopyFigures{}, false, false
 	}
-	return stage.CopyFigures{}, false
+	f, known = t.Progress(id)
+	return f, true, known
 }
 
-// stageEvents reports the outcome of a stage: a COPY started, its
-// progress (at most once a minute), done or failed; credentials refused
-// in any mode. running says whether the volume's copy was already
-// running before this call.
+// stageEvents reports the outcome of a stage: credentials refused in any
+// mode; for a stager that works in the background (stage.Tracker: a
+// COPY) that the copy started, its progress (at most once a minute), done
+// or failed. running says whether the volume's copy was already running
+// before this call.
 func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[string]string, running bool, err error) {
 	now := time.Now()
 	// Until the stage succeeds, the pods that wait for it hear why.
@@ -76,10 +80,10 @@ func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[
 		}
 		return
 	}
-	if h.Mode != volume.ModeCopy {
+	fig, tracked, _ := d.progressOf(h.Mode, id)
+	if !tracked {
 		return
 	}
-	fig, _ := d.copyFiguresOf(id)
 	key := id + "/copy"
 	switch {
 	case errors.Is(err, fault.Pending) && !running:
@@ -98,11 +102,11 @@ func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[
 	}
 }
 
-// unstageEvents reports a MOUNT_CACHED unstage waiting for uploads (at
-// most once a minute) and, once it succeeds after waiting, that every file
-// is in the bucket.
-func (d *Driver) unstageEvents(pv, id string, mode volume.Mode, err error) {
-	if mode != volume.ModeMountCached {
+// unstageEvents reports an unstage that flushes (stage.Unstaged.Flush:
+// MOUNT_CACHED) waiting for uploads (at most once a minute) and, once it
+// succeeds after waiting, that every file is in the bucket.
+func (d *Driver) unstageEvents(pv, id string, did stage.Unstaged, err error) {
+	if !did.Flush {
 		return
 	}
 	s := subject{pv: pv}

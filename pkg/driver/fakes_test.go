@@ -120,8 +120,12 @@ type fakeStager struct {
 	mu     sync.Mutex
 	// stageErr and unstageErr are returned by Stage and Unstage.
 	stageErr, unstageErr error
-	dead                 map[string]bool
-	calls                map[string]int
+	// flush makes Unstage report a flush (stage.Unstaged.Flush), as
+	// stage.Cached does; discard makes a failed Stage's state
+	// disposable (stage.Disposer), as stage.Mount does.
+	flush, discard bool
+	dead           map[string]bool
+	calls          map[string]int
 	// conditions is what Check finds (stage.Checker).
 	conditions []stage.Condition
 	// entered and block, when set, make the next Stage signal entered
@@ -166,13 +170,16 @@ func (s *fakeStager) Stage(ctx context.Context, req stage.Request, rec *nodestat
 	return nil
 }
 
-func (s *fakeStager) Unstage(ctx context.Context, rec *nodestate.Volume) error {
+func (s *fakeStager) Unstage(ctx context.Context, rec *nodestate.Volume) (stage.Unstaged, error) {
 	s.note("unstage")
+	did := stage.Unstaged{Flush: s.flush}
 	if s.unstageErr != nil {
-		return s.unstageErr
+		return did, s.unstageErr
 	}
-	return s.mounts.Unmount(rec.StagingPath)
+	return did, s.mounts.Unmount(rec.StagingPath)
 }
+
+func (s *fakeStager) DiscardFailed() bool { return s.discard }
 
 func (s *fakeStager) Release(ctx context.Context, rec *nodestate.Volume) error {
 	s.note("release")
@@ -297,8 +304,10 @@ func newEnv(t *testing.T, edit ...func(*Config)) *env {
 		e.stagers[m] = newFakeStager(e.mounts)
 		stagers[m] = e.stagers[m]
 	}
-	// MOUNT restarts a dead server in place; COPY and MOUNT_CACHED here
-	// do not.
+	// MOUNT restarts a dead server in place and discards a failed
+	// stage's state; MOUNT_CACHED flushes on unstage.
+	e.stagers[volume.ModeMount].discard = true
+	e.stagers[volume.ModeMountCached].flush = true
 	stagers[volume.ModeMount] = repairingStager{e.stagers[volume.ModeMount]}
 	e.cfg = Config{
 		Version: "test", NodeID: "node-1", Controller: true, Node: true,

@@ -141,7 +141,7 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // staging path, unfinished copy) is released with its own mode's stager
 // (see releaseStale) and staged again as asked.
 func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
-	before, known := d.copyFiguresOf(id)
+	before, _, known := d.progressOf(h.Mode, id)
 	err := d.stageWork(ctx, id, h, staging, secrets, vc, who.pv, ephemeral)
 	if err != nil && !errors.Is(err, fault.Pending) {
 		// Not staged: the next attempt is a new stage.
@@ -219,9 +219,9 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 	}
 	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir, PV: pv}
 	if err := stager.Stage(ctx, req, rec); err != nil {
-		if h.Mode == volume.ModeMount {
-			// Nothing of value in the state of a streaming mount; but never
-			// remove a directory with a mount below it.
+		if dp, ok := stager.(stage.Disposer); ok && dp.DiscardFailed() {
+			// Nothing of value in the state; but never remove a
+			// directory with a mount below it.
 			if left, berr := d.cfg.Mounts.Below(dir); berr == nil && len(left) == 0 {
 				_ = d.cfg.State.Remove(id)
 			}
@@ -229,7 +229,7 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 		return err
 	}
 	if err := d.cfg.State.Save(rec); err != nil {
-		_ = stager.Unstage(context.WithoutCancel(ctx), rec)
+		_, _ = stager.Unstage(context.WithoutCancel(ctx), rec)
 		return fmt.Errorf("saving node state: %w", err)
 	}
 	d.cfg.Volumes.Staged(id, string(h.Mode), time.Now())
@@ -285,8 +285,9 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Precondition, rec.Mode)
 	}
 	start := time.Now()
-	if err := stager.Unstage(ctx, rec); err != nil {
-		d.unstageEvents(rec.PV, rec.VolumeID, rec.Mode, err)
+	did, err := stager.Unstage(ctx, rec)
+	if err != nil {
+		d.unstageEvents(rec.PV, rec.VolumeID, did, err)
 		// The stager may have changed rec (a drain server started): keep it.
 		if serr := d.cfg.State.Save(rec); serr != nil {
 			d.log.Warn("saving node state", "volume", rec.VolumeID, "err", serr)
@@ -297,10 +298,10 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 	if left, err := d.cfg.Mounts.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
 		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
 	}
-	if rec.Mode == volume.ModeMountCached {
+	if did.Flush {
 		d.cfg.Volumes.Flushed(string(rec.Mode), time.Since(start))
 	}
 	d.cfg.Volumes.Forget(rec.VolumeID)
-	d.unstageEvents(rec.PV, rec.VolumeID, rec.Mode, nil)
+	d.unstageEvents(rec.PV, rec.VolumeID, did, nil)
 	return d.cfg.State.Remove(rec.VolumeID)
 }

@@ -106,7 +106,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		_ = d.cfg.Mounts.Unmount(target)
 		return nil, fmt.Errorf("saving node state: %w", err)
 	}
-	if f, ok := d.copyFiguresOf(id); ok && f.Complete && rec.Mode == volume.ModeCopy {
+	if f, _, ok := d.progressOf(rec.Mode, id); ok && f.Complete {
 		// The copy ran before the pod was known: tell the pod too.
 		d.event(subject{pod: who.pod}, nil, false, ReasonCopyDone, fmt.Sprintf("the volume is a copy of bucket %s on node %s: %d objects (%s) fetched", copyBucket(rec), d.cfg.NodeID, f.FilesDone, bytesText(f.BytesDone)))
 	}

@@ -90,7 +90,12 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 // fault.Pending (the volume stays mounted, the cache stays). A dead server's
 // cache is drained by a private server started from the saved config; it is
 // recorded in rec (Draining), which the caller saves on every outcome.
-func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
+func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, error) {
+	return Unstaged{Flush: true}, c.flushAndStop(ctx, rec)
+}
+
+// flushAndStop is Unstage's work.
+func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error {
 	if !rec.Server.Alive() {
 		started, err := c.restartPrivately(ctx, rec)
 		if err != nil {
@@ -104,7 +109,7 @@ func (c *Cached) Unstage(ctx context.Context, rec *nodestate.Volume) error {
 			return c.removeCache(rec.VolumeID)
 		}
 	}
-	if _, err := mounter.WaitDrained(ctx, ControlSocket(rec), drainMargin); err != nil {
+	if _, err := mounter.WaitDrained(ctx, controlSocketOf(rec), drainMargin); err != nil {
 		return err
 	}
 	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace)
@@ -199,13 +204,18 @@ func (c *Cached) Release(ctx context.Context, rec *nodestate.Volume) error {
 	return nil
 }
 
+// Figures asks the FUSE server for its statistics (a drain server's too).
+func (c *Cached) Figures(ctx context.Context, rec *nodestate.Volume) Figures {
+	return fuseFigures(ctx, rec)
+}
+
 // Healthy reports whether the FUSE server runs at the staging path.
 func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() && !rec.Draining }
 
 // Check asks the FUSE server over its control socket: a server that does
 // not answer is inaccessible, uploads being retried are degraded.
 func (c *Cached) Check(ctx context.Context, rec *nodestate.Volume) []Condition {
-	st, err := mounter.Query(ctx, ControlSocket(rec), false)
+	st, err := mounter.Query(ctx, controlSocketOf(rec), false)
 	switch {
 	case err != nil:
 		return []Condition{{Inaccessible: true, Reason: "ServerNotAnswering", Message: err.Error()}}
@@ -219,4 +229,5 @@ var (
 	_ Stager   = (*Cached)(nil)
 	_ Repairer = (*Cached)(nil)
 	_ Checker  = (*Cached)(nil)
+	_ Reporter = (*Cached)(nil)
 )

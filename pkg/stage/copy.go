@@ -64,10 +64,10 @@ type CopyFigures struct {
 	Complete, Running bool
 }
 
-// Figures returns the volume's running copy's figures, or its last
+// Progress returns the volume's running copy's figures, or its last
 // finished one's while it stays staged; ok is false when neither is known
 // (never copied since this plugin started, or unstaged).
-func (c *Copy) Figures(volumeID string) (f CopyFigures, ok bool) {
+func (c *Copy) Progress(volumeID string) (f CopyFigures, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if job, ok := c.jobs[volumeID]; ok {
@@ -75,6 +75,14 @@ func (c *Copy) Figures(volumeID string) (f CopyFigures, ok bool) {
 	}
 	f, ok = c.last[volumeID]
 	return f, ok
+}
+
+// Figures are the volume's copy figures (Progress), if known.
+func (c *Copy) Figures(_ context.Context, rec *nodestate.Volume) Figures {
+	if f, ok := c.Progress(rec.VolumeID); ok {
+		return Figures{Copy: &f}
+	}
+	return Figures{}
 }
 
 type copyJob struct {
@@ -239,21 +247,21 @@ func (c *Copy) stop(volumeID string) {
 
 // Unstage stops a running copy, unmounts the copy and removes it (unless
 // copies are kept).
-func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) error {
+func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, error) {
 	c.stop(rec.VolumeID)
 	c.mu.Lock()
 	delete(c.last, rec.VolumeID)
 	c.mu.Unlock()
 	if err := c.Release(ctx, rec); err != nil {
-		return err
+		return Unstaged{}, err
 	}
 	if c.Keep {
-		return c.Disk.Keep(rec.VolumeID)
+		return Unstaged{}, c.Disk.Keep(rec.VolumeID)
 	}
 	if err := RemoveCopy(c.dir(rec.VolumeID)); err != nil {
-		return err
+		return Unstaged{}, err
 	}
-	return c.Disk.Release(rec.VolumeID)
+	return Unstaged{}, c.Disk.Release(rec.VolumeID)
 }
 
 // Release unmounts the copy; the copy, and a copy still running, carry on
@@ -268,4 +276,8 @@ func (c *Copy) Healthy(rec *nodestate.Volume) bool {
 	return err == nil && ok
 }
 
-var _ Stager = (*Copy)(nil)
+var (
+	_ Stager   = (*Copy)(nil)
+	_ Reporter = (*Copy)(nil)
+	_ Tracker  = (*Copy)(nil)
+)

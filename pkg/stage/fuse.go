@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/atomicfile"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
@@ -69,9 +70,31 @@ func repairFUSE(ctx context.Context, sup *mounter.Supervisor, rec *nodestate.Vol
 	return nil
 }
 
-// ControlSocket is the control socket of rec's FUSE server (MOUNT and
-// MOUNT_CACHED; see mounter.Query and mounter.QueryStats). Servers of
-// MOUNT volumes staged before it existed have none.
-func ControlSocket(rec *nodestate.Volume) string {
+// controlSocketOf is the control socket of rec's FUSE server (see
+// mounter.Query and mounter.QueryStats). Servers of MOUNT volumes staged
+// before it existed have none.
+func controlSocketOf(rec *nodestate.Volume) string {
 	return filepath.Join(rec.StateDir, controlSocket)
+}
+
+// fuseStatsWait bounds how long fuseFigures waits for a server's answer.
+const fuseStatsWait = 3 * time.Second
+
+// fuseFigures asks rec's FUSE server for its statistics, within 3 s: a
+// dead server or one that does not answer has none; a live one without a
+// control socket is NoStats.
+func fuseFigures(ctx context.Context, rec *nodestate.Volume) Figures {
+	if !rec.Server.Alive() {
+		return Figures{}
+	}
+	if _, err := os.Stat(controlSocketOf(rec)); errors.Is(err, os.ErrNotExist) {
+		return Figures{NoStats: true}
+	}
+	ctx, cancel := context.WithTimeout(ctx, fuseStatsWait)
+	defer cancel()
+	st, err := mounter.QueryStats(ctx, controlSocketOf(rec))
+	if err != nil {
+		return Figures{}
+	}
+	return Figures{FUSE: &st}
 }

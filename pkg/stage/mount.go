@@ -66,16 +66,27 @@ func (m *Mount) Repair(ctx context.Context, rec *nodestate.Volume) error {
 }
 
 // Unstage unmounts and stops the FUSE server.
-func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) error {
-	// A streaming mount holds no data of its own: a forced kill loses nothing.
+func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, error) {
+	return Unstaged{}, m.Release(ctx, rec)
+}
+
+// Release is Unstage: a streaming mount holds no data of its own, so a
+// forced kill loses nothing.
+func (m *Mount) Release(ctx context.Context, rec *nodestate.Volume) error {
 	if _, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, stopGrace); err != nil {
 		return err
 	}
 	return m.Memory.Release(rec.VolumeID)
 }
 
-// Release is Unstage: a streaming mount holds no data of its own.
-func (m *Mount) Release(ctx context.Context, rec *nodestate.Volume) error { return m.Unstage(ctx, rec) }
+// DiscardFailed is true: a failed stage of a streaming mount leaves
+// nothing of value in its state directory.
+func (m *Mount) DiscardFailed() bool { return true }
+
+// Figures asks the FUSE server for its statistics.
+func (m *Mount) Figures(ctx context.Context, rec *nodestate.Volume) Figures {
+	return fuseFigures(ctx, rec)
+}
 
 // Healthy reports whether the FUSE server still runs.
 func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
@@ -121,4 +132,6 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 var (
 	_ Stager   = (*Mount)(nil)
 	_ Repairer = (*Mount)(nil)
+	_ Disposer = (*Mount)(nil)
+	_ Reporter = (*Mount)(nil)
 )

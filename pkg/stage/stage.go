@@ -7,6 +7,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
@@ -32,13 +33,67 @@ type Stager interface {
 	Stage(ctx context.Context, req Request, rec *nodestate.Volume) error
 	// Unstage detaches a staged volume for good. It returns fault.Pending
 	// while work (uploads) must finish first; nothing is lost by retrying.
-	Unstage(ctx context.Context, rec *nodestate.Volume) error
+	// Whatever the outcome, it reports what kind of unstage it was (see
+	// Unstaged) so the node service can tell its users and record it.
+	Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, error)
 	// Release stops serving a volume that is about to be staged again (a
 	// dead FUSE server, a moved staging path) without dropping any data:
 	// the next Stage picks up where it left off.
 	Release(ctx context.Context, rec *nodestate.Volume) error
 	// Healthy reports whether a staged volume is still being served.
 	Healthy(rec *nodestate.Volume) bool
+}
+
+// Unstaged is what an Unstage did, for the node service's events and
+// metrics.
+type Unstaged struct {
+	// Flush says the unstage uploads what the stage wrote before it
+	// detaches (MOUNT_CACHED): with fault.Pending, uploads are still
+	// pending; with success, every file is in the bucket (a flush whose
+	// duration the node records).
+	Flush bool
+}
+
+// Disposer is a Stager whose failed Stage leaves nothing worth keeping in
+// the volume's state directory (MOUNT: a streaming mount holds no data of
+// its own). When DiscardFailed is true, the node service removes the
+// volume's record and state directory after a failed Stage, unless a mount
+// is still below the directory. Stagers that are not Disposers keep them
+// for the next Stage (a copy resumes, a cache drains).
+type Disposer interface {
+	DiscardFailed() bool
+}
+
+// Reporter is a Stager whose staged volumes have figures for the node's
+// per-volume metrics.
+type Reporter interface {
+	// Figures returns what rec's stage reports now. It may ask the
+	// volume's server, and gives up when ctx ends (the figures are then
+	// left out, never an error).
+	Figures(ctx context.Context, rec *nodestate.Volume) Figures
+}
+
+// Figures are a staged volume's figures; a field is nil (or false) when
+// the mode has none or they are not known.
+type Figures struct {
+	// Copy are a COPY volume's copy figures.
+	Copy *CopyFigures
+	// FUSE is what the volume's FUSE server answered.
+	FUSE *mounter.Stats
+	// NoStats marks a live FUSE server that has no control socket to ask
+	// (started by a driver version without one): its figures are
+	// unknown, not down.
+	NoStats bool
+}
+
+// Tracker is a Stager whose Stage works on in the background between
+// calls (COPY: Stage answers fault.Pending while its download runs). The
+// node service tells the volume's users how it goes (events).
+type Tracker interface {
+	// Progress returns the figures of volumeID's running work, or of its
+	// last finished one while the volume stays staged; ok is false when
+	// neither is known. It never blocks on the work.
+	Progress(volumeID string) (f CopyFigures, ok bool)
 }
 
 // Settings are node-wide defaults shared by the stagers.
