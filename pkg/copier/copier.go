@@ -101,7 +101,13 @@ type run struct {
 	failedRow   atomic.Int64
 	failedFiles atomic.Int64
 	failedBytes atomic.Int64
+	// bufs holds the copy buffers (copyBufSize) of this run's workers
+	// for reuse: one per worker at a time, dropped with the run.
+	bufs sync.Pool
 }
+
+// copyBufSize is the size of the buffer each download copies through.
+const copyBufSize = 256 << 10
 
 // Copy brings dest up to date with f. See the package comment. Memory
 // stays bounded whatever the number of objects: the listing, the old
@@ -126,6 +132,7 @@ func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options,
 	}
 	defer os.RemoveAll(work)
 	r := &run{f: f, dest: dest, opt: opt, p: p, objs: map[string]rfs.Object{}}
+	r.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	res, err := r.copy(ctx, work, manifestPath)
 	res.SkippedCount, res.Skipped = r.skips.result()
 	return res, err
@@ -436,8 +443,6 @@ func (r *run) fetchWhole(ctx context.Context, fl *file) error {
 	return r.finish(fl)
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
 // fetchRange copies n bytes of fl at off into out, trying again (from the
 // start of the range) while the store does not answer.
 func (r *run) fetchRange(ctx context.Context, fl *file, out *os.File, off, n int64, ranged bool) error {
@@ -474,8 +479,8 @@ func (r *run) getRange(ctx context.Context, fl *file, out *os.File, off, n int64
 		return err
 	}
 	defer rc.Close()
-	buf := bufPool.Get().(*[]byte)
-	defer bufPool.Put(buf)
+	buf := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(buf)
 	w := io.NewOffsetWriter(out, off)
 	got, err := io.CopyBuffer(w, &countingReader{r: io.LimitReader(rc, n), p: r.p}, *buf)
 	if err != nil {
