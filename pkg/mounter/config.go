@@ -14,6 +14,7 @@
 package mounter
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -38,18 +39,35 @@ type Config struct {
 	// Bucket and Prefix select what is mounted.
 	Bucket string `json:"bucket"`
 	Prefix string `json:"prefix"`
-	// Mode is MOUNT or MOUNT_CACHED.
+	// Format is ConfigFormat in every config written since the settings
+	// below replaced the mode; 0 marks one saved by an older driver, read
+	// by its Mode (see UnmarshalJSON).
+	Format int `json:"format,omitempty"`
+	// Mode is the volume's mode: a label for the server's log only (the
+	// server does what the settings below say).
 	Mode volume.Mode `json:"mode"`
-	// CacheDir is the VFS cache directory (MOUNT_CACHED).
+	// Cache serves through an on-disk VFS cache in CacheDir: reads fill
+	// it, writes are uploaded from it after close (MOUNT_CACHED). Without
+	// it nothing is cached on disk.
+	Cache bool `json:"cache,omitempty"`
+	// Durable makes fsync (and close after a write) wait until the file
+	// is in the bucket (see durableFS). Only with Cache.
+	Durable bool `json:"durable,omitempty"`
+	// ReadAhead streams reads through pkg/readahead (parallel ranged GETs
+	// once a read is sequential, small files fetched ahead in listing
+	// order; see ReadChunkStreams, ReadChunkSize, ReadAheadMemory) instead
+	// of rclone's own buffer (MOUNT). Not with Cache.
+	ReadAhead bool `json:"readAhead,omitempty"`
+	// CacheDir is the VFS cache directory (with Cache).
 	CacheDir string `json:"cacheDir,omitempty"`
 	// CacheMaxSize bounds the VFS cache in bytes (a soft limit: open and
 	// not yet uploaded files are never evicted); 0 means unbounded.
 	CacheMaxSize int64 `json:"cacheMaxSize,omitempty"`
-	// Transfers is the number of parallel uploads (MOUNT_CACHED); 1, the
+	// Transfers is the number of parallel uploads (with Cache); 1, the
 	// default, uploads files one at a time in the order they were closed.
 	Transfers int `json:"transfers,omitempty"`
 	// WriteBack is the delay between a file's last close and its upload
-	// (MOUNT_CACHED).
+	// (with Cache).
 	WriteBack time.Duration `json:"writeBack,omitempty"`
 	// PrivateDir receives the credential files some backends need (0700
 	// directory, 0600 files, removed when the server exits).
@@ -65,18 +83,20 @@ type Config struct {
 	UID   uint32 `json:"uid"`
 	GID   uint32 `json:"gid"`
 	Umask uint32 `json:"umask"`
-	// ReadChunkStreams is the most ranged GETs one sequential MOUNT read
-	// runs at once, ReadChunkSize their size (0: readahead's defaults).
+	// ReadChunkStreams is the most ranged GETs one sequential read runs
+	// at once, ReadChunkSize their size (with ReadAhead; 0: readahead's
+	// defaults).
 	ReadChunkStreams int   `json:"readChunkStreams,omitempty"`
 	ReadChunkSize    int64 `json:"readChunkSize,omitempty"`
 	// ReadAheadMemory caps the bytes of read-ahead and small-file
-	// prefetch the server holds at once (MOUNT): 0 takes readahead's
-	// default, negative holds none (every read goes to the store).
+	// prefetch the server holds at once (with ReadAhead): 0 takes
+	// readahead's default, negative holds none (every read goes to the
+	// store).
 	ReadAheadMemory int64 `json:"readAheadMemory,omitempty"`
 	// ServerModTime shows each object's last-modified time as its mtime
 	// instead of the mtime rclone-style uploaders keep in metadata, which
 	// costs one HEAD request per file on its first stat (on S3-compatible
-	// stores). MOUNT only: MOUNT_CACHED compares mtimes with its cache.
+	// stores). Not with Cache, which compares mtimes with its cache.
 	ServerModTime bool `json:"serverModTime,omitempty"`
 	// LogFormat ("text" or "json") and LogLevel ("debug", "info", ...)
 	// are the node plugin's --log-format and --log-level: the server logs
@@ -99,11 +119,40 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("mounter config: no bucket")
 	case c.Remote["type"] == "":
 		return fmt.Errorf("mounter config: no remote type")
-	case c.Mode != volume.ModeMount && c.Mode != volume.ModeMountCached:
-		return fmt.Errorf("mounter config: mode %q is not served by FUSE", c.Mode)
-	case c.Mode == volume.ModeMountCached && !filepath.IsAbs(c.CacheDir):
-		return fmt.Errorf("mounter config: MOUNT_CACHED needs an absolute cache directory")
+	case c.Cache && !filepath.IsAbs(c.CacheDir):
+		return fmt.Errorf("mounter config: a cache needs an absolute cache directory")
+	case c.Cache && (c.ReadAhead || c.ServerModTime):
+		return fmt.Errorf("mounter config: a cache serves without read-ahead and server mtimes")
+	case c.Durable && !c.Cache:
+		return fmt.Errorf("mounter config: durable fsync needs a cache")
 	}
+	return nil
+}
+
+// ConfigFormat is the Format of a Config with explicit settings.
+const ConfigFormat = 2
+
+// UnmarshalJSON reads a Config. One saved by a driver before ConfigFormat
+// (Format 0, the settings implied by its mode: saved in a volume's state
+// directory and read back to restart its dead server after an upgrade)
+// gets the settings its mode had: MOUNT streams through read-ahead, with
+// server mtimes if it asked for them; MOUNT_CACHED caches with durable
+// fsync, and any server mtimes it asked for are ignored, as they were.
+func (c *Config) UnmarshalJSON(data []byte) error {
+	type plain Config // without this method
+	if err := json.Unmarshal(data, (*plain)(c)); err != nil {
+		return err
+	}
+	if c.Format != 0 {
+		return nil
+	}
+	switch c.Mode {
+	case volume.ModeMount:
+		c.ReadAhead = true
+	case volume.ModeMountCached:
+		c.Cache, c.Durable, c.ServerModTime = true, true, false
+	}
+	c.Format = ConfigFormat
 	return nil
 }
 

@@ -110,7 +110,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	}
 	ctx, ci := fs.AddConfig(ctx)
 	ci.Transfers = max(cfg.Transfers, 1)
-	ci.UseServerModTime = cfg.ServerModTime && cfg.Mode == volume.ModeMount
+	ci.UseServerModTime = cfg.ServerModTime
 	// Before the backend: its HTTP transports count into the meter.
 	meter := newMeter()
 	if cfg.PrivateDir != "" {
@@ -137,7 +137,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	}
 	f = keyfilter.Wrap(f, hide)
 	var release func() // drops memory held for reuse, when idle
-	if cfg.Mode != volume.ModeMountCached {
+	if cfg.ReadAhead {
 		// Streaming reads go through our read-ahead (parallel ranges once
 		// sequential, small files fetched ahead in listing order), so
 		// rclone's own async buffer would only add a copy and read far
@@ -189,7 +189,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	raw := fusefs.NewNodeFS(root, &opts)
-	if cfg.Mode == volume.ModeMountCached {
+	if cfg.Durable {
 		raw = newDurableFS(raw, v, log)
 	}
 	if cfg.Prefix == "" {
@@ -204,12 +204,13 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 	if err := server.WaitMount(); err != nil {
 		return fmt.Errorf("waiting for the mount at %s: %w", cfg.MountPoint, err)
 	}
-	log.Info("mounted", "path", cfg.MountPoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mode", cfg.Mode)
+	log.Info("mounted", "path", cfg.MountPoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mode", cfg.Mode,
+		"cache", cfg.Cache, "durable", cfg.Durable, "readAhead", cfg.ReadAhead, "serverModTime", cfg.ServerModTime)
 	ready(nil)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	defer stopTrim()
 	go trimWhenIdle(trimCtx, release)
-	if cfg.Mode == volume.ModeMountCached {
+	if cfg.Cache {
 		go meter.watchPending(trimCtx, v)
 	}
 
@@ -261,15 +262,15 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 	}
 	o.PollInterval = 0
 	o.FastFingerprint = true
-	switch cfg.Mode {
-	case volume.ModeMountCached:
+	o.CacheMode = vfscommon.CacheModeOff
+	if cfg.Cache {
 		o.CacheMode = vfscommon.CacheModeFull
 		o.WriteBack = fs.Duration(cfg.WriteBack)
 		if cfg.CacheMaxSize > 0 {
 			o.CacheMaxSize = fs.SizeSuffix(cfg.CacheMaxSize)
 		}
-	default:
-		o.CacheMode = vfscommon.CacheModeOff
+	}
+	if cfg.ReadAhead {
 		// One open-ended range per open or seek; readahead splits it.
 		o.ChunkSize = 0
 		o.ChunkStreams = 0

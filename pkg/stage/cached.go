@@ -63,6 +63,7 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if err != nil {
 		return err
 	}
+	cfg.Cache, cfg.Durable = true, true
 	cfg.CacheDir = c.CacheDir(req.VolumeID)
 	cfg.CacheMaxSize = c.CacheLimit()
 	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {

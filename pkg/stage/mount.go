@@ -47,6 +47,7 @@ func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) e
 	if err != nil {
 		return err
 	}
+	cfg.ReadAhead, cfg.ServerModTime = true, !m.Settings.ObjectMTimes
 	cfg.ReadAheadMemory = share
 	if share == 0 && m.Memory != nil {
 		cfg.ReadAheadMemory = -1
@@ -91,7 +92,9 @@ func (m *Mount) Figures(ctx context.Context, rec *nodestate.Volume) Figures {
 // Healthy reports whether the FUSE server still runs.
 func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() }
 
-// fuseConfig builds the mounter config shared by MOUNT and MOUNT_CACHED.
+// fuseConfig builds the mounter config shared by MOUNT and MOUNT_CACHED;
+// each stager adds its own settings (Mount: read-ahead; Cached: the
+// cache).
 func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Config, error) {
 	b, err := stores.Get(req.Handle.Store)
 	if err != nil {
@@ -112,6 +115,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		Redact:           redact.Values(req.Secrets),
 		Bucket:           req.Handle.Bucket,
 		Prefix:           req.Handle.Prefix,
+		Format:           mounter.ConfigFormat,
 		Mode:             req.Handle.Mode,
 		ReadOnly:         req.Flags.ReadOnly,
 		DirCacheTime:     dct,
@@ -125,7 +129,6 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 		PV:               req.PV,
 		ReadChunkStreams: set.ReadChunkStreams,
 		ReadChunkSize:    set.ReadChunkSize,
-		ServerModTime:    req.Handle.Mode == volume.ModeMount && !set.ObjectMTimes,
 	}, nil
 }
 
