@@ -15,8 +15,8 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/metrics"
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 )
 
@@ -118,8 +118,8 @@ func exportedFamilies(t *testing.T) map[string]bool {
 	node.Flushed("MOUNT_CACHED", 0)
 	reg.MustRegister(node.Collector(func(context.Context) []metrics.Volume {
 		return []metrics.Volume{
-			{ID: "c", Mode: "MOUNT_CACHED", FUSE: &mounter.Stats{Requests: []mounter.Requests{{Method: "PUT", Status: "2xx", Count: 1}}}},
-			{ID: "m", Mode: "MOUNT", FUSE: &mounter.Stats{}},
+			{ID: "c", Mode: "MOUNT_CACHED", FUSE: &fuseproto.Stats{Requests: []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 1}}}},
+			{ID: "m", Mode: "MOUNT", FUSE: &fuseproto.Stats{}},
 			{ID: "k", Mode: "COPY", Copy: &stage.CopyFigures{Figures: copier.Figures{}}},
 		}
 	}))

@@ -1,6 +1,6 @@
 // Command bucket-csi-mounter is the FUSE server of one MOUNT or
 // MOUNT_CACHED volume. The node plugin (or the mounter host) starts it
-// with the volume's config on stdin; see pkg/mounter. It is a binary of
+// with the volume's config on stdin; see pkg/fuseserver. It is a binary of
 // its own, next to bucket-csi, because a node runs one per staged volume:
 // it links only the mount engine, not the driver's gRPC, Kubernetes client
 // and store SDKs, which keeps each server's memory small.
@@ -10,7 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseserver"
 )
 
 // gcPercent lets the heap grow to five times what is live before a
@@ -23,5 +23,5 @@ const gcPercent = 400
 
 func main() {
 	debug.SetGCPercent(gcPercent)
-	os.Exit(mounter.ServeMain())
+	os.Exit(fuseserver.ServeMain())
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 )
 
@@ -23,7 +23,7 @@ type Volume struct {
 	Mode string
 	// FUSE is what the volume's FUSE server answered; nil for COPY or
 	// a server that did not answer.
-	FUSE *mounter.Stats
+	FUSE *fuseproto.Stats
 	// NoStats marks a live FUSE server that has no control socket to ask
 	// (started by a driver version without one): its figures are
 	// unknown, not down.

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 	"github.com/bucket-csi/bucket-csi/pkg/stage"
 )
@@ -35,13 +35,13 @@ func TestVolumeCollector(t *testing.T) {
 	n.Repaired("id-cached")
 	n.Repaired("id-cached")
 	vols := []Volume{
-		{ID: "id-cached", PV: "pvc-1", Mode: "MOUNT_CACHED", FUSE: &mounter.Stats{
-			Status:               mounter.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
+		{ID: "id-cached", PV: "pvc-1", Mode: "MOUNT_CACHED", FUSE: &fuseproto.Stats{
+			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
-			Requests:   []mounter.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
+			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
 			CacheBytes: 8192,
 		}},
-		{ID: "id-mount", Mode: "MOUNT", FUSE: &mounter.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9}}},
+		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9}}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
 		{ID: "id-old", PV: "pvc-old", Mode: "MOUNT", NoStats: true},
 		{ID: "id-copy", PV: "pvc-copy", Mode: "COPY", Copy: &stage.CopyFigures{Figures: copier.Figures{FilesDone: 301, FilesTotal: 301, BytesDone: 1 << 20, BytesTotal: 1 << 20}, Complete: true}},

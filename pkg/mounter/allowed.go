@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 )
 
 // Allowed are the directories a mounter host serves (the kubelet
@@ -39,7 +40,7 @@ func NewAllowed(dirs []string) (Allowed, error) {
 // directory, control socket or log path is not absolute and clean (no
 // "..", no "//"), or does not lie within an allowed directory once the
 // symlinks of its existing part are resolved.
-func (a Allowed) Check(cfg *Config, logPath string) error {
+func (a Allowed) Check(cfg *fuseproto.Config, logPath string) error {
 	for _, p := range []struct{ what, path string }{
 		{"mount point", cfg.MountPoint},
 		{"cache directory", cfg.CacheDir},

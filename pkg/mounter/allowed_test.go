@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 )
 
 // TestAllowedPaths: the mounter host accepts only clean absolute paths
@@ -30,8 +31,8 @@ func TestAllowedPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := func() *Config {
-		return &Config{MountPoint: filepath.Join(kubelet, "plugins/x/globalmount"), CacheDir: filepath.Join(state, "cache/v1"),
+	good := func() *fuseproto.Config {
+		return &fuseproto.Config{MountPoint: filepath.Join(kubelet, "plugins/x/globalmount"), CacheDir: filepath.Join(state, "cache/v1"),
 			PrivateDir: filepath.Join(state, "volumes/v1/private"), ControlSocket: filepath.Join(state, "volumes/v1/control.sock")}
 	}
 	goodLog := filepath.Join(state, "volumes/v1/mounter.log")
@@ -43,19 +44,19 @@ func TestAllowedPaths(t *testing.T) {
 	if err := allowed.Check(inside, goodLog); err != nil {
 		t.Fatalf("symlink within the allowed directories refused: %v", err)
 	}
-	for name, mutate := range map[string]func(c *Config, log *string){
-		"mount point outside":           func(c *Config, _ *string) { c.MountPoint = filepath.Join(outside, "mnt") },
-		"mount point is an allowed dir": func(c *Config, _ *string) { c.MountPoint = kubelet },
-		"mount point /":                 func(c *Config, _ *string) { c.MountPoint = "/" },
-		"prefix but not below":          func(c *Config, _ *string) { c.MountPoint = kubelet + "-evil/mnt" },
-		"dot-dot":                       func(c *Config, _ *string) { c.MountPoint = kubelet + "/../outside/mnt" },
-		"relative":                      func(c *Config, _ *string) { c.MountPoint = "kubelet/mnt" },
-		"symlink escaping":              func(c *Config, _ *string) { c.MountPoint = filepath.Join(kubelet, "escape", "mnt") },
-		"cache dir outside":             func(c *Config, _ *string) { c.CacheDir = "/etc/cache" },
-		"private dir outside":           func(c *Config, _ *string) { c.PrivateDir = "/root/.ssh" },
-		"control socket outside":        func(c *Config, _ *string) { c.ControlSocket = "/run/x.sock" },
-		"log path outside":              func(_ *Config, l *string) { *l = "/etc/cron.d/job" },
-		"no log path":                   func(_ *Config, l *string) { *l = "" },
+	for name, mutate := range map[string]func(c *fuseproto.Config, log *string){
+		"mount point outside":           func(c *fuseproto.Config, _ *string) { c.MountPoint = filepath.Join(outside, "mnt") },
+		"mount point is an allowed dir": func(c *fuseproto.Config, _ *string) { c.MountPoint = kubelet },
+		"mount point /":                 func(c *fuseproto.Config, _ *string) { c.MountPoint = "/" },
+		"prefix but not below":          func(c *fuseproto.Config, _ *string) { c.MountPoint = kubelet + "-evil/mnt" },
+		"dot-dot":                       func(c *fuseproto.Config, _ *string) { c.MountPoint = kubelet + "/../outside/mnt" },
+		"relative":                      func(c *fuseproto.Config, _ *string) { c.MountPoint = "kubelet/mnt" },
+		"symlink escaping":              func(c *fuseproto.Config, _ *string) { c.MountPoint = filepath.Join(kubelet, "escape", "mnt") },
+		"cache dir outside":             func(c *fuseproto.Config, _ *string) { c.CacheDir = "/etc/cache" },
+		"private dir outside":           func(c *fuseproto.Config, _ *string) { c.PrivateDir = "/root/.ssh" },
+		"control socket outside":        func(c *fuseproto.Config, _ *string) { c.ControlSocket = "/run/x.sock" },
+		"log path outside":              func(_ *fuseproto.Config, l *string) { *l = "/etc/cron.d/job" },
+		"no log path":                   func(_ *fuseproto.Config, l *string) { *l = "" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, log := good(), goodLog

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 )
 
 // The mounter host is a long-lived process that starts FUSE servers on the
@@ -23,8 +24,8 @@ import (
 
 // hostRequest asks the host to start one server.
 type hostRequest struct {
-	Config  *Config `json:"config"`
-	LogPath string  `json:"logPath"`
+	Config  *fuseproto.Config `json:"config"`
+	LogPath string            `json:"logPath"`
 }
 
 // hostReply answers a hostRequest. Kind is the fault kind of Error
@@ -99,7 +100,7 @@ func ServeHost(ctx context.Context, socketPath string, sup *Supervisor, allowed 
 }
 
 // startRemote asks the mounter host at s.Host to start the server.
-func (s *Supervisor) startRemote(ctx context.Context, cfg *Config, logPath string) (Started, error) {
+func (s *Supervisor) startRemote(ctx context.Context, cfg *fuseproto.Config, logPath string) (Started, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", s.Host)
 	if err != nil {

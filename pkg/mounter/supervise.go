@@ -1,3 +1,18 @@
+// Package mounter starts and supervises the FUSE server processes of MOUNT
+// and MOUNT_CACHED volumes from the node plugin, and asks them over their
+// control sockets (the server itself is pkg/fuseserver; what passes
+// between the two is pkg/fuseproto).
+//
+// The node plugin (Start) runs the bucket-csi-mounter binary, installed
+// next to its own, in a new session (or asks a mounter host to, see
+// host.go), so the FUSE server is not killed with the plugin: a plugin
+// restart or upgrade leaves every mount serving. The volume's Config,
+// credentials included, travels over the child's stdin and never appears
+// on its command line or in its environment; the only files holding it
+// are 0600 in the volume's 0700 state directory (the saved config that
+// lets a dead server be restarted, and credential files a backend must
+// read). Errors cross both process boundaries (the server's status line,
+// the host's replies) with their pkg/fault kind.
 package mounter
 
 import (
@@ -15,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/proc"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
@@ -61,9 +77,12 @@ type Started struct {
 
 // Start launches a FUSE server for cfg with its log appended to logPath
 // (created 0600) and returns once the mount is live. If ctx ends first, or
-// the server reports an error, the process is killed and the error returned
-// (fault.Unavailable for a deadline, so the CO retries).
-func (s *Supervisor) Start(ctx context.Context, cfg *Config, logPath string) (Started, error) {
+// the server reports an error, the process is killed and the error returned:
+// the server's report keeps its fault kind (fuseproto.ParseStatusLine: a
+// config it refuses is fault.Invalid), a deadline is fault.Unavailable so
+// the CO retries. Through a mounter host (Host) the kind crosses its
+// socket too (hostReply.Kind).
+func (s *Supervisor) Start(ctx context.Context, cfg *fuseproto.Config, logPath string) (Started, error) {
 	if err := cfg.Validate(); err != nil {
 		return Started{}, fmt.Errorf("%w: %v", fault.Invalid, err)
 	}
@@ -137,15 +156,13 @@ func (s *Supervisor) Start(ctx context.Context, cfg *Config, logPath string) (St
 	}
 	select {
 	case l := <-line:
-		switch {
-		case l == "ok":
-		case l == "":
-			return fail(fmt.Errorf("%w: the FUSE server exited before mounting; see %s", fault.Unavailable, logPath))
-		default:
-			// The server masks its secrets itself; masking again here
-			// also covers a server binary older than that.
-			msg := redact.New(cfg.Redact...).String(strings.TrimPrefix(l, "error: "))
-			return fail(fmt.Errorf("%w: FUSE server: %s", fault.Unavailable, msg))
+		// The server masks its secrets itself; masking again here also
+		// covers a server binary older than that.
+		if err := fuseproto.ParseStatusLine(redact.New(cfg.Redact...).String(l)); err != nil {
+			if l == "" {
+				err = fmt.Errorf("%w; see %s", err, logPath)
+			}
+			return fail(err)
 		}
 	case <-ctx.Done():
 		return fail(fmt.Errorf("%w: the FUSE server did not mount in time: %v", fault.Unavailable, ctx.Err()))

@@ -16,6 +16,7 @@ import (
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/config/configmap"
 
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 
 	// Every store kind's rclone backend, registered by its store package.
@@ -39,7 +40,7 @@ func Open(ctx context.Context, opts map[string]string, name, privateDir, path st
 	}
 	info, err := fs.Find(opts["type"])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", fault.Invalid, err)
 	}
 	// As fs.NewFs builds it, with opts in place of a config file section:
 	// flags and RCLONE_* environment variables, then opts, then defaults

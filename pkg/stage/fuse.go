@@ -11,6 +11,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/atomicfile"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -25,7 +26,7 @@ type Repairer interface {
 // startFUSE saves cfg in the volume's state directory (0600: it holds
 // credentials) and starts its server. The saved config lets a dead server
 // be restarted by calls that carry no secrets (publish, unstage).
-func startFUSE(ctx context.Context, sup *mounter.Supervisor, cfg *mounter.Config, stateDir string) (mounter.Started, error) {
+func startFUSE(ctx context.Context, sup *mounter.Supervisor, cfg *fuseproto.Config, stateDir string) (mounter.Started, error) {
 	if err := atomicfile.WriteJSON(filepath.Join(stateDir, savedConfig), cfg); err != nil {
 		return mounter.Started{}, err
 	}
@@ -39,7 +40,7 @@ func restartFUSE(ctx context.Context, sup *mounter.Supervisor, rec *nodestate.Vo
 	if errors.Is(err, os.ErrNotExist) {
 		return mounter.Started{}, false, nil
 	}
-	var cfg mounter.Config
+	var cfg fuseproto.Config
 	if err == nil {
 		err = json.Unmarshal(data, &cfg)
 	}

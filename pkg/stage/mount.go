@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
@@ -95,7 +96,7 @@ func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() 
 // fuseConfig builds the mounter config shared by MOUNT and MOUNT_CACHED;
 // each stager adds its own settings (Mount: read-ahead; Cached: the
 // cache).
-func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Config, error) {
+func fuseConfig(req Request, stores store.Registry, set Settings) (*fuseproto.Config, error) {
 	b, err := stores.Get(req.Handle.Store)
 	if err != nil {
 		return nil, err
@@ -108,14 +109,14 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*mounter.Conf
 	// the node's flags.
 	tune := req.Handle.Profile.Tuning()
 	dct := volume.Or(req.Flags.DirCacheTime, volume.Or(tune.DirCacheTime, set.DirCacheTime))
-	return &mounter.Config{
+	return &fuseproto.Config{
 		VolumeID:         req.VolumeID,
 		MountPoint:       req.StagingPath,
 		Remote:           remote,
 		Redact:           redact.Values(req.Secrets),
 		Bucket:           req.Handle.Bucket,
 		Prefix:           req.Handle.Prefix,
-		Format:           mounter.ConfigFormat,
+		Format:           fuseproto.ConfigFormat,
 		Mode:             req.Handle.Mode,
 		ReadOnly:         req.Flags.ReadOnly,
 		DirCacheTime:     dct,

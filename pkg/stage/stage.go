@@ -7,7 +7,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
@@ -79,7 +79,7 @@ type Figures struct {
 	// Copy are a COPY volume's copy figures.
 	Copy *CopyFigures
 	// FUSE is what the volume's FUSE server answered.
-	FUSE *mounter.Stats
+	FUSE *fuseproto.Stats
 	// NoStats marks a live FUSE server that has no control socket to ask
 	// (started by a driver version without one): its figures are
 	// unknown, not down.
@@ -101,11 +101,11 @@ type Settings struct {
 	// DirCacheTime is the default directory cache lifetime of mounts.
 	DirCacheTime time.Duration
 	// ReadChunkStreams and ReadChunkSize tune streaming reads (see
-	// mounter.Config).
+	// fuseproto.Config).
 	ReadChunkStreams int
 	ReadChunkSize    int64
 	// ObjectMTimes makes MOUNT volumes read each file's mtime from its
-	// metadata (see mounter.Config.ServerModTime).
+	// metadata (see fuseproto.Config.ServerModTime).
 	ObjectMTimes bool
 	// LogFormat and LogLevel are the plugin's --log-format and
 	// --log-level, handed to the FUSE servers (debug also logs the

@@ -1,4 +1,4 @@
-package mounter
+package fuseserver
 
 import (
 	"context"
@@ -14,45 +14,9 @@ import (
 	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/vfs"
 
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
 )
-
-// Stats are a FUSE server's figures since it started, answered at GET
-// /stats on its control socket: counts only, never a file name or engine
-// text. Counters restart from zero when the server is restarted.
-type Stats struct {
-	Status
-	// OldestPendingSeconds is how long the oldest file pending upload has
-	// waited since it was first seen queued (sampled each second); 0
-	// when nothing is pending.
-	OldestPendingSeconds float64 `json:"oldestPendingSeconds"`
-	// BytesRead and BytesWritten went through the mount (what pods read
-	// and wrote).
-	BytesRead    int64 `json:"bytesRead"`
-	BytesWritten int64 `json:"bytesWritten"`
-	// StoreBytes were transferred to or from the store, TransferErrors
-	// the transfers that failed (rclone's accounting of the server).
-	StoreBytes     int64 `json:"storeBytes"`
-	TransferErrors int64 `json:"transferErrors"`
-	// Requests are the HTTP requests to the store by method and status
-	// class (rclone's transport metrics).
-	Requests []Requests `json:"requests,omitempty"`
-	// CacheBytes is the disk the VFS cache uses (MOUNT_CACHED), as
-	// rclone's cache cleaner last measured it.
-	CacheBytes int64 `json:"cacheBytes"`
-	// ReadAhead counts how MOUNT reads were served.
-	ReadAhead readahead.HitCounts `json:"readAhead"`
-	// StartedAt is when the server started.
-	StartedAt time.Time `json:"startedAt"`
-}
-
-// Requests counts store requests of one HTTP method and status class
-// ("2xx", "3xx", "4xx", "5xx", or "error" when no response came).
-type Requests struct {
-	Method string `json:"method"`
-	Status string `json:"status"`
-	Count  int64  `json:"count"`
-}
 
 // meter gathers a server's Stats. It is built before the backend so that
 // rclone's HTTP transports count into it.
@@ -75,8 +39,8 @@ func newMeter() *meter {
 }
 
 // stats returns the figures of v now.
-func (m *meter) stats(v *vfs.VFS) Stats {
-	st := Stats{Status: vfsStatus(v), StartedAt: m.started}
+func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
+	st := fuseproto.Stats{Status: vfsStatus(v), StartedAt: m.started}
 	now := time.Now()
 	m.sample(v, now)
 	st.OldestPendingSeconds = m.pending.oldest(now).Seconds()
@@ -95,7 +59,7 @@ func (m *meter) stats(v *vfs.VFS) Stats {
 
 // requests folds rclone's per host, method and code counter into method
 // and status class.
-func (m *meter) requests() []Requests {
+func (m *meter) requests() []fuseproto.Requests {
 	mfs, err := m.http.Gather()
 	if err != nil {
 		return nil
@@ -115,9 +79,9 @@ func (m *meter) requests() []Requests {
 			sum[[2]string{method, class}] += int64(x.GetCounter().GetValue())
 		}
 	}
-	out := make([]Requests, 0, len(sum))
+	out := make([]fuseproto.Requests, 0, len(sum))
 	for k, n := range sum {
-		out = append(out, Requests{Method: k[0], Status: k[1], Count: n})
+		out = append(out, fuseproto.Requests{Method: k[0], Status: k[1], Count: n})
 	}
 	return out
 }

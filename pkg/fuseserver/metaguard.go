@@ -1,4 +1,4 @@
-package mounter
+package fuseserver
 
 import (
 	"github.com/hanwen/go-fuse/v2/fuse"

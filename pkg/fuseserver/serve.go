@@ -1,4 +1,12 @@
-package mounter
+// Package fuseserver is the FUSE server of one MOUNT or MOUNT_CACHED
+// volume: the body of the bucket-csi-mounter binary. It reads its
+// fuseproto.Config on stdin, mounts with rclone's VFS over go-fuse (the
+// read-ahead, durable fsync, metadata guard and statistics of this
+// package around it), reports on fd 3 and answers its control socket (see
+// fuseproto), and serves until the mount point is unmounted or it
+// receives SIGTERM. It is started and supervised by pkg/mounter and never
+// imports the driver, the stagers or the supervisor.
+package fuseserver
 
 import (
 	"context"
@@ -10,7 +18,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +32,8 @@ import (
 	"github.com/rclone/rclone/vfs/vfscommon"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
 	"github.com/bucket-csi/bucket-csi/pkg/logging"
 	"github.com/bucket-csi/bucket-csi/pkg/readahead"
@@ -33,12 +42,12 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
-// statusFD is the file descriptor on which the child reports readiness.
-const statusFD = 3
-
 // ServeMain is the body of bucket-csi-mounter: it reads the Config from
-// stdin, mounts, reports on fd 3, and serves until unmounted or signalled.
-// It returns the process exit code.
+// stdin, mounts, reports on fd 3 (see fuseproto), and serves until
+// unmounted or signalled. It returns the process exit code. A report of
+// an error carries its fault kind: a config it refuses is fault.Invalid
+// (final), a store it cannot open keeps the kind the engine's error has
+// (fault.Unavailable when none).
 //
 // Everything the server reports leaves through one Redactor built from
 // cfg.Redact: the status line and every log line (its own, rclone's and
@@ -47,24 +56,27 @@ const statusFD = 3
 func ServeMain() int {
 	var red *redact.Redactor
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	status := os.NewFile(statusFD, "status")
+	status := os.NewFile(fuseproto.StatusFD, "status")
 	report := func(err error) {
 		if status == nil {
 			return
 		}
-		msg := "ok\n"
+		msg := fuseproto.OKLine + "\n"
 		if err != nil {
 			// One line: the supervisor reads up to the first newline.
-			msg = "error: " + strings.ReplaceAll(red.String(err.Error()), "\n", " ") + "\n"
+			msg = fuseproto.ErrorLine(err, red.String(err.Error())) + "\n"
 		}
 		_, _ = status.WriteString(msg)
 		_ = status.Close()
 		status = nil
 	}
-	var cfg Config
+	var cfg fuseproto.Config
 	data, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
 	if err == nil {
 		err = json.Unmarshal(data, &cfg)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: reading the config: %v", fault.Invalid, err)
 	}
 	red = redact.New(cfg.Redact...)
 	cfg.Redact = nil
@@ -76,7 +88,9 @@ func ServeMain() int {
 	}
 	stdlog.SetOutput(stderr) // go-fuse and other libraries log through the log package
 	if err == nil {
-		err = cfg.Validate()
+		if err = cfg.Validate(); err != nil {
+			err = fmt.Errorf("%w: %v", fault.Invalid, err)
+		}
 	}
 	if err != nil {
 		log.Error("bad mounter config", "err", err)
@@ -97,7 +111,7 @@ func ServeMain() int {
 
 // Serve mounts cfg and blocks until the mount ends. ready is called once the
 // kernel mount is live (or with the error that prevented it).
-func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)) error {
+func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready func(error)) error {
 	// rclone's own SIGINT/SIGTERM handler would os.Exit without unmounting.
 	atexit.IgnoreSignals()
 	defer atexit.Run()
@@ -121,7 +135,7 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(error)
 			return fmt.Errorf("cache directory %q: %w", cfg.CacheDir, err)
 		}
 	}
-	f, err := remotefs.Open(ctx, cfg.Remote, cfg.section(), cfg.PrivateDir, cfg.remotePath())
+	f, err := remotefs.Open(ctx, cfg.Remote, section(cfg), cfg.PrivateDir, remotePath(cfg))
 	// The secrets are now in the filesystem only.
 	cfg.Remote = nil
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
@@ -248,7 +262,7 @@ func drain(v *vfs.VFS, log *slog.Logger, limit time.Duration) {
 }
 
 // vfsOptions maps cfg onto rclone's VFS options.
-func vfsOptions(cfg *Config) *vfscommon.Options {
+func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 	o := vfscommon.Opt
 	o.ReadOnly = cfg.ReadOnly
 	o.UID, o.GID = cfg.UID, cfg.GID
@@ -280,4 +294,20 @@ func vfsOptions(cfg *Config) *vfscommon.Options {
 		o.NoChecksum = true
 	}
 	return &o
+}
+
+// section is the rclone remote name for the volume: stable for a volume ID
+// and free of secrets, so the VFS cache directory holding pending uploads
+// stays the same across restarts and credential rotations.
+func section(cfg *fuseproto.Config) string {
+	return "vol" + volume.DirName(cfg.VolumeID)[:16]
+}
+
+// remotePath is the path of the mounted bucket or prefix in the remote.
+func remotePath(cfg *fuseproto.Config) string {
+	p := cfg.Bucket
+	if cfg.Prefix != "" {
+		p += "/" + cfg.Prefix
+	}
+	return p
 }

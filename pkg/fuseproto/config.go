@@ -1,17 +1,18 @@
-// Package mounter runs one volume's FUSE server as its own process and
-// supervises it from the node plugin.
+// Package fuseproto is the protocol between the node plugin (pkg/mounter,
+// which starts and supervises FUSE servers) and a FUSE server process
+// (pkg/fuseserver, the bucket-csi-mounter binary), in one place:
 //
-// The node plugin (Start) runs the bucket-csi-mounter binary, installed
-// next to its own, in a new session (or asks a mounter host to, see host.go), so the FUSE
-// server is not killed with the plugin: a plugin restart or upgrade leaves
-// every mount serving. The volume's Config, credentials included, travels
-// over the child's stdin and never appears on its command line or in its
-// environment; the only files holding it are 0600 in the volume's 0700
-// state directory (the saved config that lets a dead server be restarted,
-// and credential files a backend must read). The child (Serve)
-// mounts with rclone's VFS over go-fuse, reports "ok" or an error on fd 3,
-// and serves until the mount point is unmounted or it receives SIGTERM.
-package mounter
+//   - the server reads its Config as JSON on stdin (credentials included:
+//     they never appear on a command line or in an environment);
+//   - it reports readiness with one status line on fd 3 (StatusFD): "ok",
+//     or an error carrying its pkg/fault kind (see ErrorLine and
+//     ParseStatusLine), so a config the server refuses stays final and an
+//     unreachable store stays retryable across the process boundary;
+//   - it answers GET /status, GET /stats and POST /flush on its control
+//     socket with Status and Stats: counts only, never engine text.
+//
+// It holds types and encodings only; it imports neither side.
+package fuseproto
 
 import (
 	"encoding/json"
@@ -73,7 +74,7 @@ type Config struct {
 	// directory, 0600 files, removed when the server exits).
 	PrivateDir string `json:"privateDir,omitempty"`
 	// ControlSocket is the Unix socket on which the server answers status
-	// and flush requests.
+	// and flush requests (see the package comment).
 	ControlSocket string `json:"controlSocket,omitempty"`
 	// ReadOnly mounts read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
@@ -154,19 +155,4 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	}
 	c.Format = ConfigFormat
 	return nil
-}
-
-// section is the rclone remote name for the volume: stable for a volume ID
-// and free of secrets (see the package comment on cache directories).
-func (c *Config) section() string {
-	return "vol" + volume.DirName(c.VolumeID)[:16]
-}
-
-// remotePath is the path of the mounted bucket or prefix in the remote.
-func (c *Config) remotePath() string {
-	p := c.Bucket
-	if c.Prefix != "" {
-		p += "/" + c.Prefix
-	}
-	return p
 }
