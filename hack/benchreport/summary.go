@@ -37,7 +37,7 @@ var systemOrder = []string{
 	"raw-SDK", "local-disk",
 	"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "bucket-csi-MOUNT_CACHED-warm",
 	"bucket-csi-MOUNT_CACHED", "bucket-csi-COPY",
-	"rclone-mount", "rclone-mount2", "s3fs", "rclone-copy",
+	"rclone-mount", "rclone-mount2", "s3fs", "rclone-skypilot", "rclone-skypilot-warm", "rclone-copy",
 }
 
 // figureDescriptions make row labels readable; figures not listed here are

@@ -97,8 +97,48 @@ var remoteTargets = []Target{
 		Why: "listing pages of 1,000 keys follow one another, one round trip each"},
 }
 
-// allTargets are targets and remoteTargets.
-func allTargets() []Target { return append(append([]Target(nil), targets...), remoteTargets...) }
+// skyPilotTargets are the goals against SkyPilot's own engine for the
+// mode (rclone mount with its MOUNT_CACHED flags, "rclone-skypilot"): our
+// MOUNT_CACHED ahead on every figure both run, at 0 ms and at remoteRTT.
+func skyPilotTargets() []Target {
+	type fig struct {
+		name, figure, unit, system string
+		bound                      Bound
+	}
+	figs := []fig{
+		{"sequential read, cold", "SeqRead", "MB/s", "bucket-csi-MOUNT_CACHED-cold", AtLeast},
+		{"sequential read, warm", "SeqRead", "MB/s", "bucket-csi-MOUNT_CACHED-warm", AtLeast},
+		{"random 1 MiB reads, cold", "RandRead1M", "MB/s", "bucket-csi-MOUNT_CACHED-cold", AtLeast},
+		{"small files, cold", "SmallFiles", "files/s", "bucket-csi-MOUNT_CACHED-cold", AtLeast},
+		{"`ls -l` time", "ListDir", "ms", "bucket-csi-MOUNT_CACHED-cold", Below},
+		{"write", "CachedWrite", "MB/s", "bucket-csi-MOUNT_CACHED", AtLeast},
+	}
+	var out []Target
+	for _, rtt := range []string{"", remoteRTT} {
+		for _, f := range figs {
+			t := Target{Figure: f.figure, Unit: f.unit, System: f.system, Baseline: "rclone-skypilot", Bound: f.bound, Limit: 1, RTT: rtt,
+				Why: "the same engine (rclone's VFS with a full disk cache) on both sides; what differs is our read-ahead, listing and upload settings"}
+			if f.figure == "SeqRead" && f.system == "bucket-csi-MOUNT_CACHED-warm" {
+				t.Baseline = "rclone-skypilot-warm"
+			}
+			cmp := "≥ 1×"
+			if f.bound == Below {
+				cmp = "< 1×"
+			}
+			t.Name = "MOUNT_CACHED " + f.name + " " + cmp + " SkyPilot-flags rclone"
+			if rtt != "" {
+				t.Name = "at 20 ms: " + t.Name
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// allTargets are targets, remoteTargets and skyPilotTargets.
+func allTargets() []Target {
+	return append(append(append([]Target(nil), targets...), remoteTargets...), skyPilotTargets()...)
+}
 
 // Outcome is the result of checking one Target.
 type Outcome struct {
