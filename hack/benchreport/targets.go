@@ -60,6 +60,10 @@ var targets = []Target{
 		System: "bucket-csi-MOUNT_CACHED-warm", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "reads of a cached file still pass through the FUSE server (rclone VFS) in requests of at most 1 MiB; FUSE passthrough (Linux 6.9+), which would hand the kernel the cache file, is not used"},
 	{Name: "MOUNT_CACHED write ≥ 0.8× local disk", Figure: "CachedWrite", Unit: "MB/s",
 		System: "bucket-csi-MOUNT_CACHED", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "every write crosses FUSE into the VFS cache file, while the local-disk baseline writes into the page cache directly"},
+	{Name: "GCS emulator: MOUNT sequential read ≥ 1× gcsfuse", Figure: "GCSSeqRead", Unit: "MB/s",
+		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "both read one object from the emulator, which serves it from memory; our GCS reads go through rclone's GCS backend (JSON API), gcsfuse's through the XML API"},
+	{Name: "GCS emulator: small files through MOUNT ≥ 1× gcsfuse", Figure: "GCSSmallFiles", Unit: "files/s",
+		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "files are fetched ahead only for a reader that opens them in name order"},
 	{Name: "idle FUSE server < 64 MiB RSS", Figure: "IdleRSS", Unit: "idle-RSS-MiB",
 		System: "bucket-csi-MOUNT", Bound: Below, Limit: 64, Suffix: "MiB", Why: "the FUSE server is the driver binary (every store SDK, gRPC, client-go); see idle-anon-RSS-MiB for the part that is heap"},
 }

@@ -36,10 +36,12 @@ type ourVolume struct {
 	c       testenv.Clients
 	id      string
 	staging string
-	f       *fixture
 	// profile is the volume's `profile` attribute, handed to NodeStage in
 	// the volume context as CreateVolume would ("" for none).
 	profile string
+	// secrets are NodeStage's secrets: the S3 server's keys (newVolume),
+	// none for the GCS emulator.
+	secrets map[string]string
 }
 
 // newVolume starts a driver (with -bench.args) for a volume of prefix in
@@ -50,7 +52,7 @@ type ourVolume struct {
 func newVolume(b *testing.B, f *fixture, mode byte, prefix string) *ourVolume {
 	b.Helper()
 	drv := testenv.StartDriver(b, f.srv, append([]string{"--log-level", "info"}, strings.Fields(*driverArgs)...)...)
-	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), f: f}
+	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), secrets: f.srv.Secrets()}
 }
 
 // stage stages the volume at a new staging path and returns the path.
@@ -66,7 +68,7 @@ func (v *ourVolume) stage(b *testing.B) string {
 		vctx = map[string]string{volume.KeyProfile: v.profile}
 	}
 	if _, err := v.c.Node.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
-		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, VolumeContext: vctx, Secrets: v.f.srv.Secrets()}); err != nil {
+		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, VolumeContext: vctx, Secrets: v.secrets}); err != nil {
 		b.Fatal(err)
 	}
 	return v.staging
