@@ -6,7 +6,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build tools test unit lint demo fuzz bench manifests e2e-kind clean image k8s-tools e2e-deps cluster-up cluster-down e2e conformance bin/cluster
+.PHONY: all build tools test unit lint demo fuzz bench bench-busy manifests e2e-kind clean image k8s-tools e2e-deps cluster-up cluster-down e2e conformance bin/cluster
 # An execution count, not a duration: Go 1.26's fuzz coordinator can fail a
 # run with "context deadline exceeded" when a duration ends mid-execution
 # (golang/go#75804, fixed in Go 1.27).
@@ -88,11 +88,16 @@ tools: bin/versitygw bin/fake-gcs-server bin/azurite-blob bin/helm
 # Baselines for make bench: rclone (pinned in tools/go.mod), s3fs and fuse3
 # (Debian; rclone mount needs fusermount3). The benchmarks use only the S3
 # server.
-bench-tools: bin/versitygw bin/rclone
+bench-tools: bin/versitygw bin/fake-gcs-server bin/rclone bin/gcsfuse
 	command -v s3fs >/dev/null && command -v fusermount3 >/dev/null || (apt-get update -qq && apt-get install -y -qq s3fs fuse3)
 
 bin/rclone: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/rclone github.com/rclone/rclone
+
+# gcsfuse has a module of its own: its dependencies would move the shared
+# ones of tools/go.mod (v3.11.4: later versions need Go 1.27).
+bin/gcsfuse: tools/gcsfuse/go.mod tools/gcsfuse/go.sum
+	cd tools/gcsfuse && $(NICE) $(GO) build -o ../../bin/gcsfuse github.com/googlecloudplatform/gcsfuse/v3
 
 bin/versitygw: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/versitygw github.com/versity/versitygw/cmd/versitygw
@@ -123,6 +128,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
+	cd tools/gcsfuse && $(GO) mod tidy -diff
 
 # Benchmarks against the baselines in the same run (docs/benchmarks.md):
 # the S3 server pinned to CPU 0, every client (our FUSE servers, rclone,
@@ -142,6 +148,15 @@ bench: build bench-tools
 		BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench . -bench.latency $$rtt \
 		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee -a ../../bin/bench.txt; done
 	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
+
+# The key figures again with a CPU hog process on the clients' CPU (do the
+# leads survive a busy machine?), on loopback, into docs/benchmarks-busy.md.
+BUSY_FIGURES ?= SeqRead|SmallFiles|RandRead1M
+bench-busy: build bench-tools
+	$(GO) test -c -o bin/bench.test ./test/bench/
+	cd test/bench && BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench '$(BUSY_FIGURES)' -bench.hog \
+		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee ../../bin/bench-busy.txt
+	$(GO) run ./hack/benchreport -in bin/bench-busy.txt -md docs/benchmarks-busy.md
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).
 FUZZ_TARGETS ?= pkg/volume:FuzzParseID pkg/volume:FuzzParseSource pkg/volume:FuzzParse pkg/volume:FuzzParseMountFlags \

@@ -333,6 +333,51 @@ func TestPermissionsEnforced(t *testing.T) {
 	}
 }
 
+// TestExecMountOption: with the exec mount option a script in the bucket
+// shows 0755 (umask=022) and runs, in every mode; without it the same
+// file shows 0644 and running it is refused with EACCES, as the storage
+// e2e suite's exec spec expects of a volume that declares exec.
+func TestExecMountOption(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3c, drv, c := startAll(t)
+	ctx := context.Background()
+	for _, mode := range []string{"MOUNT", "MOUNT_CACHED", "COPY"} {
+		t.Run(mode, func(t *testing.T) {
+			bucketName := "exec-" + strings.ToLower(strings.ReplaceAll(mode, "_", "-"))
+			st := s3c.Store(t)
+			if err := st.CreateBucket(ctx, bucketName); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.PutObject(ctx, bucketName, "bin/run.sh", []byte("#!/bin/sh\necho ran\n")); err != nil {
+				t.Fatal(err)
+			}
+			vol, err := c.Controller.CreateVolume(ctx, createReq("pv-"+bucketName, map[string]string{"source": "s3://" + bucketName, "mode": mode}, s3c.Secrets()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := vol.GetVolume().GetVolumeId()
+			for _, opts := range []string{"umask=022", "umask=022,exec"} {
+				staging, target, roTarget := permPaths(t, drv)
+				stagePerm(t, c, id, staging, target, roTarget, testenv.MountCap(rwx, opts), s3c.Secrets())
+				script := filepath.Join(target, "bin", "run.sh")
+				out, err := exec.Command(script).CombinedOutput()
+				if strings.HasSuffix(opts, "exec") {
+					assertOwner(t, script, 0, 0, 0o755)
+					if err != nil || string(out) != "ran\n" {
+						t.Errorf("%s: running the script: %q %v", opts, out, err)
+					}
+				} else {
+					assertOwner(t, script, 0, 0, 0o644)
+					if !errors.Is(err, syscall.EACCES) {
+						t.Errorf("%s: running the script: %q %v, want EACCES", opts, out, err)
+					}
+				}
+				unstagePerm(t, c, id, staging, target, roTarget)
+			}
+		})
+	}
+}
+
 // TestMetadataPrefixRefused: in every mode, a volume showing a bucket's
 // root refuses every create, write, rename and delete of the driver's
 // metadata directory (.bucket-csi) and anything below it with EPERM, to

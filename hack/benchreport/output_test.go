@@ -134,6 +134,33 @@ func TestBuiltinTargets(t *testing.T) {
 	}
 }
 
+// TestSkyPilotTargets: the warm read is compared with SkyPilot's warm
+// cache, `ls -l` times must be below it, and every target name is unique.
+func TestSkyPilotTargets(t *testing.T) {
+	rep := Summarize([]Sample{
+		{"SeqRead", "bucket-csi-MOUNT_CACHED-warm", "MB/s", 600}, {"SeqRead", "rclone-skypilot-warm", "MB/s", 400},
+		{"SeqRead", "rclone-skypilot", "MB/s", 6000},
+		{"ListDir", "bucket-csi-MOUNT_CACHED-cold", "ns/op", 3e9}, {"ListDir", "rclone-skypilot", "ns/op", 2e9},
+	})
+	got := targetsTable(evaluateAll(rep, skyPilotTargets()))
+	for _, line := range []string{
+		"| MOUNT_CACHED sequential read, warm ≥ 1× SkyPilot-flags rclone | 1.50× | yes |",
+		"| MOUNT_CACHED `ls -l` time < 1× SkyPilot-flags rclone | 1.50× | **no** |",
+		"| at 20 ms: MOUNT_CACHED write ≥ 1× SkyPilot-flags rclone | not measured | – |",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("targets table lacks %q:\n%s", line, got)
+		}
+	}
+	seen := map[string]bool{}
+	for _, tg := range allTargets() {
+		if seen[tg.Name] {
+			t.Errorf("two targets named %q", tg.Name)
+		}
+		seen[tg.Name] = true
+	}
+}
+
 // svgBar is one bar found in the chart.
 type svgBar struct{ class, width string }
 

@@ -37,23 +37,25 @@ var systemOrder = []string{
 	"raw-SDK", "local-disk",
 	"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "bucket-csi-MOUNT_CACHED-warm",
 	"bucket-csi-MOUNT_CACHED", "bucket-csi-COPY",
-	"rclone-mount", "rclone-mount2", "s3fs", "rclone-copy",
+	"rclone-mount", "rclone-mount2", "s3fs", "rclone-skypilot", "rclone-skypilot-warm", "rclone-copy", "gcsfuse",
 }
 
 // figureDescriptions make row labels readable; figures not listed here are
 // shown by their raw name only.
 var figureDescriptions = map[string]string{
-	"SeqRead":     "sequential read, 1 MiB blocks",
-	"RandRead4K":  "random 4 KiB reads",
-	"RandRead1M":  "random 1 MiB reads",
-	"TTFB":        "time to first byte",
-	"SmallFiles":  "5,000 × 16 KiB files read one by one",
-	"ListDir":     "`ls -l` of 10,000 entries",
-	"CachedWrite": "write through the mount",
-	"CopySmall":   "COPY of 5,000 × 16 KiB files",
-	"CopyLarge":   "COPY of the 1 GiB object",
-	"NodeStage":   "NodeStage latency",
-	"IdleRSS":     "idle FUSE server",
+	"SeqRead":       "sequential read, 1 MiB blocks",
+	"RandRead4K":    "random 4 KiB reads",
+	"RandRead1M":    "random 1 MiB reads",
+	"TTFB":          "time to first byte",
+	"SmallFiles":    "5,000 × 16 KiB files read one by one",
+	"ListDir":       "`ls -l` of 10,000 entries",
+	"CachedWrite":   "write through the mount",
+	"CopySmall":     "COPY of 5,000 × 16 KiB files",
+	"CopyLarge":     "COPY of the 1 GiB object",
+	"NodeStage":     "NodeStage latency",
+	"IdleRSS":       "idle FUSE server",
+	"GCSSeqRead":    "GCS emulator: sequential read, 1 MiB blocks",
+	"GCSSmallFiles": "GCS emulator: small files read one by one",
 }
 
 // rowKey identifies a row.

@@ -60,6 +60,10 @@ var targets = []Target{
 		System: "bucket-csi-MOUNT_CACHED-warm", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "reads of a cached file still pass through the FUSE server (rclone VFS) in requests of at most 1 MiB; FUSE passthrough (Linux 6.9+), which would hand the kernel the cache file, is not used"},
 	{Name: "MOUNT_CACHED write ≥ 0.8× local disk", Figure: "CachedWrite", Unit: "MB/s",
 		System: "bucket-csi-MOUNT_CACHED", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "every write crosses FUSE into the VFS cache file, while the local-disk baseline writes into the page cache directly"},
+	{Name: "GCS emulator: MOUNT sequential read ≥ 1× gcsfuse", Figure: "GCSSeqRead", Unit: "MB/s",
+		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "both read one object from the emulator, which serves it from memory; our GCS reads go through rclone's GCS backend (JSON API), gcsfuse's through the XML API"},
+	{Name: "GCS emulator: small files through MOUNT ≥ 1× gcsfuse", Figure: "GCSSmallFiles", Unit: "files/s",
+		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "files are fetched ahead only for a reader that opens them in name order"},
 	{Name: "idle FUSE server < 64 MiB RSS", Figure: "IdleRSS", Unit: "idle-RSS-MiB",
 		System: "bucket-csi-MOUNT", Bound: Below, Limit: 64, Suffix: "MiB", Why: "the FUSE server is the driver binary (every store SDK, gRPC, client-go); see idle-anon-RSS-MiB for the part that is heap"},
 }
@@ -97,8 +101,48 @@ var remoteTargets = []Target{
 		Why: "listing pages of 1,000 keys follow one another, one round trip each"},
 }
 
-// allTargets are targets and remoteTargets.
-func allTargets() []Target { return append(append([]Target(nil), targets...), remoteTargets...) }
+// skyPilotTargets are the goals against SkyPilot's own engine for the
+// mode (rclone mount with its MOUNT_CACHED flags, "rclone-skypilot"): our
+// MOUNT_CACHED ahead on every figure both run, at 0 ms and at remoteRTT.
+func skyPilotTargets() []Target {
+	type fig struct {
+		name, figure, unit, system string
+		bound                      Bound
+	}
+	figs := []fig{
+		{"sequential read, cold", "SeqRead", "MB/s", "bucket-csi-MOUNT_CACHED-cold", AtLeast},
+		{"sequential read, warm", "SeqRead", "MB/s", "bucket-csi-MOUNT_CACHED-warm", AtLeast},
+		{"random 1 MiB reads, cold", "RandRead1M", "MB/s", "bucket-csi-MOUNT_CACHED-cold", AtLeast},
+		{"small files, cold", "SmallFiles", "files/s", "bucket-csi-MOUNT_CACHED-cold", AtLeast},
+		{"`ls -l` time", "ListDir", "ms", "bucket-csi-MOUNT_CACHED-cold", Below},
+		{"write", "CachedWrite", "MB/s", "bucket-csi-MOUNT_CACHED", AtLeast},
+	}
+	var out []Target
+	for _, rtt := range []string{"", remoteRTT} {
+		for _, f := range figs {
+			t := Target{Figure: f.figure, Unit: f.unit, System: f.system, Baseline: "rclone-skypilot", Bound: f.bound, Limit: 1, RTT: rtt,
+				Why: "the same engine (rclone's VFS with a full disk cache) on both sides; what differs is our read-ahead, listing and upload settings"}
+			if f.figure == "SeqRead" && f.system == "bucket-csi-MOUNT_CACHED-warm" {
+				t.Baseline = "rclone-skypilot-warm"
+			}
+			cmp := "≥ 1×"
+			if f.bound == Below {
+				cmp = "< 1×"
+			}
+			t.Name = "MOUNT_CACHED " + f.name + " " + cmp + " SkyPilot-flags rclone"
+			if rtt != "" {
+				t.Name = "at 20 ms: " + t.Name
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// allTargets are targets, remoteTargets and skyPilotTargets.
+func allTargets() []Target {
+	return append(append(append([]Target(nil), targets...), remoteTargets...), skyPilotTargets()...)
+}
 
 // Outcome is the result of checking one Target.
 type Outcome struct {

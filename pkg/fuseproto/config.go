@@ -84,6 +84,9 @@ type Config struct {
 	UID   uint32 `json:"uid"`
 	GID   uint32 `json:"gid"`
 	Umask uint32 `json:"umask"`
+	// Exec gives files execute bits where they can be read (the exec
+	// mount option, volume.FileMode).
+	Exec bool `json:"exec,omitempty"`
 	// ReadChunkStreams is the most ranged GETs one sequential read runs
 	// at once, ReadChunkSize their size (with ReadAhead; 0: readahead's
 	// defaults).

@@ -270,7 +270,7 @@ func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 	// that is zero): the same rule as COPY's files, see volume.DirMode.
 	o.Umask = 0
 	o.DirPerms = vfscommon.FileMode(volume.DirMode(cfg.Umask))
-	o.FilePerms = vfscommon.FileMode(volume.FileMode(cfg.Umask))
+	o.FilePerms = vfscommon.FileMode(volume.FileMode(cfg.Umask, cfg.Exec))
 	if cfg.DirCacheTime > 0 {
 		o.DirCacheTime = fs.Duration(cfg.DirCacheTime)
 	}

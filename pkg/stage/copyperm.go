@@ -51,7 +51,7 @@ func presentCopy(data string, flags volume.MountFlags, guard bool, log *slog.Log
 			return err
 		}
 	}
-	p := copyPerms{uid: int(flags.UID), gid: int(flags.GID), file: uint32(volume.FileMode(flags.Umask)), dir: uint32(volume.DirMode(flags.Umask))}
+	p := copyPerms{uid: int(flags.UID), gid: int(flags.GID), file: uint32(volume.FileMode(flags.Umask, flags.Exec)), dir: uint32(volume.DirMode(flags.Umask))}
 	fd, err := unix.Open(data, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("opening the copy %s: %w", data, err)

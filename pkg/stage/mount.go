@@ -123,6 +123,7 @@ func fuseConfig(req Request, stores store.Registry, set Settings) (*fuseproto.Co
 		UID:              req.Flags.UID,
 		GID:              req.Flags.GID,
 		Umask:            req.Flags.Umask,
+		Exec:             req.Flags.Exec,
 		PrivateDir:       filepath.Join(req.StateDir, "private"),
 		ControlSocket:    filepath.Join(req.StateDir, controlSocket),
 		LogFormat:        set.LogFormat,

@@ -93,7 +93,7 @@ func FuzzParse(f *testing.F) {
 // FuzzParseMountFlags: parsing never panics; only the documented options
 // are ever accepted.
 func FuzzParseMountFlags(f *testing.F) {
-	for _, s := range []string{"ro", "uid=1000,gid=1000", "umask=022", "dir-cache-time=5s", "allow_other", "--vfs-cache-mode=full", "config=/etc/x"} {
+	for _, s := range []string{"ro", "uid=1000,gid=1000", "umask=022", "exec", "dir-cache-time=5s", "allow_other", "--vfs-cache-mode=full", "config=/etc/x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, flag string) {
@@ -106,7 +106,7 @@ func FuzzParseMountFlags(f *testing.F) {
 		for _, opt := range strings.Split(flag, ",") {
 			key, _, _ := strings.Cut(strings.TrimSpace(opt), "=")
 			switch key {
-			case "", "ro", "rw", "defaults", "uid", "gid", "umask", "dir-cache-time":
+			case "", "ro", "exec", "rw", "defaults", "nosuid", "nodev", "uid", "gid", "umask", "dir-cache-time":
 			default:
 				t.Fatalf("ParseMountFlags(%q) accepted option %q", flag, key)
 			}

@@ -16,9 +16,11 @@ type MountFlags struct {
 	UID, GID     uint32
 	Umask        uint32
 	DirCacheTime time.Duration // 0: the driver default
+	// Exec makes files show execute bits (see FileMode).
+	Exec bool `json:",omitempty"`
 }
 
-const acceptedFlags = "ro, uid=<n>, gid=<n>, umask=<octal>, dir-cache-time=<duration>"
+const acceptedFlags = "ro, exec, uid=<n>, gid=<n>, umask=<octal>, dir-cache-time=<duration>, nosuid, nodev"
 
 // ParseMountFlags parses mount flags. Each flag may hold several
 // comma-separated options, as in /etc/fstab. Unknown options are
@@ -41,7 +43,14 @@ func ParseMountFlags(flags []string) (MountFlags, error) {
 					return bad("takes no value")
 				}
 				m.ReadOnly = true
-			case "rw", "defaults":
+			case "exec":
+				if hasVal {
+					return bad("takes no value")
+				}
+				m.Exec = true
+			case "rw", "defaults", "nosuid", "nodev":
+				// nosuid and nodev are always in effect (every FUSE
+				// mount of the driver has them); suid and dev are refused.
 			case "uid", "gid":
 				n, err := strconv.ParseUint(val, 10, 32)
 				if err != nil || !hasVal {
@@ -79,5 +88,9 @@ func (m MountFlags) String() string {
 	if m.ReadOnly {
 		ro = "ro"
 	}
-	return fmt.Sprintf("%s,uid=%d,gid=%d,umask=%03o,dir-cache-time=%s", ro, m.UID, m.GID, m.Umask, m.DirCacheTime)
+	s := fmt.Sprintf("%s,uid=%d,gid=%d,umask=%03o,dir-cache-time=%s", ro, m.UID, m.GID, m.Umask, m.DirCacheTime)
+	if m.Exec {
+		s += ",exec"
+	}
+	return s
 }

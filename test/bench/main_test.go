@@ -34,6 +34,7 @@ var (
 	scale      = flag.Float64("bench.scale", 1, "scale the data sets (object sizes and key counts); 0.1 for a quick check")
 	driverArgs = flag.String("bench.args", "", "extra flags for the bucket-csi driver, space separated (tuning runs)")
 	latency    = flag.Duration("bench.latency", 0, "round-trip time added between every client and the server (a netdelay proxy), e.g. 20ms")
+	hog        = flag.Bool("bench.hog", false, "run every figure with a CPU hog process beside it, on the bench's CPUs (make bench-busy)")
 )
 
 // Data set sizes at scale 1.
@@ -66,16 +67,32 @@ func TestMain(m *testing.M) {
 	if target := os.Getenv(proxyTargetEnv); target != "" {
 		os.Exit(serveProxy(target, os.Getenv(proxyRTTEnv)))
 	}
+	if os.Getenv(hogEnv) != "" {
+		spin()
+	}
 	flag.Parse()
+	stopHog := func() {}
+	if *hog {
+		var err error
+		if stopHog, err = startHog(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("# every figure below ran with a CPU hog process beside it (-bench.hog)")
+	}
 	// A configuration line of the benchmark format: hack/benchreport
 	// files the results that follow under this round-trip time.
 	fmt.Printf("rtt: %s\n", *latency)
 	code := m.Run()
+	stopHog()
 	if fix.proxy != nil {
 		fix.proxy.stop()
 	}
 	if fix.origin != nil {
 		fix.origin.Stop()
+	}
+	if gcsFix.srv != nil {
+		gcsFix.srv.Stop()
 	}
 	if fix.tempDir != "" {
 		_ = os.RemoveAll(fix.tempDir)

@@ -71,6 +71,18 @@ func BenchmarkSeqRead(b *testing.B) {
 			readFile(b, path)
 		}
 	})
+	b.Run("rclone-skypilot-warm", func(b *testing.B) {
+		dir, _ := mountOther(b, f, "rclone-skypilot")
+		path := filepath.Join(dir, "large", "large.bin")
+		readFile(b, path) // fills its cache
+		b.SetBytes(f.large)
+		for b.Loop() {
+			b.StopTimer()
+			dropCaches(b)
+			b.StartTimer()
+			readFile(b, path)
+		}
+	})
 	systems := append(slices.Clone(mountSystems), "bucket-csi-MOUNT+dataset")
 	onMounts(b, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(f.large)

@@ -36,10 +36,12 @@ type ourVolume struct {
 	c       testenv.Clients
 	id      string
 	staging string
-	f       *fixture
 	// profile is the volume's `profile` attribute, handed to NodeStage in
 	// the volume context as CreateVolume would ("" for none).
 	profile string
+	// secrets are NodeStage's secrets: the S3 server's keys (newVolume),
+	// none for the GCS emulator.
+	secrets map[string]string
 }
 
 // newVolume starts a driver (with -bench.args) for a volume of prefix in
@@ -50,7 +52,7 @@ type ourVolume struct {
 func newVolume(b *testing.B, f *fixture, mode byte, prefix string) *ourVolume {
 	b.Helper()
 	drv := testenv.StartDriver(b, f.srv, append([]string{"--log-level", "info"}, strings.Fields(*driverArgs)...)...)
-	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), f: f}
+	return &ourVolume{drv: drv, c: drv.Dial(b), id: volumeID(mode, prefix), secrets: f.srv.Secrets()}
 }
 
 // stage stages the volume at a new staging path and returns the path.
@@ -66,7 +68,7 @@ func (v *ourVolume) stage(b *testing.B) string {
 		vctx = map[string]string{volume.KeyProfile: v.profile}
 	}
 	if _, err := v.c.Node.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
-		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, VolumeContext: vctx, Secrets: v.f.srv.Secrets()}); err != nil {
+		VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: cap, VolumeContext: vctx, Secrets: v.secrets}); err != nil {
 		b.Fatal(err)
 	}
 	return v.staging
@@ -109,9 +111,16 @@ func mountOurs(b *testing.B, f *fixture, mode byte, prefix string) (string, int)
 	return dir, v.pid(b)
 }
 
-// mountOther mounts the bench bucket with another client at default flags
-// (kind: rclone-mount, rclone-mount2, s3fs) and returns the mount point
-// and the client's pid.
+// skyPilotFlags are the rclone flags SkyPilot's MOUNT_CACHED mode mounts
+// a bucket with (its own engine for the mode this driver's MOUNT_CACHED
+// offers); mountOther adds a private --cache-dir.
+var skyPilotFlags = []string{"--vfs-cache-mode", "full", "--dir-cache-time", "10s", "--vfs-cache-poll-interval", "10s",
+	"--vfs-write-back", "1s", "--vfs-cache-max-size", "10G", "--vfs-fast-fingerprint"}
+
+// mountOther mounts the bench bucket with another client and returns the
+// mount point and the client's pid. kind is rclone-mount, rclone-mount2 or
+// s3fs at default flags, or rclone-skypilot: rclone mount with
+// skyPilotFlags and an empty cache of its own.
 func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "mnt")
@@ -123,6 +132,10 @@ func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 	switch kind {
 	case "rclone-mount", "rclone-mount2":
 		cmd = exec.Command(rclone(b), strings.TrimPrefix(kind, "rclone-"), rcloneRemote(f, ""), dir)
+		cmd.Env = rcloneEnv(b, f)
+	case "rclone-skypilot":
+		args := append([]string{"mount", rcloneRemote(f, ""), dir, "--cache-dir", b.TempDir()}, skyPilotFlags...)
+		cmd = exec.Command(rclone(b), args...)
 		cmd.Env = rcloneEnv(b, f)
 	case "s3fs":
 		bin, err := exec.LookPath("s3fs")
@@ -160,7 +173,10 @@ func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 	return dir, cmd.Process.Pid
 }
 
-var mountSystems = []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "rclone-mount", "rclone-mount2", "s3fs"}
+// mountSystems are the systems of the read figures. The two with a disk
+// cache, bucket-csi-MOUNT_CACHED-cold and rclone-skypilot, are mounted
+// afresh before every iteration (onMounts), so each starts cold.
+var mountSystems = []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "rclone-mount", "rclone-mount2", "s3fs", "rclone-skypilot"}
 
 func rclone(b *testing.B) string {
 	b.Helper()

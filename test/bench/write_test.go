@@ -66,7 +66,7 @@ func BenchmarkCachedWrite(b *testing.B) {
 			writeFile(b, filepath.Join(dir, "w.bin"), size)
 		}
 	})
-	systems := []string{"bucket-csi-MOUNT_CACHED", "bucket-csi-MOUNT_CACHED+checkpoint", "bucket-csi-MOUNT", "rclone-mount", "s3fs"}
+	systems := []string{"bucket-csi-MOUNT_CACHED", "bucket-csi-MOUNT_CACHED+checkpoint", "bucket-csi-MOUNT", "rclone-mount", "s3fs", "rclone-skypilot"}
 	onMounts(b, f, systems, runOptions{body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(size)
 		key := fmt.Sprintf("w-%d.bin", written.Add(1))
