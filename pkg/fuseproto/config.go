@@ -59,6 +59,11 @@ type Config struct {
 	// order; see ReadChunkStreams, ReadChunkSize, ReadAheadMemory) instead
 	// of rclone's own buffer (MOUNT). Not with Cache.
 	ReadAhead bool `json:"readAhead,omitempty"`
+	// Passthrough hands the kernel the cache file of a wholly cached,
+	// clean file on open (FUSE passthrough, Linux 6.9+, where the kernel
+	// offers it), so reads skip the server. Used on read-only volumes only
+	// (ReadOnly); with Cache and Durable. See fuseserver/passthrough.go.
+	Passthrough bool `json:"passthrough,omitempty"`
 	// CacheDir is the VFS cache directory (with Cache).
 	CacheDir string `json:"cacheDir,omitempty"`
 	// CacheMaxSize bounds the VFS cache in bytes (a soft limit: open and
@@ -129,6 +134,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("mounter config: a cache serves without read-ahead and server mtimes")
 	case c.Durable && !c.Cache:
 		return fmt.Errorf("mounter config: durable fsync needs a cache")
+	case c.Passthrough && !c.Durable:
+		return fmt.Errorf("mounter config: passthrough needs a cache with durable fsync")
 	}
 	return nil
 }

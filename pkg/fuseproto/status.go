@@ -58,7 +58,8 @@ type Stats struct {
 	// when nothing is pending.
 	OldestPendingSeconds float64 `json:"oldestPendingSeconds"`
 	// BytesRead and BytesWritten went through the mount (what pods read
-	// and wrote).
+	// and wrote), except reads served by FUSE passthrough, which the
+	// kernel makes from the cache file without the server.
 	BytesRead    int64 `json:"bytesRead"`
 	BytesWritten int64 `json:"bytesWritten"`
 	// StoreBytes were transferred to or from the store, TransferErrors
@@ -73,6 +74,11 @@ type Stats struct {
 	CacheBytes int64 `json:"cacheBytes"`
 	// ReadAhead counts how MOUNT reads were served.
 	ReadAhead readahead.HitCounts `json:"readAhead"`
+	// Passthrough is set while the server hands the kernel cache files
+	// (FUSE passthrough, read-only MOUNT_CACHED); PassthroughOpens counts
+	// the opens so answered, whose reads never reach the server.
+	Passthrough      bool  `json:"passthrough"`
+	PassthroughOpens int64 `json:"passthroughOpens"`
 	// StartedAt is when the server started.
 	StartedAt time.Time `json:"startedAt"`
 }

@@ -203,8 +203,15 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	raw := fusefs.NewNodeFS(root, &opts)
+	var pt *passthroughFS
 	if cfg.Durable {
-		raw = newDurableFS(raw, v, log)
+		d := newDurableFS(raw, v, log)
+		raw = d
+		if passthroughWanted(cfg) {
+			if pt = newPassthroughFS(d, v, log); pt != nil {
+				raw, meter.pt = pt, pt
+			}
+		}
 	}
 	if cfg.Prefix == "" {
 		raw = metaGuard{raw}
@@ -218,8 +225,12 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if err := server.WaitMount(); err != nil {
 		return fmt.Errorf("waiting for the mount at %s: %w", cfg.MountPoint, err)
 	}
+	if pt != nil {
+		pt.attach(server)
+	}
 	log.Info("mounted", "path", cfg.MountPoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mode", cfg.Mode,
-		"cache", cfg.Cache, "durable", cfg.Durable, "readAhead", cfg.ReadAhead, "serverModTime", cfg.ServerModTime)
+		"cache", cfg.Cache, "durable", cfg.Durable, "readAhead", cfg.ReadAhead, "serverModTime", cfg.ServerModTime,
+		"passthrough", pt != nil)
 	ready(nil)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	defer stopTrim()
@@ -282,6 +293,11 @@ func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 		o.WriteBack = fs.Duration(cfg.WriteBack)
 		if cfg.CacheMaxSize > 0 {
 			o.CacheMaxSize = fs.SizeSuffix(cfg.CacheMaxSize)
+		}
+		if passthroughWanted(cfg) {
+			// A closed cache file keeps no descriptor in rclone, which
+			// could otherwise change it in place (passthrough.go).
+			o.HandleCaching = 0
 		}
 	}
 	if cfg.ReadAhead {

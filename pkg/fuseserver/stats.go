@@ -24,7 +24,8 @@ type meter struct {
 	started     time.Time
 	read, wrote atomic.Int64
 	http        *prometheus.Registry
-	ra          *readahead.Fs // nil without read-ahead (MOUNT_CACHED)
+	ra          *readahead.Fs  // nil without read-ahead (MOUNT_CACHED)
+	pt          *passthroughFS // nil without passthrough
 	pending     pendingAges
 }
 
@@ -53,6 +54,9 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 	}
 	if m.ra != nil {
 		st.ReadAhead = m.ra.Hits()
+	}
+	if m.pt != nil {
+		st.Passthrough, st.PassthroughOpens = m.pt.active(), m.pt.opens.Load()
 	}
 	return st
 }

@@ -64,6 +64,7 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 		return err
 	}
 	cfg.Cache, cfg.Durable = true, true
+	cfg.Passthrough = true // used where the volume is read-only
 	cfg.CacheDir = c.CacheDir(req.VolumeID)
 	cfg.CacheMaxSize = c.CacheLimit()
 	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {

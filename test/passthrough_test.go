@@ -1,0 +1,207 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// kernelHasPassthrough reports whether the running kernel is 6.9 or
+// later, the first with FUSE passthrough.
+func kernelHasPassthrough(t *testing.T) bool {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.SplitN(unix.ByteSliceToString(u.Release[:]), ".", 3)
+	major, _ := strconv.Atoi(parts[0])
+	minor := 0
+	if len(parts) > 1 {
+		minor, _ = strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	}
+	return major > 6 || major == 6 && minor >= 9
+}
+
+// fuseStats asks the FUSE server of volume id for its figures.
+func fuseStats(t *testing.T, drv *testenv.Driver, id string) fuseproto.Stats {
+	t.Helper()
+	for _, rec := range drv.Staged(t) {
+		if rec.VolumeID != id {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// The control socket pkg/stage gives each FUSE server.
+		st, err := mounter.QueryStats(ctx, filepath.Join(rec.StateDir, "ctl.sock"))
+		if err != nil {
+			t.Fatalf("stats of %s: %v", id, err)
+		}
+		return st
+	}
+	t.Fatalf("volume %s is not staged", id)
+	return fuseproto.Stats{}
+}
+
+func putObject(t *testing.T, s *testenv.S3, bucket, key string, data []byte) {
+	t.Helper()
+	if _, err := s.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
+		t.Fatalf("putting %s: %v", key, err)
+	}
+}
+
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	return sha256.Sum256(data)
+}
+
+// TestCachedPassthroughReadOnly: on a read-only MOUNT_CACHED volume, a file
+// wholly in the cache is read through FUSE passthrough (the server's stats
+// count the opens; on kernels before 6.9 they say passthrough is off and
+// every read goes through the server), with the same bytes as the first
+// read through the server and as the bucket. Two readers at once, fsync
+// of a passthrough handle, and an object replaced in the bucket while a
+// passthrough reader is open: the open reader still reads the whole old
+// content (never a hole of zeros), a new open after the listing expired
+// reads the new content, and no open fails.
+func TestCachedPassthroughReadOnly(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	vol, err := c.Controller.CreateVolume(context.Background(), createReq("pt-ro", map[string]string{"mode": "MOUNT_CACHED"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, bucket := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
+	old := randomBytes(t, 8<<20+5)
+	putObject(t, s3, bucket, "data/big.bin", old)
+	other := randomBytes(t, 3<<20+1)
+	putObject(t, s3, bucket, "data/other.bin", other)
+	staging, target := podPaths(t, drv)
+	publish(t, c, id, staging, target, s3.Secrets(), false, "ro", "dir-cache-time=1s")
+	defer unpublish(t, c, id, staging, target)
+	path := filepath.Join(target, "data", "big.bin")
+	want := sha256.Sum256(old)
+
+	if got := fileSum(t, path); got != want {
+		t.Fatal("first read (through the server) differs from the bucket")
+	}
+	st := fuseStats(t, drv, id)
+	if st.Passthrough != kernelHasPassthrough(t) {
+		t.Fatalf("stats say passthrough=%v on this kernel", st.Passthrough)
+	}
+	if st.PassthroughOpens != 0 {
+		t.Fatalf("%d passthrough opens before the file was cached", st.PassthroughOpens)
+	}
+	// The kernel releases the first handle after close returns: a read
+	// may still find it open and go through the server.
+	for i := 0; ; i++ {
+		if got := fileSum(t, path); got != want {
+			t.Fatal("a read of the cached file differs from the bucket")
+		}
+		if !st.Passthrough {
+			return // the rest is about passthrough itself
+		}
+		if fuseStats(t, drv, id).PassthroughOpens > 0 {
+			break
+		}
+		if i == 20 {
+			t.Fatal("no passthrough open after reading the cached file 20 times")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	opens := fuseStats(t, drv, id).PassthroughOpens
+
+	// A file cached whole while a handle served through the server is
+	// open: a second open is served the same way, never refused.
+	x, err := os.Open(filepath.Join(target, "data", "other.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotX, err := io.ReadAll(x)
+	if err != nil || !bytes.Equal(gotX, other) {
+		t.Fatalf("reading other.bin: %v or different bytes", err)
+	}
+	if gotY, err := os.ReadFile(filepath.Join(target, "data", "other.bin")); err != nil || !bytes.Equal(gotY, other) {
+		t.Fatalf("a second open of a file held open through the server: %v or different bytes", err)
+	}
+	x.Close()
+	if n := fuseStats(t, drv, id).PassthroughOpens; n != opens {
+		t.Fatalf("%d passthrough opens of a file held open through the server", n-opens)
+	}
+
+	// Two readers at once, and fsync of a passthrough handle.
+	a, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("second reader while a passthrough reader is open: %v", err)
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatalf("fsync of a passthrough handle: %v", err)
+	}
+	gotB, err := io.ReadAll(b)
+	b.Close()
+	if err != nil || sha256.Sum256(gotB) != want {
+		t.Fatalf("second reader: %v or different bytes", err)
+	}
+	if n := fuseStats(t, drv, id).PassthroughOpens; n != opens+2 {
+		t.Fatalf("two readers of the cached file made %d passthrough opens, want 2", n-opens)
+	}
+
+	// The object replaced in the bucket (larger) while a is open.
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(a, head); err != nil {
+		t.Fatal(err)
+	}
+	changed := randomBytes(t, 12<<20+3)
+	putObject(t, s3, bucket, "data/big.bin", changed)
+	time.Sleep(2500 * time.Millisecond) // past dir-cache-time
+	var fresh []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		fresh, err = os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("open after the object changed, with a passthrough reader open: %v", err)
+		}
+		if bytes.Equal(fresh, changed) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !bytes.Equal(fresh, changed) {
+		t.Fatalf("a new open reads %d bytes, not the replaced object's %d", len(fresh), len(changed))
+	}
+	rest, err := io.ReadAll(a)
+	if err != nil {
+		t.Fatalf("the open reader after the object changed: %v", err)
+	}
+	if got := sha256.Sum256(append(head, rest...)); got != want {
+		t.Fatalf("the reader open across the change read %d bytes, not the whole old content", len(head)+len(rest))
+	}
+	a.Close()
+	if got := fileSum(t, path); got != sha256.Sum256(changed) {
+		t.Fatal("after every reader closed, a read differs from the bucket")
+	}
+	st = fuseStats(t, drv, id)
+	t.Logf("passthrough %v, passthrough opens %d, bytes read through the server %d", st.Passthrough, st.PassthroughOpens, st.BytesRead)
+}
