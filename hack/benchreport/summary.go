@@ -36,7 +36,7 @@ type Report struct {
 var systemOrder = []string{
 	"raw-SDK", "local-disk",
 	"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "bucket-csi-MOUNT_CACHED-warm",
-	"bucket-csi-MOUNT_CACHED", "bucket-csi-COPY",
+	"bucket-csi-MOUNT_CACHED-warm-ro", "bucket-csi-MOUNT_CACHED", "bucket-csi-COPY",
 	"rclone-mount", "rclone-mount2", "s3fs", "rclone-skypilot", "rclone-skypilot-warm", "rclone-copy", "gcsfuse",
 }
 

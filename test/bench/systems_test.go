@@ -42,6 +42,8 @@ type ourVolume struct {
 	// secrets are NodeStage's secrets: the S3 server's keys (newVolume),
 	// none for the GCS emulator.
 	secrets map[string]string
+	// flags are NodeStage's mount flags (e.g. "ro").
+	flags []string
 }
 
 // newVolume starts a driver (with -bench.args) for a volume of prefix in
@@ -62,7 +64,7 @@ func (v *ourVolume) stage(b *testing.B) string {
 	if err := os.MkdirAll(v.staging, 0o750); err != nil {
 		b.Fatal(err)
 	}
-	cap := testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)
+	cap := testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, v.flags...)
 	var vctx map[string]string
 	if v.profile != "" {
 		vctx = map[string]string{volume.KeyProfile: v.profile}
