@@ -205,3 +205,46 @@ func TestCachedPassthroughReadOnly(t *testing.T) {
 	st = fuseStats(t, drv, id)
 	t.Logf("passthrough %v, passthrough opens %d, bytes read through the server %d", st.Passthrough, st.PassthroughOpens, st.BytesRead)
 }
+
+// TestCachedReadWriteNoPassthrough: a read-write MOUNT_CACHED volume never
+// uses passthrough (a writable shared mapping beside a passthrough reader
+// would bypass the cache's dirty tracking, docs/benchmarks.md), so a reader
+// and a writer of one file may be open at once, no open fails, and a read
+// after the write sees it.
+func TestCachedReadWriteNoPassthrough(t *testing.T) {
+	_, drv, _, id, _, _, target := cachedVolume(t, "pt-rw")
+	path := filepath.Join(target, "f.bin")
+	first := randomBytes(t, 2<<20)
+	if err := os.WriteFile(path, first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSum(t, path); got != sha256.Sum256(first) {
+		t.Fatal("read after write differs")
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("writer open while a reader is open: %v", err)
+	}
+	if _, err := w.WriteAt([]byte("changed"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 7)
+	if _, err := r.ReadAt(head, 0); err != nil || string(head) != "changed" {
+		t.Fatalf("the open reader after the write read %q (%v)", head, err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got[:7]) != "changed" || !bytes.Equal(got[7:], first[7:]) {
+		t.Fatalf("a new read after the write: %v or different bytes", err)
+	}
+	if st := fuseStats(t, drv, id); st.Passthrough || st.PassthroughOpens != 0 {
+		t.Fatalf("read-write volume: passthrough=%v, %d passthrough opens", st.Passthrough, st.PassthroughOpens)
+	}
+}
