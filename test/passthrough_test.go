@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"io"
@@ -22,7 +23,7 @@ import (
 )
 
 // kernelHasPassthrough reports whether the running kernel is 6.9 or
-// later, the first with FUSE passthrough.
+// later, the first with FUSE passthrough, built with it.
 func kernelHasPassthrough(t *testing.T) bool {
 	t.Helper()
 	var u unix.Utsname
@@ -35,7 +36,20 @@ func kernelHasPassthrough(t *testing.T) bool {
 	if len(parts) > 1 {
 		minor, _ = strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
 	}
-	return major > 6 || major == 6 && minor >= 9
+	if major < 6 || major == 6 && minor < 9 {
+		return false
+	}
+	// Where the kernel's configuration is readable, it must have it.
+	var config []byte
+	if f, err := os.Open("/proc/config.gz"); err == nil {
+		defer f.Close()
+		if z, err := gzip.NewReader(f); err == nil {
+			config, _ = io.ReadAll(z)
+		}
+	} else {
+		config, _ = os.ReadFile("/boot/config-" + unix.ByteSliceToString(u.Release[:]))
+	}
+	return config == nil || bytes.Contains(config, []byte("\nCONFIG_FUSE_PASSTHROUGH=y"))
 }
 
 // fuseStats asks the FUSE server of volume id for its figures.
