@@ -20,6 +20,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 type volumeDescs struct {
 	info, up, read, written, storeBytes, requests, transferErrors,
 	raHits, raMisses, pendingFiles, pendingBytes, pendingOldest, retrying, cacheBytes,
+	passthrough, passthroughOpens,
 	copyFiles, copyFilesTotal, copyBytes, copyBytesTotal, copyComplete,
 	repairs, stageSeconds *prometheus.Desc
 }
@@ -40,6 +41,9 @@ func newVolumeDescs() *volumeDescs {
 		pendingOldest:  desc("bucket_csi_volume_pending_upload_oldest_seconds", "How long the oldest MOUNT_CACHED file pending upload has waited (0: none)."),
 		retrying:       desc("bucket_csi_volume_upload_retrying_files", "MOUNT_CACHED files whose upload failed at least once and waits to retry."),
 		cacheBytes:     desc("bucket_csi_volume_cache_bytes", "Disk used by the MOUNT_CACHED cache, as rclone's cache cleaner last measured it."),
+		passthrough:    desc("bucket_csi_volume_fuse_passthrough", "1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough: read-only volumes, Linux 6.9+), else 0."),
+		passthroughOpens: desc("bucket_csi_volume_fuse_passthrough_opens_total",
+			"MOUNT_CACHED opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),
 		copyFiles:      desc("bucket_csi_volume_copy_done_objects", "COPY objects fetched by the volume's running or last copy."),
 		copyFilesTotal: desc("bucket_csi_volume_copy_planned_objects", "COPY objects the running or last copy has to fetch (objects already on the node from an earlier copy are left out)."),
 		copyBytes:      desc("bucket_csi_volume_copy_done_bytes", "COPY bytes fetched by the running or last copy."),
@@ -125,6 +129,8 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 		gauge(d.pendingOldest, s.OldestPendingSeconds)
 		gauge(d.retrying, float64(s.Retrying))
 		gauge(d.cacheBytes, float64(s.CacheBytes))
+		gauge(d.passthrough, b2f(s.Passthrough))
+		counter(d.passthroughOpens, s.PassthroughOpens)
 		return
 	}
 	counter(d.raHits, s.ReadAhead.BlockHits, "block")
