@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
-	"github.com/bucket-csi/bucket-csi/pkg/stage"
 )
 
 // BenchmarkCachedWarmRatio: a warm MOUNT_CACHED read of the large object
@@ -58,11 +58,12 @@ func BenchmarkCachedWarmRatio(b *testing.B) {
 }
 
 // stats are the figures of the volume's FUSE server.
-func (v *ourVolume) stats(b *testing.B) mounter.Stats {
+func (v *ourVolume) stats(b *testing.B) fuseproto.Stats {
 	b.Helper()
 	for _, rec := range v.drv.Staged(b) {
 		if rec.VolumeID == v.id {
-			st, err := mounter.QueryStats(context.Background(), stage.ControlSocket(rec))
+			// The control socket pkg/stage gives each FUSE server.
+			st, err := mounter.QueryStats(context.Background(), filepath.Join(rec.StateDir, "ctl.sock"))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -70,5 +71,5 @@ func (v *ourVolume) stats(b *testing.B) mounter.Stats {
 		}
 	}
 	b.Fatalf("%s is not staged", v.id)
-	return mounter.Stats{}
+	return fuseproto.Stats{}
 }
