@@ -16,6 +16,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -318,7 +319,7 @@ func TestStaleCachedRestagedInOtherMode(t *testing.T) {
 	// The kernel sends a FUSE release after close returns: wait until the
 	// server has every file queued, so the kill loses nothing of its own.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, err := mounter.Query(ctx, filepath.Join(rec.StateDir, "ctl.sock"), false)
+		st, err := mounter.Query(ctx, stage.ControlSocket(rec), false)
 		if err != nil {
 			t.Fatal(err)
 		}

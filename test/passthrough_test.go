@@ -19,6 +19,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -62,7 +63,7 @@ func fuseStats(t *testing.T, drv *testenv.Driver, id string) fuseproto.Stats {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// The control socket pkg/stage gives each FUSE server.
-		st, err := mounter.QueryStats(ctx, filepath.Join(rec.StateDir, "ctl.sock"))
+		st, err := mounter.QueryStats(ctx, stage.ControlSocket(rec))
 		if err != nil {
 			t.Fatalf("stats of %s: %v", id, err)
 		}

@@ -111,7 +111,7 @@ func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error 
 			return c.removeCache(rec.VolumeID)
 		}
 	}
-	if _, err := mounter.WaitDrained(ctx, controlSocketOf(rec), drainMargin); err != nil {
+	if _, err := mounter.WaitDrained(ctx, ControlSocket(rec), drainMargin); err != nil {
 		return err
 	}
 	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace)
@@ -217,7 +217,7 @@ func (c *Cached) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive()
 // Check asks the FUSE server over its control socket: a server that does
 // not answer is inaccessible, uploads being retried are degraded.
 func (c *Cached) Check(ctx context.Context, rec *nodestate.Volume) []Condition {
-	st, err := mounter.Query(ctx, controlSocketOf(rec), false)
+	st, err := mounter.Query(ctx, ControlSocket(rec), false)
 	switch {
 	case err != nil:
 		return []Condition{{Inaccessible: true, Reason: "ServerNotAnswering", Message: err.Error()}}

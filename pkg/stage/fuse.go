@@ -71,10 +71,10 @@ func repairFUSE(ctx context.Context, sup *mounter.Supervisor, rec *nodestate.Vol
 	return nil
 }
 
-// controlSocketOf is the control socket of rec's FUSE server (see
+// ControlSocket is the control socket of rec's FUSE server (see
 // mounter.Query and mounter.QueryStats). Servers of MOUNT volumes staged
 // before it existed have none.
-func controlSocketOf(rec *nodestate.Volume) string {
+func ControlSocket(rec *nodestate.Volume) string {
 	return filepath.Join(rec.StateDir, controlSocket)
 }
 
@@ -88,12 +88,12 @@ func fuseFigures(ctx context.Context, rec *nodestate.Volume) Figures {
 	if !rec.Server.Alive() {
 		return Figures{}
 	}
-	if _, err := os.Stat(controlSocketOf(rec)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(ControlSocket(rec)); errors.Is(err, os.ErrNotExist) {
 		return Figures{NoStats: true}
 	}
 	ctx, cancel := context.WithTimeout(ctx, fuseStatsWait)
 	defer cancel()
-	st, err := mounter.QueryStats(ctx, controlSocketOf(rec))
+	st, err := mounter.QueryStats(ctx, ControlSocket(rec))
 	if err != nil {
 		return Figures{}
 	}

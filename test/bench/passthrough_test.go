@@ -9,6 +9,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
+	"github.com/bucket-csi/bucket-csi/pkg/stage"
 )
 
 // BenchmarkCachedWarmRatio: a warm MOUNT_CACHED read of the large object
@@ -63,7 +64,7 @@ func (v *ourVolume) stats(b *testing.B) fuseproto.Stats {
 	for _, rec := range v.drv.Staged(b) {
 		if rec.VolumeID == v.id {
 			// The control socket pkg/stage gives each FUSE server.
-			st, err := mounter.QueryStats(context.Background(), filepath.Join(rec.StateDir, "ctl.sock"))
+			st, err := mounter.QueryStats(context.Background(), stage.ControlSocket(rec))
 			if err != nil {
 				b.Fatal(err)
 			}
