@@ -31,6 +31,26 @@ func coldSmall(f *fixture) func(b *testing.B, m mounted) {
 	}
 }
 
+// readSmallFiles opens and reads the n small files of dir one after
+// another in name order, checking each one's size; it returns the bytes.
+func readSmallFiles(b *testing.B, dir string, n int) int64 {
+	buf := make([]byte, 64<<10)
+	var total int64
+	for i := 0; i < n; i++ {
+		fh, err := os.Open(filepath.Join(dir, fmt.Sprintf("f%05d", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{fh}, buf)
+		fh.Close()
+		if err != nil || got != smallSize {
+			b.Fatalf("read %d bytes of f%05d: %v", got, i, err)
+		}
+		total += got
+	}
+	return total
+}
+
 // BenchmarkSmallFiles: every small file opened and read to the end, one
 // after another, as a training loop or a build reads its inputs.
 func BenchmarkSmallFiles(b *testing.B) {
@@ -52,21 +72,8 @@ func BenchmarkSmallFiles(b *testing.B) {
 		b.ReportMetric(float64(f.small*b.N)/time.Since(start).Seconds(), "files/s")
 	})
 	onMounts(b, f, mountSystems, runOptions{prefix: "small", prepare: coldSmall(f), body: func(b *testing.B, m mounted) int64 {
-		buf := make([]byte, 64<<10)
 		start := time.Now()
-		var total int64
-		for i := 0; i < f.small; i++ {
-			fh, err := os.Open(filepath.Join(m.dir, fmt.Sprintf("f%05d", i)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{fh}, buf)
-			fh.Close()
-			if err != nil || n != smallSize {
-				b.Fatalf("read %d bytes of f%05d: %v", n, i, err)
-			}
-			total += n
-		}
+		total := readSmallFiles(b, m.dir, f.small)
 		b.ReportMetric(float64(f.small)/time.Since(start).Seconds(), "files/s")
 		return total
 	}})

@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
-	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
@@ -111,25 +108,8 @@ func mountGCSFuse(b *testing.B, g *gcsFixture) string {
 	cmd := exec.Command(bin, "--foreground", "--anonymous-access", "--implicit-dirs", "--enable-hns=false",
 		"--custom-endpoint", g.srv.Endpoint, "--log-severity", "warning", bucketName, dir)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.TempDir()}
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = exec.Command("umount", "-l", dir).Run()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	for i := 0; ; i++ {
-		if ok, _ := mountpoint.Mounted(dir); ok {
-			return dir
-		}
-		if i > 1500 || cmd.ProcessState != nil {
-			b.Fatalf("gcsfuse did not mount: %s", strings.TrimSpace(log.String()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	runMount(b, cmd, dir, "gcsfuse", 30*time.Second)
+	return dir
 }
 
 // BenchmarkGCSSeqRead: the emulator's large object read front to back in
@@ -158,24 +138,13 @@ func BenchmarkGCSSmallFiles(b *testing.B) {
 	g := gcsData(b)
 	for _, sys := range gcsSystems {
 		b.Run(sys, func(b *testing.B) {
-			buf := make([]byte, 64<<10)
 			var files int
 			for b.Loop() {
 				b.StopTimer()
 				dir := filepath.Join(mountGCS(b, g, sys), "small")
 				dropCaches(b)
 				b.StartTimer()
-				for i := 0; i < g.small; i++ {
-					fh, err := os.Open(filepath.Join(dir, fmt.Sprintf("f%05d", i)))
-					if err != nil {
-						b.Fatal(err)
-					}
-					n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{fh}, buf)
-					fh.Close()
-					if err != nil || n != smallSize {
-						b.Fatalf("read %d bytes of f%05d: %v", n, i, err)
-					}
-				}
+				readSmallFiles(b, dir, g.small)
 				files += g.small
 			}
 			// Elapsed counts the timed reads only, not the mounts.

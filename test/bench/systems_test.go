@@ -153,6 +153,15 @@ func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 	default:
 		b.Fatalf("unknown system %s", kind)
 	}
+	runMount(b, cmd, dir, kind, 10*time.Second)
+	return dir, cmd.Process.Pid
+}
+
+// runMount starts cmd, a FUSE client serving dir in the foreground, waits
+// up to limit for the mount and unmounts and stops it when the benchmark
+// ends; its output is shown if it does not mount.
+func runMount(b *testing.B, cmd *exec.Cmd, dir, kind string, limit time.Duration) {
+	b.Helper()
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
@@ -163,16 +172,14 @@ func mountOther(b *testing.B, f *fixture, kind string) (string, int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for i := 0; ; i++ {
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
 		if ok, _ := mountpoint.Mounted(dir); ok {
-			break
+			return
 		}
-		if i > 500 {
-			b.Fatalf("%s did not mount: %s", kind, log.String())
+		if time.Now().After(deadline) {
+			b.Fatalf("%s did not mount: %s", kind, strings.TrimSpace(log.String()))
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	return dir, cmd.Process.Pid
 }
 
 // mountSystems are the systems of the read figures. The two with a disk
