@@ -32,11 +32,20 @@ FOCUS=${CONFORMANCE_FOCUS:-$FOCUS}
 # [Feature:...] specs need cluster-wide features this cluster lacks
 # (snapshots, VolumeAttributesClass); volume-modify, volume-expand,
 # volumeLimits, topology, volumeMode and volume-stress test capabilities the
-# driver does not declare (they skip themselves, slowly); three subPath
+# driver does not declare (they skip themselves, slowly); four subPath
 # specs make the volume hold a symlink leading out of it, and a bucket
 # mount has no symlinks (`ln -s` is refused, so the spec waits 5 minutes
 # for a kubelet error that cannot come).
-SKIP=${CONFORMANCE_SKIP:-'Disruptive|\[Serial\]|\[Feature:|volume-modify|volume-expand|volumeLimits|topology|volumeMode|volume-stress|volume-lifecycle|subPath should fail if (non-existent subpath|subpath directory|subpath file) is outside the volume'}
+SKIP=${CONFORMANCE_SKIP:-'Disruptive|\[Serial\]|\[Feature:|volume-modify|volume-expand|volumeLimits|topology|volumeMode|volume-stress|volume-lifecycle|subPath should fail if (non-existent subpath|subpath directory|subpath file|subpath with backstepping) is outside the volume'}
+# Skipped for one driver only: MOUNT streams writes and refuses appends to
+# an existing file (README, "Picking a mode"), and volumeIO's init
+# container builds its input file with 1,024 appends.
+skip_for() {
+  case $1 in
+  mount) echo "$SKIP|volumeIO" ;;
+  *) echo "$SKIP" ;;
+  esac
+}
 
 started=0
 if ! bin/cluster exec -- kubectl get --raw /readyz >/dev/null 2>&1; then
@@ -49,7 +58,7 @@ for d in $DRIVERS; do
   log=bin/conformance/$d.log
   t0=$(date +%s)
   bin/cluster exec -- bin/k8s/storage-e2e.test -storage.testdriver="test/storage-e2e/$d.yaml" -repo-root="$PWD" \
-    -ginkgo.focus="$FOCUS" -ginkgo.skip="$SKIP" -ginkgo.no-color -ginkgo.timeout=3h -ginkgo.v > "$log" 2>&1 || rc=1
+    -ginkgo.focus="$FOCUS" -ginkgo.skip="$(skip_for "$d")" -ginkgo.no-color -ginkgo.timeout=3h -ginkgo.v > "$log" 2>&1 || rc=1
   echo "storage e2e $d ($(( $(date +%s) - t0 ))s): $(grep -E '^Ran [0-9]+ of [0-9]+ Specs' "$log" | tail -1)"
   grep -E '^(SUCCESS|FAIL)! ' "$log" | tail -1
   grep -E '^\s*\[FAIL\]' "$log" | sort -u
