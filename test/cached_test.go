@@ -144,7 +144,7 @@ func TestCachedServerKilled(t *testing.T) {
 			if err := syscall.Kill(staged[0].Server.Pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			testenv.WaitGone(staged[0].Server)
+			testenv.MustBeGone(t, staged[0].Server)
 			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 				t.Fatalf("unpublish of a dead mount: %v", err)
 			}

@@ -196,7 +196,7 @@ func TestRestageOtherSettings(t *testing.T) {
 	if err := syscall.Kill(first.Server.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitGone(first.Server)
+	testenv.MustBeGone(t, first.Server)
 	if err := stageVol(t, c, id, staging, testenv.MountCap(rwx, "uid=2000"), attrs, s3.Secrets()); err != nil {
 		t.Fatalf("NodeStage over a dead stage with other options: %v", err)
 	}
@@ -333,7 +333,7 @@ func TestStaleCachedRestagedInOtherMode(t *testing.T) {
 	if err := syscall.Kill(rec.Server.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitGone(rec.Server)
+	testenv.MustBeGone(t, rec.Server)
 	if got, err := s3.ReadObject(t, "cached-static", "ckpt/model.bin"); err == nil {
 		t.Fatalf("uploaded before the test acted (%d bytes)", len(got))
 	}

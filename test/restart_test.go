@@ -183,7 +183,7 @@ func TestDeadFUSEServerRepaired(t *testing.T) {
 	if err := syscall.Kill(server.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitGone(server)
+	testenv.MustBeGone(t, server)
 	if h := health(); len(h) != 1 || h[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE {
 		t.Fatalf("dead server reported %v, want INACCESSIBLE", h)
 	}

@@ -43,7 +43,7 @@ func TestOldSavedConfigRestarts(t *testing.T) {
 			if err := syscall.Kill(rec.Server.Pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			testenv.WaitGone(rec.Server)
+			testenv.MustBeGone(t, rec.Server)
 			oldFormat(t, filepath.Join(rec.StateDir, "mounter.json"))
 			if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 				t.Fatalf("unpublish of the dead mount: %v", err)

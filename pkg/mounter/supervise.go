@@ -180,8 +180,7 @@ func (p Started) Alive() bool {
 	if p.Pid <= 0 {
 		return false
 	}
-	st, err := proc.StartTime(p.Pid)
-	return err == nil && st == p.StartTime && !proc.Zombie(p.Pid)
+	return proc.Running(p.Pid, p.StartTime)
 }
 
 // Stop unmounts mountPoint and waits up to grace for the server p to exit,

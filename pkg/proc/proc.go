@@ -69,3 +69,19 @@ func Zombie(pid int) bool {
 	f, err := stat(pid)
 	return err == nil && len(f) > 0 && string(f[0]) == "Z"
 }
+
+// Running reports whether the process pid that started at start (clock
+// ticks, see StartTime) still runs: it exists with that start time and
+// has not exited (state Z or X). One read of /proc decides, so a process
+// reaped while it is asked is never taken for a live one (two reads, one
+// for the start time and one for the state, could see it alive and then
+// not find it, which read as "not a zombie").
+func Running(pid int, start uint64) bool {
+	f, err := stat(pid)
+	if err != nil || len(f) < 20 {
+		return false
+	}
+	st, err := strconv.ParseUint(string(f[19]), 10, 64)
+	state := string(f[0])
+	return err == nil && st == start && state != "Z" && state != "X"
+}

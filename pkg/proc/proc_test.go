@@ -2,6 +2,7 @@ package proc
 
 import (
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -41,5 +42,40 @@ func TestStartTimeAndZombie(t *testing.T) {
 	}
 	if Zombie(os.Getpid()) {
 		t.Fatal("this process is reported a zombie")
+	}
+}
+
+// TestRunning: this process runs with its own start time, not with
+// another; a killed and reaped child does not run, and neither does its
+// zombie before it is reaped.
+func TestRunning(t *testing.T) {
+	st, err := StartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Running(os.Getpid(), st) || Running(os.Getpid(), st+1) {
+		t.Fatalf("Running(self, %d) / (self, %d) wrong", st, st+1)
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	cst, err := StartTime(pid)
+	if err != nil || !Running(pid, cst) {
+		t.Fatalf("a started child: %d %v, running %v", cst, err, Running(pid, cst))
+	}
+	_ = cmd.Process.Kill()
+	for deadline := time.Now().Add(10 * time.Second); !Zombie(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed child did not become a zombie")
+		}
+	}
+	if Running(pid, cst) {
+		t.Fatal("a zombie is reported running")
+	}
+	_ = cmd.Wait()
+	if Running(pid, cst) {
+		t.Fatal("a reaped child is reported running")
 	}
 }

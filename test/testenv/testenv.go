@@ -292,11 +292,22 @@ func (e Emulators) AzureEndpoint() string {
 	return strings.Replace(e.Azure.Endpoint, localenv.AzuriteAccount, "{account}", 1)
 }
 
-// WaitGone waits up to 2 seconds for a FUSE server process to exit and
-// reports whether it did.
+// WaitGone waits up to 15 seconds for a FUSE server process to exit and
+// reports whether it did. A killed server can take seconds to be gone on a
+// loaded machine (CI runs the test packages in parallel); it returns as
+// soon as it is.
 func WaitGone(p mounter.Started) bool {
-	for i := 0; p.Alive() && i < 100; i++ {
+	for deadline := time.Now().Add(15 * time.Second); p.Alive() && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return !p.Alive()
+}
+
+// MustBeGone is WaitGone that fails the test when the server is still
+// there: what follows relies on it being dead.
+func MustBeGone(t testing.TB, p mounter.Started) {
+	t.Helper()
+	if !WaitGone(p) {
+		t.Fatalf("FUSE server %d still runs 15 s after it was killed", p.Pid)
+	}
 }
