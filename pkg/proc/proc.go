@@ -32,6 +32,11 @@ func StartTime(pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return startTime(pid, f)
+}
+
+// startTime is field 22 of stat's fields f of pid.
+func startTime(pid int, f [][]byte) (uint64, error) {
 	// f[0] is field 3 (state), so field 22 is f[19].
 	if len(f) < 20 {
 		return 0, fmt.Errorf("proc: short stat for pid %d", pid)
@@ -78,10 +83,9 @@ func Zombie(pid int) bool {
 // not find it, which read as "not a zombie").
 func Running(pid int, start uint64) bool {
 	f, err := stat(pid)
-	if err != nil || len(f) < 20 {
+	if err != nil {
 		return false
 	}
-	st, err := strconv.ParseUint(string(f[19]), 10, 64)
-	state := string(f[0])
-	return err == nil && st == start && state != "Z" && state != "X"
+	st, err := startTime(pid, f)
+	return err == nil && st == start && string(f[0]) != "Z" && string(f[0]) != "X"
 }
