@@ -57,14 +57,19 @@ const GCSProject = "bucket-csi-test"
 
 // StartGCS starts fake-gcs-server (pinned in tools/go.mod) in memory on a
 // free loopback port. Its Endpoint is the JSON API base the Go client and
-// rclone take: http://127.0.0.1:PORT/storage/v1/.
-func StartGCS() (*Server, error) {
+// rclone take: http://127.0.0.1:PORT/storage/v1/. pinCPU, if not empty,
+// pins it with taskset as StartS3 pins versitygw (the bench keeps servers
+// off the clients' CPU).
+func StartGCS(pinCPU string) (*Server, error) {
 	bin, port, addr, err := binaryAndPort("FAKE_GCS_BIN", "fake-gcs-server")
 	if err != nil {
 		return nil, err
 	}
 	argv := []string{bin, "-scheme", "http", "-host", "127.0.0.1", "-port", fmt.Sprint(port),
 		"-backend", "memory", "-external-url", "http://" + addr, "-public-host", addr, "-log-level", "warn"}
+	if pinCPU != "" {
+		argv = append([]string{"taskset", "-c", pinCPU}, argv...)
+	}
 	return startServer(argv, nil, addr, "http://"+addr+"/storage/v1/")
 }
 

@@ -20,8 +20,9 @@ import (
 // engine, the one GKE's Cloud Storage FUSE CSI driver runs) on the same
 // fake-gcs-server, with the same data: a large object (a quarter of the
 // S3 one: the emulator keeps it in memory) and the small files. The
-// emulator is the bound of both columns; the figures compare the clients,
-// never GCS itself. They run without the latency proxy (-bench.latency
+// emulator runs on the server's CPU (BENCH_SERVER_CPU), as the S3 server
+// does, and is the bound of both columns; the figures compare the
+// clients, never GCS itself. They run without the latency proxy (-bench.latency
 // applies to the S3 server only).
 
 // gcsFixture is the emulator and its data sets, made on first use.
@@ -50,7 +51,7 @@ func gcsData(b *testing.B) *gcsFixture {
 }
 
 func (g *gcsFixture) create() error {
-	srv, err := localenv.StartGCS()
+	srv, err := localenv.StartGCS(os.Getenv("BENCH_SERVER_CPU"))
 	if err != nil {
 		return err
 	}

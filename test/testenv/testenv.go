@@ -241,7 +241,7 @@ func StartGCS(t testing.TB) *localenv.Server {
 	if _, err := localenv.Binary("FAKE_GCS_BIN", "fake-gcs-server"); err != nil {
 		Missing(t, "%v", err)
 	}
-	s, err := localenv.StartGCS()
+	s, err := localenv.StartGCS("")
 	if err != nil {
 		t.Fatal(err)
 	}
