@@ -108,7 +108,7 @@ func newPassthroughFS(d *durableFS, v *vfs.VFS, log *slog.Logger) *passthroughFS
 	if data == "" || meta == "" {
 		return nil
 	}
-	return &passthroughFS{RawFileSystem: d, v: v, paths: &d.paths, dataRoot: data, metaRoot: meta, log: log,
+	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, dataRoot: data, metaRoot: meta, log: log,
 		nodes: map[uint64]*ptNode{}, handles: map[uint64]bool{}}
 }
 

@@ -202,10 +202,14 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if cfg.ReadOnly {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
-	raw := fusefs.NewNodeFS(root, &opts)
+	tracked := newTrackFS(fusefs.NewNodeFS(root, &opts))
+	var raw fuse.RawFileSystem = tracked
+	if cfg.ReadAhead {
+		raw = newStreamFS(raw, &tracked.paths, v, log)
+	}
 	var pt *passthroughFS
 	if cfg.Durable {
-		d := newDurableFS(raw, v, log)
+		d := newDurableFS(raw, &tracked.paths, v, log)
 		raw = d
 		if passthroughWanted(cfg) {
 			if pt = newPassthroughFS(d, v, log); pt != nil {

@@ -2,6 +2,7 @@ package readahead
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/rclone/rclone/fs"
@@ -197,6 +198,56 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 	r.hits = &o.f.hits
 	return r, nil
 }
+
+// At is an object opened for reads in any order (OpenAt): the FUSE
+// server's read requests, which arrive concurrently and out of order.
+// ReadAt returns up to len(p) bytes at off, either in p or, without a
+// copy, in memory held until release is called; io.EOF at or past the
+// end. Calls are serialized by the caller; release may come later, from
+// any goroutine, also after Close.
+type At interface {
+	ReadAt(p []byte, off int64) (data []byte, release func(), err error)
+	Close() error
+}
+
+// OpenAt opens the whole object for ReadAt: from a small-file prefetch
+// when one holds it (the open counts in the listing order, as Open does),
+// otherwise through a Reader. It fails for an object of unknown size.
+func (o *Object) OpenAt(ctx context.Context) (At, error) {
+	size := o.Size()
+	if size < 0 {
+		return nil, errors.New("readahead: object of unknown size")
+	}
+	if size == 0 {
+		return emptyAt{}, nil
+	}
+	if rc, ok := o.f.small.open(ctx, o, 0, size).(*smallReader); ok && rc != nil {
+		o.f.hits.small()
+		return smallAt{rc}, nil
+	}
+	r := newReader(ctx, o.openRange, 0, size, o.f.opt, o.f.mem)
+	r.hits = &o.f.hits
+	return r, nil
+}
+
+// smallAt is a prefetched small file read with ReadAt.
+type smallAt struct{ r *smallReader }
+
+func (s smallAt) ReadAt(p []byte, off int64) ([]byte, func(), error) {
+	if off < 0 || off >= int64(len(s.r.data)) {
+		return nil, func() {}, io.EOF
+	}
+	// The data is the prefetch's own, never reused: no hold needed.
+	return s.r.data[off:min(off+int64(len(p)), int64(len(s.r.data)))], func() {}, nil
+}
+
+func (s smallAt) Close() error { return s.r.Close() }
+
+// emptyAt is an empty object.
+type emptyAt struct{}
+
+func (emptyAt) ReadAt([]byte, int64) ([]byte, func(), error) { return nil, func() {}, io.EOF }
+func (emptyAt) Close() error                                 { return nil }
 
 // openRange is a RangeOpener of the wrapped object.
 func (o *Object) openRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {

@@ -121,9 +121,13 @@ func (m *memory) held() (now, peak int64) {
 // twoOwners tracks memory shared by a fetch that fills it and the holder
 // that reads it: it goes back to the budget when both have let go (a
 // cancelled fetch may still be writing into a buffer its reader dropped).
+// A holder may lend it out meanwhile (hold): each loan is one more owner.
 type twoOwners struct{ left atomic.Int32 }
 
 func (t *twoOwners) init() { t.left.Store(2) }
+
+// hold adds an owner; the caller must already be one.
+func (t *twoOwners) hold() { t.left.Add(1) }
 
 // letGo reports whether the caller was the last owner.
 func (t *twoOwners) letGo() bool { return t.left.Add(-1) == 0 }

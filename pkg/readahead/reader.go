@@ -106,9 +106,11 @@ type block struct {
 	read   int // bytes of buf already returned
 	// counted is set once the block's hit or miss is recorded.
 	counted bool
-	done    chan struct{}
-	err     error
-	cancel  context.CancelFunc
+	// ended is set once ReadAt has read the block to its end.
+	ended  bool
+	done   chan struct{}
+	err    error
+	cancel context.CancelFunc
 }
 
 // NewReader returns a Reader of [start, end) fetched with open, holding
@@ -139,29 +141,13 @@ func (r *Reader) Read(p []byte) (int, error) {
 		// for in one GET (a random 1 MiB read is one request).
 		r.size = max(r.size, min(classOf(int64(len(p))), r.opt.BlockSize))
 	}
-	r.fill()
+	r.fill(0)
 	if len(r.queue) == 0 {
 		return r.readDirect(p)
 	}
 	b := r.queue[0]
-	if !b.counted {
-		b.counted = true
-		select {
-		case <-b.done:
-			r.hits.block(true)
-		default:
-			r.hits.block(false)
-		}
-	}
-	select {
-	case <-b.done:
-	case <-r.ctx.Done():
-		r.err = r.ctx.Err()
-		return 0, r.err
-	}
-	if b.err != nil {
-		r.err = b.err
-		return 0, r.err
+	if err := r.wait(b); err != nil {
+		return 0, err
 	}
 	n := copy(p, b.buf[b.read:])
 	b.read += n
@@ -169,35 +155,50 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if b.read == len(b.buf) {
 		r.queue = r.queue[1:]
 		r.letGo(b)
-		// A block read to its end: the reader is sequential. Grow the
-		// blocks first, then the window, so a short read after a seek
-		// fetches little.
-		if r.size < r.opt.BlockSize {
-			r.size = min(r.size*2, r.opt.BlockSize)
-		} else {
-			r.window = min(r.window*2, r.opt.Window)
-		}
+		r.grow()
 	}
 	return n, nil
 }
 
-// fill schedules blocks until the window is full, the range is, or the
-// memory budget is.
-func (r *Reader) fill() {
-	for len(r.queue) < r.window && r.next < r.end {
-		n := min(r.size, r.end-r.next)
-		buf := r.mem.getBuf(n)
-		if buf == nil {
-			return
-		}
-		ctx, cancel := context.WithCancel(r.ctx)
-		b := &block{off: r.next, buf: buf, done: make(chan struct{}), cancel: cancel}
-		b.owners.init()
-		r.queue = append(r.queue, b)
-		r.next += n
-		r.wg.Add(1)
-		go r.fetch(ctx, b)
+// grow records a block read to its end: the reader is sequential. The
+// blocks grow first, then the window, so a short read after a seek
+// fetches little.
+func (r *Reader) grow() {
+	if r.size < r.opt.BlockSize {
+		r.size = min(r.size*2, r.opt.BlockSize)
+	} else {
+		r.window = min(r.window*2, r.opt.Window)
 	}
+}
+
+// fill schedules blocks until the window is full, the range is, or the
+// memory budget is. The first behind blocks of the queue (kept for late
+// requests, see ReadAt) do not count against the window.
+func (r *Reader) fill(behind int) {
+	for len(r.queue)-behind < r.window && r.next < r.end && r.schedule() {
+	}
+}
+
+// schedule fetches the next block of the range in the background; false
+// when the memory budget has no room for it.
+func (r *Reader) schedule() bool {
+	buf := r.mem.getBuf(min(r.size, r.end-r.next))
+	if buf == nil {
+		return false
+	}
+	r.queue = append(r.queue, r.start(r.next, buf))
+	r.next += int64(len(buf))
+	return true
+}
+
+// start starts the fetch of a block of buf's size at off.
+func (r *Reader) start(off int64, buf []byte) *block {
+	ctx, cancel := context.WithCancel(r.ctx)
+	b := &block{off: off, buf: buf, done: make(chan struct{}), cancel: cancel}
+	b.owners.init()
+	r.wg.Add(1)
+	go r.fetch(ctx, b)
+	return b
 }
 
 // readDirect reads into p with one GET and no buffer of its own, for a
@@ -207,22 +208,30 @@ func (r *Reader) readDirect(p []byte) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	rc, err := r.open(r.ctx, r.pos, n)
-	if err == nil {
-		var got int
-		got, err = io.ReadFull(rc, p[:n])
-		rc.Close()
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("short read at offset %d: %d of %d bytes (object changed?)", r.pos, got, n)
-		}
-	}
-	if err != nil {
-		r.err = err
+	if err := r.get(p[:n], r.pos); err != nil {
 		return 0, err
 	}
 	r.pos += n
 	r.next = r.pos
 	return int(n), nil
+}
+
+// get reads len(p) bytes at off into p with one GET; an error fails the
+// Reader.
+func (r *Reader) get(p []byte, off int64) error {
+	rc, err := r.open(r.ctx, off, int64(len(p)))
+	if err == nil {
+		var got int
+		got, err = io.ReadFull(rc, p)
+		rc.Close()
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("short read at offset %d: %d of %d bytes (object changed?)", off, got, len(p))
+		}
+	}
+	if err != nil {
+		r.err = err
+	}
+	return err
 }
 
 // letGo is the Reader letting go of b's buffer.
@@ -300,5 +309,191 @@ func (r *Reader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("readahead: reader closed")
 	}
+	return nil
+}
+
+// ReadAt returns up to len(p) bytes at off, for a caller whose reads may
+// arrive out of order (the FUSE server answers the kernel's read requests
+// concurrently). A read inside one block returns that block's bytes
+// without a copy, held until release is called; a read across blocks is
+// copied into p. release must be called once data is no longer used.
+//
+// The blocks up to BlockSize behind the furthest read are kept, so a
+// request that arrives late finds its bytes; a read near the window joins
+// it, a far one moves it (see locate). Each block read to its end doubles
+// both the block size and the window, up to their limits. A Reader is
+// used through Read or through ReadAt, not both; the caller serializes
+// calls.
+func (r *Reader) ReadAt(p []byte, off int64) (data []byte, release func(), err error) {
+	release = func() {}
+	if r.err != nil {
+		return nil, release, r.err
+	}
+	if off < 0 {
+		return nil, release, errors.New("readahead: negative offset")
+	}
+	if off >= r.end {
+		return nil, release, io.EOF
+	}
+	n := min(int64(len(p)), r.end-off)
+	i := r.locate(off, n)
+	if i < 0 {
+		// Nothing could be fetched ahead (memory budget): read into p.
+		if err := r.readInto(p[:n], off); err != nil {
+			return nil, release, err
+		}
+		return p[:n], release, nil
+	}
+	b := r.queue[i]
+	if err := r.wait(b); err != nil {
+		return nil, release, err
+	}
+	start := off - b.off
+	if start+n <= int64(len(b.buf)) {
+		r.consumed(b, off+n)
+		b.owners.hold()
+		return b.buf[start : start+n], func() { r.letGo(b) }, nil
+	}
+	// Across blocks: the next one follows b in the queue.
+	got := copy(p[:n], b.buf[start:])
+	r.consumed(b, b.off+int64(len(b.buf)))
+	for int64(got) < n {
+		i = r.locate(off+int64(got), n-int64(got))
+		if i < 0 {
+			if err := r.readInto(p[got:n], off+int64(got)); err != nil {
+				return nil, release, err
+			}
+			break
+		}
+		b = r.queue[i]
+		if err := r.wait(b); err != nil {
+			return nil, release, err
+		}
+		c := copy(p[got:n], b.buf[off+int64(got)-b.off:])
+		got += c
+		r.consumed(b, off+int64(got))
+	}
+	return p[:n], release, nil
+}
+
+// joinGap is how far from the window a read joins it rather than moving
+// it: twice the largest request the kernel sends (1 MiB), which bounds
+// how far apart concurrent requests of a sequential reader are.
+const joinGap = 2 << 20
+
+// locate returns the queue index of the block holding off, scheduling
+// blocks first if none does; -1 when none could be scheduled (the memory
+// budget). n is the size of the read, for the first GET after a seek.
+//
+// A read within joinGap of the window joins it, so nothing fetched is
+// dropped: one just ahead gets the blocks up to it scheduled, one just
+// behind (a request that arrived late) a block of its own in front.
+// Any other read moves the window there: a seek, which keeps the grown
+// window when short and starts with one small block again when far.
+func (r *Reader) locate(off, n int64) int {
+	i := r.find(off)
+	if i < 0 {
+		ahead := off >= r.next && off <= r.next+joinGap
+		behind := len(r.queue) > 0 && off < r.queue[0].off && off >= r.queue[0].off-joinGap
+		if !ahead && !behind {
+			far := off < r.pos-r.opt.BlockSize || off > r.next+r.opt.BlockSize
+			for len(r.queue) > 0 {
+				r.drop()
+			}
+			r.pos, r.next = off, off
+			if far {
+				r.size, r.window = r.opt.FirstBlock, 1
+			}
+		}
+		if len(r.queue) == 0 && r.window == 1 {
+			// One GET covers at least this read.
+			r.size = max(r.size, min(classOf(n), r.opt.BlockSize))
+		}
+		if behind {
+			r.prepend(off)
+		}
+		for r.next <= off && r.next < r.end && r.schedule() {
+		}
+		if i = r.find(off); i < 0 {
+			return -1
+		}
+	}
+	// Keep the blocks up to BlockSize behind the furthest read, for
+	// requests that arrive late.
+	for i > 0 && r.queue[0].off+int64(len(r.queue[0].buf)) <= r.pos-r.opt.BlockSize {
+		r.drop()
+		i--
+	}
+	r.fill(i)
+	return i
+}
+
+// prepend schedules the bytes from off to the first queued block as a
+// block in front of it, if the memory budget has room.
+func (r *Reader) prepend(off int64) {
+	buf := r.mem.getBuf(r.queue[0].off - off)
+	if buf == nil {
+		return
+	}
+	b := r.start(off, buf)
+	r.queue = append([]*block{b}, r.queue...)
+}
+
+// find returns the queue index of the block holding off, or -1.
+func (r *Reader) find(off int64) int {
+	for i, b := range r.queue {
+		if b.off <= off && off < b.off+int64(len(b.buf)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// wait waits for b's fetch, counting a hit or a miss at its first read;
+// a failed fetch or an ended context fails the Reader.
+func (r *Reader) wait(b *block) error {
+	if !b.counted {
+		b.counted = true
+		select {
+		case <-b.done:
+			r.hits.block(true)
+		default:
+			r.hits.block(false)
+		}
+	}
+	select {
+	case <-b.done:
+	case <-r.ctx.Done():
+		r.err = r.ctx.Err()
+		return r.err
+	}
+	if b.err != nil {
+		r.err = b.err
+		return r.err
+	}
+	return nil
+}
+
+// consumed records a read of b up to end: the highest end read so far
+// moves on, and a block read to its end widens the window once.
+func (r *Reader) consumed(b *block, end int64) {
+	r.pos = max(r.pos, end)
+	if end == b.off+int64(len(b.buf)) && !b.ended {
+		// Out-of-order requests are cheap here, so a sequential reader
+		// gets parallel GETs at once: blocks and window grow together.
+		b.ended = true
+		r.size = min(r.size*2, r.opt.BlockSize)
+		r.window = min(r.window*2, r.opt.Window)
+	}
+}
+
+// readInto reads len(p) bytes at off with one GET, when the memory
+// budget holds no block.
+func (r *Reader) readInto(p []byte, off int64) error {
+	if err := r.get(p, off); err != nil {
+		return err
+	}
+	r.pos = max(r.pos, off+int64(len(p)))
+	r.next = max(r.next, r.pos)
 	return nil
 }

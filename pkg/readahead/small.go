@@ -104,12 +104,13 @@ func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.R
 		s.letGo(e)
 		return nil // read it directly instead
 	}
-	return &smallReader{Reader: bytes.NewReader(e.data[start:end]), release: func() { s.letGo(e) }}
+	return &smallReader{Reader: bytes.NewReader(e.data[start:end]), data: e.data[start:end], release: func() { s.letGo(e) }}
 }
 
 // smallReader reads a prefetched small file; Close gives its memory back.
 type smallReader struct {
 	*bytes.Reader
+	data    []byte // all of it, for smallAt
 	once    sync.Once
 	release func()
 }

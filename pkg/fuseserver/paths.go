@@ -1,0 +1,194 @@
+package fuseserver
+
+import (
+	"path"
+	"sync"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// trackFS learns the VFS path of every node the kernel holds, for the
+// layers above it that get node IDs only (fsync's upload, passthrough,
+// MOUNT's reads). It must sit right above the node filesystem: it learns
+// each node's parent and name from the replies that create kernel
+// references (Lookup, Create, Mkdir, Mknod, Symlink, Link) and follows
+// Rename, Unlink, Rmdir and Forget. READDIRPLUS is disabled by the server
+// options, so no reference is created elsewhere.
+type trackFS struct {
+	fuse.RawFileSystem
+	paths pathTable
+}
+
+func newTrackFS(inner fuse.RawFileSystem) *trackFS {
+	return &trackFS{RawFileSystem: inner, paths: pathTable{nodes: map[uint64]*pnode{}, names: map[pkey]uint64{}}}
+}
+
+func (t *trackFS) Lookup(c <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	st := t.RawFileSystem.Lookup(c, h, name, out)
+	if st.Ok() {
+		t.paths.learn(out.NodeId, h.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	st := t.RawFileSystem.Create(c, in, name, out)
+	if st.Ok() {
+		t.paths.learn(out.NodeId, in.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Mkdir(c <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	st := t.RawFileSystem.Mkdir(c, in, name, out)
+	if st.Ok() {
+		t.paths.learn(out.NodeId, in.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Mknod(c <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	st := t.RawFileSystem.Mknod(c, in, name, out)
+	if st.Ok() {
+		t.paths.learn(out.NodeId, in.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Symlink(c <-chan struct{}, h *fuse.InHeader, to, name string, out *fuse.EntryOut) fuse.Status {
+	st := t.RawFileSystem.Symlink(c, h, to, name, out)
+	if st.Ok() {
+		t.paths.learn(out.NodeId, h.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Link(c <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	st := t.RawFileSystem.Link(c, in, name, out)
+	if st.Ok() {
+		t.paths.learn(out.NodeId, in.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Forget(nodeid, nlookup uint64) {
+	t.paths.forget(nodeid, nlookup)
+	t.RawFileSystem.Forget(nodeid, nlookup)
+}
+
+func (t *trackFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	st := t.RawFileSystem.Rename(c, in, oldName, newName)
+	if st.Ok() {
+		t.paths.rename(in.NodeId, oldName, in.Newdir, newName)
+	}
+	return st
+}
+
+func (t *trackFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	st := t.RawFileSystem.Unlink(c, h, name)
+	if st.Ok() {
+		t.paths.unlink(h.NodeId, name)
+	}
+	return st
+}
+
+func (t *trackFS) Rmdir(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	st := t.RawFileSystem.Rmdir(c, h, name)
+	if st.Ok() {
+		t.paths.unlink(h.NodeId, name)
+	}
+	return st
+}
+
+// pathTable maps kernel node IDs to (parent, name), following the kernel's
+// reference counts. Node 1 is the root.
+type pathTable struct {
+	mu    sync.Mutex
+	nodes map[uint64]*pnode
+	names map[pkey]uint64
+}
+
+type pnode struct {
+	key     pkey
+	lookups uint64
+}
+
+type pkey struct {
+	parent uint64
+	name   string
+}
+
+func (t *pathTable) learn(id, parent uint64, name string) {
+	if id == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[id]
+	if n == nil {
+		n = &pnode{}
+		t.nodes[id] = n
+	}
+	if n.key != (pkey{}) && t.names[n.key] == id {
+		delete(t.names, n.key)
+	}
+	n.key = pkey{parent, name}
+	n.lookups++
+	t.names[n.key] = id
+}
+
+func (t *pathTable) forget(id, count uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[id]
+	if n == nil {
+		return
+	}
+	if n.lookups > count {
+		n.lookups -= count
+		return
+	}
+	if t.names[n.key] == id {
+		delete(t.names, n.key)
+	}
+	delete(t.nodes, id)
+}
+
+func (t *pathTable) rename(oldParent uint64, oldName string, newParent uint64, newName string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := pkey{oldParent, oldName}
+	id, ok := t.names[old]
+	if !ok {
+		return
+	}
+	delete(t.names, old)
+	nk := pkey{newParent, newName}
+	t.names[nk] = id
+	t.nodes[id].key = nk
+}
+
+func (t *pathTable) unlink(parent uint64, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.names, pkey{parent, name})
+}
+
+// path returns the VFS path of node id.
+func (t *pathTable) path(id uint64) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var parts []string
+	for depth := 0; id != 1; depth++ {
+		n := t.nodes[id]
+		if n == nil || depth > 4096 {
+			return "", false
+		}
+		parts = append(parts, n.key.name)
+		id = n.key.parent
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return path.Join(parts...), true
+}

@@ -1,0 +1,178 @@
+package readahead
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// requests returns the offsets of a file read front to back in size
+// requests, each group of reorder requests arriving in reverse, as
+// concurrent FUSE requests may.
+func requests(total, size int64, reorder int) []int64 {
+	var offs []int64
+	for off := int64(0); off < total; off += size {
+		offs = append(offs, off)
+	}
+	for i := 0; i+reorder <= len(offs); i += reorder {
+		for a, b := i, i+reorder-1; a < b; a, b = a+1, b-1 {
+			offs[a], offs[b] = offs[b], offs[a]
+		}
+	}
+	return offs
+}
+
+func TestReadAtServesLateRequestsWithoutRefetching(t *testing.T) {
+	for _, reorder := range []int{1, 2, 4} {
+		src := newSource(40<<20 + 4321)
+		opt := Options{Window: 4, BlockSize: 4 << 20, FirstBlock: 64 << 10}
+		r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), opt)
+		got := make([]byte, len(src.data))
+		p := make([]byte, 128<<10)
+		for _, off := range requests(int64(len(src.data)), int64(len(p)), reorder) {
+			data, release, err := r.ReadAt(p, off)
+			if err != nil {
+				t.Fatalf("reorder %d: ReadAt(%d): %v", reorder, off, err)
+			}
+			copy(got[off:], data)
+			release()
+		}
+		r.Close()
+		if !bytes.Equal(got, src.data) {
+			t.Fatalf("reorder %d: data differs", reorder)
+		}
+		// Every byte fetched once: a late request finds its block kept.
+		var fetched int64
+		for _, rg := range src.ranges {
+			fetched += rg[1]
+		}
+		if fetched != int64(len(src.data)) {
+			t.Fatalf("reorder %d: fetched %d bytes for a %d byte object (%d GETs)", reorder, fetched, len(src.data), len(src.ranges))
+		}
+		if r.window != 4 {
+			t.Fatalf("reorder %d: window %d after a sequential read, want 4", reorder, r.window)
+		}
+		if now, _ := r.mem.held(); now-r.mem.kept != 0 {
+			t.Fatalf("reorder %d: %d bytes still counted as used after Close", reorder, now-r.mem.kept)
+		}
+	}
+}
+
+func TestReadAtHeldDataOutlivesTheWindow(t *testing.T) {
+	src := newSource(64 << 20)
+	opt := Options{Window: 2, BlockSize: 1 << 20, FirstBlock: 1 << 20}
+	r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), opt)
+	defer r.Close()
+	p := make([]byte, 64<<10)
+	held, release, err := r.ReadAt(p, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &held[0] == &p[0] {
+		t.Fatal("a read inside one block was copied")
+	}
+	// Read on far past it: its block leaves the window and buffers are
+	// reused for later blocks; the held bytes must not change.
+	for off := int64(1 << 20); off < int64(len(src.data)); off += int64(len(p)) {
+		_, rel, err := r.ReadAt(p, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel()
+	}
+	if !bytes.Equal(held, src.data[4096:4096+len(p)]) {
+		t.Fatal("held data was overwritten before its release")
+	}
+	release()
+}
+
+func TestReadAtAcrossBlocksAndAtTheEnd(t *testing.T) {
+	src := newSource(3<<20 + 100)
+	opt := Options{Window: 2, BlockSize: 1 << 20, FirstBlock: 1 << 20}
+	r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), opt)
+	defer r.Close()
+	p := make([]byte, 1<<20)
+	for _, off := range []int64{0, 512 << 10, 3 << 20, 3<<20 + 50} {
+		data, release, err := r.ReadAt(p, off)
+		if err != nil {
+			t.Fatalf("ReadAt(%d): %v", off, err)
+		}
+		want := src.data[off:min(off+int64(len(p)), int64(len(src.data)))]
+		if !bytes.Equal(data, want) {
+			t.Fatalf("ReadAt(%d): %d bytes, data differs from the %d wanted", off, len(data), len(want))
+		}
+		release()
+	}
+	if _, _, err := r.ReadAt(p, int64(len(src.data))); err != io.EOF {
+		t.Fatalf("ReadAt at the end: %v, want io.EOF", err)
+	}
+}
+
+func TestReadAtRandomReadCostsOneGET(t *testing.T) {
+	src := newSource(256 << 20)
+	r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), Options{})
+	defer r.Close()
+	p := make([]byte, 1<<20)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const reads = 20
+	for range reads {
+		off := rnd.Int64N(int64(len(src.data))/int64(len(p))) * int64(len(p))
+		data, release, err := r.ReadAt(p, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, src.data[off:off+int64(len(p))]) {
+			t.Fatalf("ReadAt(%d): data differs", off)
+		}
+		release()
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.ranges) > reads {
+		t.Fatalf("%d GETs for %d random 1 MiB reads: %v", len(src.ranges), reads, src.ranges)
+	}
+	for _, rg := range src.ranges {
+		if rg[1] != 1<<20 {
+			t.Fatalf("a random 1 MiB read fetched %d bytes (all: %v)", rg[1], src.ranges)
+		}
+	}
+}
+
+func TestReadAtReportsFailedBlock(t *testing.T) {
+	src := newSource(8 << 20)
+	src.fail.Store(1 << 20)
+	r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), Options{Window: 2, BlockSize: 1 << 20, FirstBlock: 1 << 20})
+	defer r.Close()
+	p := make([]byte, 1<<20)
+	if _, release, err := r.ReadAt(p, 0); err != nil {
+		t.Fatal(err)
+	} else {
+		release()
+	}
+	if _, _, err := r.ReadAt(p, 1<<20); err == nil {
+		t.Fatal("the failed block's read succeeded")
+	}
+}
+
+// BenchmarkReadAt is ReadAt's own cost, the FUSE server's MOUNT read
+// path: a 256 MiB object from memory in 1 MiB requests, pairs swapped.
+func BenchmarkReadAt(b *testing.B) {
+	src := newSource(256 << 20)
+	p := make([]byte, 1<<20)
+	offs := requests(int64(len(src.data)), int64(len(p)), 2)
+	b.SetBytes(int64(len(src.data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), Options{})
+		for _, off := range offs {
+			_, release, err := r.ReadAt(p, off)
+			if err != nil {
+				b.Fatal(err)
+			}
+			release()
+		}
+		r.Close()
+	}
+}
