@@ -279,15 +279,21 @@ func (r *Reader) RangeSeek(_ context.Context, offset int64, whence int, length i
 		r.pos = offset
 		return offset, nil
 	}
-	far := offset < r.pos-r.opt.BlockSize || offset > r.next+r.opt.BlockSize
+	r.moveTo(offset)
+	return offset, nil
+}
+
+// moveTo drops the window and restarts it at off: after a far move with
+// one small block again, after a short one at the grown size and width.
+func (r *Reader) moveTo(off int64) {
+	far := off < r.pos-r.opt.BlockSize || off > r.next+r.opt.BlockSize
 	for len(r.queue) > 0 {
 		r.drop()
 	}
-	r.pos, r.next = offset, offset
+	r.pos, r.next = off, off
 	if far {
 		r.size, r.window = r.opt.FirstBlock, 1
 	}
-	return offset, nil
 }
 
 // drop abandons the head block; its GET is cancelled, and its buffer
@@ -396,14 +402,7 @@ func (r *Reader) locate(off, n int64) int {
 		ahead := off >= r.next && off <= r.next+joinGap
 		behind := len(r.queue) > 0 && off < r.queue[0].off && off >= r.queue[0].off-joinGap
 		if !ahead && !behind {
-			far := off < r.pos-r.opt.BlockSize || off > r.next+r.opt.BlockSize
-			for len(r.queue) > 0 {
-				r.drop()
-			}
-			r.pos, r.next = off, off
-			if far {
-				r.size, r.window = r.opt.FirstBlock, 1
-			}
+			r.moveTo(off)
 		}
 		if len(r.queue) == 0 && r.window == 1 {
 			// One GET covers at least this read.
