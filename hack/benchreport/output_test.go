@@ -291,7 +291,7 @@ BenchmarkSeqRead/bucket-csi-MOUNT-2 1 5 ns/op 450 MB/s
 		"## Results, 20ms round-trip time added (a netdelay proxy)\n",
 		"## 20ms against 0s\n",
 		"| SeqRead: sequential read, 1 MiB blocks, MB/s | 0.50× | 1.12× |\n",
-		"| MOUNT sequential read ≥ 0.5× raw GET | 0.40× | **no** |",
+		"| MOUNT sequential read ≥ 0.6× raw GET | 0.40× | **no** |",
 		"| at 20 ms: MOUNT sequential read ≥ 0.8× raw GET | 0.90× | yes |",
 		"| at 20 ms: small files through MOUNT ≥ 3× s3fs | not measured | – |",
 	} {
