@@ -33,6 +33,7 @@ func Wrap(base fs.Fs, opt Options) *Fs {
 
 // Release drops the small files fetched ahead and not read yet and the
 // buffers kept for reuse, for an idle process to give their memory back.
+// Fetches still in flight are cancelled; their bytes go back as each ends.
 func (f *Fs) Release() {
 	f.small.release()
 	f.mem.trim()
