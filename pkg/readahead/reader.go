@@ -342,42 +342,31 @@ func (r *Reader) ReadAt(p []byte, off int64) (data []byte, release func(), err e
 		return nil, release, io.EOF
 	}
 	n := min(int64(len(p)), r.end-off)
-	i := r.locate(off, n)
-	if i < 0 {
-		// Nothing could be fetched ahead (memory budget): read into p.
-		if err := r.readInto(p[:n], off); err != nil {
-			return nil, release, err
-		}
-		return p[:n], release, nil
-	}
-	b := r.queue[i]
-	if err := r.wait(b); err != nil {
-		return nil, release, err
-	}
-	start := off - b.off
-	if start+n <= int64(len(b.buf)) {
-		r.consumed(b, off+n)
-		b.owners.hold()
-		return b.buf[start : start+n], func() { r.letGo(b) }, nil
-	}
-	// Across blocks: the next one follows b in the queue.
-	got := copy(p[:n], b.buf[start:])
-	r.consumed(b, b.off+int64(len(b.buf)))
-	for int64(got) < n {
-		i = r.locate(off+int64(got), n-int64(got))
+	for got := int64(0); got < n; {
+		at := off + got
+		i := r.locate(at, n-got)
 		if i < 0 {
-			if err := r.readInto(p[got:n], off+int64(got)); err != nil {
+			// Nothing could be fetched ahead (memory budget): read into p.
+			if err := r.readInto(p[got:n], at); err != nil {
 				return nil, release, err
 			}
 			break
 		}
-		b = r.queue[i]
+		b := r.queue[i]
 		if err := r.wait(b); err != nil {
 			return nil, release, err
 		}
-		c := copy(p[got:n], b.buf[off+int64(got)-b.off:])
+		start := at - b.off
+		if got == 0 && start+n <= int64(len(b.buf)) {
+			// Inside one block: its own bytes, held for the caller.
+			r.consumed(b, at+n)
+			b.owners.hold()
+			return b.buf[start : start+n], func() { r.letGo(b) }, nil
+		}
+		// Across blocks: copied into p, block by block.
+		c := int64(copy(p[got:n], b.buf[start:]))
 		got += c
-		r.consumed(b, off+int64(got))
+		r.consumed(b, at+c)
 	}
 	return p[:n], release, nil
 }
