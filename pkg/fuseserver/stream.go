@@ -29,7 +29,8 @@ import (
 //     to rclone as before. rclone still opens its own handle for the file
 //     (it fetches nothing until its first read, which never comes) and
 //     releases it.
-//   - Reads of one handle are served one at a time, in arrival order.
+//   - Reads of one handle are served concurrently, as the kernel sends
+//     them: each waits only for its own bytes.
 //   - What a read returns is the object as the store serves it; a short
 //     or failed GET fails the read with EIO, as rclone's does.
 type streamFS struct {
@@ -39,17 +40,11 @@ type streamFS struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	handles map[uint64]*stream
-}
-
-// stream is one handle's reader.
-type stream struct {
-	mu sync.Mutex
-	at readahead.At
+	handles map[uint64]readahead.At
 }
 
 func newStreamFS(inner fuse.RawFileSystem, paths *pathTable, v *vfs.VFS, log *slog.Logger) *streamFS {
-	return &streamFS{RawFileSystem: inner, v: v, paths: paths, log: log, handles: map[uint64]*stream{}}
+	return &streamFS{RawFileSystem: inner, v: v, paths: paths, log: log, handles: map[uint64]readahead.At{}}
 }
 
 func (s *streamFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -59,7 +54,7 @@ func (s *streamFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	}
 	if at := s.openAt(in.NodeId); at != nil {
 		s.mu.Lock()
-		s.handles[out.Fh] = &stream{at: at}
+		s.handles[out.Fh] = at
 		s.mu.Unlock()
 	}
 	return st
@@ -89,14 +84,12 @@ func (s *streamFS) openAt(id uint64) readahead.At {
 
 func (s *streamFS) Read(c <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	s.mu.Lock()
-	h := s.handles[in.Fh]
+	at := s.handles[in.Fh]
 	s.mu.Unlock()
-	if h == nil {
+	if at == nil {
 		return s.RawFileSystem.Read(c, in, buf)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	data, release, err := h.at.ReadAt(buf[:min(int(in.Size), len(buf))], int64(in.Offset))
+	data, release, err := at.ReadAt(buf[:min(int(in.Size), len(buf))], int64(in.Offset))
 	if errors.Is(err, io.EOF) {
 		return fuse.ReadResultData(nil), fuse.OK
 	}
@@ -114,13 +107,11 @@ func (s *streamFS) Read(c <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Re
 
 func (s *streamFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	s.mu.Lock()
-	h := s.handles[in.Fh]
+	at := s.handles[in.Fh]
 	delete(s.handles, in.Fh)
 	s.mu.Unlock()
-	if h != nil {
-		h.mu.Lock()
-		h.at.Close()
-		h.mu.Unlock()
+	if at != nil {
+		at.Close()
 	}
 	s.RawFileSystem.Release(c, in)
 }

@@ -204,8 +204,8 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 // server's read requests, which arrive concurrently and out of order.
 // ReadAt returns up to len(p) bytes at off, either in p or, without a
 // copy, in memory held until release is called; io.EOF at or past the
-// end. Calls are serialized by the caller; release may come later, from
-// any goroutine, also after Close.
+// end. ReadAt may be called concurrently (not with Close); release may
+// come later, from any goroutine, also after Close.
 type At interface {
 	ReadAt(p []byte, off int64) (data []byte, release func(), err error)
 	Close() error

@@ -3,9 +3,14 @@ package readahead
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // requests returns the offsets of a file read front to back in size
@@ -153,6 +158,75 @@ func TestReadAtReportsFailedBlock(t *testing.T) {
 	}
 	if _, _, err := r.ReadAt(p, 1<<20); err == nil {
 		t.Fatal("the failed block's read succeeded")
+	}
+}
+
+func TestReadAtConcurrentRequestsOverlap(t *testing.T) {
+	src := newSource(16 << 20)
+	var active, peak atomic.Int64
+	slow := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		a := active.Add(1)
+		for p := peak.Load(); a > p && !peak.CompareAndSwap(p, a); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		active.Add(-1)
+		return src.open(ctx, off, n)
+	}
+	r := NewReader(context.Background(), slow, 0, int64(len(src.data)), Options{FirstBlock: 1 << 20, BlockSize: 1 << 20, Window: 1})
+	defer r.Close()
+	// Four threads of a random reader, 4 MiB apart: each read moves the
+	// window away from the blocks the others wait for.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for _, off := range []int64{0, 4 << 20, 8 << 20, 12 << 20} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data, release, err := r.ReadAt(make([]byte, 64<<10), off)
+			if err == nil && !bytes.Equal(data, src.data[off:off+64<<10]) {
+				err = errors.New("data differs")
+			}
+			if err != nil {
+				errs <- fmt.Errorf("ReadAt(%d): %w", off, err)
+			}
+			release()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if p := peak.Load(); p < 2 {
+		t.Fatalf("at most %d GET at once: concurrent reads waited for each other", p)
+	}
+}
+
+// TestReadAtKernelRequestsInsideBlocks reads as the kernel does with a
+// 1 MiB read-ahead (32, 128, 256 and 512 KiB, then 1 MiB requests, none
+// aligned to a MiB): once the blocks are grown, every request lies inside
+// one block and is answered from it, not copied.
+func TestReadAtKernelRequestsInsideBlocks(t *testing.T) {
+	src := newSource(64 << 20)
+	r := NewReader(context.Background(), src.open, 0, int64(len(src.data)), Options{})
+	defer r.Close()
+	reqs := [][2]int64{{0, 32 << 10}, {32 << 10, 128 << 10}, {160 << 10, 256 << 10}, {416 << 10, 512 << 10}}
+	for off := int64(928 << 10); off < int64(len(src.data)); off += 1 << 20 {
+		reqs = append(reqs, [2]int64{off, min(1<<20, int64(len(src.data))-off)})
+	}
+	for _, q := range reqs {
+		p := make([]byte, q[1])
+		data, release, err := r.ReadAt(p, q[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, src.data[q[0]:q[0]+q[1]]) {
+			t.Fatalf("request at %d: data differs", q[0])
+		}
+		if copied := &data[0] == &p[0]; copied && q[0] > 16<<20 {
+			t.Errorf("request at %d (+%d) straddles two blocks: copied", q[0], q[1])
+		}
+		release()
 	}
 }
 

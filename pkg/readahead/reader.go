@@ -80,15 +80,18 @@ func (o Options) withDefaults() Options {
 type RangeOpener func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 
 // Reader reads [start, end) of an object through parallel ranged GETs.
-// It is an io.ReadCloser for one goroutine; Close cancels the GETs in
-// flight and waits for them.
+// It is used either as an io.ReadCloser by one goroutine, or through
+// ReadAt by many at once; Close cancels the GETs in flight and waits for
+// them.
 type Reader struct {
+	mu     sync.Mutex // serializes ReadAt's calls but for their waits
 	ctx    context.Context
 	cancel context.CancelFunc
 	open   RangeOpener
 	opt    Options
 	mem    *memory
-	pos    int64 // next byte Read returns
+	pos    int64 // next byte Read returns; with ReadAt, the furthest read
+	reqEnd int64 // end of the latest ReadAt request; 0 with Read
 	next   int64 // first byte not yet scheduled
 	end    int64
 	size   int64    // size of the next block; doubles to opt.BlockSize
@@ -106,11 +109,13 @@ type block struct {
 	read   int // bytes of buf already returned
 	// counted is set once the block's hit or miss is recorded.
 	counted bool
-	// ended is set once ReadAt has read the block to its end.
-	ended  bool
-	done   chan struct{}
-	err    error
-	cancel context.CancelFunc
+	// ended is set once ReadAt has read the block to its end; waiters
+	// counts the ReadAt calls waiting for it (both under Reader.mu).
+	ended   bool
+	waiters int
+	done    chan struct{}
+	err     error
+	cancel  context.CancelFunc
 }
 
 // NewReader returns a Reader of [start, end) fetched with open, holding
@@ -182,13 +187,28 @@ func (r *Reader) fill(behind int) {
 // schedule fetches the next block of the range in the background; false
 // when the memory budget has no room for it.
 func (r *Reader) schedule() bool {
-	buf := r.mem.getBuf(min(r.size, r.end-r.next))
+	buf := r.mem.getBuf(r.blockLen())
 	if buf == nil {
 		return false
 	}
 	r.queue = append(r.queue, r.start(r.next, buf))
 	r.next += int64(len(buf))
 	return true
+}
+
+// blockLen is the length of the next block: r.size, cut at the range's
+// end. With ReadAt, a block of at least two requests is also cut so it
+// ends where a request of a sequential reader will end: a multiple of
+// maxRequest past the end of the latest request (reqEnd). Such a request
+// then lies inside one block and is answered from it without a copy;
+// the kernel's requests keep the phase their ramp-up left, which need
+// not be aligned to anything. (Read's caller copies anyway.)
+func (r *Reader) blockLen() int64 {
+	n := min(r.size, r.end-r.next)
+	if r.reqEnd == 0 || n < 2*maxRequest || r.next+n == r.end {
+		return n
+	}
+	return n - ((r.next+n-r.reqEnd)%maxRequest+maxRequest)%maxRequest
 }
 
 // start starts the fetch of a block of buf's size at off.
@@ -296,10 +316,13 @@ func (r *Reader) moveTo(off int64) {
 	}
 }
 
-// drop abandons the head block; its GET is cancelled, and its buffer
-// goes back once the GET has ended.
+// drop abandons the head block; its GET is cancelled unless a ReadAt
+// waits for it, and its buffer goes back once the GET has ended and the
+// readers holding it let go.
 func (r *Reader) drop() {
-	r.queue[0].cancel()
+	if r.queue[0].waiters == 0 {
+		r.queue[0].cancel()
+	}
 	r.letGo(r.queue[0])
 	r.queue = r.queue[1:]
 }
@@ -308,6 +331,8 @@ func (r *Reader) drop() {
 func (r *Reader) Close() error {
 	r.cancel()
 	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, b := range r.queue {
 		r.letGo(b)
 	}
@@ -319,62 +344,110 @@ func (r *Reader) Close() error {
 }
 
 // ReadAt returns up to len(p) bytes at off, for a caller whose reads may
-// arrive out of order (the FUSE server answers the kernel's read requests
-// concurrently). A read inside one block returns that block's bytes
-// without a copy, held until release is called; a read across blocks is
-// copied into p. release must be called once data is no longer used.
+// arrive out of order and at once (the FUSE server answers the kernel's
+// read requests concurrently). A read inside one block returns that
+// block's bytes without a copy, held until release is called; a read
+// across blocks is copied into p. release must be called once data is no
+// longer used.
+//
+// Calls may run concurrently: each schedules what it needs under the
+// Reader's lock and waits for its block without it, so the GETs of
+// concurrent requests overlap. A block a request waits for is never
+// cancelled by another request moving the window.
 //
 // The blocks up to BlockSize behind the furthest read are kept, so a
 // request that arrives late finds its bytes; a read near the window joins
 // it, a far one moves it (see locate). Each block read to its end doubles
 // both the block size and the window, up to their limits. A Reader is
-// used through Read or through ReadAt, not both; the caller serializes
-// calls.
+// used through Read or through ReadAt, not both.
 func (r *Reader) ReadAt(p []byte, off int64) (data []byte, release func(), err error) {
-	release = func() {}
+	nop := func() {}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.err != nil {
-		return nil, release, r.err
+		return nil, nop, r.err
 	}
 	if off < 0 {
-		return nil, release, errors.New("readahead: negative offset")
+		return nil, nop, errors.New("readahead: negative offset")
 	}
 	if off >= r.end {
-		return nil, release, io.EOF
+		return nil, nop, io.EOF
 	}
 	n := min(int64(len(p)), r.end-off)
+	r.reqEnd = off + n
 	for got := int64(0); got < n; {
 		at := off + got
 		i := r.locate(at, n-got)
 		if i < 0 {
 			// Nothing could be fetched ahead (memory budget): read into p.
 			if err := r.readInto(p[got:n], at); err != nil {
-				return nil, release, err
+				return nil, nop, err
 			}
 			break
 		}
 		b := r.queue[i]
-		if err := r.wait(b); err != nil {
-			return nil, release, err
+		r.count(b)
+		b.waiters++
+		b.owners.hold()
+		r.mu.Unlock()
+		err := r.await(b)
+		r.mu.Lock()
+		b.waiters--
+		if err != nil {
+			r.letGo(b)
+			if r.err == nil {
+				r.err = err
+			}
+			return nil, nop, err
 		}
 		start := at - b.off
 		if got == 0 && start+n <= int64(len(b.buf)) {
 			// Inside one block: its own bytes, held for the caller.
 			r.consumed(b, at+n)
-			b.owners.hold()
 			return b.buf[start : start+n], func() { r.letGo(b) }, nil
 		}
 		// Across blocks: copied into p, block by block.
 		c := int64(copy(p[got:n], b.buf[start:]))
 		got += c
 		r.consumed(b, at+c)
+		r.letGo(b)
 	}
-	return p[:n], release, nil
+	return p[:n], nop, nil
 }
 
+// count records, at a block's first read, whether it had arrived.
+func (r *Reader) count(b *block) {
+	if b.counted {
+		return
+	}
+	b.counted = true
+	select {
+	case <-b.done:
+		r.hits.block(true)
+	default:
+		r.hits.block(false)
+	}
+}
+
+// await waits for b's fetch and returns its error, or the Reader's
+// context's.
+func (r *Reader) await(b *block) error {
+	select {
+	case <-b.done:
+		return b.err
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+// maxRequest is the largest read request the FUSE server gets: the
+// mount's kernel read-ahead and max_read (fuseserver's kernelReadAhead).
+const maxRequest = 1 << 20
+
 // joinGap is how far from the window a read joins it rather than moving
-// it: twice the largest request the kernel sends (1 MiB), which bounds
-// how far apart concurrent requests of a sequential reader are.
-const joinGap = 2 << 20
+// it: twice the largest request, which bounds how far apart concurrent
+// requests of a sequential reader are.
+const joinGap = 2 * maxRequest
 
 // locate returns the queue index of the block holding off, scheduling
 // blocks first if none does; -1 when none could be scheduled (the memory
@@ -440,24 +513,10 @@ func (r *Reader) find(off int64) int {
 // wait waits for b's fetch, counting a hit or a miss at its first read;
 // a failed fetch or an ended context fails the Reader.
 func (r *Reader) wait(b *block) error {
-	if !b.counted {
-		b.counted = true
-		select {
-		case <-b.done:
-			r.hits.block(true)
-		default:
-			r.hits.block(false)
-		}
-	}
-	select {
-	case <-b.done:
-	case <-r.ctx.Done():
-		r.err = r.ctx.Err()
-		return r.err
-	}
-	if b.err != nil {
-		r.err = b.err
-		return r.err
+	r.count(b)
+	if err := r.await(b); err != nil {
+		r.err = err
+		return err
 	}
 	return nil
 }
