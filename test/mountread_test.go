@@ -19,7 +19,8 @@ import (
 )
 
 // TestMountReadsInAnyOrder: MOUNT serves reads from its read-ahead
-// wherever they fall (pkg/fuseserver/stream.go), so the bytes must be the
+// wherever they fall (pkg/fuseserver/stream.go), with the kernel's own
+// read-ahead raised to 1 MiB (bdi.go), so the bytes must be the
 // object's whatever the order: a front-to-back read, O_DIRECT reads (each
 // one FUSE request at exactly its offset) from 8 threads at shuffled
 // offsets and sizes, reads across the read-ahead's block edges and past
@@ -57,6 +58,17 @@ func TestMountReadsInAnyOrder(t *testing.T) {
 	publish(t, c, id, staging, target, s3.Secrets(), true)
 	defer unpublish(t, c, id, staging, target)
 	path := filepath.Join(target, "big.bin")
+
+	// The server raises the mount's kernel read-ahead, so a buffered
+	// read reaches it in requests of up to 1 MiB, not 128 KiB.
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); err != nil {
+		t.Fatal(err)
+	}
+	ra, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil || string(bytes.TrimSpace(ra)) != "1024" {
+		t.Errorf("mount's read_ahead_kb is %q (err %v), want 1024", ra, err)
+	}
 
 	got, err := os.ReadFile(path)
 	if err != nil || !bytes.Equal(got, big) {

@@ -232,9 +232,13 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if pt != nil {
 		pt.attach(server)
 	}
+	readAhead, err := setKernelReadAhead(cfg.MountPoint, kernelReadAhead)
+	if err != nil {
+		log.Warn("kernel read-ahead not raised: buffered reads reach the server in smaller requests", "readAheadBytes", readAhead, "err", err)
+	}
 	log.Info("mounted", "path", cfg.MountPoint, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mode", cfg.Mode,
 		"cache", cfg.Cache, "durable", cfg.Durable, "readAhead", cfg.ReadAhead, "serverModTime", cfg.ServerModTime,
-		"passthrough", pt != nil)
+		"passthrough", pt != nil, "kernelReadAheadBytes", readAhead)
 	ready(nil)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	defer stopTrim()
