@@ -20,6 +20,13 @@ import (
 // ramp. Only the mount's backing device info (sysfs) raises it.
 const kernelReadAhead = 1 << 20
 
+// maxBackground is how many read-ahead (background) requests the kernel
+// keeps in flight to the server before it counts the mount as congested
+// (at three quarters of it) and cuts its read-ahead short, reading the
+// rest page by page. go-fuse's default of 12 is fewer than the read-aheads
+// of 16 files read at once, and then 32 KiB requests arrived.
+const maxBackground = 64
+
 // setKernelReadAhead sets the read-ahead of the mount at dir to bytes
 // through /sys/class/bdi/<major>:<minor>/read_ahead_kb (root, and /sys
 // mounted writable, as in the node plugin's privileged container). It

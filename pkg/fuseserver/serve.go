@@ -187,6 +187,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 			DisableXAttrs:      true,
 			MaxReadAhead:       1 << 20,
 			MaxWrite:           1 << 20,
+			MaxBackground:      maxBackground,
 			DisableReadDirPlus: true,
 			DirectMount:        true,
 		},

@@ -21,6 +21,8 @@ type memory struct {
 	// survive garbage collections, which a small heap runs often, so
 	// steady streaming allocates nothing. trim releases them.
 	byClass map[int64][][]byte
+	// readers is the number of open Readers, which share the limit.
+	readers atomic.Int64
 }
 
 // keepBytes bounds the buffers kept for reuse (within the limit).
@@ -61,6 +63,14 @@ func (m *memory) putBuf(b []byte) {
 	}
 	m.byClass[c] = append(m.byClass[c], b[:c])
 	m.kept += c
+}
+
+// share is what one open Reader may hold ahead of its reads: an even
+// share of the limit, so that many readers at once each keep a window
+// instead of the first ones taking the whole budget and the rest reading
+// with no read-ahead at all.
+func (m *memory) share() int64 {
+	return m.limit / max(m.readers.Load(), 1)
 }
 
 // reserve counts n bytes (a small file) against the budget; false when

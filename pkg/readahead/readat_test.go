@@ -230,6 +230,50 @@ func TestReadAtKernelRequestsInsideBlocks(t *testing.T) {
 	}
 }
 
+// TestReadersShareTheBudget: four sequential readers of one budget each
+// fetch no more than an even share of it ahead, so none is left without
+// read-ahead
+// (before, the first readers' windows took it all and the last read with
+// one GET per request).
+func TestReadersShareTheBudget(t *testing.T) {
+	src := newSource(64 << 20)
+	opt := Options{MemoryLimit: 32 << 20}.withDefaults()
+	mem := newMemory(opt.MemoryLimit)
+	var readers []*Reader
+	for i := range 4 {
+		r := newReader(context.Background(), src.open, int64(i)*16<<20, int64(len(src.data)), opt, mem)
+		defer r.Close()
+		readers = append(readers, r)
+	}
+	share := mem.share()
+	if share != 8<<20 {
+		t.Fatalf("share of 4 readers of 32 MiB is %d", share)
+	}
+	for step := int64(0); step < 12<<20; step += 1 << 20 {
+		for i, r := range readers {
+			off := int64(i)*16<<20 + step
+			data, release, err := r.ReadAt(make([]byte, 1<<20), off)
+			if err != nil || !bytes.Equal(data, src.data[off:off+1<<20]) {
+				t.Fatalf("reader %d at %d: err %v, equal %v", i, off, err, bytes.Equal(data, src.data[off:off+1<<20]))
+			}
+			release()
+			r.mu.Lock()
+			ahead := r.next - r.pos
+			r.mu.Unlock()
+			if ahead > share {
+				t.Errorf("reader %d fetches %d bytes ahead, more than its share %d", i, ahead, share)
+			}
+		}
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for _, g := range src.ranges {
+		if g[1] < 256<<10 {
+			t.Errorf("a %d-byte GET at %d: a reader found no room for a block", g[1], g[0])
+		}
+	}
+}
+
 // BenchmarkReadAt is ReadAt's own cost, the FUSE server's MOUNT read
 // path: a 256 MiB object from memory in 1 MiB requests, pairs swapped.
 func BenchmarkReadAt(b *testing.B) {

@@ -99,6 +99,7 @@ type Reader struct {
 	queue  []*block // scheduled blocks in offset order
 	wg     sync.WaitGroup
 	err    error
+	closed bool
 	hits   *Hits // nil: not counted
 }
 
@@ -129,6 +130,7 @@ func NewReader(ctx context.Context, open RangeOpener, start, end int64, opt Opti
 // defaults.
 func newReader(ctx context.Context, open RangeOpener, start, end int64, opt Options, mem *memory) *Reader {
 	ctx, cancel := context.WithCancel(ctx)
+	mem.readers.Add(1)
 	return &Reader{ctx: ctx, cancel: cancel, open: open, opt: opt, mem: mem, pos: start, next: start, end: end, window: 1, size: opt.FirstBlock}
 }
 
@@ -176,11 +178,20 @@ func (r *Reader) grow() {
 	}
 }
 
-// fill schedules blocks until the window is full, the range is, or the
-// memory budget is. The first behind blocks of the queue (kept for late
-// requests, see ReadAt) do not count against the window.
+// fill schedules blocks until the window is full, the range is, the
+// Reader's share of the memory budget is (memory.share), or the budget
+// is. The first behind blocks of the queue (kept for late requests, see
+// ReadAt) count against the share but not the window; the first block
+// ahead of them is always allowed.
 func (r *Reader) fill(behind int) {
-	for len(r.queue)-behind < r.window && r.next < r.end && r.schedule() {
+	share := r.mem.share()
+	for len(r.queue)-behind < r.window && r.next < r.end {
+		if len(r.queue) > behind && r.next-r.queue[0].off+r.blockLen() > share {
+			return
+		}
+		if !r.schedule() {
+			return
+		}
 	}
 }
 
@@ -337,6 +348,10 @@ func (r *Reader) Close() error {
 		r.letGo(b)
 	}
 	r.queue = nil
+	if !r.closed {
+		r.closed = true
+		r.mem.readers.Add(-1)
+	}
 	if r.err == nil {
 		r.err = errors.New("readahead: reader closed")
 	}
