@@ -44,6 +44,7 @@ var systemOrder = []string{
 // shown by their raw name only.
 var figureDescriptions = map[string]string{
 	"SeqRead":       "sequential read, 1 MiB blocks",
+	"ParallelRead":  "16 readers at once, a sixteenth of the object each",
 	"RandRead4K":    "random 4 KiB reads",
 	"RandRead1M":    "random 1 MiB reads",
 	"TTFB":          "time to first byte",

@@ -72,6 +72,8 @@ var targets = []Target{
 		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "a 64 MiB object at scale 0.25 is read mostly while the read-ahead still grows from one 256 KiB GET to 4 parallel 8 MiB GETs, each range waited for whole; gcsfuse reads one stream from the first byte (docs/benchmarks.md)"},
 	{Name: "GCS emulator: small files through MOUNT ≥ 1× gcsfuse", Figure: "GCSSmallFiles", Unit: "files/s",
 		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "files are fetched ahead only for a reader that opens them in name order"},
+	{Name: "16 parallel readers: FUSE server peak RSS < 384 MiB", Figure: "ParallelRead", Unit: "peak-RSS-MiB",
+		System: "bucket-csi-MOUNT", Bound: Below, Limit: 384, Suffix: "MiB", Why: "the read-ahead holds at most its memory limit (256 MiB by default), split evenly among the open readers; the rest is the idle server and the heap's slack"},
 	{Name: "idle FUSE server < 64 MiB RSS", Figure: "IdleRSS", Unit: "idle-RSS-MiB",
 		System: "bucket-csi-MOUNT", Bound: Below, Limit: 64, Suffix: "MiB", Why: "the FUSE server (bucket-csi-mounter) links rclone's VFS and every store's backend; see idle-anon-RSS-MiB for the part that is heap"},
 }

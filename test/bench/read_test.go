@@ -99,6 +99,44 @@ func BenchmarkSeqRead(b *testing.B) {
 	}})
 }
 
+// parallelReaders is the number of readers of BenchmarkParallelRead.
+const parallelReaders = 16
+
+// BenchmarkParallelRead: 16 readers at once, each reading its own
+// sixteenth of the large object front to back in 1 MiB reads (a data
+// loader reading shards), from a cold client cache. Besides MB/s it
+// reports the FUSE server's peak RSS: 16 read-aheads share one memory
+// limit (readahead.Options.MemoryLimit).
+func BenchmarkParallelRead(b *testing.B) {
+	f := data(b)
+	systems := []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "rclone-mount2", "s3fs"}
+	onMounts(b, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
+		b.SetBytes(f.large)
+		slice := f.large / parallelReaders
+		err := parallel(parallelReaders, parallelReaders, func(i int) error {
+			return readRange(filepath.Join(m.dir, "large.bin"), int64(i)*slice, slice)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return slice * parallelReaders
+	}})
+}
+
+// readRange reads n bytes of path at off in 1 MiB reads.
+func readRange(path string, off, n int64) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	got, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{io.NewSectionReader(fh, off, n)}, make([]byte, 1<<20))
+	if err == nil && got != n {
+		err = fmt.Errorf("read %d of %d bytes at %d", got, n, off)
+	}
+	return err
+}
+
 // rawRanged fetches the large object with workers parallel ranged GETs.
 func rawRanged(b *testing.B, f *fixture, workers int, chunk int64) {
 	cl := f.srv.Client()
