@@ -17,6 +17,10 @@ type memory struct {
 	used  int64 // blocks handed out and small files held
 	kept  int64 // buffers kept for reuse
 	peak  int64 // most of used+kept held at once
+	// mapped is the bytes of block buffers taken from mapBuf and not yet
+	// given back with unmapBuf: 0 once every Reader is closed and trim has
+	// run.
+	mapped int64
 	// Buffers kept for reuse by capacity class: unlike a sync.Pool they
 	// survive garbage collections, which a small heap runs often, so
 	// steady streaming allocates nothing. trim releases them.
@@ -46,9 +50,14 @@ func (m *memory) getBuf(n int64) []byte {
 	if !m.makeRoomLocked(c) {
 		return nil
 	}
+	b := mapBuf(c)
+	if b == nil {
+		return nil
+	}
 	m.used += c
+	m.mapped += c
 	m.notePeakLocked()
-	return make([]byte, n, c)
+	return b[:n]
 }
 
 // putBuf returns a buffer from getBuf, kept for reuse while the kept
@@ -59,6 +68,7 @@ func (m *memory) putBuf(b []byte) {
 	defer m.mu.Unlock()
 	m.used -= c
 	if m.kept+c > min(keepBytes, m.limit/2) {
+		m.dropLocked(b)
 		return
 	}
 	m.byClass[c] = append(m.byClass[c], b[:c])
@@ -101,6 +111,7 @@ func (m *memory) makeRoomLocked(n int64) bool {
 	}
 	for c, l := range m.byClass {
 		for len(l) > 0 && m.used+m.kept+n > m.limit {
+			m.dropLocked(l[len(l)-1])
 			l = l[:len(l)-1]
 			m.kept -= c
 		}
@@ -118,7 +129,18 @@ func (m *memory) notePeakLocked() {
 func (m *memory) trim() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for _, l := range m.byClass {
+		for _, b := range l {
+			m.dropLocked(b)
+		}
+	}
 	m.byClass, m.kept = map[int64][][]byte{}, 0
+}
+
+// dropLocked gives a buffer nothing refers to back to the system.
+func (m *memory) dropLocked(b []byte) {
+	m.mapped -= int64(cap(b))
+	unmapBuf(b)
 }
 
 // held returns the bytes held now and the most ever held at once.

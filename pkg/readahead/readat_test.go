@@ -274,6 +274,63 @@ func TestReadersShareTheBudget(t *testing.T) {
 	}
 }
 
+// TestMappedBuffersGoBack: blocks of 2 MiB and more are mapped outside
+// the heap (pages.go), so each must be unmapped once nothing refers to
+// it. Eight readers share one budget, read with replies held and let go
+// late, jump, and close with GETs in flight; every byte is right and,
+// once all are closed and the kept buffers trimmed, nothing is mapped.
+func TestMappedBuffersGoBack(t *testing.T) {
+	src := newSource(32 << 20)
+	opt := Options{MemoryLimit: 48 << 20, BlockSize: 4 << 20, Window: 4}.withDefaults()
+	mem := newMemory(opt.MemoryLimit)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := newReader(context.Background(), src.open, 0, int64(len(src.data)), opt, mem)
+			defer r.Close()
+			var held []func()
+			var offs []int64
+			for off := int64(g) << 20; off < int64(g+12)<<20; off += 1 << 20 {
+				offs = append(offs, off)
+			}
+			offs = append(offs, 24<<20+int64(g)<<10, 4<<20) // a jump, and back
+
+			for _, off := range offs {
+				data, release, err := r.ReadAt(make([]byte, 1<<20), off)
+				if err == nil && !bytes.Equal(data, src.data[off:off+int64(len(data))]) {
+					err = errors.New("data differs")
+				}
+				if err != nil {
+					errs <- fmt.Errorf("reader %d at %d: %w", g, off, err)
+					return
+				}
+				held = append(held, release)
+				if len(held) > 3 {
+					held[0]()
+					held = held[1:]
+				}
+			}
+			for _, release := range held {
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mem.trim()
+	mem.mu.Lock()
+	defer mem.mu.Unlock()
+	if mem.mapped != 0 || mem.used != 0 {
+		t.Fatalf("after every reader closed and trim: %d bytes still mapped, %d used", mem.mapped, mem.used)
+	}
+}
+
 // BenchmarkReadAt is ReadAt's own cost, the FUSE server's MOUNT read
 // path: a 256 MiB object from memory in 1 MiB requests, pairs swapped.
 func BenchmarkReadAt(b *testing.B) {
