@@ -28,10 +28,11 @@ const kernelReadAhead = 1 << 20
 const maxBackground = 64
 
 // setKernelReadAhead sets the read-ahead of the mount at dir to bytes
-// through /sys/class/bdi/<major>:<minor>/read_ahead_kb (root, and /sys
-// mounted writable, as in the node plugin's privileged container). It
-// returns the value in force: on failure, the kernel's own, with the
-// error.
+// through /sys/class/bdi/<major>:<minor>/read_ahead_kb. That needs root
+// and a writable /sys/devices/virtual/bdi: a container runtime mounts
+// sysfs read-only even for a privileged container, so the chart mounts
+// the host's directory into the mounter pod. It returns the value in
+// force: on failure, the kernel's own, with the error.
 func setKernelReadAhead(dir string, bytes int) (int, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {

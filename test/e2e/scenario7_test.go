@@ -3,12 +3,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -42,6 +44,20 @@ func fuseMountsBelow(t *testing.T, dir string) []string {
 	return out
 }
 
+// readAheadKB is the kernel read-ahead of the mount at dir, in KiB.
+func readAheadKB(t *testing.T, dir string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // runningPod creates a pod and waits until it runs.
 func (e *env) runningPod(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
@@ -70,6 +86,13 @@ func TestScenario7KubeletRestart(t *testing.T) {
 	before := fuseMountsBelow(t, "/var/lib/kubelet/pods/")
 	if len(before) == 0 {
 		t.Fatal("no FUSE mount under /var/lib/kubelet/pods while the pods run")
+	}
+	// The FUSE servers, in the mounter pod, raised each mount's kernel
+	// read-ahead (through the chart's sysfs mount).
+	for _, dir := range before {
+		if kb := readAheadKB(t, dir); kb != "1024" {
+			t.Errorf("%s: read_ahead_kb %s, want 1024", dir, kb)
+		}
 	}
 	cluster(t, "restart", "kubelet")
 	time.Sleep(20 * time.Second)
