@@ -161,6 +161,10 @@ func TestReadAtReportsFailedBlock(t *testing.T) {
 	}
 }
 
+// TestReadAtConcurrentRequestsOverlap: concurrent ReadAt calls wait for
+// their blocks without the Reader's lock, so their GETs overlap, and each
+// gets its own bytes although every call moves the window away from the
+// blocks the others wait for.
 func TestReadAtConcurrentRequestsOverlap(t *testing.T) {
 	src := newSource(16 << 20)
 	var active, peak atomic.Int64
