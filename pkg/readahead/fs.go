@@ -25,7 +25,7 @@ type Fs struct {
 // Wrap returns base with the read path of this package.
 func Wrap(base fs.Fs, opt Options) *Fs {
 	f := &Fs{Fs: base, opt: opt.withDefaults()}
-	f.mem = newMemory(f.opt.MemoryLimit)
+	f.mem = newMemory(f.opt)
 	f.small = newSmallAhead(f.opt, f.mem)
 	f.features = f.wrapFeatures(base.Features())
 	return f

@@ -15,7 +15,7 @@ func TestReaderCountsHits(t *testing.T) {
 	src := newSource(6 * block)
 	var hits Hits
 	opt := Options{Window: 4, BlockSize: block, FirstBlock: block}.withDefaults()
-	r := newReader(context.Background(), src.open, 0, int64(len(src.data)), opt, newMemory(opt.MemoryLimit))
+	r := newReader(context.Background(), src.open, 0, int64(len(src.data)), opt, newMemory(opt))
 	r.hits = &hits
 	defer r.Close()
 	waitQueued := func() {

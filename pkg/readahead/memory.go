@@ -25,14 +25,23 @@ type memory struct {
 	// survive garbage collections, which a small heap runs often, so
 	// steady streaming allocates nothing. trim releases them.
 	byClass map[int64][][]byte
-	// readers is the number of open Readers, which share the limit.
+	// readers is the number of open Readers, which share span (or the
+	// limit, if smaller).
 	readers atomic.Int64
+	// span is the most one sequential Reader holds at its widest: its
+	// window of blocks ahead and a block kept behind (see share).
+	span int64
 }
 
 // keepBytes bounds the buffers kept for reuse (within the limit).
 const keepBytes = 64 << 20
 
-func newMemory(limit int64) *memory { return &memory{limit: limit, byClass: map[int64][][]byte{}} }
+// newMemory returns the budget of opt.MemoryLimit bytes for Readers with
+// opt's window and block size; opt has its defaults.
+func newMemory(opt Options) *memory {
+	span := int64(opt.Window+1) * opt.BlockSize
+	return &memory{limit: opt.MemoryLimit, span: span, byClass: map[int64][][]byte{}}
+}
 
 // getBuf returns a buffer of n bytes counted against the budget, or nil
 // when the budget cannot hold it.
@@ -76,11 +85,17 @@ func (m *memory) putBuf(b []byte) {
 }
 
 // share is what one open Reader may hold ahead of its reads: an even
-// share of the limit, so that many readers at once each keep a window
-// instead of the first ones taking the whole budget and the rest reading
-// with no read-ahead at all.
+// share of the span of one sequential reader, or of the limit if that is
+// smaller. Alone, a Reader gets its whole window. Many readers at once
+// each keep some read-ahead (at least one block: see Reader.fill) instead
+// of the first ones taking the whole budget and the rest reading with
+// none, and together they hold about what one reader would. More in
+// flight than that added no speed when measured (docs/benchmarks.md,
+// "Open files share one file's read-ahead span"), while each reader that
+// stops short of the end of the file, as one reading its part of a file
+// does, leaves what it holds ahead fetched and never read.
 func (m *memory) share() int64 {
-	return m.limit / max(m.readers.Load(), 1)
+	return min(m.limit, m.span) / max(m.readers.Load(), 1)
 }
 
 // reserve counts n bytes (a small file) against the budget; false when

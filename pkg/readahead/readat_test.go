@@ -242,7 +242,7 @@ func TestReadAtKernelRequestsInsideBlocks(t *testing.T) {
 func TestReadersShareTheBudget(t *testing.T) {
 	src := newSource(64 << 20)
 	opt := Options{MemoryLimit: 32 << 20}.withDefaults()
-	mem := newMemory(opt.MemoryLimit)
+	mem := newMemory(opt)
 	var readers []*Reader
 	for i := range 4 {
 		r := newReader(context.Background(), src.open, int64(i)*16<<20, int64(len(src.data)), opt, mem)
@@ -278,6 +278,48 @@ func TestReadersShareTheBudget(t *testing.T) {
 	}
 }
 
+// TestManyReadersFetchLittlePastTheirParts: sixteen readers, each reading
+// its own sixteenth of a file as the bench's ParallelRead does, share one
+// reader's span between them, so what they fetch past the ends of their
+// parts stays within a block each. Before, each kept a window of its own
+// ahead, and a reader that stopped at the end of its part left its whole
+// window (four blocks) fetched and never read.
+func TestManyReadersFetchLittlePastTheirParts(t *testing.T) {
+	const readers, part, request = 16, 4 << 20, 256 << 10
+	src := newSource(readers * part)
+	opt := Options{BlockSize: 1 << 20}.withDefaults()
+	mem := newMemory(opt)
+	var rs []*Reader
+	for i := range readers {
+		rs = append(rs, newReader(context.Background(), src.open, int64(i)*part, int64(len(src.data)), opt, mem))
+	}
+	for step := int64(0); step < part; step += request {
+		for i, r := range rs {
+			off := int64(i)*part + step
+			data, release, err := r.ReadAt(make([]byte, request), off)
+			if err != nil || !bytes.Equal(data, src.data[off:off+request]) {
+				t.Fatalf("reader %d at %d: err %v, equal %v", i, off, err, bytes.Equal(data, src.data[off:off+request]))
+			}
+			release()
+		}
+	}
+	for _, r := range rs {
+		r.Close()
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	var fetched int64
+	for _, g := range src.ranges {
+		fetched += g[1]
+	}
+	past := fetched - readers*part
+	t.Logf("%d readers of %d bytes each fetched %d bytes past their parts", readers, part, past)
+	if past > readers*opt.BlockSize {
+		t.Errorf("%d readers of %d bytes each fetched %d bytes past their parts, more than a %d-byte block each",
+			readers, part, past, opt.BlockSize)
+	}
+}
+
 // TestMappedBuffersGoBack: blocks of 2 MiB and more are mapped outside
 // the heap (pages.go), so each must be unmapped once nothing refers to
 // it. Eight readers share one budget, read with replies held and let go
@@ -286,7 +328,7 @@ func TestReadersShareTheBudget(t *testing.T) {
 func TestMappedBuffersGoBack(t *testing.T) {
 	src := newSource(32 << 20)
 	opt := Options{MemoryLimit: 48 << 20, BlockSize: 4 << 20, Window: 4}.withDefaults()
-	mem := newMemory(opt.MemoryLimit)
+	mem := newMemory(opt)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {

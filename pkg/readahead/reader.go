@@ -123,7 +123,7 @@ type block struct {
 // at most opt.MemoryLimit bytes.
 func NewReader(ctx context.Context, open RangeOpener, start, end int64, opt Options) *Reader {
 	opt = opt.withDefaults()
-	return newReader(ctx, open, start, end, opt, newMemory(opt.MemoryLimit))
+	return newReader(ctx, open, start, end, opt, newMemory(opt))
 }
 
 // newReader returns a Reader whose blocks count against mem; opt has its
