@@ -89,11 +89,12 @@ func (m *memory) putBuf(b []byte) {
 // smaller. Alone, a Reader gets its whole window. Many readers at once
 // each keep some read-ahead (at least one block: see Reader.fill) instead
 // of the first ones taking the whole budget and the rest reading with
-// none, and together they hold about what one reader would. More in
-// flight than that added no speed when measured (docs/benchmarks.md,
-// "Open files share one file's read-ahead span"), while each reader that
-// stops short of the end of the file, as one reading its part of a file
-// does, leaves what it holds ahead fetched and never read.
+// none, and together they hold one reader's span (or a block each, if
+// they are more readers than its blocks). More in flight than that added
+// no speed when measured (docs/benchmarks.md, "Open files share one
+// file's read-ahead span"), while each reader that stops short of the
+// end of the file, as one reading its part of a file does, leaves what
+// it holds ahead fetched and never read.
 func (m *memory) share() int64 {
 	return min(m.limit, m.span) / max(m.readers.Load(), 1)
 }
