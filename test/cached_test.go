@@ -131,12 +131,22 @@ func TestCachedFlushBeforeRelease(t *testing.T) {
 
 // TestCachedServerKilled: the FUSE server is SIGKILLed with uploads
 // pending. A new NodeStage of the volume starts a server that resumes them;
-// and a volume whose server died is drained at NodeUnstage too.
+// and a volume whose server died is drained at NodeUnstage too. With torn,
+// the kill also lands inside rclone's rewrite of three files' cache metadata
+// (the file left empty, as observed in a killed server's cache; rclone
+// alone would then delete the files): the write journal keeps them, a
+// renamed one under its new name.
 func TestCachedServerKilled(t *testing.T) {
-	for _, restage := range []bool{true, false} {
-		t.Run(fmt.Sprintf("restage=%v", restage), func(t *testing.T) {
+	for _, tc := range []struct{ restage, torn bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		t.Run(fmt.Sprintf("restage=%v/torn=%v", tc.restage, tc.torn), func(t *testing.T) {
 			s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-kill")
 			sums := writeFiles(t, target, 40)
+			// Written, closed, then renamed: how checkpoints are saved.
+			if err := os.Rename(filepath.Join(target, "ckpt", "step-000.json"), filepath.Join(target, "ckpt", "latest.json")); err != nil {
+				t.Fatal(err)
+			}
+			sums["ckpt/latest.json"] = sums["ckpt/step-000.json"]
+			delete(sums, "ckpt/step-000.json")
 			staged := drv.Staged(t)
 			if len(staged) != 1 {
 				t.Fatalf("staged: %+v", staged)
@@ -145,10 +155,15 @@ func TestCachedServerKilled(t *testing.T) {
 				t.Fatal(err)
 			}
 			testenv.MustBeGone(t, staged[0].Server)
+			if tc.torn {
+				for _, name := range []string{"model.bin", "step-039.json", "latest.json"} {
+					tearCacheMeta(t, drv, filepath.Join("ckpt", name))
+				}
+			}
 			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 				t.Fatalf("unpublish of a dead mount: %v", err)
 			}
-			if restage {
+			if tc.restage {
 				publish(t, c, id, staging, target, s3.Secrets(), false)
 				if _, err := os.Stat(filepath.Join(target, "ckpt", "model.bin")); err != nil {
 					t.Fatalf("pending file not visible after the repair: %v", err)
@@ -160,6 +175,20 @@ func TestCachedServerKilled(t *testing.T) {
 			unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
 			assertInBucket(t, s3, bucket, sums)
 		})
+	}
+}
+
+// tearCacheMeta empties the rclone cache metadata file of rel in the one
+// MOUNT_CACHED cache of drv: what a server killed inside rclone's rewrite
+// of it (create with truncation, then write) leaves.
+func tearCacheMeta(t *testing.T, drv *testenv.Driver, rel string) {
+	t.Helper()
+	metas, _ := filepath.Glob(filepath.Join(drv.StateDir, "cache", "*", "vfsMeta", "*", "*", rel))
+	if len(metas) != 1 {
+		t.Fatalf("cache metadata of %s: found %v", rel, metas)
+	}
+	if err := os.Truncate(metas[0], 0); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/rclone/rclone/vfs/vfscommon"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
+	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/keyfilter"
@@ -160,8 +161,20 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory})
 		release, f, meter.ra = ra.Release, ra, ra
 	}
+	var journal *cachejournal.Journal
+	if cfg.Cache {
+		if journal, err = openJournal(cfg.CacheDir, f, log); err != nil {
+			return err
+		}
+		defer journal.Close()
+	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
+	if journal != nil {
+		if err := checkJournalRoots(journal, v); err != nil {
+			return err
+		}
+	}
 	if cfg.ControlSocket != "" {
 		stop, err := serveControl(cfg.ControlSocket, v, meter)
 		if err != nil {
@@ -208,6 +221,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if cfg.ReadAhead {
 		raw = newStreamFS(raw, &tracked.paths, v, log)
 	}
+	if journal != nil {
+		raw = newJournalFS(raw, journal, &tracked.paths, log)
+	}
 	var pt *passthroughFS
 	if cfg.Durable {
 		d := newDurableFS(raw, &tracked.paths, v, log)
@@ -246,6 +262,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	go trimWhenIdle(trimCtx, release)
 	if cfg.Cache {
 		go meter.watchPending(trimCtx, v)
+	}
+	if journal != nil {
+		go sweepJournal(trimCtx, journal, v, time.Second)
 	}
 
 	served := make(chan struct{})
