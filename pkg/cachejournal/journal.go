@@ -251,9 +251,11 @@ func (j *Journal) Repair() ([]Repaired, error) {
 	return out, j.compact()
 }
 
-// finishRename moves the metadata of every data file at or below newName
-// that has none from the same place below oldName: the state a rename
-// leaves when killed between its two steps.
+// finishRename completes a rename killed between rclone's two steps
+// (item.rename: the data file, then the metadata file): every data file at
+// or below newName whose counterpart below oldName has metadata but no
+// data file gets that metadata, replacing what is there (the metadata of
+// a file the rename replaced).
 func (j *Journal) finishRename(oldName, newName string) ([]Repaired, error) {
 	var out []Repaired
 	root := j.dataPath(newName)
@@ -267,14 +269,14 @@ func (j *Journal) finishRename(oldName, newName string) ([]Repaired, error) {
 		if err != nil {
 			return err
 		}
-		to := filepath.Join(j.metaPath(newName), rel)
 		from := filepath.Join(j.metaPath(oldName), rel)
-		if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
 		if _, err := os.Stat(from); err != nil {
-			return nil
+			return nil // moved already, or never had metadata
 		}
+		if _, err := os.Stat(filepath.Join(j.dataPath(oldName), rel)); !errors.Is(err, fs.ErrNotExist) {
+			return nil // the data did not move
+		}
+		to := filepath.Join(j.metaPath(newName), rel)
 		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 			return err
 		}

@@ -166,18 +166,33 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 }
 
 // TestRepairFinishesARename: a rename killed after rclone moved the data
-// file but before it moved the metadata file, for a file and for a
-// directory, ends with the files uploaded under their new names.
+// file but before it moved the metadata file, for a file, a directory and
+// a file replacing another, ends with the files uploaded under their new
+// names.
 func TestRepairFinishesARename(t *testing.T) {
 	e := newEnv(t)
 	j, err := Open(e.cache, e.f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.startVFS(t, time.Hour)
+	// b is uploaded and clean in the cache before the rename replaces it.
+	v := e.startVFS(t, 10*time.Millisecond)
+	write(t, v, j, "b", []byte("old b"))
+	e.waitUploaded(t, "b", []byte("old b"))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err := j.meta("b"); err == nil && !info.Dirty && info.Fingerprint != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b's cache metadata never became clean")
+		}
+	}
+	v.stop()
+	v = e.startVFS(t, time.Hour)
 	write(t, v, j, "a.tmp", []byte("file"))
 	write(t, v, j, "dir/x", []byte("x"))
 	write(t, v, j, "dir/sub/y", []byte("y"))
+	write(t, v, j, "b.tmp", []byte("new b"))
 	v.stop()
 	// The state rclone leaves between its two renames (item.rename).
 	if _, err := j.Renaming("a.tmp", "a.json"); err != nil {
@@ -186,7 +201,10 @@ func TestRepairFinishesARename(t *testing.T) {
 	if _, err := j.Renaming("dir", "moved"); err != nil {
 		t.Fatal(err)
 	}
-	for _, mv := range [][2]string{{"a.tmp", "a.json"}, {"dir/x", "moved/x"}, {"dir/sub/y", "moved/sub/y"}} {
+	if _, err := j.Renaming("b.tmp", "b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mv := range [][2]string{{"a.tmp", "a.json"}, {"dir/x", "moved/x"}, {"dir/sub/y", "moved/sub/y"}, {"b.tmp", "b"}} {
 		to := j.dataPath(mv[1])
 		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 			t.Fatal(err)
@@ -200,13 +218,14 @@ func TestRepairFinishesARename(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := j.Repair()
-	if err != nil || len(got) != 3 {
+	if err != nil || len(got) != 4 {
 		t.Fatalf("Repair = %v, %v", got, err)
 	}
 	e.startVFS(t, 10*time.Millisecond)
 	e.waitUploaded(t, "a.json", []byte("file"))
 	e.waitUploaded(t, "moved/x", []byte("x"))
 	e.waitUploaded(t, "moved/sub/y", []byte("y"))
+	e.waitUploaded(t, "b", []byte("new b"))
 }
 
 // TestSweepDropsUploaded: a record stays while its file is dirty and goes
