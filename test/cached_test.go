@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -178,17 +181,82 @@ func TestCachedServerKilled(t *testing.T) {
 	}
 }
 
-// tearCacheMeta empties the rclone cache metadata file of rel in the one
-// MOUNT_CACHED cache of drv: what a server killed inside rclone's rewrite
-// of it (create with truncation, then write) leaves.
-func tearCacheMeta(t *testing.T, drv *testenv.Driver, rel string) {
+// cacheMetaPath is the rclone cache metadata file of rel in the one
+// MOUNT_CACHED cache of drv.
+func cacheMetaPath(t *testing.T, drv *testenv.Driver, rel string) string {
 	t.Helper()
 	metas, _ := filepath.Glob(filepath.Join(drv.StateDir, "cache", "*", "vfsMeta", "*", "*", rel))
 	if len(metas) != 1 {
 		t.Fatalf("cache metadata of %s: found %v", rel, metas)
 	}
-	if err := os.Truncate(metas[0], 0); err != nil {
+	return metas[0]
+}
+
+// tearCacheMeta empties the cache metadata file of rel: what a server
+// killed inside rclone's rewrite of it (create with truncation, then
+// write) leaves.
+func tearCacheMeta(t *testing.T, drv *testenv.Driver, rel string) {
+	t.Helper()
+	if err := os.Truncate(cacheMetaPath(t, drv, rel), 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCachedEditInPlaceSurvivesKill: bytes written into an existing
+// object and closed survive a server killed before rclone's final save of
+// the file's cache metadata, which alone lists the later writes as
+// present; rclone alone fetches the bucket's old bytes over them on
+// restart. The kill is made exact by putting back the metadata as rclone
+// saved it at the first write.
+func TestCachedEditInPlaceSurvivesKill(t *testing.T) {
+	s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-edit")
+	want := bytes.Repeat([]byte{'A'}, 3<<20)
+	if _, err := s3.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("db.bin"), Body: bytes.NewReader(want)}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(target, "db.bin"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("BBBB"), 0); err != nil {
+		t.Fatal(err)
+	}
+	early, err := os.ReadFile(cacheMetaPath(t, drv, "db.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("CCCC"), 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	copy(want, "BBBB")
+	copy(want[2<<20:], "CCCC")
+	staged := drv.Staged(t)
+	if len(staged) != 1 {
+		t.Fatalf("staged: %+v", staged)
+	}
+	// The RELEASE is asynchronous: let rclone finish it, then undo its
+	// last save.
+	time.Sleep(500 * time.Millisecond)
+	if err := syscall.Kill(staged[0].Server.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustBeGone(t, staged[0].Server)
+	if err := os.WriteFile(cacheMetaPath(t, drv, "db.bin"), early, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
+	got, err := s3.ReadObject(t, bucket, "db.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("db.bin in the bucket: %q at 0, %q at 2 MiB, %d bytes; want BBBB, CCCC, %d", got[:4], got[2<<20:2<<20+4], len(got), len(want))
 	}
 }
 

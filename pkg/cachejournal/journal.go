@@ -2,37 +2,44 @@
 // across a FUSE server killed at any instant.
 //
 // rclone's VFS cache keeps, for every cached file, a data file and a
-// metadata file (its size, which ranges are present, whether it is dirty,
-// i.e. waiting for upload). rclone rewrites the metadata file in place
-// (create with truncation, then one write), and a server that reloads a
-// cache removes every item whose metadata file is missing or does not
-// decode, its data file included. So a server killed between the
-// truncation and the write, which happens at the close of every written
-// file, leaves a dirty file that the next server deletes instead of
-// uploading; and a rename killed between moving the data file and moving
-// the metadata file leaves the data file with no metadata (both
-// observed: docs/architecture.md, "Pending writes survive a killed
-// server").
+// metadata file (its size, which byte ranges are present, whether it is
+// dirty, i.e. waiting for upload). rclone rewrites the metadata file in
+// place (create with truncation, then one write), and a server that
+// reloads a cache removes every item whose metadata file is missing or
+// does not decode, its data file included; it saves the ranges an
+// application wrote only at the file's first write and at its final
+// release, and downloads, at reload, every range its metadata does not
+// list, over what is in the data file. So a kill of the server could
+// delete a file the application had closed (a kill inside a metadata
+// rewrite), put the bucket's old bytes over bytes written into an existing
+// file (a kill before the release's save), or leave a renamed file's data
+// without metadata (a kill between rclone's two moves).
+// docs/architecture.md, "Pending writes survive a killed server", has the
+// evidence.
 //
-// A Journal records, in an append-only file of its own, two facts
-// rclone's metadata cannot be trusted to keep:
-//   - Wrote: a file holds a write the application was told is done (a
-//     close or truncate answered), not yet known to be uploaded;
-//   - Renaming: a rename is under way (recorded before it starts, marked
-//     done when it returns).
+// A Journal records what rclone's metadata cannot be trusted to keep, in
+// an append-only file of its own:
+//   - Wrote: for each file with writes the application was told are done
+//     (a close or truncate answered) and not yet known to be uploaded, the
+//     byte ranges written and the offset from which the whole tail is the
+//     application's (a created or truncated file);
+//   - Renaming: a rename under way (recorded before it starts, marked done
+//     when it returns).
 //
 // Each record is one line written by one write(2) to a file opened with
-// O_APPEND, so a kill leaves it whole or absent, and costs one system
-// call (a file per record cost as much as the application's own file).
-// The file is rewritten with the live records only (a temporary file,
-// then rename) when it has grown well past them.
+// O_APPEND, so a kill leaves it whole or absent, and it costs one system
+// call (a file per record cost as much as the application's own file). The
+// file is rewritten with the live records only (a temporary file, then
+// rename) when it has grown well past them.
 //
-// Repair, run before a VFS opens the cache, uses them: it finishes a
-// half-done rename's metadata move, and rewrites the metadata of a
-// written file whose metadata is missing or torn as dirty, wholly
-// present, with the data file's size and time, so that rclone uploads it.
-// Sweep drops the records of files whose metadata says clean (uploaded)
-// or whose data is gone (deleted).
+// Repair, run before a VFS opens the cache, finishes half-done renames and
+// puts the recorded ranges into the metadata of every recorded file that
+// is still dirty, rewriting a missing or torn metadata file as dirty, so
+// rclone uploads the file with the written bytes and downloads only the
+// rest. It never declares present a range it has no record of, and leaves
+// a file alone whose recorded ranges are holes in its data file (not the
+// file that was written). Sweep drops the records of files whose
+// metadata says clean (uploaded) or whose data is gone (deleted).
 //
 // The records guard against the process being killed, not the node
 // losing power: like rclone's own cache files they are not fsynced.
@@ -49,12 +56,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/lib/encoder"
 	"github.com/rclone/rclone/lib/ranges"
-	"github.com/rclone/rclone/vfs/vfscache"
 )
 
 // File is the journal's file inside a volume's cache directory, next to
@@ -65,6 +70,45 @@ const File = "bucket-csi-journal"
 // grow before it is rewritten.
 const compactAfter = 4096
 
+// Written is what the journal knows of a file's acknowledged writes since
+// it was last known clean. The zero value says nothing.
+type Written struct {
+	// Ranges are the byte ranges the application wrote.
+	Ranges ranges.Ranges
+	// Tail says every byte from From to the end of the file is written or
+	// a zero the application made: the file was created, truncated or
+	// extended there.
+	Tail bool
+	From int64
+}
+
+// covers reports whether w already says all that o says.
+func (w Written) covers(o Written) bool {
+	for _, r := range o.Ranges {
+		if !w.Ranges.Present(r) {
+			return false
+		}
+	}
+	return !o.Tail || (w.Tail && w.From <= o.From)
+}
+
+// Merge returns what w and o say together.
+func (w Written) Merge(o Written) Written {
+	out := Written{Ranges: append(ranges.Ranges(nil), w.Ranges...), Tail: w.Tail, From: w.From}
+	out.Add(o)
+	return out
+}
+
+// Add makes w say what o says too, in place.
+func (w *Written) Add(o Written) {
+	for _, r := range o.Ranges {
+		w.Ranges.Insert(r)
+	}
+	if o.Tail && (!w.Tail || o.From < w.From) {
+		w.Tail, w.From = true, o.From
+	}
+}
+
 // Journal is the write journal of one cache directory. It must be used by
 // the one process serving that cache.
 type Journal struct {
@@ -72,16 +116,20 @@ type Journal struct {
 	dataRoot, metaRoot string
 
 	mu       sync.Mutex
-	f        *os.File           // O_APPEND
-	lines    int                // lines in the file
-	written  map[string]bool    // names with a live Wrote record
-	renaming map[[2]string]bool // renames recorded and not done
+	f        *os.File // O_APPEND
+	broken   bool     // the last append failed: the next starts a new line
+	lines    int      // lines in the file
+	written  map[string]Written
+	dirs     map[string]int // directories above written names: how many
+	renaming map[[2]string]bool
 }
 
-// record is one line of the file: exactly one field is set.
+// record is one line of the file: one kind of record per line.
 type record struct {
 	Wrote      string     `json:"w,omitempty"`
-	Uploaded   string     `json:"u,omitempty"` // drops a Wrote record
+	Ranges     [][2]int64 `json:"rs,omitempty"` // with Wrote: pos, size
+	From       *int64     `json:"f,omitempty"`  // with Wrote
+	Uploaded   string     `json:"u,omitempty"`  // drops a Wrote record
 	Renaming   *[2]string `json:"r,omitempty"`
 	RenameDone *[2]string `json:"rd,omitempty"`
 }
@@ -99,21 +147,25 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 		path:     filepath.Join(cacheDir, File),
 		dataRoot: filepath.Join(cacheDir, "vfs", rel),
 		metaRoot: filepath.Join(cacheDir, "vfsMeta", rel),
-		written:  map[string]bool{},
+		written:  map[string]Written{},
+		dirs:     map[string]int{},
 		renaming: map[[2]string]bool{},
 	}
 	if err := j.load(); err != nil {
 		return nil, fmt.Errorf("write journal: %w", err)
 	}
 	if err := j.compact(); err != nil {
-		return nil, fmt.Errorf("write journal: %w", err)
+		// Appending to the file as it is stays correct.
+		if j.f, err = os.OpenFile(j.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+			return nil, fmt.Errorf("write journal: %w", err)
+		}
+		j.broken = true
 	}
 	return j, nil
 }
 
 // Roots are the data and metadata roots of the cache items, as rclone's
-// cache lays them out (vfscache.New). The server checks them against what
-// the VFS reports, so a change of layout in rclone fails loudly.
+// cache lays them out (vfscache.New).
 func (j *Journal) Roots() (data, meta string) { return j.dataRoot, j.metaRoot }
 
 // Close closes the journal's file.
@@ -123,36 +175,53 @@ func (j *Journal) Close() error {
 	return j.f.Close()
 }
 
-// Wrote records that name holds a write the application was told is
-// done. Call it before answering that close or truncate.
-func (j *Journal) Wrote(name string) error {
+// Wrote records w for name: writes the application was told are done.
+// Call it before answering that close or truncate.
+func (j *Journal) Wrote(name string, w Written) error {
 	name = cleanName(name)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.written[name] {
+	return j.wrote(name, w)
+}
+
+// wrote is Wrote with mu held.
+func (j *Journal) wrote(name string, w Written) error {
+	old := j.written[name]
+	if _, ok := j.written[name]; ok && old.covers(w) {
 		return nil
 	}
-	if err := j.append(record{Wrote: name}); err != nil {
+	merged := old.Merge(w)
+	if err := j.append(wroteRecord(name, merged)); err != nil {
 		return err
 	}
-	j.written[name] = true
+	j.set(name, merged)
 	return nil
 }
 
 // Renaming records that oldName is about to be renamed to newName (a file
 // or a directory); call done once the rename has returned, whatever its
-// outcome. Written records at or below oldName are copied to newName
-// first, since the pending upload moves with the file.
+// outcome. What is written at or below oldName is recorded for the same
+// place below newName first, since the pending upload moves with the file.
 func (j *Journal) Renaming(oldName, newName string) (done func(), err error) {
 	oldName, newName = cleanName(oldName), cleanName(newName)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for name := range j.written {
-		if moved, ok := below(name, oldName, newName); ok && !j.written[moved] {
-			if err := j.append(record{Wrote: moved}); err != nil {
+	if w, ok := j.written[oldName]; ok {
+		if err := j.wrote(newName, w); err != nil {
+			return nil, err
+		}
+	}
+	if j.dirs[oldName] > 0 {
+		moves := map[string]Written{}
+		for name, w := range j.written {
+			if moved, ok := below(name, oldName, newName); ok && name != oldName {
+				moves[moved] = w
+			}
+		}
+		for moved, w := range moves {
+			if err := j.wrote(moved, w); err != nil {
 				return nil, err
 			}
-			j.written[moved] = true
 		}
 	}
 	pair := [2]string{oldName, newName}
@@ -169,9 +238,9 @@ func (j *Journal) Renaming(oldName, newName string) (done func(), err error) {
 	}, nil
 }
 
-// Sweep drops the Wrote records of names not pending upload: the
-// metadata says clean, or there is no data file. Names in queued (rclone's
-// upload queue) are pending and skipped unread.
+// Sweep drops the records of names not pending upload: the metadata says
+// clean, or there is no data file. Names in queued (rclone's upload
+// queue) and names a rename under way touches are skipped unread.
 func (j *Journal) Sweep(queued map[string]bool) {
 	j.mu.Lock()
 	names := make([]string, 0, len(j.written))
@@ -196,128 +265,52 @@ func (j *Journal) Sweep(queued map[string]bool) {
 func (j *Journal) sweepOne(name string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if !j.written[name] {
+	if _, ok := j.written[name]; !ok || j.inRename(name) {
 		return
 	}
 	info, err := j.meta(name)
 	clean := err == nil && !info.Dirty
 	if _, serr := os.Stat(j.dataPath(name)); errors.Is(serr, fs.ErrNotExist) || clean {
 		if j.append(record{Uploaded: name}) == nil {
-			delete(j.written, name)
+			j.drop(name)
 		}
 	}
 }
 
-// Repaired is one cache item Repair changed.
-type Repaired struct {
-	Name   string
-	Action string
-}
-
-// Repair makes the cache's metadata keep every recorded write, before a
-// VFS opens the cache: it finishes the metadata move of renames that did
-// not return, then rewrites, as dirty and wholly present, the metadata of
-// written files that have data but missing or undecodable metadata. It
-// drops Wrote records whose data is gone. It must run while no VFS uses
-// the cache.
-func (j *Journal) Repair() ([]Repaired, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []Repaired
+// inRename reports whether a rename under way moves name or onto it.
+func (j *Journal) inRename(name string) bool {
 	for pair := range j.renaming {
-		moved, err := j.finishRename(pair[0], pair[1])
-		out = append(out, moved...)
-		if err != nil {
-			return out, err
+		if _, ok := below(name, pair[0], ""); ok {
+			return true
 		}
-		delete(j.renaming, pair)
+		if _, ok := below(name, pair[1], ""); ok {
+			return true
+		}
 	}
-	for name := range j.written {
-		fi, err := os.Stat(j.dataPath(name))
-		if errors.Is(err, fs.ErrNotExist) {
-			delete(j.written, name)
-			continue
-		} else if err != nil {
-			return out, err
-		}
-		if _, err := j.meta(name); err == nil {
-			continue // rclone's metadata is whole: it uploads if dirty
-		}
-		if err := j.writeMeta(name, fi); err != nil {
-			return out, err
-		}
-		out = append(out, Repaired{Name: name, Action: "metadata rewritten as pending upload"})
-	}
-	return out, j.compact()
+	return false
 }
 
-// finishRename completes a rename killed between rclone's two steps
-// (item.rename: the data file, then the metadata file): every data file at
-// or below newName whose counterpart below oldName has metadata but no
-// data file gets that metadata, replacing what is there (the metadata of
-// a file the rename replaced).
-func (j *Journal) finishRename(oldName, newName string) ([]Repaired, error) {
-	var out []Repaired
-	root := j.dataPath(newName)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		} else if err != nil || d.IsDir() {
-			return err
+// set makes w name's record in memory.
+func (j *Journal) set(name string, w Written) {
+	if _, ok := j.written[name]; !ok {
+		for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
+			j.dirs[d]++
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		from := filepath.Join(j.metaPath(oldName), rel)
-		if _, err := os.Stat(from); err != nil {
-			return nil // moved already, or never had metadata
-		}
-		if _, err := os.Stat(filepath.Join(j.dataPath(oldName), rel)); !errors.Is(err, fs.ErrNotExist) {
-			return nil // the data did not move
-		}
-		to := filepath.Join(j.metaPath(newName), rel)
-		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
-			return err
-		}
-		if err := os.Rename(from, to); err != nil {
-			return err
-		}
-		out = append(out, Repaired{Name: path.Join(newName, filepath.ToSlash(rel)), Action: "metadata moved to finish a rename"})
-		return nil
-	})
-	return out, err
+	}
+	j.written[name] = w
 }
 
-// writeMeta replaces name's metadata by one that says the data file fi is
-// the whole file and dirty.
-func (j *Journal) writeMeta(name string, fi os.FileInfo) error {
-	info := vfscache.Info{
-		ModTime: fi.ModTime(),
-		ATime:   time.Now(),
-		Size:    fi.Size(),
-		Rs:      ranges.Ranges{{Pos: 0, Size: fi.Size()}},
-		Dirty:   true,
+// drop forgets name's record in memory.
+func (j *Journal) drop(name string) {
+	if _, ok := j.written[name]; !ok {
+		return
 	}
-	data, err := json.Marshal(info)
-	if err != nil {
-		return err
+	delete(j.written, name)
+	for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
+		if j.dirs[d]--; j.dirs[d] <= 0 {
+			delete(j.dirs, d)
+		}
 	}
-	p := j.metaPath(name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	return writeAtomic(p, data)
-}
-
-// meta reads and decodes name's rclone metadata.
-func (j *Journal) meta(name string) (vfscache.Info, error) {
-	var info vfscache.Info
-	data, err := os.ReadFile(j.metaPath(name))
-	if err == nil {
-		err = json.Unmarshal(data, &info)
-	}
-	return info, err
 }
 
 func (j *Journal) dataPath(name string) string {
@@ -328,8 +321,21 @@ func (j *Journal) metaPath(name string) string {
 	return filepath.Join(j.metaRoot, toOSPath(name))
 }
 
-// load replays the file into the live sets. A line that does not decode
-// (a write cut short by a full disk) is skipped.
+// wroteRecord is the line recording w for name.
+func wroteRecord(name string, w Written) record {
+	rec := record{Wrote: name}
+	for _, r := range w.Ranges {
+		rec.Ranges = append(rec.Ranges, [2]int64{r.Pos, r.Size})
+	}
+	if w.Tail {
+		from := w.From
+		rec.From = &from
+	}
+	return rec
+}
+
+// load replays the file into memory. A line that does not decode (a
+// write cut short by a full disk) is skipped.
 func (j *Journal) load() error {
 	data, err := os.ReadFile(j.path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -344,9 +350,19 @@ func (j *Journal) load() error {
 		}
 		switch {
 		case rec.Wrote != "":
-			j.written[rec.Wrote] = true
+			var w Written
+			for _, r := range rec.Ranges {
+				w.Ranges.Insert(ranges.Range{Pos: r[0], Size: r[1]})
+			}
+			if rec.From != nil {
+				w.Tail, w.From = true, *rec.From
+			}
+			if old, ok := j.written[rec.Wrote]; ok {
+				w = old.Merge(w)
+			}
+			j.set(rec.Wrote, w)
 		case rec.Uploaded != "":
-			delete(j.written, rec.Uploaded)
+			j.drop(rec.Uploaded)
 		case rec.Renaming != nil:
 			j.renaming[*rec.Renaming] = true
 		case rec.RenameDone != nil:
@@ -361,8 +377,8 @@ func (j *Journal) load() error {
 func (j *Journal) compact() error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	for name := range j.written {
-		if err := enc.Encode(record{Wrote: name}); err != nil {
+	for name, w := range j.written {
+		if err := enc.Encode(wroteRecord(name, w)); err != nil {
 			return err
 		}
 	}
@@ -381,19 +397,26 @@ func (j *Journal) compact() error {
 	if j.f != nil {
 		_ = j.f.Close()
 	}
-	j.f, j.lines = f, len(j.written)+len(j.renaming)
+	j.f, j.lines, j.broken = f, len(j.written)+len(j.renaming), false
 	return nil
 }
 
-// append writes rec as one line with one write(2). Call with mu held.
+// append writes rec as one line with one write(2). After a failed append
+// (which may have left part of a line) the next starts with a newline, so
+// the part stays a line of its own that load skips. Call with mu held.
 func (j *Journal) append(rec record) error {
 	line, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
+	if j.broken {
+		line = append([]byte("\n"), line...)
+	}
 	if _, err := j.f.Write(append(line, '\n')); err != nil {
+		j.broken = true
 		return fmt.Errorf("write journal: %w", err)
 	}
+	j.broken = false
 	j.lines++
 	return nil
 }

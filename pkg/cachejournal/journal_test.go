@@ -14,6 +14,7 @@ import (
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/config"
 	"github.com/rclone/rclone/fs/rc"
+	"github.com/rclone/rclone/lib/ranges"
 	"github.com/rclone/rclone/vfs"
 	"github.com/rclone/rclone/vfs/vfscommon"
 )
@@ -61,8 +62,8 @@ func (e cacheEnv) startVFS(t *testing.T, writeBack time.Duration) testVFS {
 	return testVFS{v, stop}
 }
 
-// write writes data to name through v and closes it: a write the
-// application was told is done.
+// write creates name through v with data and closes it, recording it as
+// journalFS does: a created file, its tail the application's.
 func write(t *testing.T, v testVFS, j *Journal, name string, data []byte) {
 	t.Helper()
 	if dir := filepath.Dir(name); dir != "." {
@@ -77,12 +78,24 @@ func write(t *testing.T, v testVFS, j *Journal, name string, data []byte) {
 	if _, err := h.Write(data); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Wrote(name); err != nil {
+	w := Written{Tail: true}
+	w.Ranges.Insert(ranges.Range{Pos: 0, Size: int64(len(data))})
+	if err := j.Wrote(name, w); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// writeAt writes data at off into the open handle h and returns the range
+// for the journal.
+func writeAt(t *testing.T, h vfs.Handle, data []byte, off int64) ranges.Range {
+	t.Helper()
+	if _, err := h.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	return ranges.Range{Pos: off, Size: int64(len(data))}
 }
 
 // waitUploaded waits until the remote holds want at name.
@@ -162,6 +175,143 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 			continue
 		}
 		e.waitUploaded(t, "ckpt/model.bin", data)
+	}
+}
+
+// existing puts an object of size bytes of pattern b straight into the
+// remote, as if uploaded long ago.
+func (e cacheEnv) existing(t *testing.T, name string, size int, b byte) []byte {
+	t.Helper()
+	data := bytes.Repeat([]byte{b}, size)
+	if err := os.WriteFile(filepath.Join(e.remote, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestRepairKeepsAnEditInPlace: bytes written into an existing file and
+// closed, with the server killed before rclone's final metadata save
+// (which alone lists the later writes as present), must not be replaced
+// by the bucket's old bytes when rclone fetches the rest of the file.
+func TestRepairKeepsAnEditInPlace(t *testing.T) {
+	for _, repair := range []bool{false, true} {
+		e := newEnv(t)
+		want := e.existing(t, "db.bin", 3<<20, 'A')
+		j, err := Open(e.cache, e.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := e.startVFS(t, time.Hour)
+		h, err := v.OpenFile("db.bin", os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w Written
+		w.Ranges.Insert(writeAt(t, h, []byte("BBBB"), 0))
+		// What rclone saved at the first write: all a kill before the
+		// release's save leaves.
+		early, err := os.ReadFile(j.metaPath("db.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Ranges.Insert(writeAt(t, h, []byte("CCCC"), 2<<20))
+		if err := j.Wrote("db.bin", w); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		v.stop()
+		if err := os.WriteFile(j.metaPath("db.bin"), early, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		copy(want, "BBBB")
+		copy(want[2<<20:], "CCCC")
+		if repair {
+			if j, err = Open(e.cache, e.f); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := j.Repair(); err != nil || len(got) != 1 {
+				t.Fatalf("Repair = %v, %v", got, err)
+			}
+		}
+		e.startVFS(t, 10*time.Millisecond)
+		if !repair {
+			// rclone alone fetches the bucket's bytes over the edit.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				got, _ := os.ReadFile(filepath.Join(e.remote, "db.bin"))
+				if len(got) == len(want) && got[0] == 'B' && got[2<<20] == 'A' {
+					break // the rclone flaw this test guards against
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("rclone kept the later write without the journal: revisit the journal's range records")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			continue
+		}
+		e.waitUploaded(t, "db.bin", want)
+	}
+}
+
+// TestRepairDeclaresOnlyWhatWasWritten: a file written at one byte while
+// most of it was never fetched, its metadata torn by a kill, is uploaded
+// as the bucket's bytes with that one byte changed: never with zeros
+// where nothing was fetched. And a record whose written ranges are holes
+// in the data file (another file by now) is left to rclone.
+func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
+	e := newEnv(t)
+	want := e.existing(t, "big.bin", 3<<20, 'A')
+	e.existing(t, "other.bin", 1<<20, 'O')
+	j, err := Open(e.cache, e.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e.startVFS(t, time.Hour)
+	h, err := v.OpenFile("big.bin", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w Written
+	w.Ranges.Insert(writeAt(t, h, []byte("B"), 1<<20))
+	if err := j.Wrote("big.bin", w); err != nil { // a dup'd descriptor closed
+		t.Fatal(err)
+	}
+	v.stop() // killed with the file open: most of it never fetched
+	if err := os.Truncate(j.metaPath("big.bin"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// other.bin: recorded, but its data file is now a sparse stranger.
+	var wo Written
+	wo.Ranges.Insert(ranges.Range{Pos: 0, Size: 4096})
+	if err := j.Wrote("other.bin", wo); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(j.dataPath("other.bin")), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(j.dataPath("other.bin"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(j.dataPath("other.bin"), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = Open(e.cache, e.f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.Repair()
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Repair = %v, %v", got, err)
+	}
+	if _, err := os.Stat(j.metaPath("other.bin")); err == nil {
+		t.Fatal("metadata written for a data file that holds none of the recorded writes")
+	}
+	e.startVFS(t, 10*time.Millisecond)
+	want[1<<20] = 'B'
+	e.waitUploaded(t, "big.bin", want)
+	if got, _ := os.ReadFile(filepath.Join(e.remote, "other.bin")); !bytes.Equal(got, bytes.Repeat([]byte{'O'}, 1<<20)) {
+		t.Fatal("other.bin changed in the bucket")
 	}
 }
 
@@ -248,7 +398,7 @@ func TestSweepDropsUploaded(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if j, err = Open(e.cache, e.f); err != nil || len(j.written) != 1 || !j.written["pending"] {
+	if j, err = Open(e.cache, e.f); err != nil || len(j.written) != 1 || !j.written["pending"].Tail {
 		t.Fatalf("after a sweep with one file pending: %v, %v", j.written, err)
 	}
 	v.stop()
@@ -281,7 +431,7 @@ func TestCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3000 { // no data files: every one is swept
-		if err := j.Wrote(fmt.Sprintf("gone-%d", i)); err != nil {
+		if err := j.Wrote(fmt.Sprintf("gone-%d", i), Written{Tail: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,11 +439,11 @@ func TestCompaction(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(e.cache, File)); err != nil || fi.Size() != 0 {
 		t.Fatalf("6000 lines, none live: not compacted: %v, %v", fi, err)
 	}
-	if err := j.Wrote("after"); err != nil {
+	if err := j.Wrote("after", Written{Tail: true}); err != nil {
 		t.Fatal(err)
 	}
 	j2, err := Open(e.cache, e.f)
-	if err != nil || len(j2.written) != 1 || !j2.written["after"] {
+	if err != nil || len(j2.written) != 1 || !j2.written["after"].Tail {
 		t.Fatalf("reopened: %v, %v", j2.written, err)
 	}
 }
@@ -315,7 +465,7 @@ func BenchmarkWrote(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		n++
-		if err := j.Wrote(fmt.Sprintf("ckpt/step-%d.json", n)); err != nil {
+		if err := j.Wrote(fmt.Sprintf("ckpt/step-%d.json", n), Written{Ranges: ranges.Ranges{{Pos: 0, Size: 14}}, Tail: true}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package fuseserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -12,6 +13,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/rc"
+	"github.com/rclone/rclone/lib/ranges"
 	"github.com/rclone/rclone/vfs"
 
 	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
@@ -38,7 +40,9 @@ func openJournal(cacheDir string, f fs.Fs, log *slog.Logger) (*cachejournal.Jour
 
 // checkJournalRoots fails when the journal would look for rclone's files
 // elsewhere than v keeps them (a change of layout in rclone): serving on
-// would leave pending writes unguarded.
+// would leave pending writes unguarded. It runs once the VFS has opened
+// (and reloaded) the cache, so it stops a server, it cannot undo that
+// reload: what keeps the layout right is TestRootsAreRclones.
 func checkJournalRoots(j *cachejournal.Journal, v *vfs.VFS) error {
 	dc, _ := v.Stats()["diskCache"].(rc.Params)
 	data, meta := j.Roots()
@@ -71,12 +75,15 @@ func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, inte
 	}
 }
 
-// journalFS records in the write journal each write the application is
-// told is done, before it is told: the close (FLUSH) of a handle opened
-// for writing, a truncate by path, and a rename (while under way). It
-// sits right above trackFS, whose paths it reads. A record it cannot
-// write fails the call with EIO: the application must not believe in a
-// write the journal does not guard.
+// journalFS records in the write journal what the application is told
+// is written, before it is told: at the close (FLUSH) of a file, the byte
+// ranges written into it since the last record (and, for a file created
+// or opened with O_TRUNC, that its whole tail is the application's); at a
+// truncate, the new size as the start of such a tail; and a rename while
+// it is under way. A handle that wrote nothing records nothing. It sits
+// right above trackFS, whose paths it reads. A record it cannot write
+// fails the call with EIO: the application must not believe in a write
+// the journal does not guard.
 type journalFS struct {
 	fuse.RawFileSystem
 	j     *cachejournal.Journal
@@ -84,17 +91,17 @@ type journalFS struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	writers map[uint64]bool // open handles that may write
+	pending map[uint64]*cachejournal.Written // node -> writes not yet recorded
 }
 
 func newJournalFS(inner fuse.RawFileSystem, j *cachejournal.Journal, paths *pathTable, log *slog.Logger) *journalFS {
-	return &journalFS{RawFileSystem: inner, j: j, paths: paths, log: log, writers: map[uint64]bool{}}
+	return &journalFS{RawFileSystem: inner, j: j, paths: paths, log: log, pending: map[uint64]*cachejournal.Written{}}
 }
 
 func (l *journalFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	st := l.RawFileSystem.Open(c, in, out)
-	if st.Ok() && in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		l.setWriter(out.Fh, true)
+	if st.Ok() && in.Flags&syscall.O_TRUNC != 0 && in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		l.note(in.NodeId, cachejournal.Written{Tail: true, From: 0})
 	}
 	return st
 }
@@ -102,9 +109,19 @@ func (l *journalFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) 
 func (l *journalFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	st := l.RawFileSystem.Create(c, in, name, out)
 	if st.Ok() {
-		l.setWriter(out.Fh, true)
+		l.note(out.NodeId, cachejournal.Written{Tail: true, From: 0})
 	}
 	return st
+}
+
+func (l *journalFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	n, st := l.RawFileSystem.Write(c, in, data)
+	if st.Ok() && n > 0 {
+		var w cachejournal.Written
+		w.Ranges.Insert(ranges.Range{Pos: int64(in.Offset), Size: int64(n)})
+		l.note(in.NodeId, w)
+	}
+	return n, st
 }
 
 func (l *journalFS) Flush(c <-chan struct{}, in *fuse.FlushIn) fuse.Status {
@@ -112,24 +129,14 @@ func (l *journalFS) Flush(c <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	if !st.Ok() {
 		return st
 	}
-	l.mu.Lock()
-	writer := l.writers[in.Fh]
-	l.mu.Unlock()
-	if !writer {
-		return st
-	}
-	return l.wrote(in.NodeId)
-}
-
-func (l *journalFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
-	l.setWriter(in.Fh, false)
-	l.RawFileSystem.Release(c, in)
+	return l.record(in.NodeId)
 }
 
 func (l *journalFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	st := l.RawFileSystem.SetAttr(c, in, out)
 	if st.Ok() && in.Valid&fuse.FATTR_SIZE != 0 {
-		return l.wrote(in.NodeId)
+		l.note(in.NodeId, cachejournal.Written{Tail: true, From: int64(in.Size)})
+		return l.record(in.NodeId)
 	}
 	return st
 }
@@ -150,26 +157,36 @@ func (l *journalFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newNam
 	return l.RawFileSystem.Rename(c, in, oldName, newName)
 }
 
-// wrote records node id as written.
-func (l *journalFS) wrote(id uint64) fuse.Status {
-	p, ok := l.paths.path(id)
-	if !ok {
-		l.log.Warn("write journal: a written file's path is unknown", "node", id)
-		return fuse.EIO
+// note adds w to what node id has written and not yet recorded.
+func (l *journalFS) note(id uint64, w cachejournal.Written) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := l.pending[id]; p != nil {
+		p.Add(w)
+	} else {
+		l.pending[id] = &w
 	}
-	if err := l.j.Wrote(p); err != nil {
-		l.log.Warn("write journal: write not recorded", "path", p, "err", err)
+}
+
+// record writes what node id has written and not yet recorded to the
+// journal under the node's path.
+func (l *journalFS) record(id uint64) fuse.Status {
+	l.mu.Lock()
+	w := l.pending[id]
+	delete(l.pending, id)
+	l.mu.Unlock()
+	if w == nil {
+		return fuse.OK
+	}
+	p, known := l.paths.path(id)
+	err := errors.New("the file's path is unknown")
+	if known {
+		err = l.j.Wrote(p, *w)
+	}
+	if err != nil {
+		l.note(id, *w) // kept for the next close
+		l.log.Warn("write journal: write not recorded", "path", p, "node", id, "err", err)
 		return fuse.EIO
 	}
 	return fuse.OK
-}
-
-func (l *journalFS) setWriter(fh uint64, on bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if on {
-		l.writers[fh] = true
-	} else {
-		delete(l.writers, fh)
-	}
 }
