@@ -112,6 +112,7 @@ func (w *Written) Add(o Written) {
 // Journal is the write journal of one cache directory. It must be used by
 // the one process serving that cache.
 type Journal struct {
+	root               string // the cache directory
 	path               string
 	dataRoot, metaRoot string
 
@@ -144,6 +145,7 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 	}
 	rel := toOSPath(cleanName(f.Name() + "/" + f.Root()))
 	j := &Journal{
+		root:     cacheDir,
 		path:     filepath.Join(cacheDir, File),
 		dataRoot: filepath.Join(cacheDir, "vfs", rel),
 		metaRoot: filepath.Join(cacheDir, "vfsMeta", rel),
@@ -153,6 +155,11 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 	}
 	if err := j.load(); err != nil {
 		return nil, fmt.Errorf("write journal: %w", err)
+	}
+	if tmps, err := filepath.Glob(filepath.Join(cacheDir, ".journal-tmp-*")); err == nil {
+		for _, t := range tmps { // left by a kill inside writeAtomic
+			_ = os.Remove(t)
+		}
 	}
 	if err := j.compact(); err != nil {
 		// Appending to the file as it is stays correct.
@@ -199,43 +206,98 @@ func (j *Journal) wrote(name string, w Written) error {
 }
 
 // Renaming records that oldName is about to be renamed to newName (a file
-// or a directory); call done once the rename has returned, whatever its
-// outcome. What is written at or below oldName is recorded for the same
-// place below newName first, since the pending upload moves with the file.
-func (j *Journal) Renaming(oldName, newName string) (done func(), err error) {
+// or a directory). Call done once the rename has returned, with whether
+// it succeeded: then the records at or below newName (files the rename
+// replaced) are dropped and those at or below oldName move there, with
+// the files and their pending uploads. A done that fails to record leaves
+// the rename to Repair, like a kill would.
+func (j *Journal) Renaming(oldName, newName string) (done func(ok bool) error, err error) {
 	oldName, newName = cleanName(oldName), cleanName(newName)
+	pair := [2]string{oldName, newName}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if w, ok := j.written[oldName]; ok {
-		if err := j.wrote(newName, w); err != nil {
-			return nil, err
-		}
-	}
-	if j.dirs[oldName] > 0 {
-		moves := map[string]Written{}
-		for name, w := range j.written {
-			if moved, ok := below(name, oldName, newName); ok && name != oldName {
-				moves[moved] = w
-			}
-		}
-		for moved, w := range moves {
-			if err := j.wrote(moved, w); err != nil {
-				return nil, err
-			}
-		}
-	}
-	pair := [2]string{oldName, newName}
 	if err := j.append(record{Renaming: &pair}); err != nil {
 		return nil, err
 	}
 	j.renaming[pair] = true
-	return func() {
+	return func(ok bool) error {
 		j.mu.Lock()
 		defer j.mu.Unlock()
-		// Not recorded (a full disk): Repair finds nothing to move.
-		_ = j.append(record{RenameDone: &pair})
+		if ok {
+			if err := j.move(oldName, newName); err != nil {
+				return err
+			}
+		}
+		if err := j.append(record{RenameDone: &pair}); err != nil {
+			return err
+		}
 		delete(j.renaming, pair)
+		return nil
 	}, nil
+}
+
+// move makes the records at or below oldName those of the same places
+// below newName, replacing what newName had. The lines go in an order a
+// kill can cut anywhere: Repair redoes the move from what is left.
+func (j *Journal) move(oldName, newName string) error {
+	for _, name := range j.at(newName) {
+		if err := j.forget(name); err != nil {
+			return err
+		}
+	}
+	olds := j.at(oldName)
+	for _, name := range olds {
+		moved, _ := below(name, oldName, newName)
+		w := j.written[name]
+		if err := j.append(wroteRecord(moved, w)); err != nil {
+			return err
+		}
+		j.set(moved, w)
+	}
+	for _, name := range olds {
+		if err := j.forget(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Removed drops the records at or below name: the application deleted it.
+func (j *Journal) Removed(name string) error {
+	name = cleanName(name)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, n := range j.at(name) {
+		if err := j.forget(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// at lists the recorded names at or below name.
+func (j *Journal) at(name string) []string {
+	var out []string
+	if _, ok := j.written[name]; ok {
+		out = append(out, name)
+	}
+	if j.dirs[name] > 0 {
+		for n := range j.written {
+			if strings.HasPrefix(n, name+"/") {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// forget drops name's record, on disk and in memory.
+func (j *Journal) forget(name string) error {
+	if err := j.append(record{Uploaded: name}); err != nil {
+		return err
+	}
+	j.drop(name)
+	return nil
 }
 
 // Sweep drops the records of names not pending upload: the metadata says
@@ -270,10 +332,8 @@ func (j *Journal) sweepOne(name string) {
 	}
 	info, err := j.meta(name)
 	clean := err == nil && !info.Dirty
-	if _, serr := os.Stat(j.dataPath(name)); errors.Is(serr, fs.ErrNotExist) || clean {
-		if j.append(record{Uploaded: name}) == nil {
-			j.drop(name)
-		}
+	if _, serr := os.Stat(j.dataPath(name)); gone(serr) || clean {
+		_ = j.forget(name) // kept on failure: swept again later
 	}
 }
 
@@ -387,7 +447,7 @@ func (j *Journal) compact() error {
 			return err
 		}
 	}
-	if err := writeAtomic(j.path, buf.Bytes()); err != nil {
+	if err := j.writeAtomic(j.path, buf.Bytes()); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
@@ -422,13 +482,25 @@ func (j *Journal) append(rec record) error {
 }
 
 // writeAtomic replaces p by data: a reader or a kill sees the old file or
-// the new one, never a part.
-func writeAtomic(p string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(p), ".tmp-"+filepath.Base(p))
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+// the new one, never a part. The temporary file is made in the cache
+// directory itself (the same filesystem), never inside rclone's trees,
+// where its name could be a file of the volume's.
+func (j *Journal) writeAtomic(p string, data []byte) error {
+	f, err := os.CreateTemp(j.root, ".journal-tmp-*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, p)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // below maps name at or below oldDir to the same place below newDir.

@@ -152,7 +152,10 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 		}
 		v := e.startVFS(t, time.Hour)
 		write(t, v, j, "ckpt/model.bin", data)
-		v.stop() // the server dies with the upload pending
+		// A file named like a temporary file: nothing of the repair's
+		// may land on it.
+		write(t, v, j, "ckpt/.tmp-model.bin", []byte("mine"))
+		v.stop() // the server dies with the uploads pending
 		if err := os.Truncate(j.metaPath("ckpt/model.bin"), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -175,6 +178,7 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 			continue
 		}
 		e.waitUploaded(t, "ckpt/model.bin", data)
+		e.waitUploaded(t, "ckpt/.tmp-model.bin", []byte("mine"))
 	}
 }
 
@@ -312,6 +316,93 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	e.waitUploaded(t, "big.bin", want)
 	if got, _ := os.ReadFile(filepath.Join(e.remote, "other.bin")); !bytes.Equal(got, bytes.Repeat([]byte{'O'}, 1<<20)) {
 		t.Fatal("other.bin changed in the bucket")
+	}
+}
+
+// TestRenameReplacesTheTargetsRecord: a rename makes the moved file's
+// record the target name's, dropping what the target had (a replaced
+// file's record would claim ranges of another file); a failed rename
+// changes nothing; a rename that never returned is finished by Repair
+// the same way when its data moved, and not when it did not; a deleted
+// name keeps no record; a record under a path whose parent became a file
+// is dropped by Repair without an error.
+func TestRenameReplacesTheTargetsRecord(t *testing.T) {
+	e := newEnv(t)
+	j, err := Open(e.cache, e.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := Written{Tail: true}
+	oneByte := Written{Ranges: ranges.Ranges{{Pos: 0, Size: 1}}}
+	for name, w := range map[string]Written{"latest.bin": whole, "db.bin": oneByte, "keep.bin": whole, "src.bin": oneByte, "gone.bin": whole, "a/b": whole} {
+		if err := j.Wrote(name, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, err := j.Renaming("db.bin", "latest.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done(true); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := j.written["latest.bin"]; !ok || got.Tail || !got.Ranges.Equal(oneByte.Ranges) {
+		t.Fatalf("latest.bin after the rename: %+v, want db.bin's record only", got)
+	}
+	if _, ok := j.written["db.bin"]; ok {
+		t.Fatal("db.bin keeps a record after it was renamed")
+	}
+	done, err = j.Renaming("src.bin", "keep.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done(false); err != nil {
+		t.Fatal(err)
+	}
+	if !j.written["keep.bin"].Tail || len(j.written["src.bin"].Ranges) != 1 {
+		t.Fatalf("a failed rename changed records: %+v", j.written)
+	}
+	if err := j.Removed("gone.bin"); err != nil {
+		t.Fatal(err)
+	}
+	// Cut renames: src.bin's data moved onto keep.bin; x's did not move.
+	if _, err := j.Renaming("src.bin", "keep.bin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Wrote("x", oneByte); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Renaming("x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"keep.bin": "S", "x": "X", "a": "now a file"} {
+		if err := os.MkdirAll(filepath.Dir(j.dataPath(name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(j.dataPath(name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j, err = Open(e.cache, e.f); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := j.written["gone.bin"]; ok {
+		t.Fatal("a deleted name's record came back at load")
+	}
+	if _, err := j.Repair(); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.written["keep.bin"]; got.Tail || !got.Ranges.Equal(oneByte.Ranges) {
+		t.Fatalf("keep.bin after Repair finished the cut rename: %+v, want src.bin's record", got)
+	}
+	if _, ok := j.written["src.bin"]; ok {
+		t.Fatal("src.bin keeps a record after Repair finished its rename")
+	}
+	if _, ok := j.written["x"]; !ok {
+		t.Fatal("a cut rename whose data did not move lost the source's record")
+	}
+	if _, ok := j.written["a/b"]; ok {
+		t.Fatal("a record under a parent that is now a file survived Repair")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/rclone/rclone/lib/ranges"
@@ -14,16 +15,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Repaired is one cache item Repair looked at and changed, or left to
-// rclone for a reason worth a log line.
+// Repaired is one cache item Repair changed, or left to rclone for a
+// reason worth a log line (Failed: an error on this item).
 type Repaired struct {
 	Name   string
 	Action string
+	Failed bool
 }
 
 // Repair makes the cache's metadata keep every recorded write, before a
 // VFS opens the cache:
-//   - a rename that did not return gets its metadata moved (finishRename);
+//   - a rename that did not return is finished (finishRename);
 //   - a recorded file whose metadata decodes and is dirty gets the
 //     recorded ranges added to the metadata's present ranges (rclone
 //     would download the bucket's bytes over them);
@@ -34,40 +36,38 @@ type Repaired struct {
 //     (uploaded since), or whose written ranges are holes in the data
 //     file (the file was dropped and fetched again since) is dropped.
 //
-// It must run while no VFS uses the cache. An error leaves the cache as it
-// was for the items not reached; the server must not open the cache then.
+// It must run while no VFS uses the cache. An item it fails on is left to
+// rclone and reported with Failed; the error it returns is only for a
+// journal it could not read, where the server must not open the cache.
 func (j *Journal) Repair() ([]Repaired, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out []Repaired
 	for pair := range j.renaming {
-		moved, err := j.finishRename(pair[0], pair[1])
-		out = append(out, moved...)
-		if err != nil {
-			return out, err
-		}
+		out = append(out, j.finishRename(pair[0], pair[1])...)
 		delete(j.renaming, pair)
 	}
 	for name, w := range j.written {
-		r, keep, err := j.repairOne(name, w)
-		if err != nil {
-			return out, err
-		}
-		if r != "" {
-			out = append(out, Repaired{Name: name, Action: r})
+		action, keep, err := j.repairOne(name, w)
+		switch {
+		case err != nil:
+			out = append(out, Repaired{Name: name, Action: "not repaired: " + err.Error(), Failed: true})
+		case action != "":
+			out = append(out, Repaired{Name: name, Action: action})
 		}
 		if !keep {
 			j.drop(name)
 		}
 	}
-	return out, j.compact()
+	_ = j.compact() // on failure the file as it is replays to the same state
+	return out, nil
 }
 
 // repairOne repairs name's metadata from w; keep is false when the record
 // no longer applies.
 func (j *Journal) repairOne(name string, w Written) (action string, keep bool, err error) {
 	fi, err := os.Stat(j.dataPath(name))
-	if errors.Is(err, fs.ErrNotExist) {
+	if gone(err) {
 		return "", false, nil
 	} else if err != nil {
 		return "", true, err
@@ -110,6 +110,12 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
 }
 
+// gone reports whether err says a path is not there (a missing file or a
+// parent that is now a file).
+func gone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
 // backed reports whether every written range of w below size (and below
 // w's tail, which may hold holes: zeros the application made) is data in
 // the file at p, not a hole.
@@ -136,16 +142,22 @@ func backed(p string, w Written, size int64) (bool, error) {
 	return true, nil
 }
 
-// finishRename completes a rename killed between rclone's two steps
-// (item.rename: the data file, then the metadata file): every data file at
-// or below newName whose counterpart below oldName has metadata but no
-// data file gets that metadata, replacing what is there (the metadata of
-// a file the rename replaced).
-func (j *Journal) finishRename(oldName, newName string) ([]Repaired, error) {
+// finishRename completes a rename that did not return (a kill inside
+// it, or a done that could not record), from what is on disk. For every
+// data file at or below newName whose counterpart below oldName has no
+// data file (it moved):
+//   - if that counterpart still has metadata, the kill came between
+//     rclone's two steps (item.rename: the data file, then the metadata
+//     file): the metadata moves too, replacing what is there (the metadata
+//     of a file the rename replaced);
+//   - if the counterpart has a record, it becomes the moved file's record,
+//     replacing the one there (Renaming's done did not run or not to the
+//     end).
+func (j *Journal) finishRename(oldName, newName string) []Repaired {
 	var out []Repaired
 	root := j.dataPath(newName)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
+		if gone(err) {
 			return nil
 		} else if err != nil || d.IsDir() {
 			return err
@@ -154,24 +166,31 @@ func (j *Journal) finishRename(oldName, newName string) ([]Repaired, error) {
 		if err != nil {
 			return err
 		}
-		from := filepath.Join(j.metaPath(oldName), rel)
-		if _, err := os.Stat(from); err != nil {
-			return nil // moved already, or never had metadata
-		}
-		if _, err := os.Stat(filepath.Join(j.dataPath(oldName), rel)); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(j.dataPath(oldName), rel)); !gone(err) {
 			return nil // the data did not move
 		}
-		to := filepath.Join(j.metaPath(newName), rel)
-		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
-			return err
+		oldN, newN := path.Join(oldName, filepath.ToSlash(rel)), path.Join(newName, filepath.ToSlash(rel))
+		from, to := j.metaPath(oldN), j.metaPath(newN)
+		if _, err := os.Stat(from); err == nil {
+			if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+				return err
+			}
+			if err := os.Rename(from, to); err != nil {
+				return err
+			}
+			out = append(out, Repaired{Name: newN, Action: "metadata moved to finish a rename"})
 		}
-		if err := os.Rename(from, to); err != nil {
-			return err
+		if w, ok := j.written[oldN]; ok {
+			j.drop(newN)
+			j.set(newN, w)
+			j.drop(oldN)
 		}
-		out = append(out, Repaired{Name: path.Join(newName, filepath.ToSlash(rel)), Action: "metadata moved to finish a rename"})
 		return nil
 	})
-	return out, err
+	if err != nil {
+		out = append(out, Repaired{Name: newName, Action: "rename not finished: " + err.Error(), Failed: true})
+	}
+	return out
 }
 
 // writeMeta replaces name's metadata by info.
@@ -184,7 +203,7 @@ func (j *Journal) writeMeta(name string, info vfscache.Info) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	return writeAtomic(p, data)
+	return j.writeAtomic(p, data)
 }
 
 // meta reads and decodes name's rclone metadata.

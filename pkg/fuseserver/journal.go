@@ -2,7 +2,6 @@ package fuseserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -29,7 +28,11 @@ func openJournal(cacheDir string, f fs.Fs, log *slog.Logger) (*cachejournal.Jour
 	}
 	repaired, err := j.Repair()
 	for _, r := range repaired {
-		log.Warn("cache repaired after a server was killed: the file is uploaded", "path", r.Name, "action", r.Action)
+		if r.Failed {
+			log.Error("cache not repaired after a server was killed: rclone decides what becomes of the file", "path", r.Name, "action", r.Action)
+			continue
+		}
+		log.Warn("cache repaired after a server was killed", "path", r.Name, "action", r.Action)
 	}
 	if err != nil {
 		_ = j.Close()
@@ -100,6 +103,8 @@ func newJournalFS(inner fuse.RawFileSystem, j *cachejournal.Journal, paths *path
 
 func (l *journalFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	st := l.RawFileSystem.Open(c, in, out)
+	// go-fuse does not ask for atomic O_TRUNC, so the kernel truncates
+	// with a SETATTR; this covers a server that does.
 	if st.Ok() && in.Flags&syscall.O_TRUNC != 0 && in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		l.note(in.NodeId, cachejournal.Written{Tail: true, From: 0})
 	}
@@ -109,7 +114,9 @@ func (l *journalFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) 
 func (l *journalFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	st := l.RawFileSystem.Create(c, in, name, out)
 	if st.Ok() {
-		l.note(out.NodeId, cachejournal.Written{Tail: true, From: 0})
+		// Past the size the VFS answers (0 unless a file appeared there
+		// meanwhile) everything is the application's.
+		l.note(out.NodeId, cachejournal.Written{Tail: true, From: int64(out.Attr.Size)})
 	}
 	return st
 }
@@ -130,6 +137,14 @@ func (l *journalFS) Flush(c <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 		return st
 	}
 	return l.record(in.NodeId)
+}
+
+func (l *journalFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	st := l.RawFileSystem.Fsync(c, in)
+	if !st.Ok() {
+		return st
+	}
+	return l.record(in.NodeId) // msync of a mapping may come with no close after it
 }
 
 func (l *journalFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
@@ -153,8 +168,34 @@ func (l *journalFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newNam
 		l.log.Warn("write journal: rename not recorded; refused", "from", oldName, "to", newName, "err", err)
 		return fuse.EIO
 	}
-	defer done()
-	return l.RawFileSystem.Rename(c, in, oldName, newName)
+	st := l.RawFileSystem.Rename(c, in, oldName, newName)
+	if err := done(st.Ok()); err != nil {
+		// The rename is done and left to Repair, as after a kill.
+		l.log.Warn("write journal: the end of a rename not recorded", "from", oldName, "to", newName, "err", err)
+	}
+	return st
+}
+
+func (l *journalFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	return l.removed(h.NodeId, name, l.RawFileSystem.Unlink(c, h, name))
+}
+
+func (l *journalFS) Rmdir(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	return l.removed(h.NodeId, name, l.RawFileSystem.Rmdir(c, h, name))
+}
+
+// removed drops the records of a name the application deleted (a stale
+// record would only ever be merged into a later file's of that name).
+func (l *journalFS) removed(parent uint64, name string, st fuse.Status) fuse.Status {
+	if !st.Ok() {
+		return st
+	}
+	if dir, ok := l.paths.path(parent); ok {
+		if err := l.j.Removed(path.Join(dir, name)); err != nil {
+			l.log.Warn("write journal: a deletion not recorded", "path", path.Join(dir, name), "err", err)
+		}
+	}
+	return st
 }
 
 // note adds w to what node id has written and not yet recorded.
@@ -169,7 +210,9 @@ func (l *journalFS) note(id uint64, w cachejournal.Written) {
 }
 
 // record writes what node id has written and not yet recorded to the
-// journal under the node's path.
+// journal under the node's path. A node no name leads to any more
+// (unlinked, or replaced by a rename) has nothing to guard: rclone
+// uploads nothing for it.
 func (l *journalFS) record(id uint64) fuse.Status {
 	l.mu.Lock()
 	w := l.pending[id]
@@ -178,14 +221,13 @@ func (l *journalFS) record(id uint64) fuse.Status {
 	if w == nil {
 		return fuse.OK
 	}
-	p, known := l.paths.path(id)
-	err := errors.New("the file's path is unknown")
-	if known {
-		err = l.j.Wrote(p, *w)
+	p, known := l.paths.attachedPath(id)
+	if !known {
+		return fuse.OK
 	}
-	if err != nil {
+	if err := l.j.Wrote(p, *w); err != nil {
 		l.note(id, *w) // kept for the next close
-		l.log.Warn("write journal: write not recorded", "path", p, "node", id, "err", err)
+		l.log.Warn("write journal: write not recorded", "path", p, "err", err)
 		return fuse.EIO
 	}
 	return fuse.OK

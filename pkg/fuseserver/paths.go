@@ -174,6 +174,22 @@ func (t *pathTable) unlink(parent uint64, name string) {
 	delete(t.names, pkey{parent, name})
 }
 
+// attachedPath is path for a node that is still what its path names: not
+// unlinked, not replaced by a rename, and so are its parents.
+func (t *pathTable) attachedPath(id uint64) (string, bool) {
+	t.mu.Lock()
+	for at, depth := id, 0; at != 1; depth++ {
+		n := t.nodes[at]
+		if n == nil || t.names[n.key] != at || depth > 4096 {
+			t.mu.Unlock()
+			return "", false
+		}
+		at = n.key.parent
+	}
+	t.mu.Unlock()
+	return t.path(id)
+}
+
 // path returns the VFS path of node id.
 func (t *pathTable) path(id uint64) (string, bool) {
 	t.mu.Lock()
