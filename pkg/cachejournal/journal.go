@@ -24,7 +24,10 @@
 //     byte ranges written and the offset from which the whole tail is the
 //     application's (a created or truncated file);
 //   - Renaming: a rename under way (recorded before it starts, marked done
-//     when it returns).
+//     when it returns, when the moved files' records replace those of the
+//     names it replaced);
+//   - Dropped: a file uploaded (its metadata says clean), deleted or
+//     replaced.
 //
 // Each record is one line written by one write(2) to a file opened with
 // O_APPEND, so a kill leaves it whole or absent, and it costs one system
@@ -130,7 +133,7 @@ type record struct {
 	Wrote      string     `json:"w,omitempty"`
 	Ranges     [][2]int64 `json:"rs,omitempty"` // with Wrote: pos, size
 	From       *int64     `json:"f,omitempty"`  // with Wrote
-	Uploaded   string     `json:"u,omitempty"`  // drops a Wrote record
+	Dropped    string     `json:"d,omitempty"`  // drops a Wrote record: uploaded, deleted, replaced
 	Renaming   *[2]string `json:"r,omitempty"`
 	RenameDone *[2]string `json:"rd,omitempty"`
 }
@@ -293,7 +296,7 @@ func (j *Journal) at(name string) []string {
 
 // forget drops name's record, on disk and in memory.
 func (j *Journal) forget(name string) error {
-	if err := j.append(record{Uploaded: name}); err != nil {
+	if err := j.append(record{Dropped: name}); err != nil {
 		return err
 	}
 	j.drop(name)
@@ -421,8 +424,8 @@ func (j *Journal) load() error {
 				w = old.Merge(w)
 			}
 			j.set(rec.Wrote, w)
-		case rec.Uploaded != "":
-			j.drop(rec.Uploaded)
+		case rec.Dropped != "":
+			j.drop(rec.Dropped)
 		case rec.Renaming != nil:
 			j.renaming[*rec.Renaming] = true
 		case rec.RenameDone != nil:

@@ -79,14 +79,16 @@ func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, inte
 }
 
 // journalFS records in the write journal what the application is told
-// is written, before it is told: at the close (FLUSH) of a file, the byte
-// ranges written into it since the last record (and, for a file created
-// or opened with O_TRUNC, that its whole tail is the application's); at a
-// truncate, the new size as the start of such a tail; and a rename while
-// it is under way. A handle that wrote nothing records nothing. It sits
-// right above trackFS, whose paths it reads. A record it cannot write
-// fails the call with EIO: the application must not believe in a write
-// the journal does not guard.
+// is written, before it is told: at the close (FLUSH) or fsync of a file,
+// the byte ranges written into it since the last record (and, for a
+// created or truncated file, where the tail that is wholly the
+// application's starts); at a truncate, the new size as the start of such
+// a tail. A rename is recorded while under way and moves the records when
+// it returns; a deletion drops them. A handle that wrote nothing, or a
+// file no name leads to any more, records nothing. It sits right above
+// trackFS, whose paths it reads. A record it cannot write fails the call
+// with EIO: the application must not believe in a write the journal does
+// not guard.
 type journalFS struct {
 	fuse.RawFileSystem
 	j     *cachejournal.Journal
