@@ -36,10 +36,10 @@ type Repaired struct {
 //     (uploaded since), or whose written ranges are holes in the data
 //     file (the file was dropped and fetched again since) is dropped.
 //
-// It must run while no VFS uses the cache. An item it fails on is left to
-// rclone and reported with Failed; the error it returns is only for a
-// journal it could not read, where the server must not open the cache.
-func (j *Journal) Repair() ([]Repaired, error) {
+// It must run while no VFS uses the cache. It does not fail as a whole:
+// an item it fails on is left to rclone and reported with Failed (a
+// server that cannot serve could not drain the other files either).
+func (j *Journal) Repair() []Repaired {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out []Repaired
@@ -60,7 +60,7 @@ func (j *Journal) Repair() ([]Repaired, error) {
 		}
 	}
 	_ = j.compact() // on failure the file as it is replays to the same state
-	return out, nil
+	return out
 }
 
 // repairOne repairs name's metadata from w; keep is false when the record
@@ -84,9 +84,14 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 	if !ok {
 		return "left to rclone: the recorded writes are holes in the data file", false, nil
 	}
-	present := w.Ranges
+	var present ranges.Ranges
+	for _, r := range w.Ranges {
+		r.Clip(size)
+		if !r.IsEmpty() {
+			present.Insert(r)
+		}
+	}
 	if w.Tail && w.From < size {
-		present = append(ranges.Ranges(nil), present...)
 		present.Insert(ranges.Range{Pos: w.From, Size: size - w.From})
 	}
 	if merr == nil {
@@ -100,13 +105,7 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 		info.Rs = merged
 		return "written ranges restored to the metadata", true, j.writeMeta(name, info)
 	}
-	info = vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Dirty: true}
-	for _, r := range present {
-		r.Clip(size)
-		if !r.IsEmpty() {
-			info.Rs.Insert(r)
-		}
-	}
+	info = vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Rs: present, Dirty: true}
 	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
 }
 

@@ -26,17 +26,12 @@ func openJournal(cacheDir string, f fs.Fs, log *slog.Logger) (*cachejournal.Jour
 	if err != nil {
 		return nil, err
 	}
-	repaired, err := j.Repair()
-	for _, r := range repaired {
+	for _, r := range j.Repair() {
 		if r.Failed {
 			log.Error("cache not repaired after a server was killed: rclone decides what becomes of the file", "path", r.Name, "action", r.Action)
 			continue
 		}
 		log.Warn("cache repaired after a server was killed", "path", r.Name, "action", r.Action)
-	}
-	if err != nil {
-		_ = j.Close()
-		return nil, fmt.Errorf("repairing the cache after a killed server: %w", err)
 	}
 	return j, nil
 }
