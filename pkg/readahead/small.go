@@ -133,20 +133,22 @@ func (s *smallAhead) letGo(e *smallEntry) {
 }
 
 // take removes o's entry from the map and returns it; the caller owns it
-// from then on. Call with s.mu held.
+// from then on, and a fetch still running goes on for it. Call with s.mu
+// held.
 func (s *smallAhead) take(o *Object) *smallEntry {
 	e := s.entries[o]
 	if e != nil {
 		delete(s.entries, o)
 		s.held -= e.size
-		e.cancel()
 	}
 	return e
 }
 
-// drop removes o's entry, if any, and lets go of it. Call with s.mu held.
+// drop removes o's entry, if any, ends its fetch if still running and
+// lets go of it. Call with s.mu held.
 func (s *smallAhead) drop(o *Object) {
 	if e := s.take(o); e != nil {
+		e.cancel()
 		s.letGo(e)
 	}
 }

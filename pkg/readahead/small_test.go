@@ -87,6 +87,12 @@ func TestSmallFilesInOrderAreFetchedAhead(t *testing.T) {
 			t.Fatalf("after f%02d: %d objects ahead, want 5", i, n)
 		}
 	}
+	// Every open after the second is served from the prefetch, also one
+	// that arrives while its fetch is still running (it waits for it
+	// rather than cancelling it and fetching again).
+	if h := w.Hits().SmallHits; h != 18 {
+		t.Fatalf("%d of 20 opens served from the prefetch, want 18", h)
+	}
 	// The large object is never fetched ahead, and nothing is left held.
 	if n, b := held(w); n != 0 || b != 0 {
 		t.Fatalf("%d objects (%d bytes) still held at the end", n, b)
