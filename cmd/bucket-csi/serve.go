@@ -66,7 +66,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.cacheMaxSize, "cache-max-size", 0, "MOUNT_CACHED cache size limit per volume in bytes, reserved from the node disk budget (0: min(10 GiB, budget/4))")
 	fs.Int64Var(&f.diskBudget, "node-disk-budget", 0, "bytes of node disk that COPY copies and MOUNT_CACHED caches may reserve in all (0: --node-disk-budget-fraction of the state directory's free space)")
 	fs.Float64Var(&f.diskBudgetFraction, "node-disk-budget-fraction", 0.8, "fraction of the state directory's free space, measured when the plugin starts with no volume staged, that makes the node disk budget")
-	fs.Int64Var(&f.readAheadNode, "read-ahead-node-memory", 1<<30, "MOUNT: bytes of read-ahead memory shared by all FUSE servers of the node")
+	fs.Int64Var(&f.readAheadNode, "read-ahead-node-memory", 1<<30, "MOUNT and MOUNT_CACHED: bytes of read-ahead and small-file prefetch memory shared by all FUSE servers of the node")
 	fs.Int64Var(&f.readAheadServer, "read-ahead-server-memory", 0, "MOUNT: read-ahead memory of one FUSE server in bytes (0: min(256 MiB, --read-ahead-node-memory/8))")
 	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
@@ -183,7 +183,7 @@ func serve(args []string) error {
 			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
 				Memory: mem, ServerMemory: f.serverMemory()},
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
-				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk},
+				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk, Memory: mem},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies,
 				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
 		}

@@ -59,6 +59,10 @@ type Config struct {
 	// order; see ReadChunkStreams, ReadChunkSize, ReadAheadMemory) instead
 	// of rclone's own buffer (MOUNT). Not with Cache.
 	ReadAhead bool `json:"readAhead,omitempty"`
+	// Prefetch fetches small files ahead in listing order through
+	// pkg/readahead, every other read left to the cache (MOUNT_CACHED;
+	// see ReadAheadMemory). Only with Cache: ReadAhead includes it.
+	Prefetch bool `json:"prefetch,omitempty"`
 	// Passthrough hands the kernel the cache file of a wholly cached,
 	// clean file on open (FUSE passthrough, Linux 6.9+, where the kernel
 	// offers it), so reads skip the server. Used on read-only volumes only
@@ -98,7 +102,7 @@ type Config struct {
 	ReadChunkStreams int   `json:"readChunkStreams,omitempty"`
 	ReadChunkSize    int64 `json:"readChunkSize,omitempty"`
 	// ReadAheadMemory caps the bytes of read-ahead and small-file
-	// prefetch the server holds at once (with ReadAhead): 0 takes
+	// prefetch the server holds at once (with ReadAhead or Prefetch): 0 takes
 	// readahead's default, negative holds none (every read goes to the
 	// store).
 	ReadAheadMemory int64 `json:"readAheadMemory,omitempty"`
@@ -132,6 +136,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("mounter config: a cache needs an absolute cache directory")
 	case c.Cache && (c.ReadAhead || c.ServerModTime):
 		return fmt.Errorf("mounter config: a cache serves without read-ahead and server mtimes")
+	case c.Prefetch && !c.Cache:
+		return fmt.Errorf("mounter config: prefetch is a cache's (read-ahead includes it)")
 	case c.Durable && !c.Cache:
 		return fmt.Errorf("mounter config: durable fsync needs a cache")
 	case c.Passthrough && !c.Durable:

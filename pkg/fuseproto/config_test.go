@@ -54,6 +54,7 @@ func TestConfigValidateSettings(t *testing.T) {
 	}{
 		{"cache without a directory", func(c *Config) { c.Cache = true }},
 		{"cache and read-ahead", func(c *Config) { c.Cache, c.CacheDir, c.ReadAhead = true, "/c", true }},
+		{"prefetch without a cache", func(c *Config) { c.Prefetch = true }},
 		{"cache and server mtimes", func(c *Config) { c.Cache, c.CacheDir, c.ServerModTime = true, "/c", true }},
 		{"durable without a cache", func(c *Config) { c.Durable = true }},
 	} {

@@ -72,7 +72,8 @@ type Stats struct {
 	// CacheBytes is the disk the VFS cache uses (MOUNT_CACHED), as
 	// rclone's cache cleaner last measured it.
 	CacheBytes int64 `json:"cacheBytes"`
-	// ReadAhead counts how MOUNT reads were served.
+	// ReadAhead counts how reads were served from read-ahead (MOUNT) and
+	// small-file prefetch (MOUNT and MOUNT_CACHED).
 	ReadAhead readahead.HitCounts `json:"readAhead"`
 	// Passthrough is set while the server hands the kernel cache files
 	// (FUSE passthrough, read-only MOUNT_CACHED); PassthroughOpens counts

@@ -85,7 +85,7 @@ bucket_csi_volume_pending_upload_files{volume="pvc-1"} 3
 # HELP bucket_csi_volume_pending_upload_oldest_seconds How long the oldest MOUNT_CACHED file pending upload has waited (0: none).
 # TYPE bucket_csi_volume_pending_upload_oldest_seconds gauge
 bucket_csi_volume_pending_upload_oldest_seconds{volume="pvc-1"} 12.5
-# HELP bucket_csi_volume_readahead_hits_total MOUNT reads served from read-ahead: kind block (a block fetched before it was read) or small_file (a whole small file fetched ahead).
+# HELP bucket_csi_volume_readahead_hits_total Reads served from read-ahead: kind block (MOUNT: a block fetched before it was read) or small_file (MOUNT and MOUNT_CACHED: a whole small file fetched ahead).
 # TYPE bucket_csi_volume_readahead_hits_total counter
 bucket_csi_volume_readahead_hits_total{kind="block",volume="` + h + `"} 5
 bucket_csi_volume_readahead_hits_total{kind="small_file",volume="` + h + `"} 9

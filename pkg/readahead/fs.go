@@ -165,7 +165,8 @@ type Object struct {
 func (o *Object) UnWrap() fs.Object { return o.Object }
 
 // Open reads the object: from a small-file prefetch when one holds it,
-// otherwise through a Reader of the requested range.
+// otherwise through a Reader of the requested range (or, with
+// Options.SmallFilesOnly, straight from the wrapped object).
 func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
 	size := o.Size()
 	start, limit := int64(0), int64(-1)
@@ -194,6 +195,9 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 	if rc := o.f.small.open(ctx, o, start, end); rc != nil {
 		o.f.hits.small()
 		return rc, nil
+	}
+	if o.f.opt.SmallFilesOnly {
+		return o.Object.Open(ctx, options...)
 	}
 	r := newReader(ctx, o.openRange, start, end, o.f.opt, o.f.mem)
 	r.hits = &o.f.hits

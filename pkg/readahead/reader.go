@@ -45,6 +45,12 @@ type Options struct {
 	// its readers and its small-file prefetch (256 MiB); negative holds
 	// none (every read goes to the store).
 	MemoryLimit int64
+	// SmallFilesOnly keeps only the small-file prefetch: Open hands every
+	// read no prefetch holds to the wrapped object as asked, with no
+	// Reader of this package. For a caller that reads ranges its own way,
+	// rclone's VFS cache (MOUNT_CACHED), where a Reader would fetch far
+	// past a random read. OpenAt (MOUNT's path) is not affected.
+	SmallFilesOnly bool
 }
 
 // DefaultMemoryLimit is the default Options.MemoryLimit.

@@ -194,3 +194,42 @@ func TestSmallFilesReleased(t *testing.T) {
 		t.Fatal("a released object no longer reads")
 	}
 }
+
+// With SmallFilesOnly (MOUNT_CACHED) small files read in order still come
+// from the prefetch, and every other read is the wrapped object's own
+// reader: no Reader of this package, no block fetched ahead.
+func TestSmallFilesOnly(t *testing.T) {
+	w := Wrap(memoryFs(t, 20), Options{SmallAhead: 5, SmallFilesOnly: true})
+	objs := listed(t, w)
+	for i := range 4 {
+		if got := readObject(t, objs[i]); !bytes.Equal(got, content(i)) {
+			t.Fatalf("f%02d differs", i)
+		}
+	}
+	if n, _ := held(w); n != 5 {
+		t.Fatalf("%d objects ahead, want 5", n)
+	}
+	large := objs[len(objs)-1]
+	for _, opts := range [][]fs.OpenOption{nil, {&fs.RangeOption{Start: 1000, End: 1999}}} {
+		rc, err := large.Open(context.Background(), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := rc.(*Reader); ok {
+			t.Fatal("a large object was read through a Reader")
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		want := int64(1 << 20)
+		if opts != nil {
+			want = 1000
+		}
+		if err != nil || int64(len(data)) != want || !bytes.Equal(data, bytes.Repeat([]byte("L"), len(data))) {
+			t.Fatalf("large object (options %v): %d bytes, err %v", opts, len(data), err)
+		}
+	}
+	h := w.Hits()
+	if h.SmallHits != 2 || h.BlockHits != 0 || h.BlockMisses != 0 {
+		t.Fatalf("hits %+v, want 2 small-file hits (f02, f03) and no blocks", h)
+	}
+}

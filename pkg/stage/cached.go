@@ -31,6 +31,9 @@ type Cached struct {
 	// Disk is the node disk budget: a volume reserves its cache limit
 	// while staged.
 	Disk *budget.Ledger
+	// Memory is the node's read-ahead memory budget (Mount's): a volume
+	// reserves PrefetchMemory for its small-file prefetch while staged.
+	Memory *budget.Ledger
 	// Transfers is the number of parallel uploads per volume (default 1).
 	Transfers int
 	// WriteBack is the delay between last close and upload (default 1s).
@@ -44,6 +47,12 @@ const (
 	drainMount    = "drain"
 	drainMargin   = 5 * time.Second
 )
+
+// PrefetchMemory is the read-ahead memory a MOUNT_CACHED server asks for:
+// small files fetched ahead in listing order (readahead's SmallBudget).
+// The node gives it while it has it, then what is left down to
+// MinServerMemory, then none: the server then fetches nothing ahead.
+const PrefetchMemory = 32 << 20
 
 // CacheDir returns the cache directory of a volume. It depends on the
 // volume ID only, so every server started for the volume (after a crash, a
@@ -79,8 +88,19 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
+	share, err := c.Memory.ReserveUpTo(req.VolumeID, PrefetchMemory, MinServerMemory)
+	if err != nil {
+		return err
+	}
+	cfg.Prefetch, cfg.ReadAheadMemory = true, share
+	if share == 0 && c.Memory != nil {
+		cfg.ReadAheadMemory = -1
+	}
 	started, err := startFUSE(ctx, c.Supervisor, cfg, req.StateDir)
 	if err != nil {
+		// The cache and its disk reservation stay for the retry, which
+		// asks for memory again.
+		_ = c.Memory.Release(req.VolumeID)
 		return err
 	}
 	rec.Server = started
@@ -129,9 +149,13 @@ func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error 
 	return c.removeCache(rec.VolumeID)
 }
 
-// removeCache removes the volume's cache and releases its disk budget.
+// removeCache removes the volume's cache and releases its disk and
+// memory budgets.
 func (c *Cached) removeCache(volumeID string) error {
 	if err := os.RemoveAll(c.CacheDir(volumeID)); err != nil {
+		return err
+	}
+	if err := c.Memory.Release(volumeID); err != nil {
 		return err
 	}
 	return c.Disk.Release(volumeID)
