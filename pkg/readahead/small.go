@@ -74,7 +74,9 @@ func (s *smallAhead) isSmall(o *Object) bool {
 
 // open returns a reader of [start, end) of o from a prefetch, or nil when
 // none holds o. An open that continues the listing order fetches the next
-// small objects ahead.
+// small objects ahead. An open whose object is still being fetched (or
+// queued behind smallFetches others) waits for that fetch while ctx
+// lasts, rather than fetching it a second time.
 func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.ReadCloser {
 	if o.dir == nil || !s.isSmall(o) {
 		return nil
