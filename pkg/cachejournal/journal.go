@@ -61,7 +61,6 @@ import (
 	"sync"
 
 	rfs "github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/lib/encoder"
 	"github.com/rclone/rclone/lib/ranges"
 )
 
@@ -115,9 +114,9 @@ func (w *Written) Add(o Written) {
 // Journal is the write journal of one cache directory. It must be used by
 // the one process serving that cache.
 type Journal struct {
-	root               string // the cache directory
-	path               string
-	dataRoot, metaRoot string
+	root  string // the cache directory
+	path  string
+	cache Layout
 
 	mu       sync.Mutex
 	f        *os.File // O_APPEND
@@ -146,12 +145,14 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	rel := toOSPath(cleanName(f.Name() + "/" + f.Root()))
+	cache, err := LayoutOf(cacheDir, f)
+	if err != nil {
+		return nil, err
+	}
 	j := &Journal{
 		root:     cacheDir,
 		path:     filepath.Join(cacheDir, File),
-		dataRoot: filepath.Join(cacheDir, "vfs", rel),
-		metaRoot: filepath.Join(cacheDir, "vfsMeta", rel),
+		cache:    cache,
 		written:  map[string]Written{},
 		dirs:     map[string]int{},
 		renaming: map[[2]string]bool{},
@@ -174,9 +175,8 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 	return j, nil
 }
 
-// Roots are the data and metadata roots of the cache items, as rclone's
-// cache lays them out (vfscache.New).
-func (j *Journal) Roots() (data, meta string) { return j.dataRoot, j.metaRoot }
+// Layout is the layout of the rclone cache the journal guards.
+func (j *Journal) Layout() Layout { return j.cache }
 
 // Close closes the journal's file.
 func (j *Journal) Close() error {
@@ -333,9 +333,9 @@ func (j *Journal) sweepOne(name string) {
 	if _, ok := j.written[name]; !ok || j.inRename(name) {
 		return
 	}
-	info, err := j.meta(name)
+	info, err := j.cache.Info(name)
 	clean := err == nil && !info.Dirty
-	if _, serr := os.Stat(j.dataPath(name)); gone(serr) || clean {
+	if _, serr := os.Stat(j.cache.DataPath(name)); gone(serr) || clean {
 		_ = j.forget(name) // kept on failure: swept again later
 	}
 }
@@ -374,14 +374,6 @@ func (j *Journal) drop(name string) {
 			delete(j.dirs, d)
 		}
 	}
-}
-
-func (j *Journal) dataPath(name string) string {
-	return filepath.Join(j.dataRoot, toOSPath(name))
-}
-
-func (j *Journal) metaPath(name string) string {
-	return filepath.Join(j.metaRoot, toOSPath(name))
 }
 
 // wroteRecord is the line recording w for name.
@@ -515,20 +507,4 @@ func below(name, oldDir, newDir string) (string, bool) {
 		return newDir + name[len(oldDir):], true
 	}
 	return "", false
-}
-
-// cleanName is vfscache's clean: no leading or trailing slash, "" for the
-// root.
-func cleanName(name string) string {
-	name = path.Clean(strings.Trim(name, "/"))
-	if name == "." || name == "/" {
-		return ""
-	}
-	return name
-}
-
-// toOSPath is vfscache's toOSPath: a remote path in rclone's standard
-// encoding to a path on this OS.
-func toOSPath(name string) string {
-	return filepath.FromSlash(encoder.OS.FromStandardPath(name))
 }

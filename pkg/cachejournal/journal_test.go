@@ -126,12 +126,12 @@ func TestRootsAreRclones(t *testing.T) {
 	}
 	v := e.startVFS(t, time.Hour)
 	dc, _ := v.Stats()["diskCache"].(rc.Params)
-	if data, meta := j.Roots(); dc["path"] != data || dc["pathMeta"] != meta {
-		t.Fatalf("roots %q %q, the VFS says %v %v", data, meta, dc["path"], dc["pathMeta"])
+	if l := j.Layout(); dc["path"] != l.Data || dc["pathMeta"] != l.Meta {
+		t.Fatalf("layout %+v, the VFS says %v %v", l, dc["path"], dc["pathMeta"])
 	}
 	for _, name := range []string{"plain.txt", "d/ün ïcode.bin", "d/e/back\\slash:colon", "d/.hidden"} {
 		write(t, v, j, name, []byte(name))
-		for _, p := range []string{j.dataPath(name), j.metaPath(name)} {
+		for _, p := range []string{j.cache.DataPath(name), j.cache.MetaPath(name)} {
 			if _, err := os.Stat(p); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
@@ -156,7 +156,7 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 		// may land on it.
 		write(t, v, j, "ckpt/.tmp-model.bin", []byte("mine"))
 		v.stop() // the server dies with the uploads pending
-		if err := os.Truncate(j.metaPath("ckpt/model.bin"), 0); err != nil {
+		if err := os.Truncate(j.cache.MetaPath("ckpt/model.bin"), 0); err != nil {
 			t.Fatal(err)
 		}
 		if repair {
@@ -171,7 +171,7 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 		e.startVFS(t, 10*time.Millisecond)
 		if !repair {
 			// rclone alone: the pending file is gone from the cache.
-			if _, err := os.Stat(j.dataPath("ckpt/model.bin")); err == nil {
+			if _, err := os.Stat(j.cache.DataPath("ckpt/model.bin")); err == nil {
 				t.Fatal("rclone kept an item with torn metadata: the journal's reason to exist is gone, revisit it")
 			}
 			continue
@@ -213,7 +213,7 @@ func TestRepairKeepsAnEditInPlace(t *testing.T) {
 		w.Ranges.Insert(writeAt(t, h, []byte("BBBB"), 0))
 		// What rclone saved at the first write: all a kill before the
 		// release's save leaves.
-		early, err := os.ReadFile(j.metaPath("db.bin"))
+		early, err := os.ReadFile(j.cache.MetaPath("db.bin"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,7 @@ func TestRepairKeepsAnEditInPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.stop()
-		if err := os.WriteFile(j.metaPath("db.bin"), early, 0o600); err != nil {
+		if err := os.WriteFile(j.cache.MetaPath("db.bin"), early, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		copy(want, "BBBB")
@@ -282,7 +282,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.stop() // killed with the file open: most of it never fetched
-	if err := os.Truncate(j.metaPath("big.bin"), 0); err != nil {
+	if err := os.Truncate(j.cache.MetaPath("big.bin"), 0); err != nil {
 		t.Fatal(err)
 	}
 	// other.bin: recorded, but its data file is now a sparse stranger.
@@ -291,13 +291,13 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	if err := j.Wrote("other.bin", wo); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Dir(j.dataPath("other.bin")), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(j.cache.DataPath("other.bin")), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(j.dataPath("other.bin"), nil, 0o600); err != nil {
+	if err := os.WriteFile(j.cache.DataPath("other.bin"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(j.dataPath("other.bin"), 1<<20); err != nil {
+	if err := os.Truncate(j.cache.DataPath("other.bin"), 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	if j, err = Open(e.cache, e.f); err != nil {
@@ -306,7 +306,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	if got := j.Repair(); len(got) != 2 || got[0].Failed || got[1].Failed {
 		t.Fatalf("Repair = %v", got)
 	}
-	if _, err := os.Stat(j.metaPath("other.bin")); err == nil {
+	if _, err := os.Stat(j.cache.MetaPath("other.bin")); err == nil {
 		t.Fatal("metadata written for a data file that holds none of the recorded writes")
 	}
 	e.startVFS(t, 10*time.Millisecond)
@@ -374,10 +374,10 @@ func TestRenameReplacesTheTargetsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, data := range map[string]string{"keep.bin": "S", "x": "X", "a": "now a file"} {
-		if err := os.MkdirAll(filepath.Dir(j.dataPath(name)), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Dir(j.cache.DataPath(name)), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(j.dataPath(name), []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(j.cache.DataPath(name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -421,7 +421,7 @@ func TestRepairFinishesARename(t *testing.T) {
 	write(t, v, j, "b", []byte("old b"))
 	e.waitUploaded(t, "b", []byte("old b"))
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if info, err := j.meta("b"); err == nil && !info.Dirty && info.Fingerprint != "" {
+		if info, err := j.cache.Info("b"); err == nil && !info.Dirty && info.Fingerprint != "" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -446,11 +446,11 @@ func TestRepairFinishesARename(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mv := range [][2]string{{"a.tmp", "a.json"}, {"dir/x", "moved/x"}, {"dir/sub/y", "moved/sub/y"}, {"b.tmp", "b"}} {
-		to := j.dataPath(mv[1])
+		to := j.cache.DataPath(mv[1])
 		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(j.dataPath(mv[0]), to); err != nil {
+		if err := os.Rename(j.cache.DataPath(mv[0]), to); err != nil {
 			t.Fatal(err)
 		}
 	}

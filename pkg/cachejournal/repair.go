@@ -66,18 +66,18 @@ func (j *Journal) Repair() []Repaired {
 // repairOne repairs name's metadata from w; keep is false when the record
 // no longer applies.
 func (j *Journal) repairOne(name string, w Written) (action string, keep bool, err error) {
-	fi, err := os.Stat(j.dataPath(name))
+	fi, err := os.Stat(j.cache.DataPath(name))
 	if gone(err) {
 		return "", false, nil
 	} else if err != nil {
 		return "", true, err
 	}
-	info, merr := j.meta(name)
+	info, merr := j.cache.Info(name)
 	if merr == nil && !info.Dirty {
 		return "", false, nil
 	}
 	size := fi.Size()
-	ok, err := backed(j.dataPath(name), w, size)
+	ok, err := backed(j.cache.DataPath(name), w, size)
 	if err != nil {
 		return "", true, err
 	}
@@ -154,7 +154,7 @@ func backed(p string, w Written, size int64) (bool, error) {
 //     end).
 func (j *Journal) finishRename(oldName, newName string) []Repaired {
 	var out []Repaired
-	root := j.dataPath(newName)
+	root := j.cache.DataPath(newName)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if gone(err) {
 			return nil
@@ -165,11 +165,11 @@ func (j *Journal) finishRename(oldName, newName string) []Repaired {
 		if err != nil {
 			return err
 		}
-		if _, err := os.Stat(filepath.Join(j.dataPath(oldName), rel)); !gone(err) {
+		if _, err := os.Stat(filepath.Join(j.cache.DataPath(oldName), rel)); !gone(err) {
 			return nil // the data did not move
 		}
 		oldN, newN := path.Join(oldName, filepath.ToSlash(rel)), path.Join(newName, filepath.ToSlash(rel))
-		from, to := j.metaPath(oldN), j.metaPath(newN)
+		from, to := j.cache.MetaPath(oldN), j.cache.MetaPath(newN)
 		if _, err := os.Stat(from); err == nil {
 			if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 				return err
@@ -198,19 +198,9 @@ func (j *Journal) writeMeta(name string, info vfscache.Info) error {
 	if err != nil {
 		return err
 	}
-	p := j.metaPath(name)
+	p := j.cache.MetaPath(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
 	return j.writeAtomic(p, data)
-}
-
-// meta reads and decodes name's rclone metadata.
-func (j *Journal) meta(name string) (vfscache.Info, error) {
-	var info vfscache.Info
-	data, err := os.ReadFile(j.metaPath(name))
-	if err == nil {
-		err = json.Unmarshal(data, &info)
-	}
-	return info, err
 }

@@ -43,9 +43,9 @@ func openJournal(cacheDir string, f fs.Fs, log *slog.Logger) (*cachejournal.Jour
 // reload: what keeps the layout right is TestRootsAreRclones.
 func checkJournalRoots(j *cachejournal.Journal, v *vfs.VFS) error {
 	dc, _ := v.Stats()["diskCache"].(rc.Params)
-	data, meta := j.Roots()
-	if dc["path"] != data || dc["pathMeta"] != meta {
-		return fmt.Errorf("the write journal expects rclone's cache at %s and %s, the VFS uses %v and %v", data, meta, dc["path"], dc["pathMeta"])
+	l := j.Layout()
+	if dc["path"] != l.Data || dc["pathMeta"] != l.Meta {
+		return fmt.Errorf("the write journal expects rclone's cache at %s and %s, the VFS uses %v and %v", l.Data, l.Meta, dc["path"], dc["pathMeta"])
 	}
 	return nil
 }

@@ -2,22 +2,18 @@ package fuseserver
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	rfs "github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/rc"
-	"github.com/rclone/rclone/lib/encoder"
 	"github.com/rclone/rclone/lib/ranges"
 	"github.com/rclone/rclone/vfs"
-	"github.com/rclone/rclone/vfs/vfscache"
 
+	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 )
 
@@ -57,10 +53,10 @@ import (
 //     passthrough off for the server, logged once.
 type passthroughFS struct {
 	fuse.RawFileSystem
-	v                  *vfs.VFS
-	paths              *pathTable
-	dataRoot, metaRoot string
-	log                *slog.Logger
+	v     *vfs.VFS
+	paths *pathTable
+	cache cachejournal.Layout
+	log   *slog.Logger
 	// opens counts the handles answered with plain passthrough.
 	opens atomic.Int64
 
@@ -96,19 +92,10 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 	return cfg.Passthrough && cfg.Cache && cfg.Durable && cfg.ReadOnly
 }
 
-// newPassthroughFS wraps d (whose path table it reads); nil when the VFS
-// reports no cache directory.
-func newPassthroughFS(d *durableFS, v *vfs.VFS, log *slog.Logger) *passthroughFS {
-	dc, ok := v.Stats()["diskCache"].(rc.Params)
-	if !ok {
-		return nil
-	}
-	data, _ := dc["path"].(string)
-	meta, _ := dc["pathMeta"].(string)
-	if data == "" || meta == "" {
-		return nil
-	}
-	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, dataRoot: data, metaRoot: meta, log: log,
+// newPassthroughFS wraps d (whose path table it reads); cache is the
+// layout of v's cache (the write journal's, checked against v).
+func newPassthroughFS(d *durableFS, v *vfs.VFS, cache cachejournal.Layout, log *slog.Logger) *passthroughFS {
+	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, cache: cache, log: log,
 		nodes: map[uint64]*ptNode{}, handles: map[uint64]bool{}}
 }
 
@@ -307,7 +294,7 @@ func (p *passthroughFS) candidate(id uint64) *ptBacking {
 	if !ok {
 		return nil
 	}
-	f, err := os.Open(p.osPath(p.dataRoot, path))
+	f, err := os.Open(p.cache.DataPath(path))
 	if err != nil {
 		return nil
 	}
@@ -331,18 +318,14 @@ func (p *passthroughFS) current(path string, b *ptBacking) bool {
 // check reports whether the cache file fi is path's whole, clean content
 // and the VFS's current object, and returns the cached fingerprint.
 func (p *passthroughFS) check(path string, fi os.FileInfo) (string, bool) {
-	data, err := os.ReadFile(p.osPath(p.metaRoot, path))
-	if err != nil {
-		return "", false
-	}
-	var info vfscache.Info
-	if json.Unmarshal(data, &info) != nil || info.Dirty || info.Size <= 0 || info.Fingerprint == "" ||
+	info, err := p.cache.Info(path)
+	if err != nil || info.Dirty || info.Size <= 0 || info.Fingerprint == "" ||
 		!info.Rs.Present(ranges.Range{Pos: 0, Size: info.Size}) {
 		return "", false
 	}
 	// The path still names the file (read after the metadata: rclone
 	// removes both and creates a new file when it drops a cached copy).
-	now, err := os.Stat(p.osPath(p.dataRoot, path))
+	now, err := os.Stat(p.cache.DataPath(path))
 	if err != nil || !os.SameFile(fi, now) || now.Size() != info.Size {
 		return "", false
 	}
@@ -355,10 +338,4 @@ func (p *passthroughFS) check(path string, fi os.FileInfo) (string, bool) {
 		return "", false
 	}
 	return info.Fingerprint, true
-}
-
-// osPath is where rclone's cache keeps path under root (vfscache's
-// toOSPath).
-func (p *passthroughFS) osPath(root, path string) string {
-	return filepath.Join(root, filepath.FromSlash(encoder.OS.FromStandardPath(path)))
 }

@@ -235,10 +235,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if cfg.Durable {
 		d := newDurableFS(raw, &tracked.paths, v, log)
 		raw = d
-		if passthroughWanted(cfg) {
-			if pt = newPassthroughFS(d, v, log); pt != nil {
-				raw, meter.pt = pt, pt
-			}
+		if passthroughWanted(cfg) { // a cache: the journal is open
+			pt = newPassthroughFS(d, v, journal.Layout(), log)
+			raw, meter.pt = pt, pt
 		}
 	}
 	if cfg.Prefix == "" {
