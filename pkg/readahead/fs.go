@@ -164,6 +164,23 @@ type Object struct {
 // UnWrap returns the wrapped Fs's object.
 func (o *Object) UnWrap() fs.Object { return o.Object }
 
+// Update replaces the object's content through the wrapped object (an
+// upload onto a listed object: MOUNT_CACHED's write-back, MOUNT's writes).
+// A prefetch of the old content is dropped, before the upload and again
+// after it (one scheduled while it ran), so no later open reads it.
+func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
+	o.f.small.forget(o)
+	err := o.Object.Update(ctx, in, src, options...)
+	o.f.small.forget(o)
+	return err
+}
+
+// Remove deletes the object and drops any prefetch of it.
+func (o *Object) Remove(ctx context.Context) error {
+	o.f.small.forget(o)
+	return o.Object.Remove(ctx)
+}
+
 // Open reads the object: from a small-file prefetch when one holds it,
 // otherwise through a Reader of the requested range (or, with
 // Options.SmallFilesOnly, straight from the wrapped object).

@@ -104,10 +104,11 @@ func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.R
 	select {
 	case <-e.done:
 	case <-ctx.Done():
+		e.cancel() // nobody else will read it
 		s.letGo(e)
 		return nil
 	}
-	if e.err != nil || int64(len(e.data)) != e.size || end > e.size {
+	if e.err != nil || int64(len(e.data)) != e.size || e.size != o.Size() || end > e.size {
 		s.letGo(e)
 		return nil // read it directly instead
 	}
@@ -144,6 +145,13 @@ func (s *smallAhead) take(o *Object) *smallEntry {
 		s.held -= e.size
 	}
 	return e
+}
+
+// forget drops o's entry, if any (its content is being replaced).
+func (s *smallAhead) forget(o *Object) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop(o)
 }
 
 // drop removes o's entry, if any, ends its fetch if still running and

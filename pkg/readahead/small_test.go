@@ -233,3 +233,50 @@ func TestSmallFilesOnly(t *testing.T) {
 		t.Fatalf("hits %+v, want 2 small-file hits (f02, f03) and no blocks", h)
 	}
 }
+
+// fetched waits until every prefetch of w has finished.
+func fetched(w *Fs) {
+	w.small.mu.Lock()
+	var es []*smallEntry
+	for _, e := range w.small.entries {
+		es = append(es, e)
+	}
+	w.small.mu.Unlock()
+	for _, e := range es {
+		<-e.done
+	}
+}
+
+// An upload onto a listed object (MOUNT_CACHED's write-back updates the
+// listed object in place) or its removal drops a prefetch of the old
+// content: the next open reads the new bytes, of the same size or not.
+func TestSmallFilesDroppedOnUpdate(t *testing.T) {
+	ctx := context.Background()
+	w := Wrap(memoryFs(t, 20), Options{SmallAhead: 5, SmallFilesOnly: true})
+	objs := listed(t, w)
+	readObject(t, objs[0])
+	readObject(t, objs[1]) // f02..f06 fetched ahead
+	fetched(w)
+	updates := map[int][]byte{3: bytes.Repeat([]byte("N"), len(content(3))), 4: []byte("short")}
+	for i, data := range updates {
+		src := object.NewStaticObjectInfo(objs[i].Remote(), time.Now(), int64(len(data)), true, nil, w)
+		if err := objs[i].Update(ctx, bytes.NewReader(data), src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := objs[5].Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.small.mu.Lock()
+	for _, i := range []int{3, 4, 5} {
+		if w.small.entries[objs[i]] != nil {
+			t.Errorf("f%02d: the prefetch of its old content is still held", i)
+		}
+	}
+	w.small.mu.Unlock()
+	for i, data := range updates {
+		if got := readObject(t, objs[i]); !bytes.Equal(got, data) {
+			t.Errorf("f%02d after an update to %d bytes: read %d bytes %q", i, len(data), len(got), got[:min(8, len(got))])
+		}
+	}
+}

@@ -98,9 +98,10 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	}
 	started, err := startFUSE(ctx, c.Supervisor, cfg, req.StateDir)
 	if err != nil {
-		// The cache and its disk reservation stay for the retry, which
-		// asks for memory again.
-		_ = c.Memory.Release(req.VolumeID)
+		// The cache and both reservations stay: the saved config (with
+		// this share) may start a drain server at the unstage, and a
+		// retry's reservation replaces this one. removeCache releases
+		// them.
 		return err
 	}
 	rec.Server = started
