@@ -120,7 +120,11 @@ func startS3(dir, pinCPU, region string, backendArgs ...string) (*S3, error) {
 		Log:       log,
 		log:       log,
 	}
-	s.argv = []string{bin, "--port", fmt.Sprintf("127.0.0.1:%d", port)}
+	// Keep-alive as every cloud store keeps it: without the flag versitygw
+	// answers every request with "Connection: close", so each request of
+	// a client pays a new connection (one more round trip behind the
+	// bench's latency proxy, docs/benchmarks.md).
+	s.argv = []string{bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--keep-alive"}
 	if region != "" {
 		s.argv = append(s.argv, "--region", region)
 	}
