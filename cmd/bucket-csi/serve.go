@@ -75,7 +75,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.inlineModes, "inline-modes", "MOUNT", "modes inline ephemeral volumes may use (comma-separated: MOUNT, COPY, MOUNT_CACHED); COPY and MOUNT_CACHED keep data on the node's disk")
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
-	fs.IntVar(&f.copyWorkers, "copy-workers", 32, "COPY objects or ranges fetched in parallel")
+	fs.IntVar(&f.copyWorkers, "copy-workers", copier.DefaultWorkers, "COPY objects or ranges fetched in parallel")
 	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "MOUNT: most parallel ranged GETs of one sequential read (0: default, 4)")
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")

@@ -36,7 +36,8 @@ import (
 
 // Options tune a copy. Zero values take the defaults.
 type Options struct {
-	// Workers is the number of objects or ranges fetched at once (32).
+	// Workers is the number of objects or ranges fetched at once
+	// (DefaultWorkers).
 	Workers int
 	// ChunkSize is the size of one ranged GET of a large object (16 MiB).
 	ChunkSize int64
@@ -47,6 +48,28 @@ type Options struct {
 	// there included), need the bytes still to download. An error refuses
 	// the copy (fault.Exhausted with the figures). Nil means FreeSpace.
 	Space func(ctx context.Context, dest string, total, need int64) error
+}
+
+// DefaultWorkers is Options.Workers when it is not set: with a store 20 ms
+// away, 64 fetched small files 1.31× as fast as 32 (each costs a round
+// trip), and on loopback as fast (docs/benchmarks.md, What changed the
+// figures).
+const DefaultWorkers = 64
+
+// Connections returns ctx with rclone's settings raised so that a
+// filesystem opened with it keeps an idle connection for each of opt's
+// workers. rclone's HTTP transport keeps at most 2 × (checkers + transfers
+// + 1) idle connections per host, 26 by default: with more workers than
+// that, a finished GET closes its connection and a later one opens a new
+// one, a TCP (and TLS) handshake more per object against a far store.
+func Connections(ctx context.Context, opt Options) context.Context {
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	ctx, ci := rfs.AddConfig(ctx)
+	ci.Transfers = max(ci.Transfers, (workers+1)/2)
+	return ctx
 }
 
 // Progress counts a running copy; safe for concurrent reads.
@@ -115,7 +138,7 @@ const copyBufSize = 256 << 10
 // in path order.
 func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options, p *Progress) (Result, error) {
 	if opt.Workers <= 0 {
-		opt.Workers = 32
+		opt.Workers = DefaultWorkers
 	}
 	if opt.ChunkSize <= 0 {
 		opt.ChunkSize = 16 << 20

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	_ "github.com/rclone/rclone/backend/memory"
 	rfs "github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/fshttp"
 	"github.com/rclone/rclone/fs/object"
 	"github.com/rclone/rclone/fs/operations"
 
@@ -200,5 +202,28 @@ func TestLocalPath(t *testing.T) {
 		if _, why := localPath(key); (why == "") != ok {
 			t.Errorf("localPath(%q): reason %q, want ok=%v", key, why, ok)
 		}
+	}
+}
+
+// A filesystem opened with Connections keeps an idle connection for every
+// worker: the limit is read from the transport rclone really builds.
+func TestConnectionsKeepOnePerWorker(t *testing.T) {
+	for _, workers := range []int{0, 1, 8, 32, 100} {
+		ctx := Connections(context.Background(), Options{Workers: workers})
+		var idle int
+		fshttp.NewTransportCustom(ctx, func(tr *http.Transport) { idle = tr.MaxIdleConnsPerHost })
+		want := workers
+		if want == 0 {
+			want = DefaultWorkers
+		}
+		if idle < want {
+			t.Errorf("%d workers: rclone keeps %d idle connections per host", workers, idle)
+		}
+	}
+	// The caller's context keeps its own settings.
+	before := rfs.GetConfig(context.Background()).Transfers
+	Connections(context.Background(), Options{Workers: 100})
+	if after := rfs.GetConfig(context.Background()).Transfers; after != before {
+		t.Errorf("the global config changed: transfers %d, was %d", after, before)
 	}
 }

@@ -190,7 +190,7 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	if req.Handle.Prefix != "" {
 		path += "/" + req.Handle.Prefix
 	}
-	f, err := remotefs.Open(ctx, remote, "copy"+filepath.Base(dir), private, path)
+	f, err := remotefs.Open(copier.Connections(ctx, c.Options), remote, "copy"+filepath.Base(dir), private, path)
 	if err != nil {
 		return copier.Result{}, fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
 	}

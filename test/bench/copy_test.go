@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/bucket-csi/bucket-csi/pkg/copier"
 )
 
 // copySystem is one way of copying a prefix: start returns the timed copy
@@ -66,9 +70,17 @@ func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, 
 func BenchmarkCopySmall(b *testing.B) {
 	f := data(b)
 	coldSmall(f)(b, mounted{})
-	cl := f.srv.Client()
+	// As many GETs at once as COPY's workers, each keeping its connection
+	// (the SDK's default keeps 10 idle per host; a closed one costs a
+	// handshake more per object behind the latency proxy).
+	workers := copier.DefaultWorkers
+	cl := s3.New(f.srv.Client().Options(), func(o *s3.Options) {
+		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = workers
+		})
+	})
 	benchCopy(b, f, "small", f.small, int64(f.small)*smallSize, func(b *testing.B) {
-		err := parallel(32, f.small, func(i int) error {
+		err := parallel(workers, f.small, func(i int) error {
 			out, err := cl.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucketName), Key: aws.String(smallKey(i))})
 			if err == nil {
 				_, err = io.Copy(io.Discard, out.Body)
