@@ -148,6 +148,13 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle
+		// A Store serves one call and is never closed: a connection kept
+		// alive would stay open after it, one descriptor per call until
+		// the transport's idle timeout (90 s). The few requests of a call
+		// do without (TestPublishCycles).
+		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.DisableKeepAlives = true
+		})
 	})
 	return &s3Store{c: c}, nil
 }
