@@ -104,5 +104,6 @@ func mustOpenAt(t *testing.T, b store.Backend, secrets map[string]string, locati
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }

@@ -100,6 +100,7 @@ func (e *Env) List(ctx context.Context) ([]Entry, []Unverified, error) {
 			var entries []Entry
 			var sus []Unverified
 			entries, sus, err = e.listStore(ctx, kind, st)
+			_ = st.Close()
 			out = append(out, entries...)
 			suspects = append(suspects, sus...)
 		}
@@ -234,6 +235,7 @@ func (e *Env) Delete(ctx context.Context, names []string, all, yes, force bool) 
 		if err == nil {
 			fmt.Fprintf(e.Out, "Deleting %s bucket %s...\n", strings.ToUpper(en.Store), name)
 			err = e.Ownership.Purge(ctx, st, e.ref(en.Store, name), bucket.PurgeOptions{IfUnused: !force})
+			_ = st.Close()
 		}
 		if err != nil {
 			fmt.Fprintf(e.Err, "Deleting %s failed: %v\n", name, err)

@@ -40,6 +40,7 @@ func (e *Env) Remark(ctx context.Context, names []string, kind string, yes bool)
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	var failed []string
 	for _, name := range names {
 		if err := e.remarkOne(ctx, st, kind, name, yes); err != nil {

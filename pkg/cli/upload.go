@@ -56,6 +56,7 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	if err != nil {
 		return UploadResult{}, err
 	}
+	defer st.Close()
 	if e.Ownership == nil {
 		return UploadResult{}, errNoKey
 	}

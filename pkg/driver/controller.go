@@ -77,6 +77,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	defer st.Close()
 	capacity := req.GetCapacityRange().GetRequiredBytes()
 	if spec.Existing {
 		if err := st.HeadBucket(ctx, spec.Bucket); err != nil {
@@ -191,6 +192,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	defer st.Close()
 	if err := st.HeadBucket(ctx, h.Bucket); errors.Is(err, fault.NotFound) {
 		return &csi.DeleteVolumeResponse{}, nil
 	} else if err != nil {
@@ -265,6 +267,7 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if err != nil {
 		return nil, err
 	}
+	defer st.Close()
 	if err := st.HeadBucket(ctx, h.Bucket); err != nil {
 		return nil, err
 	}

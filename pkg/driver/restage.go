@@ -88,6 +88,7 @@ func (d *Driver) checkNotDeleted(ctx context.Context, id string, h volume.Handle
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	deleted := func(why string) error {
 		return fmt.Errorf("%w: volume %s was deleted (%s); a static PV must use a %s volumeAttribute (and a volumeHandle of its own), not the handle of a deleted dynamic volume",
 			fault.Precondition, id, why, volume.KeySource)

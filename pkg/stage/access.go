@@ -30,6 +30,7 @@ func checkAccess(ctx context.Context, stores store.Registry, req Request) error 
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	err = st.List(ctx, req.Handle.Bucket, req.Handle.Prefix, 1, func(store.Object) error { return errEnough })
 	// Only the store's definite answers stop the stage: anything else (a
 	// store briefly unreachable, an engine that refuses the settings) is

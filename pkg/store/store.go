@@ -35,7 +35,8 @@ type Bucket struct {
 	Created time.Time
 }
 
-// Store is one store account, bound to one set of credentials.
+// Store is one store account, bound to one set of credentials. A Store
+// serves one CSI call or one command: whoever opens it closes it.
 type Store interface {
 	// CreateBucket creates bucket. It returns fault.Conflict when the bucket
 	// already exists, whoever owns it.
@@ -55,6 +56,10 @@ type Store interface {
 	// List calls fn for each object under prefix, in key order, stopping
 	// after limit objects when limit > 0 or when fn returns an error.
 	List(ctx context.Context, bucket, prefix string, limit int, fn func(Object) error) error
+	// Close releases the store's connections (an SDK client's pool would
+	// otherwise keep one open per Store until its idle timeout). The
+	// Store is not used after Close.
+	Close() error
 }
 
 // Secrets are the per-volume credentials from a CSI secret, by key. Each

@@ -108,6 +108,8 @@ func (w wrapped) DeleteObjects(ctx context.Context, bucket string, keys []string
 	return nil
 }
 
+func (w wrapped) Close() error { return w.s.Close() }
+
 // errLimit stops a store's listing once the limit is reached.
 var errLimit = errors.New("listing limit reached")
 

@@ -76,6 +76,10 @@ type azStore struct {
 	c *azblob.Client
 }
 
+// Close has nothing to release: every azblob client sends through the
+// SDK's one HTTP client per process, whose pool is bounded.
+func (s *azStore) Close() error { return nil }
+
 // Open returns a Store for the account (or the configured one).
 func Open(cfg Config, account string, secrets store.Secrets) (store.Store, error) {
 	account, url, err := cfg.accountURL(account)

@@ -25,11 +25,13 @@ import (
 	"net/http"
 
 	"cloud.google.com/go/auth"
+	"cloud.google.com/go/auth/credentials"
 	"cloud.google.com/go/storage"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
+	htransport "google.golang.org/api/transport/http"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -59,31 +61,69 @@ func Backend(cfg Config) store.Backend {
 }
 
 type gcsStore struct {
-	c       *storage.Client
-	project string
+	c         *storage.Client
+	transport *http.Transport // the client's own, closed by Close
+	project   string
 }
 
+// scopeCloudPlatform is, with storage.ScopeFullControl, the scope the
+// Store's tokens are requested for (those storage.NewClient asks for).
+const scopeCloudPlatform = "https://www.googleapis.com/auth/cloud-platform"
+
 // Open returns a Store for cfg with the credentials in secrets.
+//
+// Everything the Store sends, token requests included, goes through one
+// transport of its own, so Close can close its connections: the transport
+// storage.NewClient builds sits behind wrappers that do not pass
+// CloseIdleConnections on, and the auth library fetches tokens through a
+// transport cloned per credential.
 func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
-	var opts []option.ClientOption
-	if cfg.Endpoint != "" {
-		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
-	}
 	js, err := ServiceAccountKey(secrets, cfg.Endpoint != "")
 	if err != nil {
 		return nil, err
 	}
+	scopes := []string{storage.ScopeFullControl, scopeCloudPlatform}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	detect := &credentials.DetectOptions{Scopes: scopes, Client: &http.Client{Transport: base}}
+	opts := []option.ClientOption{option.WithScopes(scopes...)}
+	if cfg.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
+	}
+	var creds *auth.Credentials
 	switch {
 	case js != "":
-		opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, []byte(js)))
+		creds, err = credentials.NewCredentialsFromJSON(credentials.ServiceAccount, []byte(js), detect)
 	case cfg.Endpoint != "":
 		opts = append(opts, option.WithoutAuthentication())
+	default:
+		creds, err = credentials.DetectDefault(detect)
 	}
-	c, err := storage.NewClient(context.Background(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GCS credentials: %v", fault.Invalid, err)
+	}
+	if creds != nil {
+		opts = append(opts, option.WithAuthCredentials(creds))
+	}
+	ctx := context.Background()
+	rt, err := htransport.NewTransport(ctx, base, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: GCS client: %v", fault.Invalid, err)
 	}
-	return &gcsStore{c: c, project: cfg.ProjectID}, nil
+	clientOpts := []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: rt})}
+	if cfg.Endpoint != "" {
+		clientOpts = append(clientOpts, option.WithEndpoint(cfg.Endpoint))
+	}
+	c, err := storage.NewClient(ctx, clientOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GCS client: %v", fault.Invalid, err)
+	}
+	return &gcsStore{c: c, transport: base, project: cfg.ProjectID}, nil
+}
+
+// Close closes the idle connections of the Store's own transport.
+func (s *gcsStore) Close() error {
+	s.transport.CloseIdleConnections()
+	return s.c.Close()
 }
 
 // ServiceAccountKey returns the secret's service-account key ("" when the

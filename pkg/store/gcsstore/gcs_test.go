@@ -1,13 +1,20 @@
 package gcsstore_test
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -105,5 +112,73 @@ func TestServiceAccountTokenURI(t *testing.T) {
 	}
 	if _, err := gcsstore.RcloneOptions(gcsstore.Config{ProjectID: "p", Endpoint: "http://127.0.0.1:1/storage/v1/"}, secrets); err != nil {
 		t.Fatalf("with --gcs-endpoint the key's token endpoint is the admin's choice: %v", err)
+	}
+}
+
+// TestKeySignsRequestsAndCloseReleases: requests of a Store opened with a
+// service account key carry the token the key was exchanged for (the
+// Store's own transport still authenticates), and Close closes the
+// connection the Store kept (the server sees it closed).
+func TestKeySignsRequestsAndCloseReleases(t *testing.T) {
+	pk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens, authorized atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/token":
+			tokens.Add(1)
+			_, _ = w.Write([]byte(`{"access_token":"tok-123","token_type":"Bearer","expires_in":3600}`))
+		case r.URL.Path == "/storage/v1/b/bkt":
+			if r.Header.Get("Authorization") == "Bearer tok-123" {
+				authorized.Add(1)
+			}
+			_, _ = w.Write([]byte(`{"kind":"storage#bucket","name":"bkt"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	var open atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	js, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "p", "private_key_id": "k1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "sa@p.iam.gserviceaccount.com", "token_uri": srv.URL + "/token"})
+	s, err := gcsstore.Open(gcsstore.Config{ProjectID: "p", Endpoint: srv.URL + "/storage/v1/"},
+		store.Secrets{gcsstore.SecretServiceAccountJSON: string(js)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HeadBucket(context.Background(), "bkt"); err != nil {
+		t.Fatalf("HeadBucket: %v", err)
+	}
+	if tokens.Load() != 1 || authorized.Load() != 1 {
+		t.Fatalf("token requests %d, authorized bucket requests %d; want 1 and 1", tokens.Load(), authorized.Load())
+	}
+	if n := open.Load(); n == 0 {
+		t.Fatal("the Store kept no connection open: nothing for Close to prove")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Fatalf("%d connections still open after Close", n)
 	}
 }

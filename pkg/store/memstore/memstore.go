@@ -67,6 +67,9 @@ func (c *client) bucket(name string) (*memBucket, error) {
 	return b, nil
 }
 
+// Close has nothing to release: the account lives in memory.
+func (c *client) Close() error { return nil }
+
 func (c *client) CreateBucket(_ context.Context, name string) error {
 	if err := c.lock("creating bucket " + name); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -114,6 +115,23 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	return &ociStore{c: c, cfg: cfg}, nil
 }
 
+// Close closes the idle connections of the client's own transport (the
+// SDK builds one per client, behind its certificate-refreshing wrapper).
+func (s *ociStore) Close() error {
+	hc, ok := s.c.HTTPClient.(*http.Client)
+	if !ok {
+		return nil
+	}
+	rt := hc.Transport
+	if w, ok := rt.(interface{ Delegate() http.RoundTripper }); ok {
+		rt = w.Delegate()
+	}
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	return nil
+}
+
 // RcloneOptions returns rclone oracleobjectstorage options. A signing key
 // travels as "file:" entries that the consumer writes to private files
 // (see store.Materialize): rclone reads OCI keys from a config file.
@@ -132,7 +150,9 @@ func RcloneOptions(cfg Config, secrets store.Secrets) (map[string]string, error)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if ns, err = st.(*ociStore).namespace(ctx); err != nil {
+		ns, err = st.(*ociStore).namespace(ctx)
+		_ = st.Close()
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -374,6 +375,32 @@ func Run(t *testing.T, tg Target) {
 			t.Fatalf("DeleteBucket of a missing bucket = %v, want nil", err)
 		}
 	})
+	t.Run("a closed store keeps no connection", func(t *testing.T) {
+		// Every CSI call opens a Store and closes it; an SDK client's pool
+		// would otherwise keep a connection per call until its idle
+		// timeout, and a busy controller would run out of descriptors.
+		b := name("conf-close")
+		if err := tg.Open(t).CreateBucket(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		const calls = 20
+		before := openFiles(t)
+		for range calls {
+			s := tg.Open(t)
+			if err := s.HeadBucket(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		}
+		if after := openFiles(t); after > before+2 {
+			t.Fatalf("%d opened and closed stores left %d descriptors open (%d before, %d after)", calls, after-before, before, after)
+		}
+		if err := tg.Open(t).DeleteBucket(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("wrong credentials", func(t *testing.T) {
 		s := tg.OpenWrong(t)
 		if _, err := s.ListBuckets(ctx); !errors.Is(err, fault.Denied) {
@@ -383,4 +410,14 @@ func Run(t *testing.T, tg Target) {
 			t.Fatalf("CreateBucket with wrong credentials = %v, want fault.Denied", err)
 		}
 	})
+}
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
 }
