@@ -63,13 +63,23 @@ const DefaultWorkers = 64
 // that, a finished GET closes its connection and a later one opens a new
 // one, a TCP (and TLS) handshake more per object against a far store.
 func Connections(ctx context.Context, opt Options) context.Context {
-	workers := opt.Workers
-	if workers <= 0 {
-		workers = DefaultWorkers
-	}
 	ctx, ci := rfs.AddConfig(ctx)
-	ci.Transfers = max(ci.Transfers, (workers+1)/2)
+	ci.Transfers = max(ci.Transfers, (opt.withDefaults().Workers+1)/2)
 	return ctx
+}
+
+// withDefaults returns opt with its zero values replaced by the defaults.
+func (opt Options) withDefaults() Options {
+	if opt.Workers <= 0 {
+		opt.Workers = DefaultWorkers
+	}
+	if opt.ChunkSize <= 0 {
+		opt.ChunkSize = 16 << 20
+	}
+	if opt.Space == nil {
+		opt.Space = FreeSpace
+	}
+	return opt
 }
 
 // Progress counts a running copy; safe for concurrent reads.
@@ -137,15 +147,7 @@ const copyBufSize = 256 << 10
 // manifest and the plan are sorted on disk next to manifestPath and joined
 // in path order.
 func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options, p *Progress) (Result, error) {
-	if opt.Workers <= 0 {
-		opt.Workers = DefaultWorkers
-	}
-	if opt.ChunkSize <= 0 {
-		opt.ChunkSize = 16 << 20
-	}
-	if opt.Space == nil {
-		opt.Space = FreeSpace
-	}
+	opt = opt.withDefaults()
 	work := manifestPath + ".work"
 	if err := os.RemoveAll(work); err != nil {
 		return Result{}, err
