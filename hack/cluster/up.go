@@ -224,7 +224,9 @@ func (c *cluster) s3() error {
 	}
 	c.env = []string{"ROOT_ACCESS_KEY_ID=" + s3AccessKey, "ROOT_SECRET_ACCESS_KEY=" + s3SecretKey}
 	defer func() { c.env = nil }()
-	if err := c.startDaemon("versitygw", versitygw, "--port", net.JoinHostPort(nodeIP, s3Port), "posix", c.path("s3")); err != nil {
+	// --keep-alive: as cloud stores do, and as internal/localenv starts it;
+	// without it versitygw closes every connection after one request.
+	if err := c.startDaemon("versitygw", versitygw, "--port", net.JoinHostPort(nodeIP, s3Port), "--keep-alive", "posix", c.path("s3")); err != nil {
 		return err
 	}
 	return c.waitDaemon("versitygw", 30*time.Second, func() error {
