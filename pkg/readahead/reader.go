@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Options tune the read path. Zero values take the defaults.
@@ -123,6 +124,9 @@ type block struct {
 	done    chan struct{}
 	err     error
 	cancel  context.CancelFunc
+	// ttfb is how long the GET took to answer, xfer how long its body
+	// took to arrive; both are set before done is closed.
+	ttfb, xfer time.Duration
 }
 
 // NewReader returns a Reader of [start, end) fetched with open, holding
@@ -283,13 +287,16 @@ func (r *Reader) fetch(ctx context.Context, b *block) {
 	defer r.letGo(b)
 	defer close(b.done)
 	defer b.cancel()
+	start := time.Now()
 	rc, err := r.open(ctx, b.off, int64(len(b.buf)))
 	if err != nil {
 		b.err = err
 		return
 	}
 	defer rc.Close()
+	opened := time.Now()
 	got, err := io.ReadFull(rc, b.buf)
+	b.ttfb, b.xfer = opened.Sub(start), time.Since(opened)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = fmt.Errorf("short read at offset %d: %d of %d bytes (object changed?)", b.off, got, len(b.buf))
@@ -378,9 +385,10 @@ func (r *Reader) Close() error {
 //
 // The blocks up to BlockSize behind the furthest read are kept, so a
 // request that arrives late finds its bytes; a read near the window joins
-// it, a far one moves it (see locate). Each block read to its end doubles
-// both the block size and the window, up to their limits. A Reader is
-// used through Read or through ReadAt, not both.
+// it, a far one moves it (see locate). Each block read to its end at
+// least doubles both the block size and the window, up to their limits,
+// and widens them at once to the store's round trip (see widen). A Reader
+// is used through Read or through ReadAt, not both.
 func (r *Reader) ReadAt(p []byte, off int64) (data []byte, release func(), err error) {
 	nop := func() {}
 	r.mu.Lock()
@@ -550,9 +558,27 @@ func (r *Reader) consumed(b *block, end int64) {
 		// Out-of-order requests are cheap here, so a sequential reader
 		// gets parallel GETs at once: blocks and window grow together.
 		b.ended = true
-		r.size = min(r.size*2, r.opt.BlockSize)
-		r.window = min(r.window*2, r.opt.Window)
+		r.widen(b)
 	}
+}
+
+// widen grows the block size and the window after b, a block of this
+// Reader that has arrived, was read to its end: at least doubling each,
+// and at once as far as the store's round trip asks. A GET spends its time
+// to first byte idle: to keep the link busy, the bytes in flight must be
+// what arrives in that time, b's time to first byte at b's transfer rate.
+// A store on loopback answers in about a millisecond and the window grows
+// by doubling; one 20 ms away asks for its full width after the first
+// block instead of after five round trips (docs/benchmarks.md).
+func (r *Reader) widen(b *block) {
+	size, window := r.size*2, r.window*2
+	if b.xfer > 0 && b.ttfb > 0 {
+		inFlight := int64(float64(len(b.buf)) * min(float64(b.ttfb)/float64(b.xfer), 1<<10))
+		size = max(size, classOf(inFlight/int64(r.opt.Window)))
+		window = max(window, int(min(inFlight/min(size, r.opt.BlockSize), int64(r.opt.Window))))
+	}
+	r.size = min(size, r.opt.BlockSize)
+	r.window = min(window, r.opt.Window)
 }
 
 // readInto reads len(p) bytes at off with one GET, when the memory

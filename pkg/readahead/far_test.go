@@ -1,0 +1,117 @@
+package readahead
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// farSource serves an object of n zero bytes as a store at a distance
+// does: each GET answers after ttfb and delivers its body at perConn
+// bytes per second. It records the size of every GET.
+type farSource struct {
+	n       int64
+	ttfb    time.Duration
+	perConn float64
+	sizes   chan int64
+}
+
+func (s *farSource) open(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	if s.sizes != nil {
+		s.sizes <- n
+	}
+	t := time.NewTimer(s.ttfb)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return &pacedBody{left: n, rate: s.perConn, start: time.Now()}, nil
+}
+
+// pacedBody is a GET's body arriving at rate bytes per second.
+type pacedBody struct {
+	left, sent int64
+	rate       float64
+	start      time.Time
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, io.EOF
+	}
+	n := min(int64(len(b)), p.left, 256<<10)
+	clear(b[:n])
+	p.left -= n
+	p.sent += n
+	time.Sleep(time.Until(p.start.Add(time.Duration(float64(p.sent) / p.rate * float64(time.Second)))))
+	return int(n), nil
+}
+
+func (p *pacedBody) Close() error { return nil }
+
+// TestReadAtWidensToTheRoundTrip: after its first block, a sequential
+// reader of a store whose GETs wait 20 ms for their first byte fetches
+// what arrives in 20 ms at once (about 40 MiB at 2 GB/s, up to the window
+// of 4 × 8 MiB); one whose GETs answer at once doubles its block and its
+// window (2 × 2 MiB).
+func TestReadAtWidensToTheRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ttfb     time.Duration
+		min, max int64 // bytes requested by the GETs after the first block
+	}{
+		{"20 ms away", 20 * time.Millisecond, 12 << 20, 32 << 20},
+		{"at once", 0, 4 << 20, 4 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &farSource{n: 64 << 20, ttfb: tc.ttfb, perConn: 2e9, sizes: make(chan int64, 64)}
+			r := NewReader(context.Background(), src.open, 0, src.n, Options{})
+			defer r.Close()
+			p := make([]byte, 1<<20)
+			for off := int64(0); off < 2<<20; off += int64(len(p)) {
+				_, release, err := r.ReadAt(p, off)
+				if err != nil {
+					t.Fatal(err)
+				}
+				release()
+			}
+			if first := <-src.sizes; first != 1<<20 {
+				t.Fatalf("first GET of %d bytes, want one of the first request's size (1 MiB)", first)
+			}
+			var ahead []int64
+			total := int64(0)
+			for len(src.sizes) > 0 {
+				n := <-src.sizes
+				ahead = append(ahead, n)
+				total += n
+			}
+			if total < tc.min || total > tc.max {
+				t.Fatalf("after the first block GETs of %v bytes, %d in all; want %d to %d", ahead, total, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// BenchmarkReadAtFarStore is the read-ahead's own bound against a store
+// 20 ms away whose connections carry 300 MB/s each: a 256 MiB object read
+// front to back in 1 MiB requests through ReadAt by a reader that takes no
+// time, so the MB/s is what the window's growth and width allow.
+func BenchmarkReadAtFarStore(b *testing.B) {
+	src := &farSource{n: 256 << 20, ttfb: 20 * time.Millisecond, perConn: 300e6}
+	p := make([]byte, 1<<20)
+	b.SetBytes(src.n)
+	for b.Loop() {
+		r := NewReader(context.Background(), src.open, 0, src.n, Options{})
+		for off := int64(0); off < src.n; off += int64(len(p)) {
+			_, release, err := r.ReadAt(p, off)
+			if err != nil {
+				b.Fatal(err)
+			}
+			release()
+		}
+		r.Close()
+	}
+}
