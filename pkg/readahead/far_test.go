@@ -115,3 +115,26 @@ func BenchmarkReadAtFarStore(b *testing.B) {
 		r.Close()
 	}
 }
+
+// TestReadAtServesBytesAsTheyArrive: a read of the first MiB of a block of
+// 8 MiB returns once that MiB has arrived, not once the whole block has:
+// the body arrives at 100 MB/s, so the whole block takes 84 ms.
+func TestReadAtServesBytesAsTheyArrive(t *testing.T) {
+	src := &farSource{n: 16 << 20, perConn: 100e6}
+	r := NewReader(context.Background(), src.open, 0, src.n, Options{FirstBlock: 8 << 20})
+	defer r.Close()
+	p := make([]byte, 1<<20)
+	start := time.Now()
+	data, release, err := r.ReadAt(p, 0)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if len(data) != len(p) {
+		t.Fatalf("read %d bytes, want %d", len(data), len(p))
+	}
+	if whole := time.Duration(float64(8<<20) / src.perConn * float64(time.Second)); took > whole/2 {
+		t.Fatalf("the first MiB took %v; the whole block takes %v", took, whole)
+	}
+}

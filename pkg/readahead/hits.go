@@ -3,8 +3,8 @@ package readahead
 import "sync/atomic"
 
 // Hits counts how reads of one Fs were served; safe for concurrent use.
-// A block is a read-ahead hit when it had arrived before the first read
-// that needed it, a miss when that read had to wait for it; a small-file
+// A block is a read-ahead hit when the bytes the first read that needed it
+// asked for had arrived, a miss when that read had to wait for them; a small-file
 // hit is an open served whole from a small-file prefetch.
 type Hits struct {
 	blockHits, blockMisses, smallHits atomic.Int64

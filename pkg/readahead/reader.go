@@ -125,8 +125,38 @@ type block struct {
 	err     error
 	cancel  context.CancelFunc
 	// ttfb is how long the GET took to answer, xfer how long its body
-	// took to arrive; both are set before done is closed.
+	// took to arrive; both are set before the whole block has arrived.
 	ttfb, xfer time.Duration
+	// arrival makes the block's bytes readable as they arrive.
+	arrival arrival
+}
+
+// arrival is how much of a block's GET has arrived: a read that needs the
+// first bytes of a block of 8 MiB waits for those, not for all of it.
+type arrival struct {
+	mu      sync.Mutex
+	arrived int           // bytes of the block's buffer filled, from its start
+	wake    chan struct{} // closed and replaced whenever arrived grows
+}
+
+// arrivalStep is how many bytes arrive between two wake-ups of readers
+// waiting for a block.
+const arrivalStep = 256 << 10
+
+// advance records that the first n bytes of the block have arrived.
+func (a *arrival) advance(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.arrived = n
+	close(a.wake)
+	a.wake = make(chan struct{})
+}
+
+// state returns the bytes arrived and the channel closed when more do.
+func (a *arrival) state() (int, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.arrived, a.wake
 }
 
 // NewReader returns a Reader of [start, end) fetched with open, holding
@@ -236,6 +266,7 @@ func (r *Reader) blockLen() int64 {
 func (r *Reader) start(off int64, buf []byte) *block {
 	ctx, cancel := context.WithCancel(r.ctx)
 	b := &block{off: off, buf: buf, done: make(chan struct{}), cancel: cancel}
+	b.arrival.wake = make(chan struct{})
 	b.owners.init()
 	r.wg.Add(1)
 	go r.fetch(ctx, b)
@@ -295,14 +326,41 @@ func (r *Reader) fetch(ctx context.Context, b *block) {
 	}
 	defer rc.Close()
 	opened := time.Now()
-	got, err := io.ReadFull(rc, b.buf)
-	b.ttfb, b.xfer = opened.Sub(start), time.Since(opened)
+	b.ttfb = opened.Sub(start)
+	got, err := receive(rc, b)
+	b.xfer = time.Since(opened)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = fmt.Errorf("short read at offset %d: %d of %d bytes (object changed?)", b.off, got, len(b.buf))
 		}
 		b.err = err
+		return
 	}
+	b.arrival.advance(got)
+}
+
+// receive reads rc into b's buffer until it is full, as io.ReadFull does,
+// making every arrivalStep bytes readable as they arrive; the caller makes
+// the last ones readable.
+func receive(rc io.Reader, b *block) (int, error) {
+	got, next := 0, arrivalStep
+	for got < len(b.buf) {
+		n, err := rc.Read(b.buf[got:])
+		got += n
+		if got >= next && got < len(b.buf) {
+			b.arrival.advance(got)
+			next = got + arrivalStep
+		}
+		switch {
+		case got == len(b.buf):
+			return got, nil
+		case err == io.EOF:
+			return got, io.ErrUnexpectedEOF
+		case err != nil:
+			return got, err
+		}
+	}
+	return got, nil
 }
 
 // RangeSeek moves the reader to offset (from the start, to the end of
@@ -415,11 +473,13 @@ func (r *Reader) ReadAt(p []byte, off int64) (data []byte, release func(), err e
 			break
 		}
 		b := r.queue[i]
-		r.count(b)
+		// The bytes of b this read needs: it waits for those only.
+		need := min(at-b.off+n-got, int64(len(b.buf)))
+		r.count(b, int(need))
 		b.waiters++
 		b.owners.hold()
 		r.mu.Unlock()
-		err := r.await(b)
+		err := r.await(b, int(need))
 		r.mu.Lock()
 		b.waiters--
 		if err != nil {
@@ -444,28 +504,34 @@ func (r *Reader) ReadAt(p []byte, off int64) (data []byte, release func(), err e
 	return p[:n], nop, nil
 }
 
-// count records, at a block's first read, whether it had arrived.
-func (r *Reader) count(b *block) {
+// count records, at a block's first read, whether the first need bytes
+// of it had arrived.
+func (r *Reader) count(b *block, need int) {
 	if b.counted {
 		return
 	}
 	b.counted = true
-	select {
-	case <-b.done:
-		r.hits.block(true)
-	default:
-		r.hits.block(false)
-	}
+	arrived, _ := b.arrival.state()
+	r.hits.block(arrived >= need)
 }
 
-// await waits for b's fetch and returns its error, or the Reader's
-// context's.
-func (r *Reader) await(b *block) error {
-	select {
-	case <-b.done:
-		return b.err
-	case <-r.ctx.Done():
-		return r.ctx.Err()
+// await waits until the first need bytes of b have arrived, and returns
+// nil, or b's fetch error, or the Reader's context's.
+func (r *Reader) await(b *block, need int) error {
+	for {
+		arrived, wake := b.arrival.state()
+		if arrived >= need {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-b.done:
+			if b.err != nil {
+				return b.err
+			}
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
 	}
 }
 
@@ -542,8 +608,8 @@ func (r *Reader) find(off int64) int {
 // wait waits for b's fetch, counting a hit or a miss at its first read;
 // a failed fetch or an ended context fails the Reader.
 func (r *Reader) wait(b *block) error {
-	r.count(b)
-	if err := r.await(b); err != nil {
+	r.count(b, len(b.buf))
+	if err := r.await(b, len(b.buf)); err != nil {
 		r.err = err
 		return err
 	}
