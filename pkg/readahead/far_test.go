@@ -21,12 +21,14 @@ func (s *farSource) open(ctx context.Context, off, n int64) (io.ReadCloser, erro
 	if s.sizes != nil {
 		s.sizes <- n
 	}
-	t := time.NewTimer(s.ttfb)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if s.ttfb > 0 {
+		t := time.NewTimer(s.ttfb)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return &pacedBody{left: n, rate: s.perConn, start: time.Now()}, nil
 }
@@ -53,21 +55,22 @@ func (p *pacedBody) Read(b []byte) (int, error) {
 func (p *pacedBody) Close() error { return nil }
 
 // TestReadAtWidensToTheRoundTrip: after its first block, a sequential
-// reader of a store whose GETs wait 20 ms for their first byte fetches
-// what arrives in 20 ms at once (about 40 MiB at 2 GB/s, up to the window
-// of 4 × 8 MiB); one whose GETs answer at once doubles its block and its
-// window (2 × 2 MiB).
+// reader of a store whose GETs wait 20 ms for their first byte and then
+// deliver at once fetches the full window (4 × 8 MiB, cut to the
+// requests' ends); one whose GETs answer at once and deliver at 2 GB/s
+// doubles its block and its window (2 × 2 MiB).
 func TestReadAtWidensToTheRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		ttfb     time.Duration
+		perConn  float64
 		min, max int64 // bytes requested by the GETs after the first block
 	}{
-		{"20 ms away", 20 * time.Millisecond, 12 << 20, 32 << 20},
-		{"at once", 0, 4 << 20, 4 << 20},
+		{"20 ms away", 20 * time.Millisecond, 1e12, 24 << 20, 32 << 20},
+		{"at once", 0, 2e9, 4 << 20, 4 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := &farSource{n: 64 << 20, ttfb: tc.ttfb, perConn: 2e9, sizes: make(chan int64, 64)}
+			src := &farSource{n: 64 << 20, ttfb: tc.ttfb, perConn: tc.perConn, sizes: make(chan int64, 64)}
 			r := NewReader(context.Background(), src.open, 0, src.n, Options{})
 			defer r.Close()
 			p := make([]byte, 1<<20)
