@@ -69,7 +69,7 @@ var targets = []Target{
 	{Name: "MOUNT_CACHED write ≥ 0.8× local disk", Figure: "CachedWrite", Unit: "MB/s",
 		System: "bucket-csi-MOUNT_CACHED", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "every write crosses FUSE into the VFS cache file, while the local-disk baseline writes into the page cache directly"},
 	{Name: "GCS emulator: MOUNT sequential read ≥ 1× gcsfuse", Figure: "GCSSeqRead", Unit: "MB/s",
-		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "a 64 MiB object at scale 0.25 is read mostly while the read-ahead still grows to 4 parallel 8 MiB GETs, each range waited for whole, where gcsfuse reads one stream from the first byte (docs/benchmarks.md)"},
+		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "a 64 MiB object at scale 0.25 is read mostly while the read-ahead still grows to 4 parallel 8 MiB GETs, where gcsfuse reads one stream from the first byte (docs/benchmarks.md)"},
 	{Name: "GCS emulator: small files through MOUNT ≥ 1× gcsfuse", Figure: "GCSSmallFiles", Unit: "files/s",
 		System: "bucket-csi-MOUNT", Baseline: "gcsfuse", Bound: AtLeast, Limit: 1, Why: "files are fetched ahead only for a reader that opens them in name order"},
 	{Name: "16 parallel readers: FUSE server peak RSS < 384 MiB", Figure: "ParallelRead", Unit: "peak-RSS-MiB",
@@ -87,7 +87,7 @@ const remoteRTT = "20ms"
 var remoteTargets = []Target{
 	{Name: "at 20 ms: MOUNT sequential read ≥ 0.8× raw GET", Figure: "SeqRead", Unit: "MB/s",
 		System: "bucket-csi-MOUNT", Baseline: "raw-SDK", Bound: AtLeast, Limit: 0.8, RTT: remoteRTT,
-		Why: "the raw figure reads 8 ranges of 16 MiB in parallel from the start; the read-ahead starts with one small GET and grows to 4 parallel 8 MiB GETs, and the proxy limits each connection to about 300 MB/s"},
+		Why: "the raw figure reads 8 ranges of 16 MiB in parallel from the first byte; the read-ahead's first GET is 256 KiB, then it widens to 4 parallel 8 MiB GETs, each on a connection that starts in TCP slow start after a mount (docs/benchmarks.md, What changed the figures); 8 GETs, or 8 of 16 MiB, were not faster"},
 	{Name: "at 20 ms: small files through MOUNT ≥ 3× rclone mount", Figure: "SmallFiles", Unit: "files/s",
 		System: "bucket-csi-MOUNT", Baseline: "rclone-mount", Bound: AtLeast, Limit: 3, RTT: remoteRTT,
 		Why: "files are fetched 16 at a time ahead of a reader that opens them in name order; each open still costs a FUSE lookup"},
