@@ -1,9 +1,16 @@
 package test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
+	"github.com/bucket-csi/bucket-csi/internal/netdelay"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/ocistore"
@@ -106,4 +113,55 @@ func mustOpenAt(t *testing.T, b store.Backend, secrets map[string]string, locati
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// TestS3StoreReusesItsConnection: a Store's requests share one connection
+// (a store 10 ms away costs a round trip per new connection, more with
+// TLS), and Close leaves none open.
+func TestS3StoreReusesItsConnection(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	p := &netdelay.Proxy{Target: strings.TrimPrefix(s3.Endpoint, "http://"), RTT: 10 * time.Millisecond}
+	if err := p.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	s, err := s3store.Backend(s3store.Config{Endpoint: "http://" + p.Addr(), PathStyle: true}).Open(s3.Secrets(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const b = "reuse"
+	start := time.Now()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.CreateBucket(ctx, b))
+	for i := range 8 {
+		must(s.PutObject(ctx, b, fmt.Sprint("k", i), []byte("v")))
+		must(s.HeadBucket(ctx, b))
+	}
+	if _, err := s.GetObject(ctx, b, "k0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetObject(ctx, b, "missing"); !errors.Is(err, fault.NotFound) {
+		t.Fatalf("GetObject of a missing key = %v, want fault.NotFound", err)
+	}
+	must(s.List(ctx, b, "", 0, func(store.Object) error { return nil }))
+	must(s.DeleteObjects(ctx, b, []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}))
+	must(s.DeleteBucket(ctx, b))
+	t.Logf("22 requests in %v over %d connection(s)", time.Since(start).Round(time.Millisecond), p.Accepted())
+	if n := p.Accepted(); n != 1 {
+		t.Errorf("22 requests of one Store opened %d connections, want 1", n)
+	}
+	must(s.Close())
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Live() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := p.Live(); n != 0 {
+		t.Errorf("%d connection(s) still open after Close", n)
+	}
 }

@@ -38,10 +38,12 @@ type Proxy struct {
 	// zero).
 	Window int
 
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	ln       net.Listener
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	accepted int // client connections accepted
+	live     int // client connections not yet ended
 }
 
 // Listen starts serving on addr ("127.0.0.1:0" for a free port) and
@@ -60,6 +62,23 @@ func (p *Proxy) Listen(addr string) error {
 
 // Addr is the listening address (host:port).
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Accepted returns how many client connections the proxy has accepted,
+// and Live how many of them are still open (both directions not yet
+// ended), so a test can tell whether a client reuses its connections and
+// closes them.
+func (p *Proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
+// Live: see Accepted.
+func (p *Proxy) Live() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.live
+}
 
 // Close stops listening, closes every open connection and waits until
 // all of the proxy's goroutines have ended.
@@ -87,6 +106,10 @@ func (p *Proxy) accept() {
 			c.Close()
 			return
 		}
+		p.mu.Lock()
+		p.accepted++
+		p.live++
+		p.mu.Unlock()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -114,6 +137,11 @@ func (p *Proxy) untrack(c net.Conn) {
 
 // serve forwards one client connection until both directions end.
 func (p *Proxy) serve(client net.Conn, accepted time.Time) {
+	defer func() {
+		p.mu.Lock()
+		p.live--
+		p.mu.Unlock()
+	}()
 	defer p.untrack(client)
 	defer client.Close()
 	server, err := net.Dial("tcp", p.Target)

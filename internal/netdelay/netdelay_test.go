@@ -171,3 +171,31 @@ func TestCloseEndsConnections(t *testing.T) {
 		t.Error("the client's connection is still open after Close")
 	}
 }
+
+// TestCountsConnections: Accepted counts every client connection, Live
+// the ones still open.
+func TestCountsConnections(t *testing.T) {
+	p := startProxy(t, 0, 0)
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip(t, c, []byte("hello"))
+		conns = append(conns, c)
+	}
+	if a, l := p.Accepted(), p.Live(); a != 2 || l != 2 {
+		t.Fatalf("with 2 connections open: Accepted %d, Live %d, want 2, 2", a, l)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Live() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if a, l := p.Accepted(), p.Live(); a != 2 || l != 0 {
+		t.Fatalf("after both closed: Accepted %d, Live %d, want 2, 0", a, l)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -86,7 +87,8 @@ func Backend(cfg Config) store.Backend {
 }
 
 type s3Store struct {
-	c *s3.Client
+	c         *s3.Client
+	transport *http.Transport // hc's, emptied by Close
 }
 
 // At returns cfg for a volume at location: "{location}" in the endpoint is
@@ -143,25 +145,54 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	// Servers other than AWS rarely support the newer flexible checksums.
 	awsCfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	awsCfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	hc, tr := newHTTPClient()
 	c := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle
-		// A Store serves one call, so its requests keep no connection:
-		// nothing is left open after the call (Close has nothing to
-		// release) and the BuildableClient, which hides its transport,
-		// needs no closing (TestPublishCycles, the conformance suite's
-		// "a closed store keeps no connection").
-		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-			t.DisableKeepAlives = true
-		})
+		o.HTTPClient = hc
 	})
-	return &s3Store{c: c}, nil
+	return &s3Store{c: c, transport: tr}, nil
 }
 
-// Close has nothing to release: the client keeps no connection (Open).
-func (s *s3Store) Close() error { return nil }
+// idleTimeout closes a Store's connection that no request has used for
+// that long: a Store serves one call, whose requests follow each other
+// closely, and a connection returned to the pool after Close (a body
+// closed late) must not stay open for the SDK's default 90 s.
+const idleTimeout = 5 * time.Second
+
+// newHTTPClient returns the HTTP client of one Store and its transport:
+// the SDK's default transport settings, connections kept between the
+// call's requests (a remote store costs a TCP and TLS handshake per new
+// connection) and closed by Close. Redirects are followed as the SDK's
+// own client follows them: 307 and 308 only (they keep the method), and
+// a session token never goes to another host.
+func newHTTPClient() (*http.Client, *http.Transport) {
+	tr := awshttp.NewBuildableClient().GetTransport()
+	tr.IdleConnTimeout = idleTimeout
+	return &http.Client{Transport: tr, CheckRedirect: sdkRedirect}, tr
+}
+
+func sdkRedirect(r *http.Request, via []*http.Request) error {
+	if c := r.Response.StatusCode; c != http.StatusTemporaryRedirect && c != http.StatusPermanentRedirect {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if len(via) > 0 && via[len(via)-1].URL.Host != r.URL.Host {
+		r.Header.Del("X-Amz-Security-Token")
+	}
+	return nil
+}
+
+// Close closes the Store's idle connections; a Store is not used after
+// Close.
+func (s *s3Store) Close() error {
+	s.transport.CloseIdleConnections()
+	return nil
+}
 
 // RcloneOptions returns rclone s3 backend options for cfg and secrets.
 func RcloneOptions(cfg Config, secrets store.Secrets) (map[string]string, error) {
