@@ -130,6 +130,7 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	hc, tr := newHTTPClient()
 	var awsCfg aws.Config
 	if static {
 		awsCfg = aws.Config{
@@ -137,7 +138,9 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 			Credentials: credentials.NewStaticCredentialsProvider(id, secret, token),
 		}
 	} else {
-		awsCfg, err = config.LoadDefaultConfig(context.Background(), config.WithRegion(cfg.region()))
+		// Token requests (IMDS, STS for web identity) go through the
+		// Store's client too, so Close closes their connections.
+		awsCfg, err = config.LoadDefaultConfig(context.Background(), config.WithRegion(cfg.region()), config.WithHTTPClient(hc))
 		if err != nil {
 			return nil, fmt.Errorf("%w: loading the AWS default credential chain: %v", fault.Unavailable, err)
 		}
@@ -145,7 +148,6 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	// Servers other than AWS rarely support the newer flexible checksums.
 	awsCfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	awsCfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-	hc, tr := newHTTPClient()
 	c := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
