@@ -168,8 +168,8 @@ const idleTimeout = 5 * time.Second
 // the SDK's default transport settings, connections kept between the
 // call's requests (a remote store costs a TCP and TLS handshake per new
 // connection) and closed by Close. Redirects are followed as the SDK's
-// own client follows them: 307 and 308 only (they keep the method), and
-// a session token never goes to another host.
+// own client follows them, 307 and 308 only (they keep the method), and a
+// session token never goes to a host other than the first request's.
 func newHTTPClient() (*http.Client, *http.Transport) {
 	tr := awshttp.NewBuildableClient().GetTransport()
 	tr.IdleConnTimeout = idleTimeout
@@ -183,7 +183,9 @@ func sdkRedirect(r *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
-	if len(via) > 0 && via[len(via)-1].URL.Host != r.URL.Host {
+	// The client copies the first request's headers into every hop, so
+	// compare with its host, not the last hop's.
+	if len(via) > 0 && via[0].URL.Host != r.URL.Host {
 		r.Header.Del("X-Amz-Security-Token")
 	}
 	return nil
