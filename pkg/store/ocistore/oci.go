@@ -84,6 +84,7 @@ func keyFrom(s store.Secrets) (apiKey, bool, error) {
 type ociStore struct {
 	c      objectstorage.ObjectStorageClient
 	cfg    Config
+	tokens *dispatchers // the instance principal's token clients
 	nsOnce sync.Once
 	ns     string
 	nsErr  error
@@ -96,13 +97,14 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 		return nil, err
 	}
 	var p common.ConfigurationProvider
+	tokens := &dispatchers{}
 	if ok {
 		var pass *string
 		if k.passphrase != "" {
 			pass = &k.passphrase
 		}
 		p = common.NewRawConfigurationProvider(k.tenancy, k.user, cfg.Region, k.fingerprint, k.key, pass)
-	} else if p, err = auth.InstancePrincipalConfigurationProvider(); err != nil {
+	} else if p, err = auth.InstancePrincipalConfigurationProviderWithCustomClient(tokens.record); err != nil {
 		return nil, fmt.Errorf("%w: no OCI key in the secret and no instance principal: %v", fault.Denied, err)
 	}
 	c, err := objectstorage.NewObjectStorageClientWithConfigurationProvider(p)
@@ -112,24 +114,59 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 	if cfg.Endpoint != "" {
 		c.Host = cfg.Endpoint
 	}
-	return &ociStore{c: c, cfg: cfg}, nil
+	return &ociStore{c: c, cfg: cfg, tokens: tokens}, nil
 }
 
-// Close closes the idle connections of the client's own transport (the
-// SDK builds one per client, behind its certificate-refreshing wrapper).
+// Close closes the idle connections of the client's own transport and of
+// the instance principal's token clients (the SDK builds a transport per
+// client, behind its certificate-refreshing wrapper).
 func (s *ociStore) Close() error {
-	hc, ok := s.c.HTTPClient.(*http.Client)
+	closeIdle(s.c.HTTPClient)
+	s.tokens.closeIdle()
+	return nil
+}
+
+// dispatchers records the HTTP clients the SDK builds for an instance
+// principal's token requests (it hands each to record, a
+// dispatcher modifier, and uses it unchanged), so that Close reaches them.
+type dispatchers struct {
+	mu   sync.Mutex
+	list []common.HTTPRequestDispatcher
+}
+
+func (d *dispatchers) record(c common.HTTPRequestDispatcher) (common.HTTPRequestDispatcher, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.list = append(d.list, c)
+	return c, nil
+}
+
+func (d *dispatchers) closeIdle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.list {
+		closeIdle(c)
+	}
+}
+
+// closeIdle closes the idle connections of an SDK client's transport,
+// unwrapping the SDK's certificate-refreshing wrapper; a dispatcher that
+// is not an *http.Client is left alone.
+func closeIdle(d common.HTTPRequestDispatcher) {
+	hc, ok := d.(*http.Client)
 	if !ok {
-		return nil
+		return
 	}
 	rt := hc.Transport
 	if w, ok := rt.(interface{ Delegate() http.RoundTripper }); ok {
 		rt = w.Delegate()
 	}
+	if rt == nil {
+		return // http.DefaultTransport, shared by the process
+	}
 	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
-	return nil
 }
 
 // RcloneOptions returns rclone oracleobjectstorage options. A signing key
