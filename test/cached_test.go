@@ -260,6 +260,58 @@ func TestCachedEditInPlaceSurvivesKill(t *testing.T) {
 	}
 }
 
+// TestCachedFsyncUploadsOnlyChanges: fsync uploads a MOUNT_CACHED file
+// only when it has changes not yet in the bucket. A file read through the
+// mount and then replaced in the bucket by another client keeps the new
+// object through an fsync of a read-only handle and of a read-write one
+// that wrote nothing (before, both put the stale cached copy back over
+// it). A file written and closed, then fsynced through a read-only handle
+// (coreutils' `sync FILE`), is in the bucket when that fsync returns, long
+// before the write-back delay (30s here).
+func TestCachedFsyncUploadsOnlyChanges(t *testing.T) {
+	s3, _, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-fsync-clean")
+	old, newer := randomBytes(t, 1<<20), randomBytes(t, 1<<20)
+	putObject(t, s3, bucket, "shared.bin", old)
+	path := filepath.Join(target, "shared.bin")
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("first read through the mount: %v or different bytes", err)
+	}
+	putObject(t, s3, bucket, "shared.bin", newer) // another client
+	for _, flag := range []int{os.O_RDONLY, os.O_RDWR} {
+		f, err := os.OpenFile(path, flag, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatalf("fsync of a clean file (flags %#x): %v", flag, err)
+		}
+		f.Close()
+		if got, err := s3.ReadObject(t, bucket, "shared.bin"); err != nil || !bytes.Equal(got, newer) {
+			t.Fatalf("after an fsync of a clean file (flags %#x) the bucket lost the newer object: %v", flag, err)
+		}
+	}
+
+	written := randomBytes(t, 2<<20)
+	if err := os.WriteFile(filepath.Join(target, "mine.bin"), written, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(target, "mine.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync through a read-only handle of a written file: %v", err)
+	}
+	f.Close()
+	if got, err := s3.ReadObject(t, bucket, "mine.bin"); err != nil || !bytes.Equal(got, written) {
+		t.Fatalf("after fsync through a read-only handle the bucket does not hold the written file: %v (%d bytes)", err, len(got))
+	}
+	if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	unstageUntilDone(t, c, id, staging, 30*time.Second, time.Minute)
+}
+
 // TestCachedFsyncIsDurable: fsync on a MOUNT_CACHED file returns only once
 // the file's content is in the bucket, even while the file stays open and
 // long before the write-back delay (30s here) would upload it.

@@ -2,7 +2,9 @@ package fuseserver
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 
@@ -10,6 +12,8 @@ import (
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/object"
 	"github.com/rclone/rclone/vfs"
+
+	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
 )
 
 // durableFS makes fsync(2) on a MOUNT_CACHED file return only once the
@@ -18,24 +22,34 @@ import (
 // wrapper uploads the cached content itself (the write-back upload after
 // close still happens, and is then an idempotent rewrite). The kernel
 // names the file by node ID only: paths come from a trackFS below.
+//
+// Only a file with changes not yet in the bucket is uploaded: rclone's
+// cache metadata says so (Dirty, saved at the first write). An fsync of a
+// clean file, from any handle (coreutils' `sync FILE` opens read-only), has
+// nothing to make durable, and an upload of its cached copy would replace
+// a newer object another client put since. A read-only volume uploads
+// nothing.
 type durableFS struct {
 	fuse.RawFileSystem
-	v     *vfs.VFS
-	f     rfs.Fs
-	log   *slog.Logger
-	paths *pathTable
+	v        *vfs.VFS
+	f        rfs.Fs
+	log      *slog.Logger
+	paths    *pathTable
+	cache    cachejournal.Layout
+	readOnly bool
 }
 
-func newDurableFS(inner fuse.RawFileSystem, paths *pathTable, v *vfs.VFS, log *slog.Logger) *durableFS {
-	return &durableFS{RawFileSystem: inner, v: v, f: v.Fs(), log: log, paths: paths}
+func newDurableFS(inner fuse.RawFileSystem, paths *pathTable, v *vfs.VFS, cache cachejournal.Layout, readOnly bool, log *slog.Logger) *durableFS {
+	return &durableFS{RawFileSystem: inner, v: v, f: v.Fs(), log: log, paths: paths, cache: cache, readOnly: readOnly}
 }
 
-// Fsync syncs the cache file, then uploads the file and answers only once
-// the store has it. A failed upload is EIO: the caller must not assume the
-// data is durable (it stays in the cache and is uploaded after close).
+// Fsync syncs the cache file, then, if the file has changes not yet
+// uploaded, uploads it and answers only once the store has it. A failed
+// upload is EIO: the caller must not assume the data is durable (it stays
+// in the cache and is uploaded after close).
 func (d *durableFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	st := d.RawFileSystem.Fsync(c, in)
-	if !st.Ok() {
+	if !st.Ok() || d.readOnly {
 		return st
 	}
 	p, ok := d.paths.path(in.NodeId)
@@ -43,11 +57,29 @@ func (d *durableFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 		d.log.Warn("fsync of a file whose path is unknown; not uploaded now", "node", in.NodeId)
 		return fuse.EIO
 	}
+	if d.clean(p) {
+		return fuse.OK
+	}
 	if err := d.upload(p); err != nil {
 		d.log.Warn("fsync upload failed", "path", p, "err", err)
 		return fuse.EIO
 	}
 	return fuse.OK
+}
+
+// clean reports whether the cache knows p has no changes to upload: its
+// metadata reads as not dirty, or the cache holds no copy of p at all. A
+// metadata file that cannot be read or decoded is not clean (the upload is
+// the safe side).
+func (d *durableFS) clean(p string) bool {
+	info, err := d.cache.Info(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return true
+	case err != nil:
+		return false
+	}
+	return !info.Dirty
 }
 
 // upload puts the cached content of p into the store.

@@ -233,7 +233,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	var pt *passthroughFS
 	if cfg.Durable {
-		d := newDurableFS(raw, &tracked.paths, v, log)
+		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
 			pt = newPassthroughFS(d, v, journal.Layout(), log)
