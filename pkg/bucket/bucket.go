@@ -146,8 +146,15 @@ func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner
 		switch {
 		case err == nil:
 			return true, k.markNew(ctx, s, ref, owner)
+		case errors.Is(err, store.TakenElsewhere):
+			// Another account created it since the HeadBucket: never
+			// ours, even if its owner lets us in (its mark would be our
+			// signature on someone else's bucket).
+			k.journal.done(ref)
+			return false, fmt.Errorf("%w: bucket %q was just created by another account", fault.Conflict, ref.Bucket)
 		case errors.Is(err, fault.Conflict):
-			// Created concurrently (by us or someone else); the mark
+			// Created concurrently by our own account (another call of
+			// ours, or a store that cannot say whose it is); the mark
 			// below decides whose it is.
 			if herr := s.HeadBucket(ctx, ref.Bucket); herr != nil {
 				k.journal.done(ref)

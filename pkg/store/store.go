@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -35,11 +36,20 @@ type Bucket struct {
 	Created time.Time
 }
 
+// TakenElsewhere marks a CreateBucket conflict the store attributes to
+// another account (S3's BucketAlreadyExists, as against
+// BucketAlreadyOwnedByYou): such a bucket is never the driver's, even if
+// its owner lets the driver's credentials in. Stores whose buckets live
+// inside the credentials' own account or namespace (Azure, OCI) never
+// return it.
+var TakenElsewhere = errors.New("owned by another account")
+
 // Store is one store account, bound to one set of credentials. A Store
 // serves one CSI call or one command: whoever opens it closes it.
 type Store interface {
 	// CreateBucket creates bucket. It returns fault.Conflict when the bucket
-	// already exists, whoever owns it.
+	// already exists, whoever owns it; the error also matches
+	// TakenElsewhere when the store says another account owns it.
 	CreateBucket(ctx context.Context, bucket string) error
 	// HeadBucket returns nil if bucket exists and the credentials can use it.
 	HeadBucket(ctx context.Context, bucket string) error

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials"
@@ -201,7 +202,12 @@ func (s *gcsStore) CreateBucket(ctx context.Context, bucket string) error {
 	err := s.c.Bucket(bucket).Create(ctx, s.project, nil)
 	var ge *googleapi.Error
 	if errors.As(err, &ge) && ge.Code == http.StatusConflict {
-		return fmt.Errorf("%w: bucket %q already exists", fault.Conflict, bucket)
+		// GCS answers 409 both ways; only its own-bucket message says
+		// "you already own it". Any other is taken to be someone else's.
+		if strings.Contains(strings.ToLower(ge.Message), "already own") {
+			return fmt.Errorf("%w: bucket %q already exists", fault.Conflict, bucket)
+		}
+		return fmt.Errorf("%w: bucket %q already exists, %w", fault.Conflict, bucket, store.TakenElsewhere)
 	}
 	return mapErr(err, "creating bucket %q", bucket)
 }

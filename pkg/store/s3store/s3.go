@@ -240,8 +240,11 @@ func (s *s3Store) CreateBucket(ctx context.Context, bucket string) error {
 	_, err := s.c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
 	var owned *types.BucketAlreadyOwnedByYou
 	var exists *types.BucketAlreadyExists
-	if errors.As(err, &owned) || errors.As(err, &exists) {
+	switch {
+	case errors.As(err, &owned):
 		return fmt.Errorf("%w: bucket %q already exists", fault.Conflict, bucket)
+	case errors.As(err, &exists):
+		return fmt.Errorf("%w: bucket %q already exists, %w", fault.Conflict, bucket, store.TakenElsewhere)
 	}
 	return mapErr(err, "creating bucket %q", bucket)
 }
