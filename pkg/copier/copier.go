@@ -364,6 +364,9 @@ func (r *run) fetchChunk(ctx context.Context, fl *file, off, n int64) error {
 		err = cerr
 	}
 	if err == nil {
+		err = r.unchanged(ctx, fl)
+	}
+	if err == nil {
 		err = r.finish(fl)
 	}
 	if err != nil {
@@ -372,6 +375,27 @@ func (r *run) fetchChunk(ctx context.Context, fl *file, off, n int64) error {
 	r.succeeded()
 	return nil
 }
+
+// unchanged checks, once every range of a ranged download has arrived,
+// that the object is still the one listed: each range was its own GET, so
+// an object replaced meanwhile, even by one of the same size, would leave
+// a file made of two versions. A changed object is left out as one
+// changed before its first GET is (see object), for the next copy to
+// fetch whole.
+func (r *run) unchanged(ctx context.Context, fl *file) error {
+	o, err := r.f.NewObject(ctx, fl.rec.Path)
+	if err != nil {
+		return err
+	}
+	if o.Size() != fl.rec.Size || rfs.Fingerprint(ctx, o, true) != fl.rec.FP {
+		return errChanged
+	}
+	return nil
+}
+
+// errChanged is unchanged's answer for an object replaced during its
+// download.
+var errChanged = errors.New("changed in the bucket while its ranges were downloaded; the next copy fetches it whole")
 
 // finish renames a complete download into place and records it.
 func (r *run) finish(fl *file) error {
@@ -400,6 +424,9 @@ func (r *run) failed(fl *file, err error) error {
 		return ctxErr(err)
 	case localFull(err):
 		return fmt.Errorf("%w: the node disk filled up during the copy: %v", fault.Exhausted, err)
+	case errors.Is(err, errChanged):
+		r.skip(fl, errChanged.Error())
+		return nil
 	case localSkip(err):
 		r.skip(fl, "cannot be a file on the node: "+errText(err))
 		return nil
