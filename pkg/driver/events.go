@@ -40,7 +40,18 @@ type subject struct {
 // podSubject reads the pod from a NodePublish volume context (the
 // CSIDriver's podInfoOnMount) and the PV name if present.
 func podSubject(attrs map[string]string) subject {
-	return subject{pv: attrs[volume.KeyPVName], pod: events.Pod(attrs[volume.KeyPodNamespace], attrs[volume.KeyPodName], attrs[volume.KeyPodUID])}
+	return subject{pv: trustedPV(attrs), pod: events.Pod(attrs[volume.KeyPodNamespace], attrs[volume.KeyPodName], attrs[volume.KeyPodUID])}
+}
+
+// trustedPV is the PV name in a volume context, or "" for an inline
+// volume: it has no PV, and its attributes are the pod author's (kubelet
+// sets only the pod.* keys and ephemeral), so a pv/name among them would
+// aim events, metrics and logs at someone else's PV.
+func trustedPV(attrs map[string]string) string {
+	if attrs[volume.KeyEphemeral] == "true" {
+		return ""
+	}
+	return attrs[volume.KeyPVName]
 }
 
 // event records one event about every object of s. The message is masked

@@ -58,6 +58,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	who := podSubject(req.GetVolumeContext())
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
+		who.pv = "" // inline: no PV, whatever the pod's attributes say (trustedPV)
 		if staging, err = d.stageInline(ctx, id, who, req.GetVolumeContext(), req.GetSecrets(), vc); err != nil {
 			return nil, err
 		}

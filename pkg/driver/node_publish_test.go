@@ -310,3 +310,40 @@ func TestNodeGetVolumeHealth(t *testing.T) {
 		})
 	}
 }
+
+// TestInlineVolumeNamesNoPV: an inline volume whose attributes (the pod
+// author's) carry a PV name aims no event at that PV, refused or staged,
+// and its record names no PV (the metrics' pv label).
+func TestInlineVolumeNamesNoPV(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy InlinePolicy
+		want   codes.Code
+	}{
+		{"refused", InlinePolicy{}, codes.PermissionDenied},
+		{"staged", InlinePolicy{Stores: []string{"s3"}}, codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &eventLog{}
+			e := newEnv(t, func(c *Config) { c.Inline, c.Events = tc.policy, log })
+			e.bucket("data")
+			req := publishReq("csi-inline-pv", "", e.path("target"), rwx())
+			req.VolumeContext = map[string]string{volume.KeySource: "s3://data", volume.KeyEphemeral: "true",
+				volume.KeyPVName: "victim-pv", volume.KeyPodNamespace: "attacker", volume.KeyPodName: "p", volume.KeyPodUID: "u1"}
+			req.Secrets = map[string]string{secretKey: ambientKey}
+			_, err := e.d.NodePublishVolume(context.Background(), req)
+			wantCode(t, "NodePublishVolume", err, tc.want)
+			if len(log.reasons) == 0 && tc.want != codes.OK {
+				t.Fatal("a refused inline volume told no event")
+			}
+			for i, ref := range log.refs {
+				if ref.Kind == "PersistentVolume" || ref.Name == "victim-pv" {
+					t.Fatalf("event %s about %+v: an inline volume's pv/name attribute was trusted", log.reasons[i], ref)
+				}
+			}
+			if rec, _ := e.cfg.State.Load(req.VolumeId); rec != nil && rec.PV != "" {
+				t.Fatalf("the inline volume's record names PV %q", rec.PV)
+			}
+		})
+	}
+}

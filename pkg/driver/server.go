@@ -89,7 +89,7 @@ func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	if r, ok := req.(interface{ GetVolumeContext() map[string]string }); ok {
 		vc := r.GetVolumeContext()
-		if pv := vc[volume.KeyPVName]; pv != "" {
+		if pv := trustedPV(vc); pv != "" {
 			attrs = append(attrs, "pv", pv)
 		}
 		if pod := vc[volume.KeyPodName]; pod != "" {

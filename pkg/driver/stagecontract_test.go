@@ -23,12 +23,14 @@ import (
 type eventLog struct {
 	mu      sync.Mutex
 	reasons []string
+	refs    []events.Ref
 }
 
 func (l *eventLog) Event(ref events.Ref, warning bool, reason, msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reasons = append(l.reasons, reason)
+	l.refs = append(l.refs, ref)
 }
 
 func (l *eventLog) count(reason string) int {
