@@ -44,10 +44,14 @@ type Options struct {
 	// HideMetaDir leaves out the driver's own objects (bucket.IsMeta).
 	HideMetaDir bool
 	// Space decides once, after planning and before any download, whether
-	// the copy fits: total is the size of the finished copy (files already
-	// there included), need the bytes still to download. An error refuses
-	// the copy (fault.Exhausted with the figures). Nil means FreeSpace.
-	Space func(ctx context.Context, dest string, total, need int64) error
+	// the copy fits: total is the disk space of the finished copy (files
+	// already there included), need the space of the files still to
+	// download and files their number. Space counts whole blocks, and at
+	// least one per file, so a bucket of many tiny or empty objects is
+	// charged what it takes on the disk, not its bytes (see footprint). An
+	// error refuses the copy (fault.Exhausted with the figures). Nil means
+	// FreeSpace.
+	Space func(ctx context.Context, dest string, total, need, files int64) error
 }
 
 // DefaultWorkers is Options.Workers when it is not set: with a store 20 ms
@@ -113,8 +117,11 @@ type Result struct {
 	Bytes           int64
 	Downloaded      int
 	DownloadedBytes int64
-	SkippedCount    int
-	Skipped         []Skip
+	// DiskBytes and DiskNeed are the disk space of Bytes and
+	// DownloadedBytes as files (see footprint), known after planning.
+	DiskBytes, DiskNeed int64
+	SkippedCount        int
+	Skipped             []Skip
 }
 
 const partSuffix = ".bcsi-part"
@@ -182,7 +189,7 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 	defer man.close()
 	r.man = man
 	planPath := filepath.Join(work, "plan")
-	res, err := r.join(listed, old, man, planPath)
+	res, err := r.join(listed, old, man, planPath, blockSize(r.dest))
 	if err == nil {
 		err = man.commit()
 	}
@@ -192,7 +199,7 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 	if err := removeExtra(r.dest, planPath); err != nil {
 		return res, err
 	}
-	if err := r.opt.Space(ctx, r.dest, res.Bytes, res.DownloadedBytes); err != nil {
+	if err := r.opt.Space(ctx, r.dest, res.DiskBytes, res.DiskNeed, int64(res.Downloaded)); err != nil {
 		return res, err
 	}
 	r.p.FilesTotal.Store(int64(res.Downloaded))
@@ -207,8 +214,9 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 }
 
 // FreeSpace is the default Options.Space: it refuses a copy whose
-// downloads cannot fit in the free space of the disk holding dest.
-func FreeSpace(_ context.Context, dest string, _, need int64) error {
+// downloads cannot fit in the free space, or the free inodes, of the disk
+// holding dest.
+func FreeSpace(_ context.Context, dest string, _, need, files int64) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dest, &st); err != nil {
 		return err
@@ -217,7 +225,28 @@ func FreeSpace(_ context.Context, dest string, _, need int64) error {
 	if need > free {
 		return fmt.Errorf("%w: the copy needs %d bytes but only %d bytes are free at %s; COPY needs a disk larger than the data (use MOUNT or MOUNT_CACHED)", fault.Exhausted, need, free, dest)
 	}
+	// A filesystem without a fixed inode count (btrfs) reports none.
+	if st.Files > 0 && files > int64(st.Ffree) {
+		return fmt.Errorf("%w: the copy needs %d files but only %d inodes are free at %s; COPY needs a disk with room for every object as a file (use MOUNT or MOUNT_CACHED)", fault.Exhausted, files, st.Ffree, dest)
+	}
 	return nil
+}
+
+// footprint is the disk space a file of n bytes is charged: whole blocks
+// of the destination's filesystem, and at least one (an empty file still
+// costs an inode, a directory entry and its share of the metadata).
+func footprint(n, block int64) int64 {
+	return max(1, (n+block-1)/block) * block
+}
+
+// blockSize is the block size of the filesystem holding dir (4096 when it
+// cannot be read).
+func blockSize(dir string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil || st.Bsize <= 0 {
+		return 4096
+	}
+	return int64(st.Bsize)
 }
 
 // download fetches the plan's files to download with opt.Workers parallel

@@ -185,7 +185,7 @@ func TestCopyIncrementalAndLarge(t *testing.T) {
 func TestCopyRefusesWhenFull(t *testing.T) {
 	f := memFs(t, map[string][]byte{"x": []byte("x")})
 	root := t.TempDir()
-	if err := FreeSpace(context.Background(), root, 0, 1<<62); !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "bytes are free") {
+	if err := FreeSpace(context.Background(), root, 0, 1<<62, 1); !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "bytes are free") {
 		t.Fatalf("FreeSpace = %v, want fault.Exhausted with the figures", err)
 	}
 	if _, err := Copy(context.Background(), f, filepath.Join(root, "d"), filepath.Join(root, "m"), Options{}, &Progress{}); err != nil {

@@ -87,7 +87,7 @@ func pull(s *sorter, err *error) (next func() (*record, bool), stop func()) {
 // it with the same fingerprint and the local file is untouched since
 // (those entries go into the new manifest). The plan is written to
 // planPath in path order.
-func (r *run) join(listed, old *sorter, man *manifest, planPath string) (Result, error) {
+func (r *run) join(listed, old *sorter, man *manifest, planPath string, block int64) (Result, error) {
 	var res Result
 	w, err := createRecords(planPath)
 	if err != nil {
@@ -128,9 +128,11 @@ func (r *run) join(listed, old *sorter, man *manifest, planPath string) (Result,
 		}
 		res.Files++
 		res.Bytes += rec.Size
+		res.DiskBytes += footprint(rec.Size, block)
 		if rec.Todo {
 			res.Downloaded++
 			res.DownloadedBytes += rec.Size
+			res.DiskNeed += footprint(rec.Size, block)
 		}
 		return w.write(&rec)
 	}

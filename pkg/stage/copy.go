@@ -198,8 +198,8 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	opt.HideMetaDir = req.Handle.Prefix == ""
 	// The copy must fit the disk and the node's budget, which it then
 	// holds until unstage (or eviction of a kept copy).
-	opt.Space = func(ctx context.Context, dest string, total, need int64) error {
-		if err := copier.FreeSpace(ctx, dest, total, need); err != nil {
+	opt.Space = func(ctx context.Context, dest string, total, need, files int64) error {
+		if err := copier.FreeSpace(ctx, dest, total, need, files); err != nil {
 			return err
 		}
 		return c.Disk.Reserve(req.VolumeID, total, dir)
