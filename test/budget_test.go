@@ -210,3 +210,42 @@ func TestReadAheadMemoryShares(t *testing.T) {
 		unpublish(t, c, v.id, v.staging, v.target)
 	}
 }
+
+// TestFUSEServerCap: with --max-fuse-servers 1, a second MOUNT or
+// MOUNT_CACHED volume staged on the node answers ResourceExhausted naming
+// the cap (before, nothing bounded the servers a pod's volumes started,
+// each about 50 MiB of the node plugin's memory); a repeated stage of the
+// staged volume is not refused, and once it is unstaged the next volume
+// stages.
+func TestFUSEServerCap(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--max-fuse-servers", "1")
+	create := func(name, mode string) (id, staging string) {
+		vol, err := c.Controller.CreateVolume(context.Background(), createReq(name, map[string]string{"mode": mode}, s3.Secrets()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vol.GetVolume().GetVolumeId(), filepath.Join(drv.TempDir(t), "staging")
+	}
+	first, firstStaging := create("pvc-cap-first", "MOUNT")
+	second, secondStaging := create("pvc-cap-second", "MOUNT")
+	cached, cachedStaging := create("pvc-cap-cached", "MOUNT_CACHED")
+	if err := stageCached(t, c, first, firstStaging, s3.Secrets()); err != nil {
+		t.Fatalf("first stage: %v", err)
+	}
+	if err := stageCached(t, c, first, firstStaging, s3.Secrets()); err != nil {
+		t.Fatalf("repeated stage of the staged volume: %v", err)
+	}
+	for _, v := range []struct{ what, id, staging string }{{"MOUNT", second, secondStaging}, {"MOUNT_CACHED", cached, cachedStaging}} {
+		err := stageCached(t, c, v.id, v.staging, s3.Secrets())
+		msg := status.Convert(err).Message()
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(msg, "FUSE servers") || !strings.Contains(msg, "1 servers but the node's budget is 1 servers") {
+			t.Fatalf("a second volume's stage (%s) = %v, want ResourceExhausted naming the FUSE server cap", v.what, err)
+		}
+	}
+	unstage(t, c, first, firstStaging)
+	if err := stageCached(t, c, second, secondStaging, s3.Secrets()); err != nil {
+		t.Fatalf("stage after the first volume was unstaged: %v", err)
+	}
+	unstage(t, c, second, secondStaging)
+}

@@ -41,7 +41,7 @@ type serveFlags struct {
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
 	metricsAddress, logFormat                                                            string
-	copyWorkers                                                                          int
+	copyWorkers, maxServers                                                              int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
 	readChunkSize                                                                        int64
@@ -68,6 +68,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Float64Var(&f.diskBudgetFraction, "node-disk-budget-fraction", 0.8, "fraction of the state directory's free space, measured when the plugin starts with no volume staged, that makes the node disk budget")
 	fs.Int64Var(&f.readAheadNode, "read-ahead-node-memory", 1<<30, "MOUNT and MOUNT_CACHED: bytes of read-ahead and small-file prefetch memory shared by all FUSE servers of the node")
 	fs.Int64Var(&f.readAheadServer, "read-ahead-server-memory", 0, "MOUNT: read-ahead memory of one FUSE server in bytes (0: min(256 MiB, --read-ahead-node-memory/8))")
+	fs.IntVar(&f.maxServers, "max-fuse-servers", DefaultMaxServers, "MOUNT and MOUNT_CACHED: FUSE servers this node runs at most, one per staged volume; one more is refused with ResourceExhausted (0: no cap)")
 	fs.IntVar(&f.uploadTransfers, "upload-transfers", 1, "MOUNT_CACHED parallel uploads per volume (1 keeps close order)")
 	fs.DurationVar(&f.writeBack, "write-back", time.Second, "MOUNT_CACHED delay between a file's last close and its upload")
 	fs.StringVar(&f.mounterSocket, "mounter-socket", "", "socket of a `bucket-csi mounter-host` that starts the FUSE servers (empty: this process starts them)")
@@ -175,15 +176,15 @@ func serve(args []string) error {
 		if cacheDir == "" {
 			cacheDir = filepath.Join(stateDir, "cache")
 		}
-		disk, mem, err := f.budgets(state, log)
+		disk, mem, servers, err := f.budgets(state, log)
 		if err != nil {
 			return err
 		}
 		cfg.Stagers = map[volume.Mode]stage.Stager{
 			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
-				Memory: mem, ServerMemory: f.serverMemory()},
+				Memory: mem, ServerMemory: f.serverMemory(), Servers: servers},
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
-				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk, Memory: mem},
+				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk, Memory: mem, Servers: servers},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies,
 				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
 		}
@@ -240,16 +241,17 @@ func serve(args []string) error {
 	return errors.Join(err, <-sidecarErr)
 }
 
-// budgets opens the node's disk and read-ahead memory ledgers in the state
-// directory, keeping the reservations of volumes still staged (or, for
-// disk, still on disk: kept copies, caches not yet drained).
-func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem *budget.Ledger, err error) {
-	if f.readAheadNode <= 0 || f.readAheadServer < 0 || f.diskBudget < 0 {
-		return nil, nil, errors.New("--read-ahead-node-memory must be positive, --read-ahead-server-memory and --node-disk-budget not negative")
+// budgets opens the node's disk, read-ahead memory and FUSE server ledgers
+// in the state directory, keeping the reservations of volumes still staged
+// (or, for disk, still on disk: kept copies, caches not yet drained).
+// servers is nil with --max-fuse-servers 0.
+func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem, servers *budget.Ledger, err error) {
+	if f.readAheadNode <= 0 || f.readAheadServer < 0 || f.diskBudget < 0 || f.maxServers < 0 {
+		return nil, nil, nil, errors.New("--read-ahead-node-memory must be positive, --read-ahead-server-memory, --node-disk-budget and --max-fuse-servers not negative")
 	}
 	recs, err := state.All()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	staged := map[string]bool{}
 	for _, r := range recs {
@@ -261,19 +263,34 @@ func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem *
 		Measure: func() (int64, error) { return budget.DiskFree(state.Root) },
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("--node-disk-budget: %w", err)
+		return nil, nil, nil, fmt.Errorf("--node-disk-budget: %w", err)
 	}
 	disk.Log, disk.Remove = log, stage.RemoveCopy
 	disk.Name, disk.Hint = "node disk", "raise --node-disk-budget or stage fewer COPY and MOUNT_CACHED volumes on this node"
 	mem, err = budget.Open(filepath.Join(state.Root, "memory-budget.json"), budget.Options{Fixed: f.readAheadNode, Live: live})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	mem.Name = "read-ahead memory"
+	if f.maxServers > 0 {
+		servers, err = budget.Open(filepath.Join(state.Root, "server-budget.json"), budget.Options{Fixed: int64(f.maxServers), Live: live})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		servers.Name, servers.Unit = "FUSE servers", "servers"
+		servers.Hint = "raise --max-fuse-servers (each server takes about 50 MiB of the mounter's memory besides its read-ahead) or stage fewer MOUNT and MOUNT_CACHED volumes on this node"
+	}
 	log.Info("node budgets", "diskBudget", disk.Budget(), "diskReserved", disk.Reserved(), "readAheadMemory", mem.Budget(),
-		"readAheadReserved", mem.Reserved(), "dropped", append(disk.Dropped, mem.Dropped...))
-	return disk, mem, nil
+		"readAheadReserved", mem.Reserved(), "maxFUSEServers", f.maxServers, "dropped", append(disk.Dropped, mem.Dropped...))
+	return disk, mem, servers, nil
 }
+
+// DefaultMaxServers is --max-fuse-servers when it is not given: an idle
+// FUSE server takes about 52 MiB (docs/benchmarks.md, Idle RSS), so 48 of
+// them, with the default 1 GiB of read-ahead memory, stay within the
+// chart's 4 GiB memory limit for the mounter, whose container runs every
+// FUSE server of the node.
+const DefaultMaxServers = 48
 
 // serverMemory is the read-ahead memory one FUSE server asks for.
 func (f *serveFlags) serverMemory() int64 {

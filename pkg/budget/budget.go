@@ -54,6 +54,8 @@ type Ledger struct {
 	Name string
 	// Hint tells the reader of a refusal what to change.
 	Hint string
+	// Unit names what the budget counts in errors ("bytes" when empty).
+	Unit string
 	// Log, if set, records evictions.
 	Log *slog.Logger
 	// Remove deletes the path of evicted kept data; nil means
@@ -181,8 +183,9 @@ func (l *Ledger) Reserve(volumeID string, n int64, path string) error {
 		others = l.reservedLocked(volumeID)
 	}
 	if n > l.budget-others {
-		return fmt.Errorf("%w: %s: this volume needs %d bytes but the node's budget is %d bytes and %d bytes are already reserved by other volumes (%d left)%s",
-			fault.Exhausted, l.Name, n, l.budget, others, max(l.budget-others, 0), l.hint())
+		u := l.unit()
+		return fmt.Errorf("%w: %s: this volume needs %d %s but the node's budget is %d %s and %d %s are already reserved by other volumes (%d left)%s",
+			fault.Exhausted, l.Name, n, u, l.budget, u, others, u, max(l.budget-others, 0), l.hint())
 	}
 	return l.setLocked(volumeID, &Reservation{Bytes: n, Path: path, At: time.Now().UTC()})
 }
@@ -327,6 +330,13 @@ func (l *Ledger) setLocked(volumeID string, r *Reservation) error {
 // saveLocked writes the ledger atomically with mode 0600.
 func (l *Ledger) saveLocked() error {
 	return atomicfile.WriteJSON(l.path, l.data)
+}
+
+func (l *Ledger) unit() string {
+	if l.Unit == "" {
+		return "bytes"
+	}
+	return l.Unit
 }
 
 func (l *Ledger) hint() string {

@@ -34,6 +34,9 @@ type Cached struct {
 	// Memory is the node's read-ahead memory budget (Mount's): a volume
 	// reserves PrefetchMemory for its small-file prefetch while staged.
 	Memory *budget.Ledger
+	// Servers caps the node's FUSE servers (Mount's): a volume holds one
+	// unit while staged, and until its cache is drained (nil: no cap).
+	Servers *budget.Ledger
 	// Transfers is the number of parallel uploads per volume (default 1).
 	Transfers int
 	// WriteBack is the delay between last close and upload (default 1s).
@@ -76,7 +79,11 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	cfg.Passthrough = true // used where the volume is read-only
 	cfg.CacheDir = c.CacheDir(req.VolumeID)
 	cfg.CacheMaxSize = c.CacheLimit()
+	if err := c.Servers.Reserve(req.VolumeID, 1, ""); err != nil {
+		return err
+	}
 	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {
+		_ = c.Servers.Release(req.VolumeID)
 		return err
 	}
 	tune := req.Handle.Profile.Tuning()
@@ -150,13 +157,16 @@ func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error 
 	return c.removeCache(rec.VolumeID)
 }
 
-// removeCache removes the volume's cache and releases its disk and
-// memory budgets.
+// removeCache removes the volume's cache and releases its disk, memory
+// and server budgets.
 func (c *Cached) removeCache(volumeID string) error {
 	if err := os.RemoveAll(c.CacheDir(volumeID)); err != nil {
 		return err
 	}
 	if err := c.Memory.Release(volumeID); err != nil {
+		return err
+	}
+	if err := c.Servers.Release(volumeID); err != nil {
 		return err
 	}
 	return c.Disk.Release(volumeID)

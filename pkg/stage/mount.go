@@ -24,6 +24,9 @@ type Mount struct {
 	Memory *budget.Ledger
 	// ServerMemory is the read-ahead memory one server asks for.
 	ServerMemory int64
+	// Servers caps the node's FUSE servers: each staged volume holds one
+	// of its units (nil: no cap).
+	Servers *budget.Ledger
 }
 
 // MinServerMemory is the smallest read-ahead share a server gets: below
@@ -44,8 +47,12 @@ func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) e
 	if err != nil {
 		return err
 	}
+	if err := m.Servers.Reserve(req.VolumeID, 1, ""); err != nil {
+		return err
+	}
 	share, err := m.Memory.ReserveUpTo(req.VolumeID, m.ServerMemory, MinServerMemory)
 	if err != nil {
+		_ = m.Servers.Release(req.VolumeID)
 		return err
 	}
 	cfg.ReadAhead, cfg.ServerModTime = true, !m.Settings.ObjectMTimes
@@ -56,6 +63,7 @@ func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) e
 	started, err := startFUSE(ctx, m.Supervisor, cfg, req.StateDir)
 	if err != nil {
 		_ = m.Memory.Release(req.VolumeID)
+		_ = m.Servers.Release(req.VolumeID)
 		return err
 	}
 	rec.Server = started
@@ -76,6 +84,9 @@ func (m *Mount) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, e
 // forced kill loses nothing.
 func (m *Mount) Release(ctx context.Context, rec *nodestate.Volume) error {
 	if _, err := mounter.Stop(ctx, rec.Server, rec.StagingPath, stopGrace); err != nil {
+		return err
+	}
+	if err := m.Servers.Release(rec.VolumeID); err != nil {
 		return err
 	}
 	return m.Memory.Release(rec.VolumeID)
