@@ -265,9 +265,10 @@ func TestCachedEditInPlaceSurvivesKill(t *testing.T) {
 // mount and then replaced in the bucket by another client keeps the new
 // object through an fsync of a read-only handle and of a read-write one
 // that wrote nothing (before, both put the stale cached copy back over
-// it). A file written and closed, then fsynced through a read-only handle
-// (coreutils' `sync FILE`), is in the bucket when that fsync returns, long
-// before the write-back delay (30s here).
+// it). A new file fsynced before anything is written to it, and a file
+// written and closed, then fsynced through a read-only handle (coreutils'
+// `sync FILE`), are in the bucket when the fsync returns, long before the
+// write-back delay (30s here).
 func TestCachedFsyncUploadsOnlyChanges(t *testing.T) {
 	s3, _, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-fsync-clean")
 	old, newer := randomBytes(t, 1<<20), randomBytes(t, 1<<20)
@@ -290,6 +291,20 @@ func TestCachedFsyncUploadsOnlyChanges(t *testing.T) {
 			t.Fatalf("after an fsync of a clean file (flags %#x) the bucket lost the newer object: %v", flag, err)
 		}
 	}
+
+	// Created and fsynced with nothing written (a marker file): in the
+	// bucket, empty, when the fsync returns.
+	marker, err := os.Create(filepath.Join(target, "_SUCCESS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := marker.Sync(); err != nil {
+		t.Fatalf("fsync of a new empty file: %v", err)
+	}
+	if got, err := s3.ReadObject(t, bucket, "_SUCCESS"); err != nil || len(got) != 0 {
+		t.Fatalf("after fsync of a new empty file the bucket does not hold it: %v (%d bytes)", err, len(got))
+	}
+	marker.Close()
 
 	written := randomBytes(t, 2<<20)
 	if err := os.WriteFile(filepath.Join(target, "mine.bin"), written, 0o644); err != nil {

@@ -67,19 +67,26 @@ func (d *durableFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return fuse.OK
 }
 
-// clean reports whether the cache knows p has no changes to upload: its
-// metadata reads as not dirty, or the cache holds no copy of p at all. A
-// metadata file that cannot be read or decoded is not clean (the upload is
-// the safe side).
+// clean reports whether p has no changes to upload: the cache's metadata
+// reads as not dirty, or the cache holds no copy of p and the bucket holds
+// its object. (rclone saves a created file's metadata as dirty when the
+// file is opened, so a new file is uploaded; without metadata or an
+// object, or with metadata that cannot be read or decoded, the upload is
+// the safe side.)
 func (d *durableFS) clean(p string) bool {
 	info, err := d.cache.Info(p)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return true
-	case err != nil:
+	case err == nil:
+		return !info.Dirty
+	case !errors.Is(err, fs.ErrNotExist):
 		return false
 	}
-	return !info.Dirty
+	node, err := d.v.Stat(p)
+	if err != nil {
+		return false
+	}
+	o, ok := node.DirEntry().(rfs.Object)
+	return ok && o != nil
 }
 
 // upload puts the cached content of p into the store.

@@ -35,10 +35,12 @@ type Mount struct {
 const MinServerMemory = 16 << 20
 
 // Stage checks that the volume's credentials can list the bucket
-// (checkAccess), then starts the FUSE server on req.StagingPath with its share of the
-// node's read-ahead memory: ServerMemory while the node has it, else what
-// is left down to MinServerMemory, else none (each read then goes straight
-// to the store: slower, but nothing is refused).
+// (checkAccess), takes one of the node's FUSE server places (Servers:
+// fault.Exhausted when all are taken), then starts the FUSE server on
+// req.StagingPath with its share of the node's read-ahead memory:
+// ServerMemory while the node has it, else what is left down to
+// MinServerMemory, else none (each read then goes straight to the store:
+// slower, but nothing is refused for memory).
 func (m *Mount) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
 	if err := checkAccess(ctx, m.Stores, req); err != nil {
 		return err
