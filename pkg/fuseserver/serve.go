@@ -43,6 +43,13 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
+// logLimit and logKeep bound a server's log file (its stderr): past
+// logLimit bytes it is cut to its last logKeep bytes.
+const (
+	logLimit = 16 << 20
+	logKeep  = 4 << 20
+)
+
 // ServeMain is the body of bucket-csi-mounter: it reads the Config from
 // stdin, mounts, reports on fd 3 (see fuseproto), and serves until
 // unmounted or signalled. It returns the process exit code. A report of
@@ -81,7 +88,7 @@ func ServeMain() int {
 	}
 	red = redact.New(cfg.Redact...)
 	cfg.Redact = nil
-	stderr := red.Writer(os.Stderr)
+	stderr := red.Writer(logging.Capped(os.Stderr, logLimit, logKeep))
 	log, lerr := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	if lerr != nil {
 		log = slog.New(slog.NewTextHandler(stderr, nil))

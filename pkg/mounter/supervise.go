@@ -93,7 +93,9 @@ func (s *Supervisor) Start(ctx context.Context, cfg *fuseproto.Config, logPath s
 	if err != nil {
 		return Started{}, err
 	}
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// Readable too: the server keeps its log under a size cap by cutting
+	// it to its last lines (fuseserver.ServeMain, logging.Capped).
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return Started{}, fmt.Errorf("opening mounter log: %w", err)
 	}
