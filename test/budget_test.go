@@ -214,7 +214,7 @@ func TestReadAheadMemoryShares(t *testing.T) {
 // TestFUSEServerCap: with --max-fuse-servers 1, a second MOUNT or
 // MOUNT_CACHED volume staged on the node answers ResourceExhausted naming
 // the cap (before, nothing bounded the servers a pod's volumes started,
-// each about 50 MiB of the node plugin's memory); a repeated stage of the
+// each about 50 MiB of the mounter's memory); a repeated stage of the
 // staged volume is not refused, and once it is unstaged the next volume
 // stages.
 func TestFUSEServerCap(t *testing.T) {
@@ -248,4 +248,34 @@ func TestFUSEServerCap(t *testing.T) {
 		t.Fatalf("stage after the first volume was unstaged: %v", err)
 	}
 	unstage(t, c, second, secondStaging)
+}
+
+// TestFUSEServerCapCountsEarlierVolumes: a volume staged while there was
+// no cap (before an upgrade, or with --max-fuse-servers 0) holds a place
+// once the plugin restarts with a cap of 1: the next volume is refused.
+func TestFUSEServerCapCountsEarlierVolumes(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--max-fuse-servers", "0")
+	ids := make([]string, 2)
+	for i := range ids {
+		vol, err := c.Controller.CreateVolume(context.Background(), createReq(fmt.Sprintf("pvc-cap-early-%d", i), map[string]string{"mode": "MOUNT"}, s3.Secrets()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = vol.GetVolume().GetVolumeId()
+	}
+	early := filepath.Join(drv.TempDir(t), "staging")
+	if err := stageCached(t, c, ids[0], early, s3.Secrets()); err != nil {
+		t.Fatal(err)
+	}
+	drv.Kill(syscall.SIGKILL)
+	if err := drv.RestartWith("--max-fuse-servers", "1"); err != nil {
+		t.Fatal(err)
+	}
+	c = drv.Dial(t)
+	err := stageCached(t, c, ids[1], filepath.Join(drv.TempDir(t), "staging"), s3.Secrets())
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "FUSE servers") {
+		t.Fatalf("a stage beside a volume staged before the cap = %v, want ResourceExhausted naming the FUSE server cap", err)
+	}
+	unstage(t, c, ids[0], early)
 }

@@ -279,9 +279,23 @@ func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem, 
 		}
 		servers.Name, servers.Unit = "FUSE servers", "servers"
 		servers.Hint = "raise --max-fuse-servers (each server takes about 50 MiB of the mounter's memory besides its read-ahead) or stage fewer MOUNT and MOUNT_CACHED volumes on this node"
+		// Volumes staged before the cap (an upgrade, or a cap of 0 before)
+		// hold a place too; past the cap they run on, logged.
+		for _, r := range recs {
+			if _, held := servers.Get(r.VolumeID); held || (r.Mode != volume.ModeMount && r.Mode != volume.ModeMountCached) {
+				continue
+			}
+			if err := servers.Reserve(r.VolumeID, 1, ""); err != nil {
+				log.Warn("a staged volume's FUSE server is past --max-fuse-servers", "volume", r.VolumeID, "err", err)
+			}
+		}
+	}
+	dropped := append(disk.Dropped, mem.Dropped...)
+	if servers != nil {
+		dropped = append(dropped, servers.Dropped...)
 	}
 	log.Info("node budgets", "diskBudget", disk.Budget(), "diskReserved", disk.Reserved(), "readAheadMemory", mem.Budget(),
-		"readAheadReserved", mem.Reserved(), "maxFUSEServers", f.maxServers, "dropped", append(disk.Dropped, mem.Dropped...))
+		"readAheadReserved", mem.Reserved(), "maxFUSEServers", f.maxServers, "dropped", dropped)
 	return disk, mem, servers, nil
 }
 

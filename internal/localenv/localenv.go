@@ -251,6 +251,14 @@ func StartDriver(s3 *S3, args ...string) (*Driver, error) {
 // as a node plugin restart or upgrade does (after Kill).
 func (d *Driver) Restart() error { return d.start() }
 
+// RestartWith starts the driver again with args added to its own (a flag
+// given again overrides the earlier one), as an upgrade or a changed
+// setting does.
+func (d *Driver) RestartWith(args ...string) error {
+	d.args = append(d.args, args...)
+	return d.start()
+}
+
 func (d *Driver) start() error {
 	d.cmd = exec.Command(d.bin, d.args...)
 	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}

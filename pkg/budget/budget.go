@@ -146,6 +146,9 @@ func (l *Ledger) Reserved() int64 {
 
 // Get returns the reservation of volumeID, if any.
 func (l *Ledger) Get(volumeID string) (Reservation, bool) {
+	if l == nil {
+		return Reservation{}, false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r, ok := l.data.Reservations[volumeID]

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -225,8 +226,9 @@ func FreeSpace(_ context.Context, dest string, _, need, files int64) error {
 	if need > free {
 		return fmt.Errorf("%w: the copy needs %d bytes but only %d bytes are free at %s; COPY needs a disk larger than the data (use MOUNT or MOUNT_CACHED)", fault.Exhausted, need, free, dest)
 	}
-	// A filesystem without a fixed inode count (btrfs) reports none.
-	if st.Files > 0 && files > int64(st.Ffree) {
+	// A filesystem without a fixed inode count (btrfs) reports none, or
+	// more free than an int64 holds.
+	if st.Files > 0 && st.Ffree <= math.MaxInt64 && files > int64(st.Ffree) {
 		return fmt.Errorf("%w: the copy needs %d files but only %d inodes are free at %s; COPY needs a disk with room for every object as a file (use MOUNT or MOUNT_CACHED)", fault.Exhausted, files, st.Ffree, dest)
 	}
 	return nil
@@ -234,19 +236,43 @@ func FreeSpace(_ context.Context, dest string, _, need, files int64) error {
 
 // footprint is the disk space a file of n bytes is charged: whole blocks
 // of the destination's filesystem, and at least one (an empty file still
-// costs an inode, a directory entry and its share of the metadata).
+// costs an inode, a directory entry and its share of the metadata). It
+// saturates at math.MaxInt64, as addSpace does: a listing's absurd size
+// must be refused, not wrap around.
 func footprint(n, block int64) int64 {
-	return max(1, (n+block-1)/block) * block
+	blocks := max(n, 0) / block
+	if n%block != 0 || n <= 0 {
+		blocks++
+	}
+	if blocks > math.MaxInt64/block {
+		return math.MaxInt64
+	}
+	return blocks * block
 }
 
-// blockSize is the block size of the filesystem holding dir (4096 when it
-// cannot be read).
+// addSpace is a+b, saturating at math.MaxInt64 (both are not negative).
+func addSpace(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// blockSize is the allocation unit of the filesystem holding dir: its
+// fragment size, which is its block size on ext4 and xfs, held to 512
+// bytes .. 64 KiB (a network or ZFS filesystem reports its I/O size, up to
+// megabytes, and would charge small files far more than they take); 4096
+// when it cannot be read.
 func blockSize(dir string) int64 {
 	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil || st.Bsize <= 0 {
+	if err := unix.Statfs(dir, &st); err != nil {
 		return 4096
 	}
-	return int64(st.Bsize)
+	b := st.Frsize
+	if b <= 0 {
+		b = st.Bsize
+	}
+	return min(max(b, 512), 64<<10)
 }
 
 // download fetches the plan's files to download with opt.Workers parallel

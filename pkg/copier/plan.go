@@ -128,11 +128,11 @@ func (r *run) join(listed, old *sorter, man *manifest, planPath string, block in
 		}
 		res.Files++
 		res.Bytes += rec.Size
-		res.DiskBytes += footprint(rec.Size, block)
+		res.DiskBytes = addSpace(res.DiskBytes, footprint(rec.Size, block))
 		if rec.Todo {
 			res.Downloaded++
 			res.DownloadedBytes += rec.Size
-			res.DiskNeed += footprint(rec.Size, block)
+			res.DiskNeed = addSpace(res.DiskNeed, footprint(rec.Size, block))
 		}
 		return w.write(&rec)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +90,22 @@ func TestFreeSpaceCountsInodes(t *testing.T) {
 	}
 	if err := FreeSpace(context.Background(), dir, 0, 0, 1); err != nil {
 		t.Fatalf("FreeSpace of one file = %v", err)
+	}
+}
+
+// TestFootprint: whole blocks, at least one, and no wrap-around for a
+// listed size near the largest int64 (a hostile listing is refused, not
+// charged one block).
+func TestFootprint(t *testing.T) {
+	for _, tc := range []struct{ n, want int64 }{
+		{0, 4096}, {1, 4096}, {4096, 4096}, {4097, 8192},
+		{math.MaxInt64, math.MaxInt64}, {math.MaxInt64 - 10, math.MaxInt64},
+	} {
+		if got := footprint(tc.n, 4096); got != tc.want {
+			t.Errorf("footprint(%d) = %d, want %d", tc.n, got, tc.want)
+		}
+	}
+	if got := addSpace(math.MaxInt64-1, 4096); got != math.MaxInt64 {
+		t.Errorf("addSpace near the top = %d, want it saturated", got)
 	}
 }

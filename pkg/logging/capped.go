@@ -14,13 +14,14 @@ import (
 // after a line that says so (all of it when f cannot be read). A FUSE
 // server writes its log for as long as it lives, and a pod can make it log
 // a line per failed read: without a cap, that fills the node's disk. Writes
-// that fail to cut the file still go through. Safe for concurrent use.
+// that fail to cut the file still go through. f that is not a regular file
+// (a pipe, a terminal) is written as it is. Safe for concurrent use.
 func Capped(f *os.File, limit, keep int64) io.Writer {
-	c := &capped{f: f, limit: limit, keep: min(keep, limit/2)}
-	if fi, err := f.Stat(); err == nil {
-		c.size = fi.Size()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return f
 	}
-	return c
+	return &capped{f: f, limit: limit, keep: min(keep, limit/2), size: fi.Size()}
 }
 
 type capped struct {
@@ -58,6 +59,7 @@ func (c *capped) cut() {
 		tail = tail[i+1:]
 	}
 	if err := c.f.Truncate(0); err != nil {
+		c.size = 0 // not cut: try again after another limit's worth
 		return
 	}
 	head := fmt.Appendf(nil, "(log cut: %d earlier bytes dropped to keep this file under %d bytes)\n", size-int64(len(tail)), c.limit)

@@ -65,7 +65,9 @@ func (c *Cached) CacheDir(volumeID string) string {
 }
 
 // Stage checks that the volume's credentials can list the bucket
-// (checkAccess), then starts the FUSE server with the volume's cache.
+// (checkAccess), takes one of the node's FUSE server places (Servers:
+// fault.Exhausted when all are taken), then starts the FUSE server with
+// the volume's cache.
 // Uploads left pending by an earlier server for this volume resume.
 func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
 	if err := checkAccess(ctx, c.Stores, req); err != nil {
@@ -79,11 +81,14 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	cfg.Passthrough = true // used where the volume is read-only
 	cfg.CacheDir = c.CacheDir(req.VolumeID)
 	cfg.CacheMaxSize = c.CacheLimit()
+	_, held := c.Servers.Get(req.VolumeID) // a cache still to drain keeps its place
 	if err := c.Servers.Reserve(req.VolumeID, 1, ""); err != nil {
 		return err
 	}
 	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {
-		_ = c.Servers.Release(req.VolumeID)
+		if !held {
+			_ = c.Servers.Release(req.VolumeID)
+		}
 		return err
 	}
 	tune := req.Handle.Profile.Tuning()
