@@ -313,23 +313,30 @@ func TestNodeGetVolumeHealth(t *testing.T) {
 
 // TestInlineVolumeNamesNoPV: an inline volume whose attributes (the pod
 // author's) carry a PV name aims no event at that PV, refused or staged,
-// and its record names no PV (the metrics' pv label).
+// and its record names no PV (the metrics' pv label); also without the
+// ephemeral key kubelet adds (a CSIDriver without podInfoOnMount).
 func TestInlineVolumeNamesNoPV(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		policy InlinePolicy
-		want   codes.Code
+		name      string
+		policy    InlinePolicy
+		ephemeral string
+		want      codes.Code
 	}{
-		{"refused", InlinePolicy{}, codes.PermissionDenied},
-		{"staged", InlinePolicy{Stores: []string{"s3"}}, codes.OK},
+		{"refused", InlinePolicy{}, "true", codes.PermissionDenied},
+		{"staged", InlinePolicy{Stores: []string{"s3"}}, "true", codes.OK},
+		{"refused, no ephemeral key", InlinePolicy{}, "", codes.PermissionDenied},
+		{"staged, no ephemeral key", InlinePolicy{Stores: []string{"s3"}}, "", codes.OK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := &eventLog{}
 			e := newEnv(t, func(c *Config) { c.Inline, c.Events = tc.policy, log })
 			e.bucket("data")
 			req := publishReq("csi-inline-pv", "", e.path("target"), rwx())
-			req.VolumeContext = map[string]string{volume.KeySource: "s3://data", volume.KeyEphemeral: "true",
+			req.VolumeContext = map[string]string{volume.KeySource: "s3://data",
 				volume.KeyPVName: "victim-pv", volume.KeyPodNamespace: "attacker", volume.KeyPodName: "p", volume.KeyPodUID: "u1"}
+			if tc.ephemeral != "" {
+				req.VolumeContext[volume.KeyEphemeral] = tc.ephemeral
+			}
 			req.Secrets = map[string]string{secretKey: ambientKey}
 			_, err := e.d.NodePublishVolume(context.Background(), req)
 			wantCode(t, "NodePublishVolume", err, tc.want)
