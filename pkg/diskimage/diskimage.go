@@ -1,0 +1,179 @@
+// Package diskimage gives a directory a filesystem of its own with a fixed
+// size: a sparse ext4 image file beside it, attached to a loop device and
+// mounted on it. What a volume keeps on the node's disk there cannot take
+// more than the image's size, whatever its FUSE server or a pod does: a
+// write past it fails with ENOSPC in that volume only, and the node's disk
+// (and every other volume's budget) stays untouched.
+//
+// The image is sparse: it takes on disk what its filesystem has written
+// (about 4 MiB for an empty image, whatever its size), at most its size.
+// It is created with mkfs.ext4 (e2fsprogs) and needs root: the loop device
+// and the mount.
+package diskimage
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+)
+
+// MinSize is the smallest image Attach makes: ext4's journal and metadata
+// need a few MiB of it.
+const MinSize = 16 << 20
+
+// ErrOutsideImage is Attach's answer for a directory that already holds
+// files and has no image: what it holds (a cache from before images, with
+// pending uploads) would be hidden by the mount and then removed with it,
+// so the caller keeps using the plain directory.
+var ErrOutsideImage = errors.New("directory holds files and has no image")
+
+// Attach mounts the image img on dir, creating a fresh image of size bytes
+// (at least MinSize) when img does not exist. It is idempotent: a dir that
+// is already a mount point is left as it is. An existing image keeps its
+// size and its files. A dir that holds files while img does not exist is
+// ErrOutsideImage, and one that holds files beside an existing image that
+// is not mounted is an error: neither is mounted over.
+func Attach(img, dir string, size int64) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if m, err := mountpoint.Mounted(dir); err != nil || m {
+		return err
+	}
+	empty, err := isEmpty(dir)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stat(img)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !empty:
+		return fmt.Errorf("%s: %w", dir, ErrOutsideImage)
+	case errors.Is(err, os.ErrNotExist):
+		if err := create(img, max(size, MinSize)); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case !empty:
+		return fmt.Errorf("%w: %s holds files while its image %s is not mounted; move them away to use the image", fault.Unavailable, dir, img)
+	}
+	return mountImage(img, dir)
+}
+
+// Detach unmounts dir; the loop device goes with the mount. A dir that is
+// not mounted is not an error; one whose files stay open for busyWait is
+// fault.Pending.
+//
+// The wait is for a process that just exited: its leader shows as a zombie
+// while its other threads still finish exiting and hold its files for a
+// few milliseconds (seen with a FUSE server after its stop).
+func Detach(dir string) error {
+	deadline := time.Now().Add(busyWait)
+	for {
+		err := mountpoint.Unmount(dir)
+		if !errors.Is(err, fault.Pending) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// busyWait is how long Detach retries an unmount refused as busy.
+const busyWait = 2 * time.Second
+
+// Remove detaches dir, then removes the image and the directory with what
+// it holds (the files of a plain directory Attach refused to mount over).
+func Remove(img, dir string) error {
+	if err := Detach(dir); err != nil {
+		return err
+	}
+	if err := os.Remove(img); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// create makes a sparse file of size bytes with an empty ext4 filesystem,
+// under a temporary name renamed to img once complete, so a crash never
+// leaves a half-made image under its final name.
+func create(img string, size int64) error {
+	tmp := img + ".new"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("image %s: %w", img, err)
+	}
+	// The file is sparse, so it reads as zeros: mkfs writes no inode
+	// tables or journal blocks, and the kernel never zeroes them later.
+	// -m 0: no blocks reserved for root; this filesystem has one user.
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0",
+		"-E", "nodiscard,assume_storage_prezeroed=1", tmp).CombinedOutput()
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("mkfs.ext4 %s: %v: %s", tmp, err, out)
+	}
+	if err := os.Rename(tmp, img); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(img))
+}
+
+// mountImage attaches img to a free loop device and mounts its ext4 on dir.
+// The loop device is set to clear itself when its last user goes: the
+// mount holds it, so the unmount frees it (and a failed mount too).
+func mountImage(img, dir string) error {
+	dev, err := attachLoop(img)
+	if err != nil {
+		return fmt.Errorf("%w: attaching %s to a loop device: %v", fault.Unavailable, img, err)
+	}
+	defer dev.Close()
+	err = unix.Mount(dev.Name(), dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, "")
+	if err != nil {
+		return fmt.Errorf("%w: mounting %s (%s) on %s: %v", fault.Unavailable, img, dev.Name(), dir, err)
+	}
+	return nil
+}
+
+// isEmpty reports whether dir has no entries.
+func isEmpty(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if len(names) > 0 {
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return true, nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

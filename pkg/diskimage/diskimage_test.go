@@ -1,0 +1,153 @@
+package diskimage
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+)
+
+// needRoot fails (never skips) without what the package needs: root and
+// mkfs.ext4. CI runs as root.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("diskimage tests need root (loop devices and mounts)")
+	}
+}
+
+// TestImageCapsWhatTheDirectoryTakes: a 32 MiB image on a directory takes
+// writes until its filesystem is full, then ENOSPC, and the image file
+// never takes more than 32 MiB of the disk below it; detaching and
+// attaching again keeps the files; Remove frees the loop device and
+// leaves nothing.
+func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
+	needRoot(t)
+	for _, below := range []string{"disk", "tmpfs"} {
+		t.Run(below, func(t *testing.T) {
+			root := t.TempDir()
+			if below == "tmpfs" { // no direct I/O there: the loop falls back
+				if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=64m"); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = unix.Unmount(root, unix.MNT_DETACH) })
+			}
+			img, dir := filepath.Join(root, "v.img"), filepath.Join(root, "v")
+			t.Cleanup(func() { _ = Remove(img, dir) })
+			if err := Attach(img, dir, 32<<20); err != nil {
+				t.Fatal(err)
+			}
+			if err := Attach(img, dir, 32<<20); err != nil {
+				t.Fatalf("a second Attach: %v", err)
+			}
+			m, err := mountpoint.Get(dir)
+			if err != nil || m == nil || m.FSType != "ext4" || !strings.HasPrefix(m.Source, "/dev/loop") {
+				t.Fatalf("mount at %s: %+v, %v", dir, m, err)
+			}
+			written, werr := fill(filepath.Join(dir, "big"), 64<<20)
+			if !errors.Is(werr, syscall.ENOSPC) {
+				t.Fatalf("writing 64 MiB into a 32 MiB image: %d bytes, err %v; want ENOSPC", written, werr)
+			}
+			if written < 16<<20 || written > 32<<20 {
+				t.Fatalf("the image took %d bytes before ENOSPC; want between 16 and 32 MiB", written)
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(img, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Blocks*512 > 32<<20 {
+				t.Fatalf("the image takes %d bytes of the disk, more than its 32 MiB", st.Blocks*512)
+			}
+			if err := os.Remove(filepath.Join(dir, "big")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "kept"), []byte("kept"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := Detach(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := Attach(img, dir, 32<<20); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "kept")); err != nil || string(b) != "kept" {
+				t.Fatalf("after detach and attach: %q, %v", b, err)
+			}
+			loop := m.Source
+			if err := Remove(img, dir); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{img, dir} {
+				if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("%s left after Remove: %v", p, err)
+				}
+			}
+			if b, err := os.ReadFile("/sys/block/" + filepath.Base(loop) + "/loop/backing_file"); err == nil && strings.Contains(string(b), img) {
+				t.Fatalf("%s still holds %s after Remove", loop, img)
+			}
+		})
+	}
+}
+
+// TestAttachLeavesFilesAlone: a directory that already holds files (a
+// cache from before images) is never mounted over: without an image it is
+// ErrOutsideImage, beside an unmounted image it is an error, and its files
+// stay.
+func TestAttachLeavesFilesAlone(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	img, dir := filepath.Join(root, "v.img"), filepath.Join(root, "v")
+	t.Cleanup(func() { _ = Remove(img, dir) })
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pending"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Attach(img, dir, 32<<20); !errors.Is(err, ErrOutsideImage) {
+		t.Fatalf("Attach over files without an image: %v; want ErrOutsideImage", err)
+	}
+	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an image was made: %v", err)
+	}
+	if err := create(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := Attach(img, dir, 32<<20); err == nil || errors.Is(err, ErrOutsideImage) {
+		t.Fatalf("Attach over files beside an image: %v; want an error", err)
+	}
+	if m, _ := mountpoint.Mounted(dir); m {
+		t.Fatal("the directory was mounted over")
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "pending")); err != nil || string(b) != "x" {
+		t.Fatalf("the file is gone: %v", err)
+	}
+}
+
+// fill writes up to n bytes to path and returns how many it wrote and the
+// error that stopped it (a full filesystem may answer at the write or at
+// the fsync).
+func fill(path string, n int) (int, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := bytes.Repeat([]byte{1}, 1<<20)
+	written := 0
+	for written < n {
+		k, err := f.Write(buf)
+		written += k
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, f.Sync()
+}
