@@ -11,7 +11,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends fuse3 ca-certificates util-linux \
+ && apt-get install -y --no-install-recommends fuse3 ca-certificates util-linux e2fsprogs \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bucket-csi /out/bucket-csi-mounter /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/bucket-csi"]

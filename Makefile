@@ -23,7 +23,7 @@ build:
 # the Dockerfile builds them. Import with `ctr -n k8s.io images import`.
 IMAGE ?= ghcr.io/bucket-csi/bucket-csi:$(VERSION)
 image:
-	@for p in fuse3 ca-certificates util-linux; do dpkg -s $$p >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fuse3 ca-certificates util-linux; break; }; done
+	@for p in fuse3 ca-certificates util-linux e2fsprogs; do dpkg -s $$p >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fuse3 ca-certificates util-linux e2fsprogs; break; }; done
 	mkdir -p bin/image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/bucket-csi ./cmd/bucket-csi
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/image/bucket-csi-mounter ./cmd/bucket-csi-mounter

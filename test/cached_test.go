@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -138,10 +140,13 @@ func TestCachedFlushBeforeRelease(t *testing.T) {
 // the kill also lands inside rclone's rewrite of three files' cache metadata
 // (the file left empty, as observed in a killed server's cache; rclone
 // alone would then delete the files): the write journal keeps them, a
-// renamed one under its new name.
+// renamed one under its new name. With reboot, nothing stays mounted (the
+// pod's and the staging mounts, the cache's image): every server started
+// for the volume mounts the image first, or the drain finds an empty cache
+// and the unstage removes the image with the pending uploads.
 func TestCachedServerKilled(t *testing.T) {
-	for _, tc := range []struct{ restage, torn bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
-		t.Run(fmt.Sprintf("restage=%v/torn=%v", tc.restage, tc.torn), func(t *testing.T) {
+	for _, tc := range []struct{ restage, torn, reboot bool }{{true, false, false}, {false, false, false}, {true, true, false}, {false, true, false}, {true, false, true}, {false, false, true}} {
+		t.Run(fmt.Sprintf("restage=%v/torn=%v/reboot=%v", tc.restage, tc.torn, tc.reboot), func(t *testing.T) {
 			s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-kill")
 			sums := writeFiles(t, target, 40)
 			// Written, closed, then renamed: how checkpoints are saved.
@@ -163,6 +168,18 @@ func TestCachedServerKilled(t *testing.T) {
 					tearCacheMeta(t, drv, filepath.Join("ckpt", name))
 				}
 			}
+			if tc.reboot {
+				// What a node's reboot leaves: nothing mounted, the
+				// cache's image on disk with its pending uploads.
+				for _, p := range []string{target, staging} {
+					if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := unix.Unmount(cacheDirOf(t, drv), 0); err != nil {
+					t.Fatalf("unmounting the cache image: %v", err)
+				}
+			}
 			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 				t.Fatalf("unpublish of a dead mount: %v", err)
 			}
@@ -179,6 +196,16 @@ func TestCachedServerKilled(t *testing.T) {
 			assertInBucket(t, s3, bucket, sums)
 		})
 	}
+}
+
+// cacheDirOf is the cache directory of the one MOUNT_CACHED volume of drv.
+func cacheDirOf(t *testing.T, drv *testenv.Driver) string {
+	t.Helper()
+	imgs, _ := filepath.Glob(filepath.Join(drv.StateDir, "cache", "*.img"))
+	if len(imgs) != 1 {
+		t.Fatalf("cache images: %v, want one", imgs)
+	}
+	return strings.TrimSuffix(imgs[0], ".img")
 }
 
 // cacheMetaPath is the rclone cache metadata file of rel in the one

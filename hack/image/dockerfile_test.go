@@ -19,7 +19,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	want := Spec{
 		Base:       "debian:bookworm-slim",
-		Packages:   []string{"fuse3", "ca-certificates", "util-linux"},
+		Packages:   []string{"fuse3", "ca-certificates", "util-linux", "e2fsprogs"},
 		Binaries:   []string{"bucket-csi", "bucket-csi-mounter"},
 		BinDir:     "/usr/local/bin",
 		Entrypoint: []string{"/usr/local/bin/bucket-csi"},

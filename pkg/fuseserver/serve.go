@@ -238,6 +238,11 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if journal != nil {
 		raw = newJournalFS(raw, journal, &tracked.paths, log)
 	}
+	if cfg.Cache {
+		// Room appears once a file's handle is let go (HandleCaching after
+		// its close) and a cleaner pass runs after that.
+		raw = newFullFS(raw, cfg.CacheDir, time.Duration(v.Opt.HandleCaching)+2*cachePollInterval)
+	}
 	var pt *passthroughFS
 	if cfg.Durable {
 		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
@@ -334,7 +339,9 @@ func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 		o.WriteBack = fs.Duration(cfg.WriteBack)
 		if cfg.CacheMaxSize > 0 {
 			o.CacheMaxSize = fs.SizeSuffix(cfg.CacheMaxSize)
+			o.CacheMinFreeSpace = fs.SizeSuffix(cacheMinFree(cfg.CacheMaxSize))
 		}
+		o.CachePollInterval = fs.Duration(cachePollInterval)
 		if passthroughWanted(cfg) {
 			// A closed cache file keeps no descriptor in rclone, which
 			// could otherwise change it in place (passthrough.go).
@@ -351,6 +358,22 @@ func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 		o.NoChecksum = true
 	}
 	return &o
+}
+
+// cachePollInterval is how often rclone's cleaner runs: it is what drops
+// clean cached data when the cache's filesystem runs short (rclone's 1m
+// default would leave a writer refused for as long; fullFS waits for a
+// pass). A pass walks the cache's items in memory.
+const cachePollInterval = 2 * time.Second
+
+// cacheMinFree is the free space rclone keeps in a cache's filesystem
+// (the volume's own image, see stage.Cached) by evicting clean files,
+// a sixteenth of the limit held to 4..256 MiB. rclone counts its limit in
+// cached bytes, not the blocks they take; without this margin a full
+// image would answer ENOSPC while rclone still counts room and evicts
+// nothing.
+func cacheMinFree(limit int64) int64 {
+	return min(max(limit/16, 4<<20), 256<<20)
 }
 
 // section is the rclone remote name for the volume: stable for a volume ID

@@ -2,12 +2,13 @@ package stage
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
+	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
@@ -64,10 +65,34 @@ func (c *Cached) CacheDir(volumeID string) string {
 	return filepath.Join(c.CacheRoot, volume.DirName(volumeID))
 }
 
+// imagePath is the file holding the filesystem of a volume's cache
+// directory (diskimage), beside it.
+func (c *Cached) imagePath(volumeID string) string {
+	return c.CacheDir(volumeID) + ".img"
+}
+
+// attachCache mounts the volume's cache image on its cache directory,
+// making an image of the cache limit when there is none. The cache is a
+// filesystem of its own, of the reserved size: a pod writing faster than
+// uploads drain, a store refusing uploads or a huge object read through
+// the cache fill the volume's image, never the node's disk. A cache from
+// before images stays a plain directory. Every server of the volume
+// starts after it (Stage, Repair, the drain server): one started on the
+// bare directory would write beside the image and miss its pending
+// uploads.
+func (c *Cached) attachCache(volumeID string) error {
+	err := diskimage.Attach(c.imagePath(volumeID), c.CacheDir(volumeID), c.CacheLimit())
+	if err != nil && !errors.Is(err, diskimage.ErrOutsideImage) {
+		return fmt.Errorf("cache filesystem: %w", err)
+	}
+	return nil
+}
+
 // Stage checks that the volume's credentials can list the bucket
 // (checkAccess), takes one of the node's FUSE server places (Servers:
-// fault.Exhausted when all are taken), then starts the FUSE server with
-// the volume's cache.
+// fault.Exhausted when all are taken), mounts the volume's cache image
+// (of the reserved size) on its cache directory, then starts the FUSE
+// server with that cache.
 // Uploads left pending by an earlier server for this volume resume.
 func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
 	if err := checkAccess(ctx, c.Stores, req); err != nil {
@@ -97,8 +122,8 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if cfg.WriteBack <= 0 {
 		cfg.WriteBack = time.Second
 	}
-	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
-		return fmt.Errorf("cache directory: %w", err)
+	if err := c.attachCache(req.VolumeID); err != nil {
+		return err
 	}
 	share, err := c.Memory.ReserveUpTo(req.VolumeID, PrefetchMemory, MinServerMemory)
 	if err != nil {
@@ -162,10 +187,10 @@ func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error 
 	return c.removeCache(rec.VolumeID)
 }
 
-// removeCache removes the volume's cache and releases its disk, memory
-// and server budgets.
+// removeCache unmounts and removes the volume's cache and its image and
+// releases its disk, memory and server budgets.
 func (c *Cached) removeCache(volumeID string) error {
-	if err := os.RemoveAll(c.CacheDir(volumeID)); err != nil {
+	if err := diskimage.Remove(c.imagePath(volumeID), c.CacheDir(volumeID)); err != nil {
 		return err
 	}
 	if err := c.Memory.Release(volumeID); err != nil {
@@ -213,6 +238,9 @@ func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) (b
 	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 		return false, err
 	}
+	if err := c.attachCache(rec.VolumeID); err != nil {
+		return false, err
+	}
 	started, ok, err := restartFUSE(ctx, c.Supervisor, rec, filepath.Join(rec.StateDir, drainMount))
 	if err != nil || !ok {
 		return false, err
@@ -226,6 +254,9 @@ func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) (b
 // one cache.
 func (c *Cached) Repair(ctx context.Context, rec *nodestate.Volume) error {
 	if err := c.Release(ctx, rec); err != nil {
+		return err
+	}
+	if err := c.attachCache(rec.VolumeID); err != nil {
 		return err
 	}
 	return repairFUSE(ctx, c.Supervisor, rec)

@@ -39,9 +39,13 @@ type Copy struct {
 	// Disk is the node disk budget: a copy reserves its whole size before
 	// it downloads, and holds it until unstage; a kept copy holds it until
 	// it is evicted to make room for a volume being staged.
-	Disk    *budget.Ledger
-	Options copier.Options
-	Log     *slog.Logger
+	Disk *budget.Ledger
+	// WriteSpace is the room (bytes) pods get for writes into a writable
+	// COPY volume, reserved with the copy (copywrites.go); 0 takes
+	// min(DefaultWriteSpace, budget/16).
+	WriteSpace int64
+	Options    copier.Options
+	Log        *slog.Logger
 	// Redact, if set, is the mask of this process's log: each running
 	// copy adds its secrets, since rclone logs into it.
 	Redact *redact.Set
@@ -103,7 +107,8 @@ func (c *Copy) dir(volumeID string) string {
 }
 
 // Stage starts or joins the volume's copy, and publishes it at the staging
-// path once it is complete. A failed copy is never published.
+// path once it is complete: read-only, or writable over its write space
+// (copywrites.go). A failed copy is never published.
 func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
 	job := c.start(req)
 	wait := time.Duration(1<<63 - 1)
@@ -132,7 +137,10 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 		c.Log.Warn("COPY left out objects that cannot be fetched or be files", "volume", req.VolumeID, "count", res.SkippedCount, "examples", strings.Join(ex, "; "))
 	}
 	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes, "skipped", res.SkippedCount)
-	return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, req.Flags.ReadOnly)
+	if req.Flags.ReadOnly {
+		return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, true)
+	}
+	return c.mountWritable(req.VolumeID, req.StagingPath)
 }
 
 // start returns the running job of the volume or starts one. Everything
@@ -196,13 +204,18 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	}
 	opt := c.Options
 	opt.HideMetaDir = req.Handle.Prefix == ""
-	// The copy must fit the disk and the node's budget, which it then
-	// holds until unstage (or eviction of a kept copy).
+	// The copy, and a writable volume's write space, must fit the disk
+	// and the node's budget, which it then holds until unstage (or
+	// eviction of a kept copy).
+	var writes int64
+	if !req.Flags.ReadOnly {
+		writes = c.writeSpace()
+	}
 	opt.Space = func(ctx context.Context, dest string, total, need, files int64) error {
-		if err := copier.FreeSpace(ctx, dest, total, need, files); err != nil {
+		if err := copier.FreeSpace(ctx, dest, total+writes, need+writes, files); err != nil {
 			return err
 		}
-		return c.Disk.Reserve(req.VolumeID, total, dir)
+		return c.Disk.Reserve(req.VolumeID, total+writes, dir)
 	}
 	data := filepath.Join(dir, "data")
 	if opt.HideMetaDir {
@@ -245,14 +258,17 @@ func (c *Copy) stop(volumeID string) {
 	}
 }
 
-// Unstage stops a running copy, unmounts the copy and removes it (unless
-// copies are kept).
+// Unstage stops a running copy, unmounts the copy, drops its write space
+// and removes the copy (unless copies are kept).
 func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, error) {
 	c.stop(rec.VolumeID)
 	c.mu.Lock()
 	delete(c.last, rec.VolumeID)
 	c.mu.Unlock()
 	if err := c.Release(ctx, rec); err != nil {
+		return Unstaged{}, err
+	}
+	if err := c.dropWrites(rec.VolumeID); err != nil {
 		return Unstaged{}, err
 	}
 	if c.Keep {
@@ -264,8 +280,8 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, er
 	return Unstaged{}, c.Disk.Release(rec.VolumeID)
 }
 
-// Release unmounts the copy; the copy, and a copy still running, carry on
-// for the next Stage to join.
+// Release unmounts the copy; the copy, a copy still running and the write
+// space carry on for the next Stage to join.
 func (c *Copy) Release(_ context.Context, rec *nodestate.Volume) error {
 	return mountpoint.Unmount(rec.StagingPath)
 }

@@ -1,0 +1,98 @@
+package stage
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+)
+
+// What a pod writes into a COPY volume goes to the volume's write space:
+// a filesystem of its own of WriteSpace bytes (diskimage), reserved from
+// the node disk budget with the copy. The staging path is an overlay of
+// that space over the copy, so a pod that writes past it gets ENOSPC and
+// the node's disk is never filled; the copy itself is never changed by a
+// pod (a file changed, in content or metadata, is first copied into the
+// write space whole), so a kept copy holds the bucket's files only. The
+// write space lives while the volume is staged (a Release keeps it for the
+// next Stage) and is dropped at unstage: COPY writes never reach the
+// bucket, and now never outlive the volume either. Read-only volumes have
+// no write space: the copy is bind-mounted read-only as before.
+
+// DefaultWriteSpace is the write space of a writable COPY volume when
+// WriteSpace is 0; writeSpace also caps it at a sixteenth of the budget.
+const DefaultWriteSpace = 1 << 30
+
+// writeSpace is the size of a writable volume's write space: WriteSpace,
+// or else min(1 GiB, budget/16); never below diskimage.MinSize.
+func (c *Copy) writeSpace() int64 {
+	n := c.WriteSpace
+	if n <= 0 {
+		n = DefaultWriteSpace
+		if c.Disk != nil {
+			n = min(n, c.Disk.Budget()/16)
+		}
+	}
+	return max(n, diskimage.MinSize)
+}
+
+// writesDir is where a volume's write space is mounted, and writesImage
+// the file that holds it.
+func (c *Copy) writesDir(volumeID string) string {
+	return filepath.Join(c.dir(volumeID), "writes")
+}
+
+func (c *Copy) writesImage(volumeID string) string {
+	return c.writesDir(volumeID) + ".img"
+}
+
+// mountWritable mounts the overlay of the volume's write space (made or
+// attached again) over its copy at staging.
+//
+// The overlay runs without an index, redirects or metadata-only copy-up:
+// the copier updates a kept copy between stages, which overlayfs allows
+// only without them.
+func (c *Copy) mountWritable(volumeID, staging string) error {
+	data, writes := filepath.Join(c.dir(volumeID), "data"), c.writesDir(volumeID)
+	if err := diskimage.Attach(c.writesImage(volumeID), writes, c.writeSpace()); err != nil {
+		return fmt.Errorf("the volume's write space: %w", err)
+	}
+	upper, work := filepath.Join(writes, "upper"), filepath.Join(writes, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	// The overlay's root shows the upper directory's owner and mode:
+	// give it the copy root's (presentCopy set them from the flags).
+	var st unix.Stat_t
+	if err := unix.Stat(data, &st); err != nil {
+		return err
+	}
+	if err := os.Chown(upper, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	if err := unix.Chmod(upper, st.Mode&0o7777); err != nil {
+		return err
+	}
+	for _, p := range []string{data, upper, work} {
+		if strings.ContainsAny(p, ",:\\") {
+			return fmt.Errorf("%w: the state directory path %q has a character overlayfs options cannot hold (, : \\)", fault.Invalid, p)
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=off,redirect_dir=off,metacopy=off,xino=off", data, upper, work)
+	if err := unix.Mount("overlay", staging, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("%w: mounting the copy with its write space at %s: %v", fault.Unavailable, staging, err)
+	}
+	return nil
+}
+
+// dropWrites removes the volume's write space and what the pods wrote.
+func (c *Copy) dropWrites(volumeID string) error {
+	return diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID))
+}

@@ -1,0 +1,178 @@
+package test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// TestCachedVolumeHeldToItsLimit: a MOUNT_CACHED volume's cache is a
+// filesystem of its own of the cache limit (here 48 MiB), so nothing done
+// through the volume takes more of the node's disk than that. A 96 MiB
+// object reads back whole (rclone makes room by dropping clean cached
+// ranges); a 96 MiB write, which rclone keeps in the cache until the file
+// is closed, stops with ENOSPC; the image never takes more than 48 MiB of
+// the disk; the unstage removes the image. Before images, the write
+// succeeded and the cache took 96 MiB of the node's disk.
+func TestCachedVolumeHeldToItsLimit(t *testing.T) {
+	testenv.RequireFUSE(t)
+	const limit = 48 << 20
+	s3, drv, c := startAll(t, "--cache-max-size", fmt.Sprint(limit))
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "cache-limit"); err != nil {
+		t.Fatal(err)
+	}
+	big := randomBytes(t, 96<<20)
+	putObject(t, s3, "cache-limit", "big.bin", big)
+	v, err := c.Controller.CreateVolume(ctx, createReq("pv-cache-limit", map[string]string{"source": "s3://cache-limit", "mode": "MOUNT_CACHED"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.GetVolume().GetVolumeId()
+	staging, _ := podPaths(t, drv)
+	if err := stageCached(t, c, id, staging, s3.Secrets()); err != nil {
+		t.Fatal(err)
+	}
+	imgs, _ := filepath.Glob(filepath.Join(drv.StateDir, "cache", "*.img"))
+	if len(imgs) != 1 {
+		t.Fatalf("cache images: %v, want one", imgs)
+	}
+	img := imgs[0]
+	held := func(when string) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(img, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Blocks*512 > limit {
+			t.Fatalf("%s: the cache takes %d bytes of the node's disk, more than its %d limit", when, st.Blocks*512, limit)
+		}
+		t.Logf("%s: the cache takes %.1f MiB of the node's disk", when, float64(st.Blocks*512)/(1<<20))
+	}
+
+	got, err := os.ReadFile(filepath.Join(staging, "big.bin"))
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(big) {
+		t.Fatalf("reading a 96 MiB object through a 48 MiB cache: %d bytes, err %v, equal %v", len(got), err, err == nil && sha256.Sum256(got) == sha256.Sum256(big))
+	}
+	held("after reading 96 MiB")
+
+	written, werr := writeUpTo(filepath.Join(staging, "out.bin"), 96<<20)
+	held("after writing")
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("writing 96 MiB into a 48 MiB cache: %d bytes written, err %v; want ENOSPC", written, werr)
+	}
+	t.Logf("the write stopped after %.1f MiB: %v", float64(written)/(1<<20), werr)
+	if written < 24<<20 {
+		t.Fatalf("the write stopped after %d bytes: the read's clean data was not dropped to make room", written)
+	}
+
+	unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
+	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cache image is left after the unstage: %v", err)
+	}
+}
+
+// writeUpTo writes up to n bytes to a new file at path in 1 MiB writes,
+// then closes it, and returns the bytes written and the first error.
+func writeUpTo(path string, n int) (int, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1<<20)
+	written := 0
+	for written < n && err == nil {
+		var k int
+		k, err = f.Write(buf)
+		written += k
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return written, err
+}
+
+// TestCopyWritesHeldToWriteSpace: what a pod writes into a writable COPY
+// volume goes to the volume's write space (here 32 MiB), a filesystem of
+// its own: a 64 MiB write stops with ENOSPC and the write space never
+// takes more than 32 MiB of the node's disk. A changed file of the copy is
+// copied into the write space, so the copy itself keeps the bucket's bytes
+// (a kept copy stays clean); the unstage drops the write space and what
+// was written. Before the write space, the write filled the node's disk.
+func TestCopyWritesHeldToWriteSpace(t *testing.T) {
+	testenv.RequireFUSE(t)
+	const space = 32 << 20
+	s3, drv, c := startAll(t, "--copy-write-space", fmt.Sprint(space), "--keep-copies")
+	sums := fillSource(t, s3, "copy-writes", 5)
+	ctx := context.Background()
+	v, err := c.Controller.CreateVolume(ctx, createReq("pv-copy-writes", map[string]string{"source": "s3://copy-writes", "mode": "COPY"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.GetVolume().GetVolumeId()
+	staging, _ := podPaths(t, drv)
+	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
+		t.Fatal(err)
+	}
+	checkCopy(t, staging, sums)
+	imgs, _ := filepath.Glob(filepath.Join(drv.StateDir, "copies", "*", "writes.img"))
+	if len(imgs) != 1 {
+		t.Fatalf("write space images: %v, want one", imgs)
+	}
+	data := filepath.Join(filepath.Dir(imgs[0]), "data")
+
+	const key = "shard-01/item-0001.json"
+	f, err := os.OpenFile(filepath.Join(staging, key), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("changed by the pod"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(data, key)); err != nil || sha256.Sum256(got) != sums[key] {
+		t.Fatalf("the copy's own file changed with the pod's write (err %v)", err)
+	}
+
+	written, werr := writeUpTo(filepath.Join(staging, "out.bin"), 64<<20)
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("writing 64 MiB into a 32 MiB write space: %d bytes written, err %v; want ENOSPC", written, werr)
+	}
+	t.Logf("the write stopped after %.1f MiB: %v", float64(written)/(1<<20), werr)
+	var st unix.Stat_t
+	if err := unix.Stat(imgs[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > space {
+		t.Fatalf("the write space takes %d bytes of the node's disk, more than its %d", st.Blocks*512, space)
+	}
+	if _, err := os.Stat(filepath.Join(data, "out.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the pod's new file is in the copy itself: %v", err)
+	}
+
+	unstage(t, c, id, staging)
+	if _, err := os.Stat(imgs[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the write space is left after the unstage: %v", err)
+	}
+	// The kept copy is clean: the next stage shows the bucket's bytes.
+	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
+		t.Fatal(err)
+	}
+	checkCopy(t, staging, sums)
+	if _, err := os.Stat(filepath.Join(staging, "out.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a write outlived the unstage: %v", err)
+	}
+	unstage(t, c, id, staging)
+}
