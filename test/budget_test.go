@@ -54,14 +54,15 @@ func unstage(t *testing.T, c testenv.Clients, id, staging string) {
 
 // TestNodeDiskBudget: COPY and MOUNT_CACHED draw from one node disk budget
 // (80% of the state directory's free space, here a 90 MiB tmpfs: 72 MiB).
-// Two COPY stages of 40 MiB started at once each fit the disk but not
+// Two COPY stages of 40 MiB (56 MiB with the 16 MiB write space) started
+// at once each fit the disk but not
 // together: one answers ResourceExhausted with the figures, the other
 // completes. A MOUNT_CACHED stage whose cache limit (50 MiB) does not fit
 // beside the copy is refused the same way, also after a plugin restart
 // (the ledger is in the state directory). Copies are kept (--keep-copies):
 // once the copy is unstaged, its kept data is evicted to make room for the
-// cache; the refused copy does not fit beside the cache until the cache is
-// unstaged.
+// cache; the refused copy does not fit beside the cache (whose image then
+// takes its 50 MiB of the disk) until the cache is unstaged.
 func TestNodeDiskBudget(t *testing.T) {
 	testenv.RequireFUSE(t)
 	small := filepath.Join(t.TempDir(), "state")
@@ -134,7 +135,12 @@ func TestNodeDiskBudget(t *testing.T) {
 	if !strings.Contains(drv.Log.String(), "evicted kept data to make room") {
 		t.Fatalf("the kept copy was not evicted for the cache; driver log:\n%s", drv.Log.String())
 	}
-	budgetRefusal(t, "a COPY stage beside a 50 MiB cache", stageCopy(t, c, refused.id, refused.staging, s3.Secrets()))
+	// The cache's image takes its 50 MiB of the tmpfs when it is made, so
+	// the disk itself refuses the copy before the budget is asked.
+	err = stageCopy(t, c, refused.id, refused.staging, s3.Secrets())
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "bytes are free at") {
+		t.Fatalf("a COPY stage beside a 50 MiB cache = %v, want ResourceExhausted naming the free disk", err)
+	}
 	unstage(t, c, cached, cachedStaging)
 	if err := stageCopy(t, c, refused.id, refused.staging, s3.Secrets()); err != nil {
 		t.Fatalf("the refused COPY stage once the node has room: %v", err)

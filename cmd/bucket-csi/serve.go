@@ -162,20 +162,17 @@ func serve(args []string) error {
 		}
 	}
 	if cfg.Node {
-		stateDir, err := filepath.Abs(f.stateDir)
+		stateDir, err := canonicalDir(f.stateDir, "")
 		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(stateDir, 0o700); err != nil {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
 		state := nodestate.Dir{Root: stateDir}
 		cfg.State = state
 		sup := &mounter.Supervisor{Env: passthroughEnv(cfg.Stores.Env()), Host: f.mounterSocket}
 		settings := stage.Settings{LogFormat: f.logFormat, LogLevel: f.logLevel, DirCacheTime: f.dirCacheTime, ReadChunkStreams: f.readChunkStreams, ReadChunkSize: f.readChunkSize, ObjectMTimes: f.objectMTimes}
-		cacheDir := f.cacheDir
-		if cacheDir == "" {
-			cacheDir = filepath.Join(stateDir, "cache")
+		cacheDir, err := canonicalDir(f.cacheDir, filepath.Join(stateDir, "cache"))
+		if err != nil {
+			return fmt.Errorf("--cache-dir: %w", err)
 		}
 		disk, mem, servers, err := f.budgets(state, log)
 		if err != nil {
@@ -341,4 +338,21 @@ func loadKeeper(keyFile string) (*bucket.Keeper, error) {
 		return nil, fmt.Errorf("--ownership-key-file: %w", err)
 	}
 	return bucket.NewKeeper(m, bucket.NewJournal()), nil
+}
+
+// canonicalDir makes dir (or def when dir is empty) and returns its
+// absolute path without symlinks: mount points below it are found in
+// mountinfo by path, which names them that way.
+func canonicalDir(dir, def string) (string, error) {
+	if dir == "" {
+		dir = def
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(dir)
 }

@@ -5,10 +5,11 @@
 // write past it fails with ENOSPC in that volume only, and the node's disk
 // (and every other volume's budget) stays untouched.
 //
-// The image is sparse: it takes on disk what its filesystem has written
-// (about 4 MiB for an empty image, whatever its size), at most its size.
-// It is created with mkfs.ext4 (e2fsprogs) and needs root: the loop device
-// and the mount.
+// The image takes its whole size on the disk below when it is made
+// (preallocated, not sparse): a write the volume's filesystem accepted must
+// never fail later because the disk below filled up (ext4 would then drop
+// the data or turn read-only). It is created with mkfs.ext4 (e2fsprogs
+// 1.47 or later) and needs root: the loop device and the mount.
 package diskimage
 
 import (
@@ -39,9 +40,12 @@ var ErrOutsideImage = errors.New("directory holds files and has no image")
 // Attach mounts the image img on dir, creating a fresh image of size bytes
 // (at least MinSize) when img does not exist. It is idempotent: a dir that
 // is already a mount point is left as it is. An existing image keeps its
-// size and its files. A dir that holds files while img does not exist is
-// ErrOutsideImage, and one that holds files beside an existing image that
-// is not mounted is an error: neither is mounted over.
+// size (Size) and its files; it is checked (e2fsck -p) before it is
+// mounted, unless a loop device still holds it (a mount elsewhere that
+// outlived ours), which is then mounted again as it is: one filesystem is
+// never open twice through two devices. A dir that holds files while img
+// does not exist is ErrOutsideImage, and one that holds files beside an
+// existing image that is not mounted is an error: neither is mounted over.
 func Attach(img, dir string, size int64) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -61,12 +65,28 @@ func Attach(img, dir string, size int64) error {
 		if err := create(img, max(size, MinSize)); err != nil {
 			return err
 		}
+		return mountImage(img, dir)
 	case err != nil:
 		return err
 	case !empty:
 		return fmt.Errorf("%w: %s holds files while its image %s is not mounted; move them away to use the image", fault.Unavailable, dir, img)
 	}
+	if dev, ok := heldBy(img); ok {
+		return mountDevice(dev, img, dir)
+	}
+	if err := check(img); err != nil {
+		return err
+	}
 	return mountImage(img, dir)
+}
+
+// Size returns the size of the image at img, 0 when there is none.
+func Size(img string) int64 {
+	st, err := os.Stat(img)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // Detach unmounts dir; the loop device goes with the mount. A dir that is
@@ -92,6 +112,10 @@ const busyWait = 2 * time.Second
 
 // Remove detaches dir, then removes the image and the directory with what
 // it holds (the files of a plain directory Attach refused to mount over).
+// A dir still on another filesystem than its parent (mounted under a
+// path mountinfo does not name the same way) is never emptied. A mount
+// that another mount namespace still holds keeps the unlinked image, and
+// its disk, until that namespace lets go.
 func Remove(img, dir string) error {
 	if err := Detach(dir); err != nil {
 		return err
@@ -99,35 +123,54 @@ func Remove(img, dir string) error {
 	if err := os.Remove(img); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	var d, parent unix.Stat_t
+	if err := unix.Lstat(dir, &d); errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return err
+	}
+	if d.Dev != parent.Dev {
+		return fmt.Errorf("%w: %s is still a mount point; not removing what it holds", fault.Unavailable, dir)
+	}
 	return os.RemoveAll(dir)
 }
 
-// create makes a sparse file of size bytes with an empty ext4 filesystem,
-// under a temporary name renamed to img once complete, so a crash never
-// leaves a half-made image under its final name.
+// create makes a preallocated file of size bytes with an empty ext4
+// filesystem, under a temporary name renamed to img once complete, so a
+// crash never leaves a half-made image under its final name. A disk
+// without room for it is fault.Exhausted.
 func create(img string, size int64) error {
 	tmp := img + ".new"
 	_ = os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: image %s: %v", fault.Unavailable, img, err)
 	}
-	err = f.Truncate(size)
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("image %s: %w", img, err)
+		kind := fault.Unavailable
+		if errors.Is(err, unix.ENOSPC) {
+			kind = fault.Exhausted
+		}
+		return fmt.Errorf("%w: allocating the %d-byte image %s: %v", kind, size, img, err)
 	}
-	// The file is sparse, so it reads as zeros: mkfs writes no inode
-	// tables or journal blocks, and the kernel never zeroes them later.
-	// -m 0: no blocks reserved for root; this filesystem has one user.
-	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0",
+	// Allocated blocks not yet written read as zeros: mkfs writes no
+	// inode tables or journal blocks, and the kernel never zeroes them
+	// later. -m 0: no blocks reserved for root, this filesystem has one
+	// user. -i 8192: an inode per 8 KiB (rclone's cache takes two per
+	// file, data and metadata).
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", "-i", "8192",
 		"-E", "nodiscard,assume_storage_prezeroed=1", tmp).CombinedOutput()
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("mkfs.ext4 %s: %v: %s", tmp, err, out)
+		return fmt.Errorf("%w: mkfs.ext4 %s (e2fsprogs 1.47 or later is needed): %v: %s", fault.Unavailable, tmp, err, out)
 	}
 	if err := os.Rename(tmp, img); err != nil {
 		return err
@@ -144,9 +187,29 @@ func mountImage(img, dir string) error {
 		return fmt.Errorf("%w: attaching %s to a loop device: %v", fault.Unavailable, img, err)
 	}
 	defer dev.Close()
-	err = unix.Mount(dev.Name(), dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, "")
+	return mountDevice(dev.Name(), img, dir)
+}
+
+// mountDevice mounts the ext4 on the loop device dev (holding img) on dir.
+func mountDevice(dev, img, dir string) error {
+	err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, "")
 	if err != nil {
-		return fmt.Errorf("%w: mounting %s (%s) on %s: %v", fault.Unavailable, img, dev.Name(), dir, err)
+		return fmt.Errorf("%w: mounting %s (%s) on %s: %v", fault.Unavailable, img, dev, dir, err)
+	}
+	return nil
+}
+
+// check repairs what a crash (a node's reboot) left in the image's
+// filesystem, as a boot's fsck would; what it cannot repair unattended
+// is an error naming the image.
+func check(img string) error {
+	out, err := exec.Command("e2fsck", "-p", img).CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() < 4 {
+		return nil // 1: errors corrected; 2: corrected, reboot advised (a root filesystem)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: e2fsck -p %s: %v: %s (repair it by hand with e2fsck)", fault.Unavailable, img, err, out)
 	}
 	return nil
 }

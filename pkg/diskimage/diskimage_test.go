@@ -24,10 +24,10 @@ func needRoot(t *testing.T) {
 }
 
 // TestImageCapsWhatTheDirectoryTakes: a 32 MiB image on a directory takes
-// writes until its filesystem is full, then ENOSPC, and the image file
-// never takes more than 32 MiB of the disk below it; detaching and
-// attaching again keeps the files; Remove frees the loop device and
-// leaves nothing.
+// its 32 MiB of the disk below when it is made (so a write its filesystem
+// accepts never meets a full disk later) and writes until its filesystem
+// is full, then ENOSPC; detaching and attaching again (after an e2fsck)
+// keeps the files; Remove frees the loop device and leaves nothing.
 func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 	needRoot(t)
 	for _, below := range []string{"disk", "tmpfs"} {
@@ -62,8 +62,8 @@ func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 			if err := unix.Stat(img, &st); err != nil {
 				t.Fatal(err)
 			}
-			if st.Blocks*512 > 32<<20 {
-				t.Fatalf("the image takes %d bytes of the disk, more than its 32 MiB", st.Blocks*512)
+			if st.Size != 32<<20 || st.Blocks*512 < 32<<20 {
+				t.Fatalf("the image is %d bytes and takes %d of the disk; want 32 MiB preallocated", st.Size, st.Blocks*512)
 			}
 			if err := os.Remove(filepath.Join(dir, "big")); err != nil {
 				t.Fatal(err)
@@ -93,6 +93,46 @@ func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 				t.Fatalf("%s still holds %s after Remove", loop, img)
 			}
 		})
+	}
+}
+
+// TestAttachMountsAHeldImageAgain: when a mount of the image outlives the
+// unmount of its directory (another mount namespace keeps a copy; here a
+// bind mount), Attach mounts the loop device that still holds it, never a
+// second device over the same image, and sees the same files.
+func TestAttachMountsAHeldImageAgain(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	img, dir, other := filepath.Join(root, "v.img"), filepath.Join(root, "v"), filepath.Join(root, "other")
+	t.Cleanup(func() { _ = unix.Unmount(other, unix.MNT_DETACH); _ = Remove(img, dir) })
+	if err := Attach(img, dir, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := mountpoint.Get(dir)
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(dir, other, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := Detach(dir); err != nil {
+		t.Fatal(err)
+	}
+	if dev, ok := heldBy(img); !ok || dev != first.Source {
+		t.Fatalf("heldBy = %q, %v; want %s", dev, ok, first.Source)
+	}
+	if err := Attach(img, dir, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := mountpoint.Get(dir)
+	if again == nil || again.Source != first.Source {
+		t.Fatalf("attached again on %+v, want the device still holding the image, %s", again, first.Source)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || string(b) != "one" {
+		t.Fatalf("after the attach: %q, %v", b, err)
 	}
 }
 

@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-// loopMajor is the block device major number of loop devices.
-const loopMajor = 7
 
 // attachLoop binds img to a free loop device and returns the device open:
 // the caller mounts it, then closes it. The device clears itself at its
@@ -32,7 +31,7 @@ func attachLoop(img string) (*os.File, error) {
 		return nil, err
 	}
 	defer ctl.Close()
-	for range 16 {
+	for range attachTries {
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
 			return nil, fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
@@ -54,19 +53,62 @@ func attachLoop(img string) (*os.File, error) {
 			return nil, fmt.Errorf("LOOP_CONFIGURE %s: %w", dev.Name(), err)
 		}
 	}
-	return nil, errors.New("no free loop device after 16 tries")
+	return nil, fmt.Errorf("no free loop device after %d tries", attachTries)
 }
+
+// attachTries bounds how often attachLoop asks for a free device: each
+// failed try lost a race with another attach, which took a device.
+const attachTries = 64
 
 // openLoop opens /dev/loopN, making its node when it is missing.
 func openLoop(n int) (*os.File, error) {
-	name := fmt.Sprintf("/dev/loop%d", n)
-	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-		dev := unix.Mkdev(loopMajor, uint32(n))
-		if err := unix.Mknod(name, unix.S_IFBLK|0o600, int(dev)); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("making %s: %w", name, err)
-		}
+	name, err := loopNode(n)
+	if err != nil {
+		return nil, err
 	}
 	return os.OpenFile(name, os.O_RDWR, 0)
+}
+
+// loopNode returns /dev/loopN, making the node, with the device number
+// the kernel gives it (/sys/block/loopN/dev), when it is missing.
+func loopNode(n int) (string, error) {
+	name := fmt.Sprintf("/dev/loop%d", n)
+	if _, err := os.Stat(name); !errors.Is(err, os.ErrNotExist) {
+		return name, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/dev", n))
+	if err != nil {
+		return "", err
+	}
+	var major, minor uint32
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d:%d", &major, &minor); err != nil {
+		return "", fmt.Errorf("device number of loop%d %q: %w", n, b, err)
+	}
+	if err := unix.Mknod(name, unix.S_IFBLK|0o600, int(unix.Mkdev(major, minor))); err != nil && !errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("making %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// heldBy returns the loop device that holds img, if one does: the device
+// of a mount our unmount did not end (another mount namespace keeps a
+// copy of it).
+func heldBy(img string) (string, bool) {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || strings.TrimSpace(string(b)) != img {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(filepath.Base(filepath.Dir(filepath.Dir(f))), "loop%d", &n); err != nil {
+			continue
+		}
+		if name, err := loopNode(n); err == nil {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 // configure binds backing to dev with flags.

@@ -23,7 +23,7 @@ import (
 //
 // Contract: only calls that fail with EIO change, and only to ENOSPC, and
 // only while the cache directory's filesystem has less than the call's
-// size and fullMargin free. Every other answer passes through. A write is
+// size and fullMargin free, or fewer than inodeMargin free inodes. Every other answer passes through. A write is
 // repeated at most once, whole, at its offset (rclone may have written part
 // of it; the repeat writes the same bytes).
 type fullFS struct {
@@ -34,7 +34,11 @@ type fullFS struct {
 
 // fullMargin is the free space below which a failed call counts as one
 // the full cache refused: ext4 also needs blocks for its own metadata.
-const fullMargin = 1 << 20
+// inodeMargin is the same for inodes (rclone takes two per cached file).
+const (
+	fullMargin  = 1 << 20
+	inodeMargin = 16
+)
 
 func newFullFS(inner fuse.RawFileSystem, cacheDir string, wait time.Duration) *fullFS {
 	return &fullFS{RawFileSystem: inner, dir: cacheDir, wait: wait}
@@ -47,7 +51,7 @@ func (f *fullFS) room(need int) bool {
 	if err := unix.Statfs(f.dir, &s); err != nil {
 		return true
 	}
-	return int64(s.Bavail)*s.Bsize >= int64(need)+fullMargin
+	return int64(s.Bavail)*s.Bsize >= int64(need)+fullMargin && s.Ffree >= inodeMargin
 }
 
 // full turns st into ENOSPC when it is EIO and the cache has less than
@@ -100,4 +104,20 @@ func (f *fullFS) Flush(c <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 
 func (f *fullFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return f.full(f.RawFileSystem.Fsync(c, in), 0)
+}
+
+func (f *fullFS) Mknod(c <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	return f.full(f.RawFileSystem.Mknod(c, in, name, out), 0)
+}
+
+func (f *fullFS) Symlink(c <-chan struct{}, header *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	return f.full(f.RawFileSystem.Symlink(c, header, target, name, out), 0)
+}
+
+func (f *fullFS) Link(c <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	return f.full(f.RawFileSystem.Link(c, in, name, out), 0)
+}
+
+func (f *fullFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	return f.full(f.RawFileSystem.Rename(c, in, oldName, newName), 0)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -110,7 +111,10 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	if err := c.Servers.Reserve(req.VolumeID, 1, ""); err != nil {
 		return err
 	}
-	if err := c.Disk.Reserve(req.VolumeID, cfg.CacheMaxSize, cfg.CacheDir); err != nil {
+	// What the image takes: the limit (at least diskimage.MinSize), or
+	// more for an image made before the limit was lowered.
+	size := max(cfg.CacheMaxSize, diskimage.MinSize, diskimage.Size(c.imagePath(req.VolumeID)))
+	if err := c.Disk.Reserve(req.VolumeID, size, cfg.CacheDir); err != nil {
 		if !held {
 			_ = c.Servers.Release(req.VolumeID)
 		}
@@ -238,8 +242,11 @@ func (c *Cached) restartPrivately(ctx context.Context, rec *nodestate.Volume) (b
 	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 		return false, err
 	}
-	if err := c.attachCache(rec.VolumeID); err != nil {
-		return false, err
+	if _, err := os.Stat(filepath.Join(rec.StateDir, savedConfig)); err == nil {
+		// A server will start: on the cache image, never beside it.
+		if err := c.attachCache(rec.VolumeID); err != nil {
+			return false, err
+		}
 	}
 	started, ok, err := restartFUSE(ctx, c.Supervisor, rec, filepath.Join(rec.StateDir, drainMount))
 	if err != nil || !ok {

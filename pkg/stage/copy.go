@@ -138,6 +138,10 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 	}
 	c.Log.Info("copy complete", "volume", req.VolumeID, "files", res.Files, "bytes", res.Bytes, "downloaded", res.Downloaded, "downloadedBytes", res.DownloadedBytes, "skipped", res.SkippedCount)
 	if req.Flags.ReadOnly {
+		// A write space from a writable stage before holds no reservation now.
+		if err := c.dropWrites(req.VolumeID, false); err != nil {
+			return err
+		}
 		return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, true)
 	}
 	return c.mountWritable(req.VolumeID, req.StagingPath)
@@ -209,7 +213,7 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	// eviction of a kept copy).
 	var writes int64
 	if !req.Flags.ReadOnly {
-		writes = c.writeSpace()
+		writes = c.writesReserve(req.VolumeID)
 	}
 	opt.Space = func(ctx context.Context, dest string, total, need, files int64) error {
 		if err := copier.FreeSpace(ctx, dest, total+writes, need+writes, files); err != nil {
@@ -268,7 +272,7 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, er
 	if err := c.Release(ctx, rec); err != nil {
 		return Unstaged{}, err
 	}
-	if err := c.dropWrites(rec.VolumeID); err != nil {
+	if err := c.dropWrites(rec.VolumeID, c.Keep); err != nil {
 		return Unstaged{}, err
 	}
 	if c.Keep {

@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,10 +60,19 @@ func (c *Copy) writesImage(volumeID string) string {
 // only without them.
 func (c *Copy) mountWritable(volumeID, staging string) error {
 	data, writes := filepath.Join(c.dir(volumeID), "data"), c.writesDir(volumeID)
-	if err := diskimage.Attach(c.writesImage(volumeID), writes, c.writeSpace()); err != nil {
+	upper, work := filepath.Join(writes, "upper"), filepath.Join(writes, "work")
+	for _, p := range []string{data, upper, work} {
+		if strings.ContainsAny(p, ",:\\") {
+			return fmt.Errorf("%w: the state directory path %q has a character overlayfs options cannot hold (, : \\)", fault.Precondition, p)
+		}
+	}
+	err := diskimage.Attach(c.writesImage(volumeID), writes, c.writeSpace())
+	if errors.Is(err, diskimage.ErrOutsideImage) {
+		err = fmt.Errorf("%w: %v", fault.Unavailable, err)
+	}
+	if err != nil {
 		return fmt.Errorf("the volume's write space: %w", err)
 	}
-	upper, work := filepath.Join(writes, "upper"), filepath.Join(writes, "work")
 	for _, d := range []string{upper, work} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -80,11 +90,6 @@ func (c *Copy) mountWritable(volumeID, staging string) error {
 	if err := unix.Chmod(upper, st.Mode&0o7777); err != nil {
 		return err
 	}
-	for _, p := range []string{data, upper, work} {
-		if strings.ContainsAny(p, ",:\\") {
-			return fmt.Errorf("%w: the state directory path %q has a character overlayfs options cannot hold (, : \\)", fault.Invalid, p)
-		}
-	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=off,redirect_dir=off,metacopy=off,xino=off", data, upper, work)
 	if err := unix.Mount("overlay", staging, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("%w: mounting the copy with its write space at %s: %v", fault.Unavailable, staging, err)
@@ -92,7 +97,22 @@ func (c *Copy) mountWritable(volumeID, staging string) error {
 	return nil
 }
 
+// writesReserve is what a writable volume's write space takes: its size,
+// or more for an image made before the flag was lowered.
+func (c *Copy) writesReserve(volumeID string) int64 {
+	return max(c.writeSpace(), diskimage.Size(c.writesImage(volumeID)))
+}
+
 // dropWrites removes the volume's write space and what the pods wrote.
-func (c *Copy) dropWrites(volumeID string) error {
-	return diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID))
+// With keep, the copy stays reserved without it (a kept copy).
+func (c *Copy) dropWrites(volumeID string, keep bool) error {
+	size := diskimage.Size(c.writesImage(volumeID))
+	if err := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID)); err != nil {
+		return err
+	}
+	r, ok := c.Disk.Get(volumeID)
+	if !keep || !ok || size == 0 || r.Bytes <= size {
+		return nil
+	}
+	return c.Disk.Reserve(volumeID, r.Bytes-size, r.Path)
 }
