@@ -275,6 +275,24 @@ func (l *Ledger) ReserveUpTo(volumeID string, want, floor int64) (int64, error) 
 	return n, l.setLocked(volumeID, &Reservation{Bytes: n, At: time.Now().UTC()})
 }
 
+// Shrink lowers the reservation of volumeID by n bytes (to no less than
+// zero), keeping its path, time and kept mark: it never asks for room, so
+// it never fails for the budget nor evicts anything. No reservation is
+// fine.
+func (l *Ledger) Shrink(volumeID string, n int64) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.data.Reservations[volumeID]
+	if !ok || n <= 0 {
+		return nil
+	}
+	r.Bytes = max(r.Bytes-n, 0)
+	return l.setLocked(volumeID, &r)
+}
+
 // Release drops the reservation of volumeID (none is fine).
 func (l *Ledger) Release(volumeID string) error {
 	if l == nil {

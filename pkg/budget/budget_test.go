@@ -278,3 +278,37 @@ func TestLedgerEvictsKeptData(t *testing.T) {
 		t.Fatalf("kept data not evicted: %v", err)
 	}
 }
+
+// TestLedgerShrink: Shrink lowers a reservation without asking for room,
+// so it succeeds even when the budget was lowered below what is reserved
+// (no eviction, no refusal), keeps the kept mark, floors at zero, and
+// ignores a volume without a reservation.
+func TestLedgerShrink(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.json")
+	l := fixed(t, path, 100)
+	if err := l.Reserve("a", 80, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Keep("a"); err != nil {
+		t.Fatal(err)
+	}
+	l2 := fixed(t, path, 50) // the budget lowered across a restart
+	if err := l2.Shrink("a", 30); err != nil {
+		t.Fatalf("Shrink under a lowered budget: %v", err)
+	}
+	if r, ok := l2.Get("a"); !ok || r.Bytes != 50 || !r.Kept {
+		t.Fatalf("after Shrink: %+v, %v; want 50 bytes, kept", r, ok)
+	}
+	if err := l2.Shrink("a", 500); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := l2.Get("a"); r.Bytes != 0 {
+		t.Fatalf("a Shrink past the reservation left %d bytes, want 0", r.Bytes)
+	}
+	if err := l2.Shrink("none", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l2.Get("none"); ok {
+		t.Fatal("Shrink made a reservation")
+	}
+}

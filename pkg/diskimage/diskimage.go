@@ -1,15 +1,18 @@
 // Package diskimage gives a directory a filesystem of its own with a fixed
-// size: a sparse ext4 image file beside it, attached to a loop device and
+// size: an ext4 image file beside it, attached to a loop device and
 // mounted on it. What a volume keeps on the node's disk there cannot take
 // more than the image's size, whatever its FUSE server or a pod does: a
 // write past it fails with ENOSPC in that volume only, and the node's disk
 // (and every other volume's budget) stays untouched.
 //
 // The image takes its whole size on the disk below when it is made
-// (preallocated, not sparse): a write the volume's filesystem accepted must
-// never fail later because the disk below filled up (ext4 would then drop
-// the data or turn read-only). It is created with mkfs.ext4 (e2fsprogs
-// 1.47 or later) and needs root: the loop device and the mount.
+// (preallocated), and again at every attach (holes a trim punched are
+// filled): a write the volume's filesystem accepted must never fail later
+// because the disk below filled up (ext4 would then drop the data or turn
+// read-only). Its loop device takes no discards. On a filesystem that
+// cannot preallocate, the image is sparse and that promise is void. It is
+// created with mkfs.ext4 (e2fsprogs 1.47 or later) and needs root: the
+// loop device and the mount.
 package diskimage
 
 import (
@@ -71,8 +74,12 @@ func Attach(img, dir string, size int64) error {
 	case !empty:
 		return fmt.Errorf("%w: %s holds files while its image %s is not mounted; move them away to use the image", fault.Unavailable, dir, img)
 	}
-	if dev, ok := heldBy(img); ok {
-		return mountDevice(dev, img, dir)
+	if dev := heldBy(img); dev != nil {
+		defer dev.Close() // held open until mounted: it cannot be cleared and reused meanwhile
+		return mountDevice(dev.Name(), img, dir)
+	}
+	if err := preallocate(img, Size(img)); err != nil {
+		return err
 	}
 	if err := check(img); err != nil {
 		return err
@@ -120,20 +127,21 @@ func Remove(img, dir string) error {
 	if err := Detach(dir); err != nil {
 		return err
 	}
+	var d, parent unix.Stat_t
+	err := unix.Lstat(dir, &d)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	if err == nil {
+		if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+			return err
+		}
+		if d.Dev != parent.Dev {
+			return fmt.Errorf("%w: %s is still a mount point; not removing it or its image", fault.Unavailable, dir)
+		}
+	}
 	if err := os.Remove(img); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
-	}
-	var d, parent unix.Stat_t
-	if err := unix.Lstat(dir, &d); errors.Is(err, unix.ENOENT) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
-		return err
-	}
-	if d.Dev != parent.Dev {
-		return fmt.Errorf("%w: %s is still a mount point; not removing what it holds", fault.Unavailable, dir)
 	}
 	return os.RemoveAll(dir)
 }
@@ -149,17 +157,16 @@ func create(img string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("%w: image %s: %v", fault.Unavailable, img, err)
 	}
-	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+	err = f.Truncate(size)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = preallocate(tmp, size)
+	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		kind := fault.Unavailable
-		if errors.Is(err, unix.ENOSPC) {
-			kind = fault.Exhausted
-		}
-		return fmt.Errorf("%w: allocating the %d-byte image %s: %v", kind, size, img, err)
+		return err
 	}
 	// Allocated blocks not yet written read as zeros: mkfs writes no
 	// inode tables or journal blocks, and the kernel never zeroes them
@@ -205,13 +212,38 @@ func mountDevice(dev, img, dir string) error {
 func check(img string) error {
 	out, err := exec.Command("e2fsck", "-p", img).CombinedOutput()
 	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() < 4 {
+	if errors.As(err, &exit) && exit.ExitCode() >= 1 && exit.ExitCode() < 4 {
 		return nil // 1: errors corrected; 2: corrected, reboot advised (a root filesystem)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: e2fsck -p %s: %v: %s (repair it by hand with e2fsck)", fault.Unavailable, img, err, out)
 	}
 	return nil
+}
+
+// preallocate allocates every block of the size bytes of img (mode 0:
+// holes are filled, allocated blocks kept). A disk without room is
+// fault.Exhausted; a filesystem that cannot preallocate leaves the image
+// sparse.
+func preallocate(img string, size int64) error {
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("%w: image %s: %v", fault.Unavailable, img, err)
+	}
+	defer f.Close()
+	for {
+		err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+		if !errors.Is(err, unix.EINTR) { // tmpfs gives up on a pending signal
+			break
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, unix.EOPNOTSUPP):
+		return nil
+	case errors.Is(err, unix.ENOSPC):
+		return fmt.Errorf("%w: allocating the %d-byte image %s: %v", fault.Exhausted, size, img, err)
+	}
+	return fmt.Errorf("%w: allocating the %d-byte image %s: %v", fault.Unavailable, size, img, err)
 }
 
 // isEmpty reports whether dir has no entries.

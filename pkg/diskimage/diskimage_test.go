@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -68,6 +69,15 @@ func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 			if err := os.Remove(filepath.Join(dir, "big")); err != nil {
 				t.Fatal(err)
 			}
+			// A trim of the node's filesystems must not hand the
+			// freed blocks back: the image stays preallocated.
+			out, _ := exec.Command("fstrim", "-v", dir).CombinedOutput()
+			if err := unix.Stat(img, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Blocks*512 < 32<<20 {
+				t.Fatalf("after fstrim (%s) the image takes %d bytes of the disk; want its 32 MiB", strings.TrimSpace(string(out)), st.Blocks*512)
+			}
 			if err := os.WriteFile(filepath.Join(dir, "kept"), []byte("kept"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -121,8 +131,10 @@ func TestAttachMountsAHeldImageAgain(t *testing.T) {
 	if err := Detach(dir); err != nil {
 		t.Fatal(err)
 	}
-	if dev, ok := heldBy(img); !ok || dev != first.Source {
-		t.Fatalf("heldBy = %q, %v; want %s", dev, ok, first.Source)
+	if dev := heldBy(img); dev == nil || dev.Name() != first.Source {
+		t.Fatalf("heldBy = %v; want %s", dev, first.Source)
+	} else {
+		dev.Close()
 	}
 	if err := Attach(img, dir, 32<<20); err != nil {
 		t.Fatal(err)

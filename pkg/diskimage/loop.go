@@ -46,6 +46,7 @@ func attachLoop(img string) (*os.File, error) {
 			err = configure(dev, backing, unix.LO_FLAGS_AUTOCLEAR)
 		}
 		if err == nil {
+			noDiscards(n)
 			return dev, nil
 		}
 		dev.Close()
@@ -90,25 +91,40 @@ func loopNode(n int) (string, error) {
 	return name, nil
 }
 
-// heldBy returns the loop device that holds img, if one does: the device
-// of a mount our unmount did not end (another mount namespace keeps a
-// copy of it).
-func heldBy(img string) (string, bool) {
+// heldBy returns, open, the loop device that holds img, if one does: the
+// device of a mount our unmount did not end (another mount namespace keeps
+// a copy of it). Devices are matched by the backing file's device and
+// inode, which name it in every mount namespace; the path the kernel
+// shows is the one the attaching process saw.
+func heldBy(img string) *os.File {
+	var st unix.Stat_t
+	if err := unix.Stat(img, &st); err != nil {
+		return nil
+	}
 	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil || strings.TrimSpace(string(b)) != img {
-			continue
-		}
 		var n int
 		if _, err := fmt.Sscanf(filepath.Base(filepath.Dir(filepath.Dir(f))), "loop%d", &n); err != nil {
 			continue
 		}
-		if name, err := loopNode(n); err == nil {
-			return name, true
+		dev, err := openLoop(n)
+		if err != nil {
+			continue
 		}
+		info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
+		if err == nil && info.Device == uint64(st.Dev) && info.Inode == st.Ino {
+			return dev
+		}
+		dev.Close()
 	}
-	return "", false
+	return nil
+}
+
+// noDiscards turns discards off on loopN, so a trim of the node's
+// filesystems (fstrim) does not punch holes into the preallocated image.
+// Best effort: a read-only /sys leaves them on.
+func noDiscards(n int) {
+	_ = os.WriteFile(fmt.Sprintf("/sys/block/loop%d/queue/discard_max_bytes", n), []byte("0"), 0)
 }
 
 // configure binds backing to dev with flags.

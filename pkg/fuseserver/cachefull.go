@@ -51,7 +51,8 @@ func (f *fullFS) room(need int) bool {
 	if err := unix.Statfs(f.dir, &s); err != nil {
 		return true
 	}
-	return int64(s.Bavail)*s.Bsize >= int64(need)+fullMargin && s.Ffree >= inodeMargin
+	// Files == 0: the filesystem has no inode count (btrfs).
+	return int64(s.Bavail)*s.Bsize >= int64(need)+fullMargin && (s.Files == 0 || s.Ffree >= inodeMargin)
 }
 
 // full turns st into ENOSPC when it is EIO and the cache has less than

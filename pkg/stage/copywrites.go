@@ -110,9 +110,8 @@ func (c *Copy) dropWrites(volumeID string, keep bool) error {
 	if err := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID)); err != nil {
 		return err
 	}
-	r, ok := c.Disk.Get(volumeID)
-	if !keep || !ok || size == 0 || r.Bytes <= size {
+	if !keep {
 		return nil
 	}
-	return c.Disk.Reserve(volumeID, r.Bytes-size, r.Path)
+	return c.Disk.Shrink(volumeID, size)
 }
