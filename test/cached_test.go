@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -143,10 +144,15 @@ func TestCachedFlushBeforeRelease(t *testing.T) {
 // renamed one under its new name. With reboot, nothing stays mounted (the
 // pod's and the staging mounts, the cache's image): every server started
 // for the volume mounts the image first, or the drain finds an empty cache
-// and the unstage removes the image with the pending uploads.
+// and the unstage removes the image with the pending uploads. With legacy,
+// the cache is then turned into what a version before images left: its
+// files in the plain directory and no image; the volume keeps using that
+// directory and loses nothing.
 func TestCachedServerKilled(t *testing.T) {
-	for _, tc := range []struct{ restage, torn, reboot bool }{{true, false, false}, {false, false, false}, {true, true, false}, {false, true, false}, {true, false, true}, {false, false, true}} {
-		t.Run(fmt.Sprintf("restage=%v/torn=%v/reboot=%v", tc.restage, tc.torn, tc.reboot), func(t *testing.T) {
+	type tcase struct{ restage, torn, reboot, legacy bool }
+	for _, tc := range []tcase{{true, false, false, false}, {false, false, false, false}, {true, true, false, false}, {false, true, false, false},
+		{true, false, true, false}, {false, false, true, false}, {true, false, true, true}, {false, false, true, true}} {
+		t.Run(fmt.Sprintf("restage=%v/torn=%v/reboot=%v/legacy=%v", tc.restage, tc.torn, tc.reboot, tc.legacy), func(t *testing.T) {
 			s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-kill")
 			sums := writeFiles(t, target, 40)
 			// Written, closed, then renamed: how checkpoints are saved.
@@ -180,6 +186,9 @@ func TestCachedServerKilled(t *testing.T) {
 					t.Fatalf("unmounting the cache image: %v", err)
 				}
 			}
+			if tc.legacy {
+				toPlainCache(t, cacheDirOf(t, drv))
+			}
 			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 				t.Fatalf("unpublish of a dead mount: %v", err)
 			}
@@ -206,6 +215,27 @@ func cacheDirOf(t *testing.T, drv *testenv.Driver) string {
 		t.Fatalf("cache images: %v, want one", imgs)
 	}
 	return strings.TrimSuffix(imgs[0], ".img")
+}
+
+// toPlainCache turns the unmounted cache image of dir into a cache as a
+// version before images kept it: the image's files copied into dir, the
+// image removed.
+func toPlainCache(t *testing.T, dir string) {
+	t.Helper()
+	tmp := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop,ro", dir+".img", tmp).CombinedOutput(); err != nil {
+		t.Fatalf("mounting the image: %v: %s", err, out)
+	}
+	out, err := exec.Command("sh", "-c", "cd "+tmp+" && tar --exclude=./lost+found -cf - . | tar -C "+dir+" -xpf -").CombinedOutput()
+	if uerr := unix.Unmount(tmp, 0); uerr != nil {
+		t.Fatal(uerr)
+	}
+	if err != nil {
+		t.Fatalf("copying the cache out of its image: %v: %s", err, out)
+	}
+	if err := os.Remove(dir + ".img"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // cacheMetaPath is the rclone cache metadata file of rel in the one
