@@ -20,7 +20,6 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/driver"
-	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/kube"
 	"github.com/bucket-csi/bucket-csi/pkg/logging"
 	"github.com/bucket-csi/bucket-csi/pkg/metrics"
@@ -38,7 +37,6 @@ type serveFlags struct {
 	endpoint, nodeID, services, stateDir, cacheDir, defaultStore, bucketPrefix, logLevel string
 	dirCacheTime, writeBack                                                              time.Duration
 	cacheMaxSize, copyWriteSpace                                                         int64
-	uploadStuckAfter                                                                     time.Duration
 	keepCopies, inlineAmbient                                                            bool
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
@@ -77,7 +75,6 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.inlineStores, "inline-stores", "", "stores inline ephemeral volumes may use (comma-separated; empty: inline volumes are refused)")
 	fs.StringVar(&f.inlineModes, "inline-modes", "MOUNT", "modes inline ephemeral volumes may use (comma-separated: MOUNT, COPY, MOUNT_CACHED); COPY and MOUNT_CACHED keep data on the node's disk")
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
-	fs.DurationVar(&f.uploadStuckAfter, "upload-stuck-after", fuseproto.DefaultStuckAfter, "MOUNT_CACHED: how long a closed file may stay neither uploaded nor queued (its close could not fetch the ranges it lacked) before the volume's unstage restarts its FUSE server to queue it")
 	fs.Int64Var(&f.copyWriteSpace, "copy-write-space", 0, "room in bytes for what pods write into a writable COPY volume, reserved from the node disk budget with the copy (0: min(1 GiB, budget/16))")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", copier.DefaultWorkers, "COPY objects or ranges fetched in parallel")
@@ -185,7 +182,7 @@ func serve(args []string) error {
 			volume.ModeMount: &stage.Mount{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
 				Memory: mem, ServerMemory: f.serverMemory(), Servers: servers},
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
-				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, StuckAfter: f.uploadStuckAfter, Disk: disk, Memory: mem, Servers: servers},
+				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk, Memory: mem, Servers: servers},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies, WriteSpace: f.copyWriteSpace,
 				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
 		}

@@ -178,18 +178,6 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 // Layout is the layout of the rclone cache the journal guards.
 func (j *Journal) Layout() Layout { return j.cache }
 
-// Names returns the names with writes recorded and not yet known to be
-// uploaded.
-func (j *Journal) Names() []string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	names := make([]string, 0, len(j.written))
-	for name := range j.written {
-		names = append(names, name)
-	}
-	return names
-}
-
 // Close closes the journal's file.
 func (j *Journal) Close() error {
 	j.mu.Lock()

@@ -79,10 +79,6 @@ type Config struct {
 	// WriteBack is the delay between a file's last close and its upload
 	// (with Cache).
 	WriteBack time.Duration `json:"writeBack,omitempty"`
-	// StuckAfter is how long a file with acknowledged writes may stay
-	// neither uploaded nor queued before Status counts it Stuck (0:
-	// DefaultStuckAfter).
-	StuckAfter time.Duration `json:"stuckAfter,omitempty"`
 	// PrivateDir receives the credential files some backends need (0700
 	// directory, 0600 files, removed when the server exits).
 	PrivateDir string `json:"privateDir,omitempty"`
@@ -176,7 +172,3 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	c.Format = ConfigFormat
 	return nil
 }
-
-// DefaultStuckAfter is Config.StuckAfter's default: long enough for the
-// close of a large file to fetch its missing ranges from a slow store.
-const DefaultStuckAfter = 2 * time.Minute

@@ -31,11 +31,6 @@ type Status struct {
 	Busy bool `json:"busy"`
 	// Retrying counts uploads that failed at least once and wait to retry.
 	Retrying int `json:"retrying"`
-	// Stuck counts files with acknowledged writes that have been neither
-	// uploaded nor queued for upload for longer than the server's
-	// StuckAfter: a close rclone could not finish. Only a new server
-	// queues them (stage.Cached restarts it at the unstage).
-	Stuck int `json:"stuck,omitempty"`
 }
 
 // Drained reports whether nothing is left to upload and nothing is open.
@@ -44,11 +39,8 @@ func (s Status) Drained() bool { return s.Pending == 0 && !s.Busy }
 // String is the human summary used in retryable errors.
 func (s Status) String() string {
 	msg := fmt.Sprintf("%d files (%d bytes) pending upload, %d uploading", s.Pending, s.PendingBytes, s.Uploading)
-	if s.Busy && s.Pending == 0 && s.Stuck == 0 {
+	if s.Busy && s.Pending == 0 {
 		msg += ", files still open for writing"
-	}
-	if s.Stuck > 0 {
-		msg += fmt.Sprintf(", %d closed but not queued (a close could not fetch their missing ranges)", s.Stuck)
 	}
 	if s.Retrying > 0 {
 		msg += fmt.Sprintf(", %d retrying after failed uploads (is the store reachable?)", s.Retrying)

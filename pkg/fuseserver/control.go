@@ -38,13 +38,6 @@ func vfsStatus(v *vfs.VFS) fuseproto.Status {
 	return st
 }
 
-// status is vfsStatus with the files the server counts stuck.
-func (m *meter) status(v *vfs.VFS) fuseproto.Status {
-	st := vfsStatus(v)
-	st.Stuck = m.stuck.count(time.Now())
-	return st
-}
-
 // queue returns the write-back queue of the process's only VFS.
 func queue(_ *vfs.VFS) ([]writeback.QueueInfo, error) {
 	call := rc.Calls.Get("vfs/queue")
@@ -88,14 +81,14 @@ func serveControl(path string, v *vfs.VFS, m *meter) (stop func(), err error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(http.MethodGet+" "+fuseproto.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(m.status(v))
+		_ = json.NewEncoder(w).Encode(vfsStatus(v))
 	})
 	mux.HandleFunc(http.MethodGet+" "+fuseproto.PathStats, func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(m.stats(v))
 	})
 	mux.HandleFunc(http.MethodPost+" "+fuseproto.PathFlush, func(w http.ResponseWriter, _ *http.Request) {
 		flushNow(v)
-		_ = json.NewEncoder(w).Encode(m.status(v))
+		_ = json.NewEncoder(w).Encode(vfsStatus(v))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()

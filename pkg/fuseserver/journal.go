@@ -51,9 +51,8 @@ func checkJournalRoots(j *cachejournal.Journal, v *vfs.VFS) error {
 }
 
 // sweepJournal drops, every interval until ctx ends, the journal records
-// of files no longer pending upload, and tells stuck which of the others
-// are neither queued nor clean.
-func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, stuck *stuckFiles, interval time.Duration) {
+// of files no longer pending upload.
+func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -71,10 +70,6 @@ func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, stuc
 			queued[q.Name] = true
 		}
 		j.Sweep(queued)
-		stuck.update(j.Names(), queued, func(name string) bool {
-			info, err := j.Layout().Info(name)
-			return err == nil && info.Dirty
-		}, time.Now())
 	}
 }
 

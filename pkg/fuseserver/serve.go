@@ -181,7 +181,6 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 			return err
 		}
 		defer journal.Close()
-		meter.stuck = newStuckFiles(volume.Or(cfg.StuckAfter, fuseproto.DefaultStuckAfter))
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
@@ -283,7 +282,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		go meter.watchPending(trimCtx, v)
 	}
 	if journal != nil {
-		go sweepJournal(trimCtx, journal, v, meter.stuck, time.Second)
+		go sweepJournal(trimCtx, journal, v, time.Second)
 	}
 
 	served := make(chan struct{})

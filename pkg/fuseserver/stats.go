@@ -27,7 +27,6 @@ type meter struct {
 	ra          *readahead.Fs  // nil without read-ahead (MOUNT_CACHED)
 	pt          *passthroughFS // nil without passthrough
 	pending     pendingAges
-	stuck       *stuckFiles // nil without a cache
 }
 
 // newMeter installs rclone's HTTP transport metrics for this process (its
@@ -42,7 +41,7 @@ func newMeter() *meter {
 
 // stats returns the figures of v now.
 func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
-	st := fuseproto.Stats{Status: m.status(v), StartedAt: m.started}
+	st := fuseproto.Stats{Status: vfsStatus(v), StartedAt: m.started}
 	now := time.Now()
 	m.sample(v, now)
 	st.OldestPendingSeconds = m.pending.oldest(now).Seconds()

@@ -11,7 +11,6 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
 	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
-	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -44,10 +43,6 @@ type Cached struct {
 	Transfers int
 	// WriteBack is the delay between last close and upload (default 1s).
 	WriteBack time.Duration
-	// StuckAfter is how long a closed file may stay dirty and unqueued
-	// before an unstage restarts the server to queue it (restartStuck;
-	// 0: fuseproto.DefaultStuckAfter).
-	StuckAfter time.Duration
 }
 
 // Files in the volume's private state directory.
@@ -128,7 +123,6 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	tune := req.Handle.Profile.Tuning()
 	cfg.Transfers = max(volume.Or(tune.Transfers, c.Transfers), 1)
 	cfg.WriteBack = volume.Or(tune.WriteBack, c.WriteBack)
-	cfg.StuckAfter = c.StuckAfter
 	if cfg.WriteBack <= 0 {
 		cfg.WriteBack = time.Second
 	}
@@ -179,10 +173,7 @@ func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error 
 			return c.removeCache(rec.VolumeID)
 		}
 	}
-	if st, err := mounter.WaitDrained(ctx, ControlSocket(rec), drainMargin); err != nil {
-		if st.Stuck > 0 && st.Pending == 0 && errors.Is(err, fault.Pending) {
-			return c.restartStuck(ctx, rec, st)
-		}
+	if _, err := mounter.WaitDrained(ctx, ControlSocket(rec), drainMargin); err != nil {
 		return err
 	}
 	killed, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace)
@@ -198,18 +189,6 @@ func (c *Cached) flushAndStop(ctx context.Context, rec *nodestate.Volume) error 
 		return err
 	}
 	return c.removeCache(rec.VolumeID)
-}
-
-// restartStuck stops a server whose status counts files stuck (closed,
-// dirty, never queued: fuseproto.Status.Stuck) and nothing queued, and
-// answers fault.Pending: the retry finds the server gone and drains the
-// cache with a new one, which queues every dirty file when it starts. A
-// mount still in use (files open) is not stopped (fault.Pending too).
-func (c *Cached) restartStuck(ctx context.Context, rec *nodestate.Volume, st fuseproto.Status) error {
-	if _, err := mounter.Stop(ctx, rec.Server, c.mountPoint(rec), stopGrace); err != nil {
-		return err
-	}
-	return fmt.Errorf("%w: %s; the server was stopped so that a new one queues them", fault.Pending, st)
 }
 
 // removeCache unmounts and removes the volume's cache and its image and
