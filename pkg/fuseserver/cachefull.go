@@ -23,9 +23,10 @@ import (
 //
 // Contract: only calls that fail with EIO change, and only to ENOSPC, and
 // only while the cache directory's filesystem has less than the call's
-// size and fullMargin free, or fewer than inodeMargin free inodes. Every other answer passes through. A write is
-// repeated at most once, whole, at its offset (rclone may have written part
-// of it; the repeat writes the same bytes).
+// size and fullMargin free, or fewer than inodeMargin free inodes. Every
+// other answer passes through. A write is repeated at most once, whole,
+// at its offset (rclone may have written part of it; the repeat writes the
+// same bytes).
 type fullFS struct {
 	fuse.RawFileSystem
 	dir  string
