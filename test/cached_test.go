@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -161,14 +162,7 @@ func TestCachedServerKilled(t *testing.T) {
 			}
 			sums["ckpt/latest.json"] = sums["ckpt/step-000.json"]
 			delete(sums, "ckpt/step-000.json")
-			staged := drv.Staged(t)
-			if len(staged) != 1 {
-				t.Fatalf("staged: %+v", staged)
-			}
-			if err := syscall.Kill(staged[0].Server.Pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			testenv.MustBeGone(t, staged[0].Server)
+			killTheServer(t, drv)
 			if tc.torn {
 				for _, name := range []string{"model.bin", "step-039.json", "latest.json"} {
 					tearCacheMeta(t, drv, filepath.Join("ckpt", name))
@@ -182,8 +176,16 @@ func TestCachedServerKilled(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if err := unix.Unmount(cacheDirOf(t, drv), 0); err != nil {
-					t.Fatalf("unmounting the cache image: %v", err)
+				// The killed server's last threads may still be closing
+				// its files in the cache for a moment after it is reaped.
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					err := unix.Unmount(cacheDirOf(t, drv), 0)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+						t.Fatalf("unmounting the cache image: %v", err)
+					}
 				}
 			}
 			if tc.legacy {
@@ -205,6 +207,20 @@ func TestCachedServerKilled(t *testing.T) {
 			assertInBucket(t, s3, bucket, sums)
 		})
 	}
+}
+
+// killTheServer kills (SIGKILL) the FUSE server of the one staged volume
+// of drv and waits until it is gone.
+func killTheServer(t *testing.T, drv *testenv.Driver) {
+	t.Helper()
+	staged := drv.Staged(t)
+	if len(staged) != 1 {
+		t.Fatalf("staged: %+v", staged)
+	}
+	if err := syscall.Kill(staged[0].Server.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustBeGone(t, staged[0].Server)
 }
 
 // cacheDirOf is the cache directory of the one MOUNT_CACHED volume of drv.

@@ -37,15 +37,7 @@ func TestCachedVolumeHeldToItsLimit(t *testing.T) {
 	}
 	big := randomBytes(t, 96<<20)
 	putObject(t, s3, "cache-limit", "big.bin", big)
-	v, err := c.Controller.CreateVolume(ctx, createReq("pv-cache-limit", map[string]string{"source": "s3://cache-limit", "mode": "MOUNT_CACHED"}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := v.GetVolume().GetVolumeId()
-	staging, _ := podPaths(t, drv)
-	if err := stageCached(t, c, id, staging, s3.Secrets()); err != nil {
-		t.Fatal(err)
-	}
+	id, staging := stageSourceCached(t, c, drv, "pv-cache-limit", "cache-limit", s3.Secrets())
 	imgs, _ := filepath.Glob(filepath.Join(drv.StateDir, "cache", "*.img"))
 	if len(imgs) != 1 {
 		t.Fatalf("cache images: %v, want one", imgs)
@@ -116,6 +108,22 @@ func nodeDiskUse(t *testing.T, root string) int64 {
 		t.Fatal(err)
 	}
 	return total
+}
+
+// stageSourceCached provisions a MOUNT_CACHED volume of bucket named pv
+// and stages it, returning its ID and staging path.
+func stageSourceCached(t *testing.T, c testenv.Clients, drv *testenv.Driver, pv, bucket string, secrets map[string]string) (id, staging string) {
+	t.Helper()
+	v, err := c.Controller.CreateVolume(context.Background(), createReq(pv, map[string]string{"source": "s3://" + bucket, "mode": "MOUNT_CACHED"}, secrets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = v.GetVolume().GetVolumeId()
+	staging, _ = podPaths(t, drv)
+	if err := stageCached(t, c, id, staging, secrets); err != nil {
+		t.Fatal(err)
+	}
+	return id, staging
 }
 
 // writeUpTo writes up to n bytes to a new file at path in 1 MiB writes,

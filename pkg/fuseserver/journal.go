@@ -16,6 +16,7 @@ import (
 	"github.com/rclone/rclone/vfs"
 
 	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
 )
 
 // openJournal opens the write journal of a MOUNT_CACHED volume's cache and
@@ -34,6 +35,25 @@ func openJournal(cacheDir string, f fs.Fs, log *slog.Logger) (*cachejournal.Jour
 		log.Warn("cache repaired after a server was killed", "path", r.Name, "action", r.Action)
 	}
 	return j, nil
+}
+
+// completeCache fetches the bytes files waiting for upload lack
+// (cachejournal's Complete says why) before the VFS opens the cache. A
+// store that does not answer for such a file stops the server with
+// fault.Unavailable: the stage, repair or drain that started it is retried.
+func completeCache(ctx context.Context, j *cachejournal.Journal, f fs.Fs, log *slog.Logger) error {
+	done, err := j.Complete(ctx, f)
+	for _, r := range done {
+		if r.Failed {
+			log.Error("a file waiting for upload lacks bytes the cache could not fetch: rclone decides what becomes of the file", "path", r.Name, "action", r.Action)
+			continue
+		}
+		log.Warn("a file waiting for upload completed from the bucket", "path", r.Name, "action", r.Action)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: not serving the cache yet: %v (serving now could upload zeros over the bucket's bytes)", fault.Unavailable, err)
+	}
+	return nil
 }
 
 // checkJournalRoots fails when the journal would look for rclone's files

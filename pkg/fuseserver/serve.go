@@ -181,6 +181,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 			return err
 		}
 		defer journal.Close()
+		if err := completeCache(ctx, journal, f, log); err != nil {
+			return err
+		}
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()
@@ -237,6 +240,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	if journal != nil {
 		raw = newJournalFS(raw, journal, &tracked.paths, log)
+		if !cfg.ReadOnly {
+			raw = newWholeFS(raw, v, journal.Layout(), &tracked.paths, log)
+		}
 	}
 	if cfg.Cache {
 		// Room appears once a file's handle is let go (HandleCaching after
