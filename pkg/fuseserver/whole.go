@@ -1,11 +1,14 @@
 package fuseserver
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	rfs "github.com/rclone/rclone/fs"
@@ -32,18 +35,26 @@ import (
 // does not answer fails the change itself, before anything is changed.
 //
 // Contract:
-//   - Before a Write through a handle that has not yet written, and before
-//     every SetAttr that sets a size other than 0, every byte below the
-//     smaller of the file's size and its bucket object's size that
-//     rclone's metadata does not list as present is read through the VFS
-//     (which keeps what it reads in the cache). A file with no object in
-//     the bucket has nothing to fetch.
+//   - Before a Write through a handle that has not yet written, every byte
+//     of the file's bucket object (below the file's size) that rclone's
+//     metadata does not list as present is read through the VFS, which
+//     keeps what it reads in the cache; before a SetAttr that sets a size
+//     other than 0, every such byte below that size. A file with no object
+//     in the bucket has nothing to fetch; a clean file cached from another
+//     version of the object than the bucket's lacks every byte (rclone
+//     drops it at the open).
+//   - The file is looked up in the VFS only when the metadata does not
+//     show it whole: a write to a file whole in the cache needs no store
+//     (the VFS lists a directory again once its listing expired).
+//   - A fetch that fails, or that the application interrupts, fails the
+//     call (EIO, or ENOSPC where fullFS sees a full cache; EINTR) and
+//     passes nothing on: nothing is changed.
 //   - The fetch's VFS handle stays open until the change has reached
-//     rclone, so the cache cannot drop the fetched bytes in between; after
-//     the change the file is dirty, and rclone drops no byte of a dirty or
-//     open file.
-//   - A fetch that fails fails the call with EIO (ENOSPC where fullFS sees
-//     a full cache) and passes nothing on: nothing is changed.
+//     rclone, and then what rclone lacks is fetched once more (its cleaner
+//     may have emptied the clean file in between, Item.Reset); the file is
+//     dirty by then, and rclone never drops a dirty file's bytes nor
+//     downloads over the application's. A failure then is logged as an
+//     error (the change is done; its close will need the store).
 //   - A file no name leads to any more (unlinked, replaced by a rename)
 //     is not fetched: nothing of it is uploaded.
 //   - A handle that created an empty file, or wrote once, writes on
@@ -78,14 +89,15 @@ func (w *wholeFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 	if w.known(in.Fh) {
 		return w.RawFileSystem.Write(c, in, data)
 	}
-	done, st := w.fetch(in.NodeId)
+	f, st := w.fetch(c, in.NodeId, math.MaxInt64)
 	if !st.Ok() {
 		return 0, st
 	}
-	defer done()
+	defer f.close()
 	n, st := w.RawFileSystem.Write(c, in, data)
 	if st.Ok() {
 		w.mark(in.Fh)
+		f.again(c, math.MaxInt64)
 	}
 	return n, st
 }
@@ -94,12 +106,17 @@ func (w *wholeFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrO
 	if in.Valid&fuse.FATTR_SIZE == 0 || in.Size == 0 {
 		return w.RawFileSystem.SetAttr(c, in, out)
 	}
-	done, st := w.fetch(in.NodeId)
+	limit := int64(min(in.Size, math.MaxInt64))
+	f, st := w.fetch(c, in.NodeId, limit)
 	if !st.Ok() {
 		return st
 	}
-	defer done()
-	return w.RawFileSystem.SetAttr(c, in, out)
+	defer f.close()
+	st = w.RawFileSystem.SetAttr(c, in, out)
+	if st.Ok() {
+		f.again(c, limit)
+	}
+	return st
 }
 
 func (w *wholeFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
@@ -121,61 +138,127 @@ func (w *wholeFS) known(fh uint64) bool {
 	return w.whole[fh]
 }
 
-// fetch reads into the cache the bytes of node's file rclone lacks, and
-// returns the function that closes the handle it read through.
-func (w *wholeFS) fetch(node uint64) (done func(), st fuse.Status) {
+// fetching is one fetch of a file's missing bytes: the VFS handle it read
+// through (nil until it needed one).
+type fetching struct {
+	w *wholeFS
+	p string // "" when the file is not fetched (no name leads to it)
+	h vfs.Handle
+}
+
+func (f *fetching) close() {
+	if f.h != nil {
+		_ = f.h.Close()
+	}
+}
+
+// fetch reads into the cache the bytes below limit of node's file that
+// rclone lacks; the caller closes what it returns.
+func (w *wholeFS) fetch(c <-chan struct{}, node uint64, limit int64) (*fetching, fuse.Status) {
+	f := &fetching{w: w}
 	p, ok := w.paths.attachedPath(node)
 	if !ok {
-		return func() {}, fuse.OK // no name leads to the file any more: nothing of it is uploaded
+		return f, fuse.OK // no name leads to the file any more: nothing of it is uploaded
 	}
-	missing, err := w.missing(p)
+	f.p = p
+	missing, err := w.missing(p, limit)
 	if errors.Is(err, vfs.ENOENT) {
-		return func() {}, fuse.OK // gone from the VFS meanwhile: as above
+		f.p = ""
+		return f, fuse.OK // gone from the VFS meanwhile: as above
 	} else if err != nil {
-		w.log.Warn("change refused: the file could not be looked up", "path", p, "err", err)
-		return nil, fuse.EIO
+		w.log.Warn("change refused: the file could not be looked up to fetch the bytes the cache lacks", "path", p, "err", err)
+		return f, fuse.EIO
 	}
+	if err := f.read(c, missing); errors.Is(err, syscall.EINTR) {
+		f.close()
+		return f, fuse.EINTR
+	} else if err != nil {
+		w.log.Warn("change refused: the bytes of the file the cache lacks could not be fetched from the store first, so that its upload would not depend on the store later", "path", p, "err", err)
+		f.close()
+		return f, fuse.EIO
+	}
+	return f, fuse.OK
+}
+
+// again fetches, once the change reached rclone, what rclone lacks of the
+// file by then: its cleaner may have emptied the clean file (Item.Reset)
+// between the fetch and the change. The file is dirty now, so nothing is
+// dropped again, and rclone's download never writes over the
+// application's bytes (WriteAtNoOverwrite).
+func (f *fetching) again(c <-chan struct{}, limit int64) {
+	if f.p == "" {
+		return
+	}
+	missing, err := f.w.missing(f.p, limit)
+	if err == nil {
+		err = f.read(c, missing)
+	}
+	if err != nil && !errors.Is(err, vfs.ENOENT) {
+		f.w.log.Error("a changed file lacks bytes only the bucket has (the cache dropped them during the change): its close needs the store", "path", f.p, "err", err)
+	}
+}
+
+// read reads the ranges missing through f's handle, opening it first.
+func (f *fetching) read(c <-chan struct{}, missing []ranges.Range) error {
 	if len(missing) == 0 {
-		return func() {}, fuse.OK
+		return nil
 	}
-	h, err := w.v.OpenFile(p, os.O_RDONLY, 0)
-	if err != nil {
-		w.log.Warn("change refused: the file could not be opened to fetch its bytes first", "path", p, "err", err)
-		return nil, fuse.EIO
+	if f.h == nil {
+		h, err := f.w.v.OpenFile(f.p, os.O_RDONLY, 0)
+		if err != nil {
+			return err
+		}
+		f.h = h
 	}
 	buf := make([]byte, min(fetchChunk, missing[len(missing)-1].End()-missing[0].Pos))
 	for _, r := range missing {
 		for off := r.Pos; off < r.End(); {
-			n, err := h.ReadAt(buf[:min(int64(len(buf)), r.End()-off)], off)
+			select {
+			case <-c:
+				return syscall.EINTR // the application gave up
+			default:
+			}
+			n, err := f.h.ReadAt(buf[:min(int64(len(buf)), r.End()-off)], off)
 			off += int64(n)
 			if errors.Is(err, io.EOF) {
 				break // shorter than the object said: nothing more to fetch
 			}
 			if err != nil {
-				_ = h.Close()
-				w.log.Warn("change refused: the bytes of the file the cache lacks could not be fetched from the store first, so that its upload would not depend on the store later", "path", p, "err", err)
-				return nil, fuse.EIO
+				return err
 			}
 		}
 	}
-	return func() { _ = h.Close() }, fuse.OK
+	return nil
 }
 
-// missing lists the ranges of p's bucket object, below p's size, that
-// rclone's metadata does not list as present.
-func (w *wholeFS) missing(p string) ([]ranges.Range, error) {
+// missing lists the ranges below limit of p's bucket object, and below
+// p's size, that rclone's metadata does not list as present. It looks the
+// file up only when the metadata does not show it whole (the store may
+// not answer, and the VFS lists a directory again once its listing
+// expired): a dirty file whole in the cache needs nothing, and neither
+// does a clean one when the lookup fails (rclone opens it with the object
+// it already has). A clean file cached from another version of the
+// object than the bucket's lacks everything: rclone drops it at the open.
+func (w *wholeFS) missing(p string, limit int64) ([]ranges.Range, error) {
+	info, ierr := w.cache.Info(p)
+	whole := ierr == nil && len(cachejournal.Missing(info.Rs, min(info.Size, limit))) == 0
+	if whole && info.Dirty {
+		return nil, nil
+	}
 	node, err := w.v.Stat(p)
 	if err != nil {
+		if whole && !errors.Is(err, vfs.ENOENT) {
+			return nil, nil
+		}
 		return nil, err
 	}
 	o, ok := node.DirEntry().(rfs.Object)
 	if !ok || o == nil {
 		return nil, nil // nothing in the bucket to fetch
 	}
-	size := min(node.Size(), o.Size())
-	info, err := w.cache.Info(p)
-	if err != nil {
-		info.Rs = nil // no metadata (nothing cached yet) or unreadable: fetch it all
+	if ierr != nil || (!info.Dirty && info.Fingerprint != "" &&
+		rfs.Fingerprint(context.Background(), o, w.v.Opt.FastFingerprint) != info.Fingerprint) {
+		info.Rs = nil // nothing cached, unreadable metadata, or another version: fetch it all
 	}
-	return cachejournal.Missing(info.Rs, size), nil
+	return cachejournal.Missing(info.Rs, min(node.Size(), o.Size(), limit)), nil
 }
