@@ -69,7 +69,9 @@ func bucketWith(t *testing.T, s3 *testenv.S3, bucket, key string, n int) []byte 
 // truncate fail with EIO and change nothing; once it answers, the write
 // fetches the file, and the close, with the store refusing reads again,
 // needs nothing from it: the edited file reads back whole and reaches the
-// bucket with the bucket's other bytes around the edit.
+// bucket with the bucket's other bytes around the edit. A second change,
+// with the store answering nothing and the directory's listing expired,
+// needs nothing from the store either.
 //
 // Before, the write succeeded and rclone fetched the missing bytes at the
 // close: refused, the close failed silently, leaving the file dirty and
@@ -78,14 +80,15 @@ func bucketWith(t *testing.T, s3 *testenv.S3, bucket, key string, n int) []byte 
 func TestCachedChangeFetchesTheFileFirst(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
-	var refuse atomic.Bool
-	// A ranged GET is the only way the driver reads an object's bytes.
+	var refuse, down atomic.Bool
+	// A ranged GET is the only way the driver reads an object's bytes;
+	// down refuses everything.
 	through := refusingS3(t, s3, func(r *http.Request) bool {
-		return refuse.Load() && r.Method == http.MethodGet && r.Header.Get("Range") != ""
+		return down.Load() || refuse.Load() && r.Method == http.MethodGet && r.Header.Get("Range") != ""
 	})
 	const bucket = "fetch-first"
 	orig := bucketWith(t, s3, bucket, "data.bin", 8<<20)
-	drv := testenv.StartDriver(t, through)
+	drv := testenv.StartDriver(t, through, "--dir-cache-time", "1s")
 	c := drv.Dial(t)
 	id, staging := stageSourceCached(t, c, drv, "pv-fetch-first", bucket, s3.Secrets())
 	file := filepath.Join(staging, "data.bin")
@@ -134,12 +137,83 @@ func TestCachedChangeFetchesTheFileFirst(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("reading the edited file back while the store refuses reads: %d bytes, err %v, equal %v", len(got), err, bytes.Equal(got, want))
 	}
+	// A file whole in the cache needs no store for a change, also once the
+	// directory's listing expired (a lookup would list it again).
+	f, err = os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	time.Sleep(1500 * time.Millisecond)
+	again := []byte("AGAIN!")
+	if _, err := f.WriteAt(again, int64(len(edit))); err != nil {
+		t.Fatalf("a write to a file whole in the cache while the store answers nothing: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	copy(want[len(edit):], again)
+	down.Store(false)
 	refuse.Store(false)
 
 	retries := unstageUntilDone(t, c, id, staging, 15*time.Second, 2*time.Minute)
 	t.Logf("unstage answered %d retryable codes first", retries)
 	got, err = s3.ReadObject(t, bucket, "data.bin")
 	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the bucket's data.bin: %d bytes, err %v, equal %v", len(got), err, bytes.Equal(got, want))
+	}
+}
+
+// TestCachedChangeAfterObjectReplaced: a file wholly cached, then replaced
+// in the bucket by another writer, is stale: rclone drops the cached copy
+// when the file is opened for the change. The change fetches the new
+// object whole first, so the close needs nothing from the store: with
+// ranged GETs refused at the close, the edit of the new content reads back
+// whole and reaches the bucket. Before, the metadata's "every byte
+// present" stood for the old copy, nothing was fetched, and the close
+// failed.
+func TestCachedChangeAfterObjectReplaced(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3 := testenv.StartS3(t)
+	var refuse atomic.Bool
+	through := refusingS3(t, s3, func(r *http.Request) bool {
+		return refuse.Load() && r.Method == http.MethodGet && r.Header.Get("Range") != ""
+	})
+	const bucket = "replaced"
+	old := bucketWith(t, s3, bucket, "data.bin", 4<<20)
+	drv := testenv.StartDriver(t, through, "--dir-cache-time", "1s")
+	c := drv.Dial(t)
+	id, staging := stageSourceCached(t, c, drv, "pv-replaced", bucket, s3.Secrets())
+	file := filepath.Join(staging, "data.bin")
+	if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("first read: %d bytes, err %v", len(got), err)
+	}
+	// Past the handle grace (rclone keeps the read's item open 5 s) and
+	// the listing's life.
+	time.Sleep(6 * time.Second)
+	replaced := randomBytes(t, 4<<20)
+	putObject(t, s3, bucket, "data.bin", replaced)
+	time.Sleep(1500 * time.Millisecond)
+
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := []byte("EDITED")
+	if _, err := f.WriteAt(edit, 0); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	refuse.Store(true)
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	want := append(append([]byte(nil), edit...), replaced[len(edit):]...)
+	if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("reading the edit of the new content back while ranged GETs are refused: %d bytes, err %v, equal %v, equal to the old content %v", len(got), err, bytes.Equal(got, want), err == nil && bytes.Equal(got[len(edit):], old[len(edit):]))
+	}
+	refuse.Store(false)
+	unstageUntilDone(t, c, id, staging, 15*time.Second, 2*time.Minute)
+	if got, err := s3.ReadObject(t, bucket, "data.bin"); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("the bucket's data.bin: %d bytes, err %v, equal %v", len(got), err, bytes.Equal(got, want))
 	}
 }
