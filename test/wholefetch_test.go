@@ -298,7 +298,7 @@ func toLegacyPartialEdit(t *testing.T, drv *testenv.Driver, rel string, edit []b
 	}
 	info.Size, info.Dirty, info.ModTime = size, true, time.Now()
 	info.Rs = ranges.Ranges{{Pos: 0, Size: int64(len(edit))}}
-	data, err := json.Marshal(info)
+	data, err := json.MarshalIndent(info, "", "\t") // as rclone writes it
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package cachejournal
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,17 +98,13 @@ func (j *Journal) Complete(ctx context.Context, f rfs.Fs) ([]Repaired, error) {
 	return out, err
 }
 
-// dirtyMark is how rclone's metadata (encoding/json of vfscache.Info)
-// says a file is dirty: metadata without it is not decoded.
-var dirtyMark = []byte(`"Dirty":true`)
-
 // lacks reads name's metadata (at p) and returns it, with its Size set to
 // the data file's size and the journal's ranges of the file added, and the
 // ranges of a dirty file that neither has. A clean file lacks nothing.
 func (j *Journal) lacks(name, p string) (vfscache.Info, []ranges.Range, error) {
 	var info vfscache.Info
 	data, err := os.ReadFile(p)
-	if err != nil || !bytes.Contains(data, dirtyMark) {
+	if err != nil {
 		return info, nil, nil // unreadable here, unreadable to rclone: it drops the file
 	}
 	if err := json.Unmarshal(data, &info); err != nil || !info.Dirty {

@@ -3,6 +3,7 @@ package cachejournal
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -38,7 +39,21 @@ func (e cacheEnv) partialEdit(t *testing.T, j *Journal, name string, edit []byte
 	}
 	info := vfscache.Info{ModTime: time.Now(), ATime: time.Now(), Size: size, Dirty: true,
 		Rs: ranges.Ranges{{Pos: 0, Size: int64(len(edit))}}}
-	if err := j.writeMeta(name, info); err != nil {
+	writeRcloneMeta(t, j.cache.MetaPath(name), info)
+}
+
+// writeRcloneMeta writes info to p as rclone's item._save does: JSON
+// indented with tabs.
+func writeRcloneMeta(t *testing.T, p string, info vfscache.Info) {
+	t.Helper()
+	data, err := json.MarshalIndent(info, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -183,9 +198,7 @@ func TestCompleteKeepsItsProgress(t *testing.T) {
 	e.partialEdit(t, j, "data.bin", []byte("EDITED"), 300)
 	info, _ := j.cache.Info("data.bin")
 	info.Rs.Insert(ranges.Range{Pos: 100, Size: 100}) // present: [0,6) and [100,200)
-	if err := j.writeMeta("data.bin", info); err != nil {
-		t.Fatal(err)
-	}
+	writeRcloneMeta(t, j.cache.MetaPath("data.bin"), info)
 	if _, err := j.Complete(context.Background(), cutFs{Fs: e.f, cut: 200}); !errors.Is(err, ErrStoreNeeded) {
 		t.Fatalf("Complete with the store failing past byte 200: %v, want ErrStoreNeeded", err)
 	}
