@@ -59,6 +59,9 @@ import (
 //     is not fetched: nothing of it is uploaded.
 //   - A handle that created an empty file, or wrote once, writes on
 //     without a check until it is released.
+//   - A file's fetches run alone: no write through another handle of the
+//     file runs during a fetch, the change it precedes and the fetch after
+//     it (wholeNode).
 type wholeFS struct {
 	fuse.RawFileSystem
 	v     *vfs.VFS
@@ -67,11 +70,44 @@ type wholeFS struct {
 	log   *slog.Logger
 
 	mu    sync.Mutex
-	whole map[uint64]bool // open handle -> its file is known wholly cached
+	whole map[uint64]bool       // open handle -> its file is known wholly cached
+	nodes map[uint64]*wholeNode // node -> its lock, while in use
+}
+
+// wholeNode orders one file's fetches and writes: a fetch, the change it
+// precedes and the fetch after it hold it alone; writes through handles
+// known whole share it. rclone's download skips only ranges already
+// marked present, and its write marks them after writing them, so a
+// download running beside a write could put bucket bytes over it.
+type wholeNode struct {
+	sync.RWMutex
+	users int // under wholeFS.mu
 }
 
 func newWholeFS(inner fuse.RawFileSystem, v *vfs.VFS, cache cachejournal.Layout, paths *pathTable, log *slog.Logger) *wholeFS {
-	return &wholeFS{RawFileSystem: inner, v: v, cache: cache, paths: paths, log: log, whole: map[uint64]bool{}}
+	return &wholeFS{RawFileSystem: inner, v: v, cache: cache, paths: paths, log: log,
+		whole: map[uint64]bool{}, nodes: map[uint64]*wholeNode{}}
+}
+
+// node returns id's lock, counted as used until done(id).
+func (w *wholeFS) node(id uint64) *wholeNode {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nodes[id]
+	if n == nil {
+		n = &wholeNode{}
+		w.nodes[id] = n
+	}
+	n.users++
+	return n
+}
+
+func (w *wholeFS) done(id uint64, n *wholeNode) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n.users--; n.users == 0 {
+		delete(w.nodes, id)
+	}
 }
 
 // fetchChunk is how much one read of a fetch asks the VFS for.
@@ -86,26 +122,36 @@ func (w *wholeFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out 
 }
 
 func (w *wholeFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	n := w.node(in.NodeId)
+	defer w.done(in.NodeId, n)
 	if w.known(in.Fh) {
+		n.RLock()
+		defer n.RUnlock()
 		return w.RawFileSystem.Write(c, in, data)
 	}
+	n.Lock()
+	defer n.Unlock()
 	f, st := w.fetch(c, in.NodeId, math.MaxInt64)
 	if !st.Ok() {
 		return 0, st
 	}
 	defer f.close()
-	n, st := w.RawFileSystem.Write(c, in, data)
+	written, st := w.RawFileSystem.Write(c, in, data)
 	if st.Ok() {
 		w.mark(in.Fh)
 		f.again(c, math.MaxInt64)
 	}
-	return n, st
+	return written, st
 }
 
 func (w *wholeFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Valid&fuse.FATTR_SIZE == 0 || in.Size == 0 {
 		return w.RawFileSystem.SetAttr(c, in, out)
 	}
+	n := w.node(in.NodeId)
+	defer w.done(in.NodeId, n)
+	n.Lock()
+	defer n.Unlock()
 	limit := int64(min(in.Size, math.MaxInt64))
 	f, st := w.fetch(c, in.NodeId, limit)
 	if !st.Ok() {
