@@ -60,18 +60,21 @@ type passthroughFS struct {
 	// opens counts the handles answered with plain passthrough.
 	opens atomic.Int64
 
+	// nodes: a node's entry is kept while a call uses it or it has handles
+	// open.
+	nodes nodeTable[ptNode]
+
 	mu      sync.Mutex
-	srv     *fuse.Server // set by attach
-	on      bool         // the kernel offers passthrough and registering works
-	nodes   map[uint64]*ptNode
+	srv     *fuse.Server    // set by attach
+	on      bool            // the kernel offers passthrough and registering works
 	handles map[uint64]bool // open handle -> answered with passthrough
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens
-// and releases; it is taken before passthroughFS.mu, never after.
+// and releases; it is taken before passthroughFS.mu and the nodes table's
+// lock, never after.
 type ptNode struct {
 	mu      sync.Mutex
-	refs    int // callers between node and done (under passthroughFS.mu)
 	cached  int // open handles served through rclone
 	pt      int // open handles answered with FOPEN_PASSTHROUGH
 	backing *ptBacking
@@ -96,7 +99,7 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 // layout of v's cache (the write journal's, checked against v).
 func newPassthroughFS(d *durableFS, v *vfs.VFS, cache cachejournal.Layout, log *slog.Logger) *passthroughFS {
 	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, cache: cache, log: log,
-		nodes: map[uint64]*ptNode{}, handles: map[uint64]bool{}}
+		handles: map[uint64]bool{}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
@@ -121,33 +124,18 @@ func (p *passthroughFS) active() bool {
 }
 
 // node returns id's entry, creating it; done must follow.
-func (p *passthroughFS) node(id uint64) *ptNode {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := p.nodes[id]
-	if n == nil {
-		n = &ptNode{}
-		p.nodes[id] = n
-	}
-	n.refs++
-	return n
-}
+func (p *passthroughFS) node(id uint64) *ptNode { return p.nodes.get(id) }
 
-// done ends a use of n begun by node; n.mu is held.
-func (p *passthroughFS) done(id uint64, n *ptNode) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n.refs--
-	if n.refs == 0 && n.pt == 0 && n.cached == 0 {
-		delete(p.nodes, id)
-	}
+// done ends a use of id's entry begun by node; its mu is held.
+func (p *passthroughFS) done(id uint64) {
+	p.nodes.put(id, func(n *ptNode) bool { return n.pt == 0 && n.cached == 0 })
 }
 
 func (p *passthroughFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	n := p.node(in.NodeId)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	defer p.done(in.NodeId, n)
+	defer p.done(in.NodeId)
 	st := p.RawFileSystem.Open(c, in, out)
 	if !st.Ok() {
 		return st
@@ -167,7 +155,7 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 	n := p.node(out.NodeId)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	defer p.done(out.NodeId, n)
+	defer p.done(out.NodeId)
 	// A new file is never cached whole and clean; if the node is in
 	// passthrough mode the kernel wants the backing.
 	pt := n.pt > 0
@@ -258,7 +246,7 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	n := p.node(in.NodeId)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	defer p.done(in.NodeId, n)
+	defer p.done(in.NodeId)
 	if !pt {
 		n.cached--
 		return

@@ -61,7 +61,7 @@ import (
 //     without a check until it is released.
 //   - A file's fetches run alone: no write through another handle of the
 //     file runs during a fetch, the change it precedes and the fetch after
-//     it (wholeNode).
+//     it (nodes).
 type wholeFS struct {
 	fuse.RawFileSystem
 	v     *vfs.VFS
@@ -70,44 +70,19 @@ type wholeFS struct {
 	log   *slog.Logger
 
 	mu    sync.Mutex
-	whole map[uint64]bool       // open handle -> its file is known wholly cached
-	nodes map[uint64]*wholeNode // node -> its lock, while in use
-}
+	whole map[uint64]bool // open handle -> its file is known wholly cached
 
-// wholeNode orders one file's fetches and writes: a fetch, the change it
-// precedes and the fetch after it hold it alone; writes through handles
-// known whole share it. rclone's download skips only ranges already
-// marked present, and its write marks them after writing them, so a
-// download running beside a write could put bucket bytes over it.
-type wholeNode struct {
-	sync.RWMutex
-	users int // under wholeFS.mu
+	// nodes orders each file's fetches and writes: a fetch, the change it
+	// precedes and the fetch after it hold the file's lock alone; writes
+	// through handles known whole share it. rclone's download skips only
+	// ranges already marked present, and its write marks them after
+	// writing them, so a download beside a write could put bucket bytes
+	// over it.
+	nodes nodeTable[sync.RWMutex]
 }
 
 func newWholeFS(inner fuse.RawFileSystem, v *vfs.VFS, cache cachejournal.Layout, paths *pathTable, log *slog.Logger) *wholeFS {
-	return &wholeFS{RawFileSystem: inner, v: v, cache: cache, paths: paths, log: log,
-		whole: map[uint64]bool{}, nodes: map[uint64]*wholeNode{}}
-}
-
-// node returns id's lock, counted as used until done(id).
-func (w *wholeFS) node(id uint64) *wholeNode {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := w.nodes[id]
-	if n == nil {
-		n = &wholeNode{}
-		w.nodes[id] = n
-	}
-	n.users++
-	return n
-}
-
-func (w *wholeFS) done(id uint64, n *wholeNode) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if n.users--; n.users == 0 {
-		delete(w.nodes, id)
-	}
+	return &wholeFS{RawFileSystem: inner, v: v, cache: cache, paths: paths, log: log, whole: map[uint64]bool{}}
 }
 
 // fetchChunk is how much one read of a fetch asks the VFS for.
@@ -122,8 +97,8 @@ func (w *wholeFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out 
 }
 
 func (w *wholeFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	n := w.node(in.NodeId)
-	defer w.done(in.NodeId, n)
+	n := w.nodes.get(in.NodeId)
+	defer w.nodes.put(in.NodeId, nil)
 	if w.known(in.Fh) {
 		n.RLock()
 		defer n.RUnlock()
@@ -148,8 +123,8 @@ func (w *wholeFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrO
 	if in.Valid&fuse.FATTR_SIZE == 0 || in.Size == 0 {
 		return w.RawFileSystem.SetAttr(c, in, out)
 	}
-	n := w.node(in.NodeId)
-	defer w.done(in.NodeId, n)
+	n := w.nodes.get(in.NodeId)
+	defer w.nodes.put(in.NodeId, nil)
 	n.Lock()
 	defer n.Unlock()
 	limit := int64(min(in.Size, math.MaxInt64))
