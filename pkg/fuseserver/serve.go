@@ -132,6 +132,13 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	ctx, ci := fs.AddConfig(ctx)
 	ci.Transfers = max(cfg.Transfers, 1)
+	// rclone's HTTP client keeps 2 × (checkers + transfers + 1) idle
+	// connections per host: 16 keep one for each of the 32 mtime lookups
+	// readahead runs at once. A server checks no files; checkers also
+	// bound the server-side copies of a directory rename on a store
+	// without one (S3: a copy and a delete per object), now 16 at once
+	// instead of 8.
+	ci.Checkers = 16
 	ci.UseServerModTime = cfg.ServerModTime
 	// Before the backend: its HTTP transports count into the meter.
 	meter := newMeter()
@@ -159,20 +166,26 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	f = keyfilter.Wrap(f, hide)
 	var release func() // drops memory held for reuse, when idle
+	// Where each object's mtime is a request of its own (a HEAD on S3,
+	// unless the server's last-modified times are shown), stats in name
+	// order look the next ones up ahead, 32 at a time: `ls -l` of 2,500
+	// files on MOUNT_CACHED with a 20 ms round trip took 56 s, one HEAD
+	// after another, and 2.2 s so (docs/benchmarks.md).
+	statAhead := f.Features().SlowModTime && !ci.UseServerModTime
 	if cfg.ReadAhead {
 		// Streaming reads go through our read-ahead (parallel ranges once
 		// sequential, small files fetched ahead in listing order), so
 		// rclone's own async buffer would only add a copy and read far
 		// past a random read.
 		ci.BufferSize = 0
-		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory})
+		ra := readahead.Wrap(f, readahead.Options{Window: cfg.ReadChunkStreams, BlockSize: cfg.ReadChunkSize, MemoryLimit: cfg.ReadAheadMemory, StatAhead: statAhead})
 		release, f, meter.ra = ra.Release, ra, ra
 	} else if cfg.Prefetch {
 		// The cache fetches ranges its own way (a Reader would read far
 		// past a random read); small files opened in listing order are
 		// fetched ahead, 28x faster with a 20 ms round trip
 		// (docs/benchmarks.md).
-		ra := readahead.Wrap(f, readahead.Options{MemoryLimit: cfg.ReadAheadMemory, SmallFilesOnly: true})
+		ra := readahead.Wrap(f, readahead.Options{MemoryLimit: cfg.ReadAheadMemory, SmallFilesOnly: true, StatAhead: statAhead})
 		release, f, meter.ra = ra.Release, ra, ra
 	}
 	var journal *cachejournal.Journal

@@ -34,7 +34,7 @@ func newVolumeDescs() *volumeDescs {
 		storeBytes:     desc("bucket_csi_volume_store_bytes_total", "Bytes the FUSE server transferred to or from the store (uploads and downloads)."),
 		requests:       desc("bucket_csi_volume_store_requests_total", "HTTP requests of the FUSE server to the store, by method and status class (2xx, 3xx, 4xx, 5xx, error: no response).", "method", "status"),
 		transferErrors: desc("bucket_csi_volume_transfer_errors_total", "Transfers to or from the store that failed (each retry counts)."),
-		raHits:         desc("bucket_csi_volume_readahead_hits_total", "Reads served from read-ahead: kind block (MOUNT: a block fetched before it was read) or small_file (MOUNT and MOUNT_CACHED: a whole small file fetched ahead).", "kind"),
+		raHits:         desc("bucket_csi_volume_readahead_hits_total", "Reads served from read-ahead: kind block (MOUNT: a block fetched before it was read), small_file (MOUNT and MOUNT_CACHED: a whole small file fetched ahead) or mtime (a stat answered with an mtime looked up ahead, on stores where it takes a request).", "kind"),
 		raMisses:       desc("bucket_csi_volume_readahead_misses_total", "MOUNT read-ahead blocks that a read had to wait for."),
 		pendingFiles:   desc("bucket_csi_volume_pending_upload_files", "MOUNT_CACHED files closed and not yet in the bucket."),
 		pendingBytes:   desc("bucket_csi_volume_pending_upload_bytes", "Size of the MOUNT_CACHED files not yet in the bucket."),
@@ -123,6 +123,8 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 	for _, r := range s.Requests {
 		counter(d.requests, r.Count, r.Method, r.Status)
 	}
+	counter(d.raHits, s.ReadAhead.SmallHits, "small_file")
+	counter(d.raHits, s.ReadAhead.MTimeHits, "mtime")
 	if v.Mode == string(volume.ModeMountCached) {
 		gauge(d.pendingFiles, float64(s.Pending))
 		gauge(d.pendingBytes, float64(s.PendingBytes))
@@ -134,7 +136,6 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 		return
 	}
 	counter(d.raHits, s.ReadAhead.BlockHits, "block")
-	counter(d.raHits, s.ReadAhead.SmallHits, "small_file")
 	counter(d.raMisses, s.ReadAhead.BlockMisses)
 }
 

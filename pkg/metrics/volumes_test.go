@@ -39,9 +39,9 @@ func TestVolumeCollector(t *testing.T) {
 			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
 			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
-			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6,
+			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11},
 		}},
-		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9}}},
+		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
 		{ID: "id-old", PV: "pvc-old", Mode: "MOUNT", NoStats: true},
 		{ID: "id-copy", PV: "pvc-copy", Mode: "COPY", Copy: &stage.CopyFigures{Figures: copier.Figures{FilesDone: 301, FilesTotal: 301, BytesDone: 1 << 20, BytesTotal: 1 << 20}, Complete: true}},
@@ -85,9 +85,12 @@ bucket_csi_volume_pending_upload_files{volume="pvc-1"} 3
 # HELP bucket_csi_volume_pending_upload_oldest_seconds How long the oldest MOUNT_CACHED file pending upload has waited (0: none).
 # TYPE bucket_csi_volume_pending_upload_oldest_seconds gauge
 bucket_csi_volume_pending_upload_oldest_seconds{volume="pvc-1"} 12.5
-# HELP bucket_csi_volume_readahead_hits_total Reads served from read-ahead: kind block (MOUNT: a block fetched before it was read) or small_file (MOUNT and MOUNT_CACHED: a whole small file fetched ahead).
+# HELP bucket_csi_volume_readahead_hits_total Reads served from read-ahead: kind block (MOUNT: a block fetched before it was read), small_file (MOUNT and MOUNT_CACHED: a whole small file fetched ahead) or mtime (a stat answered with an mtime looked up ahead, on stores where it takes a request).
 # TYPE bucket_csi_volume_readahead_hits_total counter
+bucket_csi_volume_readahead_hits_total{kind="mtime",volume="pvc-1"} 11
+bucket_csi_volume_readahead_hits_total{kind="small_file",volume="pvc-1"} 4
 bucket_csi_volume_readahead_hits_total{kind="block",volume="` + h + `"} 5
+bucket_csi_volume_readahead_hits_total{kind="mtime",volume="` + h + `"} 3
 bucket_csi_volume_readahead_hits_total{kind="small_file",volume="` + h + `"} 9
 # HELP bucket_csi_volume_stage_duration_seconds How long the volume's last completed stage took.
 # TYPE bucket_csi_volume_stage_duration_seconds gauge

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/hash"
 )
 
 // Fs wraps an rclone fs.Fs: objects it lists or returns are read through
@@ -18,6 +21,7 @@ type Fs struct {
 	opt      Options
 	features *fs.Features
 	small    *smallAhead
+	stat     *statAhead
 	mem      *memory
 	hits     Hits
 }
@@ -27,6 +31,7 @@ func Wrap(base fs.Fs, opt Options) *Fs {
 	f := &Fs{Fs: base, opt: opt.withDefaults()}
 	f.mem = newMemory(f.opt)
 	f.small = newSmallAhead(f.opt, f.mem)
+	f.stat = newStatAhead(f.opt.StatAhead, &f.small.mu, &f.hits)
 	f.features = f.wrapFeatures(base.Features())
 	return f
 }
@@ -88,7 +93,7 @@ func (f *Fs) wrapFeatures(base *fs.Features) *fs.Features {
 	}
 	if lp := base.ListP; lp != nil {
 		ft.ListP = func(ctx context.Context, dir string, callback fs.ListRCallback) error {
-			order := &dirOrder{last: -2}
+			order := newDirOrder()
 			return lp(ctx, dir, func(entries fs.DirEntries) error { return callback(f.wrapEntries(entries, order)) })
 		}
 	}
@@ -101,7 +106,7 @@ func (f *Fs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.wrapEntries(entries, &dirOrder{last: -2}), nil
+	return f.wrapEntries(entries, newDirOrder()), nil
 }
 
 // NewObject finds remote in the wrapped Fs and wraps it.
@@ -127,6 +132,7 @@ func (f *Fs) wrapEntries(entries fs.DirEntries, order *dirOrder) fs.DirEntries {
 			continue
 		}
 		w := &Object{Object: o, f: f}
+		f.stat.listed(w)
 		objs = append(objs, w)
 		out[i] = w
 	}
@@ -159,6 +165,11 @@ type Object struct {
 	f   *Fs
 	dir *dirOrder // the listing it came from, if any
 	idx int       // its place in that listing
+	// asListed is a copy of the wrapped object as listed, from which
+	// statAhead makes its lookups (nil: no lookups); mtime is the
+	// lookup, if any.
+	asListed fs.Object
+	mtime    atomic.Pointer[mtimeEntry]
 }
 
 // UnWrap returns the wrapped Fs's object.
@@ -170,8 +181,32 @@ func (o *Object) UnWrap() fs.Object { return o.Object }
 // after it (one scheduled while it ran), so no later open reads it.
 func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
 	o.f.small.forget(o)
+	o.f.stat.forget(o)
 	err := o.Object.Update(ctx, in, src, options...)
 	o.f.small.forget(o)
+	o.f.stat.forget(o)
+	return err
+}
+
+// ModTime returns the object's mtime, looked up ahead with
+// Options.StatAhead when a caller stats objects in name order.
+func (o *Object) ModTime(ctx context.Context) time.Time { return o.f.stat.modTime(ctx, o) }
+
+// Size returns the object's size: as its lookup found it once a stat was
+// answered from one (see statAhead), else as the wrapped object has it.
+func (o *Object) Size() int64 { return o.current().Size() }
+
+// Hash returns the object's hash of type t, like Size.
+func (o *Object) Hash(ctx context.Context, t hash.Type) (string, error) {
+	return o.current().Hash(ctx, t)
+}
+
+// SetModTime sets the object's mtime through the wrapped object and drops
+// any mtime looked up ahead.
+func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
+	o.f.stat.forget(o)
+	err := o.Object.SetModTime(ctx, t)
+	o.f.stat.forget(o)
 	return err
 }
 

@@ -52,6 +52,11 @@ type Options struct {
 	// rclone's VFS cache (MOUNT_CACHED), where a Reader would fetch far
 	// past a random read. OpenAt (MOUNT's path) is not affected.
 	SmallFilesOnly bool
+	// StatAhead looks up ahead the mtimes of objects statted in name
+	// order (see statAhead): for stores where an object's mtime costs a
+	// request (rclone's Features.SlowModTime, without
+	// --use-server-modtime).
+	StatAhead bool
 }
 
 // DefaultMemoryLimit is the default Options.MemoryLimit.

@@ -11,12 +11,30 @@ import (
 )
 
 // dirOrder is one listing of a directory: its objects in listing order
-// and where a reader opening them one after another has got to.
+// and where a reader opening them one after another, and a caller
+// statting them one after another, have got to. smallAhead.mu guards it.
 type dirOrder struct {
-	objs    []*Object
-	sorted  bool // objs are in name order (the order the VFS shows)
-	last    int  // index of the object opened last (-2: none)
-	evicted int  // objects before this index hold no prefetch
+	objs     []*Object
+	sorted   bool // objs are in name order (the order the VFS shows)
+	last     int  // index of the object opened last (-2: none)
+	evicted  int  // objects before this index hold no prefetch
+	statLast int  // index of the object statted last (-2: none)
+	statNext int  // objects from this index on have no mtime lookup started by the order
+}
+
+func newDirOrder() *dirOrder { return &dirOrder{last: -2, statLast: -2} }
+
+// sortByName puts objs in name order, once: backends list in their own
+// order, readers and `ls` go by name.
+func (d *dirOrder) sortByName() {
+	if d.sorted {
+		return
+	}
+	sort.Slice(d.objs, func(i, j int) bool { return d.objs[i].Remote() < d.objs[j].Remote() })
+	for i, x := range d.objs {
+		x.idx = i
+	}
+	d.sorted = true
 }
 
 // smallAhead fetches small objects ahead of a reader that opens them in
@@ -45,9 +63,10 @@ type smallEntry struct {
 // smallFetches is how many small objects are fetched at once. 16 read
 // small files 1.1x faster on loopback and 1.8x with a 20 ms round trip
 // than 8 (docs/benchmarks.md); 32 gained a little more, but with the
-// read-ahead's ranges it outgrows the idle connections rclone's HTTP
-// client keeps per host (20 for a MOUNT volume), so GETs would open new
-// connections, a round trip each on a far store.
+// read-ahead's ranges it outgrew the idle connections rclone's HTTP
+// client kept per host (20 for a MOUNT volume before the FUSE server
+// raised them to 36 for the mtime lookups, statFetches), so GETs would
+// open new connections, a round trip each on a far store.
 const smallFetches = 16
 
 // expireAfter drops prefetched objects nobody opened.
@@ -84,14 +103,7 @@ func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.R
 	s.mu.Lock()
 	e := s.take(o)
 	d := o.dir
-	if !d.sorted {
-		// Backends list in their own order; readers go by name.
-		sort.Slice(d.objs, func(i, j int) bool { return d.objs[i].Remote() < d.objs[j].Remote() })
-		for i, x := range d.objs {
-			x.idx = i
-		}
-		d.sorted = true
-	}
+	d.sortByName()
 	if o.idx == d.last+1 || o.idx == d.last {
 		s.evictBefore(d, o.idx)
 		s.schedule(d, o.idx+1)

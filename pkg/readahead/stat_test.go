@@ -1,0 +1,342 @@
+package readahead
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rclone/rclone/backend/oracleobjectstorage"
+	"github.com/rclone/rclone/backend/s3"
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/hash"
+	"github.com/rclone/rclone/fs/object"
+)
+
+// headFs lists objects as an S3 backend does: a listed object knows its
+// size and hash, and reads its mtime with a request of its own (a HEAD:
+// counted, headDelay long, its concurrency recorded) the first time it is
+// asked, which also refreshes its size and hash. gate, when set, holds
+// every HEAD but those of d/f00 and d/f01 until it is closed.
+type headFs struct {
+	fs.Fs
+	headDelay        time.Duration
+	gate             chan struct{}
+	heads            atomic.Int64
+	inFlight, maxFly atomic.Int64
+	// store guards the memory backend's objects, which share their data
+	// with each other (a real store's are apart, behind HTTP).
+	store sync.Mutex
+}
+
+// headObj is a listed object of a headFs.
+type headObj struct {
+	fs.Object // the memory backend's, for everything else
+	h         *headFs
+	loaded    bool // the HEAD was made
+	size      int64
+	md5       string
+	mtime     time.Time
+}
+
+func (h *headFs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
+	entries, err := h.Fs.List(ctx, dir)
+	for i, e := range entries {
+		if o, ok := e.(fs.Object); ok {
+			sum, _ := o.Hash(ctx, hash.MD5)
+			entries[i] = &headObj{Object: o, h: h, size: o.Size(), md5: sum}
+		}
+	}
+	return entries, err
+}
+
+func (o *headObj) head(ctx context.Context) error {
+	if o.loaded {
+		return nil
+	}
+	o.h.heads.Add(1)
+	n := o.h.inFlight.Add(1)
+	defer o.h.inFlight.Add(-1)
+	for m := o.h.maxFly.Load(); n > m && !o.h.maxFly.CompareAndSwap(m, n); m = o.h.maxFly.Load() {
+	}
+	if o.h.gate != nil && o.Remote() >= "d/f02" {
+		<-o.h.gate
+	}
+	time.Sleep(o.h.headDelay)
+	o.h.store.Lock()
+	defer o.h.store.Unlock()
+	cur, err := o.h.Fs.NewObject(ctx, o.Remote())
+	if err != nil {
+		return err
+	}
+	o.size, o.mtime, o.loaded = cur.Size(), cur.ModTime(ctx), true
+	o.md5, _ = cur.Hash(ctx, hash.MD5)
+	return nil
+}
+
+func (o *headObj) ModTime(ctx context.Context) time.Time {
+	if o.head(ctx) != nil {
+		return time.Now()
+	}
+	return o.mtime
+}
+
+func (o *headObj) Metadata(ctx context.Context) (fs.Metadata, error) {
+	return fs.Metadata{}, o.head(ctx)
+}
+
+func (o *headObj) Size() int64 { return o.size }
+
+func (o *headObj) Hash(_ context.Context, t hash.Type) (string, error) {
+	if t != hash.MD5 {
+		return "", hash.ErrUnsupported
+	}
+	return o.md5, nil
+}
+
+func (o *headObj) SetModTime(ctx context.Context, t time.Time) error {
+	o.loaded = false
+	o.h.store.Lock()
+	defer o.h.store.Unlock()
+	return o.Object.SetModTime(ctx, t)
+}
+
+func (o *headObj) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
+	o.loaded = false
+	o.h.store.Lock()
+	err := o.Object.Update(ctx, in, src, options...)
+	o.h.store.Unlock()
+	if err != nil {
+		return err
+	}
+	return o.head(ctx)
+}
+
+// headWrap wraps h with StatAhead on, twinning its objects.
+func headWrap(h *headFs) *Fs {
+	w := Wrap(h, Options{StatAhead: true})
+	w.stat.twinnable = func(o fs.Object) bool { _, ok := o.(*headObj); return ok }
+	return w
+}
+
+// mtimeFs is rclone's in-memory backend holding n files d/fNN whose
+// mtimes are base plus NN hours, listed by a headFs.
+func mtimeFs(t *testing.T, n int, base time.Time) *headFs {
+	t.Helper()
+	f := memoryFs(t, 0)
+	for i := range n {
+		put(t, f, fmt.Sprintf("d/f%02d", i), content(i), base.Add(time.Duration(i)*time.Hour))
+	}
+	return &headFs{Fs: f, headDelay: 5 * time.Millisecond}
+}
+
+func put(t *testing.T, f fs.Fs, remote string, data []byte, mtime time.Time) {
+	t.Helper()
+	if _, err := f.Put(context.Background(), bytes.NewReader(data), object.NewStaticObjectInfo(remote, mtime, int64(len(data)), true, nil, f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatAheadInNameOrder: stats in name order are answered with mtimes
+// looked up ahead, several at a time, each one right, with no more
+// requests than the stats alone make; only the first two stats (no order
+// yet) ask the listed objects, and those that find their lookup still
+// queued.
+func TestStatAheadInNameOrder(t *testing.T) {
+	base := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	h := mtimeFs(t, 40, base)
+	w := headWrap(h)
+	objs := listed(t, w)
+	for i, o := range objs[:40] {
+		want := base.Add(time.Duration(i) * time.Hour)
+		if got := o.ModTime(context.Background()); !got.Equal(want) {
+			t.Fatalf("%s: mtime %v, want %v", o.Remote(), got, want)
+		}
+	}
+	objs[40].ModTime(context.Background()) // d/zz-large, looked up too
+	// Statting them again asks nobody.
+	for _, o := range objs {
+		o.ModTime(context.Background())
+	}
+	if n := h.heads.Load(); n != 41 {
+		t.Fatalf("%d HEADs for 41 objects, want 41", n)
+	}
+	if m := h.maxFly.Load(); m < 2 || m > statFetches+1 {
+		t.Fatalf("at most %d HEADs at once, want 2 to %d", m, statFetches+1)
+	}
+	// The listed objects rclone holds were not touched but by their own
+	// stats: the first two, and any whose lookup was still queued when
+	// the stat came (it asks its own object rather than wait for a slot).
+	own := 0
+	for i, o := range objs {
+		if o.Object.(*headObj).loaded {
+			own++
+		} else if i < 2 {
+			t.Fatalf("%s: the listed object made no HEAD", o.Remote())
+		}
+	}
+	if hits := w.Hits().MTimeHits; hits != int64(2*(41-own)) || own > 11 {
+		t.Fatalf("%d stats answered from lookups ahead and %d objects asked themselves; want %d and at most 11", hits, own, 2*(41-own))
+	}
+}
+
+// TestStatAheadOnlyInOrder: stats in a random order look nothing up; with
+// StatAhead off, or for objects that cannot be twinned, nothing is looked
+// up either.
+func TestStatAheadOnlyInOrder(t *testing.T) {
+	h := mtimeFs(t, 20, time.Now())
+	w := headWrap(h)
+	objs := listed(t, w)
+	for _, i := range []int{7, 3, 12, 0, 18, 5} {
+		objs[i].ModTime(context.Background())
+	}
+	if n := h.heads.Load(); n != 6 {
+		t.Fatalf("a random order of 6 stats made %d HEADs", n)
+	}
+	for _, wrap := range []func(*headFs) *Fs{
+		func(h *headFs) *Fs { return Wrap(h, Options{}) },
+		func(h *headFs) *Fs { return Wrap(h, Options{StatAhead: true}) }, // headObj is no backend's object
+	} {
+		h = mtimeFs(t, 20, time.Now())
+		w = wrap(h)
+		for _, o := range listed(t, w) {
+			o.ModTime(context.Background())
+		}
+		if n, hits := h.heads.Load(), w.Hits().MTimeHits; n != 21 || hits != 0 || h.maxFly.Load() != 1 {
+			t.Fatalf("%d HEADs (at most %d at once) and %d stats from lookups, want 21, 1 and 0", n, h.maxFly.Load(), hits)
+		}
+	}
+}
+
+// TestStatAheadSeesTheObjectAsTheStatDoes: an object replaced after the
+// listing (here larger, with another mtime) shows, once a stat was
+// answered from its lookup, the mtime, size and hash the lookup found, as
+// the listed object would after its own HEAD; a new mtime or an upload
+// through the object drops its lookup.
+func TestStatAheadSeesTheObjectAsTheStatDoes(t *testing.T) {
+	base := time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)
+	h := mtimeFs(t, 10, base)
+	w := headWrap(h)
+	objs := listed(t, w)
+	later := base.Add(1000 * time.Hour)
+	bigger := bytes.Repeat([]byte("x"), 1000)
+	h.store.Lock()
+	put(t, h.Fs, "d/f05", bigger, later)
+	h.store.Unlock()
+	for i := range 5 {
+		objs[i].ModTime(context.Background())
+	}
+	if got := objs[5].ModTime(context.Background()); !got.Equal(later) {
+		t.Fatalf("f05 replaced: mtime %v, want %v", got, later)
+	}
+	sum, _ := objs[5].Hash(context.Background(), hash.MD5)
+	want, _ := hash.NewMultiHasherTypes(hash.NewHashSet(hash.MD5))
+	_, _ = want.Write(bigger)
+	if objs[5].Size() != int64(len(bigger)) || sum != want.Sums()[hash.MD5] {
+		t.Fatalf("f05 replaced: size %d, md5 %s; want the new object's %d, %s", objs[5].Size(), sum, len(bigger), want.Sums()[hash.MD5])
+	}
+	// f06 was looked up ahead; a new mtime set through it drops that.
+	if objs[6].mtime.Load() == nil {
+		t.Fatal("f06 was not looked up ahead")
+	}
+	set := base.Add(-time.Hour)
+	if err := objs[6].SetModTime(context.Background(), set); err != nil {
+		t.Fatal(err)
+	}
+	if objs[6].mtime.Load() != nil {
+		t.Fatal("SetModTime kept the lookup")
+	}
+	if got := objs[6].ModTime(context.Background()); !got.Equal(set) {
+		t.Fatalf("f06 after SetModTime: %v, want %v", got, set)
+	}
+	// An upload onto f07, after a stat was answered from its lookup,
+	// drops it: size and mtime are the upload's.
+	objs[7].ModTime(context.Background())
+	if err := objs[7].Update(context.Background(), bytes.NewReader(bigger), object.NewStaticObjectInfo("d/f07", later, int64(len(bigger)), true, nil, h.Fs)); err != nil {
+		t.Fatal(err)
+	}
+	if got := objs[7].ModTime(context.Background()); !got.Equal(later) || objs[7].Size() != int64(len(bigger)) {
+		t.Fatalf("f07 after an upload: mtime %v, size %d; want %v, %d", got, objs[7].Size(), later, len(bigger))
+	}
+}
+
+// TestStatAheadDoesNotQueueAStat: a stat whose lookup is still queued
+// behind statFetches others asks its own object at once instead of
+// waiting for a slot, and the lookup is not made.
+func TestStatAheadDoesNotQueueAStat(t *testing.T) {
+	h := mtimeFs(t, 60, time.Now())
+	h.gate = make(chan struct{})
+	w := headWrap(h)
+	objs := listed(t, w)
+	// Two stats in order start lookups of f02 to f60 (the listing has
+	// 61 objects), held by the gate.
+	objs[0].ModTime(context.Background())
+	objs[1].ModTime(context.Background())
+	for deadline := time.Now().Add(10 * time.Second); h.inFlight.Load() < statFetches; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lookups running, want %d", h.inFlight.Load(), statFetches)
+		}
+	}
+	// A queued one's stat makes its own HEAD (held by the gate like the
+	// running lookups), and its lookup is abandoned.
+	q := -1
+	for i := 2; i < len(objs) && q < 0; i++ {
+		if e := objs[i].mtime.Load(); e != nil && e.state.Load() == lookupQueued {
+			q = i
+		}
+	}
+	if q < 0 {
+		t.Fatal("no lookup is queued")
+	}
+	done := make(chan time.Time)
+	go func() { done <- objs[q].ModTime(context.Background()) }()
+	for deadline := time.Now().Add(10 * time.Second); h.inFlight.Load() < statFetches+1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stat of a queued object did not ask its own object")
+		}
+	}
+	close(h.gate)
+	<-done
+	for deadline := time.Now().Add(10 * time.Second); h.inFlight.Load() > 0 || h.heads.Load() < 61; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	// 2 stats, 58 lookups (all but the abandoned one) and its stat's own
+	// HEAD.
+	if n := h.heads.Load(); n != 61 {
+		t.Fatalf("%d HEADs, want 61 (%s's lookup abandoned)", n, objs[q].Remote())
+	}
+}
+
+// TestTwinnableBackends: only the objects of rclone's s3 and
+// oracleobjectstorage backends are twinned.
+func TestTwinnableBackends(t *testing.T) {
+	for _, tc := range []struct {
+		o    fs.Object
+		want bool
+	}{
+		{&s3.Object{}, true},
+		{&oracleobjectstorage.Object{}, true},
+		{&headObj{}, false},
+		{listedMemoryObject(t), false},
+		{nil, false},
+	} {
+		if got := twinnableBackend(tc.o); got != tc.want {
+			t.Errorf("%T: twinnable %v, want %v", tc.o, got, tc.want)
+		}
+	}
+}
+
+func listedMemoryObject(t *testing.T) fs.Object {
+	entries, err := memoryFs(t, 1).List(context.Background(), "d")
+	if err != nil || len(entries) == 0 {
+		t.Fatal(err)
+	}
+	return entries[0].(fs.Object)
+}
