@@ -152,9 +152,12 @@ func (f *Fs) wrapObject(o fs.Object, err error) (fs.Object, error) {
 	return &Object{Object: o, f: f}, nil
 }
 
+// unwrap returns the backend's object behind o: after a stat answered
+// from a lookup, the lookup's copy, which has the size and hash the stat
+// saw (a server-side copy sizes its parts by them).
 func unwrap(o fs.Object) fs.Object {
 	if w, ok := o.(*Object); ok {
-		return w.Object
+		return w.current()
 	}
 	return o
 }
@@ -170,6 +173,7 @@ type Object struct {
 	// lookup, if any.
 	asListed fs.Object
 	mtime    atomic.Pointer[mtimeEntry]
+	asked    atomic.Bool // a stat asked the wrapped object itself
 }
 
 // UnWrap returns the wrapped Fs's object.

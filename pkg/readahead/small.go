@@ -53,7 +53,7 @@ type smallAhead struct {
 type smallEntry struct {
 	owners twoOwners // the map (then the reader it is handed to) and the fetch
 	at     time.Time
-	size   int64 // as listed: what held counts for it
+	size   int64 // the object's size when scheduled: what held counts for it
 	done   chan struct{}
 	data   []byte
 	err    error

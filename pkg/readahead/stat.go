@@ -21,7 +21,7 @@ import (
 //
 // A lookup is the HEAD rclone's own object would make, made on a twin of
 // it: a copy of the object as listed, taken before rclone held it, so the
-// listed object rclone holds is never touched by another goroutine. Once
+// listed object rclone holds is never touched by a lookup. Once
 // a stat is answered from a lookup, the object's size and hash come from
 // the twin too, as they would from the listed object after its own HEAD
 // (rclone refreshes all three): the VFS cache then checks its copy
@@ -127,14 +127,14 @@ func (s *statAhead) modTime(ctx context.Context, o *Object) time.Time {
 	}
 	s.passed(o)
 	if e := o.mtime.Load(); e != nil {
-		if e.state.CompareAndSwap(lookupQueued, lookupAbandoned) {
+		if e.state.CompareAndSwap(lookupQueued, lookupAbandoned) || e.state.Load() == lookupAbandoned {
 			o.mtime.CompareAndSwap(e, nil)
-			return o.Object.ModTime(ctx)
+			return s.own(ctx, o)
 		}
 		select {
 		case <-e.done:
 		case <-ctx.Done():
-			return o.Object.ModTime(ctx)
+			return s.own(ctx, o)
 		}
 		if e.ok {
 			e.used.Store(true)
@@ -143,6 +143,14 @@ func (s *statAhead) modTime(ctx context.Context, o *Object) time.Time {
 		}
 		o.mtime.CompareAndSwap(e, nil)
 	}
+	return s.own(ctx, o)
+}
+
+// own is the listed object's own mtime (its HEAD, the first time); o is
+// then never looked up ahead, which would cost a HEAD its own stat no
+// longer makes.
+func (s *statAhead) own(ctx context.Context, o *Object) time.Time {
+	o.asked.Store(true)
 	return o.Object.ModTime(ctx)
 }
 
@@ -174,7 +182,7 @@ func (s *statAhead) passed(o *Object) {
 	d.statLast = o.idx
 	s.mu.Unlock()
 	for _, x := range next {
-		if x.asListed == nil {
+		if x.asListed == nil || x.asked.Load() {
 			continue
 		}
 		e := &mtimeEntry{done: make(chan struct{})}

@@ -184,7 +184,8 @@ func TestStatAheadInNameOrder(t *testing.T) {
 	}
 }
 
-// TestStatAheadOnlyInOrder: stats in a random order look nothing up; with
+// TestStatAheadOnlyInOrder: stats in a random order look nothing up, and
+// files they asked are not looked up by a later pass in order; with
 // StatAhead off, or for objects that cannot be twinned, nothing is looked
 // up either.
 func TestStatAheadOnlyInOrder(t *testing.T) {
@@ -196,6 +197,14 @@ func TestStatAheadOnlyInOrder(t *testing.T) {
 	}
 	if n := h.heads.Load(); n != 6 {
 		t.Fatalf("a random order of 6 stats made %d HEADs", n)
+	}
+	// A pass in name order afterwards looks up only the files no stat
+	// asked yet: one HEAD per file in all.
+	for _, o := range objs {
+		o.ModTime(context.Background())
+	}
+	if n := h.heads.Load(); n != 21 {
+		t.Fatalf("%d HEADs for 21 files after a random order and a pass in order, want 21", n)
 	}
 	for _, wrap := range []func(*headFs) *Fs{
 		func(h *headFs) *Fs { return Wrap(h, Options{}) },
