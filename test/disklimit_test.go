@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/test/testenv"
@@ -72,6 +75,90 @@ func TestCachedVolumeHeldToItsLimit(t *testing.T) {
 	unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
 	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the cache image is left after the unstage: %v", err)
+	}
+}
+
+// TestCachedManySmallFilesRead: a MOUNT_CACHED volume reads more small
+// files than its cache can hold. rclone keeps two files per cached file
+// (data and metadata) and makes room by bytes only, so the cache's
+// filesystem must run short of blocks before inodes: with an inode per
+// 8 KiB, a 32 MiB cache refused new cache files after about 2,000 files of
+// 1 KiB with most of its bytes free, and every later open of a file not
+// yet cached failed (EIO) until rclone dropped files unused for an hour.
+// Here 2,400 files read first (more than the old inodes, fewer than the
+// blocks hold), then, once rclone let their handles go, 1,200 more
+// (past the blocks: clean files must be dropped for them).
+func TestCachedManySmallFilesRead(t *testing.T) {
+	testenv.RequireFUSE(t)
+	const limit, first, second = 32 << 20, 2400, 1200
+	s3, drv, c := startAll(t, "--cache-max-size", fmt.Sprint(limit))
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "many-small"); err != nil {
+		t.Fatal(err)
+	}
+	content := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("%05d\n", i)), 1024/6) }
+	name := func(i int) string { return fmt.Sprintf("many/%05d", i) }
+	putMany(t, s3, "many-small", first+second, func(i int) (string, []byte) { return name(i), content(i) })
+	id, staging := stageSourceCached(t, c, drv, "pv-many-small", "many-small", s3.Secrets())
+	imgs, _ := filepath.Glob(filepath.Join(drv.StateDir, "cache", "*.img"))
+	if len(imgs) != 1 {
+		t.Fatalf("cache images: %v, want one", imgs)
+	}
+	cacheFS := strings.TrimSuffix(imgs[0], ".img")
+	if ents, err := os.ReadDir(filepath.Join(staging, "many")); err != nil || len(ents) != first+second {
+		t.Fatalf("listing: %d entries, err %v; want %d", len(ents), err, first+second)
+	}
+	read := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			got, err := os.ReadFile(filepath.Join(staging, name(i)))
+			if err != nil || !bytes.Equal(got, content(i)) {
+				var st unix.Statfs_t
+				_ = unix.Statfs(cacheFS, &st)
+				t.Fatalf("reading file %d of %d: err %v, right bytes %v; the cache has %d of %d inodes and %d of %d blocks free",
+					i+1, first+second, err, bytes.Equal(got, content(i)), st.Ffree, st.Files, st.Bavail, st.Blocks)
+			}
+		}
+	}
+	read(0, first)
+	// rclone keeps a closed file's handle (and its cache item in use)
+	// for 5 s: only then may it drop the first files.
+	time.Sleep(6 * time.Second)
+	read(first, first+second)
+	var st unix.Statfs_t
+	if err := unix.Statfs(cacheFS, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after %d files: the cache has %d of %d inodes and %d of %d blocks free", first+second, st.Ffree, st.Files, st.Bavail, st.Blocks)
+	unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
+}
+
+// putMany puts n objects into bucket, 16 at a time; object i is what
+// obj(i) returns.
+func putMany(t *testing.T, s *testenv.S3, bucket string, n int, obj func(int) (string, []byte)) {
+	t.Helper()
+	next := make(chan int)
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			var err error
+			for i := range next {
+				if err == nil {
+					key, data := obj(i)
+					_, err = s.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+				}
+			}
+			errs <- err
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatalf("putting objects: %v", err)
+		}
 	}
 }
 

@@ -52,6 +52,11 @@ func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 			if err != nil || m == nil || m.FSType != "ext4" || !strings.HasPrefix(m.Source, "/dev/loop") {
 				t.Fatalf("mount at %s: %+v, %v", dir, m, err)
 			}
+			// Files of a block or more each run out of blocks first.
+			var sf unix.Statfs_t
+			if err := unix.Statfs(dir, &sf); err != nil || sf.Bsize != blockSize || sf.Files < sf.Blocks {
+				t.Fatalf("the image's filesystem: %d-byte blocks, %d inodes for %d blocks (err %v); want 4 KiB blocks, an inode per block", sf.Bsize, sf.Files, sf.Blocks, err)
+			}
 			written, werr := fill(filepath.Join(dir, "big"), 64<<20)
 			if !errors.Is(werr, syscall.ENOSPC) {
 				t.Fatalf("writing 64 MiB into a 32 MiB image: %d bytes, err %v; want ENOSPC", written, werr)
