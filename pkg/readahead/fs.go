@@ -174,6 +174,10 @@ type Object struct {
 	asListed fs.Object
 	mtime    atomic.Pointer[mtimeEntry]
 	asked    atomic.Bool // a stat asked the wrapped object itself
+	// read: a GET of the wrapped object was answered. On S3 the answer
+	// carries the metadata a HEAD would read, so a stat after it costs
+	// no request and statAhead looks nothing up for it.
+	read atomic.Bool
 }
 
 // UnWrap returns the wrapped Fs's object.
@@ -234,12 +238,12 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 			start = x.Offset
 		default:
 			if opt.Mandatory() {
-				return o.Object.Open(ctx, options...) // not ours to interpret
+				return o.get(ctx, options...) // not ours to interpret
 			}
 		}
 	}
 	if size < 0 {
-		return o.Object.Open(ctx, options...)
+		return o.get(ctx, options...)
 	}
 	end := size
 	if limit >= 0 {
@@ -253,7 +257,7 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 		return rc, nil
 	}
 	if o.f.opt.SmallFilesOnly {
-		return o.Object.Open(ctx, options...)
+		return o.get(ctx, options...)
 	}
 	r := newReader(ctx, o.openRange, start, end, o.f.opt, o.f.mem)
 	r.hits = &o.f.hits
@@ -312,7 +316,17 @@ func (emptyAt) Close() error                                 { return nil }
 
 // openRange is a RangeOpener of the wrapped object.
 func (o *Object) openRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-	return o.Object.Open(ctx, &fs.RangeOption{Start: off, End: off + n - 1})
+	return o.get(ctx, &fs.RangeOption{Start: off, End: off + n - 1})
+}
+
+// get opens the wrapped object (a GET) and, once it answered, marks o
+// read. Every read of the wrapped object goes through it.
+func (o *Object) get(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
+	rc, err := o.Object.Open(ctx, options...)
+	if err == nil {
+		o.read.Store(true)
+	}
+	return rc, err
 }
 
 type eofReader struct{}

@@ -239,7 +239,7 @@ func (s *smallAhead) fetch(ctx context.Context, o *Object, e *smallEntry) {
 		return
 	}
 	defer func() { <-s.sem }()
-	rc, err := o.Object.Open(ctx)
+	rc, err := o.get(ctx)
 	if err != nil {
 		e.err = err
 		return

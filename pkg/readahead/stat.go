@@ -16,8 +16,11 @@ import (
 // of its own (Options.StatAhead): S3-compatible stores keep the mtime
 // that uploaders set in metadata, which a listing leaves out, so rclone
 // reads it with a HEAD at the first stat of each file, one round trip
-// after another. After two stats in name order, the next statWindow
-// objects of the listing are looked up, statFetches at a time.
+// after another. After two stats in name order of objects not read, the
+// next statWindow objects of the listing are looked up, statFetches at a
+// time. A read's GET brings the same metadata (rclone's S3 object keeps
+// it), so stats of files being read, as a reader of files in order makes
+// them, look nothing up (passed).
 //
 // A lookup is the HEAD rclone's own object would make, made on a twin of
 // it: a copy of the object as listed, taken before rclone held it, so the
@@ -164,8 +167,11 @@ func (o *Object) current() fs.Object {
 }
 
 // passed records a stat of o in its listing's order and, when it
-// continues that order, starts lookups of the objects up to statWindow
-// after it that have none.
+// continues a walk of stats in that order, starts lookups of the objects
+// up to statWindow after it that have none. Stats between reads are no
+// such walk: when o or the object statted before it was read, the reads'
+// GETs bring the mtimes (a reader of files in order, whose next files
+// the small-file prefetch reads) and lookups would only add HEADs.
 func (s *statAhead) passed(o *Object) {
 	if o.dir == nil {
 		return
@@ -174,7 +180,8 @@ func (s *statAhead) passed(o *Object) {
 	s.mu.Lock()
 	d := o.dir
 	d.sortByName()
-	if o.idx == d.statLast+1 || o.idx == d.statLast {
+	prev := d.statLast
+	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 && !d.objs[prev].read.Load() && !o.read.Load() {
 		from, to := max(o.idx+1, d.statNext), min(o.idx+1+statWindow, len(d.objs))
 		next = append(next, d.objs[from:max(from, to)]...)
 		d.statNext = max(d.statNext, to)
@@ -182,7 +189,7 @@ func (s *statAhead) passed(o *Object) {
 	d.statLast = o.idx
 	s.mu.Unlock()
 	for _, x := range next {
-		if x.asListed == nil || x.asked.Load() {
+		if x.asListed == nil || x.asked.Load() || x.read.Load() {
 			continue
 		}
 		e := &mtimeEntry{done: make(chan struct{})}
@@ -193,7 +200,8 @@ func (s *statAhead) passed(o *Object) {
 }
 
 // fetch makes o's lookup e: a new twin of o as listed reads its metadata
-// (the HEAD), unless a stat of o abandoned e while it was queued.
+// (the HEAD), unless a stat of o abandoned e while it was queued or o was
+// read meanwhile.
 func (s *statAhead) fetch(o *Object, e *mtimeEntry) {
 	defer close(e.done)
 	ctx, cancel := context.WithTimeout(context.Background(), statTimeout)
@@ -205,6 +213,11 @@ func (s *statAhead) fetch(o *Object, e *mtimeEntry) {
 		return
 	}
 	defer func() { <-s.sem }()
+	if o.read.Load() {
+		// Read while queued: its own stat costs no request now.
+		e.state.CompareAndSwap(lookupQueued, lookupAbandoned)
+		return
+	}
 	if !e.state.CompareAndSwap(lookupQueued, lookupRunning) {
 		return
 	}
