@@ -23,7 +23,9 @@ import (
 // mtime (kept in metadata by rclone-style uploaders) takes a HEAD,
 // statting files in name order (`ls -l`) looks the next files' mtimes up
 // ahead, several HEADs at once, with no HEAD more than before, and shows
-// every file's own mtime. Before, each stat waited for its HEAD in turn:
+// every file's own mtime. Reading files in order (each statted first)
+// looks up none of the small files the small-file prefetch fetches (its
+// GETs bring their mtimes) and the larger ones ahead. Before, each stat waited for its HEAD in turn:
 // `ls -l` of 2,500 files on MOUNT_CACHED with a 20 ms round trip took
 // 57 s (docs/benchmarks.md).
 func TestStatsLookMTimesUpAhead(t *testing.T) {
@@ -63,6 +65,15 @@ func TestStatsLookMTimesUpAhead(t *testing.T) {
 	// so this checks the value only.)
 	for i := range n {
 		putObject(t, s3srv, bucket, fmt.Sprintf("e/%03d", i), []byte("data"))
+	}
+	// And files a reader reads in order: small ones, and ones larger than
+	// the small-file prefetch takes (256 KiB).
+	for i := range n {
+		putObject(t, s3srv, bucket, fmt.Sprintf("r/%03d", i), []byte("data"))
+	}
+	const nBig = 20
+	for i := range nBig {
+		putObject(t, s3srv, bucket, fmt.Sprintf("big/%03d", i), bytes.Repeat([]byte{byte(i)}, 300<<10))
 	}
 	listedAt := map[string]time.Time{}
 	page, err := s3srv.Client().ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("e/")})
@@ -132,6 +143,36 @@ func TestStatsLookMTimesUpAhead(t *testing.T) {
 			}
 			if h := heads.Load(); h > 2*n {
 				t.Fatalf("%d HEADs for %d files: lookups ahead must not add requests", h, 2*n)
+			}
+			// A reader of files in order stats each (the kernel's lookup)
+			// before it reads it; the prefetch's GETs bring the small
+			// files' mtimes, so only the files read before it starts make
+			// a HEAD. Lookups ahead made one for every file.
+			heads.Store(0)
+			for i := range n {
+				if _, err := os.ReadFile(filepath.Join(staging, "r", fmt.Sprintf("%03d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("reading %d files in order: %d HEADs", n, heads.Load())
+			if h := heads.Load(); h > 6 {
+				t.Fatalf("reading %d files in order made %d HEADs; their GETs bring the mtimes", n, h)
+			}
+			// Larger files are statted before their GET: their HEADs are
+			// made ahead, several at once, one per file as without.
+			heads.Store(0)
+			most.Store(0)
+			hits = fuseStats(t, drv, id).ReadAhead.MTimeHits
+			for i := range nBig {
+				if _, err := os.ReadFile(filepath.Join(staging, "big", fmt.Sprintf("%03d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hits = fuseStats(t, drv, id).ReadAhead.MTimeHits - hits
+			t.Logf("reading %d files of 300 KiB in order: %d HEADs, at most %d at once, %d stats from lookups", nBig, heads.Load(), most.Load(), hits)
+			if h := heads.Load(); h > nBig+2 || most.Load() < 2 || hits < nBig-4 {
+				t.Fatalf("reading %d files of 300 KiB in order: %d HEADs, at most %d at once, %d stats answered from lookups; want at most %d, at least 2 and at least %d",
+					nBig, h, most.Load(), hits, nBig+2, nBig-4)
 			}
 		})
 	}

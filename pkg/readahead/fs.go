@@ -31,7 +31,7 @@ func Wrap(base fs.Fs, opt Options) *Fs {
 	f := &Fs{Fs: base, opt: opt.withDefaults()}
 	f.mem = newMemory(f.opt)
 	f.small = newSmallAhead(f.opt, f.mem)
-	f.stat = newStatAhead(f.opt.StatAhead, &f.small.mu, &f.hits)
+	f.stat = newStatAhead(f.opt.StatAhead, f.small, &f.hits)
 	f.features = f.wrapFeatures(base.Features())
 	return f
 }

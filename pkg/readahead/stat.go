@@ -3,7 +3,6 @@ package readahead
 import (
 	"context"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,16 +10,16 @@ import (
 )
 
 // statAhead looks up ahead the mtimes of objects a caller stats in name
-// order (`ls -l`, `find -newer`, rsync, a loader that stats each file
-// before it reads it), on stores where an object's mtime costs a request
-// of its own (Options.StatAhead): S3-compatible stores keep the mtime
-// that uploaders set in metadata, which a listing leaves out, so rclone
-// reads it with a HEAD at the first stat of each file, one round trip
-// after another. After two stats in name order of objects not read, the
-// next statWindow objects of the listing are looked up, statFetches at a
-// time. A read's GET brings the same metadata (rclone's S3 object keeps
-// it), so stats of files being read, as a reader of files in order makes
-// them, look nothing up (passed).
+// order (`ls -l`, `find -newer`, rsync, a reader of large files that
+// stats each before it reads it), on stores where an object's mtime
+// costs a request of its own (Options.StatAhead): S3-compatible stores
+// keep the mtime that uploaders set in metadata, which a listing leaves
+// out, so rclone reads it with a HEAD at the first stat of each file, one
+// round trip after another. After two stats in name order, the next
+// statWindow objects of the listing are looked up, statFetches at a time.
+// A read's GET brings the same metadata (rclone's S3 object keeps it), so
+// objects already read, and the small files the small-file prefetch is
+// fetching for a reader of files in order, are not looked up (passed).
 //
 // A lookup is the HEAD rclone's own object would make, made on a twin of
 // it: a copy of the object as listed, taken before rclone held it, so the
@@ -32,10 +31,10 @@ import (
 // the listing it belongs to, and a listing is read again after the
 // directory cache time, so others' changes still show within it.
 type statAhead struct {
-	on   bool
-	mu   *sync.Mutex // the smallAhead's: it guards the dirOrders
-	sem  chan struct{}
-	hits *Hits
+	on    bool
+	small *smallAhead // its mu guards the dirOrders
+	sem   chan struct{}
+	hits  *Hits
 	// twinnable says whether an object can be copied into a twin:
 	// objects of the backends whose object is a plain struct, read in
 	// rclone v1.76 (s3, oracleobjectstorage; twinnableBackend).
@@ -61,8 +60,9 @@ const statWindow = 4 * statFetches
 const statTimeout = 30 * time.Second
 
 // The states of a lookup: queued behind statFetches others, running, or
-// abandoned by a stat that came first (it asks its own object instead of
-// waiting for a slot).
+// abandoned while queued, by a stat that came first (it asks its own
+// object instead of waiting for a slot) or because the object was read
+// meanwhile (its stat costs no request then).
 const (
 	lookupQueued int32 = iota
 	lookupRunning
@@ -80,8 +80,8 @@ type mtimeEntry struct {
 	used  atomic.Bool // a stat was answered from it
 }
 
-func newStatAhead(on bool, mu *sync.Mutex, hits *Hits) *statAhead {
-	return &statAhead{on: on, mu: mu, sem: make(chan struct{}, statFetches), hits: hits, twinnable: twinnableBackend}
+func newStatAhead(on bool, small *smallAhead, hits *Hits) *statAhead {
+	return &statAhead{on: on, small: small, sem: make(chan struct{}, statFetches), hits: hits, twinnable: twinnableBackend}
 }
 
 // twinnableBackend is statAhead.twinnable: objects of rclone's s3 and
@@ -168,26 +168,34 @@ func (o *Object) current() fs.Object {
 
 // passed records a stat of o in its listing's order and, when it
 // continues a walk of stats in that order, starts lookups of the objects
-// up to statWindow after it that have none. Stats between reads are no
-// such walk: when o or the object statted before it was read, the reads'
-// GETs bring the mtimes (a reader of files in order, whose next files
-// the small-file prefetch reads) and lookups would only add HEADs.
+// up to statWindow after it that have none and were not read. While a
+// reader opens the files in the same order (the file opened last is o or
+// the one before it), small files are left to the small-file prefetch,
+// whose GETs bring their mtimes before the reader stats them: a lookup
+// would only add a HEAD. Larger files, which the prefetch leaves, are
+// statted before their GET, so their lookups save the reader a round
+// trip per file.
 func (s *statAhead) passed(o *Object) {
 	if o.dir == nil {
 		return
 	}
 	var next []*Object
-	s.mu.Lock()
+	s.small.mu.Lock()
 	d := o.dir
 	d.sortByName()
 	prev := d.statLast
-	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 && !d.objs[prev].read.Load() && !o.read.Load() {
+	reading := d.last >= 0 && (o.idx == d.last+1 || o.idx == d.last)
+	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 {
 		from, to := max(o.idx+1, d.statNext), min(o.idx+1+statWindow, len(d.objs))
-		next = append(next, d.objs[from:max(from, to)]...)
+		for _, x := range d.objs[from:max(from, to)] {
+			if !reading || !s.small.isSmall(x) {
+				next = append(next, x)
+			}
+		}
 		d.statNext = max(d.statNext, to)
 	}
 	d.statLast = o.idx
-	s.mu.Unlock()
+	s.small.mu.Unlock()
 	for _, x := range next {
 		if x.asListed == nil || x.asked.Load() || x.read.Load() {
 			continue

@@ -266,21 +266,25 @@ func TestStatAheadOnlyInOrder(t *testing.T) {
 }
 
 // TestStatAheadNotForReads: a reader of files in name order stats each
-// file before it reads it; the reads' GETs bring the mtimes (the stat of
-// a file read or fetched ahead costs no request), so no lookup is made
-// for it: lookups ahead there made a HEAD per file that no stat needed,
-// and read 1,250 small files 25-35% slower with the store on loopback
-// (docs/benchmarks.md). Without the small-file prefetch each stat asks
-// its own object, one at a time, as before lookups ahead; with it, only
-// the files read before the prefetch starts do.
+// file before it reads it. Small files the prefetch fetches get their
+// mtimes from its GETs (the stat of a file read or fetched costs no
+// request), so they are not looked up: lookups there made a HEAD per file
+// that no stat needed and read 1,250 small files 25-35% slower with the
+// store on loopback (docs/benchmarks.md). Files the prefetch leaves
+// (larger than SmallMax, here all of them with SmallMax 1) are statted
+// before their GET, so they are looked up ahead, still one HEAD per file
+// but not one after another.
 func TestStatAheadNotForReads(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		opt      Options
-		maxHeads int64
+		name        string
+		opt         Options
+		maxHeads    int64
+		lookedUp    bool // stats answered from lookups, HEADs at once
+		maxInFlight int64
 	}{
-		{"no prefetch", Options{StatAhead: true, SmallMax: -1}, 40},
-		{"prefetch", Options{StatAhead: true, SmallFilesOnly: true}, 10},
+		{"small files, prefetched", Options{StatAhead: true, SmallFilesOnly: true}, 10, false, 1},
+		{"files above SmallMax", Options{StatAhead: true, SmallMax: 1}, 42, true, statFetches},
+		{"no prefetch", Options{StatAhead: true, SmallMax: -1}, 42, true, statFetches},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := mtimeFs(t, 40, time.Now())
@@ -297,11 +301,13 @@ func TestStatAheadNotForReads(t *testing.T) {
 				}
 				rc.Close()
 			}
-			if n, hits := h.heads.Load(), w.Hits().MTimeHits; n > tc.maxHeads || hits != 0 || h.maxFly.Load() != 1 {
-				t.Fatalf("reading 40 files in order, each statted first: %d HEADs (at most %d at once), %d stats from lookups; want at most %d, 1 and 0",
-					n, h.maxFly.Load(), hits, tc.maxHeads)
+			n, hits, fly := h.heads.Load(), w.Hits().MTimeHits, h.maxFly.Load()
+			t.Logf("%d HEADs (at most %d at once), %d GETs, %d stats from lookups", n, fly, h.reads.Load(), hits)
+			// A stat's own HEAD may run beside statFetches lookups.
+			if n > tc.maxHeads || fly > statFetches+1 || (hits > 0) != tc.lookedUp || tc.lookedUp && fly == 1 {
+				t.Fatalf("reading 40 files in order, each statted first: %d HEADs (at most %d at once), %d stats from lookups; want at most %d HEADs, lookups used (and HEADs at once): %v",
+					n, fly, hits, tc.maxHeads, tc.lookedUp)
 			}
-			t.Logf("%d HEADs, %d GETs", h.heads.Load(), h.reads.Load())
 		})
 	}
 }
