@@ -130,6 +130,9 @@ func TestCachedManySmallFilesRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("after %d files: the cache has %d of %d inodes and %d of %d blocks free", first+second, st.Ffree, st.Files, st.Bavail, st.Blocks)
+	if st.Ffree <= st.Bavail {
+		t.Fatalf("the cache has %d inodes and %d blocks free: it must run short of blocks first", st.Ffree, st.Bavail)
+	}
 	unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
 }
 
