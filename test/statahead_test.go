@@ -25,9 +25,9 @@ import (
 // ahead, several HEADs at once, with no HEAD more than before, and shows
 // every file's own mtime. Reading files in order (each statted first)
 // looks up none of the small files the small-file prefetch fetches (its
-// GETs bring their mtimes) and the larger ones ahead. Before, each stat waited for its HEAD in turn:
-// `ls -l` of 2,500 files on MOUNT_CACHED with a 20 ms round trip took
-// 57 s (docs/benchmarks.md).
+// GETs bring their mtimes) and the larger ones ahead. Before, each stat
+// waited for its HEAD in turn: `ls -l` of 2,500 files on MOUNT_CACHED
+// with a 20 ms round trip took 57 s (docs/benchmarks.md).
 func TestStatsLookMTimesUpAhead(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3srv := testenv.StartS3(t)

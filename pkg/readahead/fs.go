@@ -228,6 +228,7 @@ func (o *Object) Remove(ctx context.Context) error {
 // otherwise through a Reader of the requested range (or, with
 // Options.SmallFilesOnly, straight from the wrapped object).
 func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
+	o.f.small.opening(o)
 	size := o.Size()
 	start, limit := int64(0), int64(-1)
 	for _, opt := range options {
@@ -279,6 +280,7 @@ type At interface {
 // when one holds it (the open counts in the listing order, as Open does),
 // otherwise through a Reader. It fails for an object of unknown size.
 func (o *Object) OpenAt(ctx context.Context) (At, error) {
+	o.f.small.opening(o)
 	size := o.Size()
 	if size < 0 {
 		return nil, errors.New("readahead: object of unknown size")

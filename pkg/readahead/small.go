@@ -16,13 +16,14 @@ import (
 type dirOrder struct {
 	objs     []*Object
 	sorted   bool // objs are in name order (the order the VFS shows)
-	last     int  // index of the object opened last (-2: none)
+	last     int  // index of the small object opened last (-2: none)
+	opened   int  // index of the object of any size opened last (-2: none)
 	evicted  int  // objects before this index hold no prefetch
 	statLast int  // index of the object statted last (-2: none)
 	statNext int  // objects from this index on have no mtime lookup started by the order
 }
 
-func newDirOrder() *dirOrder { return &dirOrder{last: -2, statLast: -2} }
+func newDirOrder() *dirOrder { return &dirOrder{last: -2, opened: -2, statLast: -2} }
 
 // sortByName puts objs in name order, once: backends list in their own
 // order, readers and `ls` go by name.
@@ -89,6 +90,31 @@ func (s *smallAhead) add(order *dirOrder, objs []*Object) {
 
 func (s *smallAhead) isSmall(o *Object) bool {
 	return s.opt.SmallMax > 0 && o.Size() > 0 && o.Size() <= s.opt.SmallMax
+}
+
+// fetches says whether the prefetch fetches o for a reader that reaches
+// it in order: o is small and the prefetch may hold memory.
+func (s *smallAhead) fetches(o *Object) bool {
+	return s.isSmall(o) && s.opt.MemoryLimit > 0
+}
+
+// holds says whether a prefetch of o is held or running.
+func (s *smallAhead) holds(o *Object) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries[o] != nil
+}
+
+// opening records an open of o, of any size, in its listing's order (for
+// statAhead, which leaves the files a reader's prefetch fetches alone).
+func (s *smallAhead) opening(o *Object) {
+	if o.dir == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.dir.sortByName()
+	o.dir.opened = o.idx
 }
 
 // open returns a reader of [start, end) of o from a prefetch, or nil when

@@ -18,8 +18,8 @@ import (
 // round trip after another. After two stats in name order, the next
 // statWindow objects of the listing are looked up, statFetches at a time.
 // A read's GET brings the same metadata (rclone's S3 object keeps it), so
-// objects already read, and the small files the small-file prefetch is
-// fetching for a reader of files in order, are not looked up (passed).
+// objects already read, and the small files the small-file prefetch
+// fetches for a reader of files in order, are not looked up (passed).
 //
 // A lookup is the HEAD rclone's own object would make, made on a twin of
 // it: a copy of the object as listed, taken before rclone held it, so the
@@ -60,9 +60,10 @@ const statWindow = 4 * statFetches
 const statTimeout = 30 * time.Second
 
 // The states of a lookup: queued behind statFetches others, running, or
-// abandoned while queued, by a stat that came first (it asks its own
-// object instead of waiting for a slot) or because the object was read
-// meanwhile (its stat costs no request then).
+// abandoned while queued: by a stat that came first (it asks its own
+// object instead of waiting for a slot), because the object was read or
+// taken by the small-file prefetch meanwhile (its stat costs no request
+// then), or after statTimeout.
 const (
 	lookupQueued int32 = iota
 	lookupRunning
@@ -169,12 +170,14 @@ func (o *Object) current() fs.Object {
 // passed records a stat of o in its listing's order and, when it
 // continues a walk of stats in that order, starts lookups of the objects
 // up to statWindow after it that have none and were not read. While a
-// reader opens the files in the same order (the file opened last is o or
-// the one before it), small files are left to the small-file prefetch,
-// whose GETs bring their mtimes before the reader stats them: a lookup
-// would only add a HEAD. Larger files, which the prefetch leaves, are
-// statted before their GET, so their lookups save the reader a round
-// trip per file.
+// reader opens the files in the same order (the file opened last, of any
+// size, is o, the one before it or the one before that, which may be an
+// empty file nobody fetches), the files the small-file prefetch fetches
+// are left to it, whose GETs bring their mtimes before the reader stats
+// them: a lookup would only add a HEAD. Larger files, which the prefetch
+// leaves, are statted before their GET, so their lookups save the reader
+// a round trip per file. Files skipped so stay due for lookups (statNext
+// does not pass them), should stats in order go on without reads.
 func (s *statAhead) passed(o *Object) {
 	if o.dir == nil {
 		return
@@ -184,15 +187,17 @@ func (s *statAhead) passed(o *Object) {
 	d := o.dir
 	d.sortByName()
 	prev := d.statLast
-	reading := d.last >= 0 && (o.idx == d.last+1 || o.idx == d.last)
+	reading := d.opened >= 0 && o.idx >= d.opened && o.idx <= d.opened+2
 	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 {
 		from, to := max(o.idx+1, d.statNext), min(o.idx+1+statWindow, len(d.objs))
 		for _, x := range d.objs[from:max(from, to)] {
-			if !reading || !s.small.isSmall(x) {
+			if !reading || !s.small.fetches(x) {
 				next = append(next, x)
 			}
 		}
-		d.statNext = max(d.statNext, to)
+		if !reading {
+			d.statNext = max(d.statNext, to)
+		}
 	}
 	d.statLast = o.idx
 	s.small.mu.Unlock()
@@ -221,8 +226,9 @@ func (s *statAhead) fetch(o *Object, e *mtimeEntry) {
 		return
 	}
 	defer func() { <-s.sem }()
-	if o.read.Load() {
-		// Read while queued: its own stat costs no request now.
+	if o.read.Load() || s.small.holds(o) {
+		// Read, or being fetched by the prefetch, while queued: its own
+		// stat costs no request now or soon.
 		e.state.CompareAndSwap(lookupQueued, lookupAbandoned)
 		return
 	}
