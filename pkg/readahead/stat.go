@@ -213,8 +213,8 @@ func (s *statAhead) passed(o *Object) {
 }
 
 // fetch makes o's lookup e: a new twin of o as listed reads its metadata
-// (the HEAD), unless a stat of o abandoned e while it was queued or o was
-// read meanwhile.
+// (the HEAD), unless, while e was queued, a stat of o abandoned it or o
+// was read or taken by the small-file prefetch.
 func (s *statAhead) fetch(o *Object, e *mtimeEntry) {
 	defer close(e.done)
 	ctx, cancel := context.WithTimeout(context.Background(), statTimeout)
