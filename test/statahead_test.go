@@ -25,9 +25,10 @@ import (
 // ahead, several HEADs at once, with no HEAD more than before, and shows
 // every file's own mtime. Reading files in order (each statted first)
 // looks up none of the small files the small-file prefetch fetches (its
-// GETs bring their mtimes) and the larger ones ahead. Before, each stat
-// waited for its HEAD in turn: `ls -l` of 2,500 files on MOUNT_CACHED
-// with a 20 ms round trip took 57 s (docs/benchmarks.md).
+// GETs bring their mtimes), also after an empty file rclone's cache never
+// opens (61 HEADs for 61 files before), and the larger ones ahead.
+// Before, each stat waited for its HEAD in turn: `ls -l` of 2,500 files
+// on MOUNT_CACHED with a 20 ms round trip took 57 s (docs/benchmarks.md).
 func TestStatsLookMTimesUpAhead(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3srv := testenv.StartS3(t)
@@ -70,6 +71,11 @@ func TestStatsLookMTimesUpAhead(t *testing.T) {
 	// the small-file prefetch takes (256 KiB).
 	for i := range n {
 		putObject(t, s3srv, bucket, fmt.Sprintf("r/%03d", i), []byte("data"))
+	}
+	// And a package directory: an empty __init__.py sorts first.
+	putObject(t, s3srv, bucket, "p/__init__.py", nil)
+	for i := range n {
+		putObject(t, s3srv, bucket, fmt.Sprintf("p/m%03d.py", i), []byte("data"))
 	}
 	const nBig = 20
 	for i := range nBig {
@@ -157,6 +163,22 @@ func TestStatsLookMTimesUpAhead(t *testing.T) {
 			t.Logf("reading %d files in order: %d HEADs", n, heads.Load())
 			if h := heads.Load(); h > 6 {
 				t.Fatalf("reading %d files in order made %d HEADs; their GETs bring the mtimes", n, h)
+			}
+			// rclone's cache never opens the empty __init__.py, so that
+			// reader shows no open before its next file: it is still a
+			// reader, not an `ls -l`.
+			heads.Store(0)
+			if _, err := os.ReadFile(filepath.Join(staging, "p", "__init__.py")); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if _, err := os.ReadFile(filepath.Join(staging, "p", fmt.Sprintf("m%03d.py", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("reading an empty __init__.py, then %d files in order: %d HEADs", n, heads.Load())
+			if h := heads.Load(); h > 7 {
+				t.Fatalf("reading an empty __init__.py, then %d files in order, made %d HEADs; their GETs bring the mtimes", n, h)
 			}
 			// Larger files are statted before their GET: their HEADs are
 			// made ahead, several at once, one per file as without.

@@ -21,6 +21,7 @@ type dirOrder struct {
 	evicted  int  // objects before this index hold no prefetch
 	statLast int  // index of the object statted last (-2: none)
 	statNext int  // objects from this index on have no mtime lookup started by the order
+	empties  int  // how many objects at the start of the name order are empty
 }
 
 func newDirOrder() *dirOrder { return &dirOrder{last: -2, opened: -2, statLast: -2} }
@@ -34,6 +35,9 @@ func (d *dirOrder) sortByName() {
 	sort.Slice(d.objs, func(i, j int) bool { return d.objs[i].Remote() < d.objs[j].Remote() })
 	for i, x := range d.objs {
 		x.idx = i
+	}
+	for d.empties < len(d.objs) && d.objs[d.empties].Size() == 0 {
+		d.empties++
 	}
 	d.sorted = true
 }

@@ -172,12 +172,13 @@ func (o *Object) current() fs.Object {
 // up to statWindow after it that have none and were not read. While a
 // reader opens the files in the same order (the file opened last, of any
 // size, is o, the one before it or the one before that, which may be an
-// empty file nobody fetches), the files the small-file prefetch fetches
-// are left to it, whose GETs bring their mtimes before the reader stats
-// them: a lookup would only add a HEAD. Larger files, which the prefetch
-// leaves, are statted before their GET, so their lookups save the reader
-// a round trip per file. Files skipped so stay due for lookups (statNext
-// does not pass them), should stats in order go on without reads.
+// empty file nobody fetches; before any open, every file before o is
+// empty), the files the small-file prefetch fetches are left to it, whose
+// GETs bring their mtimes before the reader stats them: a lookup would
+// only add a HEAD. Larger files, which the prefetch leaves, are statted
+// before their GET, so their lookups save the reader a round trip per
+// file. Files skipped so stay due for lookups (statNext does not pass
+// them), should stats in order go on without reads.
 func (s *statAhead) passed(o *Object) {
 	if o.dir == nil {
 		return
@@ -187,7 +188,11 @@ func (s *statAhead) passed(o *Object) {
 	d := o.dir
 	d.sortByName()
 	prev := d.statLast
-	reading := d.opened >= 0 && o.idx >= d.opened && o.idx <= d.opened+2
+	// rclone's cache never opens an empty file, so a reader whose first
+	// files are empty shows no open before the stat of its first file
+	// with bytes.
+	reading := d.opened >= 0 && o.idx >= d.opened && o.idx <= d.opened+2 ||
+		d.opened < 0 && o.idx > 0 && o.idx <= d.empties
 	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 {
 		from, to := max(o.idx+1, d.statNext), min(o.idx+1+statWindow, len(d.objs))
 		for _, x := range d.objs[from:max(from, to)] {
