@@ -21,7 +21,6 @@ type dirOrder struct {
 	evicted  int  // objects before this index hold no prefetch
 	statLast int  // index of the object statted last (-2: none)
 	statNext int  // objects from this index on have no mtime lookup started by the order
-	empties  int  // how many objects at the start of the name order are empty
 }
 
 func newDirOrder() *dirOrder { return &dirOrder{last: -2, opened: -2, statLast: -2} }
@@ -36,10 +35,21 @@ func (d *dirOrder) sortByName() {
 	for i, x := range d.objs {
 		x.idx = i
 	}
-	for d.empties < len(d.objs) && d.objs[d.empties].Size() == 0 {
-		d.empties++
-	}
 	d.sorted = true
+}
+
+// emptyRun reports whether every object in [from, to) is empty, looking
+// at no more than statWindow of them: a longer run counts as not empty.
+func (d *dirOrder) emptyRun(from, to int) bool {
+	if to-from > statWindow {
+		return false
+	}
+	for _, x := range d.objs[from:max(from, to)] {
+		if x.Size() != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // smallAhead fetches small objects ahead of a reader that opens them in

@@ -170,15 +170,20 @@ func (o *Object) current() fs.Object {
 // passed records a stat of o in its listing's order and, when it
 // continues a walk of stats in that order, starts lookups of the objects
 // up to statWindow after it that have none and were not read. While a
-// reader opens the files in the same order (the file opened last, of any
-// size, is o, the one before it or the one before that, which may be an
-// empty file nobody fetches; before any open, every file before o is
-// empty), the files the small-file prefetch fetches are left to it, whose
-// GETs bring their mtimes before the reader stats them: a lookup would
-// only add a HEAD. Larger files, which the prefetch leaves, are statted
-// before their GET, so their lookups save the reader a round trip per
-// file. Files skipped so stay due for lookups (statNext does not pass
-// them), should stats in order go on without reads.
+// reader opens the files in the same order, the files the small-file
+// prefetch fetches are left to it, whose GETs bring their mtimes before
+// the reader stats them: a lookup would only add a HEAD. Larger files,
+// which the prefetch leaves, are statted before their GET, so their
+// lookups save the reader a round trip per file. Files skipped so stay
+// due for lookups (statNext does not pass them), should stats in order go
+// on without reads.
+//
+// A reader is at o when the file opened last is o, or one or two before
+// it, or only empty files lie between them: rclone's cache never opens an
+// empty file (nor one it holds), so their opens go unseen. Before any
+// open, a directory whose first files are empty (an __init__.py) may be
+// a reader's as well while o is among or just after them; its first file
+// with bytes is looked up then, as nothing fetches it before an open.
 func (s *statAhead) passed(o *Object) {
 	if o.dir == nil {
 		return
@@ -188,15 +193,19 @@ func (s *statAhead) passed(o *Object) {
 	d := o.dir
 	d.sortByName()
 	prev := d.statLast
-	// rclone's cache never opens an empty file, so a reader whose first
-	// files are empty shows no open before the stat of its first file
-	// with bytes.
-	reading := d.opened >= 0 && o.idx >= d.opened && o.idx <= d.opened+2 ||
-		d.opened < 0 && o.idx > 0 && o.idx <= d.empties
+	var reading, lead bool
+	if d.opened >= 0 {
+		reading = o.idx >= d.opened && (o.idx <= d.opened+2 || d.emptyRun(d.opened+1, o.idx))
+	} else {
+		reading = len(d.objs) > 0 && d.objs[0].Size() == 0 && d.emptyRun(0, o.idx)
+		lead = reading
+	}
 	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 {
 		from, to := max(o.idx+1, d.statNext), min(o.idx+1+statWindow, len(d.objs))
 		for _, x := range d.objs[from:max(from, to)] {
-			if !reading || !s.small.fetches(x) {
+			first := lead && x.Size() != 0 // the first file with bytes, before any open
+			lead = lead && !first
+			if !reading || first || !s.small.fetches(x) {
 				next = append(next, x)
 			}
 		}

@@ -229,18 +229,36 @@ func TestStatAheadInNameOrder(t *testing.T) {
 }
 
 // TestStatAheadEmptyFilesFirst: a directory whose first files are empty
-// (an __init__.py) is read as if a reader might be at work until a stat
-// reaches a file with bytes, since rclone's cache never opens an empty
-// file; an `ls -l` there still gets its lookups from that stat on, paying
-// one HEAD more of its own than with a file with bytes first. (Before, a
-// reader of such a directory made a HEAD for every file, 40 for 40.)
+// (an __init__.py) is read as if a reader might be at work while the stats
+// are among them or at the first file with bytes, since rclone's cache
+// never opens an empty file: the small files after it are left to a
+// reader's prefetch, but the first file with bytes, which nothing fetches
+// before an open, is looked up. An `ls -l` there gets its lookups from the
+// stat after that file on: one HEAD of its own more than with bytes
+// first. (Before, a reader of such a directory made a HEAD per file.)
 func TestStatAheadEmptyFilesFirst(t *testing.T) {
 	h := mtimeFs(t, 40, time.Now())
 	put(t, h.Fs, "d/_a-empty", nil, time.Now())
 	put(t, h.Fs, "d/_b-empty", nil, time.Now())
 	w := headWrap(h)
-	objs := listed(t, w)
-	for _, o := range objs {
+	objs := listed(t, w) // _a-empty, _b-empty, f00, f01, ...
+	objs[0].ModTime(context.Background())
+	objs[0].ModTime(context.Background()) // a second stat walks no further
+	objs[1].ModTime(context.Background())
+	if objs[2].mtime.Load() == nil {
+		t.Fatal("the first file with bytes was not looked up ahead")
+	}
+	if objs[3].mtime.Load() != nil {
+		t.Fatal("a small file after the first one with bytes was looked up while a reader may be at work")
+	}
+	objs[2].ModTime(context.Background())
+	objs[3].ModTime(context.Background())
+	for _, o := range objs[4:] {
+		if o.mtime.Load() == nil {
+			t.Fatalf("%s not looked up ahead: stats past the first file with bytes, and no open", o.Remote())
+		}
+	}
+	for _, o := range objs[4:] {
 		o.ModTime(context.Background())
 	}
 	n, hits, fly := h.heads.Load(), w.Hits().MTimeHits, h.maxFly.Load()
