@@ -243,7 +243,7 @@ func TestStatAheadEmptyFilesFirst(t *testing.T) {
 	w := headWrap(h)
 	objs := listed(t, w) // _a-empty, _b-empty, f00, f01, ...
 	objs[0].ModTime(context.Background())
-	objs[0].ModTime(context.Background()) // a second stat walks no further
+	objs[0].ModTime(context.Background()) // a second stat of it is still a reader's
 	objs[1].ModTime(context.Background())
 	if objs[2].mtime.Load() == nil {
 		t.Fatal("the first file with bytes was not looked up ahead")
