@@ -182,8 +182,9 @@ func (o *Object) current() fs.Object {
 // it, or only empty files lie between them: rclone's cache never opens an
 // empty file (nor one it holds), so their opens go unseen. Before any
 // open, a directory whose first files are empty (an __init__.py) may be
-// a reader's as well while o is among or just after them; its first file
-// with bytes is looked up then, as nothing fetches it before an open.
+// a reader's as well while o is among or just after them; a stat among
+// them looks up the directory's first file with bytes, as nothing fetches
+// it before an open.
 func (s *statAhead) passed(o *Object) {
 	if o.dir == nil {
 		return
@@ -193,17 +194,19 @@ func (s *statAhead) passed(o *Object) {
 	d := o.dir
 	d.sortByName()
 	prev := d.statLast
-	var reading, lead bool
-	if d.opened >= 0 {
-		reading = o.idx >= d.opened && (o.idx <= d.opened+2 || d.emptyRun(d.opened+1, o.idx))
-	} else {
-		reading = len(d.objs) > 0 && d.objs[0].Size() == 0 && d.emptyRun(0, o.idx)
-		lead = reading
-	}
 	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 {
+		var reading, lead bool
+		if d.opened >= 0 {
+			reading = o.idx >= d.opened && (o.idx <= d.opened+2 || d.emptyRun(d.opened+1, o.idx))
+		} else {
+			reading = len(d.objs) > 0 && d.objs[0].Size() == 0 && d.emptyRun(0, o.idx)
+			// Every object up to o is empty: the first one with bytes
+			// after o is the directory's first, unless statNext is past it.
+			lead = reading && o.Size() == 0 && d.statNext <= o.idx+1
+		}
 		from, to := max(o.idx+1, d.statNext), min(o.idx+1+statWindow, len(d.objs))
 		for _, x := range d.objs[from:max(from, to)] {
-			first := lead && x.Size() != 0 // the first file with bytes, before any open
+			first := lead && x.Size() != 0 // the directory's first file with bytes
 			lead = lead && !first
 			if !reading || first || !s.small.fetches(x) {
 				next = append(next, x)
