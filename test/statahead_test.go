@@ -150,34 +150,39 @@ func TestStatsLookMTimesUpAhead(t *testing.T) {
 			if h := heads.Load(); h > 2*n {
 				t.Fatalf("%d HEADs for %d files: lookups ahead must not add requests", h, 2*n)
 			}
+			// readInOrder reads the files of dir one after another and
+			// returns the HEADs that made.
+			readInOrder := func(dir string, names []string) int64 {
+				heads.Store(0)
+				for _, name := range names {
+					if _, err := os.ReadFile(filepath.Join(staging, dir, name)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return heads.Load()
+			}
+			numbered := func(format string) []string {
+				var names []string
+				for i := range n {
+					names = append(names, fmt.Sprintf(format, i))
+				}
+				return names
+			}
 			// A reader of files in order stats each (the kernel's lookup)
 			// before it reads it; the prefetch's GETs bring the small
 			// files' mtimes, so only the files read before it starts make
 			// a HEAD. Lookups ahead made one for every file.
-			heads.Store(0)
-			for i := range n {
-				if _, err := os.ReadFile(filepath.Join(staging, "r", fmt.Sprintf("%03d", i))); err != nil {
-					t.Fatal(err)
-				}
-			}
-			t.Logf("reading %d files in order: %d HEADs", n, heads.Load())
-			if h := heads.Load(); h > 6 {
+			h := readInOrder("r", numbered("%03d"))
+			t.Logf("reading %d files in order: %d HEADs", n, h)
+			if h > 6 {
 				t.Fatalf("reading %d files in order made %d HEADs; their GETs bring the mtimes", n, h)
 			}
 			// rclone's cache never opens the empty __init__.py, so that
 			// reader shows no open before its next file: it is still a
 			// reader, not an `ls -l`.
-			heads.Store(0)
-			if _, err := os.ReadFile(filepath.Join(staging, "p", "__init__.py")); err != nil {
-				t.Fatal(err)
-			}
-			for i := range n {
-				if _, err := os.ReadFile(filepath.Join(staging, "p", fmt.Sprintf("m%03d.py", i))); err != nil {
-					t.Fatal(err)
-				}
-			}
-			t.Logf("reading an empty __init__.py, then %d files in order: %d HEADs", n, heads.Load())
-			if h := heads.Load(); h > 7 {
+			h = readInOrder("p", append([]string{"__init__.py"}, numbered("m%03d.py")...))
+			t.Logf("reading an empty __init__.py, then %d files in order: %d HEADs", n, h)
+			if h > 7 {
 				t.Fatalf("reading an empty __init__.py, then %d files in order, made %d HEADs; their GETs bring the mtimes", n, h)
 			}
 			// Larger files are statted before their GET: their HEADs are
