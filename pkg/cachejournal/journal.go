@@ -22,7 +22,10 @@
 //   - Wrote: for each file with writes the application was told are done
 //     (a close or truncate answered) and not yet known to be uploaded, the
 //     byte ranges written and the offset from which the whole tail is the
-//     application's (a created or truncated file);
+//     application's (a created or truncated file); and, for a file the
+//     kernel was given for a read-write open through FUSE passthrough,
+//     that its data file may hold bytes written through a shared mapping
+//     (Mapped, cleared by Settled);
 //   - Renaming: a rename under way (recorded before it starts, marked done
 //     when it returns, when the moved files' records replace those of the
 //     names it replaced);
@@ -41,8 +44,10 @@
 // rclone uploads the file with the written bytes and downloads only the
 // rest. It never declares present a range it has no record of, and leaves
 // a file alone whose recorded ranges are holes in its data file (not the
-// file that was written). Sweep drops the records of files whose
-// metadata says clean (uploaded) or whose data is gone (deleted).
+// file that was written). A Mapped file whose metadata says clean is
+// marked dirty, so it is uploaded again with whatever a mapping wrote.
+// Sweep drops the records of files whose metadata says clean (uploaded)
+// or whose data is gone (deleted), except Mapped ones.
 //
 // The records guard against the process being killed, not the node
 // losing power: like rclone's own cache files they are not fsynced.
@@ -82,6 +87,13 @@ type Written struct {
 	// extended there.
 	Tail bool
 	From int64
+	// Mapped says the data file may hold bytes written through a shared
+	// mapping of it that rclone's metadata does not know of (FUSE
+	// passthrough handed the kernel the cache file for a read-write
+	// open). The server clears it with Settled once it has marked the
+	// file for upload after the last mapping ended; until then Sweep
+	// keeps the record and Repair marks the file for upload.
+	Mapped bool
 }
 
 // covers reports whether w already says all that o says.
@@ -91,12 +103,12 @@ func (w Written) covers(o Written) bool {
 			return false
 		}
 	}
-	return !o.Tail || (w.Tail && w.From <= o.From)
+	return (!o.Tail || (w.Tail && w.From <= o.From)) && (!o.Mapped || w.Mapped)
 }
 
 // Merge returns what w and o say together.
 func (w Written) Merge(o Written) Written {
-	out := Written{Ranges: append(ranges.Ranges(nil), w.Ranges...), Tail: w.Tail, From: w.From}
+	out := Written{Ranges: append(ranges.Ranges(nil), w.Ranges...), Tail: w.Tail, From: w.From, Mapped: w.Mapped}
 	out.Add(o)
 	return out
 }
@@ -109,6 +121,7 @@ func (w *Written) Add(o Written) {
 	if o.Tail && (!w.Tail || o.From < w.From) {
 		w.Tail, w.From = true, o.From
 	}
+	w.Mapped = w.Mapped || o.Mapped
 }
 
 // Journal is the write journal of one cache directory. It must be used by
@@ -132,6 +145,7 @@ type record struct {
 	Wrote      string     `json:"w,omitempty"`
 	Ranges     [][2]int64 `json:"rs,omitempty"` // with Wrote: pos, size
 	From       *int64     `json:"f,omitempty"`  // with Wrote
+	Mapped     *bool      `json:"m,omitempty"`  // with Wrote: sets Written.Mapped (false: Settled)
 	Dropped    string     `json:"d,omitempty"`  // drops a Wrote record: uploaded, deleted, replaced
 	Renaming   *[2]string `json:"r,omitempty"`
 	RenameDone *[2]string `json:"rd,omitempty"`
@@ -205,6 +219,33 @@ func (j *Journal) wrote(name string, w Written) error {
 		return err
 	}
 	j.set(name, merged)
+	return nil
+}
+
+// Mapped records that name's data file may from now on hold bytes written
+// through a shared mapping (Written.Mapped). Call it before answering the
+// open that allows the mapping.
+func (j *Journal) Mapped(name string) error {
+	return j.Wrote(name, Written{Mapped: true})
+}
+
+// Settled clears Written.Mapped of name's record: the file was marked for
+// upload (rclone's metadata says dirty) after its last mapping ended.
+func (j *Journal) Settled(name string) error {
+	name = cleanName(name)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	w, ok := j.written[name]
+	if !ok || !w.Mapped {
+		return nil
+	}
+	w.Mapped = false
+	rec := wroteRecord(name, w)
+	rec.Mapped = new(bool)
+	if err := j.append(rec); err != nil {
+		return err
+	}
+	j.written[name] = w
 	return nil
 }
 
@@ -330,8 +371,8 @@ func (j *Journal) Sweep(queued map[string]bool) {
 func (j *Journal) sweepOne(name string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, ok := j.written[name]; !ok || j.inRename(name) {
-		return
+	if w, ok := j.written[name]; !ok || w.Mapped || j.inRename(name) {
+		return // a mapped file's metadata says clean: that is the point
 	}
 	info, err := j.cache.Info(name)
 	clean := err == nil && !info.Dirty
@@ -386,6 +427,9 @@ func wroteRecord(name string, w Written) record {
 		from := w.From
 		rec.From = &from
 	}
+	if w.Mapped {
+		rec.Mapped = &w.Mapped
+	}
 	return rec
 }
 
@@ -414,6 +458,9 @@ func (j *Journal) load() error {
 			}
 			if old, ok := j.written[rec.Wrote]; ok {
 				w = old.Merge(w)
+			}
+			if rec.Mapped != nil {
+				w.Mapped = *rec.Mapped
 			}
 			j.set(rec.Wrote, w)
 		case rec.Dropped != "":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -56,6 +57,7 @@ func (e cacheEnv) startVFS(t *testing.T, writeBack time.Duration) testVFS {
 	o := vfscommon.Opt
 	o.CacheMode = vfscommon.CacheModeFull
 	o.WriteBack = rfs.Duration(writeBack)
+	o.HandleCaching = 0 // as the server runs it (FUSE passthrough)
 	v := vfs.New(context.Background(), e.f, &o)
 	stop := sync.OnceFunc(v.Shutdown)
 	t.Cleanup(stop)
@@ -570,4 +572,75 @@ func BenchmarkSmallFileBaseline(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestRepairUploadsAMappedFile: a file read whole into the cache, then
+// written through a shared mapping of the cache file (which rclone never
+// sees; here a write to the data file), with the server killed before it
+// marked the file for upload: Sweep keeps the record although the
+// metadata says clean, and Repair marks the file dirty so it is uploaded
+// with the mapping's bytes. Settled clears the mark for good, across a
+// reopen of the journal.
+func TestRepairUploadsAMappedFile(t *testing.T) {
+	e := newEnv(t)
+	want := e.existing(t, "m.bin", 2<<20, 'A')
+	e.existing(t, "s.bin", 10, 'S')
+	j, err := Open(e.cache, e.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e.startVFS(t, 10*time.Millisecond)
+	for _, name := range []string{"m.bin", "s.bin"} {
+		h, err := v.OpenFile(name, os.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := io.Copy(io.Discard, h); err != nil || n == 0 {
+			t.Fatalf("reading %s: %d bytes, %v", name, n, err)
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Mapped(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Settled("s.bin"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(j.cache.DataPath("m.bin"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("MMMM"), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	copy(want[1<<20:], "MMMM")
+	j.Sweep(nil)
+	if !j.written["m.bin"].Mapped || j.written["s.bin"].Mapped {
+		t.Fatalf("after a sweep: %+v", j.written)
+	}
+	v.stop()
+	if info, err := j.cache.Info("m.bin"); err != nil || info.Dirty {
+		t.Fatalf("rclone's metadata of the mapped file: dirty=%v, %v (the test needs it clean)", info.Dirty, err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = Open(e.cache, e.f); err != nil {
+		t.Fatal(err)
+	}
+	if !j.written["m.bin"].Mapped || j.written["s.bin"].Mapped {
+		t.Fatalf("reopened: %+v", j.written)
+	}
+	got := j.Repair()
+	if len(got) != 1 || got[0].Name != "m.bin" || got[0].Failed {
+		t.Fatalf("Repair = %v", got)
+	}
+	if j.written["m.bin"].Mapped {
+		t.Fatal("the mark is still set after Repair marked the file dirty")
+	}
+	e.startVFS(t, 10*time.Millisecond)
+	e.waitUploaded(t, "m.bin", want)
 }

@@ -57,6 +57,9 @@ func (j *Journal) Repair() []Repaired {
 		}
 		if !keep {
 			j.drop(name)
+		} else if err == nil && w.Mapped {
+			w.Mapped = false // the metadata now says dirty
+			j.written[name] = w
 		}
 	}
 	_ = j.compact() // on failure the file as it is replays to the same state
@@ -73,10 +76,18 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 		return "", true, err
 	}
 	info, merr := j.cache.Info(name)
+	if w.Mapped && merr == nil && !info.Dirty {
+		return j.repairMapped(name, info, fi)
+	}
 	if merr == nil && !info.Dirty {
 		return "", false, nil
 	}
 	size := fi.Size()
+	if w.Mapped && merr != nil {
+		// The file was whole when the kernel was given it: where it has
+		// no holes, every byte is the cache's.
+		w = w.Merge(Written{Ranges: ranges.Ranges{{Pos: 0, Size: size}}})
+	}
 	ok, err := backed(j.cache.DataPath(name), w, size)
 	if err != nil {
 		return "", true, err
@@ -107,6 +118,18 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 	}
 	info = vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Rs: present, Dirty: true}
 	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
+}
+
+// repairMapped marks for upload a Mapped file whose metadata says clean:
+// a shared mapping may have written it after its last upload. Only a file
+// still wholly present is, as it was when the kernel was given it; else
+// rclone replaced it since, and the mapping wrote a file no longer there.
+func (j *Journal) repairMapped(name string, info vfscache.Info, fi fs.FileInfo) (string, bool, error) {
+	if fi.Size() != info.Size || !info.Rs.Present(ranges.Range{Pos: 0, Size: info.Size}) {
+		return "", false, nil
+	}
+	info.Dirty = true
+	return "marked for upload: a shared mapping may have written it", true, j.writeMeta(name, info)
 }
 
 // gone reports whether err says a path is not there (a missing file or a
