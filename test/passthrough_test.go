@@ -221,29 +221,70 @@ func TestCachedPassthroughReadOnly(t *testing.T) {
 	t.Logf("passthrough %v, passthrough opens %d, bytes read through the server %d", st.Passthrough, st.PassthroughOpens, st.BytesRead)
 }
 
-// TestCachedReadWriteNoPassthrough: a read-write MOUNT_CACHED volume never
-// uses passthrough (a writable shared mapping beside a passthrough reader
-// would bypass the cache's dirty tracking, docs/benchmarks.md), so a reader
-// and a writer of one file may be open at once, no open fails, and a read
-// after the write sees it.
-func TestCachedReadWriteNoPassthrough(t *testing.T) {
-	_, drv, _, id, _, _, target := cachedVolume(t, "pt-rw")
-	path := filepath.Join(target, "f.bin")
-	first := randomBytes(t, 2<<20)
-	if err := os.WriteFile(path, first, 0o644); err != nil {
+// waitBucket waits up to a minute until the object at key satisfies ok.
+func waitBucket(t *testing.T, s *testenv.S3, bucket, key, what string, ok func([]byte) bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := s.ReadObject(t, bucket, key)
+		if err == nil && ok(got) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not in the bucket after a minute (%d bytes, %v)", what, len(got), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestCachedPassthroughReadWrite: on a read-write MOUNT_CACHED volume a
+// read-only open of a file wholly cached and clean is passthrough too
+// (where the kernel offers it), and every write still reaches the bucket:
+//   - a writer opened while a passthrough reader is open is not refused,
+//     writes through the server, and the open reader sees its bytes;
+//   - fsync of such a writer puts its bytes in the bucket before it
+//     returns;
+//   - bytes written through a shared mapping of a read-write open made
+//     while the passthrough reader was open (the kernel writes the cache
+//     file, the server never sees them), some after that open's close,
+//     reach the bucket once the mapping is gone.
+func TestCachedPassthroughReadWrite(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--write-back", "1s")
+	vol, err := c.Controller.CreateVolume(context.Background(), createReq("pt-rw", map[string]string{"mode": "MOUNT_CACHED"}, s3.Secrets()))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fileSum(t, path); got != sha256.Sum256(first) {
-		t.Fatal("read after write differs")
+	id, bucket := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
+	first := randomBytes(t, 2<<20+3)
+	putObject(t, s3, bucket, "f.bin", first)
+	staging, target := podPaths(t, drv)
+	publish(t, c, id, staging, target, s3.Secrets(), false)
+	defer unpublish(t, c, id, staging, target)
+	path := filepath.Join(target, "f.bin")
+	want := sha256.Sum256(first)
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
 	}
+	for i := 0; fuseStats(t, drv, id).PassthroughOpens == 0; i++ {
+		if got := fileSum(t, path); got != want {
+			t.Fatal("a read differs from the bucket")
+		}
+		if i == 20 {
+			t.Fatal("no passthrough open after reading the cached file 20 times on a read-write volume")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	r, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	opens := fuseStats(t, drv, id).PassthroughOpens
 	w, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		t.Fatalf("writer open while a reader is open: %v", err)
+		t.Fatalf("writer open while a passthrough reader is open: %v", err)
 	}
 	if _, err := w.WriteAt([]byte("changed"), 0); err != nil {
 		t.Fatal(err)
@@ -255,11 +296,47 @@ func TestCachedReadWriteNoPassthrough(t *testing.T) {
 	if _, err := r.ReadAt(head, 0); err != nil || string(head) != "changed" {
 		t.Fatalf("the open reader after the write read %q (%v)", head, err)
 	}
-	got, err := os.ReadFile(path)
-	if err != nil || string(got[:7]) != "changed" || !bytes.Equal(got[7:], first[7:]) {
-		t.Fatalf("a new read after the write: %v or different bytes", err)
+	w, err = os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st := fuseStats(t, drv, id); st.Passthrough || st.PassthroughOpens != 0 {
-		t.Fatalf("read-write volume: passthrough=%v, %d passthrough opens", st.Passthrough, st.PassthroughOpens)
+	if _, err := w.WriteAt([]byte("synced"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatalf("fsync of a writer beside a passthrough reader: %v", err)
+	}
+	got, err := s3.ReadObject(t, bucket, "f.bin")
+	if err != nil || len(got) != len(first) || string(got[:7]) != "changed" || string(got[100:106]) != "synced" {
+		t.Fatalf("right after fsync the bucket holds %d bytes starting %q (%v)", len(got), got[:min(7, len(got))], err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A read-write open beside the reader, mapped shared and written
+	// after its close.
+	m, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("read-write open while a passthrough reader is open: %v", err)
+	}
+	mem, err := unix.Mmap(int(m.Fd()), 0, len(first), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("shared mapping of the read-write open: %v", err)
+	}
+	copy(mem[1<<20:], "mapped before close")
+	m.Close()
+	time.Sleep(1500 * time.Millisecond) // past the write-back delay of the writes above
+	copy(mem[1<<20+512:], "and after")
+	if err := unix.Munmap(mem); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	waitBucket(t, s3, bucket, "f.bin", "the bytes written through the shared mapping", func(b []byte) bool {
+		return len(b) == len(first) && string(b[1<<20:1<<20+19]) == "mapped before close" && string(b[1<<20+512:1<<20+521]) == "and after" &&
+			string(b[:7]) == "changed" && string(b[100:106]) == "synced"
+	})
+	if n := fuseStats(t, drv, id).PassthroughOpens; n <= opens-1 {
+		t.Fatalf("passthrough opens went from %d to %d", opens, n)
 	}
 }

@@ -65,8 +65,8 @@ type Config struct {
 	Prefetch bool `json:"prefetch,omitempty"`
 	// Passthrough hands the kernel the cache file of a wholly cached,
 	// clean file on open (FUSE passthrough, Linux 6.9+, where the kernel
-	// offers it), so reads skip the server. Used on read-only volumes only
-	// (ReadOnly); with Cache and Durable. See fuseserver/passthrough.go.
+	// offers it), so reads skip the server. With Cache and Durable. See
+	// fuseserver/passthrough.go.
 	Passthrough bool `json:"passthrough,omitempty"`
 	// CacheDir is the VFS cache directory (with Cache).
 	CacheDir string `json:"cacheDir,omitempty"`

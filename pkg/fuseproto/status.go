@@ -76,7 +76,7 @@ type Stats struct {
 	// small-file prefetch (MOUNT and MOUNT_CACHED).
 	ReadAhead readahead.HitCounts `json:"readAhead"`
 	// Passthrough is set while the server hands the kernel cache files
-	// (FUSE passthrough, read-only MOUNT_CACHED); PassthroughOpens counts
+	// (FUSE passthrough, MOUNT_CACHED); PassthroughOpens counts
 	// the opens so answered, whose reads never reach the server.
 	Passthrough      bool  `json:"passthrough"`
 	PassthroughOpens int64 `json:"passthroughOpens"`

@@ -33,6 +33,19 @@ func (t *nodeTable[T]) get(id uint64) *T {
 	return &e.v
 }
 
+// getIf is get for an entry already there; nil (and no use counted) when
+// there is none.
+func (t *nodeTable[T]) getIf(id uint64) *T {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.nodes[id]
+	if e == nil {
+		return nil
+	}
+	e.uses++
+	return &e.v
+}
+
 // put ends a use of id's entry begun by get; idle (nil: always true) is
 // called under the table's lock with the entry's value.
 func (t *nodeTable[T]) put(id uint64, idle func(*T) bool) {
@@ -42,4 +55,22 @@ func (t *nodeTable[T]) put(id uint64, idle func(*T) bool) {
 	if e.uses--; e.uses == 0 && (idle == nil || idle(&e.v)) {
 		delete(t.nodes, id)
 	}
+}
+
+// nodeRef is an entry of a nodeTable snapshot.
+type nodeRef[T any] struct {
+	id uint64
+	v  *T
+}
+
+// snapshot lists the entries there now. An entry may be dropped after:
+// what it holds is then what idle allowed to drop.
+func (t *nodeTable[T]) snapshot() []nodeRef[T] {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]nodeRef[T], 0, len(t.nodes))
+	for id, e := range t.nodes {
+		out = append(out, nodeRef[T]{id, &e.v})
+	}
+	return out
 }

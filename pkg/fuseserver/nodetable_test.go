@@ -23,3 +23,24 @@ func TestNodeTableKeepsEntriesWhileUsed(t *testing.T) {
 		t.Fatal("an unused idle entry was kept")
 	}
 }
+
+func TestNodeTableGetIfAndSnapshot(t *testing.T) {
+	var tb nodeTable[int]
+	if tb.getIf(3) != nil || len(tb.snapshot()) != 0 {
+		t.Fatal("an empty table gave an entry")
+	}
+	*tb.get(3) = 5
+	v := tb.getIf(3)
+	if v == nil || *v != 5 {
+		t.Fatal("getIf missed an entry in use")
+	}
+	tb.put(3, nil) // getIf's use: the entry stays for get's
+	snap := tb.snapshot()
+	if len(snap) != 1 || snap[0].id != 3 || *snap[0].v != 5 {
+		t.Fatalf("snapshot = %v", snap)
+	}
+	tb.put(3, nil)
+	if tb.getIf(3) != nil {
+		t.Fatal("getIf found a dropped entry")
+	}
+}

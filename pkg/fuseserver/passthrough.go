@@ -17,13 +17,12 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 )
 
-// passthroughFS lets the kernel read the files of a read-only MOUNT_CACHED
-// volume straight from rclone's cache files (FUSE passthrough, Linux 6.9
-// and later): a file wholly in the cache and clean is read at the speed of
-// the node's disk, without a round trip through this process per request.
-// Why read-only volumes only, and the rclone and kernel rules this relies
-// on, with source references: docs/benchmarks.md, "MOUNT_CACHED through
-// FUSE passthrough".
+// passthroughFS lets the kernel read the files of a MOUNT_CACHED volume
+// straight from rclone's cache files (FUSE passthrough, Linux 6.9 and
+// later): a file wholly in the cache and clean is read at the speed of the
+// node's disk, without a round trip through this process per request. The
+// rclone and kernel rules this relies on, with source references:
+// docs/benchmarks.md, "MOUNT_CACHED through FUSE passthrough".
 //
 // Contract:
 //   - An open is answered with passthrough only when it is read-only, the
@@ -38,15 +37,26 @@ import (
 //     passthrough while the checks above still hold, else passthrough
 //     with FOPEN_DIRECT_IO, whose reads go through rclone. A node with
 //     other handles open is never given passthrough. No open fails for a
-//     mode conflict.
-//   - rclone opens a file's cache item at the first read through a handle,
-//     so a passthrough handle never opens it; the VFS runs without handle
-//     caching (passthroughWanted), so rclone holds no descriptor of a file
-//     it closed. Whenever rclone opens the item again it finds another
-//     file or, when the object changed, replaces the file by a new one: the
-//     file the kernel reads is never changed in place. Cache eviction
-//     unlinks it; open readers keep reading it whole.
-//   - fsync of a passthrough handle answers OK: the file is clean.
+//     mode conflict. Writes of a write-capable open go through rclone
+//     (FOPEN_DIRECT_IO), which writes the cache file in place.
+//   - The one write the server cannot see: a read-write open answered
+//     with passthrough can map the cache file shared and write it through
+//     the mapping, even after its close. Such a node is marked (in the
+//     write journal first, passthrough_mapped.go), and once the kernel has
+//     forgotten it (no mapping remains) a cache file that changed is
+//     written again through rclone, which uploads it.
+//   - rclone opens a file's cache item at the first read or write through
+//     a handle, so a passthrough handle never opens it; the VFS runs
+//     without handle caching (passthroughWanted), so rclone holds no
+//     descriptor of a file it closed. Whenever rclone opens the item again
+//     it finds another file or, when the object changed, replaces the file
+//     by a new one. So the file the kernel reads changes in place only by
+//     writes made through this server (read-write volumes), and by a
+//     refill when the object changed outside while rclone holds the file
+//     open for another handle (read-write volumes; docs/benchmarks.md).
+//     Cache eviction unlinks it; open readers keep reading it whole.
+//   - fsync of a read-only passthrough handle answers OK: the file is
+//     clean, or its writes belong to other handles.
 //   - One backing ID per node, registered at its first passthrough open and
 //     unregistered at the last passthrough release. A failed registration
 //     (no CAP_SYS_ADMIN, a cache directory on a stacked filesystem) turns
@@ -55,6 +65,7 @@ type passthroughFS struct {
 	fuse.RawFileSystem
 	v     *vfs.VFS
 	paths *pathTable
+	j     *cachejournal.Journal
 	cache cachejournal.Layout
 	log   *slog.Logger
 	// opens counts the handles answered with plain passthrough.
@@ -64,10 +75,22 @@ type passthroughFS struct {
 	// open.
 	nodes nodeTable[ptNode]
 
+	// fix is held by a settle while it writes a file through rclone, and
+	// shared by opens, creates and truncates, so none runs beside that write
+	// (passthrough_mapped.go). Taken before a node's mutex.
+	fix      sync.RWMutex
+	settling sync.WaitGroup
+
 	mu      sync.Mutex
-	srv     *fuse.Server    // set by attach
-	on      bool            // the kernel offers passthrough and registering works
-	handles map[uint64]bool // open handle -> answered with passthrough
+	srv     *fuse.Server        // set by attach
+	on      bool                // the kernel offers passthrough and registering works
+	handles map[uint64]ptHandle // open handles
+}
+
+// ptHandle is how an open handle was answered.
+type ptHandle struct {
+	pt       bool // FOPEN_PASSTHROUGH
+	readOnly bool // and opened O_RDONLY: its fsync has nothing to do
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens
@@ -78,6 +101,10 @@ type ptNode struct {
 	cached  int // open handles served through rclone
 	pt      int // open handles answered with FOPEN_PASSTHROUGH
 	backing *ptBacking
+	// mapped lists the cache files a read-write open was given (with
+	// passthrough) since the node was last settled: shared mappings may
+	// write them until the kernel forgets the node.
+	mapped []*ptMark
 }
 
 // ptBacking is the cache file registered with the kernel for a node.
@@ -89,17 +116,17 @@ type ptBacking struct {
 }
 
 // passthroughWanted reports whether cfg's server uses passthrough where
-// the kernel offers it: with Passthrough, on a read-only volume served
-// through the cache with durableFS (whose path table it reads).
+// the kernel offers it: with Passthrough, on a volume served through the
+// cache with durableFS (whose path table it reads).
 func passthroughWanted(cfg *fuseproto.Config) bool {
-	return cfg.Passthrough && cfg.Cache && cfg.Durable && cfg.ReadOnly
+	return cfg.Passthrough && cfg.Cache && cfg.Durable
 }
 
-// newPassthroughFS wraps d (whose path table it reads); cache is the
-// layout of v's cache (the write journal's, checked against v).
-func newPassthroughFS(d *durableFS, v *vfs.VFS, cache cachejournal.Layout, log *slog.Logger) *passthroughFS {
-	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, cache: cache, log: log,
-		handles: map[uint64]bool{}}
+// newPassthroughFS wraps d (whose path table it reads); j is the write
+// journal of v's cache (its layout checked against v).
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, log *slog.Logger) *passthroughFS {
+	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, j: j, cache: j.Layout(), log: log,
+		handles: map[uint64]ptHandle{}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
@@ -128,10 +155,12 @@ func (p *passthroughFS) node(id uint64) *ptNode { return p.nodes.get(id) }
 
 // done ends a use of id's entry begun by node; its mu is held.
 func (p *passthroughFS) done(id uint64) {
-	p.nodes.put(id, func(n *ptNode) bool { return n.pt == 0 && n.cached == 0 })
+	p.nodes.put(id, func(n *ptNode) bool { return n.pt == 0 && n.cached == 0 && n.mapped == nil })
 }
 
 func (p *passthroughFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	p.fix.RLock() // rclone may open (and truncate) the file in the inner open
+	defer p.fix.RUnlock()
 	n := p.node(in.NodeId)
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -140,14 +169,20 @@ func (p *passthroughFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 	if !st.Ok() {
 		return st
 	}
-	pt := p.decide(in, n, out)
+	pt, ok := p.decide(in, n, out)
+	if !ok {
+		p.RawFileSystem.Release(c, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh, Flags: in.Flags})
+		return fuse.EIO
+	}
 	p.mu.Lock()
-	p.handles[out.Fh] = pt
+	p.handles[out.Fh] = ptHandle{pt: pt, readOnly: in.Flags&syscall.O_ACCMODE == syscall.O_RDONLY}
 	p.mu.Unlock()
 	return st
 }
 
 func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	p.fix.RLock()
+	defer p.fix.RUnlock()
 	st := p.RawFileSystem.Create(c, in, name, out)
 	if !st.Ok() {
 		return st
@@ -158,37 +193,76 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 	defer p.done(out.NodeId)
 	// A new file is never cached whole and clean; if the node is in
 	// passthrough mode the kernel wants the backing.
-	pt := n.pt > 0
+	pt, ok := n.pt > 0, true
 	if pt {
-		n.pt++
-		out.BackingID = n.backing.id
-		out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH | fuse.FOPEN_DIRECT_IO
+		ok = p.joinPassthrough(out.NodeId, in.Flags, n, &out.OpenOut, true)
 	} else {
 		n.cached++
 	}
+	if !ok {
+		// The kernel takes neither the handle nor the entry.
+		h := in.InHeader
+		h.NodeId = out.NodeId
+		p.RawFileSystem.Release(c, &fuse.ReleaseIn{InHeader: h, Fh: out.Fh, Flags: in.Flags})
+		p.RawFileSystem.Forget(out.NodeId, 1)
+		return fuse.EIO
+	}
 	p.mu.Lock()
-	p.handles[out.Fh] = pt
+	p.handles[out.Fh] = ptHandle{pt: pt, readOnly: in.Flags&syscall.O_ACCMODE == syscall.O_RDONLY}
 	p.mu.Unlock()
 	return st
 }
 
-// decide answers an open of a node whose mutex is held, and counts it.
-func (p *passthroughFS) decide(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) bool {
-	if n.pt > 0 {
-		n.pt++
-		out.BackingID = n.backing.id
-		flags := out.OpenFlags&(fuse.FOPEN_NOFLUSH|fuse.FOPEN_DIRECT_IO) | fuse.FOPEN_PASSTHROUGH
-		if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-			flags |= fuse.FOPEN_DIRECT_IO
-		} else if path, ok := p.paths.path(in.NodeId); !ok || !p.current(path, n.backing) {
-			flags |= fuse.FOPEN_DIRECT_IO
-		}
-		if flags&fuse.FOPEN_DIRECT_IO == 0 {
-			p.opens.Add(1)
-		}
-		out.OpenFlags = flags
-		return true
+// SetAttr of a size truncates through rclone: not beside a settle's write.
+func (p *passthroughFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	if in.Valid&fuse.FATTR_SIZE != 0 {
+		p.fix.RLock()
+		defer p.fix.RUnlock()
 	}
+	return p.RawFileSystem.SetAttr(c, in, out)
+}
+
+// joinPassthrough answers an open of node id, whose mutex is held and
+// which has passthrough handles, with the same backing file: plain
+// passthrough for a read-only open unless stale (then, as for every
+// write-capable open, with FOPEN_DIRECT_IO, so reads and writes go through
+// rclone). A read-write open is first recorded as mapped; false when that
+// fails (the open must then fail: a mapping's writes could be lost).
+func (p *passthroughFS) joinPassthrough(id uint64, flags uint32, n *ptNode, out *fuse.OpenOut, stale bool) bool {
+	if flags&syscall.O_ACCMODE == syscall.O_RDWR && !p.markMapped(id, n) {
+		return false
+	}
+	n.pt++
+	out.BackingID = n.backing.id
+	open := out.OpenFlags&(fuse.FOPEN_NOFLUSH|fuse.FOPEN_DIRECT_IO) | fuse.FOPEN_PASSTHROUGH
+	if stale || flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		open |= fuse.FOPEN_DIRECT_IO
+	}
+	if open&fuse.FOPEN_DIRECT_IO == 0 {
+		p.opens.Add(1)
+	}
+	out.OpenFlags = open
+	return true
+}
+
+// decide answers an open of a node whose mutex is held, and counts it:
+// whether it is passthrough, and false in ok when the open must fail.
+func (p *passthroughFS) decide(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) (pt, ok bool) {
+	if n.pt > 0 {
+		stale := false
+		if in.Flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+			path, known := p.paths.path(in.NodeId)
+			stale = !known || !p.current(path, n.backing)
+		}
+		return true, p.joinPassthrough(in.NodeId, in.Flags, n, out, stale)
+	}
+	return p.first(in, n, out), true
+}
+
+// first answers an open of a node without passthrough handles: with
+// passthrough when it is read-only and the node's file is wholly cached,
+// clean and current.
+func (p *passthroughFS) first(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) bool {
 	if n.cached > 0 || in.Flags&(syscall.O_ACCMODE|syscall.O_TRUNC|syscall.O_APPEND) != syscall.O_RDONLY || out.OpenFlags&fuse.FOPEN_DIRECT_IO != 0 {
 		n.cached++
 		return false
@@ -236,7 +310,7 @@ func (p *passthroughFS) register(f *os.File) (int32, bool) {
 
 func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	p.mu.Lock()
-	pt, ok := p.handles[in.Fh]
+	h, ok := p.handles[in.Fh]
 	delete(p.handles, in.Fh) // before the inner release frees the number
 	p.mu.Unlock()
 	p.RawFileSystem.Release(c, in)
@@ -247,11 +321,14 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	defer p.done(in.NodeId)
-	if !pt {
+	if !h.pt {
 		n.cached--
 		return
 	}
 	if n.pt--; n.pt == 0 && n.backing != nil {
+		if n.mapped != nil {
+			p.forgetSoon(in.NodeId)
+		}
 		p.mu.Lock()
 		srv := p.srv
 		p.mu.Unlock()
@@ -263,13 +340,14 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	}
 }
 
-// Fsync of a passthrough handle has nothing to do: its file is clean, in
-// the bucket already (the durable upload below would rewrite it).
+// Fsync of a read-only passthrough handle has nothing to do: its file is
+// clean, in the bucket already, or written through other handles, whose
+// fsync uploads it (the durable upload below would rewrite it).
 func (p *passthroughFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	p.mu.Lock()
-	pt := p.handles[in.Fh]
+	h := p.handles[in.Fh]
 	p.mu.Unlock()
-	if pt {
+	if h.pt && h.readOnly {
 		return fuse.OK
 	}
 	return p.RawFileSystem.Fsync(c, in)

@@ -190,6 +190,18 @@ func (t *pathTable) attachedPath(id uint64) (string, bool) {
 	return t.path(id)
 }
 
+// attachedKey returns the parent and name of node id while its name
+// still names it (not unlinked, not replaced by a rename).
+func (t *pathTable) attachedKey(id uint64) (parent uint64, name string, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[id]
+	if n == nil || t.names[n.key] != id {
+		return 0, "", false
+	}
+	return n.key.parent, n.key.name, true
+}
+
 // path returns the VFS path of node id.
 func (t *pathTable) path(id uint64) (string, bool) {
 	t.mu.Lock()

@@ -267,7 +267,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
-			pt = newPassthroughFS(d, v, journal.Layout(), log)
+			pt = newPassthroughFS(d, v, journal, log)
 			raw, meter.pt = pt, pt
 		}
 	}
@@ -317,6 +317,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 			log.Warn("unmount failed", "err", err)
 		}
 		<-served
+	}
+	if pt != nil {
+		pt.finish() // files shared mappings wrote go to the upload queue
 	}
 	drain(v, log, 10*time.Second)
 	return nil

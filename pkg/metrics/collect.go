@@ -41,7 +41,7 @@ func newVolumeDescs() *volumeDescs {
 		pendingOldest:  desc("bucket_csi_volume_pending_upload_oldest_seconds", "How long the oldest MOUNT_CACHED file pending upload has waited (0: none)."),
 		retrying:       desc("bucket_csi_volume_upload_retrying_files", "MOUNT_CACHED files whose upload failed at least once and waits to retry."),
 		cacheBytes:     desc("bucket_csi_volume_cache_bytes", "Disk used by the MOUNT_CACHED cache, as rclone's cache cleaner last measured it."),
-		passthrough:    desc("bucket_csi_volume_fuse_passthrough", "1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough: read-only volumes, Linux 6.9+), else 0."),
+		passthrough:    desc("bucket_csi_volume_fuse_passthrough", "1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough, Linux 6.9+), else 0."),
 		passthroughOpens: desc("bucket_csi_volume_fuse_passthrough_opens_total",
 			"MOUNT_CACHED opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),
 		copyFiles:      desc("bucket_csi_volume_copy_done_objects", "COPY objects fetched by the volume's running or last copy."),

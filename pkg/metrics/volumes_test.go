@@ -70,7 +70,7 @@ bucket_csi_volume_fuse_repairs_total{volume="` + h + `"} 0
 bucket_csi_volume_fuse_up{volume="pvc-1"} 1
 bucket_csi_volume_fuse_up{volume="pvc-dead"} 0
 bucket_csi_volume_fuse_up{volume="` + h + `"} 1
-# HELP bucket_csi_volume_fuse_passthrough 1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough: read-only volumes, Linux 6.9+), else 0.
+# HELP bucket_csi_volume_fuse_passthrough 1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough, Linux 6.9+), else 0.
 # TYPE bucket_csi_volume_fuse_passthrough gauge
 bucket_csi_volume_fuse_passthrough{volume="pvc-1"} 1
 # HELP bucket_csi_volume_fuse_passthrough_opens_total MOUNT_CACHED opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total).

@@ -104,7 +104,7 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 		return err
 	}
 	cfg.Cache, cfg.Durable = true, true
-	cfg.Passthrough = true // used where the volume is read-only
+	cfg.Passthrough = true // where the kernel offers it
 	cfg.CacheDir = c.CacheDir(req.VolumeID)
 	cfg.CacheMaxSize = c.CacheLimit()
 	_, held := c.Servers.Get(req.VolumeID) // a cache still to drain keeps its place
