@@ -73,6 +73,21 @@ func checkJournalRoots(j *cachejournal.Journal, v *vfs.VFS) error {
 // sweepJournal drops, every interval until ctx ends, the journal records
 // of files no longer pending upload.
 func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, interval time.Duration) {
+	every(ctx, interval, func() {
+		items, err := queue(v)
+		if err != nil {
+			return
+		}
+		queued := make(map[string]bool, len(items))
+		for _, q := range items {
+			queued[q.Name] = true
+		}
+		j.Sweep(queued)
+	})
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -80,16 +95,8 @@ func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, inte
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			f()
 		}
-		items, err := queue(v)
-		if err != nil {
-			continue
-		}
-		queued := make(map[string]bool, len(items))
-		for _, q := range items {
-			queued[q.Name] = true
-		}
-		j.Sweep(queued)
 	}
 }
 

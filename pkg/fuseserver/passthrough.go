@@ -55,8 +55,10 @@ import (
 //     refill when the object changed outside while rclone holds the file
 //     open for another handle (read-write volumes; docs/benchmarks.md).
 //     Cache eviction unlinks it; open readers keep reading it whole.
-//   - fsync of a read-only passthrough handle answers OK: the file is
-//     clean, or its writes belong to other handles.
+//   - fsync goes to durableFS, which uploads a file with changes not yet
+//     in the bucket (rclone's metadata says dirty). Bytes written through
+//     a shared mapping (below) reach rclone only when the node is
+//     settled: an fsync before that does not upload them.
 //   - One backing ID per node, registered at its first passthrough open and
 //     unregistered at the last passthrough release. A failed registration
 //     (no CAP_SYS_ADMIN, a cache directory on a stacked filesystem) turns
@@ -68,6 +70,9 @@ type passthroughFS struct {
 	j     *cachejournal.Journal
 	cache cachejournal.Layout
 	log   *slog.Logger
+	// hold: a read-write volume, where a node with passthrough handles
+	// keeps rclone's cache item open (ptNode.hold).
+	hold bool
 	// opens counts the handles answered with plain passthrough.
 	opens atomic.Int64
 
@@ -82,15 +87,9 @@ type passthroughFS struct {
 	settling sync.WaitGroup
 
 	mu      sync.Mutex
-	srv     *fuse.Server        // set by attach
-	on      bool                // the kernel offers passthrough and registering works
-	handles map[uint64]ptHandle // open handles
-}
-
-// ptHandle is how an open handle was answered.
-type ptHandle struct {
-	pt       bool // FOPEN_PASSTHROUGH
-	readOnly bool // and opened O_RDONLY: its fsync has nothing to do
+	srv     *fuse.Server    // set by attach
+	on      bool            // the kernel offers passthrough and registering works
+	handles map[uint64]bool // open handle -> answered with FOPEN_PASSTHROUGH
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens
@@ -101,6 +100,12 @@ type ptNode struct {
 	cached  int // open handles served through rclone
 	pt      int // open handles answered with FOPEN_PASSTHROUGH
 	backing *ptBacking
+	// hold, on a read-write volume, is a VFS handle that has opened
+	// rclone's cache item of the node's file, from its first passthrough
+	// open until no passthrough handle or mark is left: rclone never
+	// evicts or resets an item in use, so the file the kernel was given
+	// stays the one rclone writes and uploads.
+	hold vfs.Handle
 	// mapped lists the cache files a read-write open was given (with
 	// passthrough) since the node was last settled: shared mappings may
 	// write them until the kernel forgets the node.
@@ -124,9 +129,9 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 
 // newPassthroughFS wraps d (whose path table it reads); j is the write
 // journal of v's cache (its layout checked against v).
-func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, log *slog.Logger) *passthroughFS {
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, readOnly bool, log *slog.Logger) *passthroughFS {
 	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, j: j, cache: j.Layout(), log: log,
-		handles: map[uint64]ptHandle{}}
+		hold: !readOnly, handles: map[uint64]bool{}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
@@ -175,7 +180,7 @@ func (p *passthroughFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 		return fuse.EIO
 	}
 	p.mu.Lock()
-	p.handles[out.Fh] = ptHandle{pt: pt, readOnly: in.Flags&syscall.O_ACCMODE == syscall.O_RDONLY}
+	p.handles[out.Fh] = pt
 	p.mu.Unlock()
 	return st
 }
@@ -208,7 +213,7 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 		return fuse.EIO
 	}
 	p.mu.Lock()
-	p.handles[out.Fh] = ptHandle{pt: pt, readOnly: in.Flags&syscall.O_ACCMODE == syscall.O_RDONLY}
+	p.handles[out.Fh] = pt
 	p.mu.Unlock()
 	return st
 }
@@ -272,9 +277,17 @@ func (p *passthroughFS) first(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) boo
 		n.cached++
 		return false
 	}
+	if p.hold && n.hold == nil {
+		if n.hold = p.holdItem(in.NodeId, b); n.hold == nil {
+			b.f.Close()
+			n.cached++
+			return false
+		}
+	}
 	id, ok := p.register(b.f)
 	if !ok {
 		b.f.Close()
+		p.letGo(n)
 		n.cached++
 		return false
 	}
@@ -284,6 +297,36 @@ func (p *passthroughFS) first(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) boo
 	out.BackingID = id
 	out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH
 	return true
+}
+
+// holdItem opens rclone's cache item of node id's file through a VFS
+// handle (a read of one byte opens it) and checks that b is still its
+// file; nil when it cannot.
+func (p *passthroughFS) holdItem(id uint64, b *ptBacking) vfs.Handle {
+	path, ok := p.paths.path(id)
+	if !ok {
+		return nil
+	}
+	h, err := p.v.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil
+	}
+	var one [1]byte
+	if _, err := h.ReadAt(one[:], 0); err == nil {
+		if now, err := os.Stat(p.cache.DataPath(path)); err == nil && os.SameFile(now, b.fi) {
+			return h
+		}
+	}
+	h.Close()
+	return nil
+}
+
+// letGo closes n's hold once no passthrough handle or mark needs it.
+func (p *passthroughFS) letGo(n *ptNode) {
+	if n.hold != nil && n.pt == 0 && n.mapped == nil {
+		n.hold.Close()
+		n.hold = nil
+	}
 }
 
 // register hands f to the kernel; a failure turns passthrough off.
@@ -310,7 +353,7 @@ func (p *passthroughFS) register(f *os.File) (int32, bool) {
 
 func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	p.mu.Lock()
-	h, ok := p.handles[in.Fh]
+	pt, ok := p.handles[in.Fh]
 	delete(p.handles, in.Fh) // before the inner release frees the number
 	p.mu.Unlock()
 	p.RawFileSystem.Release(c, in)
@@ -321,14 +364,16 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	defer p.done(in.NodeId)
-	if !h.pt {
+	if !pt {
 		n.cached--
-		return
+	} else {
+		n.pt--
 	}
-	if n.pt--; n.pt == 0 && n.backing != nil {
-		if n.mapped != nil {
-			p.forgetSoon(in.NodeId)
-		}
+	if n.pt == 0 && n.cached == 0 && n.mapped != nil {
+		p.forgetSoon(in.NodeId)
+	}
+	if n.pt == 0 && n.backing != nil {
+		p.letGo(n)
 		p.mu.Lock()
 		srv := p.srv
 		p.mu.Unlock()
@@ -338,19 +383,6 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 		n.backing.f.Close()
 		n.backing = nil
 	}
-}
-
-// Fsync of a read-only passthrough handle has nothing to do: its file is
-// clean, in the bucket already, or written through other handles, whose
-// fsync uploads it (the durable upload below would rewrite it).
-func (p *passthroughFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	p.mu.Lock()
-	h := p.handles[in.Fh]
-	p.mu.Unlock()
-	if h.pt && h.readOnly {
-		return fuse.OK
-	}
-	return p.RawFileSystem.Fsync(c, in)
 }
 
 // candidate opens the cache file of node id if the file is wholly cached,

@@ -1,15 +1,13 @@
 package fuseserver
 
 import (
-	"io"
+	"context"
 	"os"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rclone/rclone/vfs"
 	"golang.org/x/sys/unix"
-
-	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
 )
 
 // A read-write open of a node that passthrough handles hold must be
@@ -25,30 +23,40 @@ import (
 //     as mapped (cachejournal's Written.Mapped): a server killed from here
 //     on leaves Repair to mark the file for upload.
 //  2. The node keeps a descriptor of each cache file such opens were given
-//     and its change time then (ptMark).
-//  3. At the node's last passthrough release the kernel is asked to drop
-//     its entry, so the FORGET follows the last mapping's end.
-//  4. At the FORGET (settle): every marked file whose change time moved is
-//     written again through the VFS, so rclone holds it dirty and uploads
-//     it: one byte read from it and written back where it is still the
-//     cache file, else (rclone replaced the cache file since: the object
-//     changed, or eviction) the whole of it. Then the journal's mark is
-//     cleared. A settle waits while other handles of the path are open, so
-//     its write never races an application's.
+//     (ptMark), and its hold on rclone's cache item (ptNode.hold), so
+//     rclone neither evicts nor resets the file.
+//  3. Whenever the node is left with no handle open, the kernel is asked
+//     to drop its entry (and again every pokeInterval while it is marked),
+//     so the FORGET follows the last mapping's end.
+//  4. At the FORGET (settle), each marked file that is still the path's
+//     cache file is written again through the VFS: one byte read from it
+//     and written back, so rclone holds it dirty and uploads it whole.
+//     Then the journal's mark is cleared. A settle waits while the path
+//     has another node with handles open or marks, and runs with opens,
+//     creates and truncates held off, so its write never races an
+//     application's. A marked file that is no longer the cache file (the
+//     object changed outside while rclone held the file: a conflict) is
+//     logged, never copied over what the path holds now.
 //  5. When the server stops, every node still marked is settled the same
 //     way, its journal mark kept for the next server (a lazily unmounted
 //     mapping may still write).
 //
-// Change times move with rclone's own writes too, so a file written
-// through the server may be uploaded once more: a cost paid only for
-// read-write opens made while passthrough readers hold the file.
+// Limits (docs/benchmarks.md, "Read-write volumes"): an fsync before the
+// settle does not upload what a mapping wrote; a mapping that outlives its
+// server writes a file the next server uploads only as Repair found it.
+// A settle uploads the file even if no mapping wrote it: a cost paid only
+// for read-write opens made while passthrough readers held the file.
 
 // ptMark is a cache file a read-write passthrough open was given.
 type ptMark struct {
-	src   *ptBacking // the node's backing it was taken from
-	f     *os.File   // a descriptor of its own, kept until settled
-	ctime unix.Timespec
+	src *ptBacking // the node's backing it was taken from
+	f   *os.File   // a descriptor of its own, kept until settled
 }
+
+// pokeInterval is how often the kernel is asked again to drop the entry
+// of a marked node with no handle open (a lookup since the last request
+// may have cached it anew).
+const pokeInterval = 10 * time.Second
 
 // markMapped records, before a read-write open of node id (whose mutex is
 // held) is answered with passthrough, that a shared mapping may write its
@@ -69,23 +77,17 @@ func (p *passthroughFS) markMapped(id uint64, n *ptNode) bool {
 		return false
 	}
 	f := os.NewFile(uintptr(fd), n.backing.f.Name())
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		p.log.Error("read-write open refused: the cache file could not be read", "path", path, "err", err)
-		return false
-	}
 	if err := p.j.Mapped(path); err != nil {
 		f.Close()
 		p.log.Error("read-write open refused: the write journal could not record a shared mapping", "path", path, "err", err)
 		return false
 	}
-	n.mapped = append(n.mapped, &ptMark{src: n.backing, f: f, ctime: st.Ctim})
+	n.mapped = append(n.mapped, &ptMark{src: n.backing, f: f})
 	return true
 }
 
 // forgetSoon asks the kernel to drop node id's entry (without blocking the
-// release calling it), so the node is forgotten once no mapping holds it.
+// caller), so the node is forgotten once no mapping holds it.
 func (p *passthroughFS) forgetSoon(id uint64) {
 	parent, name, ok := p.paths.attachedKey(id)
 	if !ok {
@@ -101,6 +103,21 @@ func (p *passthroughFS) forgetSoon(id uint64) {
 	}()
 }
 
+// poke asks again, every pokeInterval until ctx ends, for the entries of
+// marked nodes with no handle open to be dropped.
+func (p *passthroughFS) poke(ctx context.Context) {
+	every(ctx, pokeInterval, func() {
+		for _, e := range p.nodes.snapshot() {
+			e.v.mu.Lock()
+			idle := e.v.mapped != nil && e.v.pt == 0 && e.v.cached == 0
+			e.v.mu.Unlock()
+			if idle {
+				p.forgetSoon(e.id)
+			}
+		}
+	})
+}
+
 func (p *passthroughFS) Forget(id, nlookup uint64) {
 	path, attached := p.paths.attachedPath(id)
 	p.RawFileSystem.Forget(id, nlookup)
@@ -112,21 +129,23 @@ func (p *passthroughFS) Forget(id, nlookup uint64) {
 		return
 	}
 	n.mu.Lock()
-	marks := n.mapped
-	n.mapped = nil
-	n.mu.Unlock()
+	marks, hold := n.mapped, n.hold
+	if marks != nil {
+		n.mapped, n.hold = nil, nil
+	}
 	p.done(id)
+	n.mu.Unlock()
 	if marks == nil {
 		return
 	}
 	if !attached {
-		closeMarks(marks) // deleted or replaced: nothing of it is uploaded
+		closeMarks(marks, hold) // deleted or replaced: nothing of it is uploaded
 		return
 	}
 	p.settling.Add(1)
 	go func() {
 		defer p.settling.Done()
-		p.settle(path, marks, true)
+		p.settle(path, marks, hold, true)
 	}()
 }
 
@@ -136,48 +155,54 @@ func (p *passthroughFS) finish() {
 	p.settling.Wait()
 	for _, e := range p.nodes.snapshot() {
 		e.v.mu.Lock()
-		marks := e.v.mapped
-		e.v.mapped = nil
+		marks, hold := e.v.mapped, e.v.hold
+		e.v.mapped, e.v.hold = nil, nil
 		e.v.mu.Unlock()
 		if marks == nil {
+			if hold != nil {
+				hold.Close()
+			}
 			continue
 		}
 		if path, ok := p.paths.attachedPath(e.id); ok {
-			p.settle(path, marks, false)
+			p.settle(path, marks, hold, false)
 		} else {
-			closeMarks(marks)
+			closeMarks(marks, hold)
 		}
 	}
 }
 
 // settle has rclone upload what shared mappings wrote into marks (files
-// of path), waiting while other handles of path are open; with clear, the
-// journal's mark is cleared once rclone holds the file dirty.
-func (p *passthroughFS) settle(path string, marks []*ptMark, clear bool) {
-	defer closeMarks(marks)
-	for p.fix.Lock(); p.busy(path); p.fix.Lock() {
+// of path); hold is the node's hold on rclone's item, closed after. With
+// final (a FORGET), it first waits while another node of path has handles
+// or marks, and clears the journal's mark once rclone holds the file
+// dirty; when the server stops, nothing is open and the mark stays.
+func (p *passthroughFS) settle(path string, marks []*ptMark, hold vfs.Handle, final bool) {
+	defer closeMarks(marks, hold)
+	p.fix.Lock()
+	for final && p.busy(path) {
 		p.fix.Unlock()
 		time.Sleep(200 * time.Millisecond)
+		p.fix.Lock()
 	}
 	defer p.fix.Unlock()
-	wrote, err := p.rewrite(path, marks)
+	err := p.rewrite(path, marks)
 	if err != nil {
 		p.log.Error("a file a shared mapping may have written was not marked for upload: the next server marks it", "path", path, "err", err)
 		return
 	}
-	if wrote {
-		p.log.Info("a file a shared mapping may have written is marked for upload", "path", path)
-	}
-	if clear {
+	p.log.Info("a file a shared mapping may have written is marked for upload", "path", path)
+	if final {
 		if err := p.j.Settled(path); err != nil {
 			p.log.Warn("the write journal keeps a settled mapping: the next server uploads the file once more", "path", path, "err", err)
 		}
 	}
 }
 
-// busy reports whether a node other than a forgotten one has handles of
-// path open, or is being released. Call with fix held (no open or create
-// runs then); a node of path whose mutex is taken counts as busy.
+// busy reports whether a node of path other than a forgotten one has
+// handles open or marks, or is being released. Call with fix held (no
+// open, create or truncate runs then); a node of path whose mutex is
+// taken counts as busy.
 func (p *passthroughFS) busy(path string) bool {
 	for _, e := range p.nodes.snapshot() {
 		if at, ok := p.paths.path(e.id); !ok || at != path {
@@ -186,89 +211,56 @@ func (p *passthroughFS) busy(path string) bool {
 		if !e.v.mu.TryLock() {
 			return true
 		}
-		open := e.v.pt+e.v.cached > 0
+		inUse := e.v.pt+e.v.cached > 0 || e.v.mapped != nil
 		e.v.mu.Unlock()
-		if open {
+		if inUse {
 			return true
 		}
 	}
 	return false
 }
 
-// rewrite writes every marked file whose change time moved through the
-// VFS at path; wrote says whether any was.
-func (p *passthroughFS) rewrite(path string, marks []*ptMark) (wrote bool, err error) {
-	var changed []*ptMark
-	for _, m := range marks {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(m.f.Fd()), &st); err != nil {
-			return false, err
-		}
-		if st.Ctim != m.ctime {
-			changed = append(changed, m)
-		}
-	}
-	if len(changed) == 0 {
-		return false, nil
-	}
+// rewrite writes one byte of each mark that is still path's cache file
+// back through the VFS at path: rclone then holds the file dirty and
+// uploads it whole. A mark that is another file is a conflict, logged.
+func (p *passthroughFS) rewrite(path string, marks []*ptMark) error {
 	h, err := p.v.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return false, err
+		return err
 	}
-	for _, m := range changed {
-		if err := p.rewriteOne(path, h, m.f); err != nil {
+	for _, m := range marks {
+		fi, err := m.f.Stat()
+		if err != nil {
 			h.Close()
-			return false, err
+			return err
 		}
-	}
-	return true, h.Close()
-}
-
-// rewriteOne writes f, a file a mapping may have written, through h (a
-// handle of path): one byte of it while it is still path's cache file
-// (rclone then uploads the file whole), else all of it.
-func (p *passthroughFS) rewriteOne(path string, h vfs.Handle, f *os.File) error {
-	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 {
-		return err // an empty file: nothing a mapping could write
-	}
-	var b [1]byte
-	if _, err := f.ReadAt(b[:], 0); err != nil {
-		return err
-	}
-	// rclone opens its cache item at the first write, and replaces the
-	// file there if the object changed in the bucket.
-	if _, err := h.WriteAt(b[:], 0); err != nil {
-		return err
-	}
-	if now, err := os.Stat(p.cache.DataPath(path)); err == nil && os.SameFile(now, fi) {
-		return nil
-	}
-	buf := make([]byte, 1<<20)
-	for off := int64(0); off < fi.Size(); {
-		n, err := f.ReadAt(buf, off)
-		if n > 0 {
-			if _, werr := h.WriteAt(buf[:n], off); werr != nil {
-				return werr
-			}
-			off += int64(n)
+		now, err := os.Stat(p.cache.DataPath(path))
+		if err != nil || !os.SameFile(now, fi) {
+			p.log.Error("writes through a shared mapping went to a cache file rclone dropped (the object changed outside this volume): they are not uploaded", "path", path)
+			continue
 		}
-		if err == io.EOF {
-			break
-		} else if err != nil {
+		if fi.Size() == 0 {
+			continue // nothing a mapping could write
+		}
+		var b [1]byte
+		if _, err := m.f.ReadAt(b[:], 0); err != nil {
+			h.Close()
+			return err
+		}
+		if _, err := h.WriteAt(b[:], 0); err != nil {
+			h.Close()
 			return err
 		}
 	}
-	if err := h.Truncate(fi.Size()); err != nil {
-		return err
-	}
-	// The whole file is now the application's (Repair must not fetch the
-	// bucket's bytes over it).
-	return p.j.Wrote(path, cachejournal.Written{Tail: true})
+	return h.Close()
 }
 
-func closeMarks(marks []*ptMark) {
+// closeMarks closes the marks' descriptors and the hold, if any.
+func closeMarks(marks []*ptMark, hold vfs.Handle) {
 	for _, m := range marks {
 		m.f.Close()
+	}
+	if hold != nil {
+		hold.Close()
 	}
 }

@@ -267,7 +267,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
-			pt = newPassthroughFS(d, v, journal, log)
+			pt = newPassthroughFS(d, v, journal, cfg.ReadOnly, log)
 			raw, meter.pt = pt, pt
 		}
 	}
@@ -302,6 +302,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	if journal != nil {
 		go sweepJournal(trimCtx, journal, v, time.Second)
+	}
+	if pt != nil {
+		go pt.poke(trimCtx)
 	}
 
 	served := make(chan struct{})
