@@ -57,7 +57,7 @@ func (e cacheEnv) startVFS(t *testing.T, writeBack time.Duration) testVFS {
 	o := vfscommon.Opt
 	o.CacheMode = vfscommon.CacheModeFull
 	o.WriteBack = rfs.Duration(writeBack)
-	o.HandleCaching = 0 // as the server runs it (FUSE passthrough)
+	o.HandleCaching = 0 // metadata saved at each last close
 	v := vfs.New(context.Background(), e.f, &o)
 	stop := sync.OnceFunc(v.Shutdown)
 	t.Cleanup(stop)

@@ -38,22 +38,25 @@ import (
 //     with FOPEN_DIRECT_IO, whose reads go through rclone. A node with
 //     other handles open is never given passthrough. No open fails for a
 //     mode conflict. Writes of a write-capable open go through rclone
-//     (FOPEN_DIRECT_IO), which writes the cache file in place.
+//     (FOPEN_DIRECT_IO), which writes its cache file in place (readers
+//     see the bytes while rclone has not dropped the file they were
+//     given: cache eviction or reset can drop it under them).
 //   - The one write the server cannot see: a read-write open answered
 //     with passthrough can map the cache file shared and write it through
 //     the mapping, even after its close. Such a node is marked (in the
 //     write journal first, passthrough_mapped.go), and once the kernel has
-//     forgotten it (no mapping remains) a cache file that changed is
-//     written again through rclone, which uploads it.
+//     forgotten it (no mapping remains) the file is written again through
+//     rclone, which uploads it.
 //   - rclone opens a file's cache item at the first read or write through
-//     a handle, so a passthrough handle never opens it; the VFS runs
-//     without handle caching (passthroughWanted), so rclone holds no
-//     descriptor of a file it closed. Whenever rclone opens the item again
-//     it finds another file or, when the object changed, replaces the file
-//     by a new one. So the file the kernel reads changes in place only by
-//     writes made through this server (read-write volumes), and by a
-//     refill when the object changed outside while rclone holds the file
-//     open for another handle (read-write volumes; docs/benchmarks.md).
+//     a handle, so a passthrough handle never opens it. On a read-only
+//     volume the VFS runs without handle caching (vfsOptions), so rclone
+//     holds no descriptor of a file it closed: whenever rclone opens the
+//     item again it finds another file or, when the object changed,
+//     replaces the file by a new one, and the file the kernel reads never
+//     changes in place. On a read-write volume it changes in place by
+//     writes made through this server, and by a refill when the object
+//     changed outside while rclone holds the file open (for a handle, or
+//     200 ms after one closed; docs/benchmarks.md).
 //     Cache eviction unlinks it; open readers keep reading it whole.
 //   - fsync goes to durableFS, which uploads a file with changes not yet
 //     in the bucket (rclone's metadata says dirty). Bytes written through
@@ -70,9 +73,8 @@ type passthroughFS struct {
 	j     *cachejournal.Journal
 	cache cachejournal.Layout
 	log   *slog.Logger
-	// hold: a read-write volume, where a node with passthrough handles
-	// keeps rclone's cache item open (ptNode.hold).
-	hold bool
+	// stopping is set once the server is unmounted: settles stop waiting.
+	stopping atomic.Bool
 	// opens counts the handles answered with plain passthrough.
 	opens atomic.Int64
 
@@ -100,12 +102,6 @@ type ptNode struct {
 	cached  int // open handles served through rclone
 	pt      int // open handles answered with FOPEN_PASSTHROUGH
 	backing *ptBacking
-	// hold, on a read-write volume, is a VFS handle that has opened
-	// rclone's cache item of the node's file, from its first passthrough
-	// open until no passthrough handle or mark is left: rclone never
-	// evicts or resets an item in use, so the file the kernel was given
-	// stays the one rclone writes and uploads.
-	hold vfs.Handle
 	// mapped lists the cache files a read-write open was given (with
 	// passthrough) since the node was last settled: shared mappings may
 	// write them until the kernel forgets the node.
@@ -129,9 +125,9 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 
 // newPassthroughFS wraps d (whose path table it reads); j is the write
 // journal of v's cache (its layout checked against v).
-func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, readOnly bool, log *slog.Logger) *passthroughFS {
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, log *slog.Logger) *passthroughFS {
 	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, j: j, cache: j.Layout(), log: log,
-		hold: !readOnly, handles: map[uint64]bool{}}
+		handles: map[uint64]bool{}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
@@ -277,17 +273,9 @@ func (p *passthroughFS) first(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) boo
 		n.cached++
 		return false
 	}
-	if p.hold && n.hold == nil {
-		if n.hold = p.holdItem(in.NodeId, b); n.hold == nil {
-			b.f.Close()
-			n.cached++
-			return false
-		}
-	}
 	id, ok := p.register(b.f)
 	if !ok {
 		b.f.Close()
-		p.letGo(n)
 		n.cached++
 		return false
 	}
@@ -297,36 +285,6 @@ func (p *passthroughFS) first(in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) boo
 	out.BackingID = id
 	out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH
 	return true
-}
-
-// holdItem opens rclone's cache item of node id's file through a VFS
-// handle (a read of one byte opens it) and checks that b is still its
-// file; nil when it cannot.
-func (p *passthroughFS) holdItem(id uint64, b *ptBacking) vfs.Handle {
-	path, ok := p.paths.path(id)
-	if !ok {
-		return nil
-	}
-	h, err := p.v.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return nil
-	}
-	var one [1]byte
-	if _, err := h.ReadAt(one[:], 0); err == nil {
-		if now, err := os.Stat(p.cache.DataPath(path)); err == nil && os.SameFile(now, b.fi) {
-			return h
-		}
-	}
-	h.Close()
-	return nil
-}
-
-// letGo closes n's hold once no passthrough handle or mark needs it.
-func (p *passthroughFS) letGo(n *ptNode) {
-	if n.hold != nil && n.pt == 0 && n.mapped == nil {
-		n.hold.Close()
-		n.hold = nil
-	}
 }
 
 // register hands f to the kernel; a failure turns passthrough off.
@@ -373,7 +331,6 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 		p.forgetSoon(in.NodeId)
 	}
 	if n.pt == 0 && n.backing != nil {
-		p.letGo(n)
 		p.mu.Lock()
 		srv := p.srv
 		p.mu.Unlock()
