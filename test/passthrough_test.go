@@ -237,32 +237,10 @@ func waitBucket(t *testing.T, s *testenv.S3, bucket, key, what string, ok func([
 	}
 }
 
-// TestCachedPassthroughReadWrite: on a read-write MOUNT_CACHED volume a
-// read-only open of a file wholly cached and clean is passthrough too
-// (where the kernel offers it), and every write still reaches the bucket:
-//   - a writer opened while a passthrough reader is open is not refused,
-//     writes through the server, and the open reader sees its bytes;
-//   - fsync of such a writer puts its bytes in the bucket before it
-//     returns;
-//   - bytes written through a shared mapping of a read-write open made
-//     while the passthrough reader was open (the kernel writes the cache
-//     file, the server never sees them), some after that open's close,
-//     reach the bucket once the mapping is gone.
-func TestCachedPassthroughReadWrite(t *testing.T) {
-	testenv.RequireFUSE(t)
-	s3, drv, c := startAll(t, "--write-back", "1s")
-	vol, err := c.Controller.CreateVolume(context.Background(), createReq("pt-rw", map[string]string{"mode": "MOUNT_CACHED"}, s3.Secrets()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, bucket := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
-	first := randomBytes(t, 2<<20+3)
-	putObject(t, s3, bucket, "f.bin", first)
-	staging, target := podPaths(t, drv)
-	publish(t, c, id, staging, target, s3.Secrets(), false)
-	defer unpublish(t, c, id, staging, target)
-	path := filepath.Join(target, "f.bin")
-	want := sha256.Sum256(first)
+// warmPassthrough reads path (whose content has digest want) on volume
+// id until an open of it is answered with passthrough.
+func warmPassthrough(t *testing.T, drv *testenv.Driver, id, path string, want [32]byte) {
+	t.Helper()
 	if !kernelHasPassthrough(t) {
 		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
 	}
@@ -277,6 +255,60 @@ func TestCachedPassthroughReadWrite(t *testing.T) {
 		// last close on a read-write volume.
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// publishCachedRW starts a driver whose uploads wait 1 s after a close,
+// creates the MOUNT_CACHED volume name holding f.bin (data) and publishes
+// it read-write with the mount flags (unpublished at the test's end).
+func publishCachedRW(t *testing.T, name string, data []byte, flags ...string) (s3 *testenv.S3, drv *testenv.Driver, id, bucket, target string) {
+	t.Helper()
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--write-back", "1s")
+	vol, err := c.Controller.CreateVolume(context.Background(), createReq(name, map[string]string{"mode": "MOUNT_CACHED"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, bucket = vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
+	putObject(t, s3, bucket, "f.bin", data)
+	staging, target := podPaths(t, drv)
+	publish(t, c, id, staging, target, s3.Secrets(), false, flags...)
+	t.Cleanup(func() { unpublish(t, c, id, staging, target) })
+	return s3, drv, id, bucket, target
+}
+
+// mapShared opens path read-write, beside a passthrough reader, and maps
+// its first size bytes shared and writable.
+func mapShared(t *testing.T, path string, size int) (*os.File, []byte) {
+	t.Helper()
+	m, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("read-write open while a passthrough reader is open: %v", err)
+	}
+	mem, err := unix.Mmap(int(m.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		m.Close()
+		t.Fatalf("shared mapping of the read-write open: %v", err)
+	}
+	return m, mem
+}
+
+// TestCachedPassthroughReadWrite: on a read-write MOUNT_CACHED volume a
+// read-only open of a file wholly cached and clean is passthrough too
+// (where the kernel offers it), and every write still reaches the bucket:
+//   - a writer opened while a passthrough reader is open is not refused,
+//     writes through the server, and the open reader sees its bytes;
+//   - fsync of such a writer puts its bytes in the bucket before it
+//     returns;
+//   - bytes written through a shared mapping of a read-write open made
+//     while the passthrough reader was open (the kernel writes the cache
+//     file, the server never sees them), some after that open's close,
+//     reach the bucket once the mapping is gone.
+func TestCachedPassthroughReadWrite(t *testing.T) {
+	first := randomBytes(t, 2<<20+3)
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-rw", first)
+	path := filepath.Join(target, "f.bin")
+	want := sha256.Sum256(first)
+	warmPassthrough(t, drv, id, path, want)
 
 	r, err := os.Open(path)
 	if err != nil {
@@ -318,14 +350,7 @@ func TestCachedPassthroughReadWrite(t *testing.T) {
 
 	// A read-write open beside the reader, mapped shared and written
 	// after its close.
-	m, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatalf("read-write open while a passthrough reader is open: %v", err)
-	}
-	mem, err := unix.Mmap(int(m.Fd()), 0, len(first), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatalf("shared mapping of the read-write open: %v", err)
-	}
+	m, mem := mapShared(t, path, len(first))
 	copy(mem[1<<20:], "mapped before close")
 	m.Close()
 	time.Sleep(1500 * time.Millisecond) // past the write-back delay of the writes above
@@ -341,5 +366,72 @@ func TestCachedPassthroughReadWrite(t *testing.T) {
 	// The writers and the read-write open went through the server.
 	if n := fuseStats(t, drv, id).PassthroughOpens; n != opens {
 		t.Fatalf("passthrough opens went from %d to %d beside the reader", opens, n)
+	}
+}
+
+// TestCachedPassthroughMappingBesideAnOutsideChange: a file written
+// through a shared mapping (an O_RDWR open beside a passthrough reader)
+// whose object changed outside the volume before the mapping's node was
+// settled is not written over the new object, not a byte of it: the new
+// object stays as it is and the mapping's file is saved beside it, as
+// <name>.conflict-<UTC time>, and counted.
+func TestCachedPassthroughMappingBesideAnOutsideChange(t *testing.T) {
+	first := randomBytes(t, 1<<20+5)
+	first[0] = 'a'
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-conflict", first, "dir-cache-time=1s")
+	path := filepath.Join(target, "f.bin")
+	warmPassthrough(t, drv, id, path, sha256.Sum256(first))
+
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m, mem := mapShared(t, path, len(first))
+	const mapped = "written through the mapping"
+	copy(mem[4096:], mapped)
+	if err := unix.Munmap(mem); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	// The object changes outside; the volume sees it once its listing
+	// expires, while the reader still holds the node.
+	second := bytes.Repeat([]byte("b"), 3000)
+	putObject(t, s3, bucket, "f.bin", second)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if fi, err := os.Stat(path); err == nil && fi.Size() == int64(len(second)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the volume did not see the object's outside change within 30 s (dir-cache-time=1s)")
+		}
+	}
+	r.Close()
+
+	var kept string
+	for deadline := time.Now().Add(30 * time.Second); kept == ""; time.Sleep(200 * time.Millisecond) {
+		entries, err := os.ReadDir(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "f.bin.conflict-") {
+				kept = e.Name()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no conflict copy beside f.bin 30 s after the mapping's node was released")
+		}
+	}
+	want := append([]byte{}, first...)
+	copy(want[4096:], mapped)
+	waitBucket(t, s3, bucket, kept, "the conflict copy of the mapped file", func(b []byte) bool { return bytes.Equal(b, want) })
+	// Give a wrong settle time to upload over the new object.
+	time.Sleep(3 * time.Second)
+	if got, err := s3.ReadObject(t, bucket, "f.bin"); err != nil || !bytes.Equal(got, second) {
+		t.Fatalf("the object changed outside is no longer as written: %d bytes starting %q (%v)", len(got), got[:min(8, len(got))], err)
+	}
+	if n := fuseStats(t, drv, id).MappedConflicts; n != 1 {
+		t.Fatalf("mappedConflicts is %d, want 1", n)
 	}
 }

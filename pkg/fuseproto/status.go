@@ -80,6 +80,10 @@ type Stats struct {
 	// the opens so answered, whose reads never reach the server.
 	Passthrough      bool  `json:"passthrough"`
 	PassthroughOpens int64 `json:"passthroughOpens"`
+	// MappedConflicts counts files a shared mapping wrote that could not
+	// go to their path (it held newer content) and were saved beside it
+	// as <name>.conflict-<UTC time> (MOUNT_CACHED, read-write).
+	MappedConflicts int64 `json:"mappedConflicts"`
 	// StartedAt is when the server started.
 	StartedAt time.Time `json:"startedAt"`
 }

@@ -86,12 +86,15 @@ type passthroughFS struct {
 	// shared by opens, creates and truncates, so none runs beside that write
 	// (passthrough_mapped.go). Taken before a node's mutex.
 	fix      sync.RWMutex
-	settling sync.WaitGroup
+	settling sync.WaitGroup // settles under way
+	// conflicts counts the marked files saved beside their path.
+	conflicts atomic.Int64
 
 	mu      sync.Mutex
 	srv     *fuse.Server    // set by attach
 	on      bool            // the kernel offers passthrough and registering works
 	handles map[uint64]bool // open handle -> answered with FOPEN_PASSTHROUGH
+	retries []*ptRetry      // failed settles, for poke to try again
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens
@@ -327,6 +330,7 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	} else {
 		n.pt--
 	}
+	p.refresh(in.NodeId, n)
 	if n.pt == 0 && n.cached == 0 && n.mapped != nil {
 		p.forgetSoon(in.NodeId)
 	}

@@ -57,6 +57,7 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 	}
 	if m.pt != nil {
 		st.Passthrough, st.PassthroughOpens = m.pt.active(), m.pt.opens.Load()
+		st.MappedConflicts = m.pt.conflicts.Load()
 	}
 	return st
 }

@@ -20,7 +20,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 type volumeDescs struct {
 	info, up, read, written, storeBytes, requests, transferErrors,
 	raHits, raMisses, pendingFiles, pendingBytes, pendingOldest, retrying, cacheBytes,
-	passthrough, passthroughOpens,
+	passthrough, passthroughOpens, mappedConflicts,
 	copyFiles, copyFilesTotal, copyBytes, copyBytesTotal, copyComplete,
 	repairs, stageSeconds *prometheus.Desc
 }
@@ -44,6 +44,8 @@ func newVolumeDescs() *volumeDescs {
 		passthrough:    desc("bucket_csi_volume_fuse_passthrough", "1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough, Linux 6.9+), else 0."),
 		passthroughOpens: desc("bucket_csi_volume_fuse_passthrough_opens_total",
 			"MOUNT_CACHED opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),
+		mappedConflicts: desc("bucket_csi_volume_fuse_mapped_conflicts_total",
+			"MOUNT_CACHED files a shared mapping wrote whose path meanwhile held newer content: saved beside it as <name>.conflict-<UTC time>, not merged."),
 		copyFiles:      desc("bucket_csi_volume_copy_done_objects", "COPY objects fetched by the volume's running or last copy."),
 		copyFilesTotal: desc("bucket_csi_volume_copy_planned_objects", "COPY objects the running or last copy has to fetch (objects already on the node from an earlier copy are left out)."),
 		copyBytes:      desc("bucket_csi_volume_copy_done_bytes", "COPY bytes fetched by the running or last copy."),
@@ -133,6 +135,7 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 		gauge(d.cacheBytes, float64(s.CacheBytes))
 		gauge(d.passthrough, b2f(s.Passthrough))
 		counter(d.passthroughOpens, s.PassthroughOpens)
+		counter(d.mappedConflicts, s.MappedConflicts)
 		return
 	}
 	counter(d.raHits, s.ReadAhead.BlockHits, "block")
