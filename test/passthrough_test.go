@@ -435,3 +435,49 @@ func TestCachedPassthroughMappingBesideAnOutsideChange(t *testing.T) {
 		t.Fatalf("mappedConflicts is %d, want 1", n)
 	}
 }
+
+// TestCachedPassthroughMappingFollowsARename: a file written through a
+// shared mapping and renamed while the mapping lives is settled under its
+// new name: the bucket gets the mapping's bytes there, and no conflict
+// copy appears.
+func TestCachedPassthroughMappingFollowsARename(t *testing.T) {
+	first := randomBytes(t, 1<<20+7)
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-rename", first)
+	path := filepath.Join(target, "f.bin")
+	warmPassthrough(t, drv, id, path, sha256.Sum256(first))
+
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, mem := mapShared(t, path, len(first))
+	const mapped = "written through the mapping"
+	copy(mem[8192:], mapped)
+	m.Close()
+	moved := filepath.Join(target, "g.bin")
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	copy(mem[1<<20:], mapped) // after the rename too
+	r.Close()
+	if err := unix.Munmap(mem); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte{}, first...)
+	copy(want[8192:], mapped)
+	copy(want[1<<20:], mapped)
+	waitBucket(t, s3, bucket, "g.bin", "the renamed file with the mapping's bytes", func(b []byte) bool { return bytes.Equal(b, want) })
+	time.Sleep(2 * time.Second)
+	entries, err := os.ReadDir(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "g.bin" {
+			t.Errorf("after the rename the volume holds %s too", e.Name())
+		}
+	}
+	if n := fuseStats(t, drv, id).MappedConflicts; n != 0 {
+		t.Fatalf("mappedConflicts is %d, want 0", n)
+	}
+}

@@ -83,8 +83,9 @@ type passthroughFS struct {
 	nodes nodeTable[ptNode]
 
 	// fix is held by a settle while it writes a file through rclone, and
-	// shared by opens, creates and truncates, so none runs beside that write
-	// (passthrough_mapped.go). Taken before a node's mutex.
+	// shared by opens, creates, truncates, renames and unlinks, so none
+	// runs beside that write (passthrough_settle.go). Taken before a
+	// node's mutex.
 	fix      sync.RWMutex
 	settling sync.WaitGroup // settles under way
 	// conflicts counts the marked files saved beside their path.
@@ -94,7 +95,7 @@ type passthroughFS struct {
 	srv     *fuse.Server    // set by attach
 	on      bool            // the kernel offers passthrough and registering works
 	handles map[uint64]bool // open handle -> answered with FOPEN_PASSTHROUGH
-	retries []*ptRetry      // failed settles, for poke to try again
+	pending []*ptSettle     // settles not done (passthrough_settle.go)
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens
@@ -330,7 +331,7 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	} else {
 		n.pt--
 	}
-	p.refresh(in.NodeId, n)
+	p.refreshNode(in.NodeId, n)
 	if n.pt == 0 && n.cached == 0 && n.mapped != nil {
 		p.forgetSoon(in.NodeId)
 	}
