@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -145,6 +146,7 @@ func (p *passthroughFS) poke(ctx context.Context) {
 }
 
 func (p *passthroughFS) Forget(id, nlookup uint64) {
+	seen := p.movesSeen() // renames after this are applied to the settle
 	path, attached := p.paths.attachedPath(id)
 	p.RawFileSystem.Forget(id, nlookup)
 	if _, held := p.paths.path(id); held {
@@ -167,7 +169,7 @@ func (p *passthroughFS) Forget(id, nlookup uint64) {
 		return
 	}
 	p.refresh(path, marks)
-	p.startSettle(&ptSettle{path: path, marks: marks})
+	p.startSettle(&ptSettle{path: path, marks: marks}, seen)
 }
 
 // finish settles, once the server is unmounted and before the VFS drains
@@ -197,7 +199,9 @@ func (p *passthroughFS) finish() {
 		}
 	}
 	for _, s := range left {
-		p.settle(s, false)
+		if !p.settle(s, false) && len(s.marks) > 0 {
+			p.log.Error("the server stops with files a shared mapping may have written unsettled: where the cache still holds them the next server uploads them, else their bytes are lost", "path", s.path, "files", len(s.marks))
+		}
 		closeMarks(s.marks)
 	}
 }
@@ -236,23 +240,59 @@ func (p *passthroughFS) childPath(parent uint64, name string) (string, bool) {
 	return path.Join(dir, name), ok
 }
 
-// moved updates the pending settles after from was renamed to to (to ""
-// after an unlink of from; exchange: the two swapped).
+// ptMove is a rename (to "" for an unlink) made through the server.
+type ptMove struct {
+	seq      uint64
+	from, to string
+	exchange bool
+}
+
+// movesKept is how many of the last moves are kept for settles started
+// after them (a FORGET racing a rename: startSettle).
+const movesKept = 256
+
+// moved records that from was renamed to to (to "": unlinked; exchange:
+// the two swapped) and applies it to the pending settles. A cancelled
+// settle not running is closed at once.
 func (p *passthroughFS) moved(from, to string, exchange bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, s := range p.pending {
-		switch {
-		case to == "" && s.path == from:
-			s.cancelled = true
-		case to == "":
-		case below(s.path, from):
-			s.path = to + s.path[len(from):]
-		case exchange && below(s.path, to):
-			s.path = from + s.path[len(to):]
-		case s.path == to:
-			s.cancelled = true // replaced by the renamed file
+	p.moveSeq++
+	mv := ptMove{seq: p.moveSeq, from: from, to: to, exchange: exchange}
+	p.moves = append(p.moves, mv)
+	if len(p.moves) > movesKept {
+		p.moves = slices.Delete(p.moves, 0, len(p.moves)-movesKept)
+	}
+	p.pending = slices.DeleteFunc(p.pending, func(s *ptSettle) bool {
+		s.apply(mv)
+		if s.cancelled && !s.running {
+			closeMarks(s.marks)
+			s.marks = nil
+			return true
 		}
+		return false
+	})
+}
+
+// movesSeen is the sequence number of the last move.
+func (p *passthroughFS) movesSeen() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.moveSeq
+}
+
+// apply moves or cancels s for mv.
+func (s *ptSettle) apply(mv ptMove) {
+	switch {
+	case mv.to == "" && s.path == mv.from:
+		s.cancelled = true
+	case mv.to == "":
+	case below(s.path, mv.from):
+		s.path = mv.to + s.path[len(mv.from):]
+	case mv.exchange && below(s.path, mv.to):
+		s.path = mv.from + s.path[len(mv.to):]
+	case s.path == mv.to:
+		s.cancelled = true // replaced by the renamed file
 	}
 }
 

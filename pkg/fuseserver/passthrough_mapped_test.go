@@ -1,8 +1,12 @@
 package fuseserver
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 func TestRetryAfterDoublesUpToTheCap(t *testing.T) {
@@ -67,5 +71,54 @@ func TestParentOf(t *testing.T) {
 		if dir != want || ok != (want != "") {
 			t.Errorf("parentOf(%q) = %q, %v", name, dir, ok)
 		}
+	}
+}
+
+// renameFS answers every rename and unlink with OK.
+type renameFS struct{ fuse.RawFileSystem }
+
+func (renameFS) Rename(<-chan struct{}, *fuse.RenameIn, string, string) fuse.Status { return fuse.OK }
+func (renameFS) Unlink(<-chan struct{}, *fuse.InHeader, string) fuse.Status         { return fuse.OK }
+
+// TestRenamesThroughTheServerMoveSettles: Rename and Unlink of the
+// server, with node paths as the kernel names them, move and cancel the
+// pending settles, including one whose path was read before the rename
+// and that was tracked after it (a FORGET racing the rename).
+func TestRenamesThroughTheServerMoveSettles(t *testing.T) {
+	paths := &pathTable{nodes: map[uint64]*pnode{}, names: map[pkey]uint64{}}
+	paths.learn(2, 1, "d")
+	paths.learn(3, 1, "x")
+	p := &passthroughFS{RawFileSystem: renameFS{fuse.NewDefaultRawFileSystem()}, paths: paths, log: slog.New(slog.DiscardHandler)}
+	waiting := &ptSettle{path: "d/f"}
+	p.track(waiting, p.movesSeen())
+	late := &ptSettle{path: "d/g"} // read before the rename below
+	seen := p.movesSeen()
+	gone := &ptSettle{path: "x/h"}
+	p.track(gone, p.movesSeen())
+
+	if st := p.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 2}, Newdir: 3}, "f", "f2"); !st.Ok() {
+		t.Fatal(st)
+	}
+	if st := p.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 2}, Newdir: 1}, "g", "top"); !st.Ok() {
+		t.Fatal(st)
+	}
+	p.track(late, seen)
+	if st := p.Unlink(nil, &fuse.InHeader{NodeId: 3}, "h"); !st.Ok() {
+		t.Fatal(st)
+	}
+	if waiting.path != "x/f2" || late.path != "top" || !gone.cancelled || waiting.cancelled || late.cancelled {
+		t.Fatalf("settles at %q %q, cancelled %v %v %v", waiting.path, late.path, waiting.cancelled, late.cancelled, gone.cancelled)
+	}
+	for range 3 {
+		p.settling.Done()
+	}
+}
+
+func TestConflictNamesOfLongNamesFit(t *testing.T) {
+	long := strings.Repeat("n", 250)
+	name := conflictName("d/"+long, time.Unix(0, 0), 12)
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	if len(base) > 255 || !strings.HasPrefix(name, "d/"+long[:200]+"~") || conflictName("d/"+long+"x", time.Unix(0, 0), 12) == name {
+		t.Fatalf("conflict name %q (%d bytes in its last element)", name, len(base))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -28,11 +29,11 @@ import (
 //     if the object changed outside.
 //   - The mark that is still the path's cache file is written again by one
 //     byte read through rclone and written back, so rclone holds it dirty
-//     and uploads it whole. rclone's cleaner can still replace an open,
-//     clean item's file by an empty one (Item.Reset, cache over quota):
-//     then the byte written was the new file's own, and the mark is
-//     written whole (the object is the same); once dirty, rclone neither
-//     resets nor drops the item.
+//     and uploads it whole, once the cache has room for a whole copy.
+//     rclone's cleaner can still replace an open, clean item's file by an
+//     empty one (Item.Reset, cache over quota): then the mark is written
+//     whole (the object is the same); once dirty, rclone neither resets
+//     nor drops the item.
 //   - A mark whose file rclone dropped (eviction, reset, the object's
 //     change) is written whole, the newest first, if the path holds
 //     nothing newer: not dirty, the object the mark last held. Every
@@ -45,8 +46,10 @@ import (
 //     redoes only what is left.
 //   - A settle waits while another node of the path has handles open or
 //     marks, and runs with opens, creates, truncates, renames and unlinks
-//     held off (fix), so its writes never race an application's. Then the
-//     journal's mark is cleared.
+//     held off (fix, taken by polling, never queued ahead of them), so its
+//     writes never race an application's. Then the journal's mark is
+//     cleared. Renames and unlinks made through the server move or cancel
+//     pending settles (passthrough_mapped.go).
 //   - One that fails is tried again by poke, after 10 s, 20 s, 40 s, ...
 //     at most retryCap apart, while the server runs; the journal keeps
 //     the mark meanwhile.
@@ -91,15 +94,29 @@ func retryAfter(tries int) time.Duration {
 	return min(d, retryCap)
 }
 
-// startSettle adds s to the pending settles and settles it in the
-// background. Not once finish has begun (no FORGET comes then).
-func (p *passthroughFS) startSettle(s *ptSettle) {
+// startSettle settles s in the background (track).
+func (p *passthroughFS) startSettle(s *ptSettle, seen uint64) {
+	p.track(s, seen)
+	go p.settleTry(s)
+}
+
+// track adds s, about to run, to the pending settles, applying the moves
+// made after seen (s's path was read before them), and counts it in
+// settling. Not once finish has begun (no FORGET comes then).
+func (p *passthroughFS) track(s *ptSettle, seen uint64) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.moves) > 0 && p.moves[0].seq > seen+1 {
+		p.log.Warn("more renames than kept came between a FORGET and its settle: the settle may miss one", "path", s.path)
+	}
+	for _, mv := range p.moves {
+		if mv.seq > seen {
+			s.apply(mv)
+		}
+	}
 	p.pending = append(p.pending, s)
 	s.running = true
 	p.settling.Add(1)
-	p.mu.Unlock()
-	go p.settleTry(s)
 }
 
 // retryDue refreshes the marks of the settles waiting to be tried again
@@ -143,11 +160,11 @@ func (p *passthroughFS) settleTry(s *ptSettle) {
 // server stops (finish), nothing waits and the mark stays for the next
 // server. False, with the error logged, when marks are left.
 func (p *passthroughFS) settle(s *ptSettle, final bool) bool {
-	p.fix.Lock()
-	for final && !p.stopping.Load() && p.busy(p.pathOf(s)) {
+	p.lockFix()
+	for final && !p.stopping.Load() && p.waits(s) {
 		p.fix.Unlock()
 		time.Sleep(200 * time.Millisecond)
-		p.fix.Lock()
+		p.lockFix()
 	}
 	defer p.fix.Unlock()
 	p.mu.Lock()
@@ -171,11 +188,22 @@ func (p *passthroughFS) settle(s *ptSettle, final bool) bool {
 	return true
 }
 
-// pathOf is s's path now.
-func (p *passthroughFS) pathOf(s *ptSettle) string {
+// lockFix takes fix for a settle by polling: a writer queued on the lock
+// would hold off every new open, create, rename and unlink behind a long
+// one under way (a directory rename copies every object).
+func (p *passthroughFS) lockFix() {
+	for !p.fix.TryLock() {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waits reports whether s must wait: not cancelled, and another node of
+// its path busy. Call with fix held.
+func (p *passthroughFS) waits(s *ptSettle) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return s.path
+	path, cancelled := s.path, s.cancelled
+	p.mu.Unlock()
+	return !cancelled && p.busy(path)
 }
 
 // busy reports whether a node of path other than a forgotten one has
@@ -210,11 +238,13 @@ func (p *passthroughFS) rewrite(path string, s *ptSettle) error {
 		}
 		return err
 	}
-	// Open rclone's item before anything is compared.
+	// Open rclone's item before anything is compared, and refresh the
+	// marks' objects (an upload may have moved them while s waited).
 	if _, err := h.Seek(0, io.SeekEnd); err != nil {
 		h.Close()
 		return err
 	}
+	p.refresh(path, s.marks)
 	now, err := os.Stat(p.cache.DataPath(path))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		h.Close()
@@ -279,6 +309,10 @@ func (p *passthroughFS) touch(path string, h vfs.Handle, m *ptMark) error {
 		if err == io.EOF {
 			return nil // empty: nothing a mapping could write
 		}
+		return err
+	}
+	// Room for a whole copy first: the write commits the path to one.
+	if err := p.roomFor(m); err != nil {
 		return err
 	}
 	if _, err := h.WriteAt(b[:], 0); err != nil {
@@ -390,6 +424,11 @@ func (p *passthroughFS) roomFor(m *ptMark) error {
 // conflictName is the name of the i-th conflict copy of path saved at at:
 // <path>.conflict-<UTC time>, then -1, -2, ... where that exists.
 func conflictName(path string, at time.Time, i int) string {
+	// A last element that leaves no room for the suffix (255 bytes in
+	// all) is cut short and marked with a hash of the whole.
+	if base := path[strings.LastIndexByte(path, '/')+1:]; len(base) > 200 {
+		path = path[:len(path)-len(base)] + base[:200] + fmt.Sprintf("~%08x", crc32.ChecksumIEEE([]byte(base)))
+	}
 	name := path + ".conflict-" + at.UTC().Format("20060102T150405Z")
 	if i > 0 {
 		name += "-" + strconv.Itoa(i)
