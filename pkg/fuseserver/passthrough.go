@@ -96,8 +96,6 @@ type passthroughFS struct {
 	on      bool            // the kernel offers passthrough and registering works
 	handles map[uint64]bool // open handle -> answered with FOPEN_PASSTHROUGH
 	pending []*ptSettle     // settles not done (passthrough_settle.go)
-	moveSeq uint64          // renames and unlinks made so far
-	moves   []ptMove        // the last movesKept of them
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens

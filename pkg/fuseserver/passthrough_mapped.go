@@ -3,7 +3,6 @@ package fuseserver
 import (
 	"context"
 	"os"
-	"path"
 	"slices"
 	"strings"
 
@@ -146,8 +145,9 @@ func (p *passthroughFS) poke(ctx context.Context) {
 }
 
 func (p *passthroughFS) Forget(id, nlookup uint64) {
-	seen := p.movesSeen() // renames after this are applied to the settle
-	path, attached := p.paths.attachedPath(id)
+	// The path and the last rename or unlink it reflects, read together:
+	// later ones are applied to the settle.
+	path, attached, seen := p.paths.attachedPathSeq(id)
 	p.RawFileSystem.Forget(id, nlookup)
 	if _, held := p.paths.path(id); held {
 		return // the kernel still holds lookups of it
@@ -212,11 +212,9 @@ func (p *passthroughFS) finish() {
 func (p *passthroughFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
 	p.fix.RLock()
 	defer p.fix.RUnlock()
-	from, okFrom := p.childPath(in.NodeId, oldName)
-	to, okTo := p.childPath(in.Newdir, newName)
 	st := p.RawFileSystem.Rename(c, in, oldName, newName)
-	if st.Ok() && okFrom && okTo {
-		p.moved(from, to, in.Flags&unix.RENAME_EXCHANGE != 0)
+	if st.Ok() {
+		p.followMoves()
 	}
 	return st
 }
@@ -226,45 +224,21 @@ func (p *passthroughFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, ne
 func (p *passthroughFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	p.fix.RLock()
 	defer p.fix.RUnlock()
-	at, ok := p.childPath(h.NodeId, name)
 	st := p.RawFileSystem.Unlink(c, h, name)
-	if st.Ok() && ok {
-		p.moved(at, "", false)
+	if st.Ok() {
+		p.followMoves()
 	}
 	return st
 }
 
-// childPath is the VFS path of name in directory node parent.
-func (p *passthroughFS) childPath(parent uint64, name string) (string, bool) {
-	dir, ok := p.paths.path(parent)
-	return path.Join(dir, name), ok
-}
-
-// ptMove is a rename (to "" for an unlink) made through the server.
-type ptMove struct {
-	seq      uint64
-	from, to string
-	exchange bool
-}
-
-// movesKept is how many of the last moves are kept for settles started
-// after them (a FORGET racing a rename: startSettle).
-const movesKept = 256
-
-// moved records that from was renamed to to (to "": unlinked; exchange:
-// the two swapped) and applies it to the pending settles. A cancelled
-// settle not running is closed at once.
-func (p *passthroughFS) moved(from, to string, exchange bool) {
+// followMoves applies to every pending settle the renames and unlinks the
+// path table logged since it last looked (each once, in order). A
+// cancelled settle not running is closed at once.
+func (p *passthroughFS) followMoves() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.moveSeq++
-	mv := ptMove{seq: p.moveSeq, from: from, to: to, exchange: exchange}
-	p.moves = append(p.moves, mv)
-	if len(p.moves) > movesKept {
-		p.moves = slices.Delete(p.moves, 0, len(p.moves)-movesKept)
-	}
 	p.pending = slices.DeleteFunc(p.pending, func(s *ptSettle) bool {
-		s.apply(mv)
+		p.catchUp(s)
 		if s.cancelled && !s.running {
 			closeMarks(s.marks)
 			s.marks = nil
@@ -274,23 +248,26 @@ func (p *passthroughFS) moved(from, to string, exchange bool) {
 	})
 }
 
-// movesSeen is the sequence number of the last move.
-func (p *passthroughFS) movesSeen() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.moveSeq
+// catchUp applies to s the moves logged after s.seen; p.mu is held.
+func (p *passthroughFS) catchUp(s *ptSettle) {
+	moves, whole := p.paths.movesAfter(s.seen)
+	if !whole {
+		p.log.Warn("more renames than kept came while a settle waited: it may miss one", "path", s.path)
+	}
+	for _, mv := range moves {
+		s.apply(mv)
+		s.seen = mv.seq
+	}
 }
 
 // apply moves or cancels s for mv.
-func (s *ptSettle) apply(mv ptMove) {
+func (s *ptSettle) apply(mv pathMove) {
 	switch {
 	case mv.to == "" && s.path == mv.from:
 		s.cancelled = true
 	case mv.to == "":
 	case below(s.path, mv.from):
 		s.path = mv.to + s.path[len(mv.from):]
-	case mv.exchange && below(s.path, mv.to):
-		s.path = mv.from + s.path[len(mv.to):]
 	case s.path == mv.to:
 		s.cancelled = true // replaced by the renamed file
 	}

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 func TestRetryAfterDoublesUpToTheCap(t *testing.T) {
@@ -31,32 +33,25 @@ func TestConflictNames(t *testing.T) {
 // through a rename of the file or of a directory above it, and is
 // cancelled when the file is unlinked or replaced by a rename.
 func TestSettlesFollowRenamesAndUnlinks(t *testing.T) {
-	type step struct {
-		from, to string
-		exchange bool
-	}
 	for _, c := range []struct {
 		name      string
 		path      string
-		steps     []step
+		moves     []pathMove // to "": an unlink
 		want      string
 		cancelled bool
 	}{
-		{"the file renamed", "d/f", []step{{"d/f", "d/g", false}}, "d/g", false},
-		{"its directory renamed", "d/e/f", []step{{"d", "x", false}}, "x/e/f", false},
-		{"a name that only starts the same", "d/f2", []step{{"d/f", "d/g", false}}, "d/f2", false},
-		{"renamed twice", "f", []step{{"f", "g", false}, {"g", "h/i", false}}, "h/i", false},
-		{"unlinked", "d/f", []step{{"d/f", "", false}}, "d/f", true},
-		{"another file unlinked", "d/f", []step{{"d/g", "", false}}, "d/f", false},
-		{"replaced by a rename", "d/f", []step{{"d/g", "d/f", false}}, "d/f", true},
-		{"exchanged", "d/f", []step{{"d/g", "d/f", true}}, "d/g", false},
+		{"the file renamed", "d/f", []pathMove{{from: "d/f", to: "d/g"}}, "d/g", false},
+		{"its directory renamed", "d/e/f", []pathMove{{from: "d", to: "x"}}, "x/e/f", false},
+		{"a name that only starts the same", "d/f2", []pathMove{{from: "d/f", to: "d/g"}}, "d/f2", false},
+		{"renamed twice", "f", []pathMove{{from: "f", to: "g"}, {from: "g", to: "h/i"}}, "h/i", false},
+		{"unlinked", "d/f", []pathMove{{from: "d/f"}}, "d/f", true},
+		{"another file unlinked", "d/f", []pathMove{{from: "d/g"}}, "d/f", false},
+		{"replaced by a rename", "d/f", []pathMove{{from: "d/g", to: "d/f"}}, "d/f", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := &passthroughFS{}
 			s := &ptSettle{path: c.path}
-			p.pending = []*ptSettle{s}
-			for _, st := range c.steps {
-				p.moved(st.from, st.to, st.exchange)
+			for _, mv := range c.moves {
+				s.apply(mv)
 			}
 			if s.path != c.want || s.cancelled != c.cancelled {
 				t.Fatalf("path %q cancelled %v, want %q %v", s.path, s.cancelled, c.want, c.cancelled)
@@ -80,21 +75,32 @@ type renameFS struct{ fuse.RawFileSystem }
 func (renameFS) Rename(<-chan struct{}, *fuse.RenameIn, string, string) fuse.Status { return fuse.OK }
 func (renameFS) Unlink(<-chan struct{}, *fuse.InHeader, string) fuse.Status         { return fuse.OK }
 
-// TestRenamesThroughTheServerMoveSettles: Rename and Unlink of the
-// server, with node paths as the kernel names them, move and cancel the
-// pending settles, including one whose path was read before the rename
-// and that was tracked after it (a FORGET racing the rename).
+// TestRenamesThroughTheServerMoveSettles: renames and unlinks through the
+// server, with node IDs as the kernel sends them, move and cancel the
+// pending settles, each once, whether the settle's path was read (with
+// the table's move count, as at a FORGET) before a rename or after it.
 func TestRenamesThroughTheServerMoveSettles(t *testing.T) {
-	paths := &pathTable{nodes: map[uint64]*pnode{}, names: map[pkey]uint64{}}
-	paths.learn(2, 1, "d")
-	paths.learn(3, 1, "x")
-	p := &passthroughFS{RawFileSystem: renameFS{fuse.NewDefaultRawFileSystem()}, paths: paths, log: slog.New(slog.DiscardHandler)}
-	waiting := &ptSettle{path: "d/f"}
-	p.track(waiting, p.movesSeen())
-	late := &ptSettle{path: "d/g"} // read before the rename below
-	seen := p.movesSeen()
-	gone := &ptSettle{path: "x/h"}
-	p.track(gone, p.movesSeen())
+	track := newTrackFS(renameFS{fuse.NewDefaultRawFileSystem()})
+	paths := &track.paths
+	for _, n := range []struct {
+		id, parent uint64
+		name       string
+	}{{2, 1, "d"}, {3, 1, "x"}, {4, 2, "f"}, {5, 2, "g"}, {6, 3, "h"}, {7, 3, "k"}} {
+		paths.learn(n.id, n.parent, n.name)
+	}
+	p := &passthroughFS{RawFileSystem: track, paths: paths, log: slog.New(slog.DiscardHandler)}
+	read := func(id uint64) (*ptSettle, uint64) {
+		path, ok, seen := paths.attachedPathSeq(id)
+		if !ok {
+			t.Fatalf("node %d has no path", id)
+		}
+		return &ptSettle{path: path}, seen
+	}
+	waiting, seen := read(4) // d/f, pending before the renames
+	p.track(waiting, seen)
+	late, lateSeen := read(5) // d/g, read before its rename, tracked after
+	gone, seen := read(6)     // x/h
+	p.track(gone, seen)
 
 	if st := p.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 2}, Newdir: 3}, "f", "f2"); !st.Ok() {
 		t.Fatal(st)
@@ -102,14 +108,25 @@ func TestRenamesThroughTheServerMoveSettles(t *testing.T) {
 	if st := p.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 2}, Newdir: 1}, "g", "top"); !st.Ok() {
 		t.Fatal(st)
 	}
-	p.track(late, seen)
+	after, afterSeen := read(4) // x/f2, read after the renames
+	p.track(late, lateSeen)
+	p.track(after, afterSeen)
 	if st := p.Unlink(nil, &fuse.InHeader{NodeId: 3}, "h"); !st.Ok() {
 		t.Fatal(st)
 	}
-	if waiting.path != "x/f2" || late.path != "top" || !gone.cancelled || waiting.cancelled || late.cancelled {
-		t.Fatalf("settles at %q %q, cancelled %v %v %v", waiting.path, late.path, waiting.cancelled, late.cancelled, gone.cancelled)
+	if st := p.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 3}, "zz", "y"); !st.Ok() {
+		t.Fatal(st) // a directory entry the table does not know: nothing moves
 	}
-	for range 3 {
+	for _, c := range []struct {
+		s         *ptSettle
+		want      string
+		cancelled bool
+	}{{waiting, "x/f2", false}, {late, "top", false}, {after, "x/f2", false}, {gone, "x/h", true}} {
+		if c.s.path != c.want || c.s.cancelled != c.cancelled {
+			t.Errorf("settle at %q cancelled %v, want %q %v", c.s.path, c.s.cancelled, c.want, c.cancelled)
+		}
+	}
+	for range 4 {
 		p.settling.Done()
 	}
 }
@@ -120,5 +137,29 @@ func TestConflictNamesOfLongNamesFit(t *testing.T) {
 	base := name[strings.LastIndexByte(name, '/')+1:]
 	if len(base) > 255 || !strings.HasPrefix(name, "d/"+long[:200]+"~") || conflictName("d/"+long+"x", time.Unix(0, 0), 12) == name {
 		t.Fatalf("conflict name %q (%d bytes in its last element)", name, len(base))
+	}
+}
+
+func TestConflictNamesCutAtACharacter(t *testing.T) {
+	long := strings.Repeat("é", 150) // 300 bytes, two per character
+	name := conflictName(long, time.Unix(0, 0), 0)
+	if !utf8.ValidString(name) || len(name) > 255 {
+		t.Fatalf("conflict name %q (%d bytes)", name, len(name))
+	}
+}
+
+func TestRenameRefusesExchangeAndWhiteout(t *testing.T) {
+	track := newTrackFS(renameFS{fuse.NewDefaultRawFileSystem()})
+	track.paths.learn(2, 1, "f")
+	for _, flags := range []uint32{unix.RENAME_EXCHANGE, unix.RENAME_WHITEOUT} {
+		if st := track.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 1, Flags: flags}, "f", "g"); st != fuse.EINVAL {
+			t.Errorf("rename with flags %#x: %v, want EINVAL", flags, st)
+		}
+	}
+	if st := track.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 1, Flags: unix.RENAME_NOREPLACE}, "f", "g"); !st.Ok() {
+		t.Errorf("rename with RENAME_NOREPLACE: %v", st)
+	}
+	if p, _ := track.paths.path(2); p != "g" {
+		t.Errorf("the renamed node is at %q", p)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/vfs"
@@ -72,7 +73,8 @@ type ptSettle struct {
 	tries     int       // failed settles so far
 	at        time.Time // not tried again before
 	running   bool
-	cancelled bool // the application unlinked or replaced the file
+	cancelled bool   // the application unlinked or replaced the file
+	seen      uint64 // the last path table move applied to path
 }
 
 const (
@@ -101,19 +103,13 @@ func (p *passthroughFS) startSettle(s *ptSettle, seen uint64) {
 }
 
 // track adds s, about to run, to the pending settles, applying the moves
-// made after seen (s's path was read before them), and counts it in
+// logged after seen (s's path was read with it), and counts it in
 // settling. Not once finish has begun (no FORGET comes then).
 func (p *passthroughFS) track(s *ptSettle, seen uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.moves) > 0 && p.moves[0].seq > seen+1 {
-		p.log.Warn("more renames than kept came between a FORGET and its settle: the settle may miss one", "path", s.path)
-	}
-	for _, mv := range p.moves {
-		if mv.seq > seen {
-			s.apply(mv)
-		}
-	}
+	s.seen = seen
+	p.catchUp(s)
 	p.pending = append(p.pending, s)
 	s.running = true
 	p.settling.Add(1)
@@ -311,9 +307,14 @@ func (p *passthroughFS) touch(path string, h vfs.Handle, m *ptMark) error {
 		}
 		return err
 	}
-	// Room for a whole copy first: the write commits the path to one.
+	// Room for a whole copy first: the write commits the path to one if
+	// rclone reset the file meanwhile. Without room, the write goes ahead
+	// while the mark is still the file (it needs no room then, and a file
+	// left unsettled could be evicted, leaving only the mark's copy).
 	if err := p.roomFor(m); err != nil {
-		return err
+		if now, serr := os.Stat(p.cache.DataPath(path)); serr != nil || !os.SameFile(now, m.fi) {
+			return err
+		}
 	}
 	if _, err := h.WriteAt(b[:], 0); err != nil {
 		return err
@@ -427,7 +428,11 @@ func conflictName(path string, at time.Time, i int) string {
 	// A last element that leaves no room for the suffix (255 bytes in
 	// all) is cut short and marked with a hash of the whole.
 	if base := path[strings.LastIndexByte(path, '/')+1:]; len(base) > 200 {
-		path = path[:len(path)-len(base)] + base[:200] + fmt.Sprintf("~%08x", crc32.ChecksumIEEE([]byte(base)))
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(base[cut]) {
+			cut--
+		}
+		path = path[:len(path)-len(base)] + base[:cut] + fmt.Sprintf("~%08x", crc32.ChecksumIEEE([]byte(base)))
 	}
 	name := path + ".conflict-" + at.UTC().Format("20060102T150405Z")
 	if i > 0 {

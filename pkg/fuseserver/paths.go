@@ -1,10 +1,13 @@
 package fuseserver
 
 import (
+	"cmp"
 	"path"
+	"slices"
 	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // trackFS learns the VFS path of every node the kernel holds, for the
@@ -76,7 +79,13 @@ func (t *trackFS) Forget(nodeid, nlookup uint64) {
 	t.RawFileSystem.Forget(nodeid, nlookup)
 }
 
+// Rename refuses RENAME_EXCHANGE and RENAME_WHITEOUT with EINVAL: rclone
+// ignores the flags, so an exchange would replace (and delete) the target
+// object. RENAME_NOREPLACE the kernel checks against its own entries.
 func (t *trackFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	if in.Flags&(unix.RENAME_EXCHANGE|unix.RENAME_WHITEOUT) != 0 {
+		return fuse.EINVAL
+	}
 	st := t.RawFileSystem.Rename(c, in, oldName, newName)
 	if st.Ok() {
 		t.paths.rename(in.NodeId, oldName, in.Newdir, newName)
@@ -95,7 +104,7 @@ func (t *trackFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.
 func (t *trackFS) Rmdir(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	st := t.RawFileSystem.Rmdir(c, h, name)
 	if st.Ok() {
-		t.paths.unlink(h.NodeId, name)
+		t.paths.rmdir(h.NodeId, name)
 	}
 	return st
 }
@@ -106,7 +115,21 @@ type pathTable struct {
 	mu    sync.Mutex
 	nodes map[uint64]*pnode
 	names map[pkey]uint64
+	// seq numbers the renames and unlinks applied; moves keeps the last
+	// movesKept of them (passthrough's settles follow them).
+	seq   uint64
+	moves []pathMove
 }
+
+// pathMove is a rename of the VFS path from to to, or an unlink of from
+// (to ""), the seq-th the table applied.
+type pathMove struct {
+	seq      uint64
+	from, to string
+}
+
+// movesKept is how many of the last moves a pathTable keeps.
+const movesKept = 256
 
 type pnode struct {
 	key     pkey
@@ -162,6 +185,11 @@ func (t *pathTable) rename(oldParent uint64, oldName string, newParent uint64, n
 	if !ok {
 		return
 	}
+	from, okFrom := t.pathLocked(oldParent)
+	to, okTo := t.pathLocked(newParent)
+	if okFrom && okTo {
+		t.logMove(path.Join(from, oldName), path.Join(to, newName))
+	}
 	delete(t.names, old)
 	nk := pkey{newParent, newName}
 	t.names[nk] = id
@@ -172,6 +200,51 @@ func (t *pathTable) unlink(parent uint64, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.names, pkey{parent, name})
+	if dir, ok := t.pathLocked(parent); ok {
+		t.logMove(path.Join(dir, name), "")
+	}
+}
+
+// rmdir drops the name of a removed directory (empty: no move to log).
+func (t *pathTable) rmdir(parent uint64, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.names, pkey{parent, name})
+}
+
+// logMove numbers and keeps a move; t.mu is held.
+func (t *pathTable) logMove(from, to string) {
+	t.seq++
+	t.moves = append(t.moves, pathMove{seq: t.seq, from: from, to: to})
+	if len(t.moves) > movesKept {
+		t.moves = slices.Delete(t.moves, 0, len(t.moves)-movesKept)
+	}
+}
+
+// movesAfter returns the kept moves numbered after seq, and false if some
+// of those were no longer kept.
+func (t *pathTable) movesAfter(seq uint64) ([]pathMove, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(t.moves, seq+1, func(m pathMove, s uint64) int { return cmp.Compare(m.seq, s) })
+	whole := len(t.moves) == 0 || t.moves[0].seq <= seq+1
+	return slices.Clone(t.moves[i:]), whole
+}
+
+// attachedPathSeq is attachedPath with the number of the last move the
+// path reflects (read together).
+func (t *pathTable) attachedPathSeq(id uint64) (string, bool, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for at, depth := id, 0; at != 1; depth++ {
+		n := t.nodes[at]
+		if n == nil || t.names[n.key] != at || depth > 4096 {
+			return "", false, t.seq
+		}
+		at = n.key.parent
+	}
+	p, ok := t.pathLocked(id)
+	return p, ok, t.seq
 }
 
 // attachedPath is path for a node that is still what its path names: not
@@ -206,6 +279,11 @@ func (t *pathTable) attachedKey(id uint64) (parent uint64, name string, ok bool)
 func (t *pathTable) path(id uint64) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.pathLocked(id)
+}
+
+// pathLocked is path with t.mu held.
+func (t *pathTable) pathLocked(id uint64) (string, bool) {
 	var parts []string
 	for depth := 0; id != 1; depth++ {
 		n := t.nodes[id]
