@@ -1,7 +1,6 @@
 package fuseserver
 
 import (
-	"context"
 	"log/slog"
 	"os"
 	"sync"
@@ -9,7 +8,6 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/lib/ranges"
 	"github.com/rclone/rclone/vfs"
 
@@ -389,12 +387,7 @@ func (p *passthroughFS) check(path string, fi os.FileInfo) (string, bool) {
 	if err != nil || !os.SameFile(fi, now) || now.Size() != info.Size {
 		return "", false
 	}
-	node, err := p.v.Stat(path)
-	if err != nil {
-		return "", false
-	}
-	o, ok := node.DirEntry().(rfs.Object)
-	if !ok || o == nil || rfs.Fingerprint(context.Background(), o, p.v.Opt.FastFingerprint) != info.Fingerprint {
+	if !p.objectIs(path, info.Fingerprint) {
 		return "", false
 	}
 	return info.Fingerprint, true

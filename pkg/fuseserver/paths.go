@@ -250,17 +250,8 @@ func (t *pathTable) attachedPathSeq(id uint64) (string, bool, uint64) {
 // attachedPath is path for a node that is still what its path names: not
 // unlinked, not replaced by a rename, and so are its parents.
 func (t *pathTable) attachedPath(id uint64) (string, bool) {
-	t.mu.Lock()
-	for at, depth := id, 0; at != 1; depth++ {
-		n := t.nodes[at]
-		if n == nil || t.names[n.key] != at || depth > 4096 {
-			t.mu.Unlock()
-			return "", false
-		}
-		at = n.key.parent
-	}
-	t.mu.Unlock()
-	return t.path(id)
+	p, ok, _ := t.attachedPathSeq(id)
+	return p, ok
 }
 
 // attachedKey returns the parent and name of node id while its name
