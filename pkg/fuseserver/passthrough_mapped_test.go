@@ -148,16 +148,27 @@ func TestConflictNamesCutAtACharacter(t *testing.T) {
 	}
 }
 
+// TestRenameRefusesExchangeAndWhiteout: replaceGuard refuses the flags
+// rclone ignores before any inner layer sees the rename, and a rename
+// without replacing under a directory of unknown path (it could not be
+// checked); a plain rename passes and the path table follows it.
 func TestRenameRefusesExchangeAndWhiteout(t *testing.T) {
 	track := newTrackFS(renameFS{fuse.NewDefaultRawFileSystem()})
 	track.paths.learn(2, 1, "f")
-	for _, flags := range []uint32{unix.RENAME_EXCHANGE, unix.RENAME_WHITEOUT} {
-		if st := track.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 1, Flags: flags}, "f", "g"); st != fuse.EINVAL {
+	g := replaceGuard{RawFileSystem: track, paths: &track.paths, log: slog.New(slog.DiscardHandler)}
+	for _, flags := range []uint32{unix.RENAME_EXCHANGE, unix.RENAME_WHITEOUT, unix.RENAME_EXCHANGE | unix.RENAME_NOREPLACE} {
+		if st := g.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 1, Flags: flags}, "f", "g"); st != fuse.EINVAL {
 			t.Errorf("rename with flags %#x: %v, want EINVAL", flags, st)
 		}
 	}
-	if st := track.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 1, Flags: unix.RENAME_NOREPLACE}, "f", "g"); !st.Ok() {
-		t.Errorf("rename with RENAME_NOREPLACE: %v", st)
+	if st := g.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 9, Flags: unix.RENAME_NOREPLACE}, "f", "g"); st != fuse.EIO {
+		t.Errorf("rename without replacing into an unknown directory: %v, want EIO", st)
+	}
+	if p, _ := track.paths.path(2); p != "f" {
+		t.Fatalf("a refused rename moved the node to %q", p)
+	}
+	if st := g.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 1}, "f", "g"); !st.Ok() {
+		t.Errorf("rename: %v", st)
 	}
 	if p, _ := track.paths.path(2); p != "g" {
 		t.Errorf("the renamed node is at %q", p)

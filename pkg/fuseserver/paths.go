@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 )
 
 // trackFS learns the VFS path of every node the kernel holds, for the
@@ -79,13 +78,9 @@ func (t *trackFS) Forget(nodeid, nlookup uint64) {
 	t.RawFileSystem.Forget(nodeid, nlookup)
 }
 
-// Rename refuses RENAME_EXCHANGE and RENAME_WHITEOUT with EINVAL: rclone
-// ignores the flags, so an exchange would replace (and delete) the target
-// object. RENAME_NOREPLACE the kernel checks against its own entries.
+// Rename records a rename the inner file system made (replaceGuard, the
+// outer layer, has refused the flags rclone ignores).
 func (t *trackFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	if in.Flags&(unix.RENAME_EXCHANGE|unix.RENAME_WHITEOUT) != 0 {
-		return fuse.EINVAL
-	}
 	st := t.RawFileSystem.Rename(c, in, oldName, newName)
 	if st.Ok() {
 		t.paths.rename(in.NodeId, oldName, in.Newdir, newName)

@@ -271,6 +271,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 			raw, meter.pt = pt, pt
 		}
 	}
+	raw = replaceGuard{RawFileSystem: raw, v: v, paths: &tracked.paths, log: log}
 	if cfg.Prefix == "" {
 		raw = metaGuard{raw}
 	}

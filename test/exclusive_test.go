@@ -1,0 +1,114 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
+)
+
+// TestExclusiveNamesKeepOthersObjects: rclone's VFS ignores the flags of
+// renameat2, and creates a file for O_EXCL or mknod wherever its listing
+// shows no name, so the driver answers them. A rename without replacing,
+// an exclusive create or a mknod onto an object written outside, which
+// neither the kernel nor rclone's directory listing knows yet, answers
+// EEXIST and leaves that object as it was (before, it was replaced); an
+// exchange of two files answers EINVAL (rclone would replace one); a
+// rename without replacing, or an exclusive create, of a free name goes
+// ahead. MOUNT and MOUNT_CACHED.
+func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	for _, mode := range []string{"MOUNT", "MOUNT_CACHED"} {
+		t.Run(mode, func(t *testing.T) {
+			vol, err := c.Controller.CreateVolume(context.Background(), createReq("pvc-rename-"+mode, map[string]string{"mode": mode}, s3.Secrets()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, bucket := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
+			staging, target := podPaths(t, drv)
+			publish(t, c, id, staging, target, s3.Secrets(), false, "dir-cache-time=10m")
+			defer unpublish(t, c, id, staging, target)
+
+			mine, theirs, other := filepath.Join(target, "mine.txt"), filepath.Join(target, "theirs.txt"), filepath.Join(target, "other.txt")
+			second := filepath.Join(target, "second.txt")
+			for p, data := range map[string]string{mine: "mine", second: "second"} {
+				if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := os.ReadDir(target); err != nil {
+				t.Fatal(err)
+			}
+			putObject(t, s3, bucket, "theirs.txt", []byte("theirs"))
+			putObject(t, s3, bucket, "lock", []byte("held"))
+			putObject(t, s3, bucket, "node", []byte("a node"))
+			for _, p := range []string{theirs, filepath.Join(target, "lock"), filepath.Join(target, "node")} {
+				if _, err := os.Stat(p); !errors.Is(err, syscall.ENOENT) {
+					t.Fatalf("stat of an object written outside after the listing was cached: %v, want ENOENT (the case under test)", err)
+				}
+			}
+			if f, err := os.OpenFile(filepath.Join(target, "lock"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); !errors.Is(err, syscall.EEXIST) {
+				if err == nil {
+					f.Close()
+				}
+				t.Errorf("exclusive create of an object written outside: %v, want EEXIST", err)
+			}
+			if err := unix.Mknod(filepath.Join(target, "node"), unix.S_IFREG|0o644, 0); !errors.Is(err, syscall.EEXIST) {
+				t.Errorf("mknod of an object written outside: %v, want EEXIST", err)
+			}
+
+			if err := unix.Renameat2(unix.AT_FDCWD, mine, unix.AT_FDCWD, theirs, unix.RENAME_NOREPLACE); !errors.Is(err, syscall.EEXIST) {
+				t.Errorf("rename without replacing onto an object written outside: %v, want EEXIST", err)
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, mine, unix.AT_FDCWD, second, unix.RENAME_EXCHANGE); !errors.Is(err, syscall.EINVAL) {
+				t.Errorf("rename exchanging two files: %v, want EINVAL", err)
+			}
+			if got, err := os.ReadFile(second); err != nil || string(got) != "second" {
+				t.Fatalf("the refused exchange's target holds %q (%v)", got, err)
+			}
+			for key, want := range map[string]string{"theirs.txt": "theirs", "lock": "held", "node": "a node"} {
+				if got, err := s3.ReadObject(t, bucket, key); err != nil || string(got) != want {
+					t.Fatalf("the object %s written outside holds %q (%v), want %q", key, got, err, want)
+				}
+			}
+			if got, err := os.ReadFile(mine); err != nil || string(got) != "mine" {
+				t.Fatalf("the refused rename's source holds %q (%v)", got, err)
+			}
+
+			if err := unix.Renameat2(unix.AT_FDCWD, mine, unix.AT_FDCWD, other, unix.RENAME_NOREPLACE); err != nil {
+				t.Fatalf("rename without replacing onto a free name: %v", err)
+			}
+			f, err := os.OpenFile(filepath.Join(target, "mylock"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				t.Fatalf("exclusive create of a free name: %v", err)
+			}
+			if _, err := f.WriteString("mine too"); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for key, want := range map[string]string{"other.txt": "mine", "mylock": "mine too"} {
+				for {
+					got, err := s3.ReadObject(t, bucket, key)
+					if err == nil && string(got) == want {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s is not in the bucket as written: %q, %v", key, got, err)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		})
+	}
+}
