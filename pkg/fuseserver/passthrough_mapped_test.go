@@ -174,3 +174,23 @@ func TestRenameRefusesExchangeAndWhiteout(t *testing.T) {
 		t.Errorf("the renamed node is at %q", p)
 	}
 }
+
+// TestRenameOfANameWithoutANodeIsLogged: a rename is logged for the
+// settles (which follow paths) also when the table holds no node of the
+// source name.
+func TestRenameOfANameWithoutANodeIsLogged(t *testing.T) {
+	track := newTrackFS(renameFS{fuse.NewDefaultRawFileSystem()})
+	track.paths.learn(2, 1, "d")
+	if st := track.Rename(nil, &fuse.RenameIn{InHeader: fuse.InHeader{NodeId: 1}, Newdir: 2}, "x", "y"); !st.Ok() {
+		t.Fatal(st)
+	}
+	moves, whole := track.paths.movesAfter(0)
+	if !whole || len(moves) != 1 || moves[0].from != "x" || moves[0].to != "d/y" {
+		t.Fatalf("moves %+v (whole %v), want one from x to d/y", moves, whole)
+	}
+	s := &ptSettle{path: "x/f"}
+	s.apply(moves[0])
+	if s.path != "d/y/f" {
+		t.Fatalf("a settle below the renamed name is at %q", s.path)
+	}
+}

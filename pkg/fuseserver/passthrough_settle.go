@@ -163,9 +163,7 @@ func (p *passthroughFS) settle(s *ptSettle, final bool) bool {
 		p.lockFix()
 	}
 	defer p.fix.Unlock()
-	p.mu.Lock()
-	path, cancelled := s.path, s.cancelled
-	p.mu.Unlock()
+	path, cancelled := p.where(s)
 	if cancelled {
 		closeMarks(s.marks)
 		s.marks = nil
@@ -196,10 +194,18 @@ func (p *passthroughFS) lockFix() {
 // waits reports whether s must wait: not cancelled, and another node of
 // its path busy. Call with fix held.
 func (p *passthroughFS) waits(s *ptSettle) bool {
-	p.mu.Lock()
-	path, cancelled := s.path, s.cancelled
-	p.mu.Unlock()
+	path, cancelled := p.where(s)
 	return !cancelled && p.busy(path)
+}
+
+// where returns s's path and whether it was cancelled, after the moves
+// logged since s last looked (Rename and Unlink apply them too; this does
+// not rely on it).
+func (p *passthroughFS) where(s *ptSettle) (path string, cancelled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.catchUp(s)
+	return s.path, s.cancelled
 }
 
 // busy reports whether a node of path other than a forgotten one has

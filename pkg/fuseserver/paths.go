@@ -175,15 +175,17 @@ func (t *pathTable) forget(id, count uint64) {
 func (t *pathTable) rename(oldParent uint64, oldName string, newParent uint64, newName string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := pkey{oldParent, oldName}
-	id, ok := t.names[old]
-	if !ok {
-		return
-	}
+	// The move is logged even when no node of the source is known: a
+	// settle follows paths, not nodes.
 	from, okFrom := t.pathLocked(oldParent)
 	to, okTo := t.pathLocked(newParent)
 	if okFrom && okTo {
 		t.logMove(path.Join(from, oldName), path.Join(to, newName))
+	}
+	old := pkey{oldParent, oldName}
+	id, ok := t.names[old]
+	if !ok {
+		return
 	}
 	delete(t.names, old)
 	nk := pkey{newParent, newName}
