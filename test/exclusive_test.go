@@ -19,10 +19,14 @@ import (
 // shows no name, so the driver answers them. A rename without replacing,
 // an exclusive create or a mknod onto an object written outside, which
 // neither the kernel nor rclone's directory listing knows yet, answers
-// EEXIST and leaves that object as it was (before, it was replaced); an
-// exchange of two files answers EINVAL (rclone would replace one); a
-// rename without replacing, or an exclusive create, of a free name goes
-// ahead. MOUNT and MOUNT_CACHED.
+// EEXIST and leaves that object as it was (before, it was replaced), and
+// shows it; so does a directory renamed without replacing onto keys
+// written outside below the name; a
+// touch keeps such an object and an append appends to it (MOUNT, which
+// cannot append, refuses; before, both replaced it); an exchange of two
+// files answers EINVAL (rclone would replace one); a rename without
+// replacing, or an exclusive create, of a free name goes ahead. MOUNT and
+// MOUNT_CACHED.
 func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3, drv, c := startAll(t)
@@ -38,8 +42,11 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 			defer unpublish(t, c, id, staging, target)
 
 			mine, theirs, other := filepath.Join(target, "mine.txt"), filepath.Join(target, "theirs.txt"), filepath.Join(target, "other.txt")
-			second := filepath.Join(target, "second.txt")
-			for p, data := range map[string]string{mine: "mine", second: "second"} {
+			second, dirA := filepath.Join(target, "second.txt"), filepath.Join(target, "dir-a")
+			if err := os.Mkdir(dirA, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for p, data := range map[string]string{mine: "mine", second: "second", filepath.Join(dirA, "x"): "mine below"} {
 				if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -50,7 +57,10 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 			putObject(t, s3, bucket, "theirs.txt", []byte("theirs"))
 			putObject(t, s3, bucket, "lock", []byte("held"))
 			putObject(t, s3, bucket, "node", []byte("a node"))
-			for _, p := range []string{theirs, filepath.Join(target, "lock"), filepath.Join(target, "node")} {
+			putObject(t, s3, bucket, "log.txt", []byte("old\n"))
+			putObject(t, s3, bucket, "touched", []byte("kept"))
+			putObject(t, s3, bucket, "dir-b/x", []byte("below"))
+			for _, p := range []string{theirs, filepath.Join(target, "lock"), filepath.Join(target, "node"), filepath.Join(target, "log.txt"), filepath.Join(target, "touched"), filepath.Join(target, "dir-b")} {
 				if _, err := os.Stat(p); !errors.Is(err, syscall.ENOENT) {
 					t.Fatalf("stat of an object written outside after the listing was cached: %v, want ENOENT (the case under test)", err)
 				}
@@ -65,8 +75,26 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 				t.Errorf("mknod of an object written outside: %v, want EEXIST", err)
 			}
 
+			// touch: an open-or-create, closed unwritten.
+			if f, err := os.OpenFile(filepath.Join(target, "touched"), os.O_WRONLY|os.O_CREATE, 0o644); err == nil {
+				f.Close()
+			} else if mode == "MOUNT_CACHED" {
+				t.Errorf("touch of an object written outside: %v", err)
+			}
+			// An append: MOUNT_CACHED appends to the object; MOUNT, which
+			// cannot append to a file, fails the write (as for a listed
+			// one) and leaves the object as it was.
+			if err := appendTo(filepath.Join(target, "log.txt"), "new\n"); err != nil && mode == "MOUNT_CACHED" {
+				t.Errorf("append to an object written outside: %v", err)
+			}
 			if err := unix.Renameat2(unix.AT_FDCWD, mine, unix.AT_FDCWD, theirs, unix.RENAME_NOREPLACE); !errors.Is(err, syscall.EEXIST) {
 				t.Errorf("rename without replacing onto an object written outside: %v, want EEXIST", err)
+			}
+			if _, err := os.Stat(theirs); err != nil {
+				t.Errorf("an object the refused rename found is not shown: %v", err)
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, dirA, unix.AT_FDCWD, filepath.Join(target, "dir-b"), unix.RENAME_NOREPLACE); !errors.Is(err, syscall.EEXIST) {
+				t.Errorf("rename of a directory without replacing onto keys written outside below the name: %v, want EEXIST", err)
 			}
 			if err := unix.Renameat2(unix.AT_FDCWD, mine, unix.AT_FDCWD, second, unix.RENAME_EXCHANGE); !errors.Is(err, syscall.EINVAL) {
 				t.Errorf("rename exchanging two files: %v, want EINVAL", err)
@@ -74,7 +102,7 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 			if got, err := os.ReadFile(second); err != nil || string(got) != "second" {
 				t.Fatalf("the refused exchange's target holds %q (%v)", got, err)
 			}
-			for key, want := range map[string]string{"theirs.txt": "theirs", "lock": "held", "node": "a node"} {
+			for key, want := range map[string]string{"theirs.txt": "theirs", "lock": "held", "node": "a node", "touched": "kept", "dir-b/x": "below"} {
 				if got, err := s3.ReadObject(t, bucket, key); err != nil || string(got) != want {
 					t.Fatalf("the object %s written outside holds %q (%v), want %q", key, got, err, want)
 				}
@@ -96,8 +124,12 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
+			appended := "old\nnew\n"
+			if mode == "MOUNT" {
+				appended = "old\n"
+			}
 			deadline := time.Now().Add(20 * time.Second)
-			for key, want := range map[string]string{"other.txt": "mine", "mylock": "mine too"} {
+			for key, want := range map[string]string{"other.txt": "mine", "mylock": "mine too", "log.txt": appended} {
 				for {
 					got, err := s3.ReadObject(t, bucket, key)
 					if err == nil && string(got) == want {
@@ -111,4 +143,14 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// appendTo opens p to append or create, as a shell's >> does, and writes s.
+func appendTo(p, s string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(s)
+	return errors.Join(err, f.Close())
 }
