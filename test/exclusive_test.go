@@ -32,14 +32,7 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 	s3, drv, c := startAll(t)
 	for _, mode := range []string{"MOUNT", "MOUNT_CACHED"} {
 		t.Run(mode, func(t *testing.T) {
-			vol, err := c.Controller.CreateVolume(context.Background(), createReq("pvc-rename-"+mode, map[string]string{"mode": mode}, s3.Secrets()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, bucket := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"]
-			staging, target := podPaths(t, drv)
-			publish(t, c, id, staging, target, s3.Secrets(), false, "dir-cache-time=10m")
-			defer unpublish(t, c, id, staging, target)
+			bucket, target := publishListed(t, s3, drv, c, "pvc-rename-"+mode, mode)
 
 			mine, theirs, other := filepath.Join(target, "mine.txt"), filepath.Join(target, "theirs.txt"), filepath.Join(target, "other.txt")
 			second, dirA := filepath.Join(target, "second.txt"), filepath.Join(target, "dir-a")
@@ -128,20 +121,43 @@ func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 			if mode == "MOUNT" {
 				appended = "old\n"
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for key, want := range map[string]string{"other.txt": "mine", "mylock": "mine too", "log.txt": appended} {
-				for {
-					got, err := s3.ReadObject(t, bucket, key)
-					if err == nil && string(got) == want {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%s is not in the bucket as written: %q, %v", key, got, err)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-			}
+			awaitObjects(t, s3, bucket, map[string]string{"other.txt": "mine", "mylock": "mine too", "log.txt": appended})
 		})
+	}
+}
+
+// publishListed creates and publishes a read-write volume of mode whose
+// listings are trusted for 10 minutes (objects written outside stay
+// unknown to the mount), unpublished when t ends.
+func publishListed(t *testing.T, s3 *testenv.S3, drv *testenv.Driver, c testenv.Clients, name, mode string) (bucket, target string) {
+	t.Helper()
+	vol, err := c.Controller.CreateVolume(context.Background(), createReq(name, map[string]string{"mode": mode}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	staging, target := podPaths(t, drv)
+	publish(t, c, id, staging, target, s3.Secrets(), false, "dir-cache-time=10m")
+	t.Cleanup(func() { unpublish(t, c, id, staging, target) })
+	return vol.GetVolume().GetVolumeContext()["bucket"], target
+}
+
+// awaitObjects waits up to 20 s for the bucket to hold each key with its
+// content (MOUNT_CACHED uploads after its write-back delay).
+func awaitObjects(t *testing.T, s3 *testenv.S3, bucket string, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for key, data := range want {
+		for {
+			got, err := s3.ReadObject(t, bucket, key)
+			if err == nil && string(got) == data {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is not in the bucket as written: %q, %v", key, got, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 
@@ -153,4 +169,69 @@ func appendTo(p, s string) error {
 	}
 	_, err = f.WriteString(s)
 	return errors.Join(err, f.Close())
+}
+
+// TestRenameTargetsFollowPOSIX: rclone renames a directory by moving its
+// objects one by one over whatever the target holds, and a file onto a
+// directory's name, so the driver checks the target as POSIX does: a
+// directory onto a directory with entries (listed, or keys written
+// outside below a name the listing lacks) answers ENOTEMPTY and a file
+// onto a directory EISDIR, with nothing moved; renames onto free names go
+// ahead. MOUNT and MOUNT_CACHED.
+func TestRenameTargetsFollowPOSIX(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	for _, mode := range []string{"MOUNT", "MOUNT_CACHED"} {
+		t.Run(mode, func(t *testing.T) {
+			bucket, target := publishListed(t, s3, drv, c, "pvc-renames-"+mode, mode)
+
+			at := func(rel string) string { return filepath.Join(target, rel) }
+			for _, d := range []string{"dir-a", "full"} {
+				if err := os.Mkdir(at(d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for rel, data := range map[string]string{"dir-a/x": "mine", "full/y": "listed", "f.txt": "file"} {
+				if err := os.WriteFile(at(rel), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := os.ReadDir(target); err != nil {
+				t.Fatal(err)
+			}
+			putObject(t, s3, bucket, "dir-c/x", []byte("theirs"))
+			if _, err := os.Stat(at("dir-c")); !errors.Is(err, syscall.ENOENT) {
+				t.Fatalf("stat of a directory written outside after the listing was cached: %v, want ENOENT (the case under test)", err)
+			}
+
+			for _, r := range []struct {
+				from, to string
+				want     syscall.Errno
+			}{
+				{"dir-a", "full", syscall.ENOTEMPTY},  // a listed directory with entries
+				{"dir-a", "dir-c", syscall.ENOTEMPTY}, // keys written outside below the target
+				{"f.txt", "full", syscall.EISDIR},     // (the kernel answers this one itself)
+			} {
+				if err := unix.Rename(at(r.from), at(r.to)); !errors.Is(err, r.want) {
+					t.Errorf("rename %s onto %s: %v, want %v", r.from, r.to, err, r.want)
+				}
+			}
+			if got, err := s3.ReadObject(t, bucket, "dir-c/x"); err != nil || string(got) != "theirs" {
+				t.Fatalf("dir-c/x holds %q (%v) after refused renames, want %q", got, err, "theirs")
+			}
+			for rel, want := range map[string]string{"dir-a/x": "mine", "f.txt": "file", "dir-c/x": "theirs", "full/y": "listed"} {
+				if got, err := os.ReadFile(at(rel)); err != nil || string(got) != want {
+					t.Fatalf("%s reads %q (%v) after refused renames, want %q", rel, got, err, want)
+				}
+			}
+
+			if err := unix.Rename(at("dir-a"), at("dir-d")); err != nil {
+				t.Fatalf("rename of a directory onto a free name: %v", err)
+			}
+			if err := unix.Rename(at("f.txt"), at("g.txt")); err != nil {
+				t.Fatalf("rename of a file onto a free name: %v", err)
+			}
+			awaitObjects(t, s3, bucket, map[string]string{"dir-d/x": "mine", "g.txt": "file"})
+		})
+	}
 }

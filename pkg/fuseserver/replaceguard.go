@@ -16,41 +16,44 @@ import (
 // existsCheckTimeout bounds replaceGuard's lookups in the store.
 const existsCheckTimeout = 10 * time.Second
 
-// replaceGuard answers what rclone's VFS does not honour when a name must
-// not be replaced: the flags of renameat2 (rclone v1.76.0's mount2 node
-// takes them and drops them), and creates and mknods of a name that an
-// object written outside holds while neither the kernel nor rclone's
-// listing knows it yet (rclone would create a new file and upload it over
-// the object). It sits outside every layer that records or acts on a
-// rename or a create.
+// replaceGuard answers what rclone's VFS does not check when a name is
+// created or renamed over: it drops the flags of renameat2 (rclone
+// v1.76.0's mount2 node), renames a directory by moving its objects one
+// by one over whatever the target holds, and creates a new file wherever
+// its listing shows no name, also where an object written outside sits
+// that neither the kernel nor the listing knows yet (the new file is then
+// uploaded over it). It sits outside every layer that records or acts on
+// a rename or a create.
 //
 // Contract:
 //   - RENAME_EXCHANGE and RENAME_WHITEOUT answer EINVAL: rclone would
 //     replace the target instead of swapping the two, and makes no
 //     whiteout.
-//   - RENAME_NOREPLACE, a create with O_EXCL and a mknod answer EEXIST
-//     when the name holds a file or directory in the VFS (files not yet
-//     uploaded included) or an object in the store; for RENAME_NOREPLACE
-//     also when keys lie below the name (a directory: rclone would move
-//     a directory's objects over them one by one). The store is asked
-//     (a HEAD; for RENAME_NOREPLACE then a listing of the name as a
-//     directory, stopped at its first page where the store allows it)
-//     because the kernel's lookup and rclone's listing can both be older
-//     than an object written outside; a name found there has rclone read
-//     its directory's listing again, so stats and unlinks see it too.
-//     EIO when the directory has no known path or the store cannot answer
-//     within existsCheckTimeout.
-//     An object written outside between the check and the rename or
+//   - A rename follows POSIX on its target: a directory onto a directory
+//     with entries answers ENOTEMPTY, onto a file ENOTDIR; a file onto a
+//     directory EISDIR; with RENAME_NOREPLACE anything there EEXIST.
+//   - A create with O_EXCL and a mknod answer EEXIST when the name holds
+//     anything. A create without O_EXCL or O_TRUNC (touch, an append,
+//     open-or-create) of a name only an object holds opens that object
+//     as it is, instead of replacing it with an empty file.
+//   - What the VFS does not show (files not yet uploaded it does show) is
+//     asked of the store, because the kernel's lookup and rclone's listing
+//     can both be older than an object written outside: for a directory's
+//     rename and RENAME_NOREPLACE an object at the target (a HEAD) and
+//     keys below it (one listing page where the store allows it), for
+//     those creates an object at the name. A name found there has rclone
+//     read its parent's listing again, so lookups, stats and unlinks see
+//     it too. A file's plain rename is checked against the VFS only (a
+//     listing per rename cost a quarter of the rename rate on loopback;
+//     what it would catch, keys written outside below the target, only
+//     hides the file behind a directory of its name). When the store
+//     cannot answer within existsCheckTimeout, or a directory's path is
+//     unknown, the call answers EIO.
+//   - An object written outside between the check and the rename or the
 //     upload is still replaced: object stores have no conditional rename,
-//     and rclone uploads without conditions.
-//   - A create without O_EXCL or O_TRUNC (touch, an append, open-or-
-//     create) of a name the VFS does not show, but an object holds, first
-//     has rclone read the directory's listing again, so the object is
-//     opened as it is, not replaced by an empty file; EIO when the store
-//     cannot answer or the new listing still lacks the name.
-//   - Every other rename and create passes unchanged: a create with
-//     O_TRUNC over an object others wrote within dir-cache-time replaces
-//     it, as it would a listed one.
+//     and rclone uploads without conditions. A create with O_TRUNC over an
+//     object others wrote within dir-cache-time replaces it, as it would a
+//     listed one.
 type replaceGuard struct {
 	fuse.RawFileSystem
 	v     *vfs.VFS
@@ -62,17 +65,15 @@ func (g replaceGuard) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newN
 	if in.Flags&(unix.RENAME_EXCHANGE|unix.RENAME_WHITEOUT) != 0 {
 		return fuse.EINVAL
 	}
-	if in.Flags&unix.RENAME_NOREPLACE != 0 {
-		if st := g.absent(in.Newdir, newName, true); !st.Ok() {
-			return st
-		}
+	if st := g.renameTarget(in, oldName, newName); !st.Ok() {
+		return st
 	}
 	return g.RawFileSystem.Rename(c, in, oldName, newName)
 }
 
 // Mknod never replaces (rclone's creates the file and uploads it empty).
 func (g replaceGuard) Mknod(c <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	if st := g.absent(in.NodeId, name, false); !st.Ok() {
+	if st := g.absent(in.NodeId, name); !st.Ok() {
 		return st
 	}
 	return g.RawFileSystem.Mknod(c, in, name, out)
@@ -81,7 +82,7 @@ func (g replaceGuard) Mknod(c <-chan struct{}, in *fuse.MknodIn, name string, ou
 func (g replaceGuard) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	switch {
 	case in.Flags&unix.O_EXCL != 0:
-		if st := g.absent(in.NodeId, name, false); !st.Ok() {
+		if st := g.absent(in.NodeId, name); !st.Ok() {
 			return st
 		}
 	case in.Flags&unix.O_TRUNC == 0:
@@ -92,12 +93,58 @@ func (g replaceGuard) Create(c <-chan struct{}, in *fuse.CreateIn, name string, 
 	return g.RawFileSystem.Create(c, in, name, out)
 }
 
+// nameKind is what a name holds.
+type nameKind int
+
+const (
+	nameFree     nameKind = iota
+	nameFile              // a file in the VFS, or an object in the store
+	nameDir               // a directory: in the VFS, or keys below the name in the store
+	nameEmptyDir          // a directory the VFS shows without entries, and no keys below it
+)
+
+// renameTarget answers what POSIX asks of a rename's target and rclone
+// does not check (its directory rename moves the objects one by one over
+// whatever is at the target): see the contract.
+func (g replaceGuard) renameTarget(in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	from, ok1 := g.paths.path(in.NodeId)
+	to, ok2 := g.paths.path(in.Newdir)
+	if !ok1 || !ok2 {
+		g.log.Warn("a rename under a directory whose path is unknown; refused", "from", oldName, "to", newName)
+		return fuse.EIO
+	}
+	src, dst := path.Join(from, oldName), path.Join(to, newName)
+	sn, err := g.v.Stat(src)
+	if err != nil || src == dst {
+		return fuse.OK // rclone answers
+	}
+	noReplace, srcDir := in.Flags&unix.RENAME_NOREPLACE != 0, sn.IsDir()
+	store := noReplace || srcDir // a file's plain rename asks the VFS only
+	kind, err := g.look(dst, store, store)
+	if err != nil {
+		g.log.Warn("a rename: the store could not say what the target holds; refused", "to", dst, "err", err)
+		return fuse.EIO
+	}
+	switch {
+	case kind == nameFree:
+		return fuse.OK
+	case noReplace:
+		return fuse.Status(unix.EEXIST)
+	case !srcDir && kind != nameFile:
+		return fuse.Status(unix.EISDIR)
+	case srcDir && kind == nameFile:
+		return fuse.Status(unix.ENOTDIR)
+	case srcDir && kind == nameDir:
+		return fuse.Status(unix.ENOTEMPTY)
+	}
+	return fuse.OK
+}
+
 // absent answers OK when nothing is at name in directory dir, in the VFS
-// or in the store (with prefixes, no key below it either); EEXIST when
-// something is.
-func (g replaceGuard) absent(dir uint64, name string, prefixes bool) fuse.Status {
-	_, inVFS, inStore, st := g.taken(dir, name, prefixes)
-	if st.Ok() && (inVFS || inStore) {
+// or in the store; EEXIST when something is.
+func (g replaceGuard) absent(dir uint64, name string) fuse.Status {
+	_, kind, st := g.lookName(dir, name)
+	if st.Ok() && kind != nameFree {
 		return fuse.Status(unix.EEXIST)
 	}
 	return st
@@ -107,8 +154,8 @@ func (g replaceGuard) absent(dir uint64, name string, prefixes bool) fuse.Status
 // that a create without O_TRUNC opens it instead of replacing it with a
 // new file.
 func (g replaceGuard) learn(dir uint64, name string) fuse.Status {
-	p, inVFS, inStore, st := g.taken(dir, name, false)
-	if !st.Ok() || inVFS || !inStore {
+	p, kind, st := g.lookName(dir, name)
+	if !st.Ok() || kind == nameFree {
 		return st
 	}
 	if _, err := g.v.Stat(p); err != nil {
@@ -118,51 +165,83 @@ func (g replaceGuard) learn(dir uint64, name string) fuse.Status {
 	return fuse.OK
 }
 
-// taken reports whether name in directory dir (at path p) is a file or
-// directory in the VFS, else whether an object holds it in the store
-// (with prefixes, or a key below it: a directory rclone does not list
-// yet); a status other than OK when that cannot be told. A name found
-// only in the store has rclone read its directory's listing again, so
-// that lookups, stats and unlinks see it too.
-func (g replaceGuard) taken(dir uint64, name string, prefixes bool) (p string, inVFS, inStore bool, st fuse.Status) {
+// lookName is look (with a HEAD) of name in directory dir, for a create;
+// EIO (logged) when dir's path is unknown or the store cannot answer.
+func (g replaceGuard) lookName(dir uint64, name string) (string, nameKind, fuse.Status) {
 	d, ok := g.paths.path(dir)
 	if !ok {
-		g.log.Warn("a create or rename under a directory whose path is unknown; refused", "name", name)
-		return "", false, false, fuse.EIO
+		g.log.Warn("a create under a directory whose path is unknown; refused", "name", name)
+		return "", nameFree, fuse.EIO
 	}
-	p = path.Join(d, name)
-	if _, err := g.v.Stat(p); err == nil {
-		return p, true, false, fuse.OK
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), existsCheckTimeout)
-	defer cancel()
-	inStore, err := g.inStore(ctx, p, prefixes)
+	p := path.Join(d, name)
+	kind, err := g.look(p, true, false)
 	if err != nil {
-		g.log.Warn("a create or rename: the store could not say whether the name is taken; refused", "path", p, "err", err)
-		return p, false, false, fuse.EIO
+		g.log.Warn("a create: the store could not say whether the name is taken; refused", "path", p, "err", err)
+		return p, nameFree, fuse.EIO
 	}
-	if inStore {
-		root, err := g.v.Root()
-		if err != nil {
-			return p, false, true, fuse.EIO
-		}
-		root.ForgetPath(p, rfs.EntryObject) // the parent's listing is read again
-	}
-	return p, false, inStore, fuse.OK
+	return p, kind, fuse.OK
 }
 
-// inStore reports whether an object is at p or, with prefixes, below it.
-func (g replaceGuard) inStore(ctx context.Context, p string, prefixes bool) (bool, error) {
-	f := g.v.Fs()
-	_, err := f.NewObject(ctx, p)
-	switch {
-	case err == nil, errors.Is(err, rfs.ErrorIsDir), errors.Is(err, rfs.ErrorNotAFile):
-		return true, nil
-	case !errors.Is(err, rfs.ErrorObjectNotFound):
-		return false, err
-	case !prefixes:
-		return false, nil
+// look tells what p holds: the VFS's node if it shows one, else the
+// store's (an object, with head; keys below p, with list). With list, a
+// directory the VFS shows without entries is looked for in the store too.
+// Whatever only the store showed has rclone read p's parent's listing
+// again, so that lookups, stats and unlinks see it.
+func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), existsCheckTimeout)
+	defer cancel()
+	if n, err := g.v.Stat(p); err == nil {
+		if !n.IsDir() {
+			return nameFile, nil
+		}
+		d, ok := n.(*vfs.Dir)
+		if !list || !ok {
+			return nameDir, nil
+		}
+		if items, err := d.ReadDirAll(); err != nil || len(items) > 0 {
+			return nameDir, err
+		}
+		if below, err := g.below(ctx, p); err != nil || below {
+			if below {
+				d.ForgetAll()
+			}
+			return nameDir, err
+		}
+		return nameEmptyDir, nil
 	}
+	kind := nameFree
+	if head {
+		_, err := g.v.Fs().NewObject(ctx, p)
+		switch {
+		case err == nil:
+			kind = nameFile
+		case errors.Is(err, rfs.ErrorIsDir), errors.Is(err, rfs.ErrorNotAFile):
+			kind = nameDir
+		case !errors.Is(err, rfs.ErrorObjectNotFound):
+			return nameFree, err
+		}
+	}
+	if kind == nameFree && list {
+		below, err := g.below(ctx, p)
+		if err != nil {
+			return nameFree, err
+		}
+		if below {
+			kind = nameDir
+		}
+	}
+	if kind != nameFree {
+		if root, err := g.v.Root(); err == nil {
+			root.ForgetPath(p, rfs.EntryObject) // the parent's listing is read again
+		}
+	}
+	return kind, nil
+}
+
+// below reports whether the store holds keys below p (one listing page
+// where the store allows stopping there).
+func (g replaceGuard) below(ctx context.Context, p string) (bool, error) {
+	f := g.v.Fs()
 	errFound := errors.New("found") // stops the listing at its first entry
 	found := func(entries rfs.DirEntries) error {
 		if len(entries) > 0 {
@@ -170,6 +249,7 @@ func (g replaceGuard) inStore(ctx context.Context, p string, prefixes bool) (boo
 		}
 		return nil
 	}
+	var err error
 	if listP := f.Features().ListP; listP != nil {
 		err = listP(ctx, p, found)
 	} else {
