@@ -176,8 +176,9 @@ func appendTo(p, s string) error {
 // directory's name, so the driver checks the target as POSIX does: a
 // directory onto a directory with entries (listed, or keys written
 // outside below a name the listing lacks) answers ENOTEMPTY and a file
-// onto a directory EISDIR, with nothing moved; renames onto free names go
-// ahead. MOUNT and MOUNT_CACHED.
+// onto a directory EISDIR, a directory onto an object written outside
+// ENOTDIR, with nothing moved, and what they found is shown; renames onto
+// free names and empty directories go ahead. MOUNT and MOUNT_CACHED.
 func TestRenameTargetsFollowPOSIX(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3, drv, c := startAll(t)
@@ -186,7 +187,7 @@ func TestRenameTargetsFollowPOSIX(t *testing.T) {
 			bucket, target := publishListed(t, s3, drv, c, "pvc-renames-"+mode, mode)
 
 			at := func(rel string) string { return filepath.Join(target, rel) }
-			for _, d := range []string{"dir-a", "full"} {
+			for _, d := range []string{"dir-a", "full", "empty", "empty2"} {
 				if err := os.Mkdir(at(d), 0o755); err != nil {
 					t.Fatal(err)
 				}
@@ -199,9 +200,16 @@ func TestRenameTargetsFollowPOSIX(t *testing.T) {
 			if _, err := os.ReadDir(target); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := os.ReadDir(at("empty")); err != nil {
+				t.Fatal(err)
+			}
 			putObject(t, s3, bucket, "dir-c/x", []byte("theirs"))
-			if _, err := os.Stat(at("dir-c")); !errors.Is(err, syscall.ENOENT) {
-				t.Fatalf("stat of a directory written outside after the listing was cached: %v, want ENOENT (the case under test)", err)
+			putObject(t, s3, bucket, "obj", []byte("an object"))
+			putObject(t, s3, bucket, "empty/z", []byte("theirs too"))
+			for _, rel := range []string{"dir-c", "obj", "empty/z"} {
+				if _, err := os.Stat(at(rel)); !errors.Is(err, syscall.ENOENT) {
+					t.Fatalf("stat of %s written outside after the listing was cached: %v, want ENOENT (the case under test)", rel, err)
+				}
 			}
 
 			for _, r := range []struct {
@@ -210,22 +218,30 @@ func TestRenameTargetsFollowPOSIX(t *testing.T) {
 			}{
 				{"dir-a", "full", syscall.ENOTEMPTY},  // a listed directory with entries
 				{"dir-a", "dir-c", syscall.ENOTEMPTY}, // keys written outside below the target
+				{"dir-a", "empty", syscall.ENOTEMPTY}, // listed empty, keys written outside below
+				{"dir-a", "obj", syscall.ENOTDIR},     // an object written outside
 				{"f.txt", "full", syscall.EISDIR},     // (the kernel answers this one itself)
 			} {
 				if err := unix.Rename(at(r.from), at(r.to)); !errors.Is(err, r.want) {
 					t.Errorf("rename %s onto %s: %v, want %v", r.from, r.to, err, r.want)
 				}
 			}
-			if got, err := s3.ReadObject(t, bucket, "dir-c/x"); err != nil || string(got) != "theirs" {
-				t.Fatalf("dir-c/x holds %q (%v) after refused renames, want %q", got, err, "theirs")
+			for key, want := range map[string]string{"dir-c/x": "theirs", "obj": "an object", "empty/z": "theirs too"} {
+				if got, err := s3.ReadObject(t, bucket, key); err != nil || string(got) != want {
+					t.Fatalf("%s holds %q (%v) after refused renames, want %q", key, got, err, want)
+				}
 			}
-			for rel, want := range map[string]string{"dir-a/x": "mine", "f.txt": "file", "dir-c/x": "theirs", "full/y": "listed"} {
+			// What the refusals found is shown now.
+			for rel, want := range map[string]string{"dir-a/x": "mine", "f.txt": "file", "dir-c/x": "theirs", "full/y": "listed", "obj": "an object", "empty/z": "theirs too"} {
 				if got, err := os.ReadFile(at(rel)); err != nil || string(got) != want {
 					t.Fatalf("%s reads %q (%v) after refused renames, want %q", rel, got, err, want)
 				}
 			}
 
-			if err := unix.Rename(at("dir-a"), at("dir-d")); err != nil {
+			if err := unix.Rename(at("dir-a"), at("empty2")); err != nil {
+				t.Fatalf("rename of a directory onto an empty directory: %v", err)
+			}
+			if err := unix.Rename(at("empty2"), at("dir-d")); err != nil {
 				t.Fatalf("rename of a directory onto a free name: %v", err)
 			}
 			if err := unix.Rename(at("f.txt"), at("g.txt")); err != nil {

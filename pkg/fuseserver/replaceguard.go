@@ -33,7 +33,9 @@ const existsCheckTimeout = 10 * time.Second
 //     with entries answers ENOTEMPTY, onto a file ENOTDIR; a file onto a
 //     directory EISDIR; with RENAME_NOREPLACE anything there EEXIST.
 //   - A create with O_EXCL and a mknod answer EEXIST when the name holds
-//     anything. A create without O_EXCL or O_TRUNC (touch, an append,
+//     a file or directory the VFS shows, or an object (keys written
+//     outside below a name the listing lacks are not looked for: the new
+//     file then hides their directory). A create without O_EXCL or O_TRUNC (touch, an append,
 //     open-or-create) of a name only an object holds opens that object
 //     as it is, instead of replacing it with an empty file.
 //   - What the VFS does not show (files not yet uploaded it does show) is
@@ -43,12 +45,16 @@ const existsCheckTimeout = 10 * time.Second
 //     keys below it (one listing page where the store allows it), for
 //     those creates an object at the name. A name found there has rclone
 //     read its parent's listing again, so lookups, stats and unlinks see
-//     it too. A file's plain rename is checked against the VFS only (a
+//     it too, and a create without O_TRUNC is refused (EIO) when a
+//     lookup through the server still misses it. A file's plain rename is
+//     checked against the VFS only (a
 //     listing per rename cost a quarter of the rename rate on loopback;
 //     what it would catch, keys written outside below the target, only
 //     hides the file behind a directory of its name). When the store
 //     cannot answer within existsCheckTimeout, or a directory's path is
-//     unknown, the call answers EIO.
+//     unknown, the call answers EIO. (A listing rclone itself reads again,
+//     of a directory target the store holds nothing below, is not bounded
+//     by existsCheckTimeout.)
 //   - An object written outside between the check and the rename or the
 //     upload is still replaced: object stores have no conditional rename,
 //     and rclone uploads without conditions. A create with O_TRUNC over an
@@ -86,7 +92,7 @@ func (g replaceGuard) Create(c <-chan struct{}, in *fuse.CreateIn, name string, 
 			return st
 		}
 	case in.Flags&unix.O_TRUNC == 0:
-		if st := g.learn(in.NodeId, name); !st.Ok() {
+		if st := g.learn(c, &in.InHeader, name); !st.Ok() {
 			return st
 		}
 	}
@@ -117,6 +123,9 @@ func (g replaceGuard) renameTarget(in *fuse.RenameIn, oldName, newName string) f
 	sn, err := g.v.Stat(src)
 	if err != nil || src == dst {
 		return fuse.OK // rclone answers
+	}
+	if dn, err := g.v.Stat(dst); err == nil && dn == sn {
+		return fuse.OK // another form of the same name (rclone matches NFC and NFD)
 	}
 	noReplace, srcDir := in.Flags&unix.RENAME_NOREPLACE != 0, sn.IsDir()
 	store := noReplace || srcDir // a file's plain rename asks the VFS only
@@ -150,18 +159,25 @@ func (g replaceGuard) absent(dir uint64, name string) fuse.Status {
 	return st
 }
 
-// learn makes sure the VFS lists an object at name in directory dir, so
-// that a create without O_TRUNC opens it instead of replacing it with a
-// new file.
-func (g replaceGuard) learn(dir uint64, name string) fuse.Status {
-	p, kind, st := g.lookName(dir, name)
+// learn makes sure that the directory h names lists an object at name
+// that only the store showed, so that a create without O_TRUNC opens it
+// instead of replacing it with a new file. rclone creates through the
+// parent node's own directory, which can be another object than the one a
+// walk from the root reaches (rclone forgets idle directories and makes
+// new ones, while the kernel keeps its node): the name is looked up
+// through the server's own stack, as the create will find it, and the
+// create is refused (EIO) when that lookup still misses it.
+func (g replaceGuard) learn(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	p, kind, st := g.lookName(h.NodeId, name)
 	if !st.Ok() || kind == nameFree {
 		return st
 	}
-	if _, err := g.v.Stat(p); err != nil {
-		g.log.Warn("a create of a name an object holds: the listing does not show it; refused", "path", p, "err", err)
+	var out fuse.EntryOut
+	if st := g.RawFileSystem.Lookup(c, h, name, &out); !st.Ok() {
+		g.log.Warn("a create of a name an object holds: the directory's listing does not show it; refused", "path", p, "status", st)
 		return fuse.EIO
 	}
+	g.RawFileSystem.Forget(out.NodeId, 1) // the kernel never saw this lookup
 	return fuse.OK
 }
 
@@ -184,9 +200,9 @@ func (g replaceGuard) lookName(dir uint64, name string) (string, nameKind, fuse.
 
 // look tells what p holds: the VFS's node if it shows one, else the
 // store's (an object, with head; keys below p, with list). With list, a
-// directory the VFS shows without entries is looked for in the store too.
-// Whatever only the store showed has rclone read p's parent's listing
-// again, so that lookups, stats and unlinks see it.
+// directory the VFS shows is looked for in the store too, for entries its
+// listing lacks. Whatever only the store showed has rclone read the
+// listing that lacked it again, so that lookups, stats and unlinks see it.
 func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), existsCheckTimeout)
 	defer cancel()
@@ -198,13 +214,15 @@ func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
 		if !list || !ok {
 			return nameDir, nil
 		}
-		if items, err := d.ReadDirAll(); err != nil || len(items) > 0 {
-			return nameDir, err
-		}
+		// The store first (one page, bounded); the VFS's entries, files
+		// not yet uploaded among them, only when it holds nothing there.
 		if below, err := g.below(ctx, p); err != nil || below {
 			if below {
-				d.ForgetAll()
+				g.stale(path.Join(p, "x")) // p's listing is read again
 			}
+			return nameDir, err
+		}
+		if items, err := d.ReadDirAll(); err != nil || len(items) > 0 {
 			return nameDir, err
 		}
 		return nameEmptyDir, nil
@@ -231,11 +249,18 @@ func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
 		}
 	}
 	if kind != nameFree {
-		if root, err := g.v.Root(); err == nil {
-			root.ForgetPath(p, rfs.EntryObject) // the parent's listing is read again
-		}
+		g.stale(p)
 	}
 	return kind, nil
+}
+
+// stale has rclone read the listing of p's parent again at its next use
+// (entries it holds that the store lacks, such as files not yet uploaded,
+// are kept).
+func (g replaceGuard) stale(p string) {
+	if root, err := g.v.Root(); err == nil {
+		root.ForgetPath(p, rfs.EntryObject)
+	}
 }
 
 // below reports whether the store holds keys below p (one listing page
