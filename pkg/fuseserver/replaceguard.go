@@ -35,26 +35,26 @@ const existsCheckTimeout = 10 * time.Second
 //   - A create with O_EXCL and a mknod answer EEXIST when the name holds
 //     a file or directory the VFS shows, or an object (keys written
 //     outside below a name the listing lacks are not looked for: the new
-//     file then hides their directory). A create without O_EXCL or O_TRUNC (touch, an append,
-//     open-or-create) of a name only an object holds opens that object
-//     as it is, instead of replacing it with an empty file.
+//     file then hides their directory). A create without O_EXCL or
+//     O_TRUNC (touch, an append, open-or-create) of a name only an object
+//     holds opens that object as it is, instead of replacing it with an
+//     empty file.
 //   - What the VFS does not show (files not yet uploaded it does show) is
 //     asked of the store, because the kernel's lookup and rclone's listing
 //     can both be older than an object written outside: for a directory's
 //     rename and RENAME_NOREPLACE an object at the target (a HEAD) and
 //     keys below it (one listing page where the store allows it), for
 //     those creates an object at the name. A name found there has rclone
-//     read its parent's listing again, so lookups, stats and unlinks see
-//     it too, and a create without O_TRUNC is refused (EIO) when a
+//     read the listing that lacked it again, so lookups, stats and unlinks
+//     see it too, and a create without O_TRUNC is refused (EIO) when a
 //     lookup through the server still misses it. A file's plain rename is
-//     checked against the VFS only (a
-//     listing per rename cost a quarter of the rename rate on loopback;
-//     what it would catch, keys written outside below the target, only
-//     hides the file behind a directory of its name). When the store
-//     cannot answer within existsCheckTimeout, or a directory's path is
-//     unknown, the call answers EIO. (A listing rclone itself reads again,
-//     of a directory target the store holds nothing below, is not bounded
-//     by existsCheckTimeout.)
+//     checked against the VFS only (a listing per rename cost a quarter of
+//     the rename rate on loopback; what it would catch, keys written
+//     outside below the target, only hides the file behind a directory of
+//     its name). When the store cannot answer within existsCheckTimeout,
+//     or a directory's path is unknown, the call answers EIO. (A listing
+//     rclone itself reads again, of a directory target the store holds
+//     nothing below, is not bounded by existsCheckTimeout.)
 //   - An object written outside between the check and the rename or the
 //     upload is still replaced: object stores have no conditional rename,
 //     and rclone uploads without conditions. A create with O_TRUNC over an
@@ -77,7 +77,8 @@ func (g replaceGuard) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newN
 	return g.RawFileSystem.Rename(c, in, oldName, newName)
 }
 
-// Mknod never replaces (rclone's creates the file and uploads it empty).
+// Mknod never replaces (rclone's Mknod creates the file and uploads it
+// empty).
 func (g replaceGuard) Mknod(c <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	if st := g.absent(in.NodeId, name); !st.Ok() {
 		return st
@@ -218,7 +219,7 @@ func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
 		// not yet uploaded among them, only when it holds nothing there.
 		if below, err := g.below(ctx, p); err != nil || below {
 			if below {
-				g.stale(path.Join(p, "x")) // p's listing is read again
+				g.relist(p)
 			}
 			return nameDir, err
 		}
@@ -249,17 +250,18 @@ func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
 		}
 	}
 	if kind != nameFree {
-		g.stale(p)
+		g.relist(path.Dir(p))
 	}
 	return kind, nil
 }
 
-// stale has rclone read the listing of p's parent again at its next use
-// (entries it holds that the store lacks, such as files not yet uploaded,
-// are kept).
-func (g replaceGuard) stale(p string) {
+// relist has rclone read the listing of directory dir again at its next
+// use; entries it holds that the store lacks, such as files not yet
+// uploaded, are kept. (ForgetPath of an entry marks the entry's directory
+// stale, and only that.)
+func (g replaceGuard) relist(dir string) {
 	if root, err := g.v.Root(); err == nil {
-		root.ForgetPath(p, rfs.EntryObject)
+		root.ForgetPath(path.Join(dir, "entry"), rfs.EntryObject)
 	}
 }
 
