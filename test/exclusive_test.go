@@ -21,12 +21,11 @@ import (
 // neither the kernel nor rclone's directory listing knows yet, answers
 // EEXIST and leaves that object as it was (before, it was replaced), and
 // shows it; so does a directory renamed without replacing onto keys
-// written outside below the name; a
-// touch keeps such an object and an append appends to it (MOUNT, which
-// cannot append, refuses; before, both replaced it); an exchange of two
-// files answers EINVAL (rclone would replace one); a rename without
-// replacing, or an exclusive create, of a free name goes ahead. MOUNT and
-// MOUNT_CACHED.
+// written outside below the name. A touch keeps such an object and an
+// append appends to it (MOUNT, which cannot change a file in place, fails
+// both; before, both replaced it). An exchange of two files answers
+// EINVAL (rclone would replace one). A rename without replacing, or an
+// exclusive create, of a free name goes ahead. MOUNT and MOUNT_CACHED.
 func TestExclusiveNamesKeepOthersObjects(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3, drv, c := startAll(t)
