@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -141,22 +140,12 @@ func publishListed(t *testing.T, s3 *testenv.S3, drv *testenv.Driver, c testenv.
 	return vol.GetVolume().GetVolumeContext()["bucket"], target
 }
 
-// awaitObjects waits up to 20 s for the bucket to hold each key with its
+// awaitObjects waits (waitBucket) for the bucket to hold each key with its
 // content (MOUNT_CACHED uploads after its write-back delay).
 func awaitObjects(t *testing.T, s3 *testenv.S3, bucket string, want map[string]string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
 	for key, data := range want {
-		for {
-			got, err := s3.ReadObject(t, bucket, key)
-			if err == nil && string(got) == data {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s is not in the bucket as written: %q, %v", key, got, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitBucket(t, s3, bucket, key, key+" as written", func(got []byte) bool { return string(got) == data })
 	}
 }
 

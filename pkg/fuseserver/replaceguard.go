@@ -125,12 +125,13 @@ func (g replaceGuard) renameTarget(in *fuse.RenameIn, oldName, newName string) f
 	if err != nil || src == dst {
 		return fuse.OK // rclone answers
 	}
-	if dn, err := g.v.Stat(dst); err == nil && dn == sn {
+	dn, _ := g.v.Stat(dst)
+	if dn == sn {
 		return fuse.OK // another form of the same name (rclone matches NFC and NFD)
 	}
 	noReplace, srcDir := in.Flags&unix.RENAME_NOREPLACE != 0, sn.IsDir()
 	store := noReplace || srcDir // a file's plain rename asks the VFS only
-	kind, err := g.look(dst, store, store)
+	kind, err := g.look(dst, dn, store, store)
 	if err != nil {
 		g.log.Warn("a rename: the store could not say what the target holds; refused", "to", dst, "err", err)
 		return fuse.EIO
@@ -191,7 +192,8 @@ func (g replaceGuard) lookName(dir uint64, name string) (string, nameKind, fuse.
 		return "", nameFree, fuse.EIO
 	}
 	p := path.Join(d, name)
-	kind, err := g.look(p, true, false)
+	n, _ := g.v.Stat(p)
+	kind, err := g.look(p, n, true, false)
 	if err != nil {
 		g.log.Warn("a create: the store could not say whether the name is taken; refused", "path", p, "err", err)
 		return p, nameFree, fuse.EIO
@@ -199,15 +201,16 @@ func (g replaceGuard) lookName(dir uint64, name string) (string, nameKind, fuse.
 	return p, kind, fuse.OK
 }
 
-// look tells what p holds: the VFS's node if it shows one, else the
-// store's (an object, with head; keys below p, with list). With list, a
+// look tells what p holds: the VFS's node n (from v.Stat(p), nil when
+// the VFS shows none) if there is one, else the store's (an object, with
+// head; keys below p, with list). With list, a
 // directory the VFS shows is looked for in the store too, for entries its
 // listing lacks. Whatever only the store showed has rclone read the
 // listing that lacked it again, so that lookups, stats and unlinks see it.
-func (g replaceGuard) look(p string, head, list bool) (nameKind, error) {
+func (g replaceGuard) look(p string, n vfs.Node, head, list bool) (nameKind, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), existsCheckTimeout)
 	defer cancel()
-	if n, err := g.v.Stat(p); err == nil {
+	if n != nil {
 		if !n.IsDir() {
 			return nameFile, nil
 		}
