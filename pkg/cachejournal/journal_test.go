@@ -3,8 +3,10 @@ package cachejournal
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -100,13 +102,14 @@ func writeAt(t *testing.T, h vfs.Handle, data []byte, off int64) ranges.Range {
 	return ranges.Range{Pos: off, Size: int64(len(data))}
 }
 
-// waitUploaded waits until the remote holds want at name.
+// waitUploaded waits until the remote holds want at name and rclone has
+// saved the file clean.
 func (e cacheEnv) waitUploaded(t *testing.T, name string, want []byte) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got, err := os.ReadFile(filepath.Join(e.remote, name))
-		if err == nil && bytes.Equal(got, want) {
+		if err == nil && bytes.Equal(got, want) && e.savedClean(name) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -114,6 +117,18 @@ func (e cacheEnv) waitUploaded(t *testing.T, name string, want []byte) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// savedClean reports whether rclone's metadata of name says clean (or is
+// gone): the upload's last write to the cache is done, so nothing writes
+// there while the test's directories are removed.
+func (e cacheEnv) savedClean(name string) bool {
+	l, err := LayoutOf(e.cache, e.f)
+	if err != nil {
+		return false
+	}
+	info, err := l.Info(name)
+	return errors.Is(err, fs.ErrNotExist) || (err == nil && !info.Dirty)
 }
 
 // TestRootsAreRclones: the journal finds each item's data and metadata
