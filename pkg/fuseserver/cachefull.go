@@ -26,11 +26,15 @@ import (
 // size and fullMargin free, or fewer than inodeMargin free inodes. Every
 // other answer passes through. A write is repeated at most once, whole,
 // at its offset (rclone may have written part of it; the repeat writes the
-// same bytes).
+// same bytes). A write interrupted while it waits for room answers EINTR:
+// the caller got a signal, and a full cache is not yet certain (Go's
+// runtime signals its threads for its own ends, and Go and most C
+// programs write again after EINTR, each time with a new wait).
 type fullFS struct {
 	fuse.RawFileSystem
-	dir  string
-	wait time.Duration // how long a refused write waits for room
+	dir    string
+	wait   time.Duration                             // how long a refused write waits for room
+	statfs func(path string, s *unix.Statfs_t) error // unix.Statfs; tests replace it
 }
 
 // fullMargin is the free space below which a failed call counts as one
@@ -42,14 +46,14 @@ const (
 )
 
 func newFullFS(inner fuse.RawFileSystem, cacheDir string, wait time.Duration) *fullFS {
-	return &fullFS{RawFileSystem: inner, dir: cacheDir, wait: wait}
+	return &fullFS{RawFileSystem: inner, dir: cacheDir, wait: wait, statfs: unix.Statfs}
 }
 
 // room reports whether the cache's filesystem has need bytes and the
 // margin free (true when it cannot tell).
 func (f *fullFS) room(need int) bool {
 	var s unix.Statfs_t
-	if err := unix.Statfs(f.dir, &s); err != nil {
+	if err := f.statfs(f.dir, &s); err != nil {
 		return true
 	}
 	// Files == 0: the filesystem has no inode count (btrfs).
@@ -72,8 +76,8 @@ func (f *fullFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32
 	}
 	for deadline := time.Now().Add(f.wait); time.Now().Before(deadline); {
 		select {
-		case <-c: // the caller was interrupted
-			return n, fuse.Status(unix.ENOSPC)
+		case <-c: // the caller got a signal
+			return n, fuse.EINTR
 		case <-time.After(100 * time.Millisecond):
 		}
 		if f.room(len(data)) {
