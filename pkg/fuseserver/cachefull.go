@@ -21,15 +21,18 @@ import (
 // file's handle for a while first; so a write refused by a full cache
 // waits for up to that long for room to appear, then is tried once more.
 //
-// Contract: only calls that fail with EIO change, and only to ENOSPC, and
-// only while the cache directory's filesystem has less than the call's
-// size and fullMargin free, or fewer than inodeMargin free inodes. Every
-// other answer passes through. A write is repeated at most once, whole,
-// at its offset (rclone may have written part of it; the repeat writes the
-// same bytes). A write interrupted while it waits for room answers EINTR:
-// the caller got a signal, and a full cache is not yet certain (Go's
-// runtime signals its threads for its own ends, and Go and most C
-// programs write again after EINTR, each time with a new wait).
+// Contract: only calls that fail with EIO change, to ENOSPC (or, for a
+// write interrupted while it waits, EINTR), and only while the cache
+// directory's filesystem has less than the call's size and fullMargin
+// free, or fewer than inodeMargin free inodes. Every other answer passes
+// through. A write is repeated at most once, whole, at its offset (rclone
+// may have written part of it; the repeat writes the same bytes). A write
+// interrupted while it waits for room (the kernel's FUSE_INTERRUPT: its
+// caller got a signal) answers EINTR at once, as go-fuse asks: a full
+// cache is not yet certain. Go's runtime signals its own threads, and Go
+// and C code that loops on EINTR write again, each time with a new wait
+// (so a writer signalled more often than the wait lasts never gets
+// ENOSPC).
 type fullFS struct {
 	fuse.RawFileSystem
 	dir    string
