@@ -203,10 +203,10 @@ func (g replaceGuard) lookName(dir uint64, name string) (string, nameKind, fuse.
 
 // look tells what p holds: the VFS's node n (from v.Stat(p), nil when
 // the VFS shows none) if there is one, else the store's (an object, with
-// head; keys below p, with list). With list, a
-// directory the VFS shows is looked for in the store too, for entries its
-// listing lacks. Whatever only the store showed has rclone read the
-// listing that lacked it again, so that lookups, stats and unlinks see it.
+// head; keys below p, with list). With list, a directory the VFS shows is
+// looked for in the store too, for entries its listing lacks. Whatever
+// only the store showed has rclone read the listing that lacked it again,
+// so that lookups, stats and unlinks see it.
 func (g replaceGuard) look(p string, n vfs.Node, head, list bool) (nameKind, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), existsCheckTimeout)
 	defer cancel()
