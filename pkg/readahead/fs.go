@@ -168,6 +168,9 @@ type Object struct {
 	f   *Fs
 	dir *dirOrder // the listing it came from, if any
 	idx int       // its place in that listing
+	// opened: an open of it was seen in the listing's order (guarded by
+	// the small-file prefetch's mu, as dir is).
+	opened bool
 	// asListed is a copy of the wrapped object as listed, from which
 	// statAhead makes its lookups (nil: no lookups); mtime is the
 	// lookup, if any.

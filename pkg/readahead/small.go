@@ -129,6 +129,7 @@ func (s *smallAhead) opening(o *Object) {
 	defer s.mu.Unlock()
 	o.dir.sortByName()
 	o.dir.opened = o.idx
+	o.opened = true
 }
 
 // open returns a reader of [start, end) of o from a prefetch, or nil when

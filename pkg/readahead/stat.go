@@ -178,6 +178,9 @@ func (o *Object) current() fs.Object {
 // due for lookups (statNext does not pass them), should stats in order go
 // on without reads.
 //
+// A stat of a file already opened, at or before the file opened last, is
+// left out: it is a reader's own, or rclone's when it lets a file go.
+//
 // A reader is at o when the file opened last is o, or one or two before
 // it, or only empty files lie between them: rclone's cache never opens an
 // empty file (nor one it holds), so their opens go unseen. Before any
@@ -193,6 +196,14 @@ func (s *statAhead) passed(o *Object) {
 	s.small.mu.Lock()
 	d := o.dir
 	d.sortByName()
+	if o.opened && o.idx <= d.opened {
+		// A file opened before, at or behind the file opened last:
+		// rclone's cache stats a file again when it lets it go, in its
+		// release, which the kernel sends once the reader has moved on.
+		// Not a step of a walk: it starts nothing and the walk stays.
+		s.small.mu.Unlock()
+		return
+	}
 	prev := d.statLast
 	if (o.idx == prev+1 || o.idx == prev) && prev >= 0 {
 		var reading, lead bool

@@ -323,17 +323,21 @@ func TestStatAheadNotForReads(t *testing.T) {
 		opt        Options
 		largeFirst bool     // d/a-large, 300 KiB, sorts first
 		empty      []string // empty files, statted, never opened (as rclone's cache does)
+		closeStat  bool     // files are statted again two at a time, after a later open
 		maxHeads   int64
 		lookedUp   bool // most stats answered from lookups, HEADs at once
 	}{
-		{"small files, prefetched", Options{StatAhead: true, SmallFilesOnly: true}, false, nil, 10, false},
-		{"a large file, then small ones", Options{StatAhead: true, SmallFilesOnly: true}, true, nil, 10, false},
-		{"an empty file among them", Options{StatAhead: true, SmallFilesOnly: true}, false, []string{"d/f05-empty"}, 10, false},
-		{"empty files first", Options{StatAhead: true, SmallFilesOnly: true}, false, []string{"d/_a-empty", "d/_b-empty"}, 10, false},
-		{"two empty files among them", Options{StatAhead: true, SmallFilesOnly: true}, false, []string{"d/f05-empty", "d/f05-empty2"}, 10, false},
-		{"files above SmallMax", Options{StatAhead: true, SmallMax: 1}, false, nil, 42, true},
-		{"no prefetch", Options{StatAhead: true, SmallMax: -1}, false, nil, 42, true},
-		{"no memory for the prefetch", Options{StatAhead: true, MemoryLimit: -1}, false, nil, 42, true},
+		{"small files, prefetched", Options{StatAhead: true, SmallFilesOnly: true}, false, nil, false, 10, false},
+		{"a large file, then small ones", Options{StatAhead: true, SmallFilesOnly: true}, true, nil, false, 10, false},
+		{"an empty file among them", Options{StatAhead: true, SmallFilesOnly: true}, false, []string{"d/f05-empty"}, false, 10, false},
+		{"empty files first", Options{StatAhead: true, SmallFilesOnly: true}, false, []string{"d/_a-empty", "d/_b-empty"}, false, 10, false},
+		{"two empty files among them", Options{StatAhead: true, SmallFilesOnly: true}, false, []string{"d/f05-empty", "d/f05-empty2"}, false, 10, false},
+		// rclone's cache stats a file again when it lets it go, in its
+		// release, which the kernel sends once the reader has moved on.
+		{"files statted again at their release", Options{StatAhead: true, SmallFilesOnly: true}, false, nil, true, 10, false},
+		{"files above SmallMax", Options{StatAhead: true, SmallMax: 1}, false, nil, false, 42, true},
+		{"no prefetch", Options{StatAhead: true, SmallMax: -1}, false, nil, false, 42, true},
+		{"no memory for the prefetch", Options{StatAhead: true, MemoryLimit: -1}, false, nil, false, 42, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := mtimeFs(t, 40, time.Now())
@@ -346,7 +350,7 @@ func TestStatAheadNotForReads(t *testing.T) {
 			w := Wrap(h, tc.opt)
 			w.stat.twinnable = func(o fs.Object) bool { _, ok := o.(*headObj); return ok }
 			objs := listed(t, w)[:40]
-			for _, o := range objs {
+			for i, o := range objs {
 				o.ModTime(context.Background())
 				if o.Size() == 0 {
 					continue
@@ -354,6 +358,15 @@ func TestStatAheadNotForReads(t *testing.T) {
 				rc, err := o.Open(context.Background())
 				if err != nil {
 					t.Fatal(err)
+				}
+				if tc.closeStat && i >= 2 && i%2 == 0 {
+					objs[i-2].ModTime(context.Background())
+					objs[i-1].ModTime(context.Background())
+					for _, x := range objs[i+1:] {
+						if x.mtime.Load() != nil {
+							t.Fatalf("statting %s and %s again after %s was opened started lookups ahead (%s): they are not an `ls -l`", objs[i-2].Remote(), objs[i-1].Remote(), o.Remote(), x.Remote())
+						}
+					}
 				}
 				if _, err := io.Copy(io.Discard, rc); err != nil {
 					t.Fatal(err)
