@@ -19,6 +19,9 @@ type PurgeOptions struct {
 	// IfUnused makes Purge stop, restoring the bucket's mark, when a
 	// volume record is found once the bucket is marked as being deleted.
 	IfUnused bool
+	// Deleting, with IfUnused, is the name hash of the volume whose
+	// deletion asks for the purge: its record does not count as a use.
+	Deleting string
 	// Progress, if set, is called with the number of objects deleted so far.
 	Progress func(deleted int)
 }
@@ -33,10 +36,10 @@ const restoreTimeout = 30 * time.Second
 //
 //  1. the mark is re-signed with StateDeleting, so no volume is placed in
 //     a half-deleted bucket (Ensure and CheckNotDeleting refuse it);
-//  2. with IfUnused, the volume records are checked after that write: a
-//     CreateVolume writes its record and then re-reads the mark, so one of
-//     the two always sees the other; a record found restores the mark and
-//     answers ErrInUse;
+//  2. with IfUnused, the volume records (but Deleting's) are checked
+//     after that write: a CreateVolume writes its record and then re-reads
+//     the mark, so one of the two always sees the other; a record found
+//     restores the mark and answers ErrInUse;
 //  3. every object but the mark is deleted, then the mark, then the bucket;
 //  4. if the store refuses to delete the bucket (object versions, for
 //     one), the mark is put back and the answer is fault.Precondition
@@ -67,7 +70,7 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 			return err
 		}
 		if opt.IfUnused {
-			inUse, err := HasRecords(ctx, s, ref.Bucket)
+			inUse, err := hasRecordsBut(ctx, s, ref.Bucket, opt.Deleting)
 			if err == nil && inUse {
 				err = ErrInUse
 			}

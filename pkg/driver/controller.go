@@ -160,11 +160,14 @@ func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.R
 	return nil
 }
 
-// DeleteVolume forgets the volume. The bucket itself is deleted only when it
-// carries a genuine mark (signed with this controller's ownership key), the
-// volume was created with persistent "false", and no other volume still
-// uses it; a bucket the store refuses to delete keeps its mark and answers
-// FailedPrecondition. Unknown or malformed IDs answer OK.
+// DeleteVolume forgets the volume. It acts only on a bucket that carries a
+// genuine mark (signed with this controller's ownership key) and holds the
+// record of a volume of exactly this ID, and only once no
+// PersistentVolume but the volume's own names the bucket. The bucket
+// itself is deleted only when the volume was created with persistent
+// "false" and no other volume has a record in it; a bucket the store
+// refuses to delete keeps its mark and answers FailedPrecondition.
+// Unknown, malformed and forged IDs answer OK and touch nothing.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
@@ -207,22 +210,42 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		// touched.
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	if err := bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash); err != nil {
+	rec, err := bucket.GetRecord(ctx, st, h.Bucket, h.NameHash)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || rec.VolumeID != req.GetVolumeId() {
+		// No volume of this ID in the bucket: deleted before, or a handle
+		// the controller never issued (whoever writes a PV writes any
+		// handle, and its persistence flag is not signed). Nothing is
+		// touched, except that a purge under way (a retry after a
+		// deadline) is finished.
+		if rec == nil && found.Mark.State == bucket.StateDeleting {
+			return d.purge(ctx, st, ref, h)
+		}
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	// The handle is the one CreateVolume issued and recorded, so is its
+	// persistence flag. Any PersistentVolume but that volume's own still
+	// naming the bucket (a static one, or one that copied the handle)
+	// keeps everything, the record included.
+	if err := d.checkNoOtherPVs(ctx, h, rec.Name, req.GetVolumeId()); err != nil {
 		return nil, err
 	}
 	if h.Persistent {
-		return &csi.DeleteVolumeResponse{}, nil
+		return &csi.DeleteVolumeResponse{}, bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash)
 	}
-	if inUse, err := bucket.HasRecords(ctx, st, h.Bucket); err != nil || inUse {
-		return &csi.DeleteVolumeResponse{}, err
-	}
-	if err := d.checkNoOtherPVs(ctx, h, req.GetVolumeId()); err != nil {
-		return nil, err
-	}
-	err = d.cfg.Ownership.Purge(ctx, st, ref, bucket.PurgeOptions{IfUnused: true})
+	return d.purge(ctx, st, ref, h)
+}
+
+// purge deletes the bucket of the volume h, whose record (if still there)
+// is the only use it may have; with records of other volumes it deletes
+// only h's. The caller holds the bucket's lock and checked its mark.
+func (d *Driver) purge(ctx context.Context, st store.Store, ref bucket.Ref, h volume.Handle) (*csi.DeleteVolumeResponse, error) {
+	err := d.cfg.Ownership.Purge(ctx, st, ref, bucket.PurgeOptions{IfUnused: true, Deleting: h.NameHash})
 	switch {
 	case errors.Is(err, bucket.ErrInUse):
-		return &csi.DeleteVolumeResponse{}, nil
+		return &csi.DeleteVolumeResponse{}, bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return nil, fmt.Errorf("%w: deleting bucket %q is not finished; the next retry continues", fault.Pending, h.Bucket)
 	case err == nil:
@@ -232,12 +255,12 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 }
 
 // checkNoOtherPVs refuses (fault.Precondition, so the provisioner retries)
-// to purge a bucket that a PersistentVolume other than the deleted
-// volume's own still names, such as a static PV that reuses its handle:
-// it is a user of the bucket although it has no record in it. A cluster
-// that cannot be asked answers fault.Unavailable: nothing is purged on a
-// guess.
-func (d *Driver) checkNoOtherPVs(ctx context.Context, h volume.Handle, volumeID string) error {
+// to delete a volume whose bucket a PersistentVolume other than the
+// volume's own (pvName, with handle volumeID) still names, such as a
+// static PV that reuses its handle: it is a user of the bucket although it
+// has no record in it. A cluster that cannot be asked answers
+// fault.Unavailable: nothing is deleted on a guess.
+func (d *Driver) checkNoOtherPVs(ctx context.Context, h volume.Handle, pvName, volumeID string) error {
 	if d.cfg.PVs == nil {
 		return nil
 	}
@@ -245,7 +268,7 @@ func (d *Driver) checkNoOtherPVs(ctx context.Context, h volume.Handle, volumeID 
 	if err != nil {
 		return fmt.Errorf("%w: listing PersistentVolumes to check that nothing else uses bucket %q: %v", fault.Unavailable, h.Bucket, err)
 	}
-	if users := kube.OtherUsers(d.cfg.Defaults.Kinds, pvs, h.Store, h.Bucket, volumeID); len(users) > 0 {
+	if users := kube.OtherUsers(d.cfg.Defaults.Kinds, pvs, h.Store, h.Bucket, pvName, volumeID); len(users) > 0 {
 		return fmt.Errorf("%w: bucket %q is not deleted while PersistentVolume(s) %s still use it; it is deleted by a retry once they are gone", fault.Precondition, h.Bucket, strings.Join(users, ", "))
 	}
 	return nil

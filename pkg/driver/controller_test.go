@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -180,6 +182,116 @@ func TestDeleteVolume(t *testing.T) {
 			_, err = d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
 			wantCode(t, "repeated DeleteVolume", err, codes.OK)
 		})
+	}
+}
+
+// TestDeleteVolumeActsOnlyOnItsRecord: DeleteVolume trusts nothing of a
+// handle that the bucket's records do not hold. Handles written by hand
+// (the persistence flag of a deleted persistent volume turned to "false",
+// another name's hash in an idle or a live bucket) answer OK and touch
+// neither bucket nor record. A PersistentVolume that copied a live
+// volume's handle, with the provisioner's annotation, is a user of the
+// bucket: the DeleteVolume its release causes answers FailedPrecondition
+// naming it and keeps the volume's record. And a retry finishes a purge
+// under way (the mark says deleting, the record is gone).
+func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	st := e.mem.Open(ambientKey)
+	create := func(name string, params map[string]string) volume.Handle {
+		t.Helper()
+		resp, err := e.d.CreateVolume(ctx, createReq(name, params))
+		wantCode(t, "CreateVolume "+name, err, codes.OK)
+		h, err := volume.ParseID(e.cfg.Defaults.Kinds, resp.GetVolume().GetVolumeId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.PutObject(ctx, h.Bucket, "data", []byte("someone's")); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	id := func(h volume.Handle) string {
+		t.Helper()
+		s, err := h.ID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	kept := create("pv-kept", map[string]string{volume.KeyName: "kept"})
+	_, err := e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(kept)})
+	wantCode(t, "DeleteVolume of a persistent volume", err, codes.OK)
+	live := create("pv-live", map[string]string{volume.KeyName: "live", volume.KeyPersistent: "false"})
+	forge := func(h volume.Handle, pv string) volume.Handle {
+		h.Persistent = false
+		if pv != "" {
+			h.NameHash = volume.NameHash(pv)
+		}
+		return h
+	}
+	for what, h := range map[string]volume.Handle{
+		"the deleted persistent volume's handle, persistent false": forge(kept, ""),
+		"another name in the idle bucket":                          forge(kept, "pv-other"),
+		"another name in the live bucket":                          forge(live, "pv-other"),
+	} {
+		_, err := e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(h)})
+		wantCode(t, "DeleteVolume of "+what, err, codes.OK)
+	}
+	record := func() *bucket.Record {
+		t.Helper()
+		r, err := bucket.GetRecord(ctx, st, "live", live.NameHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, b := range []string{"kept", "live"} {
+		if _, err := st.GetObject(ctx, b, "data"); err != nil {
+			t.Fatalf("bucket %s after DeleteVolume of forged handles: %v", b, err)
+		}
+	}
+	if record() == nil {
+		t.Fatal("the live volume's record is gone after DeleteVolume of forged handles")
+	}
+
+	cfg := e.cfg
+	cfg.PVs = func(context.Context) ([]corev1.PersistentVolume, error) {
+		var pvs []corev1.PersistentVolume
+		for _, name := range []string{"pv-live", "copy"} {
+			pv := corev1.PersistentVolume{}
+			pv.Name = name
+			pv.Annotations = map[string]string{"pv.kubernetes.io/provisioned-by": Name}
+			pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: Name, VolumeHandle: id(live)}
+			pvs = append(pvs, pv)
+		}
+		return pvs, nil
+	}
+	_, err = New(cfg).DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(live)})
+	wantCode(t, "DeleteVolume of a live volume's handle copied into another PV", err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "copy") {
+		t.Fatalf("the refusal does not name the PV that copied the handle: %v", err)
+	}
+	if _, err := st.GetObject(ctx, "live", "data"); err != nil || record() == nil {
+		t.Fatalf("the live volume lost its bucket (%v) or its record (%v) to a copy of its handle", err, record())
+	}
+
+	found, err := e.cfg.Ownership.Read(ctx, st, bucket.Ref{Store: live.Store, Location: live.Location, Bucket: "live"})
+	if err != nil || found.Mark == nil {
+		t.Fatal(found, err)
+	}
+	m := *found.Mark
+	m.State = bucket.StateDeleting
+	if err := st.PutObject(ctx, "live", bucket.OwnerKey, e.marker.Sign(bucket.Ref{Store: live.Store, Location: live.Location, Bucket: "live"}, m)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bucket.DeleteRecord(ctx, st, "live", live.NameHash); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(live)})
+	wantCode(t, "DeleteVolume retried during a purge", err, codes.OK)
+	if err := st.HeadBucket(ctx, "live"); !errors.Is(err, fault.NotFound) {
+		t.Fatalf("bucket after the retry that finishes its purge: %v", err)
 	}
 }
 

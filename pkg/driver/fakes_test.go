@@ -278,6 +278,8 @@ type env struct {
 	root    string
 	// lastID is the volume a test created last (see staticPVs).
 	lastID string
+	// marker signs the marks of Ownership.
+	marker *bucket.Marker
 }
 
 // newEnv builds a driver; edit adjusts its Config before New.
@@ -298,6 +300,7 @@ func newEnv(t *testing.T, edit ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.marker = marker
 	e.stagers = map[volume.Mode]*fakeStager{}
 	stagers := map[volume.Mode]stage.Stager{}
 	for _, m := range []volume.Mode{volume.ModeMount, volume.ModeMountCached} {

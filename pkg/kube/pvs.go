@@ -101,24 +101,22 @@ func pvUses(kinds store.Catalog, c *corev1.CSIPersistentVolumeSource, kind, buck
 }
 
 // OtherUsers returns the PersistentVolumes of this driver that use bucket
-// of store, except the dynamically provisioned one of volumeID itself
-// (handle volumeID, provisioned by this driver), which DeleteVolume is
-// deleting. A static PV that copied volumeID as its handle counts.
-func OtherUsers(kinds store.Catalog, pvs []corev1.PersistentVolume, kind, bucket, volumeID string) []string {
+// of store, except the volume's own, which DeleteVolume is deleting: the
+// PV named pvName (the name CreateVolume was given and recorded) with
+// handle volumeID. Any other PV counts, also one that copied volumeID as
+// its handle, whatever its annotations say (whoever writes a PV writes
+// them).
+func OtherUsers(kinds store.Catalog, pvs []corev1.PersistentVolume, kind, bucket, pvName, volumeID string) []string {
 	var out []string
 	for _, pv := range pvs {
 		c := pv.Spec.CSI
 		if c == nil || c.Driver != volume.DriverName || !pvUses(kinds, c, kind, bucket) {
 			continue
 		}
-		if c.VolumeHandle == volumeID && pv.Annotations[provisionedBy] == volume.DriverName {
+		if pv.Name == pvName && c.VolumeHandle == volumeID {
 			continue
 		}
 		out = append(out, pv.Name)
 	}
 	return out
 }
-
-// provisionedBy is the annotation the external-provisioner puts on the
-// PersistentVolumes it creates.
-const provisionedBy = "pv.kubernetes.io/provisioned-by"

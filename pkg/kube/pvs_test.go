@@ -33,23 +33,30 @@ func TestReferencingPVs(t *testing.T) {
 	}
 }
 
-// TestOtherUsers: the dynamic PV being deleted is not a user of its bucket;
-// a static PV that copied its handle, and any other PV naming the bucket,
-// are.
+// TestOtherUsers: the dynamic PV being deleted (its recorded name and
+// handle) is not a user of its bucket; a PV that copied its handle, with
+// the provisioner's annotation or without, and any other PV naming the
+// bucket, are.
 func TestOtherUsers(t *testing.T) {
 	const id = "v1:s3:Men:0123456789ab:shared"
-	dynamic := pv("pvc-1", volume.DriverName, id, map[string]string{"bucket": "shared"})
-	dynamic.Annotations = map[string]string{provisionedBy: volume.DriverName}
+	annotated := func(p corev1.PersistentVolume) corev1.PersistentVolume {
+		p.Annotations = map[string]string{"pv.kubernetes.io/provisioned-by": volume.DriverName}
+		return p
+	}
 	pvs := []corev1.PersistentVolume{
-		dynamic,
+		annotated(pv("pvc-1", volume.DriverName, id, map[string]string{"bucket": "shared"})),
 		pv("static-copy", volume.DriverName, id, nil),
+		annotated(pv("annotated-copy", volume.DriverName, id, nil)),
 		pv("static-name", volume.DriverName, "mine", map[string]string{"name": "shared"}),
 		pv("unrelated", volume.DriverName, "v1:s3:Mpn:0123456789ab:other", nil),
 	}
-	if got, want := OtherUsers(stores.Catalog(), pvs, "s3", "shared", id), []string{"static-copy", "static-name"}; !slices.Equal(got, want) {
+	if got, want := OtherUsers(stores.Catalog(), pvs, "s3", "shared", "pvc-1", id), []string{"static-copy", "annotated-copy", "static-name"}; !slices.Equal(got, want) {
 		t.Fatalf("OtherUsers = %v, want %v", got, want)
 	}
-	if got := OtherUsers(stores.Catalog(), pvs[:1], "s3", "shared", id); len(got) != 0 {
+	if got := OtherUsers(stores.Catalog(), pvs[:1], "s3", "shared", "pvc-1", id); len(got) != 0 {
 		t.Fatalf("the volume's own PV counted as a user: %v", got)
+	}
+	if got := OtherUsers(stores.Catalog(), pvs[:1], "s3", "shared", "pvc-2", id); !slices.Equal(got, []string{"pvc-1"}) {
+		t.Fatalf("a PV of another name with the handle, deleting pvc-2's volume: %v, want it counted", got)
 	}
 }

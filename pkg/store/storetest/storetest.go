@@ -258,8 +258,21 @@ func Run(t *testing.T, tg Target) {
 		if r, err := bucket.GetRecord(ctx, s, b, "h1"); err != nil || r == nil {
 			t.Fatalf("record after the stopped purge: %v %v", r, err)
 		}
-		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{}); err != nil {
+		// The record of the volume being deleted is no use; another is.
+		if err := bucket.PutRecord(ctx, s, b, "h2", bucket.Record{Name: "pvc-y"}); err != nil {
 			t.Fatal(err)
+		}
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{IfUnused: true, Deleting: "h1"}); !errors.Is(err, bucket.ErrInUse) {
+			t.Fatalf("Purge(IfUnused) deleting h1 of a bucket with records h1 and h2 = %v, want ErrInUse", err)
+		}
+		if err := bucket.DeleteRecord(ctx, s, b, "h2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{IfUnused: true, Deleting: "h1"}); err != nil {
+			t.Fatalf("Purge(IfUnused) deleting h1 of a bucket with record h1 alone = %v", err)
+		}
+		if err := s.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
+			t.Fatalf("bucket after the purge deleting its last volume: %v", err)
 		}
 	})
 	t.Run("a bucket without a genuine mark is never deleted", func(t *testing.T) {
