@@ -50,16 +50,21 @@ func Mounted(path string) (bool, error) {
 	return m != nil, err
 }
 
-// Bind bind-mounts src on dst, read-only when ro.
+// Bind bind-mounts src on dst, nosuid and nodev whatever src's mount is,
+// and read-only when ro. (A bind remount sets the mount's flags to
+// exactly those it is given: one with MS_RDONLY alone clears nosuid and
+// nodev.)
 func Bind(src, dst string, ro bool) error {
 	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("%w: bind-mounting %s on %s: %v", fault.Unavailable, src, dst, err)
 	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NOSUID | unix.MS_NODEV)
 	if ro {
-		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			_ = unix.Unmount(dst, unix.MNT_DETACH)
-			return fmt.Errorf("%w: making %s read-only: %v", fault.Unavailable, dst, err)
-		}
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount("", dst, "", flags, ""); err != nil {
+		_ = unix.Unmount(dst, unix.MNT_DETACH)
+		return fmt.Errorf("%w: setting the flags of %s (nosuid, nodev, read-only %v): %v", fault.Unavailable, dst, ro, err)
 	}
 	return nil
 }
