@@ -146,6 +146,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// MaxConfigBytes is the most a FUSE server reads of its config.
+const MaxConfigBytes = 1 << 20
+
+// MaxSecretBytes bounds a volume's secrets (names and values) for a FUSE
+// server: a config holds them at most twice (the store's settings, the
+// values to mask), and JSON writes a byte as at most 6, so 2 × 6 ×
+// MaxSecretBytes leaves room under MaxConfigBytes. Real credentials (a
+// service account key, a private key) take a few KiB.
+const MaxSecretBytes = 64 << 10
+
 // ConfigFormat is the Format of a Config with explicit settings.
 const ConfigFormat = 2
 

@@ -79,7 +79,7 @@ func ServeMain() int {
 		status = nil
 	}
 	var cfg fuseproto.Config
-	data, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(os.Stdin, fuseproto.MaxConfigBytes))
 	if err == nil {
 		err = json.Unmarshal(data, &cfg)
 	}

@@ -2,9 +2,11 @@ package stage
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
@@ -109,7 +111,18 @@ func (m *Mount) Healthy(rec *nodestate.Volume) bool { return rec.Server.Alive() 
 // fuseConfig builds the mounter config shared by MOUNT and MOUNT_CACHED;
 // each stager adds its own settings (Mount: read-ahead; Cached: the
 // cache).
+//
+// Secrets larger than fuseproto.MaxSecretBytes are refused (fault.Invalid)
+// here, before a stager reserves anything: a config the server cannot
+// read whole would fail every start, the unstage's drain server too.
 func fuseConfig(req Request, stores store.Registry, set Settings) (*fuseproto.Config, error) {
+	n := 0
+	for k, v := range req.Secrets {
+		n += len(k) + len(v)
+	}
+	if n > fuseproto.MaxSecretBytes {
+		return nil, fmt.Errorf("%w: the volume's secret holds %d bytes, more than the %d a FUSE server takes; give the volume a secret with the store's keys only", fault.Invalid, n, fuseproto.MaxSecretBytes)
+	}
 	b, err := stores.Get(req.Handle.Store)
 	if err != nil {
 		return nil, err
