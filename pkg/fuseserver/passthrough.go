@@ -46,15 +46,14 @@ import (
 //     forgotten it (no mapping remains) the file is written again through
 //     rclone, which uploads it.
 //   - rclone opens a file's cache item at the first read or write through
-//     a handle, so a passthrough handle never opens it. On a read-only
-//     volume the VFS runs without handle caching (vfsOptions), so rclone
-//     holds no descriptor of a file it closed: whenever rclone opens the
-//     item again it finds another file or, when the object changed,
-//     replaces the file by a new one, and the file the kernel reads never
-//     changes in place. On a read-write volume it changes in place by
-//     writes made through this server, and by a refill when the object
-//     changed outside while rclone holds the file open (for a handle, or
-//     200 ms after one closed; docs/benchmarks.md).
+//     a handle, so a passthrough handle never opens it. The VFS runs
+//     without handle caching (vfsOptions), so rclone holds no descriptor
+//     of a file it closed: whenever rclone opens the item again it finds
+//     another file or, when the object changed, replaces the file by a
+//     new one. So on a read-only volume the file the kernel reads never
+//     changes in place; on a read-write volume it does by writes made
+//     through this server, and by a refill when the object changed
+//     outside while rclone holds the file open for a handle.
 //     Cache eviction unlinks it; open readers keep reading it whole.
 //   - fsync goes to durableFS, which uploads a file with changes not yet
 //     in the bucket (rclone's metadata says dirty). Bytes written through

@@ -371,19 +371,11 @@ func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 		if passthroughWanted(cfg) {
 			// Passthrough reads rclone's metadata of a closed file, which
 			// rclone saves when it lets the file go: with handle caching,
-			// 5 s after the last close.
-			if cfg.ReadOnly {
-				// And a closed cache file keeps no descriptor in rclone,
-				// which could otherwise change it in place
-				// (passthrough.go).
-				o.HandleCaching = 0
-			} else {
-				// Writes change it in place there anyway. Letting go at
-				// once, in the release, made a reader of small files in
-				// order cost 26 HEADs instead of 2 in 1 run of 5
-				// (TestStatsLookMTimesUpAhead); 200 ms did not, in 7.
-				o.HandleCaching = fs.Duration(200 * time.Millisecond)
-			}
+			// some time after the last close. Without, at the last close,
+			// so a file read and opened again at once is passthrough; and a
+			// closed cache file keeps no descriptor in rclone, which could
+			// otherwise change it in place (passthrough.go).
+			o.HandleCaching = 0
 		}
 	}
 	if cfg.ReadAhead {
