@@ -294,12 +294,12 @@ func DeleteRecord(ctx context.Context, s store.Store, bucket, nameHash string) e
 
 // HasRecords reports whether any volume still refers to bucket.
 func HasRecords(ctx context.Context, s store.Store, bucket string) (bool, error) {
-	return hasRecordsBut(ctx, s, bucket, "")
+	return HasRecordsBut(ctx, s, bucket, "")
 }
 
-// hasRecordsBut reports whether a volume other than the one of nameHash
+// HasRecordsBut reports whether a volume other than the one of nameHash
 // (none when empty) refers to bucket.
-func hasRecordsBut(ctx context.Context, s store.Store, bucket, nameHash string) (bool, error) {
+func HasRecordsBut(ctx context.Context, s store.Store, bucket, nameHash string) (bool, error) {
 	found := false
 	err := s.List(ctx, bucket, recordsDir, 2, func(o store.Object) error {
 		found = found || nameHash == "" || o.Key != recordKey(nameHash)

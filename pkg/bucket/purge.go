@@ -37,9 +37,13 @@ const restoreTimeout = 30 * time.Second
 //  1. the mark is re-signed with StateDeleting, so no volume is placed in
 //     a half-deleted bucket (Ensure and CheckNotDeleting refuse it);
 //  2. with IfUnused, the volume records (but Deleting's) are checked
-//     after that write: a CreateVolume writes its record and then re-reads
-//     the mark, so one of the two always sees the other; a record found
-//     restores the mark and answers ErrInUse;
+//     after that write, also when the mark said deleting already: a
+//     CreateVolume writes its record and then re-reads the mark, so one
+//     of the two always sees the other; a record found answers ErrInUse
+//     and restores the mark if this call set it (a failed restore
+//     answers its own error, so the caller tries again; the mark then
+//     stays deleting, refusing new volumes, and no purge with IfUnused
+//     goes on while records remain);
 //  3. every object but the mark is deleted, then the mark, then the bucket;
 //  4. if the store refuses to delete the bucket (object versions, for
 //     one), the mark is put back and the answer is fault.Precondition
@@ -63,21 +67,34 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 	}
 	m := *f.Mark
 	deleting := f.Raw
-	if m.State != StateDeleting {
+	began := m.State != StateDeleting // by this call
+	if began {
 		m.State = StateDeleting
 		deleting = k.marker.Sign(ref, m)
 		if err := s.PutObject(ctx, ref.Bucket, OwnerKey, deleting); err != nil {
 			return err
 		}
-		if opt.IfUnused {
-			inUse, err := hasRecordsBut(ctx, s, ref.Bucket, opt.Deleting)
-			if err == nil && inUse {
-				err = ErrInUse
+	}
+	if opt.IfUnused {
+		// Also when the mark said deleting already: a purge that found
+		// records and could not put the mark back left it so, and
+		// nothing is purged under them. Only the call that set the mark
+		// puts it back: one found so may be a half-done purge, never to
+		// be reused.
+		inUse, err := HasRecordsBut(ctx, s, ref.Bucket, opt.Deleting)
+		if err == nil && inUse {
+			err = ErrInUse
+		}
+		if err != nil && began {
+			m.State = ""
+			if rerr := k.restore(ctx, s, ref, k.marker.Sign(ref, m)); rerr != nil {
+				// Not ErrInUse, which a caller takes as done: a retry
+				// must come.
+				return fmt.Errorf("checking the volume records of bucket %q (%v): %w", ref.Bucket, err, rerr)
 			}
-			if err != nil {
-				m.State = ""
-				return errors.Join(err, k.restore(ctx, s, ref, k.marker.Sign(ref, m)))
-			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 	deleted := 0

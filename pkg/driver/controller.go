@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
@@ -163,11 +164,13 @@ func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.R
 // DeleteVolume forgets the volume. It acts only on a bucket that carries a
 // genuine mark (signed with this controller's ownership key) and holds the
 // record of a volume of exactly this ID, and only once no
-// PersistentVolume but the volume's own names the bucket. The bucket
-// itself is deleted only when the volume was created with persistent
-// "false" and no other volume has a record in it; a bucket the store
-// refuses to delete keeps its mark and answers FailedPrecondition.
-// Unknown, malformed and forged IDs answer OK and touch nothing.
+// PersistentVolume but the volume's own has its handle. The bucket itself
+// is deleted only when the volume was created with persistent "false",
+// no other volume has a record in it and no other PersistentVolume names
+// it (FailedPrecondition until then, the record kept for the retry); a
+// bucket the store refuses to delete keeps its mark and answers
+// FailedPrecondition. Unknown, malformed and forged IDs answer OK and
+// touch nothing, but a retry finishes a purge under way.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
@@ -226,14 +229,29 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	// The handle is the one CreateVolume issued and recorded, so is its
-	// persistence flag. Any PersistentVolume but that volume's own still
-	// naming the bucket (a static one, or one that copied the handle)
-	// keeps everything, the record included.
-	if err := d.checkNoOtherPVs(ctx, h, rec.Name, req.GetVolumeId()); err != nil {
+	// persistence flag. A PersistentVolume but the volume's own with this
+	// handle (a copy) keeps everything, the record included: its stage
+	// needs the record.
+	pvs, err := d.bucketPVs(ctx, h)
+	if err != nil {
 		return nil, err
+	}
+	if copies := kube.HandleCopies(pvs, rec.Name, req.GetVolumeId()); len(copies) > 0 {
+		return nil, fmt.Errorf("%w: volume %s is not deleted while PersistentVolume(s) %s also name its handle; it is deleted by a retry once they are gone", fault.Precondition, req.GetVolumeId(), strings.Join(copies, ", "))
 	}
 	if h.Persistent {
 		return &csi.DeleteVolumeResponse{}, bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash)
+	}
+	if others, err := bucket.HasRecordsBut(ctx, st, h.Bucket, h.NameHash); err != nil {
+		return nil, err
+	} else if others {
+		// Other volumes keep the bucket (their own DeleteVolume decides).
+		return &csi.DeleteVolumeResponse{}, bucket.DeleteRecord(ctx, st, h.Bucket, h.NameHash)
+	}
+	// The bucket's last recorded volume: no other PersistentVolume may
+	// name the bucket (a static one has no record in it).
+	if users := kube.OtherUsers(d.cfg.Defaults.Kinds, pvs, h.Store, h.Bucket, rec.Name, req.GetVolumeId()); len(users) > 0 {
+		return nil, fmt.Errorf("%w: bucket %q is not deleted while PersistentVolume(s) %s still use it; it is deleted by a retry once they are gone", fault.Precondition, h.Bucket, strings.Join(users, ", "))
 	}
 	return d.purge(ctx, st, ref, h)
 }
@@ -254,24 +272,18 @@ func (d *Driver) purge(ctx context.Context, st store.Store, ref bucket.Ref, h vo
 	return &csi.DeleteVolumeResponse{}, err
 }
 
-// checkNoOtherPVs refuses (fault.Precondition, so the provisioner retries)
-// to delete a volume whose bucket a PersistentVolume other than the
-// volume's own (pvName, with handle volumeID) still names, such as a
-// static PV that reuses its handle: it is a user of the bucket although it
-// has no record in it. A cluster that cannot be asked answers
-// fault.Unavailable: nothing is deleted on a guess.
-func (d *Driver) checkNoOtherPVs(ctx context.Context, h volume.Handle, pvName, volumeID string) error {
+// bucketPVs lists the cluster's PersistentVolumes for DeleteVolume of h:
+// none when no cluster is configured, and fault.Unavailable when the
+// cluster cannot be asked, so nothing is deleted on a guess.
+func (d *Driver) bucketPVs(ctx context.Context, h volume.Handle) ([]corev1.PersistentVolume, error) {
 	if d.cfg.PVs == nil {
-		return nil
+		return nil, nil
 	}
 	pvs, err := d.cfg.PVs(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: listing PersistentVolumes to check that nothing else uses bucket %q: %v", fault.Unavailable, h.Bucket, err)
+		return nil, fmt.Errorf("%w: listing PersistentVolumes to check that nothing else uses bucket %q: %v", fault.Unavailable, h.Bucket, err)
 	}
-	if users := kube.OtherUsers(d.cfg.Defaults.Kinds, pvs, h.Store, h.Bucket, pvName, volumeID); len(users) > 0 {
-		return fmt.Errorf("%w: bucket %q is not deleted while PersistentVolume(s) %s still use it; it is deleted by a retry once they are gone", fault.Precondition, h.Bucket, strings.Join(users, ", "))
-	}
-	return nil
+	return pvs, nil
 }
 
 // ValidateVolumeCapabilities confirms mount capabilities of an existing volume.

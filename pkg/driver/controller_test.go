@@ -276,6 +276,9 @@ func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
 		t.Fatalf("the live volume lost its bucket (%v) or its record (%v) to a copy of its handle", err, record())
 	}
 
+	// A mark left saying deleting while a volume has its record (a purge
+	// that found it and could not put the mark back): a forged handle
+	// still purges nothing.
 	found, err := e.cfg.Ownership.Read(ctx, st, bucket.Ref{Store: live.Store, Location: live.Location, Bucket: "live"})
 	if err != nil || found.Mark == nil {
 		t.Fatal(found, err)
@@ -285,6 +288,11 @@ func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
 	if err := st.PutObject(ctx, "live", bucket.OwnerKey, e.marker.Sign(bucket.Ref{Store: live.Store, Location: live.Location, Bucket: "live"}, m)); err != nil {
 		t.Fatal(err)
 	}
+	_, err = e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(forge(live, "pv-other"))})
+	wantCode(t, "DeleteVolume of a forged handle while the mark says deleting", err, codes.OK)
+	if _, err := st.GetObject(ctx, "live", "data"); err != nil || record() == nil {
+		t.Fatalf("a forged handle purged a bucket marked deleting with a volume in it: data %v, record %v", err, record())
+	}
 	if err := bucket.DeleteRecord(ctx, st, "live", live.NameHash); err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +300,54 @@ func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
 	wantCode(t, "DeleteVolume retried during a purge", err, codes.OK)
 	if err := st.HeadBucket(ctx, "live"); !errors.Is(err, fault.NotFound) {
 		t.Fatalf("bucket after the retry that finishes its purge: %v", err)
+	}
+}
+
+// TestDeleteVolumeOfASharedBucket: volumes of two PVCs naming one bucket,
+// each with its PersistentVolume: deleting one forgets it and keeps the
+// bucket for the other (whose PV is no reason to refuse), persistent or
+// not; deleting the last non-persistent one deletes the bucket.
+func TestDeleteVolumeOfASharedBucket(t *testing.T) {
+	ctx := context.Background()
+	for _, persistent := range []string{"true", "false"} {
+		t.Run("persistent "+persistent, func(t *testing.T) {
+			e := newEnv(t)
+			st := e.mem.Open(ambientKey)
+			live := map[string]string{} // PV name -> handle
+			e.cfg.PVs = func(context.Context) ([]corev1.PersistentVolume, error) {
+				var pvs []corev1.PersistentVolume
+				for name, handle := range live {
+					pv := corev1.PersistentVolume{}
+					pv.Name = name
+					pv.Annotations = map[string]string{"pv.kubernetes.io/provisioned-by": Name}
+					pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: Name, VolumeHandle: handle}
+					pvs = append(pvs, pv)
+				}
+				return pvs, nil
+			}
+			d := New(e.cfg)
+			for _, pv := range []string{"pvc-a", "pvc-b"} {
+				resp, err := d.CreateVolume(ctx, createReq(pv, map[string]string{volume.KeyName: "shared", volume.KeyPersistent: persistent}))
+				wantCode(t, "CreateVolume "+pv, err, codes.OK)
+				live[pv] = resp.GetVolume().GetVolumeId()
+			}
+			if err := st.PutObject(ctx, "shared", "data", []byte("theirs")); err != nil {
+				t.Fatal(err)
+			}
+			a := live["pvc-a"]
+			_, err := d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: a})
+			wantCode(t, "DeleteVolume of one of two volumes on a bucket, both PVs there", err, codes.OK)
+			if _, err := st.GetObject(ctx, "shared", "data"); err != nil {
+				t.Fatalf("the other volume's bucket lost its data: %v", err)
+			}
+			delete(live, "pvc-a")
+			_, err = d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: live["pvc-b"]})
+			wantCode(t, "DeleteVolume of the last volume", err, codes.OK)
+			herr := st.HeadBucket(ctx, "shared")
+			if gone := errors.Is(herr, fault.NotFound); gone != (persistent == "false") {
+				t.Fatalf("bucket gone after its last volume = %v (%v), persistent %s", gone, herr, persistent)
+			}
+		})
 	}
 }
 

@@ -100,6 +100,20 @@ func pvUses(kinds store.Catalog, c *corev1.CSIPersistentVolumeSource, kind, buck
 	return (attrs[volume.KeyName] == bucket || attrs[volume.KeyBucket] == bucket) && (st == "" || st == kind)
 }
 
+// HandleCopies returns the PersistentVolumes of this driver with handle
+// volumeID but the volume's own (named pvName, as CreateVolume was asked
+// and recorded), whatever their annotations say (whoever writes a PV
+// writes them).
+func HandleCopies(pvs []corev1.PersistentVolume, pvName, volumeID string) []string {
+	var out []string
+	for _, pv := range pvs {
+		if c := pv.Spec.CSI; c != nil && c.Driver == volume.DriverName && c.VolumeHandle == volumeID && pv.Name != pvName {
+			out = append(out, pv.Name)
+		}
+	}
+	return out
+}
+
 // OtherUsers returns the PersistentVolumes of this driver that use bucket
 // of store, except the volume's own, which DeleteVolume is deleting: the
 // PV named pvName (the name CreateVolume was given and recorded) with

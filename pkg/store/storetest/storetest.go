@@ -241,7 +241,7 @@ func Run(t *testing.T, tg Target) {
 	})
 	t.Run("a volume record found after the deleting mark stops the purge", func(t *testing.T) {
 		s := tg.Open(t)
-		k, _ := newKeeper(t)
+		k, mk := newKeeper(t)
 		b := name("conf-inuse")
 		if _, err := k.Ensure(ctx, s, ref(b), bucket.Owner{}); err != nil {
 			t.Fatal(err)
@@ -264,6 +264,23 @@ func Run(t *testing.T, tg Target) {
 		}
 		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{IfUnused: true, Deleting: "h1"}); !errors.Is(err, bucket.ErrInUse) {
 			t.Fatalf("Purge(IfUnused) deleting h1 of a bucket with records h1 and h2 = %v, want ErrInUse", err)
+		}
+		// A mark left saying deleting with records in the bucket (a
+		// restore that failed): nothing is purged and the mark stays.
+		if err := s.PutObject(ctx, b, bucket.OwnerKey, mk.Sign(ref(b), bucket.Mark{State: bucket.StateDeleting})); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutObject(ctx, b, "data", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{IfUnused: true, Deleting: "h1"}); !errors.Is(err, bucket.ErrInUse) {
+			t.Fatalf("Purge(IfUnused) of a bucket marked deleting with records = %v, want ErrInUse", err)
+		}
+		if _, err := s.GetObject(ctx, b, "data"); err != nil {
+			t.Fatalf("data after a purge stopped by records under a deleting mark: %v", err)
+		}
+		if st, state := status(t, k, s, b); st != bucket.Genuine || state != bucket.StateDeleting {
+			t.Fatalf("a deleting mark this purge did not set: now %v %q, want it left", st, state)
 		}
 		if err := bucket.DeleteRecord(ctx, s, b, "h2"); err != nil {
 			t.Fatal(err)
