@@ -51,10 +51,16 @@ func Mounted(path string) (bool, error) {
 }
 
 // Bind bind-mounts src on dst, nosuid and nodev whatever src's mount is,
-// and read-only when ro. (A bind remount sets the mount's flags to
-// exactly those it is given: one with MS_RDONLY alone clears nosuid and
-// nodev.)
+// and read-only when ro or when src's mount is (a read-only COPY stage).
+// (A bind remount sets the mount's flags to exactly those it is given:
+// one with MS_RDONLY alone clears nosuid and nodev, one without it makes
+// a bind of a read-only mount writable.)
 func Bind(src, dst string, ro bool) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(src, &st); err != nil {
+		return fmt.Errorf("%w: reading the mount flags of %s: %v", fault.Unavailable, src, err)
+	}
+	ro = ro || st.Flags&unix.ST_RDONLY != 0
 	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("%w: bind-mounting %s on %s: %v", fault.Unavailable, src, dst, err)
 	}
