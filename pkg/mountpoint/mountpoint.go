@@ -51,16 +51,18 @@ func Mounted(path string) (bool, error) {
 }
 
 // Bind bind-mounts src on dst, nosuid and nodev whatever src's mount is,
-// and read-only when ro or when src's mount is (a read-only COPY stage).
-// (A bind remount sets the mount's flags to exactly those it is given:
-// one with MS_RDONLY alone clears nosuid and nodev, one without it makes
-// a bind of a read-only mount writable.)
+// and read-only when ro or when src is a read-only mount point (a
+// read-only COPY stage). (A bind remount sets the mount's flags to
+// exactly those it is given: one with MS_RDONLY alone clears nosuid and
+// nodev, one without it makes a bind of a read-only mount writable.)
+// src's mount is read from mountinfo, never asked (statfs would wait on
+// a hung FUSE server).
 func Bind(src, dst string, ro bool) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(src, &st); err != nil {
-		return fmt.Errorf("%w: reading the mount flags of %s: %v", fault.Unavailable, src, err)
+	m, err := Get(src)
+	if err != nil {
+		return fmt.Errorf("%w: %v", fault.Unavailable, err)
 	}
-	ro = ro || st.Flags&unix.ST_RDONLY != 0
+	ro = ro || m != nil && m.ReadOnly
 	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("%w: bind-mounting %s on %s: %v", fault.Unavailable, src, dst, err)
 	}
