@@ -15,7 +15,10 @@ import (
 // external-provisioner retry (Aborted, Unavailable), as do Exhausted
 // (ResourceExhausted, retried by kubelet) and context errors
 // (DeadlineExceeded, Canceled); Invalid, NotFound, Denied, Conflict and
-// Precondition are final.
+// Precondition say a retry as is will not do, though the
+// external-provisioner retries a failed DeleteVolume whatever its code
+// (DeleteVolume answers Precondition while a PersistentVolume still uses
+// the bucket, and the retry succeeds once it is gone).
 func errorCode(err error) codes.Code {
 	switch {
 	case errors.Is(err, fault.Invalid):

@@ -23,8 +23,9 @@ type Mounts interface {
 	Get(path string) (*mountpoint.Info, error)
 	// Below returns the mount points strictly below dir.
 	Below(dir string) ([]string, error)
-	// Bind bind-mounts src on dst, read-only when ro; errors are
-	// fault.Unavailable and leave nothing mounted at dst.
+	// Bind bind-mounts src on dst, nosuid and nodev, read-only when ro or
+	// when src is a read-only mount point; errors are fault.Unavailable
+	// and leave nothing mounted at dst.
 	Bind(src, dst string, ro bool) error
 	// Unmount unmounts everything stacked on path; a path that is not
 	// mounted is not an error, a busy one is fault.Pending.
