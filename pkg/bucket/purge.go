@@ -69,7 +69,7 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 	deleting := f.Raw
 	began := m.State != StateDeleting // by this call
 	if began {
-		m.State = StateDeleting
+		m.State, m.Purger = StateDeleting, opt.Deleting
 		deleting = k.marker.Sign(ref, m)
 		if err := s.PutObject(ctx, ref.Bucket, OwnerKey, deleting); err != nil {
 			return err
@@ -86,7 +86,7 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 			err = ErrInUse
 		}
 		if err != nil && began {
-			m.State = ""
+			m.State, m.Purger = "", ""
 			if rerr := k.restore(ctx, s, ref, k.marker.Sign(ref, m)); rerr != nil {
 				// Not ErrInUse, which a caller takes as done: a retry
 				// must come.

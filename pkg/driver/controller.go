@@ -221,9 +221,10 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		// No volume of this ID in the bucket: deleted before, or a handle
 		// the controller never issued (whoever writes a PV writes any
 		// handle, and its persistence flag is not signed). Nothing is
-		// touched, except that a purge under way (a retry after a
-		// deadline) is finished.
-		if rec == nil && found.Mark.State == bucket.StateDeleting {
+		// touched, except that the purge this volume's DeleteVolume
+		// started (the mark names it) is finished: a retry after a
+		// deadline, once the purge deleted the record.
+		if rec == nil && found.Mark.State == bucket.StateDeleting && found.Mark.Purger == h.NameHash && !h.Persistent {
 			return d.purge(ctx, st, ref, h)
 		}
 		return &csi.DeleteVolumeResponse{}, nil

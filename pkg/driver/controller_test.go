@@ -293,13 +293,23 @@ func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
 	if _, err := st.GetObject(ctx, "live", "data"); err != nil || record() == nil {
 		t.Fatalf("a forged handle purged a bucket marked deleting with a volume in it: data %v, record %v", err, record())
 	}
+	// With no record left: a purge the mark says another started (the
+	// CLI's names no volume) is finished by no handle; the one this
+	// volume's DeleteVolume started is, by its retry.
 	if err := bucket.DeleteRecord(ctx, st, "live", live.NameHash); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(live)})
-	wantCode(t, "DeleteVolume retried during a purge", err, codes.OK)
-	if err := st.HeadBucket(ctx, "live"); !errors.Is(err, fault.NotFound) {
-		t.Fatalf("bucket after the retry that finishes its purge: %v", err)
+	for _, purger := range []string{"", volume.NameHash("pv-other"), live.NameHash} {
+		m.Purger = purger
+		if err := st.PutObject(ctx, "live", bucket.OwnerKey, e.marker.Sign(bucket.Ref{Store: live.Store, Location: live.Location, Bucket: "live"}, m)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(live)})
+		wantCode(t, "DeleteVolume retried during a purge", err, codes.OK)
+		herr := st.HeadBucket(ctx, "live")
+		if gone := errors.Is(herr, fault.NotFound); gone != (purger == live.NameHash) {
+			t.Fatalf("purge started by %q: bucket gone after the volume's DeleteVolume = %v (%v)", purger, gone, herr)
+		}
 	}
 }
 
