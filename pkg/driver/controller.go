@@ -170,7 +170,9 @@ func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.R
 // it (FailedPrecondition until then, the record kept for the retry); a
 // bucket the store refuses to delete keeps its mark and answers
 // FailedPrecondition. Unknown, malformed and forged IDs answer OK and
-// touch nothing, but a retry finishes a purge under way.
+// touch nothing; the one ID without a record that acts is the volume's
+// whose DeleteVolume started a purge (the deleting mark names it): its
+// retry finishes that purge.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
