@@ -72,10 +72,6 @@ type Mark struct {
 	CreatedBy string `json:"createdBy"`
 	// State is "" for a bucket in use, StateDeleting once a purge started.
 	State string `json:"state,omitempty"`
-	// Purger, with StateDeleting, is the name hash of the volume whose
-	// DeleteVolume started the purge (PurgeOptions.Deleting; empty for
-	// the CLI's): only that volume's retry finishes it without a record.
-	Purger string `json:"purger,omitempty"`
 	// Nonce makes every mark unique (base64url of 16 random bytes).
 	Nonce string `json:"nonce"`
 	// Sig is base64url(HMAC-SHA256(key, canonical(all other fields))).
@@ -135,16 +131,10 @@ func NewKey() []byte {
 func canonical(m *Mark) []byte {
 	var b strings.Builder
 	b.WriteString("bucket-csi owner mark\n")
-	fields := []string{
+	for _, f := range []string{
 		m.Driver, strconv.Itoa(m.Version), m.Store, m.Location, m.Bucket,
 		m.CreatedAt.UTC().Format(time.RFC3339Nano), m.CreatedBy, m.State, m.Nonce,
-	}
-	if m.Purger != "" {
-		// Last and only when set, so marks signed before it verify as
-		// they were; the count of fields tells the two apart.
-		fields = append(fields, m.Purger)
-	}
-	for _, f := range fields {
+	} {
 		b.WriteString(strconv.Itoa(len(f)))
 		b.WriteByte(':')
 		b.WriteString(f)

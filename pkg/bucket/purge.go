@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
@@ -44,7 +45,9 @@ const restoreTimeout = 30 * time.Second
 //     answers its own error, so the caller tries again; the mark then
 //     stays deleting, refusing new volumes, and no purge with IfUnused
 //     goes on while records remain);
-//  3. every object but the mark is deleted, then the mark, then the bucket;
+//  3. every object but the mark and Deleting's record is deleted, then
+//     that record (so an interrupted caller finds it again and retries),
+//     then the mark, then the bucket;
 //  4. if the store refuses to delete the bucket (object versions, for
 //     one), the mark is put back and the answer is fault.Precondition
 //     saying so; a retryable failure puts it back too and is returned as
@@ -69,7 +72,7 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 	deleting := f.Raw
 	began := m.State != StateDeleting // by this call
 	if began {
-		m.State, m.Purger = StateDeleting, opt.Deleting
+		m.State = StateDeleting
 		deleting = k.marker.Sign(ref, m)
 		if err := s.PutObject(ctx, ref.Bucket, OwnerKey, deleting); err != nil {
 			return err
@@ -86,7 +89,7 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 			err = ErrInUse
 		}
 		if err != nil && began {
-			m.State, m.Purger = "", ""
+			m.State = ""
 			if rerr := k.restore(ctx, s, ref, k.marker.Sign(ref, m)); rerr != nil {
 				// Not ErrInUse, which a caller takes as done: a retry
 				// must come.
@@ -97,11 +100,18 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 			return err
 		}
 	}
+	// The deleting volume's record goes last, with the mark: a caller
+	// interrupted before that (a deadline) still finds it on its retry,
+	// which then finishes the purge.
+	last := []string{OwnerKey}
+	if opt.Deleting != "" {
+		last = []string{recordKey(opt.Deleting), OwnerKey}
+	}
 	deleted := 0
 	for {
 		var batch []string
 		err := s.List(ctx, ref.Bucket, "", 1000, func(ob store.Object) error {
-			if ob.Key != OwnerKey {
+			if !slices.Contains(last, ob.Key) {
 				batch = append(batch, ob.Key)
 			}
 			return nil
@@ -120,8 +130,10 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 			opt.Progress(deleted)
 		}
 	}
-	if err := s.DeleteObjects(ctx, ref.Bucket, []string{OwnerKey}); err != nil {
-		return err
+	for _, key := range last {
+		if err := s.DeleteObjects(ctx, ref.Bucket, []string{key}); err != nil {
+			return err
+		}
 	}
 	err = s.DeleteBucket(ctx, ref.Bucket)
 	if err == nil {

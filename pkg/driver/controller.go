@@ -170,9 +170,8 @@ func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.R
 // it (FailedPrecondition until then, the record kept for the retry); a
 // bucket the store refuses to delete keeps its mark and answers
 // FailedPrecondition. Unknown, malformed and forged IDs answer OK and
-// touch nothing; the one ID without a record that acts is the volume's
-// whose DeleteVolume started a purge (the deleting mark names it): its
-// retry finishes that purge.
+// touch nothing; a retry after a deadline still finds the record (the
+// purge deletes it last) and finishes the purge.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
@@ -223,12 +222,8 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		// No volume of this ID in the bucket: deleted before, or a handle
 		// the controller never issued (whoever writes a PV writes any
 		// handle, and its persistence flag is not signed). Nothing is
-		// touched, except that the purge this volume's DeleteVolume
-		// started (the mark names it) is finished: a retry after a
-		// deadline, once the purge deleted the record.
-		if rec == nil && found.Mark.State == bucket.StateDeleting && found.Mark.Purger == h.NameHash && !h.Persistent {
-			return d.purge(ctx, st, ref, h)
-		}
+		// touched. (A purge this volume started keeps its record to the
+		// end, so its retry after a deadline is not here.)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	// The handle is the one CreateVolume issued and recorded, so is its

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -285,8 +286,15 @@ func Run(t *testing.T, tg Target) {
 		if err := bucket.DeleteRecord(ctx, s, b, "h2"); err != nil {
 			t.Fatal(err)
 		}
-		if err := k.Purge(ctx, s, ref(b), bucket.PurgeOptions{IfUnused: true, Deleting: "h1"}); err != nil {
+		// The deleting volume's record goes last, before the mark: a
+		// caller interrupted earlier finds it on its retry.
+		seen := &deletesSeen{Store: s}
+		if err := k.Purge(ctx, seen, ref(b), bucket.PurgeOptions{IfUnused: true, Deleting: "h1"}); err != nil {
 			t.Fatalf("Purge(IfUnused) deleting h1 of a bucket with record h1 alone = %v", err)
+		}
+		own := bucket.MetaDir + "/volumes/h1.json"
+		if n := len(seen.calls); n < 3 || !slices.Equal(seen.calls[n-2], []string{own}) || !slices.Equal(seen.calls[n-1], []string{bucket.OwnerKey}) || slices.Contains(slices.Concat(seen.calls[:n-2]...), own) {
+			t.Fatalf("deletes of the purge: %q; want the objects, then %s alone, then the mark", seen.calls, own)
 		}
 		if err := s.HeadBucket(ctx, b); !errors.Is(err, fault.NotFound) {
 			t.Fatalf("bucket after the purge deleting its last volume: %v", err)
@@ -450,4 +458,15 @@ func openFiles(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(fds)
+}
+
+// deletesSeen records the keys of each DeleteObjects call.
+type deletesSeen struct {
+	store.Store
+	calls [][]string
+}
+
+func (d *deletesSeen) DeleteObjects(ctx context.Context, b string, keys []string) error {
+	d.calls = append(d.calls, slices.Clone(keys))
+	return d.Store.DeleteObjects(ctx, b, keys)
 }
