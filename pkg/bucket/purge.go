@@ -20,8 +20,9 @@ type PurgeOptions struct {
 	// IfUnused makes Purge stop, restoring the bucket's mark, when a
 	// volume record is found once the bucket is marked as being deleted.
 	IfUnused bool
-	// Deleting, with IfUnused, is the name hash of the volume whose
-	// deletion asks for the purge: its record does not count as a use.
+	// Deleting is the name hash of the volume whose deletion asks for the
+	// purge: with IfUnused its record does not count as a use, and it is
+	// deleted last, just before the mark.
 	Deleting string
 	// Progress, if set, is called with the number of objects deleted so far.
 	Progress func(deleted int)
