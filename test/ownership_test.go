@@ -281,8 +281,9 @@ func testKeeper(t *testing.T, s3srv *testenv.S3) *bucket.Keeper {
 // to delete while versions remain, never leaves the bucket without its
 // mark: DeleteVolume answers FailedPrecondition saying why, the genuine
 // mark is back (state "deleting"), a new volume on the bucket is refused
-// rather than placed in the half-deleted bucket, and once the admin has
-// deleted the versions and the bucket the retried DeleteVolume answers OK.
+// rather than placed in the half-deleted bucket, a retry answers
+// FailedPrecondition again, and once the admin has deleted the versions
+// and the bucket the retried DeleteVolume answers OK.
 func TestVersionedBucketPurgeRefused(t *testing.T) {
 	s3srv := testenv.StartS3Versioning(t)
 	c := testenv.StartDriver(t, s3srv, "--services", "controller").Dial(t)
@@ -313,6 +314,13 @@ func TestVersionedBucketPurgeRefused(t *testing.T) {
 	}
 	_, err = c.Controller.CreateVolume(ctx, createReq("pvc-late", map[string]string{"name": b}, s3srv.Secrets()))
 	wantStatus(t, "CreateVolume on a half-deleted bucket", err, codes.FailedPrecondition, "is being deleted")
+	// The retry says so again (the volume's record went before the
+	// bucket's delete was refused) and touches nothing.
+	_, err = c.Controller.DeleteVolume(ctx, del)
+	wantStatus(t, "DeleteVolume retried before the admin's cleanup", err, codes.FailedPrecondition, "is being deleted", "storage delete")
+	if err := indep.HeadBucket(ctx, b); err != nil {
+		t.Fatalf("bucket after the retried delete: %v", err)
+	}
 	// As the message says: the admin deletes the versions and the bucket
 	// with the store's own tools; the retried DeleteVolume then answers OK.
 	versions, err := client.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(b)})

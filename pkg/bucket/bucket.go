@@ -203,7 +203,7 @@ func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner
 // deletingError is the answer for a bucket whose purge has started.
 func deletingError(ref Ref) error {
 	return fmt.Errorf("%w: bucket %q is being deleted (a purge started and did not finish; its objects may be partly gone): "+
-		"finish it with DeleteVolume of its last volume or `bucket-csi storage delete %s`, then create the volume again", fault.Precondition, ref.Bucket, ref.Bucket)
+		"finish it with `bucket-csi storage delete %s` (or the retried DeleteVolume of the volume that started it, while its record remains), then create the volume again", fault.Precondition, ref.Bucket, ref.Bucket)
 }
 
 func isEmpty(ctx context.Context, s store.Store, bucket string) (bool, error) {

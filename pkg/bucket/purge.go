@@ -133,6 +133,11 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 	}
 	for _, key := range last {
 		if err := s.DeleteObjects(ctx, ref.Bucket, []string{key}); err != nil {
+			if key == OwnerKey {
+				// The delete may have reached the store: never leave
+				// the bucket unmarked on an answer lost.
+				return errors.Join(err, k.restore(ctx, s, ref, deleting))
+			}
 			return err
 		}
 	}
@@ -148,7 +153,7 @@ func (k *Keeper) Purge(ctx context.Context, s store.Store, ref Ref, opt PurgeOpt
 	}
 	return fmt.Errorf("%w: the store refused deleting bucket %q (it may hold object versions, or objects a listing does not show): %v; "+
 		"its objects are deleted and its mark is kept, so it stays bucket-csi's and no new volume is placed in it; "+
-		"delete the remaining versions and the bucket with the store's own tools (a retry answers OK once the bucket is gone), or retry once nothing is left", fault.Precondition, ref.Bucket, err)
+		"delete the remaining versions and the bucket with the store's own tools (a retry answers OK once the bucket is gone), or the versions and then `bucket-csi storage delete %s`", fault.Precondition, ref.Bucket, err, ref.Bucket)
 }
 
 // restore puts a mark back, even after ctx has ended.

@@ -169,9 +169,11 @@ func (d *Driver) ensureManaged(ctx context.Context, st store.Store, ref bucket.R
 // no other volume has a record in it and no other PersistentVolume names
 // it (FailedPrecondition until then, the record kept for the retry); a
 // bucket the store refuses to delete keeps its mark and answers
-// FailedPrecondition. Unknown, malformed and forged IDs answer OK and
-// touch nothing; a retry after a deadline still finds the record (the
-// purge deletes it last) and finishes the purge.
+// FailedPrecondition, then and on every retry until the bucket is gone.
+// Unknown, malformed and forged IDs touch nothing and answer OK
+// (FailedPrecondition on a bucket whose purge did not finish); a retry
+// after a deadline still finds the record (the purge deletes it last)
+// and finishes the purge.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, required("volume_id")
@@ -223,7 +225,13 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		// the controller never issued (whoever writes a PV writes any
 		// handle, and its persistence flag is not signed). Nothing is
 		// touched. (A purge this volume started keeps its record to the
-		// end, so its retry after a deadline is not here.)
+		// end, so its retry after a deadline is not here.) A purge that
+		// got past the records and did not finish (the store refused the
+		// bucket's delete) is left to an admin, and said so each time.
+		if rec == nil && found.Mark.State == bucket.StateDeleting {
+			return nil, fmt.Errorf("%w: bucket %q is being deleted and its purge did not finish (the store refused deleting the bucket, or the purge was cut off at its end): "+
+				"delete what is left and the bucket with the store's own tools, or run `bucket-csi storage delete %s`; a retry answers OK once the bucket is gone", fault.Precondition, h.Bucket, h.Bucket)
+		}
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	// The handle is the one CreateVolume issued and recorded, so is its

@@ -193,8 +193,9 @@ func TestDeleteVolume(t *testing.T) {
 // volume's handle, with the provisioner's annotation, is a user of the
 // bucket: the DeleteVolume its release causes answers FailedPrecondition
 // naming it and keeps the volume's record. A mark saying deleting lets no
-// handle without a record act; the volume's own retry (its record kept
-// to a purge's end) finishes the purge.
+// handle without a record act (FailedPrecondition: the purge did not
+// finish); the volume's own retry (its record kept to a purge's end)
+// finishes the purge.
 func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
@@ -290,19 +291,20 @@ func TestDeleteVolumeActsOnlyOnItsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(forge(live, "pv-other"))})
-	wantCode(t, "DeleteVolume of a forged handle while the mark says deleting", err, codes.OK)
+	wantCode(t, "DeleteVolume of a forged handle while the mark says deleting", err, codes.FailedPrecondition)
 	if _, err := st.GetObject(ctx, "live", "data"); err != nil || record() == nil {
 		t.Fatalf("a forged handle purged a bucket marked deleting with a volume in it: data %v, record %v", err, record())
 	}
 	// With its record gone, not even the volume's own handle acts (a
-	// purge keeps the deleting volume's record to its end); with it, the
-	// volume's DeleteVolume (a retry after a deadline) finishes the purge.
+	// purge keeps the deleting volume's record to its end): it is told
+	// the purge did not finish; with it, the volume's DeleteVolume (a
+	// retry after a deadline) finishes the purge.
 	rec := record()
 	if err := bucket.DeleteRecord(ctx, st, "live", live.NameHash); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id(live)})
-	wantCode(t, "DeleteVolume with no record, the mark saying deleting", err, codes.OK)
+	wantCode(t, "DeleteVolume with no record, the mark saying deleting", err, codes.FailedPrecondition)
 	if _, err := st.GetObject(ctx, "live", "data"); err != nil {
 		t.Fatalf("a handle with no record purged a bucket marked deleting: %v", err)
 	}
