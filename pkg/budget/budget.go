@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sort"
 	"sync"
@@ -186,11 +187,39 @@ func (l *Ledger) Reserve(volumeID string, n int64, path string) error {
 		others = l.reservedLocked(volumeID)
 	}
 	if n > l.budget-others {
-		u := l.unit()
-		return fmt.Errorf("%w: %s: this volume needs %d %s but the node's budget is %d %s and %d %s are already reserved by other volumes (%d left)%s",
-			fault.Exhausted, l.Name, n, u, l.budget, u, others, u, max(l.budget-others, 0), l.hint())
+		return l.refusal(n, others)
 	}
 	return l.setLocked(volumeID, &Reservation{Bytes: n, Path: path, At: time.Now().UTC()})
+}
+
+// refusal is the error of a reservation of n that does not fit beside
+// others.
+func (l *Ledger) refusal(n, others int64) error {
+	u := l.unit()
+	return fmt.Errorf("%w: %s: this volume needs %d %s but the node's budget is %d %s and %d %s are already reserved by other volumes (%d left)%s",
+		fault.Exhausted, l.Name, n, u, l.budget, u, others, u, max(l.budget-others, 0), l.hint())
+}
+
+// Grow raises the reservation of volumeID (none is 0) by more bytes when
+// the budget has room for them now, and sets its path; it evicts nothing
+// (kept data makes room for a volume's whole reservation only, Reserve),
+// so a reservation grown in many small steps cannot empty the node of
+// kept data on its way to a refusal. A refusal (fault.Exhausted with the
+// figures) changes nothing. A nil ledger grants it.
+func (l *Ledger) Grow(volumeID string, more int64, path string) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.data.Reservations[volumeID]
+	others := l.reservedLocked(volumeID)
+	if more > l.budget-others-r.Bytes {
+		return l.refusal(r.Bytes+min(more, math.MaxInt64-r.Bytes), others)
+	}
+	r.Bytes += max(more, 0)
+	r.Path, r.At = path, time.Now().UTC()
+	return l.setLocked(volumeID, &r)
 }
 
 // evictLocked removes kept data of volumes other than volumeID, oldest

@@ -312,3 +312,50 @@ func TestLedgerShrink(t *testing.T) {
 		t.Fatal("Shrink made a reservation")
 	}
 }
+
+// TestLedgerGrowEvictsNothing: Grow adds to a volume's reservation while
+// the budget has room, refuses with the figures and changes nothing when
+// it has not, and never evicts kept data for it (Reserve of the same
+// total does).
+func TestLedgerGrowEvictsNothing(t *testing.T) {
+	dir := t.TempDir()
+	l := fixed(t, filepath.Join(dir, "ledger.json"), 100)
+	kept := filepath.Join(dir, "kept")
+	if err := os.Mkdir(kept, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reserve("old", 60, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Keep("old"); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := l.Grow("v", 10, "/copy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := l.Grow("v", 10, "/copy")
+	if !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "needs 50 bytes") || !strings.Contains(err.Error(), "60 bytes are already reserved") {
+		t.Fatalf("Grow past the budget = %v, want fault.Exhausted naming 50 needed and 60 reserved", err)
+	}
+	if r, _ := l.Get("v"); r.Bytes != 40 || r.Path != "/copy" {
+		t.Fatalf("after a refused Grow: %+v, want 40 bytes at /copy", r)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("Grow evicted kept data: %v", err)
+	}
+	if _, ok := l.Get("old"); !ok {
+		t.Fatal("Grow dropped the kept reservation")
+	}
+	if err := l.Reserve("v", 50, "/copy"); err != nil {
+		t.Fatalf("Reserve of the same total, evicting the kept data: %v", err)
+	}
+	if _, err := os.Stat(kept); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Reserve did not evict the kept data: %v", err)
+	}
+	var nilLedger *Ledger
+	if err := nilLedger.Grow("v", 1<<62, ""); err != nil {
+		t.Fatalf("Grow on no ledger = %v", err)
+	}
+}
