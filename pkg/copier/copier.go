@@ -45,14 +45,43 @@ type Options struct {
 	// HideMetaDir leaves out the driver's own objects (bucket.IsMeta).
 	HideMetaDir bool
 	// Space decides once, after planning and before any download, whether
-	// the copy fits: total is the disk space of the finished copy (files
-	// already there included), need the space of the files still to
-	// download and files their number. Space counts whole blocks, and at
-	// least one per file, so a bucket of many tiny or empty objects is
-	// charged what it takes on the disk, not its bytes (see footprint). An
-	// error refuses the copy (fault.Exhausted with the figures). Nil means
-	// FreeSpace.
-	Space func(ctx context.Context, dest string, total, need, files int64) error
+	// the copy fits (see Sizes). An error refuses the copy (fault.Exhausted
+	// with the figures). Nil means FreeSpace of the files and the
+	// bookkeeping together.
+	Space func(ctx context.Context, dest string, s Sizes) error
+	// Bookkeeping is asked before the copy's own files (bookkeeping.go)
+	// grow past what it granted, for more bytes beside everything the
+	// volume holds already: before Space, beside what the copy's
+	// directory held when the copy began; after it, beside what Space
+	// granted. dir is the directory holding them. An error stops the copy
+	// and is returned as is. Nil means FreeSpace of more bytes in dir.
+	// Calls never overlap, nor overlap Space.
+	Bookkeeping func(ctx context.Context, dir string, more int64) error
+	// sortMemory is the bytes of listed records held in memory before
+	// they are sorted into a run file (sorterRunBytes when 0).
+	sortMemory int
+}
+
+// Sizes are what a copy asks room for, after planning (Options.Space).
+// Total is the disk space of the finished copy's files and directories
+// (those already there included), Need the space of those still to be
+// made and Files their number: whole blocks, and at least one per file
+// or directory, so a bucket of many tiny or empty objects, or of deep
+// paths, is charged what it takes on the disk, not its bytes (see
+// footprint). Bookkeeping is the disk space of the copy's own files
+// while it downloads: those written so far (already on disk) and
+// BookkeepingNeed, the manifest lines the downloads will add.
+type Sizes struct {
+	Total, Need, Files           int64
+	Bookkeeping, BookkeepingNeed int64
+}
+
+// Plus returns the disk space the copy takes with its bookkeeping and
+// extra bytes more (a writable volume's write space), and how much of it
+// is still to be written; both saturate at math.MaxInt64 (a listing's
+// absurd size must be refused, not wrap around).
+func (s Sizes) Plus(extra int64) (total, need int64) {
+	return addSpace(addSpace(s.Total, s.Bookkeeping), extra), addSpace(addSpace(s.Need, s.BookkeepingNeed), extra)
 }
 
 // DefaultWorkers is Options.Workers when it is not set: with a store 20 ms
@@ -82,7 +111,18 @@ func (opt Options) withDefaults() Options {
 		opt.ChunkSize = 16 << 20
 	}
 	if opt.Space == nil {
-		opt.Space = FreeSpace
+		opt.Space = func(ctx context.Context, dest string, s Sizes) error {
+			total, need := s.Plus(0)
+			return FreeSpace(ctx, dest, total, need, s.Files)
+		}
+	}
+	if opt.sortMemory <= 0 {
+		opt.sortMemory = sorterRunBytes
+	}
+	if opt.Bookkeeping == nil {
+		opt.Bookkeeping = func(ctx context.Context, dir string, more int64) error {
+			return FreeSpace(ctx, dir, more, more, 0)
+		}
 	}
 	return opt
 }
@@ -119,10 +159,14 @@ type Result struct {
 	Downloaded      int
 	DownloadedBytes int64
 	// DiskBytes and DiskNeed are the disk space of Bytes and
-	// DownloadedBytes as files (see footprint), known after planning.
+	// DownloadedBytes as files, with the directories they need (see
+	// footprint), known after planning.
 	DiskBytes, DiskNeed int64
-	SkippedCount        int
-	Skipped             []Skip
+	// ManifestBytes is the size of the manifest the copy leaves, done or
+	// not (its other bookkeeping is removed).
+	ManifestBytes int64
+	SkippedCount  int
+	Skipped       []Skip
 }
 
 const partSuffix = ".bcsi-part"
@@ -134,6 +178,7 @@ type run struct {
 	opt   Options
 	p     *Progress
 	man   *manifest
+	meter *meter
 	skips skipList
 	// objs holds up to heldObjects listed objects by path.
 	objs map[string]rfs.Object
@@ -165,32 +210,40 @@ func Copy(ctx context.Context, f rfs.Fs, dest, manifestPath string, opt Options,
 	}
 	defer os.RemoveAll(work)
 	r := &run{f: f, dest: dest, opt: opt, p: p, objs: map[string]rfs.Object{}}
+	r.meter = &meter{ctx: ctx, dir: filepath.Dir(manifestPath), ask: opt.Bookkeeping}
 	r.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	res, err := r.copy(ctx, work, manifestPath)
 	res.SkippedCount, res.Skipped = r.skips.result()
+	st, serr := os.Stat(manifestPath)
+	switch {
+	case serr == nil:
+		res.ManifestBytes = st.Size()
+	case err == nil || !errors.Is(serr, os.ErrNotExist):
+		err = errors.Join(err, serr)
+	}
 	return res, err
 }
 
 func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, error) {
-	listed := newSorter(work, "listing")
+	listed := newSorter(work, "listing", r.meter, r.opt.sortMemory)
 	if err := r.list(ctx, listed); err != nil {
 		return Result{}, err
 	}
-	old := newSorter(work, "manifest")
+	old := newSorter(work, "manifest", r.meter, r.opt.sortMemory)
 	if err := readManifest(manifestPath, old); err != nil {
 		return Result{}, fmt.Errorf("copy manifest: %w", err)
 	}
 	if err := os.MkdirAll(r.dest, 0o755); err != nil {
 		return Result{}, err
 	}
-	man, err := newManifest(manifestPath)
+	man, err := newManifest(manifestPath, r.meter)
 	if err != nil {
 		return Result{}, fmt.Errorf("copy manifest: %w", err)
 	}
 	defer man.close()
 	r.man = man
 	planPath := filepath.Join(work, "plan")
-	res, err := r.join(listed, old, man, planPath, blockSize(r.dest))
+	res, sizes, err := r.join(listed, old, man, planPath, blockSize(r.dest))
 	if err == nil {
 		err = man.commit()
 	}
@@ -200,7 +253,8 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 	if err := removeExtra(r.dest, planPath); err != nil {
 		return res, err
 	}
-	if err := r.opt.Space(ctx, r.dest, res.DiskBytes, res.DiskNeed, int64(res.Downloaded)); err != nil {
+	sizes.Bookkeeping = addSpace(r.meter.settle(sizes.BookkeepingNeed), sizes.BookkeepingNeed)
+	if err := r.opt.Space(ctx, r.dest, sizes); err != nil {
 		return res, err
 	}
 	r.p.FilesTotal.Store(int64(res.Downloaded))
@@ -477,6 +531,8 @@ func (r *run) failed(fl *file, err error) error {
 	switch {
 	case ctxErr(err) != nil:
 		return ctxErr(err)
+	case errors.Is(err, fault.Exhausted):
+		return err // Options.Bookkeeping refused the manifest line
 	case localFull(err):
 		return fmt.Errorf("%w: the node disk filled up during the copy: %v", fault.Exhausted, err)
 	case errors.Is(err, errChanged):

@@ -2,6 +2,7 @@ package copier
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -50,24 +51,31 @@ func readManifest(path string, s *sorter) error {
 	return sc.Err()
 }
 
-// manifest writes a new manifest; add is safe for concurrent use.
+// manifest writes a new manifest, each line counted by its meter before
+// it is written; add is safe for concurrent use.
 type manifest struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
 	w    *bufio.Writer
+	m    *meter
+	line bytes.Buffer
 	enc  *json.Encoder
+	// committed is set once the new manifest is in place; until then
+	// close removes it, so a copy that failed leaves the old one alone.
+	committed bool
 }
 
 // newManifest starts the manifest that replaces the one at path; the old
 // one stays in place until commit.
-func newManifest(path string) (*manifest, error) {
+func newManifest(path string, m *meter) (*manifest, error) {
 	f, err := os.OpenFile(path+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	w := bufio.NewWriterSize(f, 64<<10)
-	return &manifest{path: path, f: f, w: w, enc: json.NewEncoder(w)}, nil
+	man := &manifest{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10), m: m}
+	man.enc = json.NewEncoder(&man.line)
+	return man, nil
 }
 
 // commit makes what was written so far the manifest at path; later adds
@@ -81,13 +89,24 @@ func (m *manifest) commit() error {
 	if err := m.f.Sync(); err != nil {
 		return err
 	}
-	return os.Rename(m.path+".tmp", m.path)
+	if err := os.Rename(m.path+".tmp", m.path); err != nil {
+		return err
+	}
+	m.committed = true
+	return nil
 }
 
 func (m *manifest) add(e entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.line.Reset()
 	if err := m.enc.Encode(e); err != nil {
+		return err
+	}
+	if err := m.m.grow(int64(m.line.Len())); err != nil {
+		return err
+	}
+	if _, err := m.w.Write(m.line.Bytes()); err != nil {
 		return err
 	}
 	// Flushed at once: a crash loses no finished file's entry.
@@ -103,6 +122,11 @@ func (m *manifest) close() error {
 	}
 	if cerr := m.f.Close(); err == nil {
 		err = cerr
+	}
+	if !m.committed {
+		if rerr := os.Remove(m.path + ".tmp"); err == nil {
+			err = rerr
+		}
 	}
 	return err
 }

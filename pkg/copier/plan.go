@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"iter"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -24,6 +25,7 @@ const heldObjects = 1 << 16
 // list adds every object of f that can be a file to s and leaves out (and
 // counts) the rest.
 func (r *run) list(ctx context.Context, s *sorter) error {
+	var addErr error
 	err := walk.ListR(ctx, r.f, "", true, -1, walk.ListObjects, func(entries rfs.DirEntries) error {
 		for _, e := range entries {
 			o, ok := e.(rfs.Object)
@@ -46,11 +48,15 @@ func (r *run) list(ctx context.Context, s *sorter) error {
 				r.objs[p] = o
 			}
 			if err := s.add(record{Path: p, Size: o.Size(), FP: rfs.Fingerprint(ctx, o, true)}); err != nil {
+				addErr = err // kept: a walk may call again after an error
 				return err
 			}
 		}
 		return nil
 	})
+	if addErr != nil {
+		return addErr // the copy's own files: no room, or the disk failed
+	}
 	if err != nil && ctx.Err() == nil && !isLocal(err) {
 		return listingError(err)
 	}
@@ -86,13 +92,15 @@ func pull(s *sorter, err *error) (next func() (*record, bool), stop func()) {
 // each file whether it must be downloaded: not when the old manifest holds
 // it with the same fingerprint and the local file is untouched since
 // (those entries go into the new manifest). The plan is written to
-// planPath in path order.
-func (r *run) join(listed, old *sorter, man *manifest, planPath string, block int64) (Result, error) {
-	var res Result
-	w, err := createRecords(planPath)
+// planPath in path order. sizes are what the plan asks room for, but
+// Bookkeeping: the files' and directories' blocks, and what the manifest
+// lines of the files to download will take at most.
+func (r *run) join(listed, old *sorter, man *manifest, planPath string, block int64) (res Result, sizes Sizes, err error) {
+	w, err := createRecords(planPath, r.meter)
 	if err != nil {
-		return res, err
+		return res, sizes, err
 	}
+	lastDir := ""
 	var oldErr error
 	next, stop := pull(old, &oldErr)
 	defer stop()
@@ -126,13 +134,20 @@ func (r *run) join(listed, old *sorter, man *manifest, planPath string, block in
 				return err
 			}
 		}
+		// The plan is in path order, so a directory's entries follow it:
+		// the directories this file needs beyond the last file's are new.
+		dirs := newDirs(lastDir, path.Dir(rec.Path))
+		lastDir = path.Dir(rec.Path)
+		space := addSpace(footprint(rec.Size, block), dirs*block)
 		res.Files++
 		res.Bytes += rec.Size
-		res.DiskBytes = addSpace(res.DiskBytes, footprint(rec.Size, block))
+		res.DiskBytes = addSpace(res.DiskBytes, space)
 		if rec.Todo {
 			res.Downloaded++
 			res.DownloadedBytes += rec.Size
-			res.DiskNeed = addSpace(res.DiskNeed, footprint(rec.Size, block))
+			res.DiskNeed = addSpace(res.DiskNeed, space)
+			sizes.Files += 1 + dirs
+			sizes.BookkeepingNeed = addSpace(sizes.BookkeepingNeed, entryBytes(rec.Path, rec.FP))
 		}
 		return w.write(&rec)
 	}
@@ -166,7 +181,8 @@ func (r *run) join(listed, old *sorter, man *manifest, planPath string, block in
 	if cerr := w.close(); err == nil {
 		err = cerr
 	}
-	return res, err
+	sizes.Total, sizes.Need = res.DiskBytes, res.DiskNeed
+	return res, sizes, err
 }
 
 // untouched reports whether the local file at path is still the one the
@@ -221,4 +237,22 @@ func removeExtra(dest, planPath string) error {
 		}
 		return nil
 	})
+}
+
+// newDirs is the number of directories of dir (slash-separated, "." or
+// "" for none) below those it shares with last: what a file in dir adds
+// when the files before it were in last.
+func newDirs(last, dir string) int64 {
+	parts := func(d string) []string {
+		if d == "." || d == "" {
+			return nil
+		}
+		return strings.Split(d, "/")
+	}
+	l, d := parts(last), parts(dir)
+	shared := 0
+	for shared < len(l) && shared < len(d) && l[shared] == d[shared] {
+		shared++
+	}
+	return int64(len(d) - shared)
 }

@@ -24,19 +24,21 @@ type record struct {
 	Todo  bool // in the plan: the file must be downloaded
 }
 
-// recordWriter appends records to a file in a compact binary form.
+// recordWriter appends records to a file in a compact binary form,
+// each counted by its meter before it is written.
 type recordWriter struct {
 	f   *os.File
 	w   *bufio.Writer
+	m   *meter
 	buf []byte
 }
 
-func createRecords(path string) (*recordWriter, error) {
+func createRecords(path string, m *meter) (*recordWriter, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	return &recordWriter{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &recordWriter{f: f, w: bufio.NewWriterSize(f, 64<<10), m: m}, nil
 }
 
 func (w *recordWriter) write(r *record) error {
@@ -54,6 +56,9 @@ func (w *recordWriter) write(r *record) error {
 	}
 	b = append(b, todo)
 	w.buf = b
+	if err := w.m.grow(int64(len(b))); err != nil {
+		return err
+	}
 	_, err := w.w.Write(b)
 	return err
 }
@@ -129,10 +134,11 @@ func unexpected(err error) error {
 
 // sorter sorts any number of records by path (comparePaths, then Seq) in
 // bounded memory: records are held up to runBytes, then sorted and spilled
-// to a run file in dir; each merges the runs.
+// to a run file in dir (counted by m); each merges the runs.
 type sorter struct {
 	dir      string
 	name     string
+	m        *meter
 	runBytes int
 	buf      []record
 	held     int
@@ -142,8 +148,8 @@ type sorter struct {
 // sorterRunBytes is how many bytes of records a sorter holds in memory.
 const sorterRunBytes = 16 << 20
 
-func newSorter(dir, name string) *sorter {
-	return &sorter{dir: dir, name: name, runBytes: sorterRunBytes}
+func newSorter(dir, name string, m *meter, runBytes int) *sorter {
+	return &sorter{dir: dir, name: name, m: m, runBytes: runBytes}
 }
 
 func compareRecords(a, b *record) int {
@@ -165,7 +171,7 @@ func (s *sorter) add(r record) error {
 func (s *sorter) spill() error {
 	slices.SortFunc(s.buf, func(a, b record) int { return compareRecords(&a, &b) })
 	path := filepath.Join(s.dir, fmt.Sprintf("%s.run%d", s.name, len(s.runs)))
-	w, err := createRecords(path)
+	w, err := createRecords(path, s.m)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package copier
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -25,18 +26,18 @@ func TestCopyReservesBeforeDownloading(t *testing.T) {
 	dest, man := filepath.Join(root, "data"), filepath.Join(root, "manifest")
 	var asked []int64
 	refuse := errors.New("no room")
-	opt := Options{Space: func(_ context.Context, _ string, total, _, _ int64) error {
-		asked = append(asked, total)
+	opt := Options{Space: func(_ context.Context, _ string, s Sizes) error {
+		asked = append(asked, s.Total)
 		return refuse
 	}}
 	if _, err := Copy(context.Background(), f, dest, man, opt, &Progress{}); !errors.Is(err, refuse) {
 		t.Fatalf("refused copy = %v", err)
 	}
-	whole := 2 * blockSize(dest) // two files of under a block each
+	whole := 3 * blockSize(dest) // two files of under a block each, and b/
 	if entries, _ := os.ReadDir(dest); len(entries) != 0 || len(asked) != 1 || asked[0] != whole {
 		t.Fatalf("refused copy: %d entries in dest, Space asked %v (want once for %d)", len(entries), asked, whole)
 	}
-	opt.Space = func(_ context.Context, _ string, total, _, _ int64) error { asked = append(asked, total); return nil }
+	opt.Space = func(_ context.Context, _ string, s Sizes) error { asked = append(asked, s.Total); return nil }
 	for range 2 {
 		if _, err := Copy(context.Background(), f, dest, man, opt, &Progress{}); err != nil {
 			t.Fatal(err)
@@ -48,9 +49,10 @@ func TestCopyReservesBeforeDownloading(t *testing.T) {
 }
 
 // TestCopyChargesTinyObjectsTheirBlocks: 2,000 objects of one byte and
-// 1,000 empty ones are charged a block each, with their count, not 2,000
-// bytes: a bucket of many tiny objects cannot fill a node's disk or its
-// inodes on a reservation of almost nothing.
+// 1,000 empty ones in 10 directories are charged a block each, and each
+// directory too, with their count, not 2,000 bytes: a bucket of many tiny
+// objects cannot fill a node's disk or its inodes on a reservation of
+// almost nothing.
 func TestCopyChargesTinyObjectsTheirBlocks(t *testing.T) {
 	objects := map[string][]byte{}
 	for i := range 3000 {
@@ -63,13 +65,58 @@ func TestCopyChargesTinyObjectsTheirBlocks(t *testing.T) {
 	f := memFs(t, objects)
 	root := t.TempDir()
 	var total, need, files int64
-	opt := Options{Space: func(_ context.Context, _ string, tot, nd, n int64) error { total, need, files = tot, nd, n; return nil }}
+	opt := Options{Space: func(_ context.Context, _ string, s Sizes) error {
+		total, need, files = s.Total, s.Need, s.Files
+		return nil
+	}}
 	if _, err := Copy(context.Background(), f, filepath.Join(root, "data"), filepath.Join(root, "manifest"), opt, &Progress{}); err != nil {
 		t.Fatal(err)
 	}
 	block := blockSize(root)
-	if total != 3000*block || need != 3000*block || files != 3000 {
-		t.Fatalf("Space asked total %d, need %d for %d files; want %d, %d, 3000", total, need, files, 3000*block, 3000*block)
+	if total != 3010*block || need != 3010*block || files != 3010 {
+		t.Fatalf("Space asked total %d, need %d for %d files; want %d, %d, 3010", total, need, files, 3010*block, 3010*block)
+	}
+}
+
+// TestCopyChargesDirectories: ten objects 101 directories deep, none
+// shared, are charged 1,010 directories and 10 files, not 10 files: a
+// key of a few KiB must not make megabytes of directories on a block's
+// charge. An up-to-date copy needs nothing more.
+func TestCopyChargesDirectories(t *testing.T) {
+	objects := map[string][]byte{}
+	for i := range 10 {
+		objects[fmt.Sprintf("k%d/%sf", i, strings.Repeat("a/", 100))] = []byte{'x'}
+	}
+	f := memFs(t, objects)
+	root := t.TempDir()
+	var got []Sizes
+	opt := Options{Space: func(_ context.Context, _ string, s Sizes) error { got = append(got, s); return nil }}
+	for range 2 {
+		if _, err := Copy(context.Background(), f, filepath.Join(root, "data"), filepath.Join(root, "manifest"), opt, &Progress{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block := blockSize(root)
+	if len(got) != 2 || got[0].Total != 1020*block || got[0].Need != 1020*block || got[0].Files != 1020 {
+		t.Fatalf("Space asked %+v; want total and need %d for 1,020 files and directories", got, 1020*block)
+	}
+	if got[1].Total != 1020*block || got[1].Need != 0 || got[1].Files != 0 {
+		t.Fatalf("an up-to-date copy asked %+v; want total %d, nothing needed", got[1], 1020*block)
+	}
+}
+
+// TestNewDirs: the directories a file adds beyond the last file's.
+func TestNewDirs(t *testing.T) {
+	for _, tc := range []struct {
+		last, dir string
+		want      int64
+	}{
+		{"", ".", 0}, {"", "a", 1}, {".", "a/b", 2}, {"a/b", "a/b", 0}, {"a/b", "a/c", 1},
+		{"a/b/c", "a", 0}, {"a", "a/b/c", 2}, {"ab", "a/b", 2}, {"a/bc", "a/b/x", 2}, {"a/b", ".", 0},
+	} {
+		if got := newDirs(tc.last, tc.dir); got != tc.want {
+			t.Errorf("newDirs(%q, %q) = %d, want %d", tc.last, tc.dir, got, tc.want)
+		}
 	}
 }
 
@@ -107,5 +154,130 @@ func TestFootprint(t *testing.T) {
 	}
 	if got := addSpace(math.MaxInt64-1, 4096); got != math.MaxInt64 {
 		t.Errorf("addSpace near the top = %d, want it saturated", got)
+	}
+}
+
+// ownFiles is the disk the copy's own files under root take: everything
+// but the copied files in data/.
+func ownFiles(t *testing.T, root string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p == filepath.Join(root, "data") {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() {
+			st, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += st.Size()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestCopyMetersItsBookkeeping: the copy's own files (the sorted listing,
+// the plan, the manifest) grow with the number of keys, here 3,000 empty
+// objects with 900-byte names, about 2.7 MB per file. No byte of them is
+// written before Options.Bookkeeping granted it, Space is told what they
+// take with the manifest lines still to come, and a refusal in the
+// listing stops the copy before anything more is written or downloaded,
+// is answered as is (not as the store's listing error) and leaves none of
+// them behind.
+func TestCopyMetersItsBookkeeping(t *testing.T) {
+	objects := map[string][]byte{}
+	long := strings.Repeat("n", 200)
+	for i := range 3000 {
+		objects[fmt.Sprintf("%s/%s/%s/%s/%04d", long, long, long, long, i)] = nil
+	}
+	f := memFs(t, objects)
+	root := t.TempDir()
+	dest, man := filepath.Join(root, "data"), filepath.Join(root, "manifest")
+	var granted int64
+	var sizes Sizes
+	opt := Options{
+		Bookkeeping: func(_ context.Context, dir string, more int64) error {
+			if dir != root {
+				t.Errorf("Bookkeeping asked for %s, want the manifest's directory %s", dir, root)
+			}
+			if on := ownFiles(t, root); on > granted {
+				t.Errorf("%d bytes of the copy's own files on disk, only %d granted", on, granted)
+			}
+			granted += more
+			return nil
+		},
+		Space: func(_ context.Context, _ string, s Sizes) error {
+			if on := ownFiles(t, root); on > granted || on > s.Bookkeeping-s.BookkeepingNeed {
+				t.Errorf("%d bytes of the copy's own files on disk at Space, %d granted, Space told %d written", on, granted, s.Bookkeeping-s.BookkeepingNeed)
+			}
+			sizes = s
+			return nil
+		},
+	}
+	res, err := Copy(context.Background(), f, dest, man, opt, &Progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nameBytes = 3000 * 4 * 201
+	if sizes.Bookkeeping < 2*nameBytes || sizes.BookkeepingNeed < nameBytes {
+		t.Fatalf("Space was told bookkeeping %d, %d of it still to write; want at least the plan and the manifest (%d) and the manifest (%d)", sizes.Bookkeeping, sizes.BookkeepingNeed, 2*nameBytes, nameBytes)
+	}
+	if st, err := os.Stat(man); err != nil || res.ManifestBytes != st.Size() || st.Size() > sizes.BookkeepingNeed {
+		t.Fatalf("manifest %v (%v): Result says %d bytes, Space was told its lines take at most %d", st, err, res.ManifestBytes, sizes.BookkeepingNeed)
+	}
+	if res.Files != 3000 || sizes.Total != 3004*blockSize(dest) {
+		t.Fatalf("copied %d files, Space total %d; want 3000 and a block each, and 4 directories", res.Files, sizes.Total)
+	}
+
+	// A fresh copy whose listing is sorted in runs of 64 KiB, refused
+	// the room for more of them.
+	root = t.TempDir()
+	dest, man = filepath.Join(root, "data"), filepath.Join(root, "manifest")
+	refuse := fmt.Errorf("%w: no room for the listing", fault.Exhausted)
+	asked, spaceAsked := 0, false
+	opt.sortMemory = 64 << 10
+	opt.Bookkeeping = func(context.Context, string, int64) error {
+		asked++
+		if on := ownFiles(t, root); on > bookkeepingStep {
+			t.Errorf("%d bytes of the copy's own files on disk, only %d granted", on, bookkeepingStep)
+		}
+		if asked > 1 {
+			runs, _ := filepath.Glob(man + ".work/listing.run*")
+			plans, _ := filepath.Glob(man + ".work/plan")
+			if len(runs) == 0 || len(plans) != 0 {
+				t.Errorf("the second ask came with %d listing runs and %d plans on disk; want it in the listing", len(runs), len(plans))
+			}
+			return refuse
+		}
+		return nil
+	}
+	opt.Space = func(context.Context, string, Sizes) error { spaceAsked = true; return nil }
+	if _, err := Copy(context.Background(), f, dest, man, opt, &Progress{}); !errors.Is(err, refuse) {
+		t.Fatalf("copy refused room for its bookkeeping = %v, want the refusal as is", err)
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 0 || spaceAsked || ownFiles(t, root) != 0 {
+		t.Fatalf("refused copy: %d entries in dest, Space asked %v, %d bytes of own files left", len(entries), spaceAsked, ownFiles(t, root))
+	}
+}
+
+// TestEntryBytesBoundsTheManifestLine: entryBytes is never less than the
+// line the manifest writes, whatever the path holds.
+func TestEntryBytesBoundsTheManifestLine(t *testing.T) {
+	for _, path := range []string{"a", "dir/file.bin", `q"<>&\` + "\x01\u2028\xff", strings.Repeat("é", 300)} {
+		var buf strings.Builder
+		if err := json.NewEncoder(&buf).Encode(entry{Path: path, Fingerprint: "1234,2026-12-05 01:02:03 +0000 UTC,abcdef", Size: math.MaxInt64, MTimeNanos: math.MinInt64}); err != nil {
+			t.Fatal(err)
+		}
+		if got := entryBytes(path, "1234,2026-12-05 01:02:03 +0000 UTC,abcdef"); got < int64(buf.Len()) {
+			t.Errorf("entryBytes(%q) = %d, the line takes %d", path, got, buf.Len())
+		}
 	}
 }

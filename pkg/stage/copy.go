@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -208,18 +209,41 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	}
 	opt := c.Options
 	opt.HideMetaDir = req.Handle.Prefix == ""
-	// The copy, and a writable volume's write space, must fit the disk
-	// and the node's budget, which it then holds until unstage (or
-	// eviction of a kept copy).
+	// The copy, its own bookkeeping files and a writable volume's write
+	// space must fit the disk and the node's budget, which it then holds
+	// until unstage (or eviction of a kept copy). The bookkeeping grows
+	// the volume's reservation before it is written, so a listing of
+	// millions of keys is refused before it fills the disk; it evicts no
+	// kept copy (Grow), the whole copy may (Reserve).
 	var writes int64
 	if !req.Flags.ReadOnly {
 		writes = c.writesReserve(req.VolumeID)
 	}
-	opt.Space = func(ctx context.Context, dest string, total, need, files int64) error {
-		if err := copier.FreeSpace(ctx, dest, total+writes, need+writes, files); err != nil {
+	opt.Bookkeeping = func(ctx context.Context, at string, more int64) error {
+		if err := copier.FreeSpace(ctx, at, more, more, 0); err != nil {
 			return err
 		}
-		return c.Disk.Reserve(req.VolumeID, total+writes, dir)
+		if err := c.Disk.Grow(req.VolumeID, more, dir); err != nil {
+			return fmt.Errorf("%w (for the copy's listing, plan and manifest)", err)
+		}
+		return nil
+	}
+	// After the copy, done or not, its listing and plan are gone: the
+	// volume then holds at most what it held before (kept files, an
+	// earlier try's), or once planned, its files, manifest and write
+	// space. A failed copy's retry must not start from its peak.
+	before, _ := c.Disk.Get(req.VolumeID)
+	planned := false
+	opt.Space = func(ctx context.Context, dest string, s copier.Sizes) error {
+		total, need := s.Plus(writes)
+		if err := copier.FreeSpace(ctx, dest, total, need, s.Files); err != nil {
+			return err
+		}
+		if err := c.Disk.Reserve(req.VolumeID, total, dir); err != nil {
+			return err
+		}
+		planned = true
+		return nil
 	}
 	data := filepath.Join(dir, "data")
 	if opt.HideMetaDir {
@@ -229,6 +253,15 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		}
 	}
 	res, err := copier.Copy(ctx, f, data, filepath.Join(dir, "manifest.jsonl"), opt, progress)
+	after := before.Bytes
+	if planned {
+		after = res.DiskBytes + res.ManifestBytes + writes
+	}
+	if now, ok := c.Disk.Get(req.VolumeID); ok && now.Bytes > after {
+		if serr := c.Disk.Shrink(req.VolumeID, now.Bytes-after); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	if err != nil {
 		return res, err
 	}

@@ -6,9 +6,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	_ "github.com/rclone/rclone/backend/memory"
+	rfs "github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/object"
+	"github.com/rclone/rclone/fs/operations"
+	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/budget"
+	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
@@ -53,5 +63,73 @@ func TestCopyLockNotHeldAcrossSlowWork(t *testing.T) {
 	_, err = stage("slow-volume", "slow", time.Minute)
 	if !errors.Is(err, fault.Unavailable) {
 		t.Fatalf("stage after the store answered = %v, want its Unavailable", err)
+	}
+}
+
+// TestCopyChargesItsBookkeepingToTheBudget: 2,000 empty objects with
+// 900-byte names in 4 directories are charged 2,004 blocks as files and
+// directories, and their copy's own files (listing, plan, manifest)
+// about 2 MB each more. A budget of 1.5 MiB refuses the copy while it
+// plans, naming its bookkeeping; one with room for the files alone
+// refuses it when it asks for the whole copy; one with room for both
+// takes it and then holds the files and the manifest, not the plan
+// deleted with the copy. A refused copy holds nothing after, so its retry
+// starts from where it began.
+func TestCopyChargesItsBookkeepingToTheBudget(t *testing.T) {
+	ctx := context.Background()
+	mem, err := rfs.NewFs(ctx, ":memory:bookkeeping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = operations.Purge(ctx, mem, "") })
+	long := strings.Repeat("n", 200)
+	for i := range 2000 {
+		info := object.NewStaticObjectInfo(fmt.Sprintf("%s/%s/%s/%s/%04d", long, long, long, long, i), time.Now(), 0, true, nil, mem)
+		if _, err := mem.Put(ctx, strings.NewReader(""), info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(t.TempDir(), &st); err != nil {
+		t.Fatal(err)
+	}
+	files := 2004 * min(max(st.Frsize, 512), 64<<10)
+	for _, tc := range []struct {
+		budget  int64
+		refusal string // "" when it fits
+	}{{3 << 19, "for the copy's listing, plan and manifest"}, {files + 64<<10, "this volume needs"}, {files + 16<<20, ""}} {
+		root := t.TempDir()
+		disk, err := budget.Open(filepath.Join(root, "ledger.json"), budget.Options{Fixed: tc.budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		disk.Name = "node disk"
+		c := &Copy{
+			Stores: store.Registry{"mem": {Rclone: func(store.Secrets, string) (map[string]string, error) {
+				return map[string]string{"type": "memory"}, nil
+			}}},
+			Root: filepath.Join(root, "copies"),
+			Disk: disk,
+			Log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		t.Cleanup(func() { _ = RemoveCopy(c.dir("v")) })
+		req := Request{VolumeID: "v", Handle: volume.Handle{Spec: volume.Spec{Store: "mem", Bucket: "bookkeeping", Mode: volume.ModeCopy}}, Flags: volume.MountFlags{ReadOnly: true}}
+		res, err := c.run(ctx, req, &copier.Progress{})
+		held, _ := disk.Get("v")
+		if tc.refusal != "" {
+			if !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "node's budget is") || !strings.Contains(err.Error(), tc.refusal) {
+				t.Fatalf("copy of 2,000 long names in a budget of %d = %v, want the budget's refusal naming %q", tc.budget, err, tc.refusal)
+			}
+			if held.Bytes != 0 {
+				t.Fatalf("a refused copy holds %d bytes of the budget, want 0", held.Bytes)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("copy in a budget of %d: %v", tc.budget, err)
+		}
+		if res.Files != 2000 || res.DiskBytes != files || res.ManifestBytes < 2000*800 || held.Bytes != res.DiskBytes+res.ManifestBytes {
+			t.Fatalf("copied %d files (%d bytes of blocks), manifest %d bytes; the volume holds %d, want the files (%d) and the manifest", res.Files, res.DiskBytes, res.ManifestBytes, held.Bytes, files)
+		}
 	}
 }
