@@ -200,12 +200,14 @@ func (l *Ledger) refusal(n, others int64) error {
 		fault.Exhausted, l.Name, n, u, l.budget, u, others, u, max(l.budget-others, 0), l.hint())
 }
 
-// Grow raises the reservation of volumeID (none is 0) by more bytes when
-// the budget has room for them now, and sets its path; it evicts nothing
-// (kept data makes room for a volume's whole reservation only, Reserve),
-// so a reservation grown in many small steps cannot empty the node of
-// kept data on its way to a refusal. A refusal (fault.Exhausted with the
-// figures) changes nothing. A nil ledger grants it.
+// Grow raises the reservation of volumeID (none is 0) by more bytes and
+// sets its path. Kept data of other volumes is evicted, oldest first, only
+// when the bytes do not fit beside it and evicting it all would make room
+// (as Reserve does); a refusal (fault.Exhausted with the figures) changes
+// nothing. Kept data is a cache of what a store still holds: a volume
+// that grows step by step and is refused later cost its eviction a
+// download, while keeping it would refuse every volume once kept copies
+// fill the budget. A nil ledger grants it.
 func (l *Ledger) Grow(volumeID string, more int64, path string) error {
 	if l == nil {
 		return nil
@@ -214,6 +216,12 @@ func (l *Ledger) Grow(volumeID string, more int64, path string) error {
 	defer l.mu.Unlock()
 	r := l.data.Reservations[volumeID]
 	others := l.reservedLocked(volumeID)
+	if more > l.budget-others-r.Bytes {
+		if err := l.evictLocked(volumeID, more-(l.budget-others-r.Bytes)); err != nil {
+			return err
+		}
+		others = l.reservedLocked(volumeID)
+	}
 	if more > l.budget-others-r.Bytes {
 		return l.refusal(r.Bytes+min(more, math.MaxInt64-r.Bytes), others)
 	}

@@ -313,11 +313,11 @@ func TestLedgerShrink(t *testing.T) {
 	}
 }
 
-// TestLedgerGrowEvictsNothing: Grow adds to a volume's reservation while
-// the budget has room, refuses with the figures and changes nothing when
-// it has not, and never evicts kept data for it (Reserve of the same
-// total does).
-func TestLedgerGrowEvictsNothing(t *testing.T) {
+// TestLedgerGrow: Grow adds to a volume's reservation while the budget
+// has room; kept data is evicted only when the step does not fit beside
+// it and evicting makes room; a step that does not fit at all is refused
+// with the figures and changes nothing.
+func TestLedgerGrow(t *testing.T) {
 	dir := t.TempDir()
 	l := fixed(t, filepath.Join(dir, "ledger.json"), 100)
 	kept := filepath.Join(dir, "kept")
@@ -335,24 +335,27 @@ func TestLedgerGrowEvictsNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := l.Grow("v", 10, "/copy")
-	if !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "needs 50 bytes") || !strings.Contains(err.Error(), "60 bytes are already reserved") {
-		t.Fatalf("Grow past the budget = %v, want fault.Exhausted naming 50 needed and 60 reserved", err)
-	}
-	if r, _ := l.Get("v"); r.Bytes != 40 || r.Path != "/copy" {
-		t.Fatalf("after a refused Grow: %+v, want 40 bytes at /copy", r)
-	}
 	if _, err := os.Stat(kept); err != nil {
-		t.Fatalf("Grow evicted kept data: %v", err)
+		t.Fatalf("Grow evicted kept data while the step fitted beside it: %v", err)
 	}
-	if _, ok := l.Get("old"); !ok {
-		t.Fatal("Grow dropped the kept reservation")
-	}
-	if err := l.Reserve("v", 50, "/copy"); err != nil {
-		t.Fatalf("Reserve of the same total, evicting the kept data: %v", err)
+	if err := l.Grow("v", 10, "/copy"); err != nil {
+		t.Fatalf("Grow that fits once the kept data is evicted: %v", err)
 	}
 	if _, err := os.Stat(kept); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("Reserve did not evict the kept data: %v", err)
+		t.Fatalf("Grow did not evict the kept data it needed the room of: %v", err)
+	}
+	if _, ok := l.Get("old"); ok {
+		t.Fatal("the evicted reservation is still held")
+	}
+	if err := l.Reserve("live", 40, ""); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Grow("v", 20, "/copy")
+	if !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "needs 70 bytes") || !strings.Contains(err.Error(), "40 bytes are already reserved") {
+		t.Fatalf("Grow past the budget = %v, want fault.Exhausted naming 70 needed and 40 reserved", err)
+	}
+	if r, _ := l.Get("v"); r.Bytes != 50 || r.Path != "/copy" {
+		t.Fatalf("after a refused Grow: %+v, want 50 bytes at /copy", r)
 	}
 	var nilLedger *Ledger
 	if err := nilLedger.Grow("v", 1<<62, ""); err != nil {

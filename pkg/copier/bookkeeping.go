@@ -41,9 +41,14 @@ func (m *meter) grow(n int64) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.used+n > m.granted {
-		more := max(m.used+n-m.granted, bookkeepingStep, m.granted/8)
-		if err := m.ask(m.ctx, m.dir, more); err != nil {
+	if short := m.used + n - m.granted; short > 0 {
+		more := max(short, bookkeepingStep, m.granted/8)
+		err := m.ask(m.ctx, m.dir, more)
+		if err != nil && more > short {
+			more = short // the step may not fit where the bytes do
+			err = m.ask(m.ctx, m.dir, more)
+		}
+		if err != nil {
 			return err
 		}
 		m.granted += more

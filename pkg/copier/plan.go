@@ -194,8 +194,9 @@ func (r *run) untouched(path string, e record) bool {
 
 // removeExtra deletes what is under dest and not in the plan (objects gone
 // from the bucket, leftovers of interrupted downloads, files a pod added,
-// a directory where the plan has a file), walking dest and the plan side
-// by side: both are in path order.
+// a directory where the plan has a file, a directory no planned file is
+// in: the plan charges only the directories its files need), walking dest
+// and the plan side by side: both are in path order.
 func removeExtra(dest, planPath string) error {
 	rr, err := openRecords(planPath)
 	if err != nil {
@@ -227,7 +228,7 @@ func removeExtra(dest, planPath string) error {
 		}
 		planned := more && cur.Path == rel
 		switch {
-		case d.IsDir() && planned:
+		case d.IsDir() && (planned || !more || !isUnder(cur.Path, rel)):
 			if err := os.RemoveAll(p); err != nil {
 				return err
 			}

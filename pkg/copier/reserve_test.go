@@ -1,6 +1,7 @@
 package copier
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -279,5 +281,81 @@ func TestEntryBytesBoundsTheManifestLine(t *testing.T) {
 		if got := entryBytes(path, "1234,2026-12-05 01:02:03 +0000 UTC,abcdef"); got < int64(buf.Len()) {
 			t.Errorf("entryBytes(%q) = %d, the line takes %d", path, got, buf.Len())
 		}
+	}
+}
+
+// TestCopyRemovesDirectoriesNoFileNeeds: a refresh after the bucket's
+// keys moved removes the directories of the old ones (and empty ones a
+// pod made), since the plan charges only the directories its files need;
+// a bucket that changes its deep keys cannot pile up trees on the disk.
+func TestCopyRemovesDirectoriesNoFileNeeds(t *testing.T) {
+	ctx := context.Background()
+	f := memFs(t, map[string][]byte{"a/b/c/f": []byte("1"), "x/f": []byte("2")})
+	root := t.TempDir()
+	dest, man := filepath.Join(root, "data"), filepath.Join(root, "manifest")
+	if _, err := Copy(ctx, f, dest, man, Options{}, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.NewObject(ctx, "a/b/c/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	put(t, f, "a/g", []byte("3"))
+	if err := os.MkdirAll(filepath.Join(dest, "p", "q"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	opt := Options{Space: func(_ context.Context, _ string, s Sizes) error { total = s.Total; return nil }}
+	if _, err := Copy(ctx, f, dest, man, opt, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	err = filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+		if err == nil && p != dest {
+			found = append(found, filepath.ToSlash(p[len(dest)+1:]))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "a/g", "x", "x/f"}; !slices.Equal(found, want) || total != 4*blockSize(dest) {
+		t.Fatalf("after the refresh dest holds %q, charged %d; want %q, %d", found, total, want, 4*blockSize(dest))
+	}
+}
+
+// TestRefusedCopyKeepsItsManifest: a copy refused room for its plan (the
+// new manifest already begun) leaves the previous copy's manifest as it
+// was and no new one behind.
+func TestRefusedCopyKeepsItsManifest(t *testing.T) {
+	f := memFs(t, map[string][]byte{"a": []byte("1"), "b/c": []byte("2")})
+	root := t.TempDir()
+	dest, man := filepath.Join(root, "data"), filepath.Join(root, "manifest")
+	if _, err := Copy(context.Background(), f, dest, man, Options{}, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(man)
+	if err != nil || len(before) == 0 {
+		t.Fatalf("manifest after the first copy: %q, %v", before, err)
+	}
+	refuse := fmt.Errorf("%w: no room", fault.Exhausted)
+	opt := Options{Bookkeeping: func(context.Context, string, int64) error {
+		if _, err := os.Stat(man + ".tmp"); err != nil {
+			t.Errorf("the new manifest was not begun when the plan asked: %v", err)
+		}
+		return refuse
+	}}
+	if _, err := Copy(context.Background(), f, dest, man, opt, &Progress{}); !errors.Is(err, refuse) {
+		t.Fatalf("refused copy = %v", err)
+	}
+	after, err := os.ReadFile(man)
+	if err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("manifest after a refused copy: %q, %v; want it unchanged", after, err)
+	}
+	if _, err := os.Stat(man + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused copy left its new manifest: %v", err)
 	}
 }

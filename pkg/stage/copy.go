@@ -212,9 +212,8 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	// The copy, its own bookkeeping files and a writable volume's write
 	// space must fit the disk and the node's budget, which it then holds
 	// until unstage (or eviction of a kept copy). The bookkeeping grows
-	// the volume's reservation before it is written, so a listing of
-	// millions of keys is refused before it fills the disk; it evicts no
-	// kept copy (Grow), the whole copy may (Reserve).
+	// the volume's reservation before it is written (Grow), so a listing
+	// of millions of keys is refused before it fills the disk.
 	var writes int64
 	if !req.Flags.ReadOnly {
 		writes = c.writesReserve(req.VolumeID)
