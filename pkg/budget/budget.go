@@ -37,8 +37,8 @@ type Reservation struct {
 	Path string    `json:"path,omitempty"`
 	At   time.Time `json:"at"`
 	// Kept marks data kept on disk for a volume that is no longer staged
-	// (a kept COPY copy): Reserve evicts it, removing Path, oldest first,
-	// when a volume being staged needs the room.
+	// (a kept COPY copy): Reserve and Grow evict it, removing Path,
+	// oldest first, when a volume being staged needs the room.
 	Kept bool `json:"kept,omitempty"`
 }
 
@@ -200,34 +200,49 @@ func (l *Ledger) refusal(n, others int64) error {
 		fault.Exhausted, l.Name, n, u, l.budget, u, others, u, max(l.budget-others, 0), l.hint())
 }
 
-// Grow raises the reservation of volumeID (none is 0) by more bytes and
-// sets its path. Kept data of other volumes is evicted, oldest first, only
-// when the bytes do not fit beside it and evicting it all would make room
-// (as Reserve does); a refusal (fault.Exhausted with the figures) changes
-// nothing. Kept data is a cache of what a store still holds: a volume
-// that grows step by step and is refused later cost its eviction a
-// download, while keeping it would refuse every volume once kept copies
-// fill the budget. A nil ledger grants it.
-func (l *Ledger) Grow(volumeID string, more int64, path string) error {
+// Grow raises the reservation of volumeID (none is 0) by at least need
+// and at most want bytes, and sets its path; it returns the bytes added.
+// It adds what the budget has room for now, up to want. Only when that is
+// less than need is kept data of other volumes evicted, oldest first, and
+// only if evicting makes room for need (as Reserve does): a volume that
+// grows step by step never evicts kept data for room it does not need
+// yet. Without room for need it fails with fault.Exhausted and the
+// figures and changes nothing (but what a failed eviction removed, as
+// with Reserve). A nil ledger grants want.
+func (l *Ledger) Grow(volumeID string, need, want int64, path string) (int64, error) {
+	need = max(need, 0)
+	want = max(want, need)
 	if l == nil {
-		return nil
+		return want, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := l.data.Reservations[volumeID]
 	others := l.reservedLocked(volumeID)
-	if more > l.budget-others-r.Bytes {
-		if err := l.evictLocked(volumeID, more-(l.budget-others-r.Bytes)); err != nil {
-			return err
+	// Reservations never exceed the budget but across a restart that
+	// lowered it: room is then negative, by at most the old budget.
+	room := l.budget - others - r.Bytes
+	if need > room {
+		short := int64(math.MaxInt64)
+		if room >= 0 || need <= math.MaxInt64+room {
+			short = need - room
+		}
+		if err := l.evictLocked(volumeID, short); err != nil {
+			return 0, err
 		}
 		others = l.reservedLocked(volumeID)
+		room = l.budget - others - r.Bytes
 	}
-	if more > l.budget-others-r.Bytes {
-		return l.refusal(r.Bytes+min(more, math.MaxInt64-r.Bytes), others)
+	if need > room {
+		return 0, l.refusal(r.Bytes+min(need, math.MaxInt64-r.Bytes), others)
 	}
-	r.Bytes += max(more, 0)
+	n := min(want, room)
+	if n == 0 {
+		return 0, nil
+	}
+	r.Bytes += n
 	r.Path, r.At = path, time.Now().UTC()
-	return l.setLocked(volumeID, &r)
+	return n, l.setLocked(volumeID, &r)
 }
 
 // evictLocked removes kept data of volumes other than volumeID, oldest
@@ -274,7 +289,7 @@ func (l *Ledger) evictLocked(volumeID string, need int64) error {
 }
 
 // Keep marks the reservation of volumeID as kept data of a volume no
-// longer staged, which Reserve may evict (see Reservation.Kept).
+// longer staged, which Reserve and Grow may evict (see Reservation.Kept).
 func (l *Ledger) Keep(volumeID string) error { return l.markKept(volumeID, true) }
 
 // Claim clears the kept mark of volumeID before its data is used again:

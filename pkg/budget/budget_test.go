@@ -313,52 +313,64 @@ func TestLedgerShrink(t *testing.T) {
 	}
 }
 
-// TestLedgerGrow: Grow adds to a volume's reservation while the budget
-// has room; kept data is evicted only when the step does not fit beside
-// it and evicting makes room; a step that does not fit at all is refused
-// with the figures and changes nothing.
+// TestLedgerGrow: Grow adds what the budget has room for, up to want;
+// kept data is evicted only when the room is less than need and
+// evicting makes room for it; without room for need, even after
+// evicting all kept data, it is refused with the figures, evicts nothing
+// and changes nothing.
 func TestLedgerGrow(t *testing.T) {
 	dir := t.TempDir()
 	l := fixed(t, filepath.Join(dir, "ledger.json"), 100)
-	kept := filepath.Join(dir, "kept")
-	if err := os.Mkdir(kept, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Reserve("old", 60, kept); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Keep("old"); err != nil {
-		t.Fatal(err)
-	}
-	for range 4 {
-		if err := l.Grow("v", 10, "/copy"); err != nil {
+	keep := func(id string, n int64) string {
+		t.Helper()
+		p := filepath.Join(dir, id)
+		if err := os.Mkdir(p, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		if err := l.Reserve(id, n, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Keep(id); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	if _, err := os.Stat(kept); err != nil {
-		t.Fatalf("Grow evicted kept data while the step fitted beside it: %v", err)
+	grow := func(need, want, wantGot int64) {
+		t.Helper()
+		got, err := l.Grow("v", need, want, "/copy")
+		if err != nil || got != wantGot {
+			t.Fatalf("Grow(%d, %d) = %d, %v; want %d", need, want, got, err, wantGot)
+		}
 	}
-	if err := l.Grow("v", 10, "/copy"); err != nil {
-		t.Fatalf("Grow that fits once the kept data is evicted: %v", err)
+	old := keep("old", 60)
+	grow(10, 30, 30) // room 40
+	grow(5, 30, 10)  // room 10: what is left, no eviction
+	if _, err := os.Stat(old); err != nil {
+		t.Fatalf("Grow evicted kept data while it had room for need: %v", err)
 	}
-	if _, err := os.Stat(kept); !errors.Is(err, os.ErrNotExist) {
+	grow(5, 30, 30) // room 0: the kept data goes, then up to want
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Grow did not evict the kept data it needed the room of: %v", err)
 	}
 	if _, ok := l.Get("old"); ok {
 		t.Fatal("the evicted reservation is still held")
 	}
-	if err := l.Reserve("live", 40, ""); err != nil {
+	small := keep("small", 10) // v 70, small 10
+	if err := l.Reserve("live", 15, ""); err != nil {
 		t.Fatal(err)
 	}
-	err := l.Grow("v", 20, "/copy")
-	if !errors.Is(err, fault.Exhausted) || !strings.Contains(err.Error(), "needs 70 bytes") || !strings.Contains(err.Error(), "40 bytes are already reserved") {
-		t.Fatalf("Grow past the budget = %v, want fault.Exhausted naming 70 needed and 40 reserved", err)
+	got, err := l.Grow("v", 20, 40, "/copy")
+	if !errors.Is(err, fault.Exhausted) || got != 0 || !strings.Contains(err.Error(), "needs 90 bytes") || !strings.Contains(err.Error(), "25 bytes are already reserved") {
+		t.Fatalf("Grow past the budget = %d, %v; want fault.Exhausted naming 90 needed and 25 reserved", got, err)
 	}
-	if r, _ := l.Get("v"); r.Bytes != 50 || r.Path != "/copy" {
-		t.Fatalf("after a refused Grow: %+v, want 50 bytes at /copy", r)
+	if r, _ := l.Get("v"); r.Bytes != 70 || r.Path != "/copy" {
+		t.Fatalf("after a refused Grow: %+v, want 70 bytes at /copy", r)
+	}
+	if _, err := os.Stat(small); err != nil {
+		t.Fatalf("a refused Grow evicted kept data that could not make room: %v", err)
 	}
 	var nilLedger *Ledger
-	if err := nilLedger.Grow("v", 1<<62, ""); err != nil {
-		t.Fatalf("Grow on no ledger = %v", err)
+	if got, err := nilLedger.Grow("v", 1, 1<<62, ""); err != nil || got != 1<<62 {
+		t.Fatalf("Grow on no ledger = %d, %v; want all of it", got, err)
 	}
 }

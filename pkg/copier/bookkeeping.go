@@ -2,6 +2,7 @@ package copier
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"unicode/utf8"
 )
@@ -14,9 +15,10 @@ import (
 // (Options.Bookkeeping) before it is written, and Options.Space then
 // charges them with the files (Sizes).
 
-// bookkeepingStep is the least a meter asks for at once; it asks for an
-// eighth of what it was granted when that is more, so a huge listing asks
-// a few dozen times, not once per MiB.
+// bookkeepingStep is the least a meter wants at once; it wants an eighth
+// of what it was granted when that is more, so a huge listing asks a few
+// dozen times, not once per MiB. It needs only the bytes about to be
+// written: near the end of the room it takes what is left.
 const bookkeepingStep = 1 << 20
 
 // meter counts the bytes written to a copy's own files and asks for room
@@ -26,7 +28,7 @@ const bookkeepingStep = 1 << 20
 type meter struct {
 	ctx context.Context
 	dir string
-	ask func(ctx context.Context, dir string, more int64) error
+	ask func(ctx context.Context, dir string, need, want int64) (int64, error)
 
 	mu            sync.Mutex
 	used, granted int64
@@ -42,16 +44,14 @@ func (m *meter) grow(n int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if short := m.used + n - m.granted; short > 0 {
-		more := max(short, bookkeepingStep, m.granted/8)
-		err := m.ask(m.ctx, m.dir, more)
-		if err != nil && more > short {
-			more = short // the step may not fit where the bytes do
-			err = m.ask(m.ctx, m.dir, more)
-		}
+		got, err := m.ask(m.ctx, m.dir, short, max(short, bookkeepingStep, m.granted/8))
 		if err != nil {
 			return err
 		}
-		m.granted += more
+		if got < short {
+			return fmt.Errorf("the copy's bookkeeping was granted %d bytes, it needs %d", got, short)
+		}
+		m.granted += got
 	}
 	m.used += n
 	return nil

@@ -50,13 +50,14 @@ type Options struct {
 	// bookkeeping together.
 	Space func(ctx context.Context, dest string, s Sizes) error
 	// Bookkeeping is asked before the copy's own files (bookkeeping.go)
-	// grow past what it granted, for more bytes beside everything the
-	// volume holds already: before Space, beside what the copy's
-	// directory held when the copy began; after it, beside what Space
-	// granted. dir is the directory holding them. An error stops the copy
-	// and is returned as is. Nil means FreeSpace of more bytes in dir.
-	// Calls never overlap, nor overlap Space.
-	Bookkeeping func(ctx context.Context, dir string, more int64) error
+	// grow past what it granted, for at least need and at most want bytes
+	// more beside everything the volume holds already: before Space,
+	// beside what the copy's directory held when the copy began; after
+	// it, beside what Space granted. It returns the bytes it grants. dir
+	// is the directory holding them. An error stops the copy and is
+	// returned as is. Nil means FreeSpace of need bytes in dir, granting
+	// want. Calls never overlap, nor overlap Space.
+	Bookkeeping func(ctx context.Context, dir string, need, want int64) (int64, error)
 	// sortMemory is the bytes of listed records held in memory before
 	// they are sorted into a run file (sorterRunBytes when 0).
 	sortMemory int
@@ -120,8 +121,8 @@ func (opt Options) withDefaults() Options {
 		opt.sortMemory = sorterRunBytes
 	}
 	if opt.Bookkeeping == nil {
-		opt.Bookkeeping = func(ctx context.Context, dir string, more int64) error {
-			return FreeSpace(ctx, dir, more, more, 0)
+		opt.Bookkeeping = func(ctx context.Context, dir string, need, want int64) (int64, error) {
+			return want, FreeSpace(ctx, dir, need, need, 0)
 		}
 	}
 	return opt

@@ -206,15 +206,18 @@ func TestCopyMetersItsBookkeeping(t *testing.T) {
 	var granted int64
 	var sizes Sizes
 	opt := Options{
-		Bookkeeping: func(_ context.Context, dir string, more int64) error {
+		Bookkeeping: func(_ context.Context, dir string, need, want int64) (int64, error) {
 			if dir != root {
 				t.Errorf("Bookkeeping asked for %s, want the manifest's directory %s", dir, root)
 			}
 			if on := ownFiles(t, root); on > granted {
 				t.Errorf("%d bytes of the copy's own files on disk, only %d granted", on, granted)
 			}
-			granted += more
-			return nil
+			if need <= 0 || want < need {
+				t.Errorf("Bookkeeping asked for %d..%d bytes", need, want)
+			}
+			granted += want
+			return want, nil
 		},
 		Space: func(_ context.Context, _ string, s Sizes) error {
 			if on := ownFiles(t, root); on > granted || on > s.Bookkeeping-s.BookkeepingNeed {
@@ -246,7 +249,7 @@ func TestCopyMetersItsBookkeeping(t *testing.T) {
 	refuse := fmt.Errorf("%w: no room for the listing", fault.Exhausted)
 	asked, spaceAsked := 0, false
 	opt.sortMemory = 64 << 10
-	opt.Bookkeeping = func(context.Context, string, int64) error {
+	opt.Bookkeeping = func(_ context.Context, _ string, _, want int64) (int64, error) {
 		asked++
 		if on := ownFiles(t, root); on > bookkeepingStep {
 			t.Errorf("%d bytes of the copy's own files on disk, only %d granted", on, bookkeepingStep)
@@ -257,9 +260,9 @@ func TestCopyMetersItsBookkeeping(t *testing.T) {
 			if len(runs) == 0 || len(plans) != 0 {
 				t.Errorf("the second ask came with %d listing runs and %d plans on disk; want it in the listing", len(runs), len(plans))
 			}
-			return refuse
+			return 0, refuse
 		}
-		return nil
+		return want, nil
 	}
 	opt.Space = func(context.Context, string, Sizes) error { spaceAsked = true; return nil }
 	if _, err := Copy(context.Background(), f, dest, man, opt, &Progress{}); !errors.Is(err, refuse) {
@@ -288,9 +291,11 @@ func TestEntryBytesBoundsTheManifestLine(t *testing.T) {
 // keys moved removes the directories of the old ones (and empty ones a
 // pod made), since the plan charges only the directories its files need;
 // a bucket that changes its deep keys cannot pile up trees on the disk.
+// Names that sort next to a directory's ("a!", "a-b", "a.b" beside "a/")
+// keep what the plan holds.
 func TestCopyRemovesDirectoriesNoFileNeeds(t *testing.T) {
 	ctx := context.Background()
-	f := memFs(t, map[string][]byte{"a/b/c/f": []byte("1"), "x/f": []byte("2")})
+	f := memFs(t, map[string][]byte{"a/b/c/f": []byte("1"), "x/f": []byte("2"), "a-b/f": []byte("4"), "a.b/c/f": []byte("5"), "a!": []byte("6")})
 	root := t.TempDir()
 	dest, man := filepath.Join(root, "data"), filepath.Join(root, "manifest")
 	if _, err := Copy(ctx, f, dest, man, Options{}, &Progress{}); err != nil {
@@ -322,8 +327,9 @@ func TestCopyRemovesDirectoriesNoFileNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"a", "a/g", "x", "x/f"}; !slices.Equal(found, want) || total != 4*blockSize(dest) {
-		t.Fatalf("after the refresh dest holds %q, charged %d; want %q, %d", found, total, want, 4*blockSize(dest))
+	want := []string{"a", "a/g", "a!", "a-b", "a-b/f", "a.b", "a.b/c", "a.b/c/f", "x", "x/f"}
+	if !slices.Equal(found, want) || total != 10*blockSize(dest) {
+		t.Fatalf("after the refresh dest holds %q, charged %d; want %q, %d", found, total, want, 10*blockSize(dest))
 	}
 }
 
@@ -342,11 +348,11 @@ func TestRefusedCopyKeepsItsManifest(t *testing.T) {
 		t.Fatalf("manifest after the first copy: %q, %v", before, err)
 	}
 	refuse := fmt.Errorf("%w: no room", fault.Exhausted)
-	opt := Options{Bookkeeping: func(context.Context, string, int64) error {
+	opt := Options{Bookkeeping: func(context.Context, string, int64, int64) (int64, error) {
 		if _, err := os.Stat(man + ".tmp"); err != nil {
 			t.Errorf("the new manifest was not begun when the plan asked: %v", err)
 		}
-		return refuse
+		return 0, refuse
 	}}
 	if _, err := Copy(context.Background(), f, dest, man, opt, &Progress{}); !errors.Is(err, refuse) {
 		t.Fatalf("refused copy = %v", err)

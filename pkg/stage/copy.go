@@ -218,14 +218,15 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	if !req.Flags.ReadOnly {
 		writes = c.writesReserve(req.VolumeID)
 	}
-	opt.Bookkeeping = func(ctx context.Context, at string, more int64) error {
-		if err := copier.FreeSpace(ctx, at, more, more, 0); err != nil {
-			return err
+	opt.Bookkeeping = func(ctx context.Context, at string, need, want int64) (int64, error) {
+		if err := copier.FreeSpace(ctx, at, need, need, 0); err != nil {
+			return 0, err
 		}
-		if err := c.Disk.Grow(req.VolumeID, more, dir); err != nil {
-			return fmt.Errorf("%w (for the copy's listing, plan and manifest)", err)
+		got, err := c.Disk.Grow(req.VolumeID, need, want, dir)
+		if err != nil {
+			return 0, fmt.Errorf("%w (for the copy's listing, plan and manifest)", err)
 		}
-		return nil
+		return got, nil
 	}
 	// After the copy, done or not, its listing and plan are gone: the
 	// volume then holds at most what it held before (kept files, an

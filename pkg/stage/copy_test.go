@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,7 +74,8 @@ func TestCopyLockNotHeldAcrossSlowWork(t *testing.T) {
 // plans, naming its bookkeeping; one with room for the files alone
 // refuses it when it asks for the whole copy; one with room for both
 // takes it and then holds the files and the manifest, not the plan
-// deleted with the copy. A refused copy holds what it held before (none,
+// deleted with the copy, also when another volume's kept copy filled the
+// budget (it is evicted). A refused copy holds what it held before (none,
 // or a kept copy's 64 KiB), so its retry starts from where it began.
 func TestCopyChargesItsBookkeepingToTheBudget(t *testing.T) {
 	ctx := context.Background()
@@ -96,9 +98,12 @@ func TestCopyChargesItsBookkeepingToTheBudget(t *testing.T) {
 	files := 2004 * min(max(st.Frsize, 512), 64<<10)
 	const listing = "for the copy's listing, plan and manifest"
 	for _, tc := range []struct {
-		budget, before int64
-		refusal        string // "" when it fits
-	}{{3 << 19, 0, listing}, {3 << 19, 64 << 10, listing}, {files + 64<<10, 0, "this volume needs"}, {files + 16<<20, 0, ""}} {
+		budget, before, otherKept int64
+		refusal                   string // "" when it fits
+	}{
+		{3 << 19, 0, 0, listing}, {3 << 19, 64 << 10, 0, listing}, {files + 64<<10, 0, 0, "this volume needs"},
+		{files + 16<<20, 0, 0, ""}, {files + 16<<20, 0, files + 16<<20 - 64<<10, ""},
+	} {
 		root := t.TempDir()
 		disk, err := budget.Open(filepath.Join(root, "ledger.json"), budget.Options{Fixed: tc.budget})
 		if err != nil {
@@ -114,11 +119,17 @@ func TestCopyChargesItsBookkeepingToTheBudget(t *testing.T) {
 			Log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		t.Cleanup(func() { _ = RemoveCopy(c.dir("v")) })
-		if tc.before > 0 {
-			if err := disk.Reserve("v", tc.before, c.dir("v")); err != nil {
+		for id, n := range map[string]int64{"v": tc.before, "other": tc.otherKept} {
+			if n == 0 {
+				continue
+			}
+			if err := os.MkdirAll(c.dir(id), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := disk.Keep("v"); err != nil {
+			if err := disk.Reserve(id, n, c.dir(id)); err != nil {
+				t.Fatal(err)
+			}
+			if err := disk.Keep(id); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -140,6 +151,9 @@ func TestCopyChargesItsBookkeepingToTheBudget(t *testing.T) {
 		}
 		if res.Files != 2000 || res.DiskBytes != files || res.ManifestBytes < 2000*800 || held.Bytes != res.DiskBytes+res.ManifestBytes {
 			t.Fatalf("copied %d files (%d bytes of blocks), manifest %d bytes; the volume holds %d, want the files (%d) and the manifest", res.Files, res.DiskBytes, res.ManifestBytes, held.Bytes, files)
+		}
+		if _, err := os.Stat(c.dir("other")); tc.otherKept > 0 && !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("another volume's kept copy filling the budget was not evicted for the copy: %v", err)
 		}
 	}
 }
