@@ -222,7 +222,7 @@ func (l *Ledger) Grow(volumeID string, need, want int64, path string) (int64, er
 	// Reservations never exceed the budget but across a restart that
 	// lowered it: room is then negative, by at most the old budget.
 	room := l.budget - others - r.Bytes
-	if need > room {
+	if need > 0 && need > room {
 		short := int64(math.MaxInt64)
 		if room >= 0 || need <= math.MaxInt64+room {
 			short = need - room
@@ -233,12 +233,12 @@ func (l *Ledger) Grow(volumeID string, need, want int64, path string) (int64, er
 		others = l.reservedLocked(volumeID)
 		room = l.budget - others - r.Bytes
 	}
-	if need > room {
+	if need > 0 && need > room {
 		return 0, l.refusal(r.Bytes+min(need, math.MaxInt64-r.Bytes), others)
 	}
-	n := min(want, room)
+	n := max(min(want, room), 0)
 	if n == 0 {
-		return 0, nil
+		return 0, nil // nothing asked (need 0), nothing added
 	}
 	r.Bytes += n
 	r.Path, r.At = path, time.Now().UTC()

@@ -369,6 +369,18 @@ func TestLedgerGrow(t *testing.T) {
 	if _, err := os.Stat(small); err != nil {
 		t.Fatalf("a refused Grow evicted kept data that could not make room: %v", err)
 	}
+	// A restart lowered the budget below what is held: nothing asked is
+	// nothing added; any need is refused, evicting nothing.
+	lowered := fixed(t, filepath.Join(dir, "ledger.json"), 50)
+	if got, err := lowered.Grow("v", 0, 10, "/copy"); err != nil || got != 0 {
+		t.Fatalf("Grow(0, 10) over a lowered budget = %d, %v; want 0, nil", got, err)
+	}
+	if got, err := lowered.Grow("v", 1, 1, "/copy"); !errors.Is(err, fault.Exhausted) || got != 0 {
+		t.Fatalf("Grow(1, 1) over a lowered budget = %d, %v; want fault.Exhausted", got, err)
+	}
+	if _, err := os.Stat(small); err != nil {
+		t.Fatalf("a refused Grow over a lowered budget evicted kept data: %v", err)
+	}
 	var nilLedger *Ledger
 	if got, err := nilLedger.Grow("v", 1, 1<<62, ""); err != nil || got != 1<<62 {
 		t.Fatalf("Grow on no ledger = %d, %v; want all of it", got, err)

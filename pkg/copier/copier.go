@@ -55,8 +55,8 @@ type Options struct {
 	// beside what the copy's directory held when the copy began; after
 	// it, beside what Space granted. It returns the bytes it grants. dir
 	// is the directory holding them. An error stops the copy and is
-	// returned as is. Nil means FreeSpace of need bytes in dir, granting
-	// want. Calls never overlap, nor overlap Space.
+	// returned as is. Nil means FreeUpTo. Calls never overlap, nor
+	// overlap Space.
 	Bookkeeping func(ctx context.Context, dir string, need, want int64) (int64, error)
 	// sortMemory is the bytes of listed records held in memory before
 	// they are sorted into a run file (sorterRunBytes when 0).
@@ -122,7 +122,7 @@ func (opt Options) withDefaults() Options {
 	}
 	if opt.Bookkeeping == nil {
 		opt.Bookkeeping = func(ctx context.Context, dir string, need, want int64) (int64, error) {
-			return want, FreeSpace(ctx, dir, need, need, 0)
+			return FreeUpTo(ctx, dir, need, want)
 		}
 	}
 	return opt
@@ -267,6 +267,19 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 	res.Downloaded -= int(n)
 	res.DownloadedBytes -= b
 	return res, err
+}
+
+// FreeUpTo returns what of want bytes, and at least need, the disk
+// holding dir has free; it refuses as FreeSpace does when need is not.
+func FreeUpTo(ctx context.Context, dir string, need, want int64) (int64, error) {
+	if err := FreeSpace(ctx, dir, need, need, 0); err != nil {
+		return 0, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return max(need, min(want, int64(st.Bavail)*int64(st.Bsize))), nil
 }
 
 // FreeSpace is the default Options.Space: it refuses a copy whose

@@ -242,6 +242,29 @@ func TestCopyMetersItsBookkeeping(t *testing.T) {
 		t.Fatalf("copied %d files, Space total %d; want 3000 and a block each, and 4 directories", res.Files, sizes.Total)
 	}
 
+	// A stingy grant, a byte more than needed: the meter counts what it
+	// got, not what it wanted.
+	root = t.TempDir()
+	dest, man = filepath.Join(root, "data"), filepath.Join(root, "manifest")
+	granted = 0
+	stingy := opt
+	stingy.Bookkeeping = func(_ context.Context, _ string, need, _ int64) (int64, error) {
+		if on := ownFiles(t, root); on > granted {
+			t.Errorf("%d bytes of the copy's own files on disk, only %d granted", on, granted)
+		}
+		granted += need + 1
+		return need + 1, nil
+	}
+	stingy.Space = func(_ context.Context, _ string, s Sizes) error {
+		if on := ownFiles(t, root); on > granted {
+			t.Errorf("%d bytes of the copy's own files on disk at Space, only %d granted", on, granted)
+		}
+		return nil
+	}
+	if _, err := Copy(context.Background(), f, dest, man, stingy, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// A fresh copy whose listing is sorted in runs of 64 KiB, refused
 	// the room for more of them.
 	root = t.TempDir()
@@ -363,5 +386,25 @@ func TestRefusedCopyKeepsItsManifest(t *testing.T) {
 	}
 	if _, err := os.Stat(man + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a refused copy left its new manifest: %v", err)
+	}
+}
+
+// TestFreeUpTo: FreeUpTo grants what the disk has free up to want, at
+// least need, and refuses a need the disk cannot hold.
+func TestFreeUpTo(t *testing.T) {
+	dir := t.TempDir()
+	if got, err := FreeUpTo(context.Background(), dir, 1, 4096); err != nil || got != 4096 {
+		t.Fatalf("FreeUpTo(1, 4096) = %d, %v", got, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if got, err := FreeUpTo(context.Background(), dir, 1, math.MaxInt64); err != nil || got > free+free/10 || got < 1 {
+		t.Fatalf("FreeUpTo(1, max) = %d, %v; want at most about the %d bytes free", got, err, free)
+	}
+	if _, err := FreeUpTo(context.Background(), dir, math.MaxInt64, math.MaxInt64); !errors.Is(err, fault.Exhausted) {
+		t.Fatalf("FreeUpTo of more than the disk = %v, want fault.Exhausted", err)
 	}
 }

@@ -219,7 +219,8 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		writes = c.writesReserve(req.VolumeID)
 	}
 	opt.Bookkeeping = func(ctx context.Context, at string, need, want int64) (int64, error) {
-		if err := copier.FreeSpace(ctx, at, need, need, 0); err != nil {
+		want, err := copier.FreeUpTo(ctx, at, need, want)
+		if err != nil {
 			return 0, err
 		}
 		got, err := c.Disk.Grow(req.VolumeID, need, want, dir)
