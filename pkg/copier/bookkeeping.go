@@ -68,9 +68,10 @@ func (m *meter) settle(ahead int64) int64 {
 	return m.used
 }
 
-// entryBytes is at least the length of e's line in the manifest: the
-// JSON of its fields with every character Go's encoder may escape counted
-// as a six-byte escape, and both numbers at their longest.
+// entryBytes is at least the length of the manifest line of a file at
+// path with fingerprint fp: the JSON of its fields with every character
+// Go's encoder may escape counted as a six-byte escape, and both numbers
+// at their longest.
 func entryBytes(path, fp string) int64 {
 	const fixed = len(`{"path":"","fp":"","size":,"mtime":}`+"\n") + 2*20
 	return int64(fixed) + jsonStringBytes(path) + jsonStringBytes(fp)
