@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,5 +160,63 @@ func TestInlineVolumesOffByDefault(t *testing.T) {
 	_, err := c.Node.NodePublishVolume(context.Background(), inlineReq(target, map[string]string{"source": "s3://any-bucket"}, s3.Secrets()))
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("inline publish without an allow-list = %v, want PermissionDenied", err)
+	}
+}
+
+// TestInlineVolumesPerNamespaceCap: with --inline-volumes-per-namespace 1
+// on the real plugin, a namespace's second inline volume answers
+// ResourceExhausted naming the cap, while the first serves its file
+// through FUSE and another namespace's volume stages; after the plugin is
+// killed and restarted the count still holds (it comes from the node's
+// records), and once the first is unpublished the second stages. Without
+// the cap one namespace's pods could take every FUSE server place of the
+// node: inline volumes need no PersistentVolumeClaim, so no quota.
+func TestInlineVolumesPerNamespaceCap(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--inline-stores", "s3", "--inline-volumes-per-namespace", "1")
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "per-ns"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Store(t).PutObject(ctx, "per-ns", "a.txt", []byte("ns")); err != nil {
+		t.Fatal(err)
+	}
+	work := drv.TempDir(t)
+	req := func(id, ns string) *csi.NodePublishVolumeRequest {
+		r := inlineReq(filepath.Join(work, id, "mount"), map[string]string{"source": "s3://per-ns"}, s3.Secrets())
+		r.VolumeId, r.VolumeContext["csi.storage.k8s.io/pod.namespace"] = id, ns
+		return r
+	}
+	first, second, other := req("csi-first", "team-a"), req("csi-second", "team-a"), req("csi-other", "team-b")
+	for _, r := range []*csi.NodePublishVolumeRequest{first, other} {
+		if _, err := c.Node.NodePublishVolume(ctx, r); err != nil {
+			t.Fatalf("publish %s: %v", r.VolumeId, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(r.TargetPath, "a.txt")); err != nil || string(got) != "ns" {
+			t.Fatalf("reading through %s: %q %v", r.VolumeId, got, err)
+		}
+	}
+	_, err := c.Node.NodePublishVolume(ctx, second)
+	wantStatus(t, "a namespace's second inline volume", err, codes.ResourceExhausted, `namespace "team-a" already has 1 inline volumes`, "--inline-volumes-per-namespace")
+	drv.Kill(syscall.SIGKILL)
+	if err := drv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	c = drv.Dial(t)
+	_, err = c.Node.NodePublishVolume(ctx, second)
+	wantStatus(t, "the second inline volume after a restart", err, codes.ResourceExhausted, "--inline-volumes-per-namespace")
+	unpublishInline := func(r *csi.NodePublishVolumeRequest) {
+		if _, err := c.Node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: r.VolumeId, TargetPath: r.TargetPath}); err != nil {
+			t.Fatalf("unpublish %s: %v", r.VolumeId, err)
+		}
+	}
+	unpublishInline(first)
+	if _, err := c.Node.NodePublishVolume(ctx, second); err != nil {
+		t.Fatalf("the second inline volume once the first is unpublished: %v", err)
+	}
+	unpublishInline(second)
+	unpublishInline(other)
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("inline volumes left staged: %+v", left)
 	}
 }

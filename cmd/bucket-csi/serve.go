@@ -41,7 +41,7 @@ type serveFlags struct {
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
 	metricsAddress, logFormat                                                            string
-	copyWorkers, maxServers                                                              int
+	copyWorkers, maxServers, inlinePerNamespace                                          int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
 	readChunkSize                                                                        int64
@@ -75,6 +75,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.inlineStores, "inline-stores", "", "stores inline ephemeral volumes may use (comma-separated; empty: inline volumes are refused)")
 	fs.StringVar(&f.inlineModes, "inline-modes", "MOUNT", "modes inline ephemeral volumes may use (comma-separated: MOUNT, COPY, MOUNT_CACHED); COPY and MOUNT_CACHED keep data on the node's disk")
 	fs.BoolVar(&f.inlineAmbient, "inline-ambient-credentials", false, "let inline volumes without a secret use the driver's own identity")
+	fs.IntVar(&f.inlinePerNamespace, "inline-volumes-per-namespace", DefaultInlinePerNamespace, "inline ephemeral volumes of one namespace staged on this node at once; one more is refused with ResourceExhausted (0: no cap)")
 	fs.Int64Var(&f.copyWriteSpace, "copy-write-space", 0, "room in bytes for what pods write into a writable COPY volume, reserved from the node disk budget with the copy (0: min(1 GiB, budget/16))")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", copier.DefaultWorkers, "COPY objects or ranges fetched in parallel")
@@ -137,6 +138,9 @@ func serve(args []string) error {
 		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, strings.Join(cfg.Stores.Kinds(), ","))
 	}
 	cfg.Inline.AmbientCredentials = f.inlineAmbient
+	if cfg.Inline.PerNamespace = f.inlinePerNamespace; f.inlinePerNamespace < 0 {
+		return errors.New("--inline-volumes-per-namespace must not be negative")
+	}
 	for _, s := range strings.Split(f.inlineStores, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -303,6 +307,12 @@ func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem, 
 // chart's 4 GiB memory limit for the mounter, whose container runs every
 // FUSE server of the node.
 const DefaultMaxServers = 48
+
+// DefaultInlinePerNamespace is --inline-volumes-per-namespace when it is
+// not given: a third of the default FUSE server places, so that the pods
+// of one namespace, which need no PersistentVolumeClaim (and no quota) to
+// declare inline volumes, cannot take every place of a node.
+const DefaultInlinePerNamespace = 16
 
 // serverMemory is the read-ahead memory one FUSE server asks for.
 func (f *serveFlags) serverMemory() int64 {

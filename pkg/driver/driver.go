@@ -93,6 +93,14 @@ type InlinePolicy struct {
 	// driver's own identity. Off by default: a pod must bring credentials
 	// from a Secret in its own namespace.
 	AmbientCredentials bool
+	// PerNamespace caps the inline volumes of one namespace staged on
+	// this node at once (0: no cap), so that no namespace's pods take
+	// every FUSE server place, nor every COPY slot, of a node: inline
+	// volumes have no ResourceQuota, unlike PersistentVolumeClaims. The
+	// namespace is kubelet's pod.namespace key, which overrides the pod
+	// author's attributes when the CSIDriver sets podInfoOnMount (the
+	// chart does).
+	PerNamespace int
 }
 
 // modes returns the modes inline volumes may use.
@@ -121,6 +129,8 @@ type Driver struct {
 	statfs sync.Map
 	// pvNames holds the PV names found for static volumes (pvName).
 	pvNames sync.Map
+	// inline counts inline volumes against InlinePolicy.PerNamespace.
+	inline inlineCap
 }
 
 // New returns a Driver for cfg.

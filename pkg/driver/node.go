@@ -142,7 +142,7 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // (see releaseStale) and staged again as asked.
 func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
 	before, _, known := d.progressOf(h.Mode, id)
-	err := d.stageWork(ctx, id, h, staging, secrets, vc, who.pv, ephemeral)
+	err := d.stageWork(ctx, id, h, staging, secrets, vc, who, ephemeral)
 	if err != nil && !errors.Is(err, fault.Pending) {
 		// Not staged: the next attempt is a new stage.
 		d.cfg.Volumes.StageFailed(id)
@@ -155,7 +155,8 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 }
 
 // stageWork is stage without its events.
-func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, pv string, ephemeral bool) error {
+func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
+	pv := who.pv
 	stager, ok := d.cfg.Stagers[h.Mode]
 	if !ok {
 		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
@@ -214,6 +215,9 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 	// is still running (a pod deleted mid-copy) finds and stops it.
 	rec = &nodestate.Volume{VolumeID: id, PV: pv, StagingPath: staging, Mode: h.Mode, StateDir: dir, Ephemeral: ephemeral,
 		Targets: targets, SingleWriter: singleWriter, StagedAt: time.Now().UTC(), Staged: &want}
+	if ephemeral {
+		rec.Namespace = who.pod.Namespace // counted against InlinePolicy.PerNamespace
+	}
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
 	}

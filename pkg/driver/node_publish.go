@@ -158,13 +158,21 @@ func (d *Driver) publishedElsewhere(rec *nodestate.Volume, target string) []stri
 }
 
 // stageInline stages an inline ephemeral volume in the volume's private
-// state directory. Its attributes must name an existing bucket (source).
+// state directory. Its attributes must name an existing bucket (source),
+// and its namespace must be under its cap of inline volumes on this node
+// (admitInline).
 func (d *Driver) stageInline(ctx context.Context, id string, who subject, attrs, secrets map[string]string, vc *csi.VolumeCapability) (string, error) {
 	spec, err := d.inlineSpec(attrs, secrets)
 	if err != nil {
 		d.event(who, secrets, true, ReasonInlineRefused, err.Error())
 		return "", err
 	}
+	done, err := d.admitInline(id, who.pod.Namespace)
+	if err != nil {
+		d.event(who, secrets, true, ReasonInlineRefused, err.Error())
+		return "", err
+	}
+	defer done()
 	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
 	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, who, true)
 }

@@ -37,6 +37,11 @@ type Volume struct {
 	Draining bool `json:"draining,omitempty"`
 	// Ephemeral marks an inline volume, staged privately by NodePublish.
 	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Namespace is an inline volume's pod namespace, as kubelet gave it
+	// (csi.storage.k8s.io/pod.namespace): the namespace whose cap of
+	// inline volumes on this node the volume counts against. Records
+	// written before it was kept count as namespace "".
+	Namespace string `json:"namespace,omitempty"`
 	// Targets are the paths the volume is published (bind-mounted) to.
 	Targets []string `json:"targets,omitempty"`
 	// SingleWriter is set when published with SINGLE_NODE_SINGLE_WRITER.
