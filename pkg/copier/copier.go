@@ -121,9 +121,7 @@ func (opt Options) withDefaults() Options {
 		opt.sortMemory = sorterRunBytes
 	}
 	if opt.Bookkeeping == nil {
-		opt.Bookkeeping = func(ctx context.Context, dir string, need, want int64) (int64, error) {
-			return FreeUpTo(ctx, dir, need, want)
-		}
+		opt.Bookkeeping = FreeUpTo
 	}
 	return opt
 }
@@ -271,15 +269,22 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 
 // FreeUpTo returns what of want bytes, and at least need, the disk
 // holding dir has free; it refuses as FreeSpace does when need is not.
-func FreeUpTo(ctx context.Context, dir string, need, want int64) (int64, error) {
-	if err := FreeSpace(ctx, dir, need, need, 0); err != nil {
-		return 0, err
-	}
+func FreeUpTo(_ context.Context, dir string, need, want int64) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, err
 	}
-	return max(need, min(want, int64(st.Bavail)*int64(st.Bsize))), nil
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if need > free {
+		return 0, noRoom(need, free, dir)
+	}
+	return max(need, min(want, free)), nil
+}
+
+// noRoom is the refusal of a copy that needs more bytes than are free at
+// dir.
+func noRoom(need, free int64, dir string) error {
+	return fmt.Errorf("%w: the copy needs %d bytes but only %d bytes are free at %s; COPY needs a disk larger than the data (use MOUNT or MOUNT_CACHED)", fault.Exhausted, need, free, dir)
 }
 
 // FreeSpace is the default Options.Space: it refuses a copy whose
@@ -292,7 +297,7 @@ func FreeSpace(_ context.Context, dest string, _, need, files int64) error {
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
 	if need > free {
-		return fmt.Errorf("%w: the copy needs %d bytes but only %d bytes are free at %s; COPY needs a disk larger than the data (use MOUNT or MOUNT_CACHED)", fault.Exhausted, need, free, dest)
+		return noRoom(need, free, dest)
 	}
 	// A filesystem without a fixed inode count (btrfs) reports none, or
 	// more free than an int64 holds.
