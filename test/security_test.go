@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -173,7 +174,7 @@ func TestInlineVolumesOffByDefault(t *testing.T) {
 // node: inline volumes need no PersistentVolumeClaim, so no quota.
 func TestInlineVolumesPerNamespaceCap(t *testing.T) {
 	testenv.RequireFUSE(t)
-	s3, drv, c := startAll(t, "--inline-stores", "s3", "--inline-volumes-per-namespace", "1")
+	s3, drv, c := startAll(t, "--inline-stores", "s3", "--inline-modes", "MOUNT,MOUNT_CACHED", "--inline-volumes-per-namespace", "1")
 	ctx := context.Background()
 	if err := s3.Store(t).CreateBucket(ctx, "per-ns"); err != nil {
 		t.Fatal(err)
@@ -187,6 +188,18 @@ func TestInlineVolumesPerNamespaceCap(t *testing.T) {
 		r.VolumeId, r.VolumeContext["csi.storage.k8s.io/pod.namespace"] = id, ns
 		return r
 	}
+	// A MOUNT_CACHED volume with a wrong Secret is refused with a code
+	// kubelet takes as final (it sends no unpublish after it): nothing of
+	// it stays, and it holds no place of its namespace.
+	wrong := req("csi-wrong-secret", "team-a")
+	wrong.VolumeContext["mode"] = "MOUNT_CACHED"
+	wrong.Secrets = s3.Secrets()
+	wrong.Secrets[s3store.SecretSecretAccessKey] = "not-the-key"
+	_, err := c.Node.NodePublishVolume(ctx, wrong)
+	wantStatus(t, "an inline MOUNT_CACHED volume with a wrong secret", err, codes.PermissionDenied)
+	if left := drv.Staged(t); len(left) != 0 {
+		t.Fatalf("a refused inline volume left a stage: %+v", left)
+	}
 	first, second, other := req("csi-first", "team-a"), req("csi-second", "team-a"), req("csi-other", "team-b")
 	for _, r := range []*csi.NodePublishVolumeRequest{first, other} {
 		if _, err := c.Node.NodePublishVolume(ctx, r); err != nil {
@@ -196,7 +209,7 @@ func TestInlineVolumesPerNamespaceCap(t *testing.T) {
 			t.Fatalf("reading through %s: %q %v", r.VolumeId, got, err)
 		}
 	}
-	_, err := c.Node.NodePublishVolume(ctx, second)
+	_, err = c.Node.NodePublishVolume(ctx, second)
 	wantStatus(t, "a namespace's second inline volume", err, codes.ResourceExhausted, `namespace "team-a" already has 1 inline volumes`, "--inline-volumes-per-namespace")
 	drv.Kill(syscall.SIGKILL)
 	if err := drv.Restart(); err != nil {

@@ -95,11 +95,11 @@ type InlinePolicy struct {
 	AmbientCredentials bool
 	// PerNamespace caps the inline volumes of one namespace staged on
 	// this node at once (0: no cap), so that no namespace's pods take
-	// every FUSE server place, nor every COPY slot, of a node: inline
-	// volumes have no ResourceQuota, unlike PersistentVolumeClaims. The
-	// namespace is kubelet's pod.namespace key, which overrides the pod
-	// author's attributes when the CSIDriver sets podInfoOnMount (the
-	// chart does).
+	// every FUSE server place of a node: inline volumes have no
+	// ResourceQuota, unlike PersistentVolumeClaims. The namespace is
+	// kubelet's pod.namespace key, which overrides the pod author's
+	// attributes when the CSIDriver sets podInfoOnMount (the chart does);
+	// with the cap on, a request without it is refused.
 	PerNamespace int
 }
 

@@ -45,6 +45,18 @@ func errorCode(err error) codes.Code {
 	return codes.Internal
 }
 
+// finalForKubelet reports whether kubelet takes err's code as the end of
+// the operation (nothing in progress, so no cleanup call follows); the
+// codes it retries, or follows with an unpublish, are those of
+// isFinalError in kubelet's CSI client.
+func finalForKubelet(err error) bool {
+	switch status.Code(toStatus(err)) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+		return false
+	}
+	return true
+}
+
 // toStatus converts any error returned by a handler into a gRPC status.
 func toStatus(err error) error {
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // inlineCap holds the inline volumes being staged, whose records may not
@@ -16,7 +17,9 @@ type inlineCap struct {
 }
 
 // admitInline admits inline volume id of namespace ns to be staged, or
-// answers fault.Exhausted when ns already has InlinePolicy.PerNamespace
+// answers fault.Precondition when ns is empty (the CSIDriver lacks
+// podInfoOnMount) and fault.Exhausted when ns already has
+// InlinePolicy.PerNamespace
 // other inline volumes on this node: those recorded in the node state
 // (staged, or being staged, across restarts) and those admitted and not
 // yet done. A volume already recorded as inline is always admitted: it
@@ -43,6 +46,10 @@ func (d *Driver) admitInline(id, ns string) (done func(), err error) {
 		if r.Ephemeral && r.Namespace == ns {
 			held[r.VolumeID] = true
 		}
+	}
+	if ns == "" {
+		return nil, fmt.Errorf("%w: the inline volume's request names no pod namespace (%s), which kubelet sends when the CSIDriver sets podInfoOnMount: true; this node caps the inline volumes of each namespace (driver flag --inline-volumes-per-namespace) and cannot count this one",
+			fault.Precondition, volume.KeyPodNamespace)
 	}
 	for v, vns := range c.staging {
 		if vns == ns {

@@ -95,3 +95,76 @@ func TestAdmitInlineCountsStagesInFlight(t *testing.T) {
 	}
 	next()
 }
+
+// TestFailedInlinePublishLeavesNothing: kubelet sends no
+// NodeUnpublishVolume after a publish that answered a final code, so an
+// inline volume's failed publish removes what it staged (else a pod with
+// a wrong Secret would hold a FUSE server and its namespace's place for
+// ever, and the cap would lock the namespace out); a non-final answer
+// keeps the stage for kubelet's retry or unpublish; a stage that cannot
+// be removed answers Unavailable, which kubelet follows with an unpublish.
+func TestFailedInlinePublishLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		break_     func(e *env)
+		want       codes.Code
+		keepRecord bool
+	}{
+		{"stage denied (final)", func(e *env) { e.stagers[volume.ModeMountCached].stageErr = fault.Denied }, codes.PermissionDenied, false},
+		{"bind failed (final)", func(e *env) { e.mounts.bindErr = errors.New("bind: no such device") }, codes.Internal, false},
+		{"stage pending (retried)", func(e *env) { e.stagers[volume.ModeMountCached].stageErr = fault.Pending }, codes.Unavailable, true},
+		{"stage denied, removal failed", func(e *env) {
+			e.stagers[volume.ModeMountCached].stageErr = fault.Denied
+			e.stagers[volume.ModeMountCached].unstageErr = fault.Pending
+		}, codes.Unavailable, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				c.Inline.Modes, c.Inline.PerNamespace = []volume.Mode{volume.ModeMountCached}, 1
+			})
+			e.bucket("data")
+			req := func(id string) *csi.NodePublishVolumeRequest {
+				r := publishReq(id, "", e.path(id), rwx())
+				r.VolumeContext = map[string]string{volume.KeySource: "s3://data", volume.KeyMode: string(volume.ModeMountCached),
+					volume.KeyEphemeral: "true", volume.KeyPodNamespace: "a", volume.KeyPodName: "p", volume.KeyPodUID: "u"}
+				r.Secrets = map[string]string{secretKey: ambientKey}
+				return r
+			}
+			tc.break_(e)
+			_, err := e.d.NodePublishVolume(ctx, req("csi-broken"))
+			wantCode(t, "the broken publish", err, tc.want)
+			rec, _ := e.cfg.State.Load("csi-broken")
+			if (rec != nil) != tc.keepRecord {
+				t.Fatalf("record after the failed publish: %+v, want kept %v", rec, tc.keepRecord)
+			}
+			if !tc.keepRecord && e.mounts.has(e.cfg.State.VolumeDir("csi-broken")+"/mnt") {
+				t.Fatal("the failed inline volume's stage is still mounted")
+			}
+			e.stagers[volume.ModeMountCached].stageErr, e.stagers[volume.ModeMountCached].unstageErr, e.mounts.bindErr = nil, nil, nil
+			want := codes.OK
+			if tc.keepRecord {
+				want = codes.ResourceExhausted // it holds the namespace's one place until unpublished
+			}
+			_, err = e.d.NodePublishVolume(ctx, req("csi-next"))
+			wantCode(t, "the namespace's next inline volume", err, want)
+		})
+	}
+}
+
+// TestInlineCapNeedsThePodNamespace: with the cap on, an inline volume
+// whose request names no pod namespace (a CSIDriver without
+// podInfoOnMount) is refused with FailedPrecondition saying so, rather
+// than counted in one pool shared by every namespace.
+func TestInlineCapNeedsThePodNamespace(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Inline.PerNamespace = 4 })
+	e.bucket("data")
+	req := publishReq("csi-no-ns", "", e.path("target"), rwx())
+	req.VolumeContext = map[string]string{volume.KeySource: "s3://data", volume.KeyEphemeral: "true"}
+	req.Secrets = map[string]string{secretKey: ambientKey}
+	_, err := e.d.NodePublishVolume(context.Background(), req)
+	wantCode(t, "an inline volume without a pod namespace", err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "podInfoOnMount") {
+		t.Fatalf("refusal %q does not say what to set", err)
+	}
+}

@@ -23,7 +23,7 @@ import (
 // NodePublishVolume bind-mounts the staged volume on the target path
 // (read-only when asked). Without a staging path the request is an inline
 // ephemeral volume: it is staged privately first, from its volume context.
-func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (_ *csi.NodePublishVolumeResponse, err error) {
 	id, target, vc := req.GetVolumeId(), req.GetTargetPath(), req.GetVolumeCapability()
 	switch {
 	case id == "":
@@ -59,6 +59,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
 		who.pv = "" // inline: no PV, whatever the pod's attributes say (trustedPV)
+		defer func() { err = d.dropFailedInline(ctx, id, err) }()
 		if staging, err = d.stageInline(ctx, id, who, req.GetVolumeContext(), req.GetSecrets(), vc); err != nil {
 			return nil, err
 		}
@@ -175,6 +176,29 @@ func (d *Driver) stageInline(ctx context.Context, id string, who subject, attrs,
 	defer done()
 	staging := filepath.Join(d.cfg.State.VolumeDir(id), "mnt")
 	return staging, d.stage(ctx, id, volume.Handle{Spec: spec}, staging, secrets, vc, who, true)
+}
+
+// dropFailedInline is err, after removing what a failed publish of inline
+// volume id left staged when no pod uses it. kubelet forgets a publish that
+// answered a final code (all but Unavailable, ResourceExhausted, Aborted,
+// DeadlineExceeded and Canceled) and sends no NodeUnpublishVolume for it,
+// so a stage left behind would hold its FUSE server, its disk and its
+// namespace's place (admitInline) for ever. A non-final answer keeps the
+// stage: kubelet retries, or unpublishes once the pod is gone. When the
+// stage cannot be removed the answer becomes Unavailable, so that kubelet
+// does unpublish.
+func (d *Driver) dropFailedInline(ctx context.Context, id string, err error) error {
+	if err == nil || !finalForKubelet(err) {
+		return err
+	}
+	rec, lerr := d.cfg.State.Load(id)
+	if lerr != nil || rec == nil || !rec.Ephemeral || len(rec.Targets) > 0 {
+		return err
+	}
+	if uerr := d.unstage(context.WithoutCancel(ctx), rec); uerr != nil {
+		return fmt.Errorf("%w: %v; and the inline volume's stage could not be removed (%v): NodeUnpublishVolume removes it", fault.Unavailable, err, uerr)
+	}
+	return err
 }
 
 // inlineSpec reads an inline volume's attributes and checks them against

@@ -40,7 +40,8 @@ type Volume struct {
 	// Namespace is an inline volume's pod namespace, as kubelet gave it
 	// (csi.storage.k8s.io/pod.namespace): the namespace whose cap of
 	// inline volumes on this node the volume counts against. Records
-	// written before it was kept count as namespace "".
+	// written before it was kept (an upgrade) count against none until
+	// the volume is staged again.
 	Namespace string `json:"namespace,omitempty"`
 	// Targets are the paths the volume is published (bind-mounted) to.
 	Targets []string `json:"targets,omitempty"`
