@@ -297,7 +297,7 @@ func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem, 
 		dropped = append(dropped, servers.Dropped...)
 	}
 	if strings.TrimSpace(f.inlineStores) != "" && f.maxServers > 0 && (f.inlinePerNamespace == 0 || f.inlinePerNamespace >= f.maxServers) {
-		log.Warn("--inline-volumes-per-namespace is 0 or not below --max-fuse-servers: one namespace's inline volumes can take every FUSE server place of the node", "inlineVolumesPerNamespace", f.inlinePerNamespace, "maxFUSEServers", f.maxServers)
+		log.Warn("--inline-volumes-per-namespace is 0 or not below --max-fuse-servers: one namespace's inline MOUNT and MOUNT_CACHED volumes can take every FUSE server place of the node", "inlineVolumesPerNamespace", f.inlinePerNamespace, "maxFUSEServers", f.maxServers)
 	}
 	log.Info("node budgets", "diskBudget", disk.Budget(), "diskReserved", disk.Reserved(), "readAheadMemory", mem.Budget(),
 		"readAheadReserved", mem.Reserved(), "maxFUSEServers", f.maxServers, "dropped", dropped)

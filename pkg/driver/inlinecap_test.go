@@ -3,6 +3,8 @@ package driver
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
@@ -167,4 +170,74 @@ func TestInlineCapNeedsThePodNamespace(t *testing.T) {
 	if !strings.Contains(err.Error(), "podInfoOnMount") {
 		t.Fatalf("refusal %q does not say what to set", err)
 	}
+}
+
+// TestFailedInlinePublishKeepsWhatIsUsed: the removal after a final answer
+// touches only a stage no pod uses. A repeat publish of a published inline
+// volume with another secret answers AlreadyExists and leaves the record,
+// the stage and the pod's mount; a record that is not an inline volume's
+// is left; a bind left at the target by a publish cut off before its
+// record was saved is removed with the stage; a record that cannot be
+// read answers Unavailable, so that kubelet unpublishes.
+func TestFailedInlinePublishKeepsWhatIsUsed(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.bucket("data")
+	req := func(id, target string, secrets map[string]string) *csi.NodePublishVolumeRequest {
+		r := publishReq(id, "", e.path(target), rwx())
+		r.VolumeContext = map[string]string{volume.KeySource: "s3://data", volume.KeyEphemeral: "true",
+			volume.KeyPodNamespace: "a", volume.KeyPodName: "p", volume.KeyPodUID: "u"}
+		r.Secrets = secrets
+		return r
+	}
+	creds := map[string]string{secretKey: ambientKey}
+	used := req("csi-used", "used", creds)
+	_, err := e.d.NodePublishVolume(ctx, used)
+	wantCode(t, "publish", err, codes.OK)
+	_, err = e.d.NodePublishVolume(ctx, req("csi-used", "used", map[string]string{secretKey: "rotated"}))
+	wantCode(t, "a repeat with another secret", err, codes.AlreadyExists)
+	if rec, _ := e.cfg.State.Load("csi-used"); rec == nil || !e.mounts.has(rec.StagingPath) || !e.mounts.has(used.TargetPath) {
+		t.Fatalf("after a refused repeat: record %+v, want the stage and the pod's mount kept", rec)
+	}
+
+	// Not an inline volume's record: left as it is.
+	if err := e.cfg.State.Save(&nodestate.Volume{VolumeID: "csi-pv", Mode: volume.ModeMount, StagingPath: e.path("pv-staging")}); err != nil {
+		t.Fatal(err)
+	}
+	notAllowed := req("csi-pv", "pv-target", creds)
+	notAllowed.VolumeContext[volume.KeyMode] = string(volume.ModeCopy)
+	_, err = e.d.NodePublishVolume(ctx, notAllowed)
+	wantCode(t, "a refused publish over a PV's record", err, codes.PermissionDenied)
+	if rec, _ := e.cfg.State.Load("csi-pv"); rec == nil {
+		t.Fatal("a refused inline publish removed a record that is not an inline volume's")
+	}
+
+	// Cut off after its bind, before its record named the target; then
+	// refused (the store is no longer allowed).
+	cut := req("csi-cut", "cut", creds)
+	_, err = e.d.NodePublishVolume(ctx, cut)
+	wantCode(t, "publish", err, codes.OK)
+	rec, _ := e.cfg.State.Load("csi-cut")
+	rec.Targets = nil
+	if err := e.cfg.State.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.cfg
+	cfg.Inline.Stores = nil
+	_, err = New(cfg).NodePublishVolume(ctx, cut)
+	wantCode(t, "the retry, refused", err, codes.PermissionDenied)
+	if rec, _ := e.cfg.State.Load("csi-cut"); rec != nil || e.mounts.has(cut.TargetPath) {
+		t.Fatalf("after a final answer: record %+v, target mounted %v; want neither", rec, e.mounts.has(cut.TargetPath))
+	}
+
+	// A record that cannot be read.
+	dir, err := e.cfg.State.Ensure("csi-garbled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.d.NodePublishVolume(ctx, req("csi-garbled", "garbled", creds))
+	wantCode(t, "a publish over a record that cannot be read", err, codes.Unavailable)
 }

@@ -59,7 +59,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
 		who.pv = "" // inline: no PV, whatever the pod's attributes say (trustedPV)
-		defer func() { err = d.dropFailedInline(ctx, id, err) }()
+		defer func() { err = d.dropFailedInline(ctx, id, target, err) }()
 		if staging, err = d.stageInline(ctx, id, who, req.GetVolumeContext(), req.GetSecrets(), vc); err != nil {
 			return nil, err
 		}
@@ -183,20 +183,35 @@ func (d *Driver) stageInline(ctx context.Context, id string, who subject, attrs,
 // answered a final code (all but Unavailable, ResourceExhausted, Aborted,
 // DeadlineExceeded and Canceled) and sends no NodeUnpublishVolume for it,
 // so a stage left behind would hold its FUSE server, its disk and its
-// namespace's place (admitInline) for ever. A non-final answer keeps the
-// stage: kubelet retries, or unpublishes once the pod is gone. When the
-// stage cannot be removed the answer becomes Unavailable, so that kubelet
-// does unpublish.
-func (d *Driver) dropFailedInline(ctx context.Context, id string, err error) error {
+// namespace's place (admitInline) for ever. Only a stage that no pod
+// uses (an inline record with no targets) is removed, with a bind of it
+// left at target by a publish cut off before its record was saved. A
+// non-final answer keeps the stage: kubelet retries, or unpublishes once
+// the pod is gone. When the stage cannot be read or removed the answer
+// becomes Unavailable, so that kubelet does unpublish.
+func (d *Driver) dropFailedInline(ctx context.Context, id, target string, err error) error {
 	if err == nil || !finalForKubelet(err) {
 		return err
 	}
+	unavailable := func(why error) error {
+		return fmt.Errorf("%w: %v; and the inline volume's stage could not be removed (%v): NodeUnpublishVolume removes it", fault.Unavailable, err, why)
+	}
 	rec, lerr := d.cfg.State.Load(id)
-	if lerr != nil || rec == nil || !rec.Ephemeral || len(rec.Targets) > 0 {
+	if lerr != nil {
+		return unavailable(lerr)
+	}
+	if rec == nil || !rec.Ephemeral || len(rec.Targets) > 0 {
 		return err
 	}
+	if m, gerr := d.cfg.Mounts.Get(target); gerr != nil {
+		return unavailable(gerr)
+	} else if m != nil && m.FSType == fuseType {
+		if derr := d.cfg.Mounts.Detach(target); derr != nil {
+			return unavailable(derr)
+		}
+	}
 	if uerr := d.unstage(context.WithoutCancel(ctx), rec); uerr != nil {
-		return fmt.Errorf("%w: %v; and the inline volume's stage could not be removed (%v): NodeUnpublishVolume removes it", fault.Unavailable, err, uerr)
+		return unavailable(uerr)
 	}
 	return err
 }
