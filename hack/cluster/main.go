@@ -127,7 +127,7 @@ func (c *cluster) exec(argv []string) error {
 		return err
 	}
 	env := append(withoutVars(os.Environ(), "KUBECONFIG", "PATH"), "KUBECONFIG="+c.kubeconfig(), "E2E_S3_ENDPOINT=http://"+net.JoinHostPort(nodeIP, s3Port),
-		"E2E_S3_ACCESS_KEY="+s3AccessKey, "E2E_S3_SECRET_KEY="+s3SecretKey, "E2E_DIR="+c.dir,
+		"E2E_S3_ACCESS_KEY="+s3AccessKey, "E2E_S3_SECRET_KEY="+s3SecretKey, "E2E_DIR="+c.dir, fmt.Sprintf("E2E_INLINE_PER_NAMESPACE=%d", inlinePerNamespace),
 		"E2E_CLUSTER="+filepath.Join(c.repo, "bin", "cluster"), "E2E_CHART="+filepath.Join(c.repo, "charts", "bucket-csi"),
 		"PATH="+filepath.Join(c.repo, "bin", "k8s")+":"+filepath.Join(c.repo, "bin")+":"+os.Getenv("PATH"))
 	nsenter, err := exec.LookPath("nsenter")

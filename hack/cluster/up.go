@@ -247,7 +247,11 @@ func (c *cluster) install() error {
 		// MOUNT_CACHED: Kubernetes' storage e2e suite declares inline
 		// volumes by attributes only.
 		"--set", "credentials.existingSecret=" + credentialsSecret, "--set", "inline.ambientCredentials=true",
-		"--set", "inline.modes={MOUNT,MOUNT_CACHED}", "--wait", "--timeout", "3m"}
+		"--set", "inline.modes={MOUNT,MOUNT_CACHED}",
+		// Scenario 3 declares one inline volume more than this in a pod;
+		// the storage e2e suite uses at most two per namespace.
+		"--set", fmt.Sprintf("inline.perNamespace=%d", inlinePerNamespace),
+		"--wait", "--timeout", "3m"}
 	if err := c.credentials(); err != nil {
 		return err
 	}
@@ -264,6 +268,11 @@ func (c *cluster) install() error {
 		return err
 	})
 }
+
+// inlinePerNamespace is the cluster's cap on one namespace's inline
+// volumes on the node (the chart's inline.perNamespace), given to the
+// scenarios as E2E_INLINE_PER_NAMESPACE.
+const inlinePerNamespace = 4
 
 // inlineBucket is the existing bucket of the storage e2e suite's inline
 // volumes (test/storage-e2e).

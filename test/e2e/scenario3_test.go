@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func inlineVolume(source, secret string) corev1.Volume {
@@ -22,7 +26,9 @@ func inlineVolume(source, secret string) corev1.Volume {
 // TestScenario3Inline: an inline ephemeral volume with a Secret in the
 // pod's namespace reads and writes the bucket; one naming a store inline
 // volumes may not use (gcs; the chart allows s3 here) leaves the pod
-// waiting with the reason in its events, and no secret in them.
+// waiting with the reason in its events, and no secret in them; a pod
+// declaring more inline volumes than its namespace may have on the node,
+// with forged namespaces in their attributes, is held with the cap named.
 func TestScenario3Inline(t *testing.T) {
 	e := newEnv(t)
 	ns := e.namespace(t, "s3")
@@ -53,4 +59,41 @@ func TestScenario3Inline(t *testing.T) {
 		t.Fatal("an event holds the secret key")
 	}
 	e.deletePod(t, ns, "refused")
+
+	// The node caps one namespace's inline volumes (the cluster sets
+	// E2E_INLINE_PER_NAMESPACE). A pod declaring one more, each naming
+	// another namespace in its attributes, is held: kubelet's own
+	// pod.namespace overrides them (podInfoOnMount), so they all count
+	// in the pod's namespace.
+	limit, err := strconv.Atoi(os.Getenv("E2E_INLINE_PER_NAMESPACE"))
+	if err != nil || limit < 1 {
+		t.Fatalf("E2E_INLINE_PER_NAMESPACE %q: run through `make e2e` or hack/cluster exec", os.Getenv("E2E_INLINE_PER_NAMESPACE"))
+	}
+	capped := e.namespace(t, "s3cap")
+	e.applySecret(t, capped, "team-s3", e.access, e.key)
+	var vols []corev1.Volume
+	for i := 0; i <= limit; i++ {
+		v := inlineVolume("s3://"+bucket+"/in", "team-s3")
+		v.Name = fmt.Sprintf("data%d", i)
+		v.CSI.VolumeAttributes["csi.storage.k8s.io/pod.namespace"] = fmt.Sprintf("forged-%d", i)
+		vols = append(vols, v)
+	}
+	e.createPod(t, podSpec(capped, "many", "true", vols...))
+	want := fmt.Sprintf("namespace %q already has %d inline volumes", capped, limit)
+	e.eventually(t, 2*time.Minute, "the refusal of the pod's inline volume past the cap", func() (bool, error) {
+		events = e.events(t, capped, "many")
+		return strings.Contains(events, want), nil
+	})
+	t.Logf("events of the pod past the cap:\n%s", events)
+	if !strings.Contains(events, "--inline-volumes-per-namespace") || strings.Contains(events, "forged-") {
+		t.Fatalf("the refusal does not name the flag, or names a forged namespace:\n%s", events)
+	}
+	p, err := e.kube.CoreV1().Pods(capped).Get(ctx(t), "many", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.Phase != corev1.PodPending {
+		t.Fatalf("the pod past the cap is %s; want it held in Pending", p.Status.Phase)
+	}
+	e.deletePod(t, capped, "many")
 }
