@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -138,4 +139,96 @@ func TestCopyRefusedWhenDiskTooSmall(t *testing.T) {
 	if ok, _ := mountpoint.Mounted(staging); ok {
 		t.Fatal("a refused copy was published")
 	}
+}
+
+// TestPublishTakesOverItsOwnCopyBind: a publish cut off after its bind and
+// before its record named the target (a plugin killed in between) leaves
+// the bind at the target; kubelet's retry takes it over and answers OK,
+// for a read-only COPY stage (a bind of the copy) and a writable one (an
+// overlay). The bind was taken for a foreign mount (the check knew only
+// FUSE mounts as the driver's) and the retry answered FailedPrecondition
+// for ever, a final code, so the pod never started.
+func TestPublishTakesOverItsOwnCopyBind(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	if err := s3.Store(t).CreateBucket(ctx, "cut-bind"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Store(t).PutObject(ctx, "cut-bind", "a.txt", []byte("copied")); err != nil {
+		t.Fatal(err)
+	}
+	state := nodestate.Dir{Root: drv.StateDir}
+	for _, ro := range []bool{true, false} {
+		t.Run(fmt.Sprintf("read-only=%v", ro), func(t *testing.T) {
+			vol, err := c.Controller.CreateVolume(ctx, createReq(fmt.Sprintf("pv-cut-%v", ro), map[string]string{"source": "s3://cut-bind", "mode": "COPY"}, s3.Secrets()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := vol.GetVolume().GetVolumeId()
+			staging, target := podPaths(t, drv)
+			var flags []string
+			if ro {
+				flags = []string{"ro"}
+			}
+			if err := os.MkdirAll(staging, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				_, err = c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx, flags...), Secrets: s3.Secrets()})
+				if status.Code(err) != codes.Unavailable {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("NodeStageVolume: %v", err)
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			req := &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx, flags...)}
+			if _, err := c.Node.NodePublishVolume(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			// The record as it was before the publish saved it.
+			rec, err := state.Load(id)
+			if err != nil || rec == nil {
+				t.Fatalf("record: %+v %v", rec, err)
+			}
+			rec.Targets = nil
+			if err := state.Save(rec); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Node.NodePublishVolume(ctx, req); err != nil {
+				t.Fatalf("the retry of a publish cut off after its bind: %v", err)
+			}
+			if got, err := os.ReadFile(filepath.Join(target, "a.txt")); err != nil || string(got) != "copied" {
+				t.Fatalf("reading through the target: %q %v", got, err)
+			}
+			if n := mountsAt(t, target); n != 1 {
+				t.Fatalf("%d mounts at the target, want the one bind", n)
+			}
+			if rec, _ := state.Load(id); rec == nil || len(rec.Targets) != 1 || rec.Targets[0] != target {
+				t.Fatalf("record after the retry: %+v, want the target recorded", rec)
+			}
+			unpublish(t, c, id, staging, target)
+		})
+	}
+}
+
+// mountsAt counts the mounts stacked at path in this process's mountinfo.
+func mountsAt(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
+			n++
+		}
+	}
+	return n
 }

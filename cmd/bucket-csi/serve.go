@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -138,9 +139,10 @@ func serve(args []string) error {
 		return fmt.Errorf("--default-store %q is not among --stores %q", f.defaultStore, strings.Join(cfg.Stores.Kinds(), ","))
 	}
 	cfg.Inline.AmbientCredentials = f.inlineAmbient
-	if cfg.Inline.PerNamespace = f.inlinePerNamespace; f.inlinePerNamespace < 0 {
+	if f.inlinePerNamespace < 0 {
 		return errors.New("--inline-volumes-per-namespace must not be negative")
 	}
+	cfg.Inline.PerNamespace = f.inlinePerNamespace
 	for _, s := range strings.Split(f.inlineStores, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -152,6 +154,11 @@ func serve(args []string) error {
 	}
 	if cfg.Inline.Modes, err = volume.ParseModes(f.inlineModes); err != nil {
 		return fmt.Errorf("--inline-modes: %w", err)
+	}
+	fuse := slices.Contains(cfg.Inline.Modes, volume.ModeMount) || slices.Contains(cfg.Inline.Modes, volume.ModeMountCached)
+	if len(cfg.Inline.Stores) > 0 && fuse && f.maxServers > 0 && (f.inlinePerNamespace == 0 || f.inlinePerNamespace >= f.maxServers) {
+		log.Warn("--inline-volumes-per-namespace is 0 or not below --max-fuse-servers: one namespace's inline MOUNT and MOUNT_CACHED volumes can take every FUSE server place of the node",
+			"inlineVolumesPerNamespace", f.inlinePerNamespace, "maxFUSEServers", f.maxServers)
 	}
 	cfg.Defaults = volume.Defaults{Store: f.defaultStore, Stores: cfg.Stores.Kinds(), Kinds: kinds}
 	if cfg.Controller {
@@ -295,9 +302,6 @@ func (f *serveFlags) budgets(state nodestate.Dir, log *slog.Logger) (disk, mem, 
 	dropped := append(disk.Dropped, mem.Dropped...)
 	if servers != nil {
 		dropped = append(dropped, servers.Dropped...)
-	}
-	if strings.TrimSpace(f.inlineStores) != "" && f.maxServers > 0 && (f.inlinePerNamespace == 0 || f.inlinePerNamespace >= f.maxServers) {
-		log.Warn("--inline-volumes-per-namespace is 0 or not below --max-fuse-servers: one namespace's inline MOUNT and MOUNT_CACHED volumes can take every FUSE server place of the node", "inlineVolumesPerNamespace", f.inlinePerNamespace, "maxFUSEServers", f.maxServers)
 	}
 	log.Info("node budgets", "diskBudget", disk.Budget(), "diskReserved", disk.Reserved(), "readAheadMemory", mem.Budget(),
 		"readAheadReserved", mem.Reserved(), "maxFUSEServers", f.maxServers, "dropped", dropped)

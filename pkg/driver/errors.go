@@ -45,10 +45,12 @@ func errorCode(err error) codes.Code {
 	return codes.Internal
 }
 
-// finalForKubelet reports whether kubelet takes err's code as the end of
-// the operation (nothing in progress, so no cleanup call follows); the
-// codes it retries, or follows with an unpublish, are those of
-// isFinalError in kubelet's CSI client.
+// finalForKubelet reports whether kubelet takes err's code as final:
+// nothing in progress and nothing mounted, so it sends no unpublish for
+// the call, even once the pod is gone (it retries the publish either way
+// while the pod exists). The other codes (isFinalError in kubelet's CSI
+// client) leave the mount uncertain, and kubelet unpublishes it when the
+// pod is deleted.
 func finalForKubelet(err error) bool {
 	switch status.Code(toStatus(err)) {
 	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:

@@ -79,7 +79,7 @@ func (f *fakeMounts) Bind(src, dst string, ro bool) error {
 	if !ok {
 		s = mountpoint.Info{FSType: "ext4", Source: src}
 	}
-	f.m[filepath.Clean(dst)] = mountpoint.Info{FSType: s.FSType, Source: s.Source, ReadOnly: ro || s.ReadOnly}
+	f.m[filepath.Clean(dst)] = mountpoint.Info{FSType: s.FSType, Source: s.Source, Major: s.Major, Minor: s.Minor, Root: s.Root, ReadOnly: ro || s.ReadOnly}
 	f.binds++
 	return nil
 }
@@ -132,6 +132,9 @@ type fakeStager struct {
 	// and wait for block to close (an overlapping call's window).
 	entered chan struct{}
 	block   chan struct{}
+	// copyLike makes Stage mount a plain filesystem, as COPY's bind of
+	// the copy is, instead of a FUSE one.
+	copyLike bool
 }
 
 func newFakeStager(m *fakeMounts) *fakeStager {
@@ -163,7 +166,11 @@ func (s *fakeStager) Stage(ctx context.Context, req stage.Request, rec *nodestat
 	if s.stageErr != nil {
 		return s.stageErr
 	}
-	s.mounts.mount(req.StagingPath, mountpoint.Info{FSType: fuseType, Source: req.Handle.Bucket, ReadOnly: req.Flags.ReadOnly})
+	m := mountpoint.Info{FSType: fuseType, Source: req.Handle.Bucket, ReadOnly: req.Flags.ReadOnly}
+	if s.copyLike {
+		m.FSType, m.Major, m.Minor, m.Root = "ext4", 8, 1, "/copies/"+req.VolumeID
+	}
+	s.mounts.mount(req.StagingPath, m)
 	s.mu.Lock()
 	delete(s.dead, req.VolumeID)
 	s.mu.Unlock()

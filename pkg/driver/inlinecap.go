@@ -16,11 +16,11 @@ type inlineCap struct {
 	staging map[string]string // volume ID → namespace
 }
 
-// admitInline admits inline volume id of namespace ns to be staged, or
+// admitInline admits inline volume id of namespace ns to be staged. It
 // answers fault.Precondition when ns is empty (the CSIDriver lacks
-// podInfoOnMount) and fault.Exhausted when ns already has
-// InlinePolicy.PerNamespace
-// other inline volumes on this node: those recorded in the node state
+// podInfoOnMount), and fault.Exhausted when ns already has
+// InlinePolicy.PerNamespace other inline volumes on this node: those
+// recorded in the node state
 // (staged, or being staged, across restarts) and those admitted and not
 // yet done. A volume already recorded as inline is always admitted: it
 // holds its place (a second target, a repair). The caller calls done when
@@ -56,7 +56,6 @@ func (d *Driver) admitInline(id, ns string) (done func(), err error) {
 			held[v] = true
 		}
 	}
-	delete(held, id)
 	if len(held) >= limit {
 		return nil, fmt.Errorf("%w: namespace %q already has %d inline volumes on node %s, its cap (driver flag --inline-volumes-per-namespace, chart value inline.perNamespace); delete pods that use them, use PersistentVolumeClaims, or ask the admin to raise it",
 			fault.Exhausted, ns, len(held), d.cfg.NodeID)

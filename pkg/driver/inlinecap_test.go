@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,7 +111,7 @@ func TestFailedInlinePublishLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name       string
-		break_     func(e *env)
+		breakIt    func(e *env)
 		want       codes.Code
 		keepRecord bool
 	}{
@@ -134,7 +135,7 @@ func TestFailedInlinePublishLeavesNothing(t *testing.T) {
 				r.Secrets = map[string]string{secretKey: ambientKey}
 				return r
 			}
-			tc.break_(e)
+			tc.breakIt(e)
 			_, err := e.d.NodePublishVolume(ctx, req("csi-broken"))
 			wantCode(t, "the broken publish", err, tc.want)
 			rec, _ := e.cfg.State.Load("csi-broken")
@@ -213,22 +214,29 @@ func TestFailedInlinePublishKeepsWhatIsUsed(t *testing.T) {
 	}
 
 	// Cut off after its bind, before its record named the target; then
-	// refused (the store is no longer allowed).
-	cut := req("csi-cut", "cut", creds)
-	_, err = e.d.NodePublishVolume(ctx, cut)
-	wantCode(t, "publish", err, codes.OK)
-	rec, _ := e.cfg.State.Load("csi-cut")
-	rec.Targets = nil
-	if err := e.cfg.State.Save(rec); err != nil {
-		t.Fatal(err)
-	}
+	// refused (the store is no longer allowed). A FUSE stage, and one of
+	// a plain filesystem as COPY's bind of the copy is.
 	cfg := e.cfg
 	cfg.Inline.Stores = nil
-	_, err = New(cfg).NodePublishVolume(ctx, cut)
-	wantCode(t, "the retry, refused", err, codes.PermissionDenied)
-	if rec, _ := e.cfg.State.Load("csi-cut"); rec != nil || e.mounts.has(cut.TargetPath) {
-		t.Fatalf("after a final answer: record %+v, target mounted %v; want neither", rec, e.mounts.has(cut.TargetPath))
+	refusing := New(cfg)
+	for _, copyLike := range []bool{false, true} {
+		e.stagers[volume.ModeMount].copyLike = copyLike
+		id := fmt.Sprintf("csi-cut-%v", copyLike)
+		cut := req(id, id, creds)
+		_, err = e.d.NodePublishVolume(ctx, cut)
+		wantCode(t, "publish", err, codes.OK)
+		rec, _ := e.cfg.State.Load(id)
+		rec.Targets = nil
+		if err := e.cfg.State.Save(rec); err != nil {
+			t.Fatal(err)
+		}
+		_, err = refusing.NodePublishVolume(ctx, cut)
+		wantCode(t, "the retry, refused", err, codes.PermissionDenied)
+		if rec, _ := e.cfg.State.Load(id); rec != nil || e.mounts.has(cut.TargetPath) || e.mounts.has(inlineStaging(e, id)) {
+			t.Fatalf("after a final answer (copy-like %v): record %+v, target mounted %v; want neither", copyLike, rec, e.mounts.has(cut.TargetPath))
+		}
 	}
+	e.stagers[volume.ModeMount].copyLike = false
 
 	// A record that cannot be read.
 	dir, err := e.cfg.State.Ensure("csi-garbled")
@@ -240,4 +248,9 @@ func TestFailedInlinePublishKeepsWhatIsUsed(t *testing.T) {
 	}
 	_, err = e.d.NodePublishVolume(ctx, req("csi-garbled", "garbled", creds))
 	wantCode(t, "a publish over a record that cannot be read", err, codes.Unavailable)
+}
+
+// inlineStaging is the staging path of inline volume id (its private mount).
+func inlineStaging(e *env, id string) string {
+	return filepath.Join(e.cfg.State.VolumeDir(id), "mnt")
 }

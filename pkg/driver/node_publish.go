@@ -84,7 +84,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 			}
 			return &csi.NodePublishVolumeResponse{}, nil
 		}
-		if m.FSType != fuseType {
+		if own, err := d.ownBind(m, staging); err != nil {
+			return nil, err
+		} else if !own {
 			return nil, fmt.Errorf("%w: %s is already a %s mount that is not this volume", fault.Precondition, target, m.FSType)
 		}
 		// Our own bind, made before a crash kept the record from being
@@ -113,6 +115,22 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		d.event(subject{pod: who.pod}, nil, false, ReasonCopyDone, fmt.Sprintf("the volume is a copy of bucket %s on node %s: %d objects (%s) fetched", copyBucket(rec), d.cfg.NodeID, f.FilesDone, bytesText(f.BytesDone)))
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// ownBind reports whether m, the mount at a target path, is a bind this
+// driver made of the stage at staging: a mount of the driver's FUSE type,
+// or one of the same filesystem, device and root as staging's mount (a
+// COPY stage is a bind or an overlay of the copy, whose binds show the
+// same three).
+func (d *Driver) ownBind(m *mountpoint.Info, staging string) (bool, error) {
+	if m.FSType == fuseType {
+		return true, nil
+	}
+	sm, err := d.cfg.Mounts.Get(staging)
+	if err != nil || sm == nil {
+		return false, err
+	}
+	return sm.FSType == m.FSType && sm.Major == m.Major && sm.Minor == m.Minor && sm.Root == m.Root, nil
 }
 
 // publishConflict compares a repeated publish with what is mounted at
@@ -188,7 +206,8 @@ func (d *Driver) stageInline(ctx context.Context, id string, who subject, attrs,
 // left at target by a publish cut off before its record was saved. A
 // non-final answer keeps the stage: kubelet retries, or unpublishes once
 // the pod is gone. When the stage cannot be read or removed the answer
-// becomes Unavailable, so that kubelet does unpublish.
+// becomes Unavailable, so that kubelet unpublishes it once the pod is
+// gone.
 func (d *Driver) dropFailedInline(ctx context.Context, id, target string, err error) error {
 	if err == nil || !finalForKubelet(err) {
 		return err
@@ -205,9 +224,13 @@ func (d *Driver) dropFailedInline(ctx context.Context, id, target string, err er
 	}
 	if m, gerr := d.cfg.Mounts.Get(target); gerr != nil {
 		return unavailable(gerr)
-	} else if m != nil && m.FSType == fuseType {
-		if derr := d.cfg.Mounts.Detach(target); derr != nil {
-			return unavailable(derr)
+	} else if m != nil {
+		own, oerr := d.ownBind(m, rec.StagingPath)
+		if oerr == nil && own {
+			oerr = d.cfg.Mounts.Detach(target)
+		}
+		if oerr != nil {
+			return unavailable(oerr)
 		}
 	}
 	if uerr := d.unstage(context.WithoutCancel(ctx), rec); uerr != nil {

@@ -82,6 +82,15 @@ func TestNodePublishVolume(t *testing.T) {
 		{name: "own bind left by a crash", setup: func(e *env, _ string) {
 			e.mounts.mount(e.path("target"), mountpoint.Info{FSType: fuseType})
 		}, want: codes.OK, binds: 1},
+		{name: "own bind of a COPY stage left by a crash", setup: func(e *env, _ string) {
+			copyMount := mountpoint.Info{FSType: "ext4", Major: 8, Minor: 1, Root: "/copies/v"}
+			e.mounts.mount(e.path("staging"), copyMount)
+			e.mounts.mount(e.path("target"), copyMount)
+		}, want: codes.OK, binds: 1},
+		{name: "a bind of another directory of the COPY stage's disk", setup: func(e *env, _ string) {
+			e.mounts.mount(e.path("staging"), mountpoint.Info{FSType: "ext4", Major: 8, Minor: 1, Root: "/copies/v"})
+			e.mounts.mount(e.path("target"), mountpoint.Info{FSType: "ext4", Major: 8, Minor: 1, Root: "/home"})
+		}, want: codes.FailedPrecondition},
 		{name: "bind fails", setup: func(e *env, _ string) {
 			e.mounts.bindErr = fmt.Errorf("%w: bind-mounting: permission denied", fault.Unavailable)
 		}, want: codes.Unavailable},

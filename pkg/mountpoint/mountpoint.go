@@ -22,7 +22,11 @@ import (
 type Info struct {
 	FSType string // e.g. "fuse.bucket-csi"
 	Source string
+	Major  int // device major
 	Minor  int // device minor: a FUSE mount's connection number
+	// Root is the directory of the filesystem the mount shows: a bind of
+	// a mount shows the same device and root as the mount.
+	Root string
 	// ReadOnly is set when the mount point itself is read-only (a
 	// read-only bind), whatever its filesystem allows.
 	ReadOnly bool
@@ -41,7 +45,7 @@ func Get(path string) (*Info, error) {
 	}
 	m := mounts[len(mounts)-1]
 	ro := slices.Contains(strings.Split(m.Options, ","), "ro")
-	return &Info{FSType: m.FSType, Source: m.Source, Minor: m.Minor, ReadOnly: ro}, nil
+	return &Info{FSType: m.FSType, Source: m.Source, Major: m.Major, Minor: m.Minor, Root: m.Root, ReadOnly: ro}, nil
 }
 
 // Mounted reports whether path is a mount point.
