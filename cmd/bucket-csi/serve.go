@@ -155,8 +155,9 @@ func serve(args []string) error {
 	if cfg.Inline.Modes, err = volume.ParseModes(f.inlineModes); err != nil {
 		return fmt.Errorf("--inline-modes: %w", err)
 	}
-	fuse := slices.Contains(cfg.Inline.Modes, volume.ModeMount) || slices.Contains(cfg.Inline.Modes, volume.ModeMountCached)
-	if len(cfg.Inline.Stores) > 0 && fuse && f.maxServers > 0 && (f.inlinePerNamespace == 0 || f.inlinePerNamespace >= f.maxServers) {
+	// No modes means MOUNT only (driver.InlinePolicy).
+	fuse := len(cfg.Inline.Modes) == 0 || slices.Contains(cfg.Inline.Modes, volume.ModeMount) || slices.Contains(cfg.Inline.Modes, volume.ModeMountCached)
+	if cfg.Node && len(cfg.Inline.Stores) > 0 && fuse && f.maxServers > 0 && (f.inlinePerNamespace == 0 || f.inlinePerNamespace >= f.maxServers) {
 		log.Warn("--inline-volumes-per-namespace is 0 or not below --max-fuse-servers: one namespace's inline MOUNT and MOUNT_CACHED volumes can take every FUSE server place of the node",
 			"inlineVolumesPerNamespace", f.inlinePerNamespace, "maxFUSEServers", f.maxServers)
 	}

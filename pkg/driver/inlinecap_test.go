@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -237,6 +238,23 @@ func TestFailedInlinePublishKeepsWhatIsUsed(t *testing.T) {
 		}
 	}
 	e.stagers[volume.ModeMount].copyLike = false
+
+	// A mount at the target that is not the stage's bind: the stage is
+	// kept for kubelet's unpublish, which detaches the target.
+	foreign := req("csi-foreign", "foreign", creds)
+	_, err = e.d.NodePublishVolume(ctx, foreign)
+	wantCode(t, "publish", err, codes.OK)
+	rec, _ := e.cfg.State.Load("csi-foreign")
+	rec.Targets = nil
+	if err := e.cfg.State.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	e.mounts.mount(foreign.TargetPath, mountpoint.Info{FSType: "ext4", Major: 8, Minor: 2, Root: "/home"})
+	_, err = refusing.NodePublishVolume(ctx, foreign)
+	wantCode(t, "a refused publish with a foreign mount at the target", err, codes.Unavailable)
+	if rec, _ := e.cfg.State.Load("csi-foreign"); rec == nil || !e.mounts.has(inlineStaging(e, "csi-foreign")) {
+		t.Fatalf("the stage was removed with a foreign mount left at the target: record %+v", rec)
+	}
 
 	// A record that cannot be read.
 	dir, err := e.cfg.State.Ensure("csi-garbled")

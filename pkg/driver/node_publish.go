@@ -203,7 +203,8 @@ func (d *Driver) stageInline(ctx context.Context, id string, who subject, attrs,
 // so a stage left behind would hold its FUSE server, its disk and its
 // namespace's place (admitInline) for ever. Only a stage that no pod
 // uses (an inline record with no targets) is removed, with a bind of it
-// left at target by a publish cut off before its record was saved. A
+// left at target by a publish cut off before its record was saved; any
+// other mount at target keeps the stage (answered Unavailable). A
 // non-final answer keeps the stage: kubelet retries, or unpublishes once
 // the pod is gone. When the stage cannot be read or removed the answer
 // becomes Unavailable, so that kubelet unpublishes it once the pod is
@@ -225,8 +226,14 @@ func (d *Driver) dropFailedInline(ctx context.Context, id, target string, err er
 	if m, gerr := d.cfg.Mounts.Get(target); gerr != nil {
 		return unavailable(gerr)
 	} else if m != nil {
+		// A mount the driver cannot tell for its own bind (the stage
+		// itself may be gone) stays, and so does the stage: kubelet's
+		// unpublish, once the pod is gone, detaches the target.
 		own, oerr := d.ownBind(m, rec.StagingPath)
-		if oerr == nil && own {
+		if oerr == nil && !own {
+			oerr = fmt.Errorf("%s holds a %s mount that is not known as this volume's bind", target, m.FSType)
+		}
+		if oerr == nil {
 			oerr = d.cfg.Mounts.Detach(target)
 		}
 		if oerr != nil {

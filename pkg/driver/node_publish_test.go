@@ -91,6 +91,14 @@ func TestNodePublishVolume(t *testing.T) {
 			e.mounts.mount(e.path("staging"), mountpoint.Info{FSType: "ext4", Major: 8, Minor: 1, Root: "/copies/v"})
 			e.mounts.mount(e.path("target"), mountpoint.Info{FSType: "ext4", Major: 8, Minor: 1, Root: "/home"})
 		}, want: codes.FailedPrecondition},
+		{name: "another overlay (device) at the target of a COPY stage", setup: func(e *env, _ string) {
+			e.mounts.mount(e.path("staging"), mountpoint.Info{FSType: "overlay", Major: 0, Minor: 40, Root: "/"})
+			e.mounts.mount(e.path("target"), mountpoint.Info{FSType: "overlay", Major: 0, Minor: 41, Root: "/"})
+		}, want: codes.FailedPrecondition},
+		{name: "another filesystem type with the COPY stage's device and root", setup: func(e *env, _ string) {
+			e.mounts.mount(e.path("staging"), mountpoint.Info{FSType: "ext4", Major: 8, Minor: 1, Root: "/copies/v"})
+			e.mounts.mount(e.path("target"), mountpoint.Info{FSType: "xfs", Major: 8, Minor: 1, Root: "/copies/v"})
+		}, want: codes.FailedPrecondition},
 		{name: "bind fails", setup: func(e *env, _ string) {
 			e.mounts.bindErr = fmt.Errorf("%w: bind-mounting: permission denied", fault.Unavailable)
 		}, want: codes.Unavailable},
