@@ -20,12 +20,11 @@ type inlineCap struct {
 // answers fault.Precondition when ns is empty (the CSIDriver lacks
 // podInfoOnMount), and fault.Exhausted when ns already has
 // InlinePolicy.PerNamespace other inline volumes on this node: those
-// recorded in the node state
-// (staged, or being staged, across restarts) and those admitted and not
-// yet done. A volume already recorded as inline is always admitted: it
-// holds its place (a second target, a repair). The caller calls done when
-// the stage has returned, whatever its outcome: by then a volume that
-// stays has its record.
+// recorded in the node state (staged, or being staged, across restarts)
+// and those admitted and not yet done. A volume already recorded as
+// inline is always admitted: it holds its place (a second target, a
+// repair). The caller calls done when the stage has returned, whatever
+// its outcome: by then a volume that stays has its record.
 func (d *Driver) admitInline(id, ns string) (done func(), err error) {
 	limit := d.cfg.Inline.PerNamespace
 	if limit <= 0 {
