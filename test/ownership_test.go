@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/bucket"
 	"github.com/bucket-csi/bucket-csi/pkg/cli"
+	"github.com/bucket-csi/bucket-csi/pkg/store/s3store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
@@ -344,5 +346,92 @@ func TestVersionedBucketPurgeRefused(t *testing.T) {
 	}
 	if _, err := c.Controller.DeleteVolume(ctx, del); err != nil {
 		t.Fatalf("DeleteVolume once the bucket is gone: %v", err)
+	}
+}
+
+// TestNameVolumeRefusesAnotherAccountsBucket: on S3 whoever takes a bucket
+// name first owns it, and its owner can let anyone in. A bucket another
+// account made under the name a `name` volume asks for, opened to the
+// driver's account by its policy, is refused with FailedPrecondition
+// whatever it holds (a plain object, a junk mark, or the genuine mark of a
+// bucket of that name the driver made and purged before), and the driver
+// writes nothing into it. In the driver's own account the same calls use
+// an existing bucket and create a new one as before, and `source` still
+// mounts the other account's bucket, an explicit choice. (versitygw with
+// two accounts beside its root, each listing only its own buckets.)
+func TestNameVolumeRefusesAnotherAccountsBucket(t *testing.T) {
+	const driverKey, driverSecret = "driveracct", "driver-secret-0123456789"
+	const otherKey, otherSecret = "otheracct", "other-secret-0123456789"
+	s3srv := testenv.StartS3Accounts(t, map[string]string{driverKey: driverSecret, otherKey: otherSecret})
+	c := testenv.StartDriver(t, s3srv, "--services", "controller").Dial(t)
+	ctx := context.Background()
+	ours := map[string]string{s3store.SecretAccessKeyID: driverKey, s3store.SecretSecretAccessKey: driverSecret}
+	mine := testenv.S3Client(s3srv.Endpoint, driverKey, driverSecret)
+	theirs := testenv.S3Client(s3srv.Endpoint, otherKey, otherSecret)
+
+	// The genuine mark of "reborn", made by the driver and left behind by
+	// its purge, in the hands of whoever could read the bucket once.
+	vol, err := c.Controller.CreateVolume(ctx, createReq("pvc-reborn", map[string]string{"name": "reborn", "persistent": "false"}, ours))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldMark, err := s3srv.ReadObject(t, "reborn", bucket.OwnerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol.GetVolume().GetVolumeId(), Secrets: ours}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mine.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String("reborn")}); err == nil {
+		t.Fatal("the non-persistent bucket reborn outlived its volume")
+	}
+
+	squatted := map[string]string{
+		"squat-plain":    "",
+		"squat-junkmark": `{"driver":"bucket.csi.io","version":2,"store":"s3","bucket":"squat-junkmark","sig":"c2ln"}`,
+		"reborn":         string(oldMark),
+	}
+	for b, mark := range squatted {
+		if _, err := theirs.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
+			t.Fatalf("the other account creating %s: %v", b, err)
+		}
+		putRaw(t, theirs, b, "bait.txt", "read me")
+		if mark != "" {
+			putRaw(t, theirs, b, bucket.OwnerKey, mark)
+		}
+		// versitygw checks a bucket's policy alone once it has one, so
+		// the objects go in first.
+		policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":[%q]},"Action":["s3:*"],"Resource":["arn:aws:s3:::%s","arn:aws:s3:::%s/*"]}]}`, driverKey, b, b)
+		if _, err := theirs.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(b), Policy: aws.String(policy)}); err != nil {
+			t.Fatalf("the other account opening %s to the driver's: %v", b, err)
+		}
+		// The driver's credentials are let in: what the check is about.
+		if _, err := mine.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b), Key: aws.String("bait.txt")}); err != nil {
+			t.Fatalf("the policy of %s does not let the driver's account in: %v", b, err)
+		}
+	}
+	for b := range squatted {
+		before := keys(t, s3srv.Store(t), b)
+		_, err := c.Controller.CreateVolume(ctx, createReq("pvc-"+b, map[string]string{"name": b}, ours))
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "another account") {
+			t.Errorf("CreateVolume naming %s, another account's bucket = %v, want FailedPrecondition naming another account", b, err)
+		}
+		if after := keys(t, s3srv.Store(t), b); !slices.Equal(before, after) {
+			t.Errorf("the driver wrote into another account's bucket %s: keys %v, before %v", b, after, before)
+		}
+	}
+
+	// The driver's own account: an existing bucket is used, a new one made.
+	if _, err := mine.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("own-existing")}); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, mine, "own-existing", "data.txt", "ours")
+	for _, b := range []string{"own-existing", "own-new"} {
+		if _, err := c.Controller.CreateVolume(ctx, createReq("pvc-"+b, map[string]string{"name": b}, ours)); err != nil {
+			t.Errorf("CreateVolume naming %s, of the driver's own account: %v", b, err)
+		}
+	}
+	if _, err := c.Controller.CreateVolume(ctx, createReq("pvc-source", map[string]string{"source": "s3://squat-plain"}, ours)); err != nil {
+		t.Errorf("CreateVolume with source naming another account's bucket: %v", err)
 	}
 }

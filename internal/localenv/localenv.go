@@ -7,6 +7,7 @@ package localenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -85,7 +86,7 @@ type S3 struct {
 // empty, pins the server with taskset (e.g. "0" for CPU 0). region, if not
 // empty, is the signing region the server expects (default us-east-1).
 func StartS3(dir, pinCPU, region string) (*S3, error) {
-	return startS3(dir, pinCPU, region)
+	return startS3(dir, pinCPU, region, nil)
 }
 
 // StartS3Versioning is StartS3 with object versioning available: versions
@@ -98,11 +99,45 @@ func StartS3Versioning(dir string) (*S3, error) {
 			return nil, err
 		}
 	}
-	return startS3(data, "", "", "--versioning-dir", versions)
+	return startS3(data, "", "", nil, "--versioning-dir", versions)
 }
 
-// startS3 starts versitygw; backendArgs go to its posix backend.
-func startS3(dir, pinCPU, region string, backendArgs ...string) (*S3, error) {
+// StartS3Accounts is StartS3 with accounts (access key -> secret) beside
+// the root account in versitygw's internal IAM, kept in dir/iam. Each is a
+// "userplus" account: it creates buckets of its own, and its ListBuckets
+// shows only those (the root account's shows every bucket).
+func StartS3Accounts(dir string, accounts map[string]string) (*S3, error) {
+	iam := filepath.Join(dir, "iam")
+	data := filepath.Join(dir, "data")
+	for _, d := range []string{iam, data} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	type account struct {
+		Access string `json:"access"`
+		Secret string `json:"secret"`
+		Role   string `json:"role"`
+	}
+	users := struct {
+		AccessAccounts map[string]account `json:"accessAccounts"`
+	}{map[string]account{}}
+	for access, secret := range accounts {
+		users.AccessAccounts[access] = account{Access: access, Secret: secret, Role: "userplus"}
+	}
+	b, err := json.Marshal(users)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(iam, "users.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	return startS3(data, "", "", []string{"--iam-dir", iam})
+}
+
+// startS3 starts versitygw; args go to the gateway, backendArgs to its
+// posix backend.
+func startS3(dir, pinCPU, region string, args []string, backendArgs ...string) (*S3, error) {
 	bin, err := Binary("VERSITYGW_BIN", "versitygw")
 	if err != nil {
 		return nil, err
@@ -128,7 +163,7 @@ func startS3(dir, pinCPU, region string, backendArgs ...string) (*S3, error) {
 	if region != "" {
 		s.argv = append(s.argv, "--region", region)
 	}
-	s.argv = append(append(append(s.argv, "posix"), backendArgs...), dir)
+	s.argv = append(append(append(append(s.argv, args...), "posix"), backendArgs...), dir)
 	if pinCPU != "" {
 		s.argv = append([]string{"taskset", "-c", pinCPU}, s.argv...)
 	}

@@ -122,7 +122,8 @@ func (k *Keeper) Read(ctx context.Context, s store.Store, ref Ref) (Found, error
 
 // AdoptWindow is how recent an empty unmarked bucket must be for Ensure to
 // refuse it as a probable leftover of a crash (rather than use it as
-// foreign). It never makes a bucket the driver's.
+// foreign), and how long the journal's note of a create is trusted to
+// adopt one. It never makes a bucket of someone else the driver's.
 const AdoptWindow = 10 * time.Minute
 
 // Ensure makes ref's bucket exist. A missing bucket is created and
@@ -134,10 +135,21 @@ const AdoptWindow = 10 * time.Minute
 //     the retry;
 //   - an empty unmarked bucket created within AdoptWindow that is not in
 //     the journal (the process restarted between create and mark, or it
-//     is someone else's) answers fault.Precondition: an admin decides,
-//     with `bucket-csi storage remark`;
+//     is someone else's), or whose note in the journal is older than
+//     AdoptWindow, answers fault.Precondition: an admin decides, with
+//     `bucket-csi storage remark`;
 //   - a bucket whose purge has started (StateDeleting) answers
-//     fault.Precondition: it is never silently reused half-deleted.
+//     fault.Precondition: it is never silently reused half-deleted;
+//   - where bucket names are shared by every account (S3, IBM COS,
+//     Nebius, GCS: not store.AccountScoped), an existing bucket that the
+//     store's ListBuckets (the credentials' account; IBM's service
+//     instance; GCS's --gcs-project) does not show is someone else's,
+//     made by whoever took the name first, and may let the driver in on
+//     purpose: it answers fault.Precondition whatever mark it carries (a
+//     copied genuine mark too), before anything is read from it or
+//     written into it. So does one whose owner cannot be told (the
+//     listing refused; fault.Unavailable passes as is). Such a bucket is
+//     mounted only by `source`, an explicit choice.
 func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner) (owned bool, err error) {
 	err = s.HeadBucket(ctx, ref.Bucket)
 	if errors.Is(err, fault.NotFound) {
@@ -160,13 +172,17 @@ func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner
 				k.journal.done(ref)
 				return false, fmt.Errorf("%w: bucket %q is taken by another account", fault.Conflict, ref.Bucket)
 			}
-		case errors.Is(err, fault.Invalid), errors.Is(err, fault.Denied):
+		case errors.Is(err, fault.Invalid), errors.Is(err, fault.Denied), errors.Is(err, fault.Precondition):
 			k.journal.done(ref) // refused: certainly not created
 			return false, err
 		default:
 			return false, err // may have been created: the journal keeps it
 		}
 	} else if err != nil {
+		return false, err
+	}
+	listed, err := ownListing(ctx, s, ref.Bucket)
+	if err != nil {
 		return false, err
 	}
 	f, err := k.Read(ctx, s, ref)
@@ -188,12 +204,14 @@ func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner
 	if err != nil {
 		return false, err
 	}
-	if empty && k.journal.has(ref) {
+	fresh, noted := k.journal.noted(ref)
+	if empty && fresh {
 		return true, k.markNew(ctx, s, ref, owner)
 	}
 	k.journal.done(ref)
-	if empty && recentlyCreated(ctx, s, ref.Bucket) {
-		return false, fmt.Errorf("%w: bucket %q exists, is empty, was created minutes ago and carries no bucket-csi mark: "+
+	// An old note is no proof either way: an admin decides.
+	if empty && (noted || recentlyCreated(listed)) {
+		return false, fmt.Errorf("%w: bucket %q exists, is empty, carries no bucket-csi mark and was created minutes ago (or by a create of this controller whose answer was lost long ago): "+
 			"if bucket-csi created it and was interrupted before marking it, an admin runs `bucket-csi storage remark %s`; "+
 			"if it is someone else's, use it with the `source` parameter instead", fault.Precondition, ref.Bucket, ref.Bucket)
 	}
@@ -212,19 +230,38 @@ func isEmpty(ctx context.Context, s store.Store, bucket string) (bool, error) {
 	return empty, err
 }
 
-// recentlyCreated reports whether the store lists bucket as created within
-// AdoptWindow (false when it cannot tell).
-func recentlyCreated(ctx context.Context, s store.Store, bucket string) bool {
+// ownListing returns bucket's entry in the listing of the credentials'
+// own account (zero when the store is store.AccountScoped and the listing
+// fails or lacks it). Where names are shared by every account, a bucket
+// the listing lacks, or a listing that fails, is fault.Precondition (see
+// Ensure); fault.Unavailable passes as is.
+func ownListing(ctx context.Context, s store.Store, bucket string) (store.Bucket, error) {
 	all, err := s.ListBuckets(ctx)
-	if err != nil {
-		return false
-	}
-	for _, b := range all {
-		if b.Name == bucket && !b.Created.IsZero() && time.Since(b.Created) < AdoptWindow {
-			return true
+	if err == nil {
+		for _, b := range all {
+			if b.Name == bucket {
+				return b, nil
+			}
 		}
 	}
-	return false
+	switch {
+	case store.IsAccountScoped(s):
+		return store.Bucket{}, nil
+	case errors.Is(err, fault.Unavailable):
+		return store.Bucket{}, err
+	case err != nil:
+		return store.Bucket{}, fmt.Errorf("%w: bucket %q exists, and whether it is this account's cannot be told: listing the account's buckets failed (%v); "+
+			"an existing bucket is used by its name only if it is the account's own, so the credentials must be allowed to list buckets (S3: s3:ListAllMyBuckets; GCS: storage.buckets.list in --gcs-project); "+
+			"a bucket of another account is mounted with the `source` parameter", fault.Precondition, bucket, err)
+	}
+	return store.Bucket{}, fmt.Errorf("%w: bucket %q exists but is not among the buckets of the credentials' own account (on GCS: of --gcs-project; on IBM COS: of the service instance): it is someone else's, of another account, project or service instance (whoever takes a name first owns it on this store, and its owner can let anyone in). "+
+		"It is never used by its name; if that bucket is meant, mount it with the `source` parameter", fault.Precondition, bucket)
+}
+
+// recentlyCreated reports whether the listing's entry b says its bucket
+// was created within AdoptWindow (false when it cannot tell).
+func recentlyCreated(b store.Bucket) bool {
+	return !b.Created.IsZero() && time.Since(b.Created) < AdoptWindow
 }
 
 // markNew writes a new signed mark on a bucket this process created.

@@ -1,36 +1,47 @@
 package bucket
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
-// Journal remembers, for the life of one process, the buckets it has asked
-// the store to create and not yet marked. A crash between CreateBucket
-// and the mark leaves an empty unmarked bucket that looks exactly like an
-// empty bucket of someone else; the journal is what tells them apart: a
-// retry in the same process marks (adopts) only buckets in its journal.
-// After a restart the journal is empty, and such a bucket is refused with
-// advice to re-mark it (`bucket-csi storage remark`) rather than adopted
-// on a guess. Safe for concurrent use; the zero value is not usable, use
-// NewJournal.
+// Journal remembers, within one process, the buckets it has asked the
+// store to create and not yet marked; it trusts a note for AdoptWindow. A
+// crash between CreateBucket and the mark leaves an empty unmarked bucket
+// that looks exactly like an empty bucket of someone else; the journal is
+// what tells them apart: a retry in the same process marks (adopts) only
+// buckets in its journal. After a restart the journal is empty, and such
+// a bucket is refused with advice to re-mark it (`bucket-csi storage
+// remark`) rather than adopted on a guess. Safe for concurrent use; the
+// zero value is not usable, use NewJournal.
 type Journal struct {
 	mu      sync.Mutex
-	pending map[Ref]bool
+	pending map[Ref]time.Time // when this process began creating it
 }
 
 // NewJournal returns an empty journal.
-func NewJournal() *Journal { return &Journal{pending: map[Ref]bool{}} }
+func NewJournal() *Journal { return &Journal{pending: map[Ref]time.Time{}} }
 
-// add records that this process is creating ref.
+// add records that this process is creating ref. A note stays until done
+// (only creates whose outcome is unknown leave one behind: a lost answer,
+// an error the store gives for a create it may have made), so an old note
+// still tells an empty bucket of that name apart (noted).
 func (j *Journal) add(ref Ref) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.pending[ref] = true
+	j.pending[ref] = time.Now()
 }
 
-// has reports whether this process created ref and has not marked it.
-func (j *Journal) has(ref Ref) bool {
+// noted reports whether this process began creating ref and has not
+// marked it (noted), and whether that was within AdoptWindow (fresh). Only
+// a fresh note is trusted: a create whose answer was lost and that was
+// not retried for that long may never have happened, and the name since
+// taken by someone else of the account.
+func (j *Journal) noted(ref Ref) (fresh, noted bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.pending[ref]
+	at, ok := j.pending[ref]
+	return ok && time.Since(at) < AdoptWindow, ok
 }
 
 // done forgets ref: it is marked, or it is not ours.

@@ -44,6 +44,29 @@ type Bucket struct {
 // return it.
 var TakenElsewhere = errors.New("owned by another account")
 
+// AccountScoped is implemented by the stores whose bucket names may live
+// inside the credentials' own account or namespace: Azure's containers,
+// OCI's buckets, R2's buckets (AccountScoped true). There any bucket the
+// store finds is the account's own. Elsewhere (S3 and most stores
+// speaking it, GCS) one name space is shared by every account, and a
+// bucket another account made can let the driver's credentials in (its
+// policy says so): only the buckets the credentials' own ListBuckets
+// shows are the account's (bucket.Keeper's Ensure relies on it).
+type AccountScoped interface {
+	Store
+	AccountScoped() bool
+}
+
+// IsAccountScoped reports whether s (wrapped by Wrap or not) is
+// AccountScoped and says true.
+func IsAccountScoped(s Store) bool {
+	if w, ok := s.(wrapped); ok {
+		s = w.s
+	}
+	a, ok := s.(AccountScoped)
+	return ok && a.AccountScoped()
+}
+
 // Store is one store account, bound to one set of credentials. A Store
 // serves one CSI call or one command: whoever opens it closes it.
 type Store interface {
@@ -55,7 +78,10 @@ type Store interface {
 	HeadBucket(ctx context.Context, bucket string) error
 	// DeleteBucket deletes an empty bucket; a missing bucket is not an error.
 	DeleteBucket(ctx context.Context, bucket string) error
-	// ListBuckets lists the buckets the credentials can see.
+	// ListBuckets lists buckets of the credentials' own account (S3's
+	// ListBuckets, on IBM COS the service instance's; GCS: the driver's
+	// --gcs-project; Azure: the account; OCI: the compartment); a bucket
+	// of another account that lets the credentials in is not listed.
 	ListBuckets(ctx context.Context) ([]Bucket, error)
 	// GetObject reads a small object whole.
 	GetObject(ctx context.Context, bucket, key string) ([]byte, error)

@@ -42,6 +42,18 @@ func TestDefaultStores(t *testing.T) {
 	if b := reg["ibm"]; b.DefaultLocation != "us-east" {
 		t.Fatalf("ibm default location = %q, want us-east", b.DefaultLocation)
 	}
+	// Whose bucket names live inside the account (bucket.Keeper.Ensure).
+	keys := store.Secrets{"accessKeyID": "id", "secretAccessKey": "secret", "accountKey": "a2V5"}
+	for kind, want := range map[string]bool{"s3": false, "ibm": false, "nebius": false, "r2": true, "azure": true} {
+		st, err := reg[kind].Open(keys, "acct1")
+		if err != nil {
+			t.Fatalf("opening %s: %v", kind, err)
+		}
+		if got := store.IsAccountScoped(st); got != want {
+			t.Errorf("%s: account-scoped %v, want %v", kind, got, want)
+		}
+		st.Close()
+	}
 }
 
 // TestStoresFlag: --stores picks kinds, and refuses unknown ones and R2

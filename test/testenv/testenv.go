@@ -99,6 +99,21 @@ func StartS3Versioning(t testing.TB) *S3 {
 	return forTest(t, s)
 }
 
+// StartS3Accounts starts versitygw with accounts (access key -> secret)
+// beside its root account, each seeing only its own buckets in
+// ListBuckets (localenv.StartS3Accounts).
+func StartS3Accounts(t testing.TB, accounts map[string]string) *S3 {
+	t.Helper()
+	if _, err := localenv.Binary("VERSITYGW_BIN", "versitygw"); err != nil {
+		Missing(t, "%v", err)
+	}
+	s, err := localenv.StartS3Accounts(t.TempDir(), accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return forTest(t, s)
+}
+
 // Secrets returns the CSI secret that reaches this server.
 func (s *S3) Secrets() map[string]string {
 	return map[string]string{s3store.SecretAccessKeyID: s.AccessKey, s3store.SecretSecretAccessKey: s.SecretKey}

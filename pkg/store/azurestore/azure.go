@@ -142,6 +142,9 @@ func (s *azStore) CreateBucket(ctx context.Context, name string) error {
 	return mapErr(err, "creating container %q", name)
 }
 
+// AccountScoped: a container lives inside the storage account.
+func (s *azStore) AccountScoped() bool { return true }
+
 func (s *azStore) HeadBucket(ctx context.Context, name string) error {
 	_, err := s.c.ServiceClient().NewContainerClient(name).GetProperties(ctx, nil)
 	return mapErr(err, "container %q", name)

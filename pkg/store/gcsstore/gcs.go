@@ -222,6 +222,9 @@ func (s *gcsStore) DeleteBucket(ctx context.Context, bucket string) error {
 }
 
 func (s *gcsStore) ListBuckets(ctx context.Context) ([]store.Bucket, error) {
+	if s.project == "" {
+		return nil, fmt.Errorf("%w: listing GCS buckets needs the driver's --gcs-project", fault.Precondition)
+	}
 	var out []store.Bucket
 	it := s.c.Buckets(ctx, s.project)
 	for {

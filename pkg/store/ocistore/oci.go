@@ -241,6 +241,9 @@ func (s *ociStore) CreateBucket(ctx context.Context, bucket string) error {
 	return mapErr(err, "creating bucket %q", bucket)
 }
 
+// AccountScoped: a bucket lives inside the tenancy's namespace.
+func (s *ociStore) AccountScoped() bool { return true }
+
 func (s *ociStore) HeadBucket(ctx context.Context, bucket string) error {
 	ns, err := s.namespace(ctx)
 	if err != nil {

@@ -37,6 +37,9 @@ func R2() store.Kind {
 					return store.Backend{}, fmt.Errorf("%w: set --r2-account-id (or --r2-endpoint)", store.ErrNotConfigured)
 				}
 				c.Region, c.RcloneProvider, c.PathStyle, c.Ambient = "auto", "Cloudflare", true, ambientKeys(getenv)
+				// R2's bucket names are the account's own (its endpoint
+				// names the account).
+				c.AccountScoped = true
 				return Backend(c), nil
 			}
 		},

@@ -53,6 +53,10 @@ type Config struct {
 	// "Cloudflare", "IBMCOS", ...); empty means "AWS" without an endpoint
 	// and "Other" with one.
 	RcloneProvider string
+	// AccountScoped says bucket names live inside the account (R2),
+	// rather than in one name space every account shares (AWS, IBM COS):
+	// see store.AccountScoped.
+	AccountScoped bool
 	// Ambient holds static keys from the driver's own environment
 	// (AWS_ACCESS_KEY_ID, ...), used when a volume has no secret. FUSE
 	// servers receive them over their config pipe, never in their
@@ -89,7 +93,11 @@ func Backend(cfg Config) store.Backend {
 type s3Store struct {
 	c         *s3.Client
 	transport *http.Transport // hc's, emptied by Close
+	scoped    bool            // Config.AccountScoped
 }
+
+// AccountScoped reports Config.AccountScoped.
+func (s *s3Store) AccountScoped() bool { return s.scoped }
 
 // At returns cfg for a volume at location: "{location}" in the endpoint is
 // replaced, and an empty Region takes the location.
@@ -155,7 +163,7 @@ func Open(cfg Config, secrets store.Secrets) (store.Store, error) {
 		o.UsePathStyle = cfg.PathStyle
 		o.HTTPClient = hc
 	})
-	return &s3Store{c: c, transport: tr}, nil
+	return &s3Store{c: c, transport: tr, scoped: cfg.AccountScoped}, nil
 }
 
 // idleTimeout closes a Store's connection that no request has used for
