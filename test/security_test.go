@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,6 +88,20 @@ func TestInlineVolumePolicy(t *testing.T) {
 				if len(v) > 3 && strings.Contains(status.Convert(err).Message(), v) {
 					t.Fatal("the error message contains a secret")
 				}
+			}
+		})
+	}
+	// Each line and key of a secret is masked on its own, at a cost per
+	// pattern: a Secret of the 1 MiB Kubernetes allows is refused at the
+	// gRPC edge, whose answer names its size, before any mask is built.
+	for name, secret := range map[string]map[string]string{
+		"a secret of many short lines": withSecret(s3.Secrets(), map[string]string{"notes": shortLines(70 << 10)}),
+		"a secret of many keys":        withSecret(s3.Secrets(), manyKeys(65)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.Node.NodePublishVolume(ctx, inlineReq(target, ok, secret))
+			if msg := status.Convert(err).Message(); status.Code(err) != codes.InvalidArgument || !strings.Contains(msg, "keys and") || strings.Contains(msg, "v0000001") {
+				t.Errorf("%v, want InvalidArgument from the gRPC edge naming the secret's size only", err)
 			}
 		})
 	}
@@ -232,4 +248,29 @@ func TestInlineVolumesPerNamespaceCap(t *testing.T) {
 	if left := drv.Staged(t); len(left) != 0 {
 		t.Fatalf("inline volumes left staged: %+v", left)
 	}
+}
+
+// withSecret returns base with extra's keys added.
+func withSecret(base, extra map[string]string) map[string]string {
+	out := maps.Clone(base)
+	maps.Copy(out, extra)
+	return out
+}
+
+// shortLines is n bytes of distinct 7-byte lines.
+func shortLines(n int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "%06x\n", i)
+	}
+	return b.String()
+}
+
+// manyKeys is a secret of n keys with distinct 8-byte values.
+func manyKeys(n int) map[string]string {
+	out := map[string]string{}
+	for i := range n {
+		out[fmt.Sprintf("key%d", i)] = fmt.Sprintf("v%07d", i)
+	}
+	return out
 }

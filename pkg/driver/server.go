@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
 	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -66,18 +68,55 @@ func (d *Driver) NewGRPCServer() *grpc.Server {
 	return s
 }
 
+// The most a request's secrets may hold, checked before anything else
+// reads them: every mask of secrets (package redact) derives patterns from
+// each key's value and each line of it, so a Secret of many short lines or
+// keys, the most Kubernetes stores (1 MiB), would cost the node plugin
+// hundreds of MiB per call. A FUSE server takes no more bytes
+// (fuseproto.MaxSecretBytes); a store's credentials are a few keys of a
+// few KiB.
+const (
+	maxSecretBytes = fuseproto.MaxSecretBytes
+	maxSecretKeys  = 64
+)
+
+// checkSecretSize refuses (fault.Invalid) a request whose secrets exceed
+// maxSecretBytes (names and values) or maxSecretKeys, naming only sizes.
+func checkSecretSize(req any) error {
+	r, ok := req.(interface{ GetSecrets() map[string]string })
+	if !ok {
+		return nil
+	}
+	n := 0
+	for k, v := range r.GetSecrets() {
+		n += len(k) + len(v)
+	}
+	if keys := len(r.GetSecrets()); n > maxSecretBytes || keys > maxSecretKeys {
+		return fmt.Errorf("%w: the volume's secret holds %d keys and %d bytes, more than the %d keys or %d bytes the driver takes; give the volume a secret with the store's keys only", fault.Invalid, keys, n, maxSecretKeys, maxSecretBytes)
+	}
+	return nil
+}
+
 // intercept logs each call and converts errors to statuses. It logs the
 // method, volume ID or name, paths, duration and, on failure, the code and
 // the error message: never request bodies, so secrets and service-account
 // tokens in secrets or volume context cannot reach the log. Engine errors
 // are masked where they leave the FUSE server and the copier; as a last
 // net, the message is masked once more with the request's own secrets
-// before it is logged or answered.
+// before it is logged or answered. A request with oversized secrets
+// (checkSecretSize) is refused before its handler runs.
 func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	resp, err := h(ctx, req)
+	var resp any
+	oversized := checkSecretSize(req)
+	err := oversized
+	if err == nil {
+		resp, err = h(ctx, req)
+	}
 	err = toStatus(err)
-	if r, ok := req.(interface{ GetSecrets() map[string]string }); ok && err != nil && len(r.GetSecrets()) > 0 {
+	// An oversized secret's refusal names sizes only, and masking it is
+	// the cost the refusal avoids.
+	if r, ok := req.(interface{ GetSecrets() map[string]string }); ok && err != nil && oversized == nil && len(r.GetSecrets()) > 0 {
 		st, _ := status.FromError(err)
 		if msg := redact.FromSecrets(r.GetSecrets()).String(st.Message()); msg != st.Message() {
 			err = status.Error(st.Code(), msg)

@@ -21,6 +21,12 @@
 //   - for a value that is a URL query (an Azure SAS token), each
 //     parameter value (decoded), with the forms above.
 //
+// Rule for many parts: every value is masked with its forms, but only the
+// first MaxParts lines, fields and parameters of all values together
+// (shortest values first) are masked on their own, so the patterns of a
+// Redactor stay a few thousand (a secret of 64 KiB in lines of 6 bytes
+// would give some 150,000).
+//
 // Rule for short values: a value or derived form shorter than MinLen bytes
 // is not masked. Such strings are too short to be credentials and would
 // mask ordinary words; store credentials are far longer.
@@ -31,9 +37,11 @@ package redact
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -45,6 +53,10 @@ const Mask = "[REDACTED]"
 
 // MinLen is the shortest value or derived form that is masked.
 const MinLen = 6
+
+// MaxParts is the most lines, fields and parameters of the values that a
+// Redactor masks on their own (see the package comment).
+const MaxParts = 1024
 
 // Redactor masks a fixed set of secret values. The zero value and nil mask
 // nothing. It is immutable and safe for concurrent use.
@@ -66,7 +78,23 @@ func New(values ...string) *Redactor {
 		}
 	}
 	for _, v := range values {
-		for _, base := range derived(v) {
+		for _, f := range forms(v) {
+			add(f)
+		}
+	}
+	// Shortest values first (credentials are short; a long value of many
+	// lines cannot take the parts of a key file after it), in a fixed
+	// order, so the parts past MaxParts are the same each time.
+	ordered := slices.Clone(values)
+	slices.SortFunc(ordered, func(a, b string) int { return cmp.Or(len(a)-len(b), strings.Compare(a, b)) })
+	parts := 0
+values:
+	for _, v := range ordered {
+		for _, base := range derived(v)[1:] {
+			if parts == MaxParts {
+				break values
+			}
+			parts++
 			for _, f := range forms(base) {
 				add(f)
 			}
@@ -175,8 +203,8 @@ func derived(v string) []string {
 	}
 	var obj map[string]any
 	if json.Unmarshal([]byte(v), &obj) == nil {
-		for k, f := range obj {
-			s, ok := f.(string)
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			s, ok := obj[k].(string)
 			if !ok || !credentialField(k) {
 				continue
 			}
@@ -188,8 +216,8 @@ func derived(v string) []string {
 	}
 	if strings.Contains(v, "=") && !strings.ContainsAny(v, " \n{") {
 		if q, err := url.ParseQuery(strings.TrimPrefix(v, "?")); err == nil {
-			for _, vals := range q {
-				out = append(out, vals...)
+			for _, k := range slices.Sorted(maps.Keys(q)) {
+				out = append(out, q[k]...)
 			}
 		}
 	}
