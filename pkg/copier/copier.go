@@ -18,6 +18,8 @@ package copier
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -168,7 +170,20 @@ type Result struct {
 	Skipped       []Skip
 }
 
-const partSuffix = ".bcsi-part"
+// partPrefix begins the name of every download file (partPath); no key
+// maps to such a name (localPath).
+const partPrefix = ".bcsi-part-"
+
+// partPath is the download file of final: in final's directory, so the
+// rename into place stays on one filesystem, and named by a hash of
+// final's name, so it fits NAME_MAX whatever that name's length (a
+// 250-byte name plus a suffix would not) and no two files of a directory
+// share one, even with names made to collide.
+func partPath(final string) string {
+	dir, base := filepath.Split(final)
+	sum := sha256.Sum256([]byte(base))
+	return dir + partPrefix + hex.EncodeToString(sum[:16])
+}
 
 // run is one Copy call.
 type run struct {
@@ -527,7 +542,7 @@ var errChanged = errors.New("changed in the bucket while its ranges were downloa
 
 // finish renames a complete download into place and records it.
 func (r *run) finish(fl *file) error {
-	if err := os.Rename(fl.final+partSuffix, fl.final); err != nil {
+	if err := os.Rename(partPath(fl.final), fl.final); err != nil {
 		return err
 	}
 	st, err := os.Lstat(fl.final)
@@ -546,7 +561,7 @@ func (r *run) succeeded() { r.failedRow.Store(0) }
 // when the disk is full, the store stopped answering or the copy was
 // cancelled.
 func (r *run) failed(fl *file, err error) error {
-	_ = os.Remove(fl.final + partSuffix)
+	_ = os.Remove(partPath(fl.final))
 	switch {
 	case ctxErr(err) != nil:
 		return ctxErr(err)
@@ -606,7 +621,7 @@ func ctxErr(err error) error {
 // into place then replaces whatever is at final, link or file, and writes
 // nothing outside the copy.
 func createPart(final string) (*os.File, error) {
-	return os.OpenFile(final+partSuffix, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+	return os.OpenFile(partPath(final), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
 }
 
 // fetchWhole downloads a one-range object and renames it into place.

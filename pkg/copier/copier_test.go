@@ -114,7 +114,7 @@ func TestCopyReplacesSymlinksWithoutFollowing(t *testing.T) {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"a.txt", "big.bin", "a.txt" + partSuffix, "big.bin" + partSuffix} {
+	for _, name := range []string{"a.txt", "big.bin", filepath.Base(partPath("a.txt")), filepath.Base(partPath("big.bin"))} {
 		target := outside + "-" + name
 		if err := os.WriteFile(target, []byte("host file"), 0o644); err != nil {
 			t.Fatal(err)
@@ -198,6 +198,7 @@ func TestLocalPath(t *testing.T) {
 		"a/b.txt": true, "a b/c": true, "../x": false, "a/./b": false, "a//b": false, "/x": false,
 		"a/": false, "": false, "x\x00y": false, strings.Repeat("a", 256): false,
 		"a/．．/b": false, "．/x": false, "a/．．．": true, "a/...": true,
+		strings.Repeat("a", 255): true, "x.bcsi-part": true, ".bcsi-part-0a1b": false, "a/.bcsi-part-0a1b/y": false,
 	} {
 		if _, why := localPath(key); (why == "") != ok {
 			t.Errorf("localPath(%q): reason %q, want ok=%v", key, why, ok)
@@ -225,5 +226,42 @@ func TestConnectionsKeepOnePerWorker(t *testing.T) {
 	Connections(context.Background(), Options{Workers: 100})
 	if after := rfs.GetConfig(context.Background()).Transfers; after != before {
 		t.Errorf("the global config changed: transfers %d, was %d", after, before)
+	}
+}
+
+// TestCopyDownloadFilesTakeNoKeysName: a download file is named apart from
+// every key: an object named as the download file of another would have
+// replaced that file's bytes (it is refused and listed as skipped), one
+// named as the old suffix form is an ordinary file, and a name of 255
+// bytes, with no room for a suffix, is copied, small or in ranges.
+func TestCopyDownloadFilesTakeNoKeysName(t *testing.T) {
+	long := strings.Repeat("n", 255)
+	objects := map[string][]byte{
+		"x":                          []byte("the object x"),
+		"x.bcsi-part":                []byte("an ordinary object"),
+		filepath.Base(partPath("x")): []byte("planted over x"),
+		long:                         []byte("a long name"),
+		"d/" + long:                  random(t, 5000),
+	}
+	root := t.TempDir()
+	dest := filepath.Join(root, "data")
+	res, err := Copy(context.Background(), memFs(t, objects), dest, filepath.Join(root, "manifest"), Options{ChunkSize: 1024}, &Progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range objects {
+		got, err := os.ReadFile(filepath.Join(dest, name))
+		if name == filepath.Base(partPath("x")) {
+			if err == nil {
+				t.Errorf("the object named as x's download file was copied")
+			}
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%.20s holds %.20q (%v), want %.20q", name, got, err, want)
+		}
+	}
+	if res.SkippedCount != 1 || len(res.Skipped) != 1 || res.Skipped[0].Key != filepath.Base(partPath("x")) {
+		t.Errorf("skipped %d: %+v, want the one named as a download file", res.SkippedCount, res.Skipped)
 	}
 }

@@ -18,7 +18,8 @@ const maxPathBytes = 4000
 // returns why the key cannot be a file there. A key never maps outside the
 // root: absolute keys, ".." and "." segments, empty segments, NUL bytes and
 // names too long for the filesystem are refused (keyfilter.NameProblem,
-// the rule MOUNT listings follow too).
+// the rule MOUNT listings follow too), and so are names beginning with
+// partPrefix, which a download file of another key could take.
 func localPath(key string) (string, string) {
 	switch {
 	case key == "":
@@ -35,6 +36,9 @@ func localPath(key string) (string, string) {
 	for _, seg := range strings.Split(key, "/") {
 		if why := keyfilter.NameProblem(seg); why != "" {
 			return "", why
+		}
+		if strings.HasPrefix(seg, partPrefix) {
+			return "", "named like the copy's own download files (" + partPrefix + "...)"
 		}
 	}
 	if path.Clean(key) != key {
