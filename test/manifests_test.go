@@ -114,11 +114,11 @@ func TestManifests(t *testing.T) {
 	custom := helm(t, "template", "x", chart, "--namespace", "storage",
 		"--set", "credentials.existingSecret=creds,inline.stores={s3,gcs},inline.modes={MOUNT,COPY},inline.ambientCredentials=true,inline.perNamespace=4",
 		"--set", "stores.s3.endpoint=http://minio.storage:9000,stores.s3.pathStyle=true,stores.gcs.project=p1,stores.azure.account=acct,stores.r2.accountID=abc,stores.oci.region=us-ashburn-1,stores.oci.compartment=c1",
-		"--set", "copy.keepCopies=true,mountCached.cacheMaxSize=10737418240,image.tag=1.2.3,controller.replicas=3,logLevel=debug,node.kubeletDir=/var/lib/k0s/kubelet",
+		"--set", "copy.keepCopies=true,copy.jobs=2,mountCached.cacheMaxSize=10737418240,image.tag=1.2.3,controller.replicas=3,logLevel=debug,node.kubeletDir=/var/lib/k0s/kubelet",
 		"--set", "ownershipKey.existingSecret=own-key")
 	strictDecode(t, "chart (custom values)", custom)
 	for _, want := range []string{"--inline-stores=s3,gcs", "--inline-modes=MOUNT,COPY", "--inline-ambient-credentials", "--inline-volumes-per-namespace=4", "--s3-endpoint=http://minio.storage:9000", "--s3-path-style",
-		"--gcs-project=p1", "--azure-account=acct", "--r2-account-id=abc", "--oci-compartment=c1", "--keep-copies", "--cache-max-size=10737418240", "name: creds", "bucket-csi:1.2.3", "replicas: 3", "secretName: own-key",
+		"--gcs-project=p1", "--azure-account=acct", "--r2-account-id=abc", "--oci-compartment=c1", "--keep-copies", "--copy-jobs=2", "--cache-max-size=10737418240", "name: creds", "bucket-csi:1.2.3", "replicas: 3", "secretName: own-key",
 		"--allowed-dirs=/var/lib/k0s/kubelet,/var/lib/bucket-csi"} {
 		if !bytes.Contains(custom, []byte(want)) {
 			t.Errorf("custom values render no %q", want)

@@ -42,7 +42,7 @@ type serveFlags struct {
 	inlineStores, inlineModes, mounterSocket                                             string
 	ownershipKeyFile, kubeconfig                                                         string
 	metricsAddress, logFormat                                                            string
-	copyWorkers, maxServers, inlinePerNamespace                                          int
+	copyWorkers, copyJobs, maxServers, inlinePerNamespace                                int
 	uploadTransfers, readChunkStreams                                                    int
 	objectMTimes                                                                         bool
 	readChunkSize                                                                        int64
@@ -80,6 +80,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.Int64Var(&f.copyWriteSpace, "copy-write-space", 0, "room in bytes for what pods write into a writable COPY volume, reserved from the node disk budget with the copy (0: min(1 GiB, budget/16))")
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", copier.DefaultWorkers, "COPY objects or ranges fetched in parallel")
+	fs.IntVar(&f.copyJobs, "copy-jobs", stage.DefaultParallel, "COPY volumes copied at once on the node (each holds up to about 150 MiB of the plugin's memory while it lists); others wait")
 	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "MOUNT: most parallel ranged GETs of one sequential read (0: default, 4)")
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
@@ -142,6 +143,9 @@ func serve(args []string) error {
 	if f.inlinePerNamespace < 0 {
 		return errors.New("--inline-volumes-per-namespace must not be negative")
 	}
+	if f.copyJobs < 1 {
+		return errors.New("--copy-jobs must be at least 1")
+	}
 	cfg.Inline.PerNamespace = f.inlinePerNamespace
 	for _, s := range strings.Split(f.inlineStores, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -196,7 +200,7 @@ func serve(args []string) error {
 			volume.ModeMountCached: &stage.Cached{Supervisor: sup, Stores: cfg.Stores, Settings: settings,
 				CacheRoot: cacheDir, CacheMaxSize: f.cacheMaxSize, Transfers: f.uploadTransfers, WriteBack: f.writeBack, Disk: disk, Memory: mem, Servers: servers},
 			volume.ModeCopy: &stage.Copy{Stores: cfg.Stores, Root: filepath.Join(stateDir, "copies"), Keep: f.keepCopies, WriteSpace: f.copyWriteSpace,
-				Options: copier.Options{Workers: f.copyWorkers}, Log: log, Disk: disk, Redact: &masks},
+				Options: copier.Options{Workers: f.copyWorkers}, Parallel: f.copyJobs, Log: log, Disk: disk, Redact: &masks},
 		}
 	}
 	reg, err := f.metrics(&cfg)

@@ -99,7 +99,11 @@ func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[
 	switch {
 	case errors.Is(err, fault.Pending) && !running:
 		d.limit.Allow(key, now)
-		d.event(s, secrets, false, ReasonCopyStarted, fmt.Sprintf("copying bucket %s to node %s; the pod starts once the copy is complete", h.Bucket, d.cfg.NodeID))
+		msg := fmt.Sprintf("copying bucket %s to node %s; the pod starts once the copy is complete", h.Bucket, d.cfg.NodeID)
+		if fig.Waiting {
+			msg = fmt.Sprintf("copying bucket %s to node %s once one of the copies running there ends (--copy-jobs); the pod starts once the copy is complete", h.Bucket, d.cfg.NodeID)
+		}
+		d.event(s, secrets, false, ReasonCopyStarted, msg)
 	case errors.Is(err, fault.Pending):
 		if d.limit.Allow(key, now) {
 			d.event(s, secrets, false, ReasonCopyProgress, fmt.Sprintf("copying bucket %s to node %s: %s", h.Bucket, d.cfg.NodeID, progressText(fig)))
@@ -138,6 +142,9 @@ func (d *Driver) unstageEvents(pv, id string, did stage.Unstaged, err error) {
 
 // progressText summarises COPY figures for a message.
 func progressText(f stage.CopyFigures) string {
+	if f.Waiting {
+		return "waiting for one of the copies running on the node to end (--copy-jobs)"
+	}
 	return fmt.Sprintf("%d of %d objects, %s of %s", f.FilesDone, f.FilesTotal, bytesText(f.BytesDone), bytesText(f.BytesTotal))
 }
 

@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucket-csi/bucket-csi/pkg/budget"
@@ -46,16 +48,25 @@ type Copy struct {
 	// min(DefaultWriteSpace, budget/16).
 	WriteSpace int64
 	Options    copier.Options
-	Log        *slog.Logger
+	// Parallel is the most copies that run at once on the node
+	// (DefaultParallel when 0). A copy holds up to about 150 MiB of the
+	// plugin's memory while it lists and plans (copier: the objects it
+	// holds, its sort buffer, its workers' buffers), so many volumes
+	// staged together, by one tenant too, would take the plugin past its
+	// memory limit; the others wait for a place, their Stage answering
+	// Pending that says so.
+	Parallel int
+	Log      *slog.Logger
 	// Redact, if set, is the mask of this process's log: each running
 	// copy adds its secrets, since rclone logs into it.
 	Redact *redact.Set
 
-	// mu guards jobs only, for a map lookup or update: it is never held
-	// across a network call or disk work, so volumes never wait on each
-	// other; one volume has at most one job.
-	mu   sync.Mutex
-	jobs map[string]*copyJob
+	// mu guards jobs (and the making of slots), for a map lookup or
+	// update: it is never held across a network call or disk work, so
+	// volumes never wait on each other; one volume has at most one job.
+	mu    sync.Mutex
+	jobs  map[string]*copyJob
+	slots chan struct{} // a place per running copy (Parallel), made by start
 	// last holds the figures of each volume's last finished copy until
 	// the volume is unstaged.
 	last map[string]CopyFigures
@@ -65,8 +76,8 @@ type Copy struct {
 type CopyFigures struct {
 	copier.Figures
 	// Complete is set once the copy finished and succeeded; Running
-	// while it runs.
-	Complete, Running bool
+	// while it runs, or waits for a place (then Waiting too).
+	Complete, Running, Waiting bool
 }
 
 // Progress returns the volume's running copy's figures, or its last
@@ -76,7 +87,7 @@ func (c *Copy) Progress(volumeID string) (f CopyFigures, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if job, ok := c.jobs[volumeID]; ok {
-		return CopyFigures{Figures: job.progress.Snapshot(), Running: true}, true
+		return CopyFigures{Figures: job.progress.Snapshot(), Running: true, Waiting: job.waiting.Load()}, true
 	}
 	f, ok = c.last[volumeID]
 	return f, ok
@@ -90,8 +101,12 @@ func (c *Copy) Figures(_ context.Context, rec *nodestate.Volume) Figures {
 	return Figures{}
 }
 
+// DefaultParallel is Copy.Parallel's default.
+const DefaultParallel = 4
+
 type copyJob struct {
 	done     chan struct{}
+	waiting  atomic.Bool // for a place among the running copies
 	cancel   context.CancelFunc
 	progress copier.Progress
 	result   copier.Result
@@ -121,9 +136,9 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 	select {
 	case <-job.done:
 	case <-timer.C:
-		return fmt.Errorf("%w: copying %s: %s so far", fault.Pending, req.Handle.Bucket, job.progress.String())
+		return c.pending(req, job)
 	case <-ctx.Done():
-		return fmt.Errorf("%w: copying %s: %s so far", fault.Pending, req.Handle.Bucket, job.progress.String())
+		return c.pending(req, job)
 	}
 	c.forget(req.VolumeID, job)
 	if job.err != nil {
@@ -148,6 +163,14 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 	return c.mountWritable(req.VolumeID, req.StagingPath)
 }
 
+// pending is Stage's answer while job runs or waits for a place.
+func (c *Copy) pending(req Request, job *copyJob) error {
+	if job.waiting.Load() {
+		return fmt.Errorf("%w: copying %s: waiting for a place: at most %d copies run at once on this node (--copy-jobs)", fault.Pending, req.Handle.Bucket, cap(c.slots))
+	}
+	return fmt.Errorf("%w: copying %s: %s so far", fault.Pending, req.Handle.Bucket, job.progress.String())
+}
+
 // start returns the running job of the volume or starts one. Everything
 // slow (the store's options, directories, the copy) runs in the job.
 func (c *Copy) start(req Request) *copyJob {
@@ -162,6 +185,11 @@ func (c *Copy) start(req Request) *copyJob {
 		c.jobs = map[string]*copyJob{}
 	}
 	c.jobs[req.VolumeID] = job
+	if c.slots == nil {
+		c.slots = make(chan struct{}, max(1, cmp.Or(c.Parallel, DefaultParallel)))
+	}
+	slots := c.slots
+	job.waiting.Store(true)
 	// Engine errors leave the copy masked: the error Stage returns and
 	// the reasons of left-out keys it logs.
 	red := redact.FromSecrets(req.Secrets)
@@ -170,6 +198,17 @@ func (c *Copy) start(req Request) *copyJob {
 		defer close(job.done)
 		defer cancel()
 		defer unmask()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			job.err = ctx.Err()
+			return
+		}
+		defer func() { <-slots }()
+		if job.err = ctx.Err(); job.err != nil {
+			return // stopped as the place came free
+		}
+		job.waiting.Store(false)
 		job.result, job.err = c.run(ctx, req, &job.progress)
 		job.err = red.Error(job.err)
 		for i := range job.result.Skipped {

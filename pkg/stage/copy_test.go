@@ -26,23 +26,30 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
+// slowAndBad is a registry of two stores: "slow", whose options block
+// until gate is closed and then fail with Unavailable, and "bad", whose
+// options fail at once with Invalid.
+func slowAndBad(gate chan struct{}) store.Registry {
+	return store.Registry{
+		"slow": {Rclone: func(store.Secrets, string) (map[string]string, error) {
+			<-gate
+			return nil, fmt.Errorf("%w: released", fault.Unavailable)
+		}},
+		"bad": {Rclone: func(store.Secrets, string) (map[string]string, error) {
+			return nil, fmt.Errorf("%w: refused secret", fault.Invalid)
+		}},
+	}
+}
+
 // TestCopyLockNotHeldAcrossSlowWork: a copy whose store is slow to answer
 // (here: the store's options block) blocks neither its own NodeStage,
 // which answers Pending, nor the stage of another volume.
 func TestCopyLockNotHeldAcrossSlowWork(t *testing.T) {
 	gate := make(chan struct{})
 	c := &Copy{
-		Stores: store.Registry{
-			"slow": {Rclone: func(store.Secrets, string) (map[string]string, error) {
-				<-gate
-				return nil, fmt.Errorf("%w: released", fault.Unavailable)
-			}},
-			"bad": {Rclone: func(store.Secrets, string) (map[string]string, error) {
-				return nil, fmt.Errorf("%w: refused secret", fault.Invalid)
-			}},
-		},
-		Root: t.TempDir(),
-		Log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Stores: slowAndBad(gate),
+		Root:   t.TempDir(),
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	stage := func(id, kind string, timeout time.Duration) (time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -64,6 +71,47 @@ func TestCopyLockNotHeldAcrossSlowWork(t *testing.T) {
 	_, err = stage("slow-volume", "slow", time.Minute)
 	if !errors.Is(err, fault.Unavailable) {
 		t.Fatalf("stage after the store answered = %v, want its Unavailable", err)
+	}
+}
+
+// TestCopiesWaitForAPlace: with Parallel 1, a second volume's copy waits
+// while the first runs (its stage answers Pending saying so, not its own
+// error), starts once the first ends, and an unstage while it waits ends
+// the wait at once.
+func TestCopiesWaitForAPlace(t *testing.T) {
+	gate := make(chan struct{})
+	c := &Copy{
+		Stores:   slowAndBad(gate),
+		Root:     t.TempDir(),
+		Parallel: 1,
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	stage := func(id, kind string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), stageMargin+time.Second)
+		defer cancel()
+		return c.Stage(ctx, Request{VolumeID: id, Handle: volume.Handle{Spec: volume.Spec{Store: kind, Bucket: "b-" + id}}}, &nodestate.Volume{})
+	}
+	if err := stage("first", "slow"); !errors.Is(err, fault.Pending) || strings.Contains(err.Error(), "waiting for a place") {
+		t.Fatalf("stage of the first volume = %v, want Pending with its progress", err)
+	}
+	for _, id := range []string{"second", "third"} {
+		if err := stage(id, "bad"); !errors.Is(err, fault.Pending) || !strings.Contains(err.Error(), "waiting for a place: at most 1 copies run at once") {
+			t.Fatalf("stage of the %s volume beside a running copy = %v, want Pending waiting for a place", id, err)
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { c.stop("third"); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stopping a copy that waits for a place did not return")
+	}
+	close(gate)
+	if err := stage("first", "slow"); !errors.Is(err, fault.Unavailable) {
+		t.Fatalf("stage of the first volume after its store answered = %v, want its Unavailable", err)
+	}
+	if err := stage("second", "bad"); !errors.Is(err, fault.Invalid) {
+		t.Fatalf("stage of the second volume once the first ended = %v, want its own Invalid", err)
 	}
 }
 
