@@ -208,13 +208,15 @@ func (k *Keeper) Ensure(ctx context.Context, s store.Store, ref Ref, owner Owner
 	if empty && fresh {
 		return true, k.markNew(ctx, s, ref, owner)
 	}
-	k.journal.done(ref)
-	// An old note is no proof either way: an admin decides.
+	// An old note is no proof either way: an admin decides. The note
+	// stays, so every retry gets this answer until then (Genuine above
+	// drops it once the bucket is marked again).
 	if empty && (noted || recentlyCreated(listed)) {
 		return false, fmt.Errorf("%w: bucket %q exists, is empty, carries no bucket-csi mark and was created minutes ago (or by a create of this controller whose answer was lost long ago): "+
 			"if bucket-csi created it and was interrupted before marking it, an admin runs `bucket-csi storage remark %s`; "+
 			"if it is someone else's, use it with the `source` parameter instead", fault.Precondition, ref.Bucket, ref.Bucket)
 	}
+	k.journal.done(ref)
 	return false, nil
 }
 

@@ -243,6 +243,11 @@ func TestJournalNoteExpires(t *testing.T) {
 			if !tc.owned && (!errors.Is(err, fault.Precondition) || !strings.Contains(err.Error(), "storage remark")) {
 				t.Fatalf("Ensure = %v, want the empty unmarked bucket refused for an admin to decide (storage remark)", err)
 			}
+			// A retry gets the same answer: the refusal keeps the note.
+			again, err := k.Ensure(ctx, &listingStore{Store: s, age: tc.bucketAge}, ref, Owner{CreatedBy: "pvc ns/late"})
+			if again != tc.owned || (!tc.owned && !errors.Is(err, fault.Precondition)) {
+				t.Fatalf("Ensure again = %v, %v; want the first answer (owned %v, refused when not)", again, err, tc.owned)
+			}
 		})
 	}
 }

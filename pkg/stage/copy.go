@@ -189,26 +189,37 @@ func (c *Copy) start(req Request) *copyJob {
 		c.slots = make(chan struct{}, max(1, cmp.Or(c.Parallel, DefaultParallel)))
 	}
 	slots := c.slots
-	job.waiting.Store(true)
-	// Engine errors leave the copy masked: the error Stage returns and
-	// the reasons of left-out keys it logs.
-	red := redact.FromSecrets(req.Secrets)
-	unmask := c.Redact.Add(red)
+	// A job that finds no place free says it waits (pending) until one is.
+	queued := false
+	select {
+	case slots <- struct{}{}:
+	default:
+		queued = true
+		job.waiting.Store(true)
+	}
 	go func() {
 		defer close(job.done)
 		defer cancel()
-		defer unmask()
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			job.err = ctx.Err()
-			return
+		if queued {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				job.err = ctx.Err()
+				return
+			}
 		}
 		defer func() { <-slots }()
 		if job.err = ctx.Err(); job.err != nil {
 			return // stopped as the place came free
 		}
 		job.waiting.Store(false)
+		// Engine errors leave the copy masked: the error Stage returns
+		// and the reasons of left-out keys it logs. The masks join the
+		// process log's only while the copy runs, so copies waiting for
+		// a place add nothing every log line is checked against.
+		red := redact.FromSecrets(req.Secrets)
+		unmask := c.Redact.Add(red)
+		defer unmask()
 		job.result, job.err = c.run(ctx, req, &job.progress)
 		job.err = red.Error(job.err)
 		for i := range job.result.Skipped {

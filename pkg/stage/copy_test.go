@@ -22,6 +22,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/pkg/copier"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/redact"
 	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
@@ -85,11 +86,14 @@ func TestCopiesWaitForAPlace(t *testing.T) {
 		Root:     t.TempDir(),
 		Parallel: 1,
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Redact:   &redact.Set{},
 	}
+	secret := func(id string) string { return "secret-of-the-" + id + "-volume" }
 	stage := func(id, kind string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), stageMargin+time.Second)
 		defer cancel()
-		return c.Stage(ctx, Request{VolumeID: id, Handle: volume.Handle{Spec: volume.Spec{Store: kind, Bucket: "b-" + id}}}, &nodestate.Volume{})
+		return c.Stage(ctx, Request{VolumeID: id, Handle: volume.Handle{Spec: volume.Spec{Store: kind, Bucket: "b-" + id}},
+			Secrets: map[string]string{"key": secret(id)}}, &nodestate.Volume{})
 	}
 	if err := stage("first", "slow"); !errors.Is(err, fault.Pending) || strings.Contains(err.Error(), "waiting for a place") {
 		t.Fatalf("stage of the first volume = %v, want Pending with its progress", err)
@@ -98,6 +102,14 @@ func TestCopiesWaitForAPlace(t *testing.T) {
 		if err := stage(id, "bad"); !errors.Is(err, fault.Pending) || !strings.Contains(err.Error(), "waiting for a place: at most 1 copies run at once") {
 			t.Fatalf("stage of the %s volume beside a running copy = %v, want Pending waiting for a place", id, err)
 		}
+	}
+	// Only the running copy's secret is masked in the process log: copies
+	// waiting for a place add nothing every log line is checked against.
+	if got := c.Redact.String(secret("first")); got == secret("first") {
+		t.Errorf("the running copy's secret is not masked in the log: %q", got)
+	}
+	if got := c.Redact.String(secret("second")); got != secret("second") {
+		t.Errorf("a copy waiting for a place masks its secret in the log already: %q", got)
 	}
 	stopped := make(chan struct{})
 	go func() { c.stop("third"); close(stopped) }()
