@@ -103,6 +103,10 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		// The node labels the volume's metrics and events with it.
 		vctx[volume.KeyPVName] = pv
 	}
+	if ns := params[volume.KeyPVCNamespace]; ns != "" {
+		// The node shares its copy places by namespace (stage.Request.Tenant).
+		vctx[volume.KeyPVCNamespace] = ns
+	}
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
 		CapacityBytes: capacity,

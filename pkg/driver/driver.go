@@ -127,8 +127,8 @@ type Driver struct {
 	flushWaits sync.Map
 	// statfs holds the paths with a statfs in flight.
 	statfs sync.Map
-	// pvNames holds the PV names found for static volumes (pvName).
-	pvNames sync.Map
+	// pvRefs holds the bound PVs found by their handles (stagedPV).
+	pvRefs sync.Map
 	// inline counts inline volumes against InlinePolicy.PerNamespace.
 	inline inlineCap
 }

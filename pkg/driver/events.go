@@ -31,6 +31,9 @@ const (
 type subject struct {
 	pv  string
 	pod events.Ref
+	// namespace is the one the volume serves: its claim's (NodeStage) or
+	// its pod's (inline volumes, where kubelet sets pod.namespace).
+	namespace string
 	// waiting also tells the pods of this node that wait for the PV's
 	// claim (events.Ref.WaitingPods): the volume's stage is what holds
 	// them.
@@ -40,7 +43,7 @@ type subject struct {
 // podSubject reads the pod from a NodePublish volume context (the
 // CSIDriver's podInfoOnMount) and the PV name if present.
 func podSubject(attrs map[string]string) subject {
-	return subject{pv: trustedPV(attrs), pod: events.Pod(attrs[volume.KeyPodNamespace], attrs[volume.KeyPodName], attrs[volume.KeyPodUID])}
+	return subject{pv: trustedPV(attrs), pod: events.Pod(attrs[volume.KeyPodNamespace], attrs[volume.KeyPodName], attrs[volume.KeyPodUID]), namespace: attrs[volume.KeyPodNamespace]}
 }
 
 // trustedPV is the PV name in a volume context, or "" for an inline

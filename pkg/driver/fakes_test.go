@@ -135,6 +135,8 @@ type fakeStager struct {
 	// copyLike makes Stage mount a plain filesystem, as COPY's bind of
 	// the copy is, instead of a FUSE one.
 	copyLike bool
+	// tenants records each Stage's Request.Tenant.
+	tenants []string
 }
 
 func newFakeStager(m *fakeMounts) *fakeStager {
@@ -156,6 +158,7 @@ func (s *fakeStager) note(call string) {
 func (s *fakeStager) Stage(ctx context.Context, req stage.Request, rec *nodestate.Volume) error {
 	s.note("stage")
 	s.mu.Lock()
+	s.tenants = append(s.tenants, req.Tenant)
 	entered, block := s.entered, s.block
 	s.entered, s.block = nil, nil // only the first stage waits
 	s.mu.Unlock()

@@ -75,7 +75,8 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	defer release()
-	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), subject{pv: d.pvName(ctx, id, req.GetVolumeContext()[volume.KeyPVName])}, false)
+	pv := d.stagedPV(ctx, id, req.GetVolumeContext())
+	return &csi.NodeStageVolumeResponse{}, d.stage(ctx, id, h, staging, req.GetSecrets(), req.GetVolumeCapability(), subject{pv: pv.name, namespace: pv.namespace}, false)
 }
 
 // mountOptions reads the capability's mount flags and read-only access
@@ -221,7 +222,7 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 	if err := d.cfg.State.Save(rec); err != nil {
 		return fmt.Errorf("saving node state: %w", err)
 	}
-	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir, PV: pv}
+	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir, PV: pv, Tenant: who.namespace}
 	if err := stager.Stage(ctx, req, rec); err != nil {
 		if dp, ok := stager.(stage.Disposer); ok && dp.DiscardFailed() {
 			// Nothing of value in the state; but never remove a

@@ -3,33 +3,63 @@ package driver
 import (
 	"context"
 	"time"
+
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
-// pvName returns the name of the PersistentVolume whose handle is id,
-// for the events of a stage: kubelet names the PV in NodeStage's volume
-// context only when the controller put it there (dynamic volumes), so a
-// static PV is found by its handle among the cluster's PVs. Found names
-// are kept; "" when there is no cluster, no such PV, or the listing fails
-// (events then go to the pod alone).
-func (d *Driver) pvName(ctx context.Context, id, given string) string {
-	if given != "" || d.cfg.PVs == nil {
+// pvRef is what NodeStage knows of a volume's PersistentVolume: its name
+// (for events, metrics and logs) and its claim's namespace (the tenant the
+// node's shared places are counted against, stage.Request.Tenant).
+type pvRef struct {
+	name, namespace string
+}
+
+// stagedPV returns the PersistentVolume of the volume whose handle is id.
+// The controller puts both in the volume context of a dynamic volume (a
+// PV's attributes are written by the provisioner or an admin, never by a
+// pod); a static PV, or a volume created before the context carried the
+// namespace, is found by its handle among the cluster's PVs, its claim
+// from the PV's claimRef. Found PVs are kept; what is not found is ""
+// (no cluster, no such PV, an unbound PV, or the listing failed: events
+// then go to the pod alone, and the volume shares the places of volumes
+// whose namespace is not known).
+func (d *Driver) stagedPV(ctx context.Context, id string, attrs map[string]string) pvRef {
+	given := pvRef{name: attrs[volume.KeyPVName], namespace: attrs[volume.KeyPVCNamespace]}
+	if (given.name != "" && given.namespace != "") || d.cfg.PVs == nil {
 		return given
 	}
-	if name, ok := d.pvNames.Load(id); ok {
-		return name.(string)
+	if found, ok := d.pvRefs.Load(id); ok {
+		return merge(given, found.(pvRef))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	pvs, err := d.cfg.PVs(ctx)
 	if err != nil {
 		d.log.Debug("listing PersistentVolumes for events", "volume", id, "err", err)
-		return ""
+		return given
 	}
 	for _, pv := range pvs {
 		if c := pv.Spec.CSI; c != nil && c.Driver == Name && c.VolumeHandle == id {
-			d.pvNames.Store(id, pv.Name)
-			return pv.Name
+			found := pvRef{name: pv.Name}
+			if c := pv.Spec.ClaimRef; c != nil {
+				found.namespace = c.Namespace
+			}
+			if found.namespace != "" {
+				d.pvRefs.Store(id, found) // bound: its claim stays
+			}
+			return merge(given, found)
 		}
 	}
-	return ""
+	return given
+}
+
+// merge fills what the volume context left out of given from found.
+func merge(given, found pvRef) pvRef {
+	if given.name == "" {
+		given.name = found.name
+	}
+	if given.namespace == "" {
+		given.namespace = found.namespace
+	}
+	return given
 }

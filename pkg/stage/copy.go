@@ -54,19 +54,21 @@ type Copy struct {
 	// holds, its sort buffer, its workers' buffers), so many volumes
 	// staged together, by one tenant too, would take the plugin past its
 	// memory limit; the others wait for a place, their Stage answering
-	// Pending that says so.
+	// Pending that says so. One namespace (Request.Tenant) runs at most
+	// Parallel-1 of them, and freed places go to the namespaces running
+	// fewest (places.go).
 	Parallel int
 	Log      *slog.Logger
 	// Redact, if set, is the mask of this process's log: each running
 	// copy adds its secrets, since rclone logs into it.
 	Redact *redact.Set
 
-	// mu guards jobs (and the making of slots), for a map lookup or
+	// mu guards jobs (and the making of places), for a map lookup or
 	// update: it is never held across a network call or disk work, so
 	// volumes never wait on each other; one volume has at most one job.
-	mu    sync.Mutex
-	jobs  map[string]*copyJob
-	slots chan struct{} // a place per running copy (Parallel), made by start
+	mu     sync.Mutex
+	jobs   map[string]*copyJob
+	places *places // the running copies' places (Parallel), made by start
 	// last holds the figures of each volume's last finished copy until
 	// the volume is unstaged.
 	last map[string]CopyFigures
@@ -166,7 +168,7 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 // pending is Stage's answer while job runs or waits for a place.
 func (c *Copy) pending(req Request, job *copyJob) error {
 	if job.waiting.Load() {
-		return fmt.Errorf("%w: copying %s: waiting for a place: at most %d copies run at once on this node (--copy-jobs)", fault.Pending, req.Handle.Bucket, cap(c.slots))
+		return fmt.Errorf("%w: copying %s: waiting for a place: at most %d copies run at once on this node (--copy-jobs), at most %d of one namespace", fault.Pending, req.Handle.Bucket, c.places.n, c.places.perTenant())
 	}
 	return fmt.Errorf("%w: copying %s: %s so far", fault.Pending, req.Handle.Bucket, job.progress.String())
 }
@@ -185,30 +187,23 @@ func (c *Copy) start(req Request) *copyJob {
 		c.jobs = map[string]*copyJob{}
 	}
 	c.jobs[req.VolumeID] = job
-	if c.slots == nil {
-		c.slots = make(chan struct{}, max(1, cmp.Or(c.Parallel, DefaultParallel)))
+	if c.places == nil {
+		c.places = newPlaces(cmp.Or(c.Parallel, DefaultParallel))
 	}
-	slots := c.slots
+	places := c.places
 	// A job that finds no place free says it waits (pending) until one is.
-	queued := false
-	select {
-	case slots <- struct{}{}:
-	default:
-		queued = true
-		job.waiting.Store(true)
-	}
+	ticket := places.join(req.Tenant)
+	queued := !ticket.held()
+	job.waiting.Store(queued)
 	go func() {
 		defer close(job.done)
 		defer cancel()
 		if queued {
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				job.err = ctx.Err()
+			if job.err = places.wait(ctx, ticket); job.err != nil {
 				return
 			}
 		}
-		defer func() { <-slots }()
+		defer places.leave(ticket)
 		if job.err = ctx.Err(); job.err != nil {
 			return // stopped as the place came free
 		}

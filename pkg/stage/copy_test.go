@@ -127,6 +127,34 @@ func TestCopiesWaitForAPlace(t *testing.T) {
 	}
 }
 
+// TestCopiesOfAnotherNamespaceStart: with 2 places, a namespace that
+// stages two copies runs one and the other waits, saying why; a copy of
+// another namespace starts at once beside them.
+func TestCopiesOfAnotherNamespaceStart(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	c := &Copy{
+		Stores:   slowAndBad(gate),
+		Root:     t.TempDir(),
+		Parallel: 2,
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	stage := func(id, tenant string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), stageMargin+time.Second)
+		defer cancel()
+		return c.Stage(ctx, Request{VolumeID: id, Tenant: tenant, Handle: volume.Handle{Spec: volume.Spec{Store: "slow", Bucket: "b-" + id}}}, &nodestate.Volume{})
+	}
+	if err := stage("a1", "team-a"); !errors.Is(err, fault.Pending) || strings.Contains(err.Error(), "waiting for a place") {
+		t.Fatalf("first copy of team-a = %v, want Pending with its progress", err)
+	}
+	if err := stage("a2", "team-a"); !errors.Is(err, fault.Pending) || !strings.Contains(err.Error(), "waiting for a place: at most 2 copies run at once on this node (--copy-jobs), at most 1 of one namespace") {
+		t.Fatalf("second copy of team-a = %v, want Pending waiting for a place, naming the share", err)
+	}
+	if err := stage("b1", "team-b"); !errors.Is(err, fault.Pending) || strings.Contains(err.Error(), "waiting for a place") {
+		t.Fatalf("copy of team-b beside team-a's two = %v, want it running (Pending with its progress)", err)
+	}
+}
+
 // TestCopyChargesItsBookkeepingToTheBudget: 2,000 empty objects with
 // 900-byte names in 4 directories are charged 2,004 blocks as files and
 // directories, and their copy's own files (listing, plan, manifest)

@@ -24,6 +24,9 @@ type Request struct {
 	StateDir string
 	// PV is the PersistentVolume's name when known (a log attribute).
 	PV string
+	// Tenant is the namespace the volume serves (its claim's, or an inline
+	// volume's pod's), "" when not known: node places are shared by it.
+	Tenant string
 }
 
 // Stager attaches and detaches volumes of one mode.
