@@ -104,7 +104,7 @@ func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[
 		d.limit.Allow(key, now)
 		msg := fmt.Sprintf("copying bucket %s to node %s; the pod starts once the copy is complete", h.Bucket, d.cfg.NodeID)
 		if fig.Waiting {
-			msg = fmt.Sprintf("copying bucket %s to node %s once one of the copies running there ends (--copy-jobs); the pod starts once the copy is complete", h.Bucket, d.cfg.NodeID)
+			msg = fmt.Sprintf("copying bucket %s to node %s once one of the copies running there ends (--copy-jobs, and one namespace runs at most one less); the pod starts once the copy is complete", h.Bucket, d.cfg.NodeID)
 		}
 		d.event(s, secrets, false, ReasonCopyStarted, msg)
 	case errors.Is(err, fault.Pending):
@@ -146,7 +146,7 @@ func (d *Driver) unstageEvents(pv, id string, did stage.Unstaged, err error) {
 // progressText summarises COPY figures for a message.
 func progressText(f stage.CopyFigures) string {
 	if f.Waiting {
-		return "waiting for one of the copies running on the node to end (--copy-jobs)"
+		return "waiting for one of the copies running on the node to end (--copy-jobs, and one namespace runs at most one less)"
 	}
 	return fmt.Sprintf("%d of %d objects, %s of %s", f.FilesDone, f.FilesTotal, bytesText(f.BytesDone), bytesText(f.BytesTotal))
 }

@@ -277,6 +277,7 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err != nil {
 		return nil, err
 	}
+	d.forgetPV(id)
 	if rec == nil || rec.StagingPath != staging {
 		return &csi.NodeUnstageVolumeResponse{}, d.clearStaleMount(staging)
 	}

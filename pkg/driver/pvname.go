@@ -17,12 +17,14 @@ type pvRef struct {
 // stagedPV returns the PersistentVolume of the volume whose handle is id.
 // The controller puts both in the volume context of a dynamic volume (a
 // PV's attributes are written by the provisioner or an admin, never by a
-// pod); a static PV, or a volume created before the context carried the
-// namespace, is found by its handle among the cluster's PVs, its claim
-// from the PV's claimRef. Found PVs are kept; what is not found is ""
-// (no cluster, no such PV, an unbound PV, or the listing failed: events
-// then go to the pod alone, and the volume shares the places of volumes
-// whose namespace is not known).
+// pod). Otherwise the PV is looked up among the cluster's PVs: by the name
+// the context gives (a volume created before the context carried the
+// namespace), else by its handle (a static PV; several PVs may share one,
+// and the first bound one is taken); its claim from the PV's claimRef.
+// A bound PV found is kept until the volume is unstaged (forgetPV); what
+// is not found is "" (no cluster, no such PV, an unbound PV, or the
+// listing failed: events then go to the pod alone, and the volume shares
+// the places of volumes whose namespace is not known).
 func (d *Driver) stagedPV(ctx context.Context, id string, attrs map[string]string) pvRef {
 	given := pvRef{name: attrs[volume.KeyPVName], namespace: attrs[volume.KeyPVCNamespace]}
 	if (given.name != "" && given.namespace != "") || d.cfg.PVs == nil {
@@ -35,23 +37,32 @@ func (d *Driver) stagedPV(ctx context.Context, id string, attrs map[string]strin
 	defer cancel()
 	pvs, err := d.cfg.PVs(ctx)
 	if err != nil {
-		d.log.Debug("listing PersistentVolumes for events", "volume", id, "err", err)
+		d.log.Debug("listing PersistentVolumes for the volume's PV and claim", "volume", id, "err", err)
 		return given
 	}
+	var found pvRef
 	for _, pv := range pvs {
-		if c := pv.Spec.CSI; c != nil && c.Driver == Name && c.VolumeHandle == id {
-			found := pvRef{name: pv.Name}
-			if c := pv.Spec.ClaimRef; c != nil {
-				found.namespace = c.Namespace
-			}
-			if found.namespace != "" {
-				d.pvRefs.Store(id, found) // bound: its claim stays
-			}
-			return merge(given, found)
+		c := pv.Spec.CSI
+		if c == nil || c.Driver != Name || c.VolumeHandle != id || (given.name != "" && pv.Name != given.name) {
+			continue
+		}
+		ref := pvRef{name: pv.Name}
+		if c := pv.Spec.ClaimRef; c != nil {
+			ref.namespace = c.Namespace
+		}
+		if found.name == "" || (found.namespace == "" && ref.namespace != "") {
+			found = ref
 		}
 	}
-	return given
+	if found.namespace != "" {
+		d.pvRefs.Store(id, found) // bound: its claim stays until unstage
+	}
+	return merge(given, found)
 }
+
+// forgetPV drops what stagedPV kept of id: a PV released and bound again
+// may serve another namespace at its next stage.
+func (d *Driver) forgetPV(id string) { d.pvRefs.Delete(id) }
 
 // merge fills what the volume context left out of given from found.
 func merge(given, found pvRef) pvRef {

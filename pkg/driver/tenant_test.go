@@ -35,35 +35,34 @@ func TestStageTenant(t *testing.T) {
 	wantCode(t, "NodeStageVolume of the dynamic volume", err, codes.OK)
 
 	static := e.sourceID("data", volume.ModeMount)
-	staticStage := func(pvs []corev1.PersistentVolume, staging string) {
+	pvStage := func(pvs []corev1.PersistentVolume, attrs map[string]string, want string) {
 		t.Helper()
 		e := newEnv(t, func(c *Config) {
 			c.PVs = func(context.Context) ([]corev1.PersistentVolume, error) { return pvs, nil }
 		})
 		e.bucket("data")
-		e.stage(static, e.path(staging))
-		got := e.stagers[volume.ModeMount].tenants
-		if len(got) != 1 {
-			t.Fatalf("%d stages, want 1", len(got))
-		}
-		want := ""
-		for _, pv := range pvs {
-			if pv.Spec.ClaimRef != nil {
-				want = pv.Spec.ClaimRef.Namespace
-			}
-		}
-		if got[0] != want {
-			t.Fatalf("static PV %+v staged for tenant %q, want %q", pvs, got[0], want)
+		req := stageReq(static, e.path("staging"), rwx())
+		req.VolumeContext = attrs
+		_, err := e.d.NodeStageVolume(ctx, req)
+		wantCode(t, "NodeStageVolume", err, codes.OK)
+		if got := e.stagers[volume.ModeMount].tenants; len(got) != 1 || got[0] != want {
+			t.Fatalf("PVs %+v, context %v: stages for tenants %q, want [%q]", pvs, attrs, got, want)
 		}
 	}
-	bound := corev1.PersistentVolume{}
-	bound.Name = "static"
-	bound.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: Name, VolumeHandle: static}
-	bound.Spec.ClaimRef = &corev1.ObjectReference{Namespace: "team-b", Name: "claim"}
-	staticStage([]corev1.PersistentVolume{bound}, "staging-static")
-	unbound := bound
-	unbound.Spec.ClaimRef = nil
-	staticStage([]corev1.PersistentVolume{unbound}, "staging-unbound")
+	pv := func(name, namespace string) corev1.PersistentVolume {
+		p := corev1.PersistentVolume{}
+		p.Name = name
+		p.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: Name, VolumeHandle: static}
+		if namespace != "" {
+			p.Spec.ClaimRef = &corev1.ObjectReference{Namespace: namespace, Name: "claim"}
+		}
+		return p
+	}
+	pvStage([]corev1.PersistentVolume{pv("static", "team-b")}, nil, "team-b")
+	pvStage([]corev1.PersistentVolume{pv("static", "")}, nil, "")
+	// Two PVs of one handle: the one the context names (a dynamic volume
+	// created before the context carried the namespace).
+	pvStage([]corev1.PersistentVolume{pv("other", "team-x"), pv("named", "team-d")}, map[string]string{volume.KeyPVName: "named"}, "team-d")
 
 	inline := publishReq("csi-inline-tenant", "", e.path("target"), rwx())
 	inline.VolumeContext = map[string]string{volume.KeySource: "s3://data", volume.KeyEphemeral: "true",

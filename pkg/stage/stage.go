@@ -25,7 +25,9 @@ type Request struct {
 	// PV is the PersistentVolume's name when known (a log attribute).
 	PV string
 	// Tenant is the namespace the volume serves (its claim's, or an inline
-	// volume's pod's), "" when not known: node places are shared by it.
+	// volume's pod's), "" when not known: node places are shared by it. A
+	// copy counts against the tenant of the Stage that started it, also
+	// when a retry knows the namespace better.
 	Tenant string
 }
 
