@@ -31,7 +31,6 @@ import (
 	"sync/atomic"
 
 	rfs "github.com/rclone/rclone/fs"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
@@ -373,8 +372,7 @@ func (r *run) download(ctx context.Context, planPath string) error {
 	defer rr.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.opt.Workers)
+	g, ctx := newPool(ctx, r.opt.Workers)
 	// Setup errors stop scheduling but still wait for running fetches, so
 	// nothing writes into dest after Copy returns.
 	setupErr := r.schedule(ctx, g, rr)
@@ -388,7 +386,7 @@ func (r *run) download(ctx context.Context, planPath string) error {
 }
 
 // schedule queues the fetches of the plan's files to download on g.
-func (r *run) schedule(ctx context.Context, g *errgroup.Group, rr *recordReader) error {
+func (r *run) schedule(ctx context.Context, g *pool, rr *recordReader) error {
 	lastDir := ""
 	for ctx.Err() == nil {
 		var rec record
@@ -503,14 +501,17 @@ func (r *run) fetchChunk(ctx context.Context, fl *file, off, n int64) error {
 	fl.mu.Lock()
 	err := fl.err
 	fl.mu.Unlock()
-	if cerr := fl.out.Close(); err == nil {
-		err = cerr
+	var mtime int64
+	if err == nil {
+		mtime, err = closePart(fl.out)
+	} else {
+		fl.out.Close()
 	}
 	if err == nil {
 		err = r.unchanged(ctx, fl)
 	}
 	if err == nil {
-		err = r.finish(fl)
+		err = r.finish(fl, mtime)
 	}
 	if err != nil {
 		return r.failed(fl, err)
@@ -540,17 +541,31 @@ func (r *run) unchanged(ctx context.Context, fl *file) error {
 // download.
 var errChanged = errors.New("changed in the bucket while its ranges were downloaded; the next copy fetches it whole")
 
-// finish renames a complete download into place and records it.
-func (r *run) finish(fl *file) error {
-	if err := os.Rename(partPath(fl.final), fl.final); err != nil {
-		return err
+// closePart closes a complete part file and returns its modification
+// time, which the rename into place keeps (an fstat: cheaper than a
+// lookup of the name after it).
+func closePart(out *os.File) (mtime int64, err error) {
+	st, err := out.Stat()
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	st, err := os.Lstat(fl.final)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	return st.ModTime().UnixNano(), nil
+}
+
+// finish renames a complete download, closed by closePart at mtime, into
+// place and records it. rename(2) replaces a file or link at the final
+// name and refuses a directory (EISDIR, a skip), without os.Rename's
+// lookup of the name first.
+func (r *run) finish(fl *file, mtime int64) error {
+	part := partPath(fl.final)
+	if err := unix.Rename(part, fl.final); err != nil {
+		return &os.LinkError{Op: "rename", Old: part, New: fl.final, Err: err}
 	}
 	r.p.FilesDone.Add(1)
-	return r.man.add(entry{Path: fl.rec.Path, Fingerprint: fl.rec.FP, Size: fl.rec.Size, MTimeNanos: st.ModTime().UnixNano()})
+	return r.man.add(entry{Path: fl.rec.Path, Fingerprint: fl.rec.FP, Size: fl.rec.Size, MTimeNanos: mtime})
 }
 
 // succeeded notes a finished download.
@@ -634,10 +649,11 @@ func (r *run) fetchWhole(ctx context.Context, fl *file) error {
 		out.Close()
 		return err
 	}
-	if err := out.Close(); err != nil {
+	mtime, err := closePart(out)
+	if err != nil {
 		return err
 	}
-	return r.finish(fl)
+	return r.finish(fl, mtime)
 }
 
 // fetchRange copies n bytes of fl at off into out, trying again (from the
