@@ -558,10 +558,15 @@ func closePart(out *os.File) (mtime int64, err error) {
 // finish renames a complete download, closed by closePart at mtime, into
 // place and records it. rename(2) replaces a file or link at the final
 // name and refuses a directory (EISDIR, a skip), without os.Rename's
-// lookup of the name first.
+// lookup of the name first; an interrupted rename is tried again, as
+// os.Rename does.
 func (r *run) finish(fl *file, mtime int64) error {
 	part := partPath(fl.final)
-	if err := unix.Rename(part, fl.final); err != nil {
+	err := unix.Rename(part, fl.final)
+	for err == unix.EINTR {
+		err = unix.Rename(part, fl.final)
+	}
+	if err != nil {
 		return &os.LinkError{Op: "rename", Old: part, New: fl.final, Err: err}
 	}
 	r.p.FilesDone.Add(1)

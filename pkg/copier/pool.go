@@ -11,14 +11,16 @@ import (
 // stack that the S3 SDK's deep middleware chain then grows several times,
 // copying it each time: 12% of the driver's CPU in a COPY of 16 KiB files,
 // which is CPU-bound in the driver on loopback (perf, 5 December 2026).
-// A worker keeps its grown stack from one fetch to the next.
+// A busy worker keeps its grown stack from one fetch to the next (the
+// collector may halve the stack of one left idle).
 //
-// Contract, as errgroup.WithContext with SetLimit(n): Go waits until a
-// worker takes the task and every task given to Go runs, also after one
-// failed (tasks see the cancelled context and return quickly); the first
-// error cancels the pool's context; Wait waits for every task, cancels
-// the context and returns the first error. Go must not be called after
-// Wait, nor from a task.
+// Contract, as errgroup.WithContext with SetLimit(n) but for one caller:
+// Go waits until a worker takes the task and every task given to Go runs,
+// also after one failed (tasks see the cancelled context and return
+// quickly); the first error cancels the pool's context (without a cause);
+// Wait waits for every task, cancels the context and returns the first
+// error. Go must be called from one goroutine only, never from a task,
+// and not after Wait.
 type pool struct {
 	tasks   chan func() error
 	n       int

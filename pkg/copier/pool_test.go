@@ -83,3 +83,28 @@ func TestPoolWaitCancels(t *testing.T) {
 		t.Error("the pool's context is still live after Wait")
 	}
 }
+
+// TestPoolRunsInParallel: n tasks that each wait for all n to have
+// started finish: the pool runs n at once, not one after another.
+func TestPoolRunsInParallel(t *testing.T) {
+	const n = 8
+	p, _ := newPool(context.Background(), n)
+	var started sync.WaitGroup
+	started.Add(n)
+	all := make(chan struct{})
+	go func() { started.Wait(); close(all) }()
+	for range n {
+		p.Go(func() error {
+			started.Done()
+			select {
+			case <-all:
+				return nil
+			case <-time.After(10 * time.Second):
+				return errors.New("the other tasks did not start while this one ran")
+			}
+		})
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -32,9 +32,11 @@ func (e statusError) HTTPStatusCode() int { return int(e) }
 type faultyFs struct {
 	rfs.Fs
 	failures map[string]error
-	aliases  map[string]string
-	ft       *rfs.Features
-	opens    sync.Map // key -> *atomic.Int64
+	// rangeFailures fails only the ranged GET of a key from that offset.
+	rangeFailures map[string]int64
+	aliases       map[string]string
+	ft            *rfs.Features
+	opens         sync.Map // key -> *atomic.Int64
 }
 
 func newFaultyFs(base rfs.Fs, failures map[string]error) *faultyFs {
@@ -87,6 +89,13 @@ func (o *faultyObject) Open(ctx context.Context, options ...rfs.OpenOption) (io.
 	n.(*atomic.Int64).Add(1)
 	if err := o.f.failures[o.Remote()]; err != nil {
 		return nil, err
+	}
+	if at, ok := o.f.rangeFailures[o.Remote()]; ok {
+		for _, opt := range options {
+			if r, isRange := opt.(*rfs.RangeOption); isRange && r.Start == at {
+				return nil, fmt.Errorf("GetObject: %w", statusError(403))
+			}
+		}
 	}
 	return o.Object.Open(ctx, options...)
 }
@@ -244,5 +253,57 @@ func TestComparePathsIsWalkOrder(t *testing.T) {
 	}
 	if comparePaths("a", "a/b") >= 0 || comparePaths("a/b", "a-b") >= 0 || comparePaths("a/z", "a0") >= 0 {
 		t.Fatal(`want "a" < "a/b" < "a-b"`)
+	}
+}
+
+// TestCopyOneRangeFails: a large object one of whose ranges the store
+// refuses is left out whole and the other objects are copied. Every
+// range's task still runs (those after the failure without a GET): only
+// the last to finish closes the part file, removes it and counts the
+// object left out.
+func TestCopyOneRangeFails(t *testing.T) {
+	big := strings.Repeat("b", 4096)
+	f := newFaultyFs(memFs(t, map[string][]byte{"big.bin": []byte(big), "small": []byte("s")}), nil)
+	f.rangeFailures = map[string]int64{"big.bin": 2048}
+	root := t.TempDir()
+	dest := filepath.Join(root, "data")
+	res, err := Copy(context.Background(), f, dest, filepath.Join(root, "manifest"), Options{Workers: 2, ChunkSize: 1024}, &Progress{})
+	if err != nil {
+		t.Fatalf("Copy = %v, want the copy to complete without big.bin", err)
+	}
+	if res.SkippedCount != 1 || len(res.Skipped) != 1 || res.Skipped[0].Key != "big.bin" || !strings.Contains(res.Skipped[0].Reason, "refused") {
+		t.Fatalf("skipped %+v, want big.bin refused", res.Skipped)
+	}
+	entries, err := os.ReadDir(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != "small" {
+		t.Errorf("copy holds %v, want only small (no big.bin, no part file)", names)
+	}
+}
+
+// TestFinishRefusesADirectory: a directory at a download's final name is
+// not replaced, and the error is one that leaves the key out.
+func TestFinishRefusesADirectory(t *testing.T) {
+	dir := t.TempDir()
+	final := filepath.Join(dir, "name")
+	if err := os.MkdirAll(filepath.Join(final, "inside"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(partPath(final), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &run{p: &Progress{}}
+	err := r.finish(&file{final: final, rec: record{Path: "name", Size: 1}}, 0)
+	if err == nil || !localSkip(err) {
+		t.Fatalf("finish over a directory = %v, want an error that skips the key", err)
+	}
+	if st, err := os.Stat(filepath.Join(final, "inside")); err != nil || !st.IsDir() {
+		t.Errorf("the directory was replaced: %v", err)
 	}
 }

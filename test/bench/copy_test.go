@@ -97,8 +97,9 @@ func BenchmarkCopySmall(b *testing.B) {
 	}})
 }
 
-// createFiles is the node disk's own file-creation rate, the bound of
-// COPY of small files: a plain loop that creates n files of size bytes in
+// createFiles is the node disk's own file-creation rate, a bound of COPY
+// of small files (on loopback the driver's CPU is the tighter one,
+// docs/benchmarks.md): a plain loop that creates n files of size bytes in
 // dir (on the disk that holds the driver's copies and rclone copy's
 // destination), writes and closes each.
 func createFiles(b *testing.B, dir string, n, size int) {
