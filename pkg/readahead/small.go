@@ -63,6 +63,8 @@ type smallAhead struct {
 	entries map[*Object]*smallEntry
 	sem     chan struct{}
 	expired time.Time // last sweep of expire
+	// work runs the fetches, and statAhead's lookups.
+	work *workers
 }
 
 type smallEntry struct {
@@ -88,7 +90,7 @@ const smallFetches = 16
 const expireAfter = 30 * time.Second
 
 func newSmallAhead(opt Options, mem *memory) *smallAhead {
-	return &smallAhead{opt: opt, mem: mem, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches)}
+	return &smallAhead{opt: opt, mem: mem, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches), work: newWorkers(workerLinger)}
 }
 
 // add appends objs (a page of a listing) to the listing order.
@@ -242,7 +244,7 @@ func (s *smallAhead) schedule(d *dirOrder, idx int) {
 		e.owners.init()
 		s.entries[o] = e
 		s.held += size
-		go s.fetch(ctx, o, e)
+		s.work.Go(func() { s.fetch(ctx, o, e) })
 	}
 }
 

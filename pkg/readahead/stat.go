@@ -235,7 +235,7 @@ func (s *statAhead) passed(o *Object) {
 		}
 		e := &mtimeEntry{done: make(chan struct{})}
 		if x.mtime.CompareAndSwap(nil, e) {
-			go s.fetch(x, e)
+			s.small.work.Go(func() { s.fetch(x, e) })
 		}
 	}
 }
