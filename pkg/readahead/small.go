@@ -262,13 +262,15 @@ func (s *smallAhead) expire() {
 	}
 }
 
-// release drops every entry, for an idle process.
+// release drops every entry and ends the waiting workers, for an idle
+// process.
 func (s *smallAhead) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for o := range s.entries {
 		s.drop(o)
 	}
+	s.work.stopIdle()
 }
 
 func (s *smallAhead) fetch(ctx context.Context, o *Object, e *smallEntry) {
