@@ -9,9 +9,9 @@ import (
 //
 // A goroutine per fetch (errgroup's Go) starts every GET on a fresh small
 // stack (2 KiB, or the average the runtime last measured) that the S3
-// SDK's deep middleware chain then grows several times,
-// copying it each time: 12% of the driver's CPU in a COPY of 16 KiB files,
-// which is CPU-bound in the driver on loopback (perf, 5 December 2026).
+// SDK's deep middleware chain then grows several times, copying it each
+// time: 12% of the driver's CPU in a COPY of 16 KiB files, which is
+// CPU-bound in the driver on loopback (perf, 5 December 2026).
 // A busy worker keeps its grown stack from one fetch to the next (the
 // collector may halve the stack of one left idle).
 //
