@@ -19,9 +19,10 @@ const writeSize = 256 << 20
 var written atomic.Int64
 
 // writeFile writes size bytes to a new file at path in 1 MiB blocks and
-// closes it.
+// closes it. It opens the file write-only, as cp, tar, shell redirections
+// and Python's open(path, "wb") do (Go's os.Create opens it read-write).
 func writeFile(b *testing.B, path string, size int64) {
-	fh, err := os.Create(path)
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 	if err != nil {
 		b.Fatal(err)
 	}
