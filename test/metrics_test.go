@@ -118,7 +118,16 @@ func TestMetricsEndpoint(t *testing.T) {
 	cv, cstaging, ctarget := publishedPV(t, c, drv, s3, cachedPV, map[string]string{"mode": "MOUNT_CACHED"}, "")
 	cid := cv.id
 	const written = 5<<20 + 3
-	if err := os.WriteFile(filepath.Join(ctarget, "out.bin"), randomBytes(t, written), 0o644); err != nil {
+	// Read-write, so the bytes go through the FUSE server and are counted
+	// (a new file created write-only is written through passthrough).
+	out, err := os.OpenFile(filepath.Join(ctarget, "out.bin"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Write(randomBytes(t, written)); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
 	cached := map[string]string{"volume": cachedPV}

@@ -244,7 +244,8 @@ func warmPassthrough(t *testing.T, drv *testenv.Driver, id, path string, want [3
 	if !kernelHasPassthrough(t) {
 		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
 	}
-	for i := 0; fuseStats(t, drv, id).PassthroughOpens == 0; i++ {
+	before := fuseStats(t, drv, id).PassthroughOpens
+	for i := 0; fuseStats(t, drv, id).PassthroughOpens == before; i++ {
 		if got := fileSum(t, path); got != want {
 			t.Fatal("a read differs from the bucket")
 		}

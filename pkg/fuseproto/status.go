@@ -77,9 +77,12 @@ type Stats struct {
 	ReadAhead readahead.HitCounts `json:"readAhead"`
 	// Passthrough is set while the server hands the kernel cache files
 	// (FUSE passthrough, MOUNT_CACHED); PassthroughOpens counts
-	// the opens so answered, whose reads never reach the server.
-	Passthrough      bool  `json:"passthrough"`
-	PassthroughOpens int64 `json:"passthroughOpens"`
+	// the read-only opens so answered, whose reads never reach the
+	// server, and PassthroughWrites the write-capable ones, whose writes
+	// never do.
+	Passthrough       bool  `json:"passthrough"`
+	PassthroughOpens  int64 `json:"passthroughOpens"`
+	PassthroughWrites int64 `json:"passthroughWrites"`
 	// MappedConflicts counts files a shared mapping wrote that could not
 	// go to their path (it held newer content) and were saved beside it
 	// as <name>.conflict-<UTC time> (MOUNT_CACHED, read-write).

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	rfs "github.com/rclone/rclone/fs"
@@ -100,7 +101,12 @@ func (d *durableFS) upload(p string) error {
 	if err != nil {
 		return err
 	}
-	info := object.NewStaticObjectInfo(p, fi.ModTime(), fi.Size(), true, nil, d.f)
-	_, err = d.f.Put(context.Background(), io.NewSectionReader(h, 0, fi.Size()), info)
+	return d.put(p, h, fi.Size(), fi.ModTime())
+}
+
+// put puts the first size bytes of r into the store as p.
+func (d *durableFS) put(p string, r io.ReaderAt, size int64, modTime time.Time) error {
+	info := object.NewStaticObjectInfo(p, modTime, size, true, nil, d.f)
+	_, err := d.f.Put(context.Background(), io.NewSectionReader(r, 0, size), info)
 	return err
 }

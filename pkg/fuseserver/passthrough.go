@@ -65,15 +65,20 @@ import (
 //     passthrough off for the server, logged once.
 type passthroughFS struct {
 	fuse.RawFileSystem
-	v     *vfs.VFS
-	paths *pathTable
-	j     *cachejournal.Journal
-	cache cachejournal.Layout
-	log   *slog.Logger
+	durable *durableFS // the inner file system
+	v       *vfs.VFS
+	paths   *pathTable
+	j       *cachejournal.Journal
+	cache   cachejournal.Layout
+	hidden  *hiddenKeys // the keys of files written through passthrough
+	order   releaseOrder
+	log     *slog.Logger
 	// stopping is set once the server is unmounted: settles stop waiting.
 	stopping atomic.Bool
-	// opens counts the handles answered with plain passthrough.
-	opens atomic.Int64
+	// opens counts the handles answered with plain passthrough; writes
+	// the write-capable ones among them (passthrough_writer.go).
+	opens  atomic.Int64
+	writes atomic.Int64
 
 	// nodes: a node's entry is kept while a call uses it or it has handles
 	// open.
@@ -107,6 +112,9 @@ type ptNode struct {
 	// passthrough) since the node was last settled: shared mappings may
 	// write them until the kernel forgets the node.
 	mapped []*ptMark
+	// writer is set while the node's file is written through passthrough
+	// (passthrough_writer.go).
+	writer *ptWriter
 }
 
 // ptBacking is the cache file registered with the kernel for a node.
@@ -125,9 +133,10 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 }
 
 // newPassthroughFS wraps d (whose path table it reads); j is the write
-// journal of v's cache (its layout checked against v).
-func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, log *slog.Logger) *passthroughFS {
-	return &passthroughFS{RawFileSystem: d, v: v, paths: d.paths, j: j, cache: j.Layout(), log: log,
+// journal of v's cache (its layout checked against v); hidden are the
+// keys v's listings leave out.
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, log *slog.Logger) *passthroughFS {
+	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, log: log,
 		handles: map[uint64]bool{}}
 }
 
@@ -157,7 +166,7 @@ func (p *passthroughFS) node(id uint64) *ptNode { return p.nodes.get(id) }
 
 // done ends a use of id's entry begun by node; its mu is held.
 func (p *passthroughFS) done(id uint64) {
-	p.nodes.put(id, func(n *ptNode) bool { return n.pt == 0 && n.cached == 0 && n.mapped == nil })
+	p.nodes.put(id, func(n *ptNode) bool { return n.pt == 0 && n.cached == 0 && n.mapped == nil && n.writer == nil })
 }
 
 func (p *passthroughFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -167,6 +176,9 @@ func (p *passthroughFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	defer p.done(in.NodeId)
+	if n.writer != nil {
+		return p.joinWriter(c, in, n, out)
+	}
 	st := p.RawFileSystem.Open(c, in, out)
 	if !st.Ok() {
 		return st
@@ -194,12 +206,21 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 	defer n.mu.Unlock()
 	defer p.done(out.NodeId)
 	// A new file is never cached whole and clean; if the node is in
-	// passthrough mode the kernel wants the backing.
-	pt, ok := n.pt > 0, true
-	if pt {
-		ok = p.joinPassthrough(out.NodeId, in.Flags, n, &out.OpenOut, true)
-	} else {
+	// passthrough mode the kernel wants the backing. A write-only create
+	// of a new file may get a passthrough writer. A create never finds a
+	// node with a writer (the kernel holds its entry); if one did, the
+	// inner create has opened rclone's item beside the writer: refused.
+	var pt, ok bool
+	switch {
+	case n.writer != nil:
+		p.log.Error("a create found a file written through passthrough; refused", "node", out.NodeId)
+	case n.pt > 0:
+		pt, ok = true, p.joinPassthrough(out.NodeId, in.Flags, n, &out.OpenOut, true)
+	case p.grantWriter(in, n, out):
+		pt, ok = true, true
+	default:
 		n.cached++
+		ok = true
 	}
 	if !ok {
 		// The kernel takes neither the handle nor the entry.
@@ -215,11 +236,13 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 	return st
 }
 
-// SetAttr of a size truncates through rclone: not beside a settle's write.
+// SetAttr of a size truncates through rclone: not beside a settle's write,
+// nor beside the adopt of a passthrough writer's file.
 func (p *passthroughFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		p.fix.RLock()
 		defer p.fix.RUnlock()
+		defer p.holdWriters(in.NodeId)()
 	}
 	return p.RawFileSystem.SetAttr(c, in, out)
 }
@@ -315,7 +338,18 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	pt, ok := p.handles[in.Fh]
 	delete(p.handles, in.Fh) // before the inner release frees the number
 	p.mu.Unlock()
-	p.RawFileSystem.Release(c, in)
+	if ok && pt && p.releaseWriter(c, in) {
+		return
+	}
+	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		// rclone queues the file's upload: in turn (releaseOrder).
+		t := p.order.take()
+		p.order.wait(t)
+		p.RawFileSystem.Release(c, in)
+		p.order.done(t)
+	} else {
+		p.RawFileSystem.Release(c, in)
+	}
 	if !ok {
 		return
 	}
@@ -332,16 +366,25 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	if n.pt == 0 && n.cached == 0 && n.mapped != nil {
 		p.forgetSoon(in.NodeId)
 	}
-	if n.pt == 0 && n.backing != nil {
-		p.mu.Lock()
-		srv := p.srv
-		p.mu.Unlock()
-		if errno := srv.UnregisterBackingFd(n.backing.id); errno != 0 {
-			p.log.Warn("unregistering a passthrough backing file failed", "errno", errno.Error())
-		}
-		n.backing.f.Close()
-		n.backing = nil
+	if n.pt == 0 {
+		p.unregister(n)
 	}
+}
+
+// unregister ends node n's backing file (mutex held, no passthrough handle
+// open), if it has one.
+func (p *passthroughFS) unregister(n *ptNode) {
+	if n.backing == nil {
+		return
+	}
+	p.mu.Lock()
+	srv := p.srv
+	p.mu.Unlock()
+	if errno := srv.UnregisterBackingFd(n.backing.id); errno != 0 {
+		p.log.Warn("unregistering a passthrough backing file failed", "errno", errno.Error())
+	}
+	n.backing.f.Close()
+	n.backing = nil
 }
 
 // candidate opens the cache file of node id if the file is wholly cached,

@@ -134,10 +134,14 @@ func (p *passthroughFS) poke(ctx context.Context) {
 		for _, e := range p.nodes.snapshot() {
 			e.v.mu.Lock()
 			p.refreshNode(e.id, e.v)
-			idle := e.v.mapped != nil && e.v.pt == 0 && e.v.cached == 0
+			idle := (e.v.mapped != nil || e.v.writer != nil) && e.v.pt == 0 && e.v.cached == 0
+			w := e.v.writer
 			e.v.mu.Unlock()
 			if idle {
 				p.forgetSoon(e.id)
+			}
+			if w != nil {
+				p.retryWriter(e.id)
 			}
 		}
 		p.retryDue()
@@ -145,6 +149,26 @@ func (p *passthroughFS) poke(ctx context.Context) {
 }
 
 func (p *passthroughFS) Forget(id, nlookup uint64) {
+	// No mapping of the node is left: a writer ends, before the inner
+	// forget (the creator's handle must be released while the node is
+	// known). If it cannot end now, the forget waits with it.
+	if n := p.nodes.getIf(id); n != nil {
+		n.mu.Lock()
+		w, wait := n.writer, false
+		if w != nil && n.pt == 0 && n.cached == 0 && p.paths.lookups(id) <= nlookup+w.forgets { // the last
+			if p.endWriting(id, n) {
+				nlookup += w.forgets
+			} else {
+				w.forgets += nlookup
+				wait = true
+			}
+		}
+		p.done(id)
+		n.mu.Unlock()
+		if wait {
+			return
+		}
+	}
 	// The path and the last rename or unlink it reflects, read together:
 	// later ones are applied to the settle.
 	path, attached, seen := p.paths.attachedPathSeq(id)
@@ -186,6 +210,9 @@ func (p *passthroughFS) finish() {
 	p.mu.Unlock()
 	for _, e := range p.nodes.snapshot() {
 		e.v.mu.Lock()
+		if e.v.writer != nil && !p.endWriting(e.id, e.v) {
+			p.log.Error("the server stops with a file written through passthrough not handed to the cache: the next server uploads it")
+		}
 		marks := e.v.mapped
 		e.v.mapped = nil
 		e.v.mu.Unlock()
@@ -208,10 +235,14 @@ func (p *passthroughFS) finish() {
 
 // Rename keeps settles in step: a settle of the renamed file (or of a file
 // below a renamed directory) follows it, and one of a file the rename
-// replaced is cancelled. It does not run beside a settle's writes.
+// replaced is cancelled. It does not run beside a settle's writes, nor
+// beside the adopt of either file (passthrough_writer.go).
 func (p *passthroughFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
 	p.fix.RLock()
 	defer p.fix.RUnlock()
+	from, _ := p.paths.child(in.NodeId, oldName)
+	to, _ := p.paths.child(in.Newdir, newName)
+	defer p.holdWriters(from, to)()
 	st := p.RawFileSystem.Rename(c, in, oldName, newName)
 	if st.Ok() {
 		p.followMoves()
@@ -220,10 +251,13 @@ func (p *passthroughFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, ne
 }
 
 // Unlink cancels a settle of the unlinked file: the application deleted
-// it, mapped bytes and all. It does not run beside a settle's writes.
+// it, mapped bytes and all. It does not run beside a settle's writes, nor
+// beside the file's adopt (passthrough_writer.go).
 func (p *passthroughFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	p.fix.RLock()
 	defer p.fix.RUnlock()
+	id, _ := p.paths.child(h.NodeId, name)
+	defer p.holdWriters(id)()
 	st := p.RawFileSystem.Unlink(c, h, name)
 	if st.Ok() {
 		p.followMoves()

@@ -286,3 +286,21 @@ func (t *pathTable) pathLocked(id uint64) (string, bool) {
 	}
 	return path.Join(parts...), true
 }
+
+// lookups is how many lookups of node id the table counts (0: unknown).
+func (t *pathTable) lookups(id uint64) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.nodes[id]; n != nil {
+		return n.lookups
+	}
+	return 0
+}
+
+// child is the node the name under parent leads to, if the table knows it.
+func (t *pathTable) child(parent uint64, name string) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.names[pkey{parent, name}]
+	return id, ok
+}

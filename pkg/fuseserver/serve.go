@@ -164,7 +164,8 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if cfg.Prefix == "" {
 		hide = bucket.IsMeta
 	}
-	f = keyfilter.Wrap(f, hide)
+	hidden := &hiddenKeys{} // files written through passthrough
+	f = keyfilter.Wrap(f, func(remote string) bool { return hidden.hide(remote) || hide != nil && hide(remote) })
 	var release func() // drops memory held for reuse, when idle
 	// Where each object's mtime is a request of its own (a HEAD on S3,
 	// unless the server's last-modified times are shown), stats in name
@@ -247,14 +248,17 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	tracked := newTrackFS(fusefs.NewNodeFS(root, &opts))
+	hidden.paths.Store(&tracked.paths)
 	var raw fuse.RawFileSystem = tracked
 	if cfg.ReadAhead {
 		raw = newStreamFS(raw, &tracked.paths, v, log)
 	}
+	var whole *wholeFS
 	if journal != nil {
 		raw = newJournalFS(raw, journal, &tracked.paths, log)
 		if !cfg.ReadOnly {
-			raw = newWholeFS(raw, v, journal.Layout(), &tracked.paths, log)
+			whole = newWholeFS(raw, v, journal.Layout(), &tracked.paths, log)
+			raw = whole
 		}
 	}
 	if cfg.Cache {
@@ -267,8 +271,11 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
-			pt = newPassthroughFS(d, v, journal, log)
+			pt = newPassthroughFS(d, v, journal, hidden, log)
 			raw, meter.pt = pt, pt
+			if whole != nil {
+				whole.skip = hidden.has
+			}
 		}
 	}
 	raw = replaceGuard{RawFileSystem: raw, v: v, paths: &tracked.paths, log: log}

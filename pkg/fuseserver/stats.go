@@ -56,7 +56,7 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 		st.ReadAhead = m.ra.Hits()
 	}
 	if m.pt != nil {
-		st.Passthrough, st.PassthroughOpens = m.pt.active(), m.pt.opens.Load()
+		st.Passthrough, st.PassthroughOpens, st.PassthroughWrites = m.pt.active(), m.pt.opens.Load(), m.pt.writes.Load()
 		st.MappedConflicts = m.pt.conflicts.Load()
 	}
 	return st

@@ -79,6 +79,11 @@ type wholeFS struct {
 	// writing them, so a download beside a write could put bucket bytes
 	// over it.
 	nodes nodeTable[sync.RWMutex]
+
+	// skip, if set, names the nodes whose file is written through
+	// passthrough: rclone must not read them (passthrough_writer.go), so
+	// their truncates fetch nothing.
+	skip func(node uint64) bool
 }
 
 func newWholeFS(inner fuse.RawFileSystem, v *vfs.VFS, cache cachejournal.Layout, paths *pathTable, log *slog.Logger) *wholeFS {
@@ -120,7 +125,7 @@ func (w *wholeFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 }
 
 func (w *wholeFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	if in.Valid&fuse.FATTR_SIZE == 0 || in.Size == 0 {
+	if in.Valid&fuse.FATTR_SIZE == 0 || in.Size == 0 || w.skip != nil && w.skip(in.NodeId) {
 		return w.RawFileSystem.SetAttr(c, in, out)
 	}
 	n := w.nodes.get(in.NodeId)

@@ -20,7 +20,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 type volumeDescs struct {
 	info, up, read, written, storeBytes, requests, transferErrors,
 	raHits, raMisses, pendingFiles, pendingBytes, pendingOldest, retrying, cacheBytes,
-	passthrough, passthroughOpens, mappedConflicts,
+	passthrough, passthroughOpens, passthroughWrites, mappedConflicts,
 	copyFiles, copyFilesTotal, copyBytes, copyBytesTotal, copyComplete,
 	repairs, stageSeconds *prometheus.Desc
 }
@@ -43,7 +43,9 @@ func newVolumeDescs() *volumeDescs {
 		cacheBytes:     desc("bucket_csi_volume_cache_bytes", "Disk used by the MOUNT_CACHED cache, as rclone's cache cleaner last measured it."),
 		passthrough:    desc("bucket_csi_volume_fuse_passthrough", "1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough, Linux 6.9+), else 0."),
 		passthroughOpens: desc("bucket_csi_volume_fuse_passthrough_opens_total",
-			"MOUNT_CACHED opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),
+			"MOUNT_CACHED read-only opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),
+		passthroughWrites: desc("bucket_csi_volume_fuse_passthrough_writes_total",
+			"MOUNT_CACHED write-capable opens answered with FUSE passthrough: their writes go to the cache file without the FUSE server (and are not in bucket_csi_volume_written_bytes_total)."),
 		mappedConflicts: desc("bucket_csi_volume_fuse_mapped_conflicts_total",
 			"MOUNT_CACHED files a shared mapping wrote whose path meanwhile held newer content: saved beside it as <name>.conflict-<UTC time>, not merged."),
 		copyFiles:      desc("bucket_csi_volume_copy_done_objects", "COPY objects fetched by the volume's running or last copy."),
@@ -135,6 +137,7 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 		gauge(d.cacheBytes, float64(s.CacheBytes))
 		gauge(d.passthrough, b2f(s.Passthrough))
 		counter(d.passthroughOpens, s.PassthroughOpens)
+		counter(d.passthroughWrites, s.PassthroughWrites)
 		counter(d.mappedConflicts, s.MappedConflicts)
 		return
 	}

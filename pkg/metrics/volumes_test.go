@@ -39,7 +39,7 @@ func TestVolumeCollector(t *testing.T) {
 			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
 			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
-			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11},
+			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11},
 		}},
 		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
@@ -73,9 +73,12 @@ bucket_csi_volume_fuse_up{volume="` + h + `"} 1
 # HELP bucket_csi_volume_fuse_passthrough 1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough, Linux 6.9+), else 0.
 # TYPE bucket_csi_volume_fuse_passthrough gauge
 bucket_csi_volume_fuse_passthrough{volume="pvc-1"} 1
-# HELP bucket_csi_volume_fuse_passthrough_opens_total MOUNT_CACHED opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total).
+# HELP bucket_csi_volume_fuse_passthrough_opens_total MOUNT_CACHED read-only opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total).
 # TYPE bucket_csi_volume_fuse_passthrough_opens_total counter
 bucket_csi_volume_fuse_passthrough_opens_total{volume="pvc-1"} 6
+# HELP bucket_csi_volume_fuse_passthrough_writes_total MOUNT_CACHED write-capable opens answered with FUSE passthrough: their writes go to the cache file without the FUSE server (and are not in bucket_csi_volume_written_bytes_total).
+# TYPE bucket_csi_volume_fuse_passthrough_writes_total counter
+bucket_csi_volume_fuse_passthrough_writes_total{volume="pvc-1"} 2
 # HELP bucket_csi_volume_fuse_mapped_conflicts_total MOUNT_CACHED files a shared mapping wrote whose path meanwhile held newer content: saved beside it as <name>.conflict-<UTC time>, not merged.
 # TYPE bucket_csi_volume_fuse_mapped_conflicts_total counter
 bucket_csi_volume_fuse_mapped_conflicts_total{volume="pvc-1"} 1
@@ -108,7 +111,7 @@ bucket_csi_volume_written_bytes_total{volume="pvc-1"} 4096
 bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
 `
 	names := []string{"bucket_csi_volume_copy_complete", "bucket_csi_volume_copy_done_objects", "bucket_csi_volume_fuse_repairs_total",
-		"bucket_csi_volume_fuse_up", "bucket_csi_volume_fuse_passthrough", "bucket_csi_volume_fuse_passthrough_opens_total", "bucket_csi_volume_fuse_mapped_conflicts_total", "bucket_csi_volume_pending_upload_bytes", "bucket_csi_volume_pending_upload_files",
+		"bucket_csi_volume_fuse_up", "bucket_csi_volume_fuse_passthrough", "bucket_csi_volume_fuse_passthrough_opens_total", "bucket_csi_volume_fuse_passthrough_writes_total", "bucket_csi_volume_fuse_mapped_conflicts_total", "bucket_csi_volume_pending_upload_bytes", "bucket_csi_volume_pending_upload_files",
 		"bucket_csi_volume_pending_upload_oldest_seconds", "bucket_csi_volume_readahead_hits_total", "bucket_csi_volume_stage_duration_seconds",
 		"bucket_csi_volume_store_requests_total", "bucket_csi_volume_written_bytes_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

@@ -1,0 +1,407 @@
+package fuseserver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	rfs "github.com/rclone/rclone/fs"
+)
+
+// Passthrough writers: a new file created write-only is handed to the
+// kernel with FUSE passthrough on rclone's cache file, so its writes go to
+// the node's disk without a round trip through this server per request.
+// rclone learns which bytes of a cache file are the application's only
+// from writes made through it; bytes it does not list are fetched from the
+// bucket over the file as soon as its cache item has an object (at the
+// item's last close, or at a read through rclone). So the rules
+// (docs/benchmarks.md, "Passthrough writers"):
+//
+//   - Granted only at a create whose access mode is O_WRONLY, with
+//     O_TRUNC or O_EXCL, of a name the VFS holds no object for, whose
+//     cache item is dirty and never uploaded: the create's own rclone
+//     handle opened the item with no object, and nothing else opens it
+//     while the writer lives, so the item has no object to fetch from.
+//   - While the writer lives (from the create until the last
+//     write-capable handle of the node is released, or, once an O_RDWR
+//     handle was opened, until the kernel's last forget of the node, when
+//     no shared mapping remains), every open of the node is plain
+//     passthrough on the same cache file, its rclone handle opened
+//     read-only (so no truncate reaches it and it never opens the item):
+//     reads and writes of every handle go to the cache file. The
+//     creator's rclone handle is held open (its release deferred), so
+//     rclone neither evicts nor uploads the file meanwhile; sizes come
+//     from the cache file (rclone stats a dirty item's file).
+//   - While the writer lives, the VFS's listings leave the file's key out
+//     (hiddenKeys): an object there (the fsync's put, or one written
+//     outside) would end the file's virtual entry, give the VFS file the
+//     object and let a later lookup make a second node for the path, whose
+//     opens would go through rclone.
+//   - fsync, through any handle, syncs the cache file and puts it in the
+//     bucket from this server's own descriptor, never through rclone; a
+//     truncate skips wholeFS's fetch (which would read through rclone).
+//   - When the writer ends (no write-capable handle, no mapping), the
+//     file is written once more through rclone, in place, from the cache
+//     file itself (adopt), and given the cache file's time back: rclone
+//     then lists every byte, and only then, in its turn (releaseOrder:
+//     files are queued for upload in the order they were closed), is the
+//     creator's handle released, so its close uploads the whole file and
+//     later opens find it as if written through the server. Truncates,
+//     unlinks and renames of the file wait while an adopt runs
+//     (holdWriters). An adopt that fails keeps the writer (tried again
+//     every pokeInterval and when the server stops; a forget is held back
+//     meanwhile, so the node stays known); a file a server leaves
+//     unadopted is uploaded whole by the next one (the create's journal
+//     note, recorded at the first close or fsync, makes Repair list every
+//     byte).
+//   - The kernel's release comes after close(2) returned, so the adopt's
+//     copy does not delay the application's close.
+
+// ptWriter is the writer state of a node (see the top of this file).
+type ptWriter struct {
+	held fuse.ReleaseIn  // the creator's handle, released when the writer ends
+	fhs  map[uint64]bool // write-capable handles open
+	rw   bool            // an O_RDWR handle was opened: wait for the FORGET
+	// forgets counts the kernel's forgets of the node held back while an
+	// adopt fails (the inner file system must know the node until the
+	// creator's handle is released).
+	forgets uint64
+}
+
+// grantWriter answers the create of node id (mutex held, no handle open)
+// with a passthrough writer when the rules above allow it.
+func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.CreateOut) bool {
+	// With O_TRUNC or O_EXCL rclone's create opens the item at once
+	// (truncating it); without, only if the VFS did not know the name.
+	if in.Flags&syscall.O_ACCMODE != syscall.O_WRONLY || in.Flags&(syscall.O_TRUNC|syscall.O_EXCL) == 0 ||
+		n.cached > 0 || n.pt > 0 || n.mapped != nil || out.OpenFlags&fuse.FOPEN_DIRECT_IO != 0 {
+		return false
+	}
+	path, ok := p.paths.attachedPath(out.NodeId)
+	if !ok {
+		return false
+	}
+	node, err := p.v.Stat(path)
+	if err != nil {
+		return false
+	}
+	if o, isObj := node.DirEntry().(rfs.Object); isObj && o != nil {
+		return false // rclone's item may hold it: its close would fetch from it
+	}
+	info, err := p.cache.Info(path)
+	if err != nil || !info.Dirty || info.Fingerprint != "" {
+		return false
+	}
+	f, err := os.OpenFile(p.cache.DataPath(path), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return false
+	}
+	id, ok := p.register(f)
+	if !ok {
+		f.Close()
+		return false
+	}
+	h := in.InHeader
+	h.NodeId = out.NodeId
+	n.backing = &ptBacking{id: id, f: f, fi: fi}
+	n.pt = 1
+	n.writer = &ptWriter{held: fuse.ReleaseIn{InHeader: h, Fh: out.Fh, Flags: in.Flags}, fhs: map[uint64]bool{out.Fh: true}}
+	p.hidden.add(out.NodeId)
+	p.writes.Add(1)
+	out.BackingID = id
+	out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH
+	return true
+}
+
+// joinWriter answers an open of a node whose writer lives (mutex held):
+// plain passthrough, the inner open read-only.
+func (p *passthroughFS) joinWriter(c <-chan struct{}, in *fuse.OpenIn, n *ptNode, out *fuse.OpenOut) fuse.Status {
+	inner := *in
+	inner.Flags = in.Flags&^(syscall.O_ACCMODE|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT|syscall.O_EXCL) | syscall.O_RDONLY
+	st := p.RawFileSystem.Open(c, &inner, out)
+	if !st.Ok() {
+		return st
+	}
+	n.pt++
+	switch in.Flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		p.opens.Add(1)
+	case syscall.O_RDWR:
+		n.writer.rw = true
+		fallthrough
+	default:
+		n.writer.fhs[out.Fh] = true
+		p.writes.Add(1)
+	}
+	out.BackingID = n.backing.id
+	out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH
+	p.mu.Lock()
+	p.handles[out.Fh] = true
+	p.mu.Unlock()
+	return st
+}
+
+// releaseWriter handles the release of a passthrough handle of a node
+// whose writer lives; false when the node has none (the caller releases
+// as usual).
+func (p *passthroughFS) releaseWriter(c <-chan struct{}, in *fuse.ReleaseIn) bool {
+	n := p.nodes.getIf(in.NodeId)
+	if n == nil {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defer p.done(in.NodeId)
+	w := n.writer
+	if w == nil {
+		return false
+	}
+	if in.Fh == w.held.Fh {
+		w.held = *in // released when the writer ends
+	} else {
+		p.RawFileSystem.Release(c, in)
+	}
+	delete(w.fhs, in.Fh)
+	n.pt--
+	switch {
+	case len(w.fhs) > 0:
+	case !w.rw:
+		p.endWriting(in.NodeId, n)
+	case n.pt == 0 && n.cached == 0:
+		p.forgetSoon(in.NodeId)
+	}
+	return true
+}
+
+// endWriting ends node id's writer (mutex held; no write-capable handle
+// and no mapping left): the file adopted by rclone, then, in its turn
+// among the releases that queue uploads (releaseOrder), the creator's
+// handle released, and the file's key shown again. False, with the writer
+// kept, when the adopt failed.
+func (p *passthroughFS) endWriting(id uint64, n *ptNode) bool {
+	w := n.writer
+	t := p.order.take()
+	defer p.order.done(t)
+	if path, attached := p.paths.attachedPath(id); attached {
+		if err := p.adopt(path, n.backing); err != nil {
+			p.log.Error("a file written through passthrough could not be handed to the cache; kept open, tried again", "path", path, "err", err)
+			return false
+		}
+	} // else deleted or replaced: nothing of it is uploaded
+	p.order.wait(t)
+	p.RawFileSystem.Release(nil, &w.held)
+	p.hidden.remove(id)
+	n.writer = nil
+	if n.pt == 0 {
+		p.unregister(n)
+	}
+	return true
+}
+
+// holdWriters locks, in order, the mutexes of those of the nodes ids that
+// have a writer, so that no adopt runs until the returned func unlocks
+// them: a truncate, unlink or rename through rclone beside the adopt's
+// copy would be undone by it, or have rclone save the old file's metadata
+// over a new one's.
+func (p *passthroughFS) holdWriters(ids ...uint64) func() {
+	slices.Sort(ids)
+	type hold struct {
+		id uint64
+		n  *ptNode
+	}
+	var held []hold
+	for i, id := range ids {
+		if id == 0 || i > 0 && ids[i-1] == id {
+			continue
+		}
+		n := p.nodes.getIf(id)
+		if n == nil {
+			continue
+		}
+		n.mu.Lock()
+		if n.writer == nil {
+			p.done(id)
+			n.mu.Unlock()
+			continue
+		}
+		held = append(held, hold{id, n})
+	}
+	return func() {
+		for _, h := range held {
+			p.done(h.id)
+			h.n.mu.Unlock()
+		}
+	}
+}
+
+// releaseOrder has the releases that queue uploads (a write-capable
+// handle's through rclone, the end of a passthrough writer) reach rclone
+// in the order they began, so that files are queued for upload in the
+// order they were closed even when a writer's adopt takes a while. Each
+// ticket taken must be done once.
+type releaseOrder struct {
+	mu            sync.Mutex
+	cond          sync.Cond
+	next, serving uint64
+}
+
+// take hands out the next ticket.
+func (o *releaseOrder) take() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t := o.next
+	o.next++
+	return t
+}
+
+// wait returns once every earlier ticket is done.
+func (o *releaseOrder) wait(t uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cond.L == nil {
+		o.cond.L = &o.mu
+	}
+	for o.serving != t {
+		o.cond.Wait()
+	}
+}
+
+// done ends ticket t, after or instead of its wait.
+func (o *releaseOrder) done(t uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cond.L == nil {
+		o.cond.L = &o.mu
+	}
+	for o.serving != t { // not yet its turn: wait, so turns stay in order
+		o.cond.Wait()
+	}
+	o.serving++
+	o.cond.Broadcast()
+}
+
+// retryWriter ends node id's writer if an adopt failed before, then
+// passes on the forgets held back meanwhile.
+func (p *passthroughFS) retryWriter(id uint64) {
+	n := p.nodes.getIf(id)
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defer p.done(id)
+	w := n.writer
+	if w == nil || len(w.fhs) > 0 {
+		return
+	}
+	// A writer that had an O_RDWR handle ends only once the kernel forgot
+	// the node and has not looked it up again (a new mapping could come).
+	if w.rw && (w.forgets == 0 || n.pt > 0 || n.cached > 0 || p.paths.lookups(id) > w.forgets) {
+		return
+	}
+	if p.endWriting(id, n) && w.forgets > 0 {
+		p.RawFileSystem.Forget(id, w.forgets)
+	}
+}
+
+// adopt writes path's cache file b through rclone, in place, so that
+// rclone lists every byte of it as the application's. Nothing else writes
+// the file meanwhile (the writer ended), so the bytes written are the
+// file's own.
+func (p *passthroughFS) adopt(path string, b *ptBacking) error {
+	h, err := p.v.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if now, err := os.Stat(p.cache.DataPath(path)); err != nil || !os.SameFile(now, b.fi) {
+		h.Close()
+		return errors.Join(fmt.Errorf("%s's cache file is no longer the one written", path), err)
+	}
+	fi, err := b.f.Stat()
+	if err != nil {
+		h.Close()
+		return err
+	}
+	if _, err := copyInto(h, b.f); err != nil {
+		h.Close()
+		return err
+	}
+	// The copy made rclone take now as the file's time; the writers' (or
+	// the one they set) is the cache file's.
+	if node, err := p.v.Stat(path); err == nil {
+		if err := node.SetModTime(fi.ModTime()); err != nil {
+			p.log.Warn("the time of a file written through passthrough not kept", "path", path, "err", err)
+		}
+	}
+	return h.Close()
+}
+
+// writerFile returns a descriptor of node id's cache file and its path
+// while the node has a writer.
+func (p *passthroughFS) writerFile(id uint64) (f *os.File, path string, ok bool) {
+	n := p.nodes.getIf(id)
+	if n == nil {
+		return nil, "", false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defer p.done(id)
+	if n.writer == nil {
+		return nil, "", false
+	}
+	path, attached := p.paths.attachedPath(id)
+	if !attached {
+		return nil, "", true
+	}
+	fd, err := syscall.Dup(int(n.backing.f.Fd()))
+	if err != nil {
+		return nil, path, true
+	}
+	return os.NewFile(uintptr(fd), n.backing.f.Name()), path, true
+}
+
+// Fsync of a node with a writer syncs the cache file and puts it in the
+// bucket from this server's descriptor (rclone must not read it: its read
+// would fetch the bytes it does not list); other nodes go to durableFS.
+func (p *passthroughFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	f, path, ok := p.writerFile(in.NodeId)
+	if !ok {
+		return p.RawFileSystem.Fsync(c, in)
+	}
+	if st := p.durable.RawFileSystem.Fsync(c, in); !st.Ok() {
+		if f != nil {
+			f.Close()
+		}
+		return st
+	}
+	if path == "" {
+		return fuse.OK // deleted: nothing to make durable
+	}
+	if f == nil {
+		p.log.Warn("fsync of a passthrough writer: the cache file could not be opened", "path", path)
+		return fuse.EIO
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		p.log.Warn("fsync of a passthrough writer: syncing the cache file failed", "path", path, "err", err)
+		return fuse.EIO
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = p.durable.put(path, f, fi.Size(), fi.ModTime())
+	}
+	if err != nil {
+		p.log.Warn("fsync upload failed", "path", path, "err", err)
+		return fuse.EIO
+	}
+	return fuse.OK
+}

@@ -1,0 +1,186 @@
+package test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCachedPassthroughWriter: a new file created write-only on a
+// read-write MOUNT_CACHED volume is written through FUSE passthrough (the
+// server's stats count it), and nothing of it is lost:
+//   - its size shows while it is written, and a reader beside it reads
+//     its bytes;
+//   - its fsync puts the bytes so far in the bucket;
+//   - after the fsync, with listings made after the listing cache expired
+//     (rclone would take the fsync's object for the file, and then
+//     forget the file's entry), the writer rewrites the head, a second
+//     writer writes in the middle (an fsync through a reader then puts
+//     those bytes in the bucket), the first extends the file with a
+//     truncate and appends: the file read right after the close, before
+//     the upload, and the bucket after it hold exactly those bytes, not
+//     the fsync's (rclone would fetch the bytes it does not know of from
+//     that object over the file);
+//   - once uploaded, the file is read through passthrough: rclone lists
+//     every byte of it.
+func TestCachedPassthroughWriter(t *testing.T) {
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
+	}
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-writer", []byte("seed"), "dir-cache-time=1s")
+	path := filepath.Join(target, "new.bin")
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if n := fuseStats(t, drv, id).PassthroughWrites; n != 1 {
+		t.Fatalf("a write-only create of a new file: %d passthrough writers, want 1", n)
+	}
+	want := randomBytes(t, 3<<20)
+	if _, err := w.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != int64(len(want)) {
+		t.Fatalf("while written: stat says %v (%v), want %d bytes", fi, err, len(want))
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("a reader beside the writer read %d bytes (%v), not the ones written", len(got), err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatalf("fsync of a passthrough writer: %v", err)
+	}
+	if got, err := s3.ReadObject(t, bucket, "new.bin"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("right after fsync the bucket holds %d bytes (%v), not the ones written", len(got), err)
+	}
+	// Past the listing cache, the fsync's object is listed; past twice
+	// that, rclone forgets the directory's entries unless one is virtual,
+	// and the kernel looks the name up again: the file must stay the one
+	// node the writer has (its key is hidden from the listings).
+	for range 2 {
+		time.Sleep(2100 * time.Millisecond)
+		if _, err := os.ReadDir(target); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	want = bytes.Clone(want)
+	head := []byte("rewritten after the fsync")
+	if _, err := w.WriteAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	copy(want, head)
+	j, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("a second writer beside a passthrough writer: %v", err)
+	}
+	if _, err := j.WriteAt([]byte("second writer"), 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[2<<20:], "second writer")
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Sync(); err != nil {
+		t.Fatalf("fsync through a reader of a passthrough writer's file: %v", err)
+	}
+	r.Close()
+	if got, err := s3.ReadObject(t, bucket, "new.bin"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("right after a reader's fsync the bucket holds %d bytes (%v), not the ones written", len(got), err)
+	}
+	if err := w.Truncate(4 << 20); err != nil {
+		t.Fatalf("extending a passthrough writer's file: %v", err)
+	}
+	want = append(want, make([]byte, 1<<20)...)
+	tail := randomBytes(t, 512<<10)
+	if _, err := w.WriteAt(tail, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, tail...)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read right after the close: %d bytes (%v), not the ones written", len(got), err)
+	}
+	waitBucket(t, s3, bucket, "new.bin", "the passthrough writer's file", func(b []byte) bool { return bytes.Equal(b, want) })
+	if n := fuseStats(t, drv, id).PassthroughWrites; n != 2 {
+		t.Fatalf("%d passthrough writers, want 2 (the create and the second writer)", n)
+	}
+	warmPassthrough(t, drv, id, path, sha256.Sum256(want))
+}
+
+// TestCachedPassthroughWriterMapping: a read-write open beside a
+// passthrough writer maps the file shared and writes through the mapping
+// after every handle is closed; the bucket gets those bytes once the
+// mapping is gone (the writer lasts until the kernel forgets the file).
+func TestCachedPassthroughWriterMapping(t *testing.T) {
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
+	}
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-writer-map", []byte("seed"))
+	path := filepath.Join(target, "mapped.bin")
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := randomBytes(t, 1<<20)
+	if _, err := w.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	m, mem := mapShared(t, path, len(want))
+	copy(mem[4096:], "mapped while open")
+	m.Close()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fuseStats(t, drv, id).PassthroughWrites; n != 2 {
+		t.Fatalf("%d passthrough writers, want 2 (the create and the read-write open)", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the write-back delay
+	copy(mem[8192:], "mapped after every close")
+	if err := unix.Munmap(mem); err != nil {
+		t.Fatal(err)
+	}
+	want = bytes.Clone(want)
+	copy(want[4096:], "mapped while open")
+	copy(want[8192:], "mapped after every close")
+	waitBucket(t, s3, bucket, "mapped.bin", "the bytes written through the mapping", func(b []byte) bool { return bytes.Equal(b, want) })
+}
+
+// TestCachedPassthroughWriterCloseOrder: files written through passthrough
+// reach the bucket in the order they were closed (uploads run one at a
+// time), though a large file's hand-over to the cache after its close
+// takes longer than a small one's.
+func TestCachedPassthroughWriterCloseOrder(t *testing.T) {
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
+	}
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-writer-order", []byte("seed"))
+	big := randomBytes(t, 64<<20)
+	if err := os.WriteFile(filepath.Join(target, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "small.bin"), []byte("closed second"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := fuseStats(t, drv, id).PassthroughWrites; n != 2 {
+		t.Fatalf("%d passthrough writers, want 2", n)
+	}
+	waitBucket(t, s3, bucket, "small.bin", "the file closed second", func(b []byte) bool { return string(b) == "closed second" })
+	if got, err := s3.ReadObject(t, bucket, "big.bin"); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("the file closed second is in the bucket, the one closed first not whole (%d bytes, %v)", len(got), err)
+	}
+}
