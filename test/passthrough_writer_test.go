@@ -3,8 +3,10 @@ package test
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +65,7 @@ func TestCachedPassthroughWriter(t *testing.T) {
 	// and the kernel looks the name up again: the file must stay the one
 	// node the writer has (its key is hidden from the listings).
 	for range 2 {
-		time.Sleep(2100 * time.Millisecond)
+		time.Sleep(3 * time.Second)
 		if _, err := os.ReadDir(target); err != nil {
 			t.Fatal(err)
 		}
@@ -182,5 +184,83 @@ func TestCachedPassthroughWriterCloseOrder(t *testing.T) {
 	waitBucket(t, s3, bucket, "small.bin", "the file closed second", func(b []byte) bool { return string(b) == "closed second" })
 	if got, err := s3.ReadObject(t, bucket, "big.bin"); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("the file closed second is in the bucket, the one closed first not whole (%d bytes, %v)", len(got), err)
+	}
+}
+
+// TestCachedPassthroughWriterTimesAndRenames: a time set right after the
+// close of a file written through passthrough (as Python's shutil.copy2,
+// curl -R and touch do), while the server hands the file to the cache, is
+// the file's time in the bucket; and a directory holding a file written
+// through passthrough and fsynced while still open is not renamed (EXDEV:
+// the move would leave the fsync's object behind) until the file is
+// closed, and then is, with the file.
+func TestCachedPassthroughWriterTimesAndRenames(t *testing.T) {
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
+	}
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-writer-time", []byte("seed"))
+	big := randomBytes(t, 64<<20)
+	path := filepath.Join(target, "copied.bin")
+	if err := os.WriteFile(path, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(path, set, set); err != nil {
+		t.Fatal(err)
+	}
+	waitBucket(t, s3, bucket, "copied.bin", "the copied file", func(b []byte) bool { return bytes.Equal(b, big) })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		fi, err := os.Stat(path)
+		if err == nil && fi.ModTime().Equal(set) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the time set after the close: the file says %v (%v), want %v", fi.ModTime(), err, set)
+		}
+	}
+
+	dir := filepath.Join(target, "partial")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(filepath.Join(dir, "x.bin"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	data := randomBytes(t, 1<<20)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fuseStats(t, drv, id).PassthroughWrites; n != 2 {
+		t.Fatalf("%d passthrough writers, want 2", n)
+	}
+	err = os.Rename(dir, filepath.Join(target, "done"))
+	if !errors.Is(err, syscall.EXDEV) {
+		t.Fatalf("renaming the directory of an open, fsynced passthrough writer: %v, want EXDEV", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err = os.Rename(dir, filepath.Join(target, "done"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EXDEV) || time.Now().After(deadline) {
+			t.Fatalf("renaming the directory after the writer's close: %v", err)
+		}
+	}
+	waitBucket(t, s3, bucket, "done/x.bin", "the renamed directory's file", func(b []byte) bool { return bytes.Equal(b, data) })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := s3.ReadObject(t, bucket, "partial/x.bin"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("partial/x.bin is still in the bucket after the directory's rename")
+		}
 	}
 }

@@ -16,12 +16,26 @@ type hiddenKeys struct {
 	paths atomic.Pointer[pathTable]
 
 	mu    sync.Mutex
-	nodes map[uint64]bool
+	nodes map[uint64]bool // hidden node -> an fsync put its file in the bucket
 }
 
 // hide reports whether remote is the path of a node hidden now; it is a
 // keyfilter hide function.
 func (h *hiddenKeys) hide(remote string) bool {
+	return h.any(func(path string, _ bool) bool { return path == remote })
+}
+
+// putBelow reports whether a hidden node whose file an fsync put in the
+// bucket lies below the directory dir.
+func (h *hiddenKeys) putBelow(dir string) bool {
+	return h.any(func(path string, put bool) bool { return put && path != dir && below(path, dir) })
+}
+
+// any reports whether match holds for a hidden node, given its path now
+// (unlinked nodes are left out) and whether an fsync put its file. (It
+// takes the path table's lock under its own; nothing takes them the other
+// way round.)
+func (h *hiddenKeys) any(match func(path string, put bool) bool) bool {
 	if h.n.Load() == 0 {
 		return false
 	}
@@ -30,13 +44,9 @@ func (h *hiddenKeys) hide(remote string) bool {
 		return false
 	}
 	h.mu.Lock()
-	ids := make([]uint64, 0, len(h.nodes))
-	for id := range h.nodes {
-		ids = append(ids, id)
-	}
-	h.mu.Unlock()
-	for _, id := range ids {
-		if p, ok := paths.attachedPath(id); ok && p == remote {
+	defer h.mu.Unlock()
+	for id, put := range h.nodes {
+		if p, ok := paths.attachedPath(id); ok && match(p, put) {
 			return true
 		}
 	}
@@ -50,9 +60,18 @@ func (h *hiddenKeys) add(id uint64) {
 	if h.nodes == nil {
 		h.nodes = map[uint64]bool{}
 	}
-	if !h.nodes[id] {
-		h.nodes[id] = true
+	if _, ok := h.nodes[id]; !ok {
+		h.nodes[id] = false
 		h.n.Add(1)
+	}
+}
+
+// put records that an fsync put node id's file in the bucket.
+func (h *hiddenKeys) put(id uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.nodes[id]; ok {
+		h.nodes[id] = true
 	}
 }
 
@@ -64,14 +83,15 @@ func (h *hiddenKeys) has(id uint64) bool {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.nodes[id]
+	_, ok := h.nodes[id]
+	return ok
 }
 
 // remove shows node id's key again.
 func (h *hiddenKeys) remove(id uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.nodes[id] {
+	if _, ok := h.nodes[id]; ok {
 		delete(h.nodes, id)
 		h.n.Add(-1)
 	}

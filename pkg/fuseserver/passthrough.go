@@ -137,7 +137,7 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 // keys v's listings leave out.
 func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, log *slog.Logger) *passthroughFS {
 	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, log: log,
-		handles: map[uint64]bool{}}
+		handles: map[uint64]bool{}, order: releaseOrder{off: v.Opt.WriteBack <= 0}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
@@ -236,14 +236,15 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 	return st
 }
 
-// SetAttr of a size truncates through rclone: not beside a settle's write,
-// nor beside the adopt of a passthrough writer's file.
+// SetAttr of a size truncates through rclone: not beside a settle's write.
+// No SetAttr runs beside the adopt of a passthrough writer's file (a time
+// set then would be replaced by the adopt's).
 func (p *passthroughFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		p.fix.RLock()
 		defer p.fix.RUnlock()
-		defer p.holdWriters(in.NodeId)()
 	}
+	defer p.holdWriters(in.NodeId)()
 	return p.RawFileSystem.SetAttr(c, in, out)
 }
 

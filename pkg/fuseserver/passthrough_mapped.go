@@ -3,8 +3,10 @@ package fuseserver
 import (
 	"context"
 	"os"
+	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -154,18 +156,17 @@ func (p *passthroughFS) Forget(id, nlookup uint64) {
 	// known). If it cannot end now, the forget waits with it.
 	if n := p.nodes.getIf(id); n != nil {
 		n.mu.Lock()
-		w, wait := n.writer, false
-		if w != nil && n.pt == 0 && n.cached == 0 && p.paths.lookups(id) <= nlookup+w.forgets { // the last
-			if p.endWriting(id, n) {
-				nlookup += w.forgets
-			} else {
-				w.forgets += nlookup
-				wait = true
-			}
+		w := n.writer
+		last := w != nil && n.pt == 0 && n.cached == 0 && p.paths.lookups(id) <= nlookup+w.forgets
+		if last {
+			// Held back; the writer ends off go-fuse's forget path (which
+			// starts no other reader meanwhile), then passes it on.
+			w.forgets += nlookup
+			go p.retryWriter(id)
 		}
 		p.done(id)
 		n.mu.Unlock()
-		if wait {
+		if last {
 			return
 		}
 	}
@@ -240,6 +241,11 @@ func (p *passthroughFS) finish() {
 func (p *passthroughFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
 	p.fix.RLock()
 	defer p.fix.RUnlock()
+	if dir, ok := p.paths.path(in.NodeId); ok && p.hidden.putBelow(path.Join(dir, oldName)) {
+		// Its listing, which moves the objects, would not show the
+		// fsync's object of a file written through passthrough below it.
+		return fuse.Status(syscall.EXDEV)
+	}
 	from, _ := p.paths.child(in.NodeId, oldName)
 	to, _ := p.paths.child(in.Newdir, newName)
 	defer p.holdWriters(from, to)()

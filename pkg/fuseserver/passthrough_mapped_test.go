@@ -88,7 +88,7 @@ func TestRenamesThroughTheServerMoveSettles(t *testing.T) {
 	}{{2, 1, "d"}, {3, 1, "x"}, {4, 2, "f"}, {5, 2, "g"}, {6, 3, "h"}, {7, 3, "k"}} {
 		paths.learn(n.id, n.parent, n.name)
 	}
-	p := &passthroughFS{RawFileSystem: track, paths: paths, log: slog.New(slog.DiscardHandler)}
+	p := &passthroughFS{RawFileSystem: track, paths: paths, hidden: &hiddenKeys{}, log: slog.New(slog.DiscardHandler)}
 	read := func(id uint64) (*ptSettle, uint64) {
 		path, ok, seen := paths.attachedPathSeq(id)
 		if !ok {

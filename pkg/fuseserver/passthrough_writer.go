@@ -50,9 +50,11 @@ import (
 //     then lists every byte, and only then, in its turn (releaseOrder:
 //     files are queued for upload in the order they were closed), is the
 //     creator's handle released, so its close uploads the whole file and
-//     later opens find it as if written through the server. Truncates,
-//     unlinks and renames of the file wait while an adopt runs
-//     (holdWriters). An adopt that fails keeps the writer (tried again
+//     later opens find it as if written through the server. Attribute
+//     changes, unlinks and renames of the file wait while an adopt runs
+//     (holdWriters). A directory holding a writer that an fsync put in the
+//     bucket is not renamed (EXDEV): the move lists the objects to move,
+//     and the listing hides that one. An adopt that fails keeps the writer (tried again
 //     every pokeInterval and when the server stops; a forget is held back
 //     meanwhile, so the node stays known); a file a server leaves
 //     unadopted is uploaded whole by the next one (the create's journal
@@ -85,29 +87,24 @@ func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.Crea
 	if !ok {
 		return false
 	}
-	node, err := p.v.Stat(path)
-	if err != nil {
-		return false
-	}
-	if o, isObj := node.DirEntry().(rfs.Object); isObj && o != nil {
-		return false // rclone's item may hold it: its close would fetch from it
-	}
-	info, err := p.cache.Info(path)
-	if err != nil || !info.Dirty || info.Fingerprint != "" {
-		return false
-	}
-	f, err := os.OpenFile(p.cache.DataPath(path), os.O_RDWR, 0)
-	if err != nil {
+	// Hidden first: a listing that ends after this shows no object there,
+	// and one that ended before shows in the VFS's object, checked next.
+	p.hidden.add(out.NodeId)
+	f, ok := p.writerBacking(path)
+	if !ok {
+		p.hidden.remove(out.NodeId)
 		return false
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
+		p.hidden.remove(out.NodeId)
 		return false
 	}
 	id, ok := p.register(f)
 	if !ok {
 		f.Close()
+		p.hidden.remove(out.NodeId)
 		return false
 	}
 	h := in.InHeader
@@ -115,11 +112,28 @@ func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.Crea
 	n.backing = &ptBacking{id: id, f: f, fi: fi}
 	n.pt = 1
 	n.writer = &ptWriter{held: fuse.ReleaseIn{InHeader: h, Fh: out.Fh, Flags: in.Flags}, fhs: map[uint64]bool{out.Fh: true}}
-	p.hidden.add(out.NodeId)
 	p.writes.Add(1)
 	out.BackingID = id
 	out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH
 	return true
+}
+
+// writerBacking opens path's cache file for a writer if the VFS holds no
+// object for path and its cache item is dirty and never uploaded.
+func (p *passthroughFS) writerBacking(path string) (*os.File, bool) {
+	node, err := p.v.Stat(path)
+	if err != nil {
+		return nil, false
+	}
+	if o, isObj := node.DirEntry().(rfs.Object); isObj && o != nil {
+		return nil, false // rclone's item may hold it: its close would fetch from it
+	}
+	info, err := p.cache.Info(path)
+	if err != nil || !info.Dirty || info.Fingerprint != "" {
+		return nil, false
+	}
+	f, err := os.OpenFile(p.cache.DataPath(path), os.O_RDWR, 0)
+	return f, err == nil
 }
 
 // joinWriter answers an open of a node whose writer lives (mutex held):
@@ -175,11 +189,20 @@ func (p *passthroughFS) releaseWriter(c <-chan struct{}, in *fuse.ReleaseIn) boo
 	switch {
 	case len(w.fhs) > 0:
 	case !w.rw:
-		p.endWriting(in.NodeId, n)
+		p.endAndForget(in.NodeId, n)
 	case n.pt == 0 && n.cached == 0:
 		p.forgetSoon(in.NodeId)
 	}
 	return true
+}
+
+// endAndForget ends node id's writer (mutex held) and passes on the
+// forgets held back while it could not end.
+func (p *passthroughFS) endAndForget(id uint64, n *ptNode) {
+	forgets := n.writer.forgets
+	if p.endWriting(id, n) && forgets > 0 {
+		p.RawFileSystem.Forget(id, forgets)
+	}
 }
 
 // endWriting ends node id's writer (mutex held; no write-capable handle
@@ -249,6 +272,9 @@ func (p *passthroughFS) holdWriters(ids ...uint64) func() {
 // order they were closed even when a writer's adopt takes a while. Each
 // ticket taken must be done once.
 type releaseOrder struct {
+	// off: rclone uploads inside the release (no write-back delay), so
+	// keeping turns would have each release wait for earlier uploads.
+	off           bool
 	mu            sync.Mutex
 	cond          sync.Cond
 	next, serving uint64
@@ -256,6 +282,9 @@ type releaseOrder struct {
 
 // take hands out the next ticket.
 func (o *releaseOrder) take() uint64 {
+	if o.off {
+		return 0
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	t := o.next
@@ -265,6 +294,9 @@ func (o *releaseOrder) take() uint64 {
 
 // wait returns once every earlier ticket is done.
 func (o *releaseOrder) wait(t uint64) {
+	if o.off {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.cond.L == nil {
@@ -277,6 +309,9 @@ func (o *releaseOrder) wait(t uint64) {
 
 // done ends ticket t, after or instead of its wait.
 func (o *releaseOrder) done(t uint64) {
+	if o.off {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.cond.L == nil {
@@ -308,9 +343,7 @@ func (p *passthroughFS) retryWriter(id uint64) {
 	if w.rw && (w.forgets == 0 || n.pt > 0 || n.cached > 0 || p.paths.lookups(id) > w.forgets) {
 		return
 	}
-	if p.endWriting(id, n) && w.forgets > 0 {
-		p.RawFileSystem.Forget(id, w.forgets)
-	}
+	p.endAndForget(id, n)
 }
 
 // adopt writes path's cache file b through rclone, in place, so that
@@ -403,5 +436,6 @@ func (p *passthroughFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 		p.log.Warn("fsync upload failed", "path", path, "err", err)
 		return fuse.EIO
 	}
+	p.hidden.put(in.NodeId)
 	return fuse.OK
 }

@@ -48,7 +48,8 @@ func TestReleaseOrderServesTicketsInTurn(t *testing.T) {
 }
 
 // TestHiddenKeysFollowThePathTable: a hidden node's key is its path now,
-// also after a rename, and no longer once it is unlinked or removed.
+// also after a rename, and no longer once it is unlinked or removed; a
+// directory has a put below it once an fsync put a hidden file under it.
 func TestHiddenKeysFollowThePathTable(t *testing.T) {
 	pt := &pathTable{nodes: map[uint64]*pnode{}, names: map[pkey]uint64{}}
 	pt.learn(2, 1, "dir")
@@ -61,6 +62,13 @@ func TestHiddenKeysFollowThePathTable(t *testing.T) {
 	h.add(3)
 	if !h.hide("dir/f.bin") || h.hide("dir") || !h.has(3) || h.has(2) {
 		t.Fatal("node 3 added: want dir/f.bin hidden, dir shown")
+	}
+	if h.putBelow("dir") {
+		t.Fatal("no fsync put yet, but a put below dir")
+	}
+	h.put(3)
+	if !h.putBelow("dir") || h.putBelow("dir/f.bin") || h.putBelow("di") || h.putBelow("other") {
+		t.Fatal("after the put: want a put below dir only")
 	}
 	pt.rename(2, "f.bin", 1, "g.bin")
 	if h.hide("dir/f.bin") || !h.hide("g.bin") {
