@@ -119,7 +119,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	cid := cv.id
 	const written = 5<<20 + 3
 	// Read-write, so the bytes go through the FUSE server and are counted
-	// (a new file created write-only is written through passthrough).
+	// at once (a new file created write-only is written through
+	// passthrough and counted after its close, when the server has handed
+	// it to the cache).
 	out, err := os.OpenFile(filepath.Join(ctarget, "out.bin"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		t.Fatal(err)

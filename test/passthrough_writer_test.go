@@ -118,8 +118,8 @@ func TestCachedPassthroughWriter(t *testing.T) {
 		t.Fatalf("read right after the close: %d bytes (%v), not the ones written", len(got), err)
 	}
 	waitBucket(t, s3, bucket, "new.bin", "the passthrough writer's file", func(b []byte) bool { return bytes.Equal(b, want) })
-	if n := fuseStats(t, drv, id).PassthroughWrites; n != 2 {
-		t.Fatalf("%d passthrough writers, want 2 (the create and the second writer)", n)
+	if st := fuseStats(t, drv, id); st.PassthroughWrites != 2 || st.BytesWritten != int64(len(want)) {
+		t.Fatalf("%d passthrough writers, %d bytes written, want 2 (the create and the second writer) and the file's %d", st.PassthroughWrites, st.BytesWritten, len(want))
 	}
 	warmPassthrough(t, drv, id, path, sha256.Sum256(want))
 }

@@ -59,7 +59,9 @@ type Stats struct {
 	OldestPendingSeconds float64 `json:"oldestPendingSeconds"`
 	// BytesRead and BytesWritten went through the mount (what pods read
 	// and wrote), except reads served by FUSE passthrough, which the
-	// kernel makes from the cache file without the server.
+	// kernel makes from the cache file without the server; a file written
+	// through passthrough adds its size to BytesWritten once its writers
+	// are done.
 	BytesRead    int64 `json:"bytesRead"`
 	BytesWritten int64 `json:"bytesWritten"`
 	// StoreBytes were transferred to or from the store, TransferErrors

@@ -79,6 +79,9 @@ type passthroughFS struct {
 	// the write-capable ones among them (passthrough_writer.go).
 	opens  atomic.Int64
 	writes atomic.Int64
+	// wrote sums the sizes of the files written through passthrough, each
+	// counted once its writer ended.
+	wrote atomic.Int64
 
 	// nodes: a node's entry is kept while a call uses it or it has handles
 	// open.

@@ -215,10 +215,12 @@ func (p *passthroughFS) endWriting(id uint64, n *ptNode) bool {
 	t := p.order.take()
 	defer p.order.done(t)
 	if path, attached := p.paths.attachedPath(id); attached {
-		if err := p.adopt(path, n.backing); err != nil {
+		size, err := p.adopt(path, n.backing)
+		if err != nil {
 			p.log.Error("a file written through passthrough could not be handed to the cache; kept open, tried again", "path", path, "err", err)
 			return false
 		}
+		p.wrote.Add(size)
 	} // else deleted or replaced: nothing of it is uploaded
 	p.order.wait(t)
 	p.RawFileSystem.Release(nil, &w.held)
@@ -347,26 +349,27 @@ func (p *passthroughFS) retryWriter(id uint64) {
 }
 
 // adopt writes path's cache file b through rclone, in place, so that
-// rclone lists every byte of it as the application's. Nothing else writes
-// the file meanwhile (the writer ended), so the bytes written are the
-// file's own.
-func (p *passthroughFS) adopt(path string, b *ptBacking) error {
+// rclone lists every byte of it as the application's, and returns its
+// size. Nothing else writes the file meanwhile (the writer ended), so the
+// bytes written are the file's own.
+func (p *passthroughFS) adopt(path string, b *ptBacking) (int64, error) {
 	h, err := p.v.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if now, err := os.Stat(p.cache.DataPath(path)); err != nil || !os.SameFile(now, b.fi) {
 		h.Close()
-		return errors.Join(fmt.Errorf("%s's cache file is no longer the one written", path), err)
+		return 0, errors.Join(fmt.Errorf("%s's cache file is no longer the one written", path), err)
 	}
 	fi, err := b.f.Stat()
 	if err != nil {
 		h.Close()
-		return err
+		return 0, err
 	}
-	if _, err := copyInto(h, b.f); err != nil {
+	size, err := copyInto(h, b.f)
+	if err != nil {
 		h.Close()
-		return err
+		return 0, err
 	}
 	// The copy made rclone take now as the file's time; the writers' (or
 	// the one they set) is the cache file's.
@@ -375,7 +378,7 @@ func (p *passthroughFS) adopt(path string, b *ptBacking) error {
 			p.log.Warn("the time of a file written through passthrough not kept", "path", path, "err", err)
 		}
 	}
-	return h.Close()
+	return size, h.Close()
 }
 
 // writerFile returns a descriptor of node id's cache file and its path

@@ -57,6 +57,7 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 	}
 	if m.pt != nil {
 		st.Passthrough, st.PassthroughOpens, st.PassthroughWrites = m.pt.active(), m.pt.opens.Load(), m.pt.writes.Load()
+		st.BytesWritten += m.pt.wrote.Load()
 		st.MappedConflicts = m.pt.conflicts.Load()
 	}
 	return st

@@ -76,7 +76,7 @@ bucket_csi_volume_fuse_passthrough{volume="pvc-1"} 1
 # HELP bucket_csi_volume_fuse_passthrough_opens_total MOUNT_CACHED read-only opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total).
 # TYPE bucket_csi_volume_fuse_passthrough_opens_total counter
 bucket_csi_volume_fuse_passthrough_opens_total{volume="pvc-1"} 6
-# HELP bucket_csi_volume_fuse_passthrough_writes_total MOUNT_CACHED write-capable opens answered with FUSE passthrough: their writes go to the cache file without the FUSE server (and are not in bucket_csi_volume_written_bytes_total).
+# HELP bucket_csi_volume_fuse_passthrough_writes_total MOUNT_CACHED write-capable opens answered with FUSE passthrough: their writes go to the cache file without the FUSE server (bucket_csi_volume_written_bytes_total counts such a file's size once its writers are done).
 # TYPE bucket_csi_volume_fuse_passthrough_writes_total counter
 bucket_csi_volume_fuse_passthrough_writes_total{volume="pvc-1"} 2
 # HELP bucket_csi_volume_fuse_mapped_conflicts_total MOUNT_CACHED files a shared mapping wrote whose path meanwhile held newer content: saved beside it as <name>.conflict-<UTC time>, not merged.
@@ -105,7 +105,7 @@ bucket_csi_volume_stage_duration_seconds{volume="pvc-1"} 4
 # TYPE bucket_csi_volume_store_requests_total counter
 bucket_csi_volume_store_requests_total{method="PUT",status="2xx",volume="pvc-1"} 7
 bucket_csi_volume_store_requests_total{method="PUT",status="5xx",volume="pvc-1"} 2
-# HELP bucket_csi_volume_written_bytes_total Bytes pods wrote through the volume's FUSE mount.
+# HELP bucket_csi_volume_written_bytes_total Bytes pods wrote through the volume's FUSE mount (a file written through FUSE passthrough counts its size once its writers are done).
 # TYPE bucket_csi_volume_written_bytes_total counter
 bucket_csi_volume_written_bytes_total{volume="pvc-1"} 4096
 bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
