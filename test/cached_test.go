@@ -383,14 +383,7 @@ func TestCachedFsyncUploadsOnlyChanges(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(target, "mine.bin"), written, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(target, "mine.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatalf("fsync through a read-only handle of a written file: %v", err)
-	}
-	f.Close()
+	syncReadOnly(t, filepath.Join(target, "mine.bin"))
 	if got, err := s3.ReadObject(t, bucket, "mine.bin"); err != nil || !bytes.Equal(got, written) {
 		t.Fatalf("after fsync through a read-only handle the bucket does not hold the written file: %v (%d bytes)", err, len(got))
 	}
@@ -441,4 +434,18 @@ func TestCachedFsyncIsDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	unstageUntilDone(t, c, id, staging, 30*time.Second, time.Minute)
+}
+
+// syncReadOnly fsyncs path through a handle opened read-only (as
+// coreutils' sync FILE does).
+func syncReadOnly(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync of %s through a read-only handle: %v", path, err)
+	}
 }

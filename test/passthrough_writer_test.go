@@ -91,14 +91,7 @@ func TestCachedPassthroughWriter(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Sync(); err != nil {
-		t.Fatalf("fsync through a reader of a passthrough writer's file: %v", err)
-	}
-	r.Close()
+	syncReadOnly(t, path)
 	if got, err := s3.ReadObject(t, bucket, "new.bin"); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("right after a reader's fsync the bucket holds %d bytes (%v), not the ones written", len(got), err)
 	}

@@ -301,29 +301,30 @@ func (o *releaseOrder) wait(t uint64) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cond.L == nil {
-		o.cond.L = &o.mu
-	}
-	for o.serving != t {
-		o.cond.Wait()
-	}
+	o.awaitTurn(t)
 }
 
-// done ends ticket t, after or instead of its wait.
+// done ends ticket t, after or instead of its wait (without one it waits
+// for its turn first, so turns stay in order).
 func (o *releaseOrder) done(t uint64) {
 	if o.off {
 		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.awaitTurn(t)
+	o.serving++
+	o.cond.Broadcast()
+}
+
+// awaitTurn returns, o.mu held, once t is the ticket served.
+func (o *releaseOrder) awaitTurn(t uint64) {
 	if o.cond.L == nil {
 		o.cond.L = &o.mu
 	}
-	for o.serving != t { // not yet its turn: wait, so turns stay in order
+	for o.serving != t {
 		o.cond.Wait()
 	}
-	o.serving++
-	o.cond.Broadcast()
 }
 
 // retryWriter ends node id's writer if an adopt failed before, then
