@@ -77,7 +77,7 @@ func TestRunsNoteUniform(t *testing.T) {
 func TestEvaluate(t *testing.T) {
 	rep := Summarize([]Sample{
 		{"SeqRead", "bucket-csi-MOUNT", "MB/s", 600}, {"SeqRead", "raw-SDK", "MB/s", 1000},
-		{"SeqRead", "rclone-mount", "MB/s", 400},
+		{"SeqRead", "rclone-mount", "MB/s", 400}, {"SeqRead", "s3fs", "MB/s", 751.3},
 		{"IdleRSS", "bucket-csi-MOUNT", "idle-RSS-MiB", 41.24},
 		{"IdleRSS", "bucket-csi-MOUNT", "idle-RSS-MiB", 80},
 		{"IdleRSS", "bucket-csi-MOUNT", "idle-RSS-MiB", 30},
@@ -96,7 +96,8 @@ func TestEvaluate(t *testing.T) {
 		{"ratio met", ratio("raw-SDK", 0.5), "0.60×", "yes"},
 		{"ratio met at limit", ratio("raw-SDK", 0.6), "0.60×", "yes"},
 		{"ratio not met", ratio("rclone-mount", 2), "1.50×", "**no**"},
-		{"baseline missing", ratio("s3fs", 1.5), "not measured", "–"},
+		{"ratio rounding onto the limit", ratio("s3fs", 0.8), "0.799×", "**no**"},
+		{"baseline missing", ratio("rclone-mount2", 1.5), "not measured", "–"},
 		{"system missing", Target{Figure: "SeqRead", Unit: "MB/s", System: "bucket-csi-COPY", Baseline: "raw-SDK"}, "not measured", "–"},
 		{"row missing", Target{Figure: "CopyLarge", Unit: "MB/s", System: "bucket-csi-COPY", Baseline: "raw-SDK"}, "not measured", "–"},
 		{"absolute below met", rss(Below, 64), "41.2 MiB", "yes"},
