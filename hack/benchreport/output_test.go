@@ -78,6 +78,7 @@ func TestEvaluate(t *testing.T) {
 	rep := Summarize([]Sample{
 		{"SeqRead", "bucket-csi-MOUNT", "MB/s", 600}, {"SeqRead", "raw-SDK", "MB/s", 1000},
 		{"SeqRead", "rclone-mount", "MB/s", 400}, {"SeqRead", "s3fs", "MB/s", 751.3},
+		{"SeqRead", "rclone-copy", "MB/s", 749.7}, {"SeqRead", "gcsfuse", "MB/s", 750.0004},
 		{"IdleRSS", "bucket-csi-MOUNT", "idle-RSS-MiB", 41.24},
 		{"IdleRSS", "bucket-csi-MOUNT", "idle-RSS-MiB", 80},
 		{"IdleRSS", "bucket-csi-MOUNT", "idle-RSS-MiB", 30},
@@ -97,6 +98,9 @@ func TestEvaluate(t *testing.T) {
 		{"ratio met at limit", ratio("raw-SDK", 0.6), "0.60×", "yes"},
 		{"ratio not met", ratio("rclone-mount", 2), "1.50×", "**no**"},
 		{"ratio rounding onto the limit", ratio("s3fs", 0.8), "0.799×", "**no**"},
+		{"ratio met, rounding onto the limit", ratio("rclone-copy", 0.8), "0.8003×", "yes"},
+		{"ratio a hair under the limit", ratio("gcsfuse", 0.8), "0.7999996×", "**no**"},
+		{"absolute rounding onto the limit", rss(Below, 41.2), "41.24 MiB", "**no**"},
 		{"baseline missing", ratio("rclone-mount2", 1.5), "not measured", "–"},
 		{"system missing", Target{Figure: "SeqRead", Unit: "MB/s", System: "bucket-csi-COPY", Baseline: "raw-SDK"}, "not measured", "–"},
 		{"row missing", Target{Figure: "CopyLarge", Unit: "MB/s", System: "bucket-csi-COPY", Baseline: "raw-SDK"}, "not measured", "–"},
