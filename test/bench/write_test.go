@@ -56,9 +56,9 @@ func untilInBucket(b *testing.B, f *fixture, key string, size int64) time.Durati
 
 // listed reads the mount's directory (untimed): every system is mounted
 // afresh for each run, and the write's lookup of its new name would
-// otherwise time the directory's first listing too (6-11 ms of the 64 MiB
-// write's 20-30 ms on MOUNT_CACHED at 0 ms, docs/benchmarks.md), which the
-// ListDir figure measures on its own.
+// otherwise time the directory's first listing too (5-8 ms: the open took
+// 6.5-11 ms of the 64 MiB write's 20-30 ms on MOUNT_CACHED at 0 ms,
+// docs/benchmarks.md), which the ListDir figure measures on its own.
 func listed(b *testing.B, m mounted) {
 	if _, err := os.ReadDir(m.dir); err != nil {
 		b.Fatal(err)
