@@ -106,6 +106,8 @@ func TestEvaluate(t *testing.T) {
 		{"row missing", Target{Figure: "CopyLarge", Unit: "MB/s", System: "bucket-csi-COPY", Baseline: "raw-SDK"}, "not measured", "–"},
 		{"absolute below met", rss(Below, 64), "41.2 MiB", "yes"},
 		{"absolute below not met", rss(Below, 41.24), "41.2 MiB", "**no**"},
+		{"absolute at most, at the limit", rss(AtMost, 41.24), "41.2 MiB", "yes"},
+		{"absolute at most, over it", rss(AtMost, 41.2), "41.24 MiB", "**no**"},
 		{"absolute at least met", rss(AtLeast, 41), "41.2 MiB", "yes"},
 	}
 	for _, tt := range tests {

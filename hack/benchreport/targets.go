@@ -14,6 +14,8 @@ const (
 	AtLeast Bound = iota
 	// Below is met when the measurement is < Limit.
 	Below
+	// AtMost is met when the measurement is <= Limit.
+	AtMost
 )
 
 // Target is one goal of docs/benchmarks.md, checked against the medians of
@@ -102,13 +104,13 @@ var remoteTargets = []Target{
 		System: "bucket-csi-COPY", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, RTT: remoteRTT,
 		Why: "each file costs a GET of at least one round trip; 64 parallel fetches hide 20 ms only up to 3,200 files/s, and the raw-SDK column, the same GETs with the bodies discarded, is the server's bound; the local-disk loop's rate also swings between runs here"},
 	{Name: "at 20 ms: `ls -l` ≤ 0.5× the time of rclone mount", Figure: "ListDir", Unit: "ms",
-		System: "bucket-csi-MOUNT", Baseline: "rclone-mount", Bound: Below, Limit: 0.5, RTT: remoteRTT,
+		System: "bucket-csi-MOUNT", Baseline: "rclone-mount", Bound: AtMost, Limit: 0.5, RTT: remoteRTT,
 		Why: "listing pages of 1,000 keys follow one another, one round trip each"},
 	{Name: "at 20 ms: `ls -l` ≤ 0.5× the time of rclone mount2", Figure: "ListDir", Unit: "ms",
-		System: "bucket-csi-MOUNT", Baseline: "rclone-mount2", Bound: Below, Limit: 0.5, RTT: remoteRTT,
+		System: "bucket-csi-MOUNT", Baseline: "rclone-mount2", Bound: AtMost, Limit: 0.5, RTT: remoteRTT,
 		Why: "listing pages of 1,000 keys follow one another, one round trip each"},
 	{Name: "at 20 ms: `ls -l` ≤ 0.5× the time of s3fs", Figure: "ListDir", Unit: "ms",
-		System: "bucket-csi-MOUNT", Baseline: "s3fs", Bound: Below, Limit: 0.5, RTT: remoteRTT,
+		System: "bucket-csi-MOUNT", Baseline: "s3fs", Bound: AtMost, Limit: 0.5, RTT: remoteRTT,
 		Why: "listing pages of 1,000 keys follow one another, one round trip each"},
 }
 
@@ -179,9 +181,14 @@ func (t Target) Evaluate(rep *Report) Outcome {
 		}
 		v /= base.Median
 	}
-	met := v >= t.Limit
-	if t.Bound == Below {
+	var met bool
+	switch t.Bound {
+	case Below:
 		met = v < t.Limit
+	case AtMost:
+		met = v <= t.Limit
+	default:
+		met = v >= t.Limit
 	}
 	return Outcome{Target: t, Measured: true, Value: v, Met: met}
 }
