@@ -213,12 +213,9 @@ func (o Outcome) measuredText() string {
 		return "not measured"
 	case o.Target.Baseline != "":
 		s := fmt.Sprintf("%.2f", v)
-		for d := 3; v != limit && parsesTo(s, limit); d++ {
+		// 17 decimals tell any two ratios below 10 apart.
+		for d := 3; d <= 17 && v != limit && parsesTo(s, limit); d++ {
 			s = fmt.Sprintf("%.*f", d, v)
-			if d == 17 {
-				s = strconv.FormatFloat(v, 'f', -1, 64)
-				break
-			}
 		}
 		return s + "×"
 	default:
