@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"os"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
 // TestCachedPassthroughWriter: a new file created write-only on a
@@ -256,4 +260,64 @@ func TestCachedPassthroughWriterTimesAndRenames(t *testing.T) {
 			t.Fatal("partial/x.bin is still in the bucket after the directory's rename")
 		}
 	}
+}
+
+// TestCachedSmallFilesProfileWritesThroughServer: on a MOUNT_CACHED volume
+// with the small-files profile a new file created write-only is written
+// through the server (no passthrough writer in the server's stats, where
+// the defaults make it one: TestCachedPassthroughWriter), reaches the
+// bucket whole, and is then read through passthrough like any cached file.
+func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
+	}
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t, "--write-back", "1s")
+	ctx := context.Background()
+	vol, err := c.Controller.CreateVolume(ctx, createReq("pt-small-files", map[string]string{"mode": "MOUNT_CACHED", "profile": "small-files"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, vctx := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()
+	staging, target := podPaths(t, drv)
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+		VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx, Secrets: s3.Secrets()}); err != nil {
+		t.Fatalf("NodeStageVolume: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target,
+		VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx}); err != nil {
+		t.Fatalf("NodePublishVolume: %v", err)
+	}
+	t.Cleanup(func() { unpublish(t, c, id, staging, target) })
+
+	path := filepath.Join(target, "small.bin")
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if n := fuseStats(t, drv, id).PassthroughWrites; n != 0 {
+		t.Fatalf("a write-only create with the small-files profile: %d passthrough writers, want 0", n)
+	}
+	want := randomBytes(t, 16<<10)
+	if _, err := w.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read right after the close: %d bytes (%v), not the ones written", len(got), err)
+	}
+	waitBucket(t, s3, vctx["bucket"], "small.bin", "the small-files profile's file", func(b []byte) bool { return bytes.Equal(b, want) })
+	if st := fuseStats(t, drv, id); st.PassthroughWrites != 0 {
+		t.Fatalf("%d passthrough writers after the write, want 0", st.PassthroughWrites)
+	}
+	warmPassthrough(t, drv, id, path, sha256.Sum256(want))
 }

@@ -25,6 +25,7 @@ type mounterSettings struct {
 	WriteBack        time.Duration `json:"writeBack"`
 	ReadChunkStreams int           `json:"readChunkStreams"`
 	ReadChunkSize    int64         `json:"readChunkSize"`
+	ServerWrites     bool          `json:"serverWrites"`
 }
 
 func stagedSettings(t *testing.T, drv *testenv.Driver, id string) mounterSettings {
@@ -69,7 +70,7 @@ func TestProfileSettings(t *testing.T) {
 		want                mounterSettings
 	}{
 		{"no profile", "MOUNT_CACHED", "", nil, mounterSettings{DirCacheTime: 10 * time.Second, Transfers: 1, WriteBack: time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
-		{"small-files", "MOUNT_CACHED", "small-files", nil, mounterSettings{DirCacheTime: time.Minute, Transfers: 8, WriteBack: time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
+		{"small-files", "MOUNT_CACHED", "small-files", nil, mounterSettings{DirCacheTime: time.Minute, Transfers: 8, WriteBack: time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20, ServerWrites: true}},
 		{"checkpoint", "MOUNT_CACHED", "checkpoint", nil, mounterSettings{DirCacheTime: 10 * time.Second, Transfers: 1, WriteBack: 100 * time.Millisecond, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
 		{"dataset", "MOUNT", "dataset", nil, mounterSettings{DirCacheTime: 5 * time.Minute, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},
 		{"dataset, explicit dir-cache-time", "MOUNT", "dataset", []string{"dir-cache-time=3s"}, mounterSettings{DirCacheTime: 3 * time.Second, ReadChunkStreams: 2, ReadChunkSize: 4 << 20}},

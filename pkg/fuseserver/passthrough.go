@@ -71,6 +71,7 @@ type passthroughFS struct {
 	j       *cachejournal.Journal
 	cache   cachejournal.Layout
 	hidden  *hiddenKeys // the keys of files written through passthrough
+	writers bool        // new write-only files may be passthrough writers
 	order   releaseOrder
 	log     *slog.Logger
 	// stopping is set once the server is unmounted: settles stop waiting.
@@ -137,22 +138,25 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 
 // newPassthroughFS wraps d (whose path table it reads); j is the write
 // journal of v's cache (its layout checked against v); hidden are the
-// keys v's listings leave out.
-func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, log *slog.Logger) *passthroughFS {
-	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, log: log,
+// keys v's listings leave out; writers allows passthrough writers.
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, writers bool, log *slog.Logger) *passthroughFS {
+	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, writers: writers, log: log,
 		handles: map[uint64]bool{}, order: releaseOrder{off: v.Opt.WriteBack <= 0}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
-// it, and logs which way reads go.
+// it, and logs which way reads and writes go.
 func (p *passthroughFS) attach(srv *fuse.Server) {
 	on := srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
 	p.mu.Lock()
 	p.srv, p.on = srv, on
 	p.mu.Unlock()
-	if on {
-		p.log.Info("FUSE passthrough in use: reads of wholly cached files go to the cache file")
-	} else {
+	switch {
+	case on && p.writers:
+		p.log.Info("FUSE passthrough in use: reads of wholly cached files, and writes of new files created write-only, go to the cache file")
+	case on:
+		p.log.Info("FUSE passthrough in use: reads of wholly cached files go to the cache file; writes go through the server")
+	default:
 		p.log.Info("FUSE passthrough unavailable (the kernel does not offer it): reads go through the server")
 	}
 }

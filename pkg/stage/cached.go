@@ -123,6 +123,7 @@ func (c *Cached) Stage(ctx context.Context, req Request, rec *nodestate.Volume) 
 	tune := req.Handle.Profile.Tuning()
 	cfg.Transfers = max(volume.Or(tune.Transfers, c.Transfers), 1)
 	cfg.WriteBack = volume.Or(tune.WriteBack, c.WriteBack)
+	cfg.ServerWrites = tune.ServerWrites
 	if cfg.WriteBack <= 0 {
 		cfg.WriteBack = time.Second
 	}

@@ -32,6 +32,9 @@ type Tuning struct {
 	// WriteBack: the delay between a file's last close and its upload
 	// (MOUNT_CACHED; --write-back).
 	WriteBack time.Duration
+	// ServerWrites: new files are written through the FUSE server, never
+	// handed to the kernel as passthrough writers (MOUNT_CACHED).
+	ServerWrites bool
 }
 
 // profileEntry is one row of the profile table.
@@ -49,7 +52,9 @@ type profileEntry struct {
 //     start 100 ms after the last close (default 1s), in close order;
 //   - small-files: many small files listed, read and written: listings
 //     trusted for 1 minute, 8 parallel uploads (close order not kept;
-//     fsync stays the durable checkpoint).
+//     fsync stays the durable checkpoint), writes through the FUSE server
+//     (a passthrough writer's cost per file made 16 KiB files written one
+//     by one 0.69x as fast, docs/benchmarks.md "Small files written").
 //
 // No profile changes the read-ahead: 8 parallel GETs of 16 MiB read a
 // sequential file at 0.64× the defaults' rate (4 of 8 MiB), with twice
@@ -59,7 +64,7 @@ func profileTable() []profileEntry {
 	return []profileEntry{
 		{ProfileDataset, Tuning{DirCacheTime: 5 * time.Minute}},
 		{ProfileCheckpoint, Tuning{WriteBack: 100 * time.Millisecond}},
-		{ProfileSmallFiles, Tuning{DirCacheTime: time.Minute, Transfers: 8}},
+		{ProfileSmallFiles, Tuning{DirCacheTime: time.Minute, Transfers: 8, ServerWrites: true}},
 	}
 }
 

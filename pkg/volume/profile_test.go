@@ -31,7 +31,7 @@ func TestProfileTuning(t *testing.T) {
 	want := map[Profile]Tuning{
 		ProfileDataset:    {DirCacheTime: 5 * time.Minute},
 		ProfileCheckpoint: {WriteBack: 100 * time.Millisecond},
-		ProfileSmallFiles: {DirCacheTime: time.Minute, Transfers: 8},
+		ProfileSmallFiles: {DirCacheTime: time.Minute, Transfers: 8, ServerWrites: true},
 	}
 	if len(Profiles()) != len(want) {
 		t.Fatalf("profiles %v, want %d", Profiles(), len(want))
