@@ -273,7 +273,8 @@ func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
 	}
 	testenv.RequireFUSE(t)
 	s3, drv, c := startAll(t, "--write-back", "1s")
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	vol, err := c.Controller.CreateVolume(ctx, createReq("pt-small-files", map[string]string{"mode": "MOUNT_CACHED", "profile": "small-files"}, s3.Secrets()))
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +288,7 @@ func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
 		VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx, Secrets: s3.Secrets()}); err != nil {
 		t.Fatalf("NodeStageVolume: %v", err)
 	}
+	t.Cleanup(func() { unpublish(t, c, id, staging, target) }) // unpublishing an unpublished target is a no-op
 	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +296,9 @@ func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
 		VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx}); err != nil {
 		t.Fatalf("NodePublishVolume: %v", err)
 	}
-	t.Cleanup(func() { unpublish(t, c, id, staging, target) })
+	if !fuseStats(t, drv, id).Passthrough {
+		t.Fatal("the server does not use passthrough: the test needs it")
+	}
 
 	path := filepath.Join(target, "small.bin")
 	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)

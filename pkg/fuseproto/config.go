@@ -68,10 +68,11 @@ type Config struct {
 	// offers it), so reads skip the server. With Cache and Durable. See
 	// fuseserver/passthrough.go.
 	Passthrough bool `json:"passthrough,omitempty"`
-	// ServerWrites keeps every write going through the server: no new
-	// file becomes a passthrough writer (fuseserver/passthrough_writer.go),
-	// whose cost per file a small file does not earn back (the small-files
-	// profile). Reads stay passthrough.
+	// ServerWrites: no new file becomes a passthrough writer
+	// (fuseserver/passthrough_writer.go), whose cost per file a small
+	// file does not earn back (the small-files profile); new files are
+	// written through the server. Reads, and shared mappings beside
+	// passthrough readers, still use the cache file.
 	ServerWrites bool `json:"serverWrites,omitempty"`
 	// CacheDir is the VFS cache directory (with Cache).
 	CacheDir string `json:"cacheDir,omitempty"`

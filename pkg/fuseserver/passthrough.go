@@ -71,9 +71,10 @@ type passthroughFS struct {
 	j       *cachejournal.Journal
 	cache   cachejournal.Layout
 	hidden  *hiddenKeys // the keys of files written through passthrough
-	writers bool        // new write-only files may be passthrough writers
-	order   releaseOrder
-	log     *slog.Logger
+	// serverWrites: no new file becomes a passthrough writer.
+	serverWrites bool
+	order        releaseOrder
+	log          *slog.Logger
 	// stopping is set once the server is unmounted: settles stop waiting.
 	stopping atomic.Bool
 	// opens counts the handles answered with plain passthrough; writes
@@ -138,9 +139,10 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 
 // newPassthroughFS wraps d (whose path table it reads); j is the write
 // journal of v's cache (its layout checked against v); hidden are the
-// keys v's listings leave out; writers allows passthrough writers.
-func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, writers bool, log *slog.Logger) *passthroughFS {
-	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, writers: writers, log: log,
+// keys v's listings leave out; serverWrites keeps new files from becoming
+// passthrough writers (passthrough_writer.go).
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, serverWrites bool, log *slog.Logger) *passthroughFS {
+	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, serverWrites: serverWrites, log: log,
 		handles: map[uint64]bool{}, order: releaseOrder{off: v.Opt.WriteBack <= 0}}
 }
 
@@ -152,10 +154,10 @@ func (p *passthroughFS) attach(srv *fuse.Server) {
 	p.srv, p.on = srv, on
 	p.mu.Unlock()
 	switch {
-	case on && p.writers:
+	case on && !p.serverWrites:
 		p.log.Info("FUSE passthrough in use: reads of wholly cached files, and writes of new files created write-only, go to the cache file")
 	case on:
-		p.log.Info("FUSE passthrough in use: reads of wholly cached files go to the cache file; writes go through the server")
+		p.log.Info("FUSE passthrough in use: reads of wholly cached files go to the cache file; new files are written through the server")
 	default:
 		p.log.Info("FUSE passthrough unavailable (the kernel does not offer it): reads go through the server")
 	}

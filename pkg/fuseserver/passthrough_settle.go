@@ -473,6 +473,9 @@ func copyInto(h vfs.Handle, f *os.File) (int64, error) {
 			}
 			off += int64(n)
 		}
+		if n == len(buf) && n < copyBuffer {
+			buf = make([]byte, copyBuffer) // the file grew since the stat
+		}
 		if err == io.EOF {
 			return off, nil
 		} else if err != nil {

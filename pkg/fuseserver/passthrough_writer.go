@@ -26,6 +26,10 @@ import (
 //     cache item is dirty and never uploaded: the create's own rclone
 //     handle opened the item with no object, and nothing else opens it
 //     while the writer lives, so the item has no object to fetch from.
+//     Never with serverWrites (Config.ServerWrites, the small-files
+//     profile): a writer costs a new file about half a millisecond, which
+//     a small file does not earn back (docs/benchmarks.md, "Small files
+//     written").
 //   - While the writer lives (from the create until the last
 //     write-capable handle of the node is released, or, once an O_RDWR
 //     handle was opened, until the kernel's last forget of the node, when
@@ -79,7 +83,7 @@ type ptWriter struct {
 func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.CreateOut) bool {
 	// With O_TRUNC or O_EXCL rclone's create opens the item at once
 	// (truncating it); without, only if the VFS did not know the name.
-	if in.Flags&syscall.O_ACCMODE != syscall.O_WRONLY || in.Flags&(syscall.O_TRUNC|syscall.O_EXCL) == 0 ||
+	if p.serverWrites || in.Flags&syscall.O_ACCMODE != syscall.O_WRONLY || in.Flags&(syscall.O_TRUNC|syscall.O_EXCL) == 0 ||
 		n.cached > 0 || n.pt > 0 || n.mapped != nil || out.OpenFlags&fuse.FOPEN_DIRECT_IO != 0 {
 		return false
 	}

@@ -271,7 +271,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
-			pt = newPassthroughFS(d, v, journal, hidden, !cfg.ServerWrites, log)
+			pt = newPassthroughFS(d, v, journal, hidden, cfg.ServerWrites || cfg.ReadOnly, log)
 			raw, meter.pt = pt, pt
 			if whole != nil {
 				whole.skip = hidden.has
