@@ -159,7 +159,7 @@ func skyPilotTargets() []Target {
 
 // smallWritesWhy is why small files written through MOUNT_CACHED may
 // trail SkyPilot's flags.
-const smallWritesWhy = "both create each file through rclone's VFS cache; ours also hands a new write-only file to the kernel (FUSE passthrough) and copies it through rclone after the close, a cost per file that a 64 MiB write earns back and a 16 KiB one does not (docs/benchmarks.md, Small files written)"
+const smallWritesWhy = "both create each file through rclone's VFS cache; ours also hands a new write-only file to the kernel (FUSE passthrough) and copies it through rclone after the close, a cost per file that a 64 MiB write earns back and a 16 KiB one does not; the small-files profile writes through the server and was ahead (docs/benchmarks.md, Small files written)"
 
 // allTargets are targets, remoteTargets and skyPilotTargets.
 func allTargets() []Target {
