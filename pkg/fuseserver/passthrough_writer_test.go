@@ -1,10 +1,15 @@
 package fuseserver
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rclone/rclone/vfs"
 )
 
 // TestReleaseOrderServesTicketsInTurn: tickets are served in the order
@@ -81,5 +86,49 @@ func TestHiddenKeysFollowThePathTable(t *testing.T) {
 	h.remove(3)
 	if h.has(3) || h.n.Load() != 0 {
 		t.Fatal("node 3 still counted after remove")
+	}
+}
+
+// writesAt records what WriteAt is given (copyInto's only call on it).
+type writesAt struct {
+	vfs.Handle
+	got   []byte
+	calls int
+}
+
+func (w *writesAt) WriteAt(b []byte, off int64) (int, error) {
+	if end := off + int64(len(b)); end > int64(len(w.got)) {
+		w.got = append(w.got, make([]byte, end-int64(len(w.got)))...)
+	}
+	w.calls++
+	return copy(w.got[off:], b), nil
+}
+
+// TestCopyIntoCopiesEveryByte: copyInto hands every byte of files around
+// its buffer sizes to the handle, at their offsets, and returns the size;
+// a file up to its largest buffer takes one write.
+func TestCopyIntoCopiesEveryByte(t *testing.T) {
+	for _, size := range []int{0, 1, copyBuffer - 1, copyBuffer, copyBuffer + 1, 3*copyBuffer + 5} {
+		want := make([]byte, size)
+		for i := range want {
+			want[i] = byte(i*7 + i/251)
+		}
+		path := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(path, want, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h writesAt
+		n, err := copyInto(&h, f)
+		f.Close()
+		if err != nil || n != int64(size) || !bytes.Equal(h.got, want) {
+			t.Fatalf("%d bytes: copied %d (%v), equal %v", size, n, err, bytes.Equal(h.got, want))
+		}
+		if size > 0 && size < copyBuffer && h.calls != 1 {
+			t.Errorf("%d bytes: %d writes, want 1", size, h.calls)
+		}
 	}
 }

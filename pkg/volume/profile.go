@@ -52,9 +52,10 @@ type profileEntry struct {
 //     start 100 ms after the last close (default 1s), in close order;
 //   - small-files: many small files listed, read and written: listings
 //     trusted for 1 minute, 8 parallel uploads (close order not kept;
-//     fsync stays the durable checkpoint), writes through the FUSE server
-//     (a passthrough writer's cost per file made 16 KiB files written one
-//     by one 0.69x as fast, docs/benchmarks.md "Small files written").
+//     fsync stays the durable checkpoint), new files written through the
+//     FUSE server in MOUNT_CACHED (a passthrough writer's cost per file
+//     made 16 KiB files written one by one 0.69× as fast,
+//     docs/benchmarks.md "Small files written").
 //
 // No profile changes the read-ahead: 8 parallel GETs of 16 MiB read a
 // sequential file at 0.64× the defaults' rate (4 of 8 MiB), with twice
