@@ -158,7 +158,16 @@ func podPaths(t *testing.T, drv *testenv.Driver) (staging, target string) {
 	return filepath.Join(work, "staging"), filepath.Join(work, "pod", "mount")
 }
 
+// publish stages id at staging (secrets, mount flags) and publishes it at
+// target, read-only with ro, failing the test on an error.
 func publish(t *testing.T, c testenv.Clients, id, staging, target string, secrets map[string]string, ro bool, flags ...string) {
+	t.Helper()
+	publishContext(t, c, id, staging, target, nil, secrets, ro, flags...)
+}
+
+// publishContext is publish with the volume context kubelet passes from the
+// PV (CreateVolume's answer: the bucket, a profile).
+func publishContext(t *testing.T, c testenv.Clients, id, staging, target string, vctx, secrets map[string]string, ro bool, flags ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -166,13 +175,13 @@ func publish(t *testing.T, c testenv.Clients, id, staging, target string, secret
 	if err := os.MkdirAll(staging, 0o750); err != nil && !errors.Is(err, syscall.EEXIST) {
 		t.Fatal(err)
 	}
-	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx, flags...), Secrets: secrets}); err != nil {
+	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx, flags...), VolumeContext: vctx, Secrets: secrets}); err != nil {
 		t.Fatalf("NodeStageVolume: %v", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx), Readonly: ro}); err != nil {
+	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx, Readonly: ro}); err != nil {
 		t.Fatalf("NodePublishVolume: %v", err)
 	}
 }

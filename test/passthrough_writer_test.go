@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/test/testenv"
@@ -281,21 +280,8 @@ func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
 	}
 	id, vctx := vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()
 	staging, target := podPaths(t, drv)
-	if err := os.MkdirAll(staging, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
-		VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx, Secrets: s3.Secrets()}); err != nil {
-		t.Fatalf("NodeStageVolume: %v", err)
-	}
-	t.Cleanup(func() { unpublish(t, c, id, staging, target) }) // unpublishing an unpublished target is a no-op
-	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target,
-		VolumeCapability: testenv.MountCap(rwx), VolumeContext: vctx}); err != nil {
-		t.Fatalf("NodePublishVolume: %v", err)
-	}
+	t.Cleanup(func() { unpublish(t, c, id, staging, target) }) // a no-op for what a failed publish left undone
+	publishContext(t, c, id, staging, target, vctx, s3.Secrets(), false)
 	if !fuseStats(t, drv, id).Passthrough {
 		t.Fatal("the server does not use passthrough: the test needs it")
 	}

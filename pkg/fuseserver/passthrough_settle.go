@@ -317,7 +317,7 @@ func (p *passthroughFS) touch(path string, h vfs.Handle, m *ptMark) error {
 	// rclone reset the file meanwhile. Without room, the write goes ahead
 	// while the mark is still the file (it needs no room then, and a file
 	// left unsettled could be evicted, leaving only the mark's copy).
-	if err := p.roomFor(m); err != nil {
+	if _, err := p.roomFor(m); err != nil {
 		if now, serr := os.Stat(p.cache.DataPath(path)); serr != nil || !os.SameFile(now, m.fi) {
 			return err
 		}
@@ -357,10 +357,11 @@ func (p *passthroughFS) objectIs(path, fp string) bool {
 // room for it, and records that the whole file is the application's
 // (Repair must not fetch the bucket's bytes over it).
 func (p *passthroughFS) copyAll(path string, h vfs.Handle, m *ptMark) error {
-	if err := p.roomFor(m); err != nil {
+	size, err := p.roomFor(m)
+	if err != nil {
 		return err
 	}
-	size, err := copyInto(h, m.f)
+	size, err = copyInto(h, m.f, size)
 	if err != nil {
 		return err
 	}
@@ -373,7 +374,8 @@ func (p *passthroughFS) copyAll(path string, h vfs.Handle, m *ptMark) error {
 // keepConflict saves m, which cannot go to path, as a new file beside it
 // (conflictName), uploaded like any other; a copy that fails is removed.
 func (p *passthroughFS) keepConflict(path string, m *ptMark) error {
-	if err := p.roomFor(m); err != nil {
+	size, err := p.roomFor(m)
+	if err != nil {
 		return err
 	}
 	at := time.Now()
@@ -392,7 +394,7 @@ func (p *passthroughFS) keepConflict(path string, m *ptMark) error {
 		if err != nil {
 			return err
 		}
-		_, err = copyInto(h, m.f)
+		_, err = copyInto(h, m.f, size)
 		if cerr := h.Close(); err == nil {
 			err = cerr
 		}
@@ -411,21 +413,21 @@ func (p *passthroughFS) keepConflict(path string, m *ptMark) error {
 	}
 }
 
-// roomFor fails with ENOSPC unless the cache's filesystem has room for a
-// copy of m and 16 MiB more.
-func (p *passthroughFS) roomFor(m *ptMark) error {
+// roomFor returns m's size, or fails with ENOSPC unless the cache's
+// filesystem has room for a copy of m and 16 MiB more.
+func (p *passthroughFS) roomFor(m *ptMark) (int64, error) {
 	fi, err := m.f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(p.cache.Data, &st); err != nil {
-		return err
+		return 0, err
 	}
 	if free := int64(st.Bavail) * st.Bsize; free < fi.Size()+16<<20 {
-		return fmt.Errorf("the cache has %d bytes free for a copy of %d: %w", free, fi.Size(), syscall.ENOSPC)
+		return 0, fmt.Errorf("the cache has %d bytes free for a copy of %d: %w", free, fi.Size(), syscall.ENOSPC)
 	}
-	return nil
+	return fi.Size(), nil
 }
 
 // conflictName is the name of the i-th conflict copy of path saved at at:
@@ -454,16 +456,13 @@ func parentOf(name string) (string, bool) {
 }
 
 // copyInto writes all of f through h from offset 0 and returns its size.
-// Its buffer is one byte more than the file (so the first read also finds
-// the end), up to 1 MiB: most files are small, and clearing a 1 MiB
-// buffer for each was a third of the FUSE server's CPU while a loop
-// created files of a few bytes (docs/benchmarks.md).
-func copyInto(h vfs.Handle, f *os.File) (int64, error) {
-	size := int64(copyBuffer)
-	if fi, err := f.Stat(); err == nil {
-		size = min(fi.Size()+1, size)
-	}
-	buf := make([]byte, size)
+// size is what f held when the caller last looked (a hint: bytes beyond
+// it are copied too). The buffer is one byte more than that (so the first
+// read also finds the end), up to 1 MiB: most files are small, and
+// clearing a 1 MiB buffer for each was a third of the FUSE server's CPU
+// while a loop created files of a few bytes (docs/benchmarks.md).
+func copyInto(h vfs.Handle, f *os.File, size int64) (int64, error) {
+	buf := make([]byte, min(max(size, 0)+1, copyBuffer))
 	var off int64
 	for {
 		n, err := f.ReadAt(buf, off)

@@ -371,7 +371,7 @@ func (p *passthroughFS) adopt(path string, b *ptBacking) (int64, error) {
 		h.Close()
 		return 0, err
 	}
-	size, err := copyInto(h, b.f)
+	size, err := copyInto(h, b.f, fi.Size())
 	if err != nil {
 		h.Close()
 		return 0, err

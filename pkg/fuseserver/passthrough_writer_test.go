@@ -105,8 +105,9 @@ func (w *writesAt) WriteAt(b []byte, off int64) (int, error) {
 }
 
 // TestCopyIntoCopiesEveryByte: copyInto hands every byte of files around
-// its buffer sizes to the handle, at their offsets, and returns the size;
-// a file up to its largest buffer takes one write.
+// its buffer sizes to the handle, at their offsets, and returns the size,
+// also when the file grew after the size it was given; a file up to its
+// largest buffer, of the size given, takes one write.
 func TestCopyIntoCopiesEveryByte(t *testing.T) {
 	for _, size := range []int{0, 1, copyBuffer - 1, copyBuffer, copyBuffer + 1, 3*copyBuffer + 5} {
 		want := make([]byte, size)
@@ -117,18 +118,21 @@ func TestCopyIntoCopiesEveryByte(t *testing.T) {
 		if err := os.WriteFile(path, want, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var h writesAt
-		n, err := copyInto(&h, f)
-		f.Close()
-		if err != nil || n != int64(size) || !bytes.Equal(h.got, want) {
-			t.Fatalf("%d bytes: copied %d (%v), equal %v", size, n, err, bytes.Equal(h.got, want))
-		}
-		if size > 0 && size < copyBuffer && h.calls != 1 {
-			t.Errorf("%d bytes: %d writes, want 1", size, h.calls)
+		// The size as looked at, and a file that grew since it was (0).
+		for _, hint := range []int64{int64(size), 0} {
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var h writesAt
+			n, err := copyInto(&h, f, hint)
+			f.Close()
+			if err != nil || n != int64(size) || !bytes.Equal(h.got, want) {
+				t.Fatalf("%d bytes, hint %d: copied %d (%v), equal %v", size, hint, n, err, bytes.Equal(h.got, want))
+			}
+			if hint == int64(size) && size > 0 && size < copyBuffer && h.calls != 1 {
+				t.Errorf("%d bytes: %d writes, want 1", size, h.calls)
+			}
 		}
 	}
 }
