@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,9 @@ func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 			m, err := mountpoint.Get(dir)
 			if err != nil || m == nil || m.FSType != "ext4" || !strings.HasPrefix(m.Source, "/dev/loop") {
 				t.Fatalf("mount at %s: %+v, %v", dir, m, err)
+			}
+			if opts := superOptions(t, dir); !slices.Contains(strings.Split(opts, ","), "noauto_da_alloc") {
+				t.Fatalf("the image is mounted with %q; want noauto_da_alloc (no flush at the close of a file truncated to nothing)", opts)
 			}
 			// Files of a block or more each run out of blocks first.
 			var sf unix.Statfs_t
@@ -109,6 +113,27 @@ func TestImageCapsWhatTheDirectoryTakes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// superOptions returns the filesystem options of the mount at dir, as
+// /proc/self/mountinfo lists them (the last field).
+func superOptions(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && f[4] == dir {
+			opts = f[len(f)-1] // the last mount at dir is the one seen
+		}
+	}
+	if opts == "" {
+		t.Fatalf("no mount at %s in /proc/self/mountinfo", dir)
+	}
+	return opts
 }
 
 // TestAttachMountsAHeldImageAgain: when a mount of the image outlives the
