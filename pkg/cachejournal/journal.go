@@ -50,7 +50,8 @@
 // or whose data is gone (deleted), except Mapped ones.
 //
 // The records guard against the process being killed, not the node
-// losing power: like rclone's own cache files they are not fsynced.
+// losing power: like rclone's own cache files they are not fsynced (only
+// a replacement of a whole file is, before its rename: writeAtomic).
 package cachejournal
 
 import (
@@ -526,13 +527,20 @@ func (j *Journal) append(rec record) error {
 // writeAtomic replaces p by data: a reader or a kill sees the old file or
 // the new one, never a part. The temporary file is made in the cache
 // directory itself (the same filesystem), never inside rclone's trees,
-// where its name could be a file of the volume's.
+// where its name could be a file of the volume's. It is synced before the
+// rename: the cache's image is mounted with noauto_da_alloc (package
+// diskimage), so ext4 no longer writes a file renamed over another first,
+// and a power loss right after a compaction must not leave the journal
+// empty. Compactions, repairs and fills are rare, the sync cheap there.
 func (j *Journal) writeAtomic(p string, data []byte) error {
 	f, err := os.CreateTemp(j.root, ".journal-tmp-*")
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -234,17 +234,24 @@ func mountImage(img, dir string) error {
 // mountDevice mounts the ext4 on the loop device dev (holding img) on dir.
 //
 // noauto_da_alloc: without it ext4 starts writing a file's data at its
-// close when the file was truncated to nothing before (so that a file
-// replaced in place is less likely to be empty after a power loss).
-// rclone rewrites a cached file's metadata that way at opens, closes, a
-// file's first write and time changes, about six times for a
-// MOUNT_CACHED file written once; the flushes made each rewrite take
+// close when the file was truncated to nothing before, and before a
+// rename over another file commits (so that a file replaced in place is
+// less likely to be empty after a power loss). rclone rewrites a cached
+// file's metadata by truncating it, at opens, closes, a file's first
+// write and time changes, about six times for a MOUNT_CACHED file
+// written once (new data files and applications' O_TRUNC rewrites are
+// truncated to nothing too); the flushes made each metadata rewrite take
 // about 1.6 times as long (docs/benchmarks.md, "The cache's filesystem
-// flushes no rewrite at close"). What is promised stays: nothing lost when a
-// process is killed (the page cache holds every byte), nothing across a
-// power loss, where rclone's cache files and the write journal, never
-// fsynced, could lose their last writes already (fsync of a file
-// uploads it); a rewritten file may now also be left empty then.
+// flushes no rewrite at close"). What is promised stays: nothing lost
+// when a process is killed (the page cache holds every byte), no promise
+// across a power loss (nothing in an image is fsynced but the write
+// journal's own replacements, cachejournal's writeAtomic; a MOUNT_CACHED
+// fsync uploads the file). After a power loss a file whose metadata was
+// rewritten in the seconds before may now find it empty, and rclone
+// then drops the file with its data, unless the journal's record of its
+// writes survived (the repair rebuilds the metadata from it). An image
+// still mounted elsewhere when it is attached again keeps the options of
+// that mount.
 func mountDevice(dev, img, dir string) error {
 	err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, mountData)
 	if err != nil {

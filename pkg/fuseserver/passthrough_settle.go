@@ -413,8 +413,9 @@ func (p *passthroughFS) keepConflict(path string, m *ptMark) error {
 	}
 }
 
-// roomFor returns m's size, or fails with ENOSPC unless the cache's
-// filesystem has room for a copy of m and 16 MiB more.
+// roomFor returns m's size; it fails with ENOSPC when the cache's
+// filesystem lacks room for a copy of m and 16 MiB more (or with the
+// error of the stat or statfs).
 func (p *passthroughFS) roomFor(m *ptMark) (int64, error) {
 	fi, err := m.f.Stat()
 	if err != nil {
@@ -462,7 +463,7 @@ func parentOf(name string) (string, bool) {
 // clearing a 1 MiB buffer for each was a third of the FUSE server's CPU
 // while a loop created files of a few bytes (docs/benchmarks.md).
 func copyInto(h vfs.Handle, f *os.File, size int64) (int64, error) {
-	buf := make([]byte, min(max(size, 0)+1, copyBuffer))
+	buf := make([]byte, min(max(size, 0), copyBuffer-1)+1)
 	var off int64
 	for {
 		n, err := f.ReadAt(buf, off)
@@ -473,7 +474,7 @@ func copyInto(h vfs.Handle, f *os.File, size int64) (int64, error) {
 			off += int64(n)
 		}
 		if n == len(buf) && n < copyBuffer {
-			buf = make([]byte, copyBuffer) // the file grew since the stat
+			buf = make([]byte, copyBuffer) // the file grew since the caller's stat
 		}
 		if err == io.EOF {
 			return off, nil

@@ -118,8 +118,9 @@ func TestCopyIntoCopiesEveryByte(t *testing.T) {
 		if err := os.WriteFile(path, want, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		// The size as looked at, and a file that grew since it was (0).
-		for _, hint := range []int64{int64(size), 0} {
+		// The size as looked at, a file that grew since it was (0) and
+		// one that shrank (10 bytes more).
+		for _, hint := range []int64{int64(size), 0, int64(size) + 10} {
 			f, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
