@@ -106,8 +106,8 @@ func (w *writesAt) WriteAt(b []byte, off int64) (int, error) {
 
 // TestCopyIntoCopiesEveryByte: copyInto hands every byte of files around
 // its buffer sizes to the handle, at their offsets, and returns the size,
-// also when the file grew after the size it was given; a file up to its
-// largest buffer, of the size given, takes one write.
+// also when the file grew or shrank after the size it was given; a file
+// up to its largest buffer, of the size given, takes one write.
 func TestCopyIntoCopiesEveryByte(t *testing.T) {
 	for _, size := range []int{0, 1, copyBuffer - 1, copyBuffer, copyBuffer + 1, 3*copyBuffer + 5} {
 		want := make([]byte, size)
