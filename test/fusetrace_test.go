@@ -15,10 +15,13 @@ import (
 const tracefsRoot = "/sys/kernel/tracing"
 
 // fuseTrace counts the requests the kernel sends to one FUSE mount, from
-// the fuse:fuse_request_send tracepoint (Linux 6.x), in a tracefs
+// the fuse:fuse_request_send tracepoint (a recent kernel's: this
+// machine's 6.18 has it, older ones may not), in a tracefs
 // instance of its own: other tracing on the node is left alone and other
-// mounts' requests are filtered out by their connection. Needs root and
-// tracefs; a test using it fails where either is missing.
+// mounts' requests are filtered out by their connection. Needs root,
+// tracefs (mounted at tracefsRoot for the test if it is not, and
+// unmounted after) and the tracepoint; a test using it fails where one
+// is missing.
 type fuseTrace struct {
 	inst string // the instance's directory
 }
@@ -31,6 +34,7 @@ func startFUSETrace(t *testing.T, mountpoint string) *fuseTrace {
 		if err := unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
 			t.Fatalf("tracefs is not mounted at %s and mounting it failed: %v", tracefsRoot, err)
 		}
+		t.Cleanup(func() { _ = unix.Unmount(tracefsRoot, 0) }) // after the instance's removal
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(mountpoint, &st); err != nil {
@@ -45,25 +49,31 @@ func startFUSETrace(t *testing.T, mountpoint string) *fuseTrace {
 	}
 	f := &fuseTrace{inst: inst}
 	t.Cleanup(func() {
-		f.write(t, "0")
+		_ = f.enable(false) // removing the instance ends its tracing anyway
 		if err := os.Remove(inst); err != nil {
 			t.Errorf("removing the tracefs instance %s: %v", inst, err)
 		}
 	})
-	event := filepath.Join(inst, "events", "fuse", "fuse_request_send")
-	if err := os.WriteFile(filepath.Join(event, "filter"), fmt.Appendf(nil, "connection == %d", conn), 0o600); err != nil {
-		t.Fatalf("filtering the fuse_request_send tracepoint: %v", err)
+	filter := filepath.Join(inst, "events", "fuse", "fuse_request_send", "filter")
+	if err := os.WriteFile(filter, fmt.Appendf(nil, "connection == %d", conn), 0o600); err != nil {
+		t.Fatalf("filtering the fuse_request_send tracepoint (does the kernel have it?): %v", err)
 	}
-	f.write(t, "1")
+	if err := f.enable(true); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
-// write enables ("1") or disables ("0") the tracepoint in f's instance.
-func (f *fuseTrace) write(t *testing.T, v string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(f.inst, "events", "fuse", "fuse_request_send", "enable"), []byte(v), 0o600); err != nil {
-		t.Fatalf("setting the fuse_request_send tracepoint to %s (does the kernel have it?): %v", v, err)
+// enable turns the tracepoint in f's instance on or off.
+func (f *fuseTrace) enable(on bool) error {
+	v := "0"
+	if on {
+		v = "1"
 	}
+	if err := os.WriteFile(filepath.Join(f.inst, "events", "fuse", "fuse_request_send", "enable"), []byte(v), 0o600); err != nil {
+		return fmt.Errorf("setting the fuse_request_send tracepoint to %s: %w", v, err)
+	}
+	return nil
 }
 
 // fuseOpcode finds a request's opcode name in a trace line.
@@ -73,7 +83,9 @@ var fuseOpcode = regexp.MustCompile(`\((FUSE_[A-Z_]+)\)`)
 // opcode name (FUSE_OPEN, FUSE_FLUSH, ...).
 func (f *fuseTrace) stop(t *testing.T) map[string]int {
 	t.Helper()
-	f.write(t, "0")
+	if err := f.enable(false); err != nil {
+		t.Fatal(err)
+	}
 	out, err := os.ReadFile(filepath.Join(f.inst, "trace"))
 	if err != nil {
 		t.Fatal(err)
