@@ -164,8 +164,8 @@ func TestMountReadsInAnyOrder(t *testing.T) {
 
 // TestMountReadCloseSendsNoFlush: a file MOUNT's read-ahead serves is
 // opened with FOPEN_NOFLUSH (pkg/fuseserver/stream.go), so its close
-// sends the server no FLUSH: reading small files one after another costs
-// a LOOKUP, an OPEN and a READ each (and a RELEASE after the close),
+// sends the server no FLUSH: reading files one after another costs a
+// LOOKUP, an OPEN and the READs of each (and a RELEASE after the close),
 // counted from the kernel's fuse:fuse_request_send tracepoint.
 func TestMountReadCloseSendsNoFlush(t *testing.T) {
 	testenv.RequireFUSE(t)

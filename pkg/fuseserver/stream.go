@@ -34,9 +34,10 @@ import (
 //   - Their opens are answered with FOPEN_NOFLUSH: the kernel sends no
 //     FLUSH at their closes. rclone's flush of a read handle checks the
 //     hash of what it read and does nothing else, and its handle reads
-//     nothing here; the server does not ask for POSIX locks (go-fuse's
-//     EnableLocks is off: the kernel keeps them) nor a writeback cache. For a reader of small files the FLUSH was one
-//     synchronous round trip of four per file (docs/benchmarks.md).
+//     nothing here; the server asks for neither POSIX locks (go-fuse's
+//     EnableLocks is off: the kernel keeps them) nor a writeback cache.
+//     For a reader of small files the FLUSH was one synchronous round
+//     trip of four per file (docs/benchmarks.md).
 //   - What a read returns is the object as the store serves it; a short
 //     or failed GET fails the read with EIO, as rclone's does.
 type streamFS struct {
