@@ -15,6 +15,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 
+	"github.com/bucket-csi/bucket-csi/pkg/store"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
 
@@ -27,36 +28,14 @@ import (
 // the end, and small files opened in listing order (served from the
 // small-file prefetch).
 func TestMountReadsInAnyOrder(t *testing.T) {
-	testenv.RequireFUSE(t)
-	s3, drv, c := startAll(t)
-	ctx := context.Background()
-	indep := s3.Store(t)
-	if err := indep.CreateBucket(ctx, "reads"); err != nil {
-		t.Fatal(err)
-	}
 	big := randomBytes(t, 20<<20+777)
-	if err := indep.PutObject(ctx, "reads", "big.bin", big); err != nil {
-		t.Fatal(err)
-	}
-	small := map[string][]byte{}
+	objects, small := map[string][]byte{"big.bin": big}, map[string][]byte{}
 	for i := range 20 {
 		name := fmt.Sprintf("small/%03d", i)
 		small[name] = randomBytes(t, 10<<10+i)
-		if err := indep.PutObject(ctx, "reads", name, small[name]); err != nil {
-			t.Fatal(err)
-		}
+		objects[name] = small[name]
 	}
-	vol, err := c.Controller.CreateVolume(ctx, &csi.CreateVolumeRequest{
-		Name: "pv-reads", VolumeCapabilities: []*csi.VolumeCapability{testenv.MountCap(rwx)},
-		Parameters: map[string]string{"source": "s3://reads", "mode": "MOUNT"}, Secrets: s3.Secrets(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := vol.GetVolume().GetVolumeId()
-	staging, target := podPaths(t, drv)
-	publish(t, c, id, staging, target, s3.Secrets(), true)
-	defer unpublish(t, c, id, staging, target)
+	target, indep := mountBucketReadOnly(t, "reads", objects)
 	path := filepath.Join(target, "big.bin")
 
 	// The server raises the mount's kernel read-ahead, so a buffered
@@ -149,7 +128,7 @@ func TestMountReadsInAnyOrder(t *testing.T) {
 	if _, err := fh.ReadAt(head, 0); err != nil || !bytes.Equal(head, big[:len(head)]) {
 		t.Fatalf("first read before the replacement: %v", err)
 	}
-	if err := indep.PutObject(ctx, "reads", "big.bin", []byte("short")); err != nil {
+	if err := indep.PutObject(context.Background(), "reads", "big.bin", []byte("short")); err != nil {
 		t.Fatal(err)
 	}
 	tail := make([]byte, 1<<20)
@@ -168,33 +147,11 @@ func TestMountReadsInAnyOrder(t *testing.T) {
 // LOOKUP, an OPEN and the READs of each (and a RELEASE after the close),
 // counted from the kernel's fuse:fuse_request_send tracepoint.
 func TestMountReadCloseSendsNoFlush(t *testing.T) {
-	testenv.RequireFUSE(t)
-	s3, drv, c := startAll(t)
-	ctx := context.Background()
-	indep := s3.Store(t)
-	if err := indep.CreateBucket(ctx, "noflush"); err != nil {
-		t.Fatal(err)
-	}
 	files := map[string][]byte{"big.bin": randomBytes(t, 3<<20+5)}
 	for i := range 20 {
 		files[fmt.Sprintf("small-%03d", i)] = randomBytes(t, 10<<10+i)
 	}
-	for name, data := range files {
-		if err := indep.PutObject(ctx, "noflush", name, data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vol, err := c.Controller.CreateVolume(ctx, &csi.CreateVolumeRequest{
-		Name: "pv-noflush", VolumeCapabilities: []*csi.VolumeCapability{testenv.MountCap(rwx)},
-		Parameters: map[string]string{"source": "s3://noflush", "mode": "MOUNT"}, Secrets: s3.Secrets(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := vol.GetVolume().GetVolumeId()
-	staging, target := podPaths(t, drv)
-	publish(t, c, id, staging, target, s3.Secrets(), true)
-	defer unpublish(t, c, id, staging, target)
+	target, _ := mountBucketReadOnly(t, "noflush", files)
 	entries, err := os.ReadDir(target)
 	if err != nil || len(entries) != len(files) {
 		t.Fatalf("listing the volume: %d entries, %v", len(entries), err)
@@ -211,4 +168,37 @@ func TestMountReadCloseSendsNoFlush(t *testing.T) {
 	if sent["FUSE_OPEN"] != len(files) || sent["FUSE_FLUSH"] != 0 {
 		t.Errorf("reading %d files sent the server %v, want %d FUSE_OPEN and no FUSE_FLUSH", len(files), sent, len(files))
 	}
+}
+
+// mountBucketReadOnly creates bucket holding objects (key: bytes) and
+// publishes a MOUNT volume of it read-only, unpublished when the test
+// ends. It returns the pod's path of the volume and a client of the
+// bucket's server that is not the driver's, to change the bucket beside
+// the mount.
+func mountBucketReadOnly(t *testing.T, bucket string, objects map[string][]byte) (string, store.Store) {
+	t.Helper()
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	indep := s3.Store(t)
+	if err := indep.CreateBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	for key, data := range objects {
+		if err := indep.PutObject(ctx, bucket, key, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vol, err := c.Controller.CreateVolume(ctx, &csi.CreateVolumeRequest{
+		Name: "pv-" + bucket, VolumeCapabilities: []*csi.VolumeCapability{testenv.MountCap(rwx)},
+		Parameters: map[string]string{"source": "s3://" + bucket, "mode": "MOUNT"}, Secrets: s3.Secrets(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	staging, target := podPaths(t, drv)
+	publish(t, c, id, staging, target, s3.Secrets(), true)
+	t.Cleanup(func() { unpublish(t, c, id, staging, target) })
+	return target, indep
 }
