@@ -61,8 +61,8 @@ type smallAhead struct {
 	mu      sync.Mutex
 	held    int64 // bytes of entries in the map (done or in flight)
 	entries map[*Object]*smallEntry
-	sem     chan struct{}
-	expired time.Time // last sweep of expire
+	limit   *fetchLimit // places among the fetches
+	expired time.Time   // last sweep of expire
 	// work runs the fetches, and statAhead's lookups.
 	work *workers
 }
@@ -77,7 +77,8 @@ type smallEntry struct {
 	cancel context.CancelFunc // ends its GET if still running
 }
 
-// smallFetches is how many small objects are fetched at once. 16 read
+// smallFetches is the most small objects fetched at once (fetchLimit
+// lowers it while the fetches queue rather than wait on the wire). 16 read
 // small files 1.1x faster on loopback and 1.8x with a 20 ms round trip
 // than 8 (docs/benchmarks.md); 32 gained a little more, but with the
 // read-ahead's ranges it outgrew the idle connections rclone's HTTP
@@ -90,7 +91,7 @@ const smallFetches = 16
 const expireAfter = 30 * time.Second
 
 func newSmallAhead(opt Options, mem *memory) *smallAhead {
-	return &smallAhead{opt: opt, mem: mem, entries: map[*Object]*smallEntry{}, sem: make(chan struct{}, smallFetches), work: newWorkers(workerLinger)}
+	return &smallAhead{opt: opt, mem: mem, entries: map[*Object]*smallEntry{}, limit: newFetchLimit(minSmallFetches, smallFetches), work: newWorkers(workerLinger)}
 }
 
 // add appends objs (a page of a listing) to the listing order.
@@ -137,7 +138,7 @@ func (s *smallAhead) opening(o *Object) {
 // open returns a reader of [start, end) of o from a prefetch, or nil when
 // none holds o. An open that continues the listing order fetches the next
 // small objects ahead. An open whose object is still being fetched (or
-// queued behind smallFetches others) waits for that fetch while ctx
+// queued behind the fetches running) waits for that fetch while ctx
 // lasts, rather than fetching it a second time.
 func (s *smallAhead) open(ctx context.Context, o *Object, start, end int64) io.ReadCloser {
 	if o.dir == nil || !s.isSmall(o) {
@@ -277,18 +278,19 @@ func (s *smallAhead) fetch(ctx context.Context, o *Object, e *smallEntry) {
 	defer s.letGo(e)
 	defer close(e.done)
 	defer e.cancel()
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		e.err = ctx.Err()
-		return
-	}
-	defer func() { <-s.sem }()
-	rc, err := o.get(ctx)
-	if err != nil {
+	if err := s.limit.acquire(ctx); err != nil {
 		e.err = err
 		return
 	}
+	start := time.Now()
+	rc, err := o.get(ctx)
+	if err != nil {
+		s.limit.release(0)
+		e.err = err
+		return
+	}
+	firstByte := time.Since(start)
+	defer s.limit.release(firstByte)
 	defer rc.Close()
 	// Exactly the listed size, which the budget counts; one byte more
 	// means the object changed.
