@@ -20,17 +20,17 @@ import (
 // many fetches as the bound allowed have finished, about one round trip
 // when the bound is full.
 //
-// Why: with the store on loopback a small GET is CPU, not a round trip,
-// and 16 GETs at once each took 5.8 times as long as 4 without more of
-// them finishing a second, while their goroutines delayed the reader's
-// own FUSE requests (docs/benchmarks.md, "Small files fetched as many at
-// once as the round trip needs"); with a store 20 ms away 16 at once are
-// what keeps the reader fed.
+// Why: with the store on loopback a small GET is CPU, not a round trip:
+// 16 GETs at once each took 5.8 times as long as 4 without more of them
+// finishing a second, and a reader of 16 KiB files read 1.13 times as
+// many a second with 4 (docs/benchmarks.md, "Small files fetched as
+// many at once as the round trip needs"); with a store 20 ms away 16 at
+// once are what keeps the reader fed.
 //
-// Contract: at most limit fetches hold a place at once; acquire waits
-// for one in first-come order while ctx lasts; every acquire that
-// returned nil is followed by one release; limit stays within [floor,
-// ceiling].
+// Contract: no place is handed out while limit or more are held (after
+// the limit falls, the fetches running finish first); acquire waits for
+// one in first-come order while ctx lasts; every acquire that returned
+// nil is followed by one release; limit stays within [floor, ceiling].
 type fetchLimit struct {
 	floor, ceiling int
 
