@@ -90,10 +90,14 @@ func TestCachedSmallFilesFetchedAhead(t *testing.T) {
 	readInOrder(vols[0], 7)
 	// The first two opens are no order yet; the rewritten file is read
 	// from the cache.
-	hits := fuseStats(t, drv, vols[0].id).ReadAhead.SmallHits
-	t.Logf("%d of %d opens served from the prefetch", hits, n)
+	st := fuseStats(t, drv, vols[0].id)
+	hits := st.ReadAhead.SmallHits
+	t.Logf("%d of %d opens served from the prefetch, %d fetches at once", hits, n, st.SmallFetches)
 	if hits < n-4 {
 		t.Errorf("%d of %d opens were served from the prefetch, want at least %d", hits, n, n-4)
+	}
+	if st.SmallFetches < 4 || st.SmallFetches > 16 {
+		t.Errorf("stats say %d small files fetched at once, want 4 to 16", st.SmallFetches)
 	}
 	readInOrder(vols[2], -1)
 	if hits := fuseStats(t, drv, vols[2].id).ReadAhead.SmallHits; hits != 0 {

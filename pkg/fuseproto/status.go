@@ -77,6 +77,11 @@ type Stats struct {
 	// ReadAhead counts how reads were served from read-ahead (MOUNT) and
 	// small-file prefetch (MOUNT and MOUNT_CACHED).
 	ReadAhead readahead.HitCounts `json:"readAhead"`
+	// SmallFetches is how many small files the prefetch may fetch at
+	// once now (MOUNT and MOUNT_CACHED): 4 to 16, fewer while the store's
+	// answers come late for queueing rather than for the round trip; 0
+	// without small-file prefetch.
+	SmallFetches int `json:"smallFetches"`
 	// Passthrough is set while the server hands the kernel cache files
 	// (FUSE passthrough, MOUNT_CACHED); PassthroughOpens counts
 	// the read-only opens so answered, whose reads never reach the

@@ -53,7 +53,7 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 		st.CacheBytes, _ = dc["bytesUsed"].(int64)
 	}
 	if m.ra != nil {
-		st.ReadAhead = m.ra.Hits()
+		st.ReadAhead, st.SmallFetches = m.ra.Hits(), m.ra.SmallFetches()
 	}
 	if m.pt != nil {
 		st.Passthrough, st.PassthroughOpens, st.PassthroughWrites = m.pt.active(), m.pt.opens.Load(), m.pt.writes.Load()

@@ -19,7 +19,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // handles the reset).
 type volumeDescs struct {
 	info, up, read, written, storeBytes, requests, transferErrors,
-	raHits, raMisses, pendingFiles, pendingBytes, pendingOldest, retrying, cacheBytes,
+	raHits, raMisses, smallFetches, pendingFiles, pendingBytes, pendingOldest, retrying, cacheBytes,
 	passthrough, passthroughOpens, passthroughWrites, mappedConflicts,
 	copyFiles, copyFilesTotal, copyBytes, copyBytesTotal, copyComplete,
 	repairs, stageSeconds *prometheus.Desc
@@ -36,6 +36,7 @@ func newVolumeDescs() *volumeDescs {
 		transferErrors: desc("bucket_csi_volume_transfer_errors_total", "Transfers to or from the store that failed (each retry counts)."),
 		raHits:         desc("bucket_csi_volume_readahead_hits_total", "Reads served from read-ahead: kind block (MOUNT: a block fetched before it was read), small_file (MOUNT and MOUNT_CACHED: a whole small file fetched ahead) or mtime (a stat answered with an mtime looked up ahead, on stores where it takes a request).", "kind"),
 		raMisses:       desc("bucket_csi_volume_readahead_misses_total", "MOUNT read-ahead blocks that a read had to wait for."),
+		smallFetches:   desc("bucket_csi_volume_readahead_small_fetches", "Small files the FUSE server may fetch ahead at once now (MOUNT and MOUNT_CACHED): 4 to 16, fewer while the store's answers come late for queueing on the node's CPU or the server rather than for the round trip."),
 		pendingFiles:   desc("bucket_csi_volume_pending_upload_files", "MOUNT_CACHED files closed and not yet in the bucket."),
 		pendingBytes:   desc("bucket_csi_volume_pending_upload_bytes", "Size of the MOUNT_CACHED files not yet in the bucket."),
 		pendingOldest:  desc("bucket_csi_volume_pending_upload_oldest_seconds", "How long the oldest MOUNT_CACHED file pending upload has waited (0: none)."),
@@ -129,6 +130,9 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 	}
 	counter(d.raHits, s.ReadAhead.SmallHits, "small_file")
 	counter(d.raHits, s.ReadAhead.MTimeHits, "mtime")
+	if s.SmallFetches > 0 { // 0: a server without small-file prefetch
+		gauge(d.smallFetches, float64(s.SmallFetches))
+	}
 	if v.Mode == string(volume.ModeMountCached) {
 		gauge(d.pendingFiles, float64(s.Pending))
 		gauge(d.pendingBytes, float64(s.PendingBytes))

@@ -39,9 +39,9 @@ func TestVolumeCollector(t *testing.T) {
 			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
 			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
-			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11},
+			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, SmallFetches: 16,
 		}},
-		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}}},
+		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}, SmallFetches: 4}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
 		{ID: "id-old", PV: "pvc-old", Mode: "MOUNT", NoStats: true},
 		{ID: "id-copy", PV: "pvc-copy", Mode: "COPY", Copy: &stage.CopyFigures{Figures: copier.Figures{FilesDone: 301, FilesTotal: 301, BytesDone: 1 << 20, BytesTotal: 1 << 20}, Complete: true}},
@@ -98,6 +98,10 @@ bucket_csi_volume_readahead_hits_total{kind="small_file",volume="pvc-1"} 4
 bucket_csi_volume_readahead_hits_total{kind="block",volume="` + h + `"} 5
 bucket_csi_volume_readahead_hits_total{kind="mtime",volume="` + h + `"} 3
 bucket_csi_volume_readahead_hits_total{kind="small_file",volume="` + h + `"} 9
+# HELP bucket_csi_volume_readahead_small_fetches Small files the FUSE server may fetch ahead at once now (MOUNT and MOUNT_CACHED): 4 to 16, fewer while the store's answers come late for queueing on the node's CPU or the server rather than for the round trip.
+# TYPE bucket_csi_volume_readahead_small_fetches gauge
+bucket_csi_volume_readahead_small_fetches{volume="pvc-1"} 16
+bucket_csi_volume_readahead_small_fetches{volume="` + h + `"} 4
 # HELP bucket_csi_volume_stage_duration_seconds How long the volume's last completed stage took.
 # TYPE bucket_csi_volume_stage_duration_seconds gauge
 bucket_csi_volume_stage_duration_seconds{volume="pvc-1"} 4
@@ -112,7 +116,7 @@ bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
 `
 	names := []string{"bucket_csi_volume_copy_complete", "bucket_csi_volume_copy_done_objects", "bucket_csi_volume_fuse_repairs_total",
 		"bucket_csi_volume_fuse_up", "bucket_csi_volume_fuse_passthrough", "bucket_csi_volume_fuse_passthrough_opens_total", "bucket_csi_volume_fuse_passthrough_writes_total", "bucket_csi_volume_fuse_mapped_conflicts_total", "bucket_csi_volume_pending_upload_bytes", "bucket_csi_volume_pending_upload_files",
-		"bucket_csi_volume_pending_upload_oldest_seconds", "bucket_csi_volume_readahead_hits_total", "bucket_csi_volume_stage_duration_seconds",
+		"bucket_csi_volume_pending_upload_oldest_seconds", "bucket_csi_volume_readahead_hits_total", "bucket_csi_volume_readahead_small_fetches", "bucket_csi_volume_stage_duration_seconds",
 		"bucket_csi_volume_store_requests_total", "bucket_csi_volume_written_bytes_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,10 @@ func (f *Fs) MemoryHeld() (now, peak int64) { return f.mem.held() }
 // Hits returns how reads were served so far (see Hits).
 func (f *Fs) Hits() HitCounts { return f.hits.Counts() }
 
+// SmallFetches returns how many small files may be fetched at once now
+// (see fetchLimit).
+func (f *Fs) SmallFetches() int { return f.small.limit.current() }
+
 // Features returns the wrapped Fs's features with object-taking and
 // object-returning functions adapted to this wrapper.
 func (f *Fs) Features() *fs.Features { return f.features }
