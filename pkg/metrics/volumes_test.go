@@ -39,7 +39,7 @@ func TestVolumeCollector(t *testing.T) {
 			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
 			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
-			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, SmallFetches: 16,
+			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, // SmallFetches 0: no prefetch, no gauge
 		}},
 		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}, SmallFetches: 4}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
@@ -100,7 +100,6 @@ bucket_csi_volume_readahead_hits_total{kind="mtime",volume="` + h + `"} 3
 bucket_csi_volume_readahead_hits_total{kind="small_file",volume="` + h + `"} 9
 # HELP bucket_csi_volume_readahead_small_fetches Small files the FUSE server may fetch ahead at once now (MOUNT and MOUNT_CACHED): 4 to 16, fewer while the store's answers come late for queueing on the node's CPU or the server rather than for the round trip.
 # TYPE bucket_csi_volume_readahead_small_fetches gauge
-bucket_csi_volume_readahead_small_fetches{volume="pvc-1"} 16
 bucket_csi_volume_readahead_small_fetches{volume="` + h + `"} 4
 # HELP bucket_csi_volume_stage_duration_seconds How long the volume's last completed stage took.
 # TYPE bucket_csi_volume_stage_duration_seconds gauge

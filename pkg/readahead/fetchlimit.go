@@ -16,9 +16,11 @@ import (
 // queued, on the server or on this node's CPU, and running × (1 −
 // base/mean) estimates how many of them were queued rather than on the
 // wire. Fewer than queuedLow: the bound rises by one, if the fetches
-// filled it; more than queuedHigh: it falls by one. A round ends once as
-// many fetches as the bound allowed have finished, about one round trip
-// when the bound is full.
+// filled it (on average at most one place was free); more than
+// queuedHigh: it falls by one. A round ends once as many fetches as the
+// bound allowed have had their first byte, about one round trip when
+// the bound is full; fetches that got no response are not counted, and
+// a round left unfinished for baseWindow starts again.
 //
 // Why: with the store on loopback a small GET is CPU, not a round trip:
 // 16 GETs at once each took 5.8 times as long as 4 without more of them
@@ -40,10 +42,11 @@ type fetchLimit struct {
 	waiting []chan struct{} // closed when handed a place, in arrival order
 
 	// The current round: fetches timed, their total time to the first
-	// byte and the sum of running at each one's end.
+	// byte, the sum of running at each one's end, and the last one's end.
 	roundN       int
 	roundSum     time.Duration
 	roundRunning int
+	roundLast    time.Time
 
 	base baseTime
 }
@@ -58,7 +61,12 @@ const (
 // files faster than 16 on loopback (docs/benchmarks.md).
 const minSmallFetches = 4
 
+// newFetchLimit returns a limit starting at ceiling; 1 <= floor <=
+// ceiling, else it panics (a limit of 0 would never rise again).
 func newFetchLimit(floor, ceiling int) *fetchLimit {
+	if floor < 1 || ceiling < floor {
+		panic("readahead: fetchLimit needs 1 <= floor <= ceiling")
+	}
 	return &fetchLimit{floor: floor, ceiling: ceiling, limit: ceiling}
 }
 
@@ -121,6 +129,10 @@ func (l *fetchLimit) handOn() {
 // the fetch out.
 func (l *fetchLimit) sample(d time.Duration, now time.Time) {
 	l.base.add(d, now)
+	if now.Sub(l.roundLast) >= baseWindow {
+		l.roundN, l.roundSum, l.roundRunning = 0, 0, 0 // a stale round
+	}
+	l.roundLast = now
 	l.roundN++
 	l.roundSum += d
 	l.roundRunning += l.running
@@ -147,7 +159,8 @@ func (l *fetchLimit) current() int {
 }
 
 // baseTime is the shortest time of the last baseWindow to two baseWindows:
-// a store that moved farther away is seen as far within two windows.
+// a store that moved farther away is seen as far within two windows, and
+// after a pause of two windows only new times count.
 type baseTime struct {
 	start     time.Time
 	cur, prev time.Duration // 0: no sample
@@ -156,7 +169,10 @@ type baseTime struct {
 const baseWindow = 5 * time.Second
 
 func (b *baseTime) add(d time.Duration, now time.Time) {
-	if now.Sub(b.start) >= baseWindow {
+	switch gap := now.Sub(b.start); {
+	case gap >= 2*baseWindow:
+		b.start, b.prev, b.cur = now, 0, 0
+	case gap >= baseWindow:
 		b.start, b.prev, b.cur = now, b.cur, 0
 	}
 	if b.cur == 0 || d < b.cur {

@@ -178,6 +178,82 @@ func TestBaseTimeForgets(t *testing.T) {
 	if got := b.get(); got != 20*time.Millisecond {
 		t.Fatalf("base %v two windows on, want 20ms", got)
 	}
+	// After a pause of two windows, only what comes after it counts.
+	b.add(30*time.Millisecond, t0.Add(5*baseWindow))
+	if got := b.get(); got != 30*time.Millisecond {
+		t.Fatalf("base %v after a pause, want 30ms", got)
+	}
+}
+
+// A limit that fell holds back new fetches until the running ones are
+// fewer than it.
+func TestFetchLimitLoweredHoldsBack(t *testing.T) {
+	l := newFetchLimit(4, 16)
+	for i := 0; i < 16; i++ {
+		if err := l.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.mu.Lock()
+	l.limit = 4
+	l.mu.Unlock()
+	try := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		if l.acquire(ctx) != nil {
+			return false
+		}
+		l.release(0)
+		return true
+	}
+	for running := 16; running > 3; running-- {
+		if try() {
+			t.Fatalf("a fetch got a place with %d running and the limit at 4", running)
+		}
+		l.release(0)
+	}
+	if !try() {
+		t.Fatal("no place with 3 running and the limit at 4")
+	}
+}
+
+// A fetch handed a place just as its context ends gives the place on.
+func TestFetchLimitCancelRacesHandOn(t *testing.T) {
+	l := newFetchLimit(1, 1)
+	for i := 0; i < 20; i++ {
+		if err := l.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan error)
+		go func() { got <- l.acquire(ctx) }()
+		for {
+			l.mu.Lock()
+			n := len(l.waiting)
+			l.mu.Unlock()
+			if n == 1 {
+				break
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+		// The waiter sees its context end and then waits for mu, which
+		// this release holds while it hands the waiter the place.
+		l.mu.Lock()
+		cancel()
+		time.Sleep(time.Millisecond)
+		l.running--
+		l.handOn()
+		l.mu.Unlock()
+		if err := <-got; err == nil {
+			t.Fatal("acquire returned nil after its context ended first")
+		}
+		l.mu.Lock()
+		running, waiting := l.running, len(l.waiting)
+		l.mu.Unlock()
+		if running != 0 || waiting != 0 {
+			t.Fatalf("round %d: %d running, %d waiting after the waiter gave up", i, running, waiting)
+		}
+	}
 }
 
 // BenchmarkFetchLimit: a place taken and given back by goroutines in

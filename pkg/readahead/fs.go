@@ -52,8 +52,13 @@ func (f *Fs) MemoryHeld() (now, peak int64) { return f.mem.held() }
 func (f *Fs) Hits() HitCounts { return f.hits.Counts() }
 
 // SmallFetches returns how many small files may be fetched at once now
-// (see fetchLimit).
-func (f *Fs) SmallFetches() int { return f.small.limit.current() }
+// (see fetchLimit), or 0 when the Fs fetches none ahead (no memory).
+func (f *Fs) SmallFetches() int {
+	if f.opt.MemoryLimit <= 0 {
+		return 0
+	}
+	return f.small.limit.current()
+}
 
 // Features returns the wrapped Fs's features with object-taking and
 // object-returning functions adapted to this wrapper.
