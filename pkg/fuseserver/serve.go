@@ -156,6 +156,12 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
+	// The cache downloader's buffer follows the store's round trip
+	// (roundtrip.go), timed while the cache's journal is opened.
+	var roundTrip func() (time.Duration, bool)
+	if cfg.Cache {
+		roundTrip = startProbe(ctx, f)
+	}
 	// Keys no directory can show (a/../b, a//b, names over 255 bytes, a
 	// file that is also a prefix) are hidden from listings, in every mode.
 	// At the bucket root the driver's own objects are hidden too;
@@ -198,6 +204,12 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		if err := completeCache(ctx, journal, f, log); err != nil {
 			return err
 		}
+	}
+	if roundTrip != nil {
+		rt, ok := roundTrip()
+		ci.BufferSize = cacheBuffer(rt, ok, ci.BufferSize)
+		meter.cacheBuffer = int64(ci.BufferSize)
+		log.Info("cache downloader buffer", "bytes", int64(ci.BufferSize), "storeRoundTrip", rt, "measured", ok)
 	}
 	v := vfs.New(ctx, f, vfsOptions(cfg))
 	defer v.Shutdown()

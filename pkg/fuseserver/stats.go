@@ -27,6 +27,9 @@ type meter struct {
 	ra          *readahead.Fs  // nil without read-ahead (MOUNT_CACHED)
 	pt          *passthroughFS // nil without passthrough
 	pending     pendingAges
+	// cacheBuffer is the cache downloader's async buffer (MOUNT_CACHED),
+	// set once before the mount is live.
+	cacheBuffer int64
 }
 
 // newMeter installs rclone's HTTP transport metrics for this process (its
@@ -49,6 +52,7 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 	acc := accounting.GlobalStats()
 	st.StoreBytes, st.TransferErrors = acc.GetBytes(), acc.GetErrors()
 	st.Requests = m.requests()
+	st.CacheReadBuffer = m.cacheBuffer
 	if dc, ok := v.Stats()["diskCache"].(rc.Params); ok {
 		st.CacheBytes, _ = dc["bytesUsed"].(int64)
 	}

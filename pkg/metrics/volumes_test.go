@@ -39,7 +39,7 @@ func TestVolumeCollector(t *testing.T) {
 			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
 			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
-			CacheBytes: 8192, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, // SmallFetches 0: no prefetch, no gauge
+			CacheBytes: 8192, CacheReadBuffer: 1 << 20, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, // SmallFetches 0: no prefetch, no gauge
 		}},
 		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}, SmallFetches: 4}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
@@ -52,6 +52,9 @@ func TestVolumeCollector(t *testing.T) {
 		t.Fatalf("hash label %q", h)
 	}
 	want := `
+# HELP bucket_csi_volume_cache_read_buffer_bytes How far ahead of a read that misses the MOUNT_CACHED cache the FUSE server reads: 1 MiB for a store that answered within 2 ms at its start, 16 MiB for a farther one.
+# TYPE bucket_csi_volume_cache_read_buffer_bytes gauge
+bucket_csi_volume_cache_read_buffer_bytes{volume="pvc-1"} 1.048576e+06
 # HELP bucket_csi_volume_copy_complete 1 once the volume's copy finished successfully, 0 while it runs or after it failed.
 # TYPE bucket_csi_volume_copy_complete gauge
 bucket_csi_volume_copy_complete{volume="pvc-copy"} 1
@@ -113,7 +116,7 @@ bucket_csi_volume_store_requests_total{method="PUT",status="5xx",volume="pvc-1"}
 bucket_csi_volume_written_bytes_total{volume="pvc-1"} 4096
 bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
 `
-	names := []string{"bucket_csi_volume_copy_complete", "bucket_csi_volume_copy_done_objects", "bucket_csi_volume_fuse_repairs_total",
+	names := []string{"bucket_csi_volume_cache_read_buffer_bytes", "bucket_csi_volume_copy_complete", "bucket_csi_volume_copy_done_objects", "bucket_csi_volume_fuse_repairs_total",
 		"bucket_csi_volume_fuse_up", "bucket_csi_volume_fuse_passthrough", "bucket_csi_volume_fuse_passthrough_opens_total", "bucket_csi_volume_fuse_passthrough_writes_total", "bucket_csi_volume_fuse_mapped_conflicts_total", "bucket_csi_volume_pending_upload_bytes", "bucket_csi_volume_pending_upload_files",
 		"bucket_csi_volume_pending_upload_oldest_seconds", "bucket_csi_volume_readahead_hits_total", "bucket_csi_volume_readahead_small_fetches", "bucket_csi_volume_stage_duration_seconds",
 		"bucket_csi_volume_store_requests_total", "bucket_csi_volume_written_bytes_total"}
