@@ -15,10 +15,12 @@ import (
 )
 
 // TestCachedReadBufferFollowsRoundTrip: a MOUNT_CACHED server reads 1 MiB
-// ahead of a cache miss from a store that answers within 2 ms (here the S3
-// server on loopback) and rclone's 16 MiB from a farther one (the same
-// server 10 ms away), as its stats say; either way random reads and a whole
-// read of a cold file return the object's bytes.
+// ahead of a cache miss from a store that answers in under 2 ms (here the
+// S3 server on loopback) and rclone's 16 MiB from a farther one (the same
+// server 10 ms away), as its stats say; near, four random 1 MiB reads of a
+// cold 64 MiB file fetch far less than the 4 x 17 MiB the 16 MiB buffer
+// would; either way random reads and a whole read of the cold file return
+// the object's bytes.
 func TestCachedReadBufferFollowsRoundTrip(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
@@ -29,7 +31,7 @@ func TestCachedReadBufferFollowsRoundTrip(t *testing.T) {
 	t.Cleanup(func() { p.Close() })
 	far := *s3.S3
 	far.Endpoint = "http://" + p.Addr()
-	data := randomBytes(t, 24<<20)
+	data := randomBytes(t, 64<<20)
 	for _, tc := range []struct {
 		name string
 		srv  *testenv.S3
@@ -56,13 +58,19 @@ func TestCachedReadBufferFollowsRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer fh.Close()
+			before := fuseStats(t, drv, id).StoreBytes
 			buf := make([]byte, 1<<20)
-			for range 8 {
-				off := rand.Int64N(int64(len(data) - len(buf)))
+			for i := range int64(4) {
+				off := i<<24 + rand.Int64N(15<<20) // one read in each 16 MiB
 				if _, err := fh.ReadAt(buf, off); err != nil || !bytes.Equal(buf, data[off:off+int64(len(buf))]) {
 					t.Fatalf("1 MiB at %d: equal %v, err %v", off, bytes.Equal(buf, data[off:off+int64(len(buf))]), err)
 				}
+			}
+			fh.Close() // the downloaders write what they read ahead and stop
+			fetched := settledStoreBytes(t, drv, id) - before
+			t.Logf("4 random 1 MiB reads fetched %d MiB", fetched>>20)
+			if tc.name == "near" && fetched > 24<<20 {
+				t.Errorf("4 random 1 MiB reads fetched %d MiB from a near store; want at most 24", fetched>>20)
 			}
 			got, err := os.ReadFile(filepath.Join(target, "data.bin"))
 			if err != nil || !bytes.Equal(got, data) {
@@ -70,4 +78,21 @@ func TestCachedReadBufferFollowsRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settledStoreBytes waits until the volume's server has not fetched from
+// the store for half a second (at most 20 s) and returns its count.
+func settledStoreBytes(t *testing.T, drv *testenv.Driver, id string) int64 {
+	t.Helper()
+	last := fuseStats(t, drv, id).StoreBytes
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		n := fuseStats(t, drv, id).StoreBytes
+		if n == last {
+			return n
+		}
+		last = n
+	}
+	t.Fatalf("the server kept fetching for 20 s (%d bytes)", last)
+	return 0
 }

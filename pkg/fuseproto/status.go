@@ -76,8 +76,8 @@ type Stats struct {
 	CacheBytes int64 `json:"cacheBytes"`
 	// CacheReadBuffer is how far ahead of a read that misses the cache
 	// the cache downloader reads, in bytes (MOUNT_CACHED; 0 otherwise):
-	// 1 MiB for a store that answered within 2 ms at start, 16 MiB
-	// (rclone's --buffer-size) for a farther one.
+	// 1 MiB for a store that answered in under 2 ms at start, else
+	// (also when nothing was measured) rclone's --buffer-size, 16 MiB.
 	CacheReadBuffer int64 `json:"cacheReadBuffer"`
 	// ReadAhead counts how reads were served from read-ahead (MOUNT) and
 	// small-file prefetch (MOUNT and MOUNT_CACHED).

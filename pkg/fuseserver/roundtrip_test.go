@@ -51,9 +51,13 @@ func TestShortestRoundTrip(t *testing.T) {
 	if !ok || rt != 3*time.Millisecond || *calls != 3 {
 		t.Errorf("store between near and far: %v, %v after %d calls; want 3ms, true after 3", rt, ok, *calls)
 	}
-	ask, calls = answers([]error{notFound, nil, nil}, farStore, 0, 0)
-	if rt, ok = shortestRoundTrip(ctx, 3, ask); !ok || rt != farStore || *calls != 1 {
-		t.Errorf("far store: %v, %v after %d calls; want %v, true after 1", rt, ok, *calls, farStore)
+	ask, calls = answers([]error{notFound, nil, nil}, 30*time.Millisecond, farStore, time.Microsecond)
+	if rt, ok = shortestRoundTrip(ctx, 3, ask); !ok || rt != farStore || *calls != 2 {
+		t.Errorf("far store: %v, %v after %d calls; want %v, true after 2", rt, ok, *calls, farStore)
+	}
+	ask, calls = answers([]error{nil, nil, nil}, 30*time.Millisecond, time.Millisecond, time.Hour)
+	if rt, ok = shortestRoundTrip(ctx, 3, ask); !ok || rt != time.Millisecond || *calls != 2 {
+		t.Errorf("a slow first answer: %v, %v after %d calls; want 1ms, true after 2", rt, ok, *calls)
 	}
 	ask, calls = answers([]error{notFound, nil, nil}, 300*time.Microsecond, time.Microsecond, time.Microsecond)
 	if rt, ok = shortestRoundTrip(ctx, 3, ask); !ok || rt != 300*time.Microsecond || *calls != 1 {
@@ -76,15 +80,45 @@ func TestShortestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestProbeRoundTripLocal: against a real rclone backend the probe's key
-// is not found, which counts as an answer: a store on the node is near.
-func TestProbeRoundTripLocal(t *testing.T) {
+// TestProbeRoundTripCountsRequests: a backend that answers without a
+// request (here rclone's local one: the probe's key is not found on disk)
+// measures nothing, so the buffer stays rclone's; with a request counted
+// the same answer is a near store.
+func TestProbeRoundTripCountsRequests(t *testing.T) {
 	f, err := fs.NewFs(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, ok := startProbe(context.Background(), f)()
+	none := func() int64 { return 0 }
+	if rt, ok := startProbe(context.Background(), f, none)(); ok {
+		t.Fatalf("no request sent: round trip %v measured", rt)
+	}
+	var n int64
+	counted := func() int64 { n++; return n }
+	rt, ok := startProbe(context.Background(), f, counted)()
 	if !ok || rt >= nearStore {
-		t.Fatalf("local directory: round trip %v, measured %v; want under %v", rt, ok, nearStore)
+		t.Fatalf("local directory, requests counted: round trip %v, measured %v; want under %v", rt, ok, nearStore)
+	}
+}
+
+// silentFs is a backend whose metadata requests never come back.
+type silentFs struct{ fs.Fs }
+
+func (silentFs) NewObject(ctx context.Context, _ string) (fs.Object, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestProbeRoundTripBudget: a store that never answers delays the start
+// by probeBudget, not by a timeout per request, and measures nothing.
+func TestProbeRoundTripBudget(t *testing.T) {
+	f, err := fs.NewFs(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rt, ok := probeRoundTrip(context.Background(), silentFs{f}, func() int64 { return time.Now().UnixNano() })
+	if took := time.Since(start); ok || took < probeBudget || took > probeBudget+time.Second {
+		t.Fatalf("a silent store: %v, measured %v after %v; want nothing measured after %v", rt, ok, took, probeBudget)
 	}
 }

@@ -157,10 +157,13 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
 	// The cache downloader's buffer follows the store's round trip
-	// (roundtrip.go), timed while the cache's journal is opened.
+	// (roundtrip.go), timed while the cache's journal is opened, on the
+	// backend itself (the wrappers below may answer from memory).
 	var roundTrip func() (time.Duration, bool)
 	if cfg.Cache {
-		roundTrip = startProbe(ctx, f)
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		roundTrip = startProbe(pctx, f, meter.sent)
 	}
 	// Keys no directory can show (a/../b, a//b, names over 255 bytes, a
 	// file that is also a prefix) are hidden from listings, in every mode.

@@ -96,6 +96,15 @@ func (m *meter) requests() []fuseproto.Requests {
 	return out
 }
 
+// sent is how many requests the server has sent the store.
+func (m *meter) sent() int64 {
+	var n int64
+	for _, r := range m.requests() {
+		n += r.Count
+	}
+	return n
+}
+
 // statusClass maps an HTTP status code ("0" for no response) to its class.
 func statusClass(code string) string {
 	n, err := strconv.Atoi(code)

@@ -43,7 +43,7 @@ func newVolumeDescs() *volumeDescs {
 		retrying:       desc("bucket_csi_volume_upload_retrying_files", "MOUNT_CACHED files whose upload failed at least once and waits to retry."),
 		cacheBytes:     desc("bucket_csi_volume_cache_bytes", "Disk used by the MOUNT_CACHED cache, as rclone's cache cleaner last measured it."),
 		cacheReadBuffer: desc("bucket_csi_volume_cache_read_buffer_bytes",
-			"How far ahead of a read that misses the MOUNT_CACHED cache the FUSE server reads: 1 MiB for a store that answered within 2 ms at its start, 16 MiB for a farther one."),
+			"How far ahead of a read that misses the MOUNT_CACHED cache the FUSE server reads: 1 MiB for a store that answered in under 2 ms at its start, else 16 MiB."),
 		passthrough: desc("bucket_csi_volume_fuse_passthrough", "1 while the MOUNT_CACHED FUSE server hands the kernel cache files (FUSE passthrough, Linux 6.9+), else 0."),
 		passthroughOpens: desc("bucket_csi_volume_fuse_passthrough_opens_total",
 			"MOUNT_CACHED read-only opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),

@@ -52,7 +52,7 @@ func TestVolumeCollector(t *testing.T) {
 		t.Fatalf("hash label %q", h)
 	}
 	want := `
-# HELP bucket_csi_volume_cache_read_buffer_bytes How far ahead of a read that misses the MOUNT_CACHED cache the FUSE server reads: 1 MiB for a store that answered within 2 ms at its start, 16 MiB for a farther one.
+# HELP bucket_csi_volume_cache_read_buffer_bytes How far ahead of a read that misses the MOUNT_CACHED cache the FUSE server reads: 1 MiB for a store that answered in under 2 ms at its start, else 16 MiB.
 # TYPE bucket_csi_volume_cache_read_buffer_bytes gauge
 bucket_csi_volume_cache_read_buffer_bytes{volume="pvc-1"} 1.048576e+06
 # HELP bucket_csi_volume_copy_complete 1 once the volume's copy finished successfully, 0 while it runs or after it failed.
