@@ -52,7 +52,7 @@ var targets = []Target{
 	{Name: "random 1 MiB reads through MOUNT ≥ 1× rclone mount2", Figure: "RandRead1M", Unit: "MB/s",
 		System: "bucket-csi-MOUNT", Baseline: "rclone-mount2", Bound: AtLeast, Limit: 1, Why: "each random read costs a FUSE round trip and one GET of at least its own size"},
 	{Name: "random 1 MiB reads through MOUNT_CACHED, cold, ≥ 1× rclone mount2", Figure: "RandRead1M", Unit: "MB/s",
-		System: "bucket-csi-MOUNT_CACHED-cold", Baseline: "rclone-mount2", Bound: AtLeast, Limit: 1, Why: "MOUNT_CACHED reads through rclone's VFS cache, whose downloader reads 16 MiB ahead of each miss (rclone's --buffer-size) and writes what it fetches into the cache file before the read is answered; a smaller buffer gained here and lost at 20 ms, where this read is far ahead of rclone mount2 (docs/benchmarks.md, Tried and not kept)"},
+		System: "bucket-csi-MOUNT_CACHED-cold", Baseline: "rclone-mount2", Bound: AtLeast, Limit: 1, Why: "MOUNT_CACHED reads through rclone's VFS cache, whose downloader writes what it fetches into the cache file before the read is answered; from a store that answers in under 2 ms it reads 1 MiB ahead of each miss, not rclone's 16 MiB, which made this 0.41x (docs/benchmarks.md, MOUNT_CACHED reads ahead as far as the round trip needs)"},
 	{Name: "small files through MOUNT ≥ 1.5× rclone mount", Figure: "SmallFiles", Unit: "files/s",
 		System: "bucket-csi-MOUNT", Baseline: "rclone-mount", Bound: AtLeast, Limit: 1.5, Why: "each file costs a FUSE lookup, open and read through the VFS; files are fetched ahead only for a reader that opens them in name order"},
 	{Name: "small files through MOUNT ≥ 1.5× s3fs", Figure: "SmallFiles", Unit: "files/s",
