@@ -56,6 +56,8 @@ type fixture struct {
 	small, list                  int
 	err                          error
 	largeKey, largePath, tempDir string
+	// disk holds tempDir and TMPDIR (benchDisk).
+	disk *benchDisk
 }
 
 var (
@@ -97,6 +99,11 @@ func TestMain(m *testing.M) {
 	if fix.tempDir != "" {
 		_ = os.RemoveAll(fix.tempDir)
 	}
+	if fix.disk != nil {
+		if err := fix.disk.remove(); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the bench's disk:", err)
+		}
+	}
 	os.Exit(code)
 }
 
@@ -115,6 +122,11 @@ func data(b *testing.B) *fixture {
 }
 
 func (f *fixture) create() error {
+	disk, err := attachDisk()
+	if err != nil {
+		return err
+	}
+	f.disk = disk
 	dir, err := os.MkdirTemp("", "bucket-csi-bench-")
 	if err != nil {
 		return err
