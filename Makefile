@@ -145,7 +145,9 @@ lint:
 # the chart, into docs/. BENCH_ARGS adds test flags, e.g.
 # BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'. Every figure runs
 # once per round-trip time of BENCH_LATENCIES, added by a latency proxy
-# in front of the server (0: the server on loopback directly).
+# in front of the server (0: the server on loopback directly). Each of
+# those runs writes its files on a fresh 32 GiB ext4 image with a journal
+# in $TMPDIR (root, mkfs.ext4 and the room needed; test/bench/disk_test.go).
 BENCH_COUNT ?= 3
 BENCH_ARGS ?=
 BENCH_LATENCIES ?= 0 20ms

@@ -13,22 +13,28 @@ import (
 // each take a quarter of a driver's disk budget (0.8 of the free space).
 const diskSize = 32 << 30
 
-// benchDisk is the filesystem every file of the run goes to outside the
-// volumes' own images: the S3 server's objects, the drivers' state
-// directories (COPY's downloads, MOUNT_CACHED's cache images), rclone
-// copy's destination, the caches of rclone with SkyPilot's flags and the
-// local-disk loops. It is a fresh ext4 image with a journal, as a node's
-// disk is (diskimage: 4 KiB blocks, a direct-I/O loop device), mounted
-// for the run and named by TMPDIR for the bench and every process it
-// starts. The machine's own /tmp was ext4 without a journal, where each
-// new file walks past every inode freed in the last minute: COPY's
-// files/s swung twofold with how many files the runs before it had
-// deleted (docs/benchmarks.md, "The bench's disk has no journal").
+// benchDisk is the filesystem the run's files go to outside the volumes'
+// own images: a fresh ext4 image with a journal, as a node's disk is
+// (diskimage: 4 KiB blocks, a direct-I/O loop device). TMPDIR names it,
+// so the bench's temporary directories are made there, and with them
+// every directory the bench hands the processes it starts: the S3
+// server's objects, the drivers' state directories (COPY's downloads,
+// MOUNT_CACHED's cache images), rclone copy's destination, the caches of
+// rclone with SkyPilot's flags, the baselines' HOMEs and the local-disk
+// loops (s3fs keeps its temporary files in its own default, /tmp). The
+// machine's own /tmp was ext4 without a journal, where each new file
+// walks past every inode freed in the last minute: COPY's files/s swung
+// twofold with how many files the runs before it had deleted
+// (docs/benchmarks.md, "The bench's disk has no journal").
 type benchDisk struct {
 	img, dir string
 }
 
-// attachDisk makes and mounts the run's disk and points TMPDIR at it.
+// attachDisk makes the run's disk in the TMPDIR the process started
+// with (bucket-csi-bench-disk-*.img, preallocated, and the directory of
+// the same name it is mounted on) and points TMPDIR at it. The caller
+// removes it (remove) once nothing runs on it; a process killed before
+// that leaves both behind.
 func attachDisk() (*benchDisk, error) {
 	dir, err := os.MkdirTemp("", "bucket-csi-bench-disk-")
 	if err != nil {
@@ -38,7 +44,7 @@ func attachDisk() (*benchDisk, error) {
 	if err := diskimage.Attach(d.img, d.dir, diskSize); err != nil {
 		_ = os.Remove(dir)
 		_ = os.Remove(d.img)
-		return nil, fmt.Errorf("the bench's disk (an ext4 image with a journal, needs root and mkfs.ext4): %w", err)
+		return nil, fmt.Errorf("the bench's disk, a %d GiB ext4 image with a journal at %s (needs root, mkfs.ext4 and the room on a filesystem that can preallocate): %w", diskSize>>30, d.img, err)
 	}
 	if err := os.Setenv("TMPDIR", d.dir); err != nil {
 		_ = d.remove()
@@ -47,7 +53,10 @@ func attachDisk() (*benchDisk, error) {
 	return d, nil
 }
 
-// remove unmounts the disk and deletes its image.
+// remove unmounts the disk and deletes its image; an error names both.
 func (d *benchDisk) remove() error {
-	return diskimage.Remove(d.img, d.dir)
+	if err := diskimage.Remove(d.img, d.dir); err != nil {
+		return fmt.Errorf("%s (mounted on %s): %w", d.img, d.dir, err)
+	}
+	return nil
 }
