@@ -62,7 +62,7 @@ var targets = []Target{
 	{Name: "COPY small files ≥ 0.6× raw parallel GET", Figure: "CopySmall", Unit: "files/s",
 		System: "bucket-csi-COPY", Baseline: "raw-SDK", Bound: AtLeast, Limit: 0.6, Why: "the raw loop discards the bodies, COPY must also create, write and rename 5,000 files, on the same CPU as its GETs (see the previous target)"},
 	{Name: "COPY small files ≥ 0.8× the disk's file-creation rate", Figure: "CopySmall", Unit: "files/s",
-		System: "bucket-csi-COPY", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "the local-disk loop has nothing to fetch and creates files on ext4 with a journal at about 30,000 a second; COPY GETs every file first, and its GETs, not the disk, bound it (see the target against rclone copy); the target was set when the bench's disk had no journal and the loop created 1,400-3,200 files a second (medians of the full runs) (docs/benchmarks.md, COPY on a disk with a journal)"},
+		System: "bucket-csi-COPY", Baseline: "local-disk", Bound: AtLeast, Limit: 0.8, Why: "the local-disk loop has nothing to fetch and creates files on ext4 with a journal at about 30,000 a second; COPY GETs every file first, and its GETs, not the disk, bound it (see the target against rclone copy); the target was set when the bench's disk had no journal and the loop created 1,400-3,200 files a second in the full runs (docs/benchmarks.md, COPY on a disk with a journal)"},
 	{Name: "COPY large object ≥ 0.8× raw GET", Figure: "CopyLarge", Unit: "MB/s",
 		System: "bucket-csi-COPY", Baseline: "raw-SDK", Bound: AtLeast, Limit: 0.8, Why: "the raw figure varies by a third between runs here; COPY writes the 1 GiB to disk, the raw GETs discard it"},
 	{Name: "MOUNT_CACHED warm read ≥ 0.8× local disk", Figure: "SeqRead", Unit: "MB/s",
