@@ -5,12 +5,19 @@ import (
 	"crypto/rand"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
 
 // echoServer answers every connection with what it reads, until EOF.
 func echoServer(t *testing.T) string {
+	return serveEach(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// serveEach listens on a free loopback port, runs handle on every
+// connection accepted and closes it after; it returns the address.
+func serveEach(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,7 +32,7 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()
@@ -197,5 +204,51 @@ func TestCountsConnections(t *testing.T) {
 	}
 	if a, l := p.Accepted(), p.Live(); a != 2 || l != 0 {
 		t.Fatalf("after both closed: Accepted %d, Live %d, want 2, 0", a, l)
+	}
+}
+
+// sourceServer answers every connection with size bytes, then closes it,
+// as a GET on a connection of its own does.
+func sourceServer(t *testing.T, size int) string {
+	body := make([]byte, size)
+	return serveEach(t, func(c net.Conn) { _, _ = c.Write(body) })
+}
+
+// TestBuffersOutliveConnections: connections one after another reuse the
+// buffers of the ones before, so the proxy allocates about one
+// connection's bytes in flight, not every connection's (fresh buffers
+// must be zeroed and faulted in: at 20 ms that was most of the proxy's
+// cost for the parallel GETs of a large object, docs/benchmarks.md).
+func TestBuffersOutliveConnections(t *testing.T) {
+	const (
+		size  = 4 << 20
+		conns = 8
+	)
+	p := &Proxy{Target: sourceServer(t, size), RTT: 20 * time.Millisecond}
+	if err := p.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	get := func() {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if n, err := io.Copy(io.Discard, c); err != nil || n != size {
+			t.Fatalf("read %d of %d bytes: %v", n, size, err)
+		}
+	}
+	get() // the buffers of the first connection are new
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range conns {
+		get()
+	}
+	runtime.ReadMemStats(&after)
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d connections of %d bytes: %d bytes allocated", conns, size, got)
+	if got > size {
+		t.Errorf("%d connections of %d bytes each allocated %d bytes, want at most %d", conns, size, got, size)
 	}
 }
