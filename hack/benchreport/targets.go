@@ -90,7 +90,7 @@ const remoteRTT = "20ms"
 var remoteTargets = []Target{
 	{Name: "at 20 ms: MOUNT sequential read ≥ 0.8× raw GET", Figure: "SeqRead", Unit: "MB/s",
 		System: "bucket-csi-MOUNT", Baseline: "raw-SDK", Bound: AtLeast, Limit: 0.8, RTT: remoteRTT,
-		Why: "the raw figure reads 8 ranges of 16 MiB in parallel from the first byte; the read-ahead's first GET is the first request's 1 MiB, then it widens to 4 parallel 8 MiB GETs, whose new connections each wait one more round trip (the latency proxy's handshake); 8 GETs, 8 of 16 MiB, or the next block fetched beside the first GET were not faster (docs/benchmarks.md, Tried and not kept), nor, once the latency proxy no longer bound the raw figure, 8 GETs for a store whose GETs wait a third of their time for the first byte (docs/benchmarks.md, The latency proxy keeps its buffers)"},
+		Why: "the raw figure reads 8 ranges of 16 MiB in parallel from the first byte; the read-ahead's first GET is the first request's 1 MiB, then it widens to 4 parallel 8 MiB GETs, whose new connections each wait one more round trip (the latency proxy's handshake); 8 GETs, 8 of 16 MiB, or the next block fetched beside the first GET were not faster (docs/benchmarks.md, Tried and not kept), nor, once the latency proxy bound the raw figure less, did 8 GETs for a store whose GETs wait a third of their time for the first byte bring a clear gain (docs/benchmarks.md, The latency proxy keeps its buffers)"},
 	{Name: "at 20 ms: small files through MOUNT ≥ 3× rclone mount", Figure: "SmallFiles", Unit: "files/s",
 		System: "bucket-csi-MOUNT", Baseline: "rclone-mount", Bound: AtLeast, Limit: 3, RTT: remoteRTT,
 		Why: "files are fetched 16 at a time ahead of a reader that opens them in name order; each open still costs a FUSE lookup"},

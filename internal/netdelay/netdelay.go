@@ -27,8 +27,8 @@ const DefaultWindow = 6 << 20
 // chunkSize is the largest read the proxy forwards as one piece.
 const chunkSize = 64 << 10
 
-// maxSpare bounds the chunk buffers kept for reuse (256 MiB): as many as
-// 40 connections hold with full windows.
+// maxSpare bounds the chunk buffers kept for reuse (256 MiB, about 40
+// full one-way windows of DefaultWindow), kept while the Proxy lives.
 const maxSpare = 4096
 
 // Proxy forwards connections from its listener to Target with RTT added.

@@ -217,8 +217,11 @@ func sourceServer(t *testing.T, size int) string {
 // TestBuffersOutliveConnections: connections one after another reuse the
 // buffers of the ones before, so the proxy allocates about one
 // connection's bytes in flight, not every connection's (fresh buffers
-// must be zeroed and faulted in: at 20 ms that was most of the proxy's
-// cost for the parallel GETs of a large object, docs/benchmarks.md).
+// must be zeroed and faulted in: at 20 ms that was about an eighth of the
+// proxy's CPU during the parallel GETs of a large object,
+// docs/benchmarks.md). A later connection may hold more pieces in flight
+// than the first did, hence twice a connection's bytes as the bound; the
+// old proxy allocated every connection's.
 func TestBuffersOutliveConnections(t *testing.T) {
 	const (
 		size  = 4 << 20
@@ -248,7 +251,7 @@ func TestBuffersOutliveConnections(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	got := after.TotalAlloc - before.TotalAlloc
 	t.Logf("%d connections of %d bytes: %d bytes allocated", conns, size, got)
-	if got > size {
-		t.Errorf("%d connections of %d bytes each allocated %d bytes, want at most %d", conns, size, got, size)
+	if got > 2*size {
+		t.Errorf("%d connections of %d bytes each allocated %d bytes, want at most %d", conns, size, got, 2*size)
 	}
 }
