@@ -62,7 +62,7 @@ func TestCompleteFetchesWhatAPendingFileLacks(t *testing.T) {
 	e := newEnv(t)
 	orig := e.existing(t, "data.bin", 3<<20+5, 'o')
 	short := e.existing(t, "short.bin", 1000, 's') // the file grew past its object
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,14 +95,14 @@ func TestCompleteFetchesWhatAPendingFileLacks(t *testing.T) {
 
 	// The store does not answer: Complete says so and changes nothing of
 	// the file it needed the store for (the first it walks).
-	if _, err := j.Complete(context.Background(), downFs{e.f}); !errors.Is(err, ErrStoreNeeded) {
+	if _, err := j.Complete(context.Background(), downFs{e.F}); !errors.Is(err, ErrStoreNeeded) {
 		t.Fatalf("Complete with the store down: %v, want ErrStoreNeeded", err)
 	}
 	if info, err := j.cache.Info("data.bin"); err != nil || len(info.Rs) != 1 || info.Rs[0].Size != int64(len(edit)) {
 		t.Fatalf("data.bin after a failed Complete: %+v, %v", info, err)
 	}
 
-	done, err := j.Complete(context.Background(), e.f)
+	done, err := j.Complete(context.Background(), e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestCompleteFetchesWhatAPendingFileLacks(t *testing.T) {
 	}
 
 	// Idempotent: nothing is left to fill.
-	if again, err := j.Complete(context.Background(), e.f); err != nil || len(again) != 1 || again[0].Name != "gone.bin" {
+	if again, err := j.Complete(context.Background(), e.F); err != nil || len(again) != 1 || again[0].Name != "gone.bin" {
 		t.Fatalf("a second Complete: %+v, %v", again, err)
 	}
 }
@@ -190,7 +190,7 @@ func (o cutObject) Open(ctx context.Context, options ...rfs.OpenOption) (io.Read
 func TestCompleteKeepsItsProgress(t *testing.T) {
 	e := newEnv(t)
 	orig := e.existing(t, "data.bin", 300, 'o')
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestCompleteKeepsItsProgress(t *testing.T) {
 	info, _ := j.cache.Info("data.bin")
 	info.Rs.Insert(ranges.Range{Pos: 100, Size: 100}) // present: [0,6) and [100,200)
 	writeRcloneMeta(t, j.cache.MetaPath("data.bin"), info)
-	if _, err := j.Complete(context.Background(), cutFs{Fs: e.f, cut: 200}); !errors.Is(err, ErrStoreNeeded) {
+	if _, err := j.Complete(context.Background(), cutFs{Fs: e.F, cut: 200}); !errors.Is(err, ErrStoreNeeded) {
 		t.Fatalf("Complete with the store failing past byte 200: %v, want ErrStoreNeeded", err)
 	}
 	info, err = j.cache.Info("data.bin")

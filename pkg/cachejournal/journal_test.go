@@ -9,17 +9,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/rclone/rclone/backend/local"
 	rfs "github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/config"
 	"github.com/rclone/rclone/fs/rc"
 	"github.com/rclone/rclone/lib/ranges"
 	"github.com/rclone/rclone/vfs"
-	"github.com/rclone/rclone/vfs/vfscommon"
+
+	"github.com/bucket-csi/bucket-csi/internal/vfstest"
 )
 
 // These tests run rclone's real VFS cache over its local backend (the
@@ -27,43 +26,17 @@ import (
 // on-disk state uploadable, so nothing here imitates rclone.
 
 // cacheEnv is a remote directory and a cache directory for one test.
-type cacheEnv struct {
-	remote, cache string
-	f             rfs.Fs
-}
+type cacheEnv struct{ vfstest.Env }
 
-func newEnv(t *testing.T) cacheEnv {
-	t.Helper()
-	e := cacheEnv{remote: t.TempDir(), cache: t.TempDir()}
-	if err := config.SetCacheDir(e.cache); err != nil {
-		t.Fatal(err)
-	}
-	f, err := rfs.NewFs(context.Background(), e.remote)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.f = f
-	return e
-}
+func newEnv(t *testing.T) cacheEnv { return cacheEnv{vfstest.New(t)} }
 
-// testVFS is a VFS whose stop (a server dying: pending uploads stay in
-// the cache) may be called early; the test's cleanup calls it otherwise.
-type testVFS struct {
-	*vfs.VFS
-	stop func()
-}
+// testVFS is a VFS whose Stop (a server dying: pending uploads stay in
+// the cache) may be called early.
+type testVFS = vfstest.VFS
 
 // startVFS opens a VFS over the cache with the given write-back delay.
 func (e cacheEnv) startVFS(t *testing.T, writeBack time.Duration) testVFS {
-	t.Helper()
-	o := vfscommon.Opt
-	o.CacheMode = vfscommon.CacheModeFull
-	o.WriteBack = rfs.Duration(writeBack)
-	o.HandleCaching = 0 // metadata saved at each last close
-	v := vfs.New(context.Background(), e.f, &o)
-	stop := sync.OnceFunc(v.Shutdown)
-	t.Cleanup(stop)
-	return testVFS{v, stop}
+	return e.Start(t, writeBack)
 }
 
 // write creates name through v with data and closes it, recording it as
@@ -108,7 +81,7 @@ func (e cacheEnv) waitUploaded(t *testing.T, name string, want []byte) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got, err := os.ReadFile(filepath.Join(e.remote, name))
+		got, err := os.ReadFile(filepath.Join(e.Remote, name))
 		if err == nil && bytes.Equal(got, want) && e.savedClean(name) {
 			return
 		}
@@ -123,7 +96,7 @@ func (e cacheEnv) waitUploaded(t *testing.T, name string, want []byte) {
 // gone): the upload's last write to the cache is done, so nothing writes
 // there while the test's directories are removed.
 func (e cacheEnv) savedClean(name string) bool {
-	l, err := LayoutOf(e.cache, e.f)
+	l, err := LayoutOf(e.Cache, e.F)
 	if err != nil {
 		return false
 	}
@@ -137,7 +110,7 @@ func (e cacheEnv) savedClean(name string) bool {
 // start, see fuseserver).
 func TestRootsAreRclones(t *testing.T) {
 	e := newEnv(t)
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +136,7 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 	data := bytes.Repeat([]byte("checkpoint "), 100_000)
 	for _, repair := range []bool{false, true} {
 		e := newEnv(t)
-		j, err := Open(e.cache, e.f)
+		j, err := Open(e.Cache, e.F)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,12 +145,12 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 		// A file named like a temporary file: nothing of the repair's
 		// may land on it.
 		write(t, v, j, "ckpt/.tmp-model.bin", []byte("mine"))
-		v.stop() // the server dies with the uploads pending
+		v.Stop() // the server dies with the uploads pending
 		if err := os.Truncate(j.cache.MetaPath("ckpt/model.bin"), 0); err != nil {
 			t.Fatal(err)
 		}
 		if repair {
-			j, err = Open(e.cache, e.f)
+			j, err = Open(e.Cache, e.F)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +176,7 @@ func TestRepairKeepsATornWrite(t *testing.T) {
 func (e cacheEnv) existing(t *testing.T, name string, size int, b byte) []byte {
 	t.Helper()
 	data := bytes.Repeat([]byte{b}, size)
-	if err := os.WriteFile(filepath.Join(e.remote, name), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(e.Remote, name), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return data
@@ -217,7 +190,7 @@ func TestRepairKeepsAnEditInPlace(t *testing.T) {
 	for _, repair := range []bool{false, true} {
 		e := newEnv(t)
 		want := e.existing(t, "db.bin", 3<<20, 'A')
-		j, err := Open(e.cache, e.f)
+		j, err := Open(e.Cache, e.F)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,14 +214,14 @@ func TestRepairKeepsAnEditInPlace(t *testing.T) {
 		if err := h.Close(); err != nil {
 			t.Fatal(err)
 		}
-		v.stop()
+		v.Stop()
 		if err := os.WriteFile(j.cache.MetaPath("db.bin"), early, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		copy(want, "BBBB")
 		copy(want[2<<20:], "CCCC")
 		if repair {
-			if j, err = Open(e.cache, e.f); err != nil {
+			if j, err = Open(e.Cache, e.F); err != nil {
 				t.Fatal(err)
 			}
 			if got := j.Repair(); len(got) != 1 || got[0].Failed {
@@ -260,7 +233,7 @@ func TestRepairKeepsAnEditInPlace(t *testing.T) {
 			// rclone alone fetches the bucket's bytes over the edit.
 			deadline := time.Now().Add(20 * time.Second)
 			for {
-				got, _ := os.ReadFile(filepath.Join(e.remote, "db.bin"))
+				got, _ := os.ReadFile(filepath.Join(e.Remote, "db.bin"))
 				if len(got) == len(want) && got[0] == 'B' && got[2<<20] == 'A' {
 					break // the rclone flaw this test guards against
 				}
@@ -284,7 +257,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	e := newEnv(t)
 	want := e.existing(t, "big.bin", 3<<20, 'A')
 	e.existing(t, "other.bin", 1<<20, 'O')
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +271,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	if err := j.Wrote("big.bin", w); err != nil { // a dup'd descriptor closed
 		t.Fatal(err)
 	}
-	v.stop() // killed with the file open: most of it never fetched
+	v.Stop() // killed with the file open: most of it never fetched
 	if err := os.Truncate(j.cache.MetaPath("big.bin"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +290,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	if err := os.Truncate(j.cache.DataPath("other.bin"), 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if j, err = Open(e.cache, e.f); err != nil {
+	if j, err = Open(e.Cache, e.F); err != nil {
 		t.Fatal(err)
 	}
 	if got := j.Repair(); len(got) != 2 || got[0].Failed || got[1].Failed {
@@ -329,7 +302,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 	e.startVFS(t, 10*time.Millisecond)
 	want[1<<20] = 'B'
 	e.waitUploaded(t, "big.bin", want)
-	if got, _ := os.ReadFile(filepath.Join(e.remote, "other.bin")); !bytes.Equal(got, bytes.Repeat([]byte{'O'}, 1<<20)) {
+	if got, _ := os.ReadFile(filepath.Join(e.Remote, "other.bin")); !bytes.Equal(got, bytes.Repeat([]byte{'O'}, 1<<20)) {
 		t.Fatal("other.bin changed in the bucket")
 	}
 }
@@ -343,7 +316,7 @@ func TestRepairDeclaresOnlyWhatWasWritten(t *testing.T) {
 // is dropped by Repair without an error.
 func TestRenameReplacesTheTargetsRecord(t *testing.T) {
 	e := newEnv(t)
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +371,7 @@ func TestRenameReplacesTheTargetsRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if j, err = Open(e.cache, e.f); err != nil {
+	if j, err = Open(e.Cache, e.F); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := j.written["gone.bin"]; ok {
@@ -429,7 +402,7 @@ func TestRenameReplacesTheTargetsRecord(t *testing.T) {
 // names.
 func TestRepairFinishesARename(t *testing.T) {
 	e := newEnv(t)
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,13 +418,13 @@ func TestRepairFinishesARename(t *testing.T) {
 			t.Fatal("b's cache metadata never became clean")
 		}
 	}
-	v.stop()
+	v.Stop()
 	v = e.startVFS(t, time.Hour)
 	write(t, v, j, "a.tmp", []byte("file"))
 	write(t, v, j, "dir/x", []byte("x"))
 	write(t, v, j, "dir/sub/y", []byte("y"))
 	write(t, v, j, "b.tmp", []byte("new b"))
-	v.stop()
+	v.Stop()
 	// The state rclone leaves between its two renames (item.rename).
 	if _, err := j.Renaming("a.tmp", "a.json"); err != nil {
 		t.Fatal(err)
@@ -471,7 +444,7 @@ func TestRepairFinishesARename(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	j, err = Open(e.cache, e.f)
+	j, err = Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +463,7 @@ func TestRepairFinishesARename(t *testing.T) {
 // remembers what was not swept.
 func TestSweepDropsUploaded(t *testing.T) {
 	e := newEnv(t)
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,10 +478,10 @@ func TestSweepDropsUploaded(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if j, err = Open(e.cache, e.f); err != nil || len(j.written) != 1 || !j.written["pending"].Tail {
+	if j, err = Open(e.Cache, e.F); err != nil || len(j.written) != 1 || !j.written["pending"].Tail {
 		t.Fatalf("after a sweep with one file pending: %v, %v", j.written, err)
 	}
-	v.stop()
+	v.Stop()
 	e.startVFS(t, 10*time.Millisecond)
 	e.waitUploaded(t, "pending", []byte("p"))
 	deadline := time.Now().Add(10 * time.Second)
@@ -521,10 +494,10 @@ func TestSweepDropsUploaded(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if j, err = Open(e.cache, e.f); err != nil || len(j.written) != 0 {
+	if j, err = Open(e.Cache, e.F); err != nil || len(j.written) != 0 {
 		t.Fatalf("reopened after the sweep: %v, %v", j.written, err)
 	}
-	if fi, err := os.Stat(filepath.Join(e.cache, File)); err != nil || fi.Size() != 0 {
+	if fi, err := os.Stat(filepath.Join(e.Cache, File)); err != nil || fi.Size() != 0 {
 		t.Fatalf("journal file after compaction: %v, %v", fi, err)
 	}
 }
@@ -533,7 +506,7 @@ func TestSweepDropsUploaded(t *testing.T) {
 // than live records, and records written after that are kept.
 func TestCompaction(t *testing.T) {
 	e := newEnv(t)
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,13 +516,13 @@ func TestCompaction(t *testing.T) {
 		}
 	}
 	j.Sweep(nil)
-	if fi, err := os.Stat(filepath.Join(e.cache, File)); err != nil || fi.Size() != 0 {
+	if fi, err := os.Stat(filepath.Join(e.Cache, File)); err != nil || fi.Size() != 0 {
 		t.Fatalf("6000 lines, none live: not compacted: %v, %v", fi, err)
 	}
 	if err := j.Wrote("after", Written{Tail: true}); err != nil {
 		t.Fatal(err)
 	}
-	j2, err := Open(e.cache, e.f)
+	j2, err := Open(e.Cache, e.F)
 	if err != nil || len(j2.written) != 1 || !j2.written["after"].Tail {
 		t.Fatalf("reopened: %v, %v", j2.written, err)
 	}
@@ -560,12 +533,11 @@ func TestCompaction(t *testing.T) {
 // what to compare it with (the application's own file costs at least
 // that, in rclone's cache).
 func BenchmarkWrote(b *testing.B) {
-	e := cacheEnv{remote: b.TempDir(), cache: b.TempDir()}
-	f, err := rfs.NewFs(context.Background(), e.remote)
+	f, err := rfs.NewFs(context.Background(), b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	j, err := Open(e.cache, f)
+	j, err := Open(b.TempDir(), f)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -600,7 +572,7 @@ func TestRepairUploadsAMappedFile(t *testing.T) {
 	e := newEnv(t)
 	want := e.existing(t, "m.bin", 2<<20, 'A')
 	e.existing(t, "s.bin", 10, 'S')
-	j, err := Open(e.cache, e.f)
+	j, err := Open(e.Cache, e.F)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,14 +608,14 @@ func TestRepairUploadsAMappedFile(t *testing.T) {
 	if !j.written["m.bin"].Mapped || j.written["s.bin"].Mapped {
 		t.Fatalf("after a sweep: %+v", j.written)
 	}
-	v.stop()
+	v.Stop()
 	if info, err := j.cache.Info("m.bin"); err != nil || info.Dirty {
 		t.Fatalf("rclone's metadata of the mapped file: dirty=%v, %v (the test needs it clean)", info.Dirty, err)
 	}
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if j, err = Open(e.cache, e.f); err != nil {
+	if j, err = Open(e.Cache, e.F); err != nil {
 		t.Fatal(err)
 	}
 	if !j.written["m.bin"].Mapped || j.written["s.bin"].Mapped {

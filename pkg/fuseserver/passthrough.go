@@ -128,6 +128,17 @@ type ptBacking struct {
 	f           *os.File
 	fi          os.FileInfo
 	fingerprint string
+	// shadow is, for a writer's node, rclone's own descriptor's file,
+	// unlinked (passthrough_shadow.go); nil once the writer ended.
+	shadow *os.File
+}
+
+// closeShadow closes b's shadow, if any.
+func (b *ptBacking) closeShadow() {
+	if b.shadow != nil {
+		b.shadow.Close()
+		b.shadow = nil
+	}
 }
 
 // passthroughWanted reports whether cfg's server uses passthrough where
@@ -247,13 +258,21 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 
 // SetAttr of a size truncates through rclone: not beside a settle's write.
 // No SetAttr runs beside the adopt of a passthrough writer's file (a time
-// set then would be replaced by the adopt's).
+// set then would be replaced by the adopt's). A size set on a writer's
+// node truncates the written file here, rclone's truncate its shadow
+// (passthrough_shadow.go).
 func (p *passthroughFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		p.fix.RLock()
 		defer p.fix.RUnlock()
 	}
-	defer p.holdWriters(in.NodeId)()
+	held, release := p.lockWriters([]uint64{in.NodeId})
+	defer release()
+	if in.Valid&fuse.FATTR_SIZE != 0 && len(held) == 1 {
+		if err := held[0].n.backing.f.Truncate(int64(in.Size)); err != nil {
+			return fuse.ToStatus(err)
+		}
+	}
 	return p.RawFileSystem.SetAttr(c, in, out)
 }
 
@@ -387,14 +406,20 @@ func (p *passthroughFS) unregister(n *ptNode) {
 	if n.backing == nil {
 		return
 	}
+	p.unregisterID(n.backing.id)
+	n.backing.f.Close()
+	n.backing.closeShadow()
+	n.backing = nil
+}
+
+// unregisterID ends backing id with the kernel.
+func (p *passthroughFS) unregisterID(id int32) {
 	p.mu.Lock()
 	srv := p.srv
 	p.mu.Unlock()
-	if errno := srv.UnregisterBackingFd(n.backing.id); errno != 0 {
+	if errno := srv.UnregisterBackingFd(id); errno != 0 {
 		p.log.Warn("unregistering a passthrough backing file failed", "errno", errno.Error())
 	}
-	n.backing.f.Close()
-	n.backing = nil
 }
 
 // candidate opens the cache file of node id if the file is wholly cached,

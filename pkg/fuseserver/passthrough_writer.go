@@ -13,13 +13,13 @@ import (
 )
 
 // Passthrough writers: a new file created write-only is handed to the
-// kernel with FUSE passthrough on rclone's cache file, so its writes go to
-// the node's disk without a round trip through this server per request.
-// rclone learns which bytes of a cache file are the application's only
-// from writes made through it; bytes it does not list are fetched from the
-// bucket over the file as soon as its cache item has an object (at the
-// item's last close, or at a read through rclone). So the rules
-// (docs/benchmarks.md, "Passthrough writers"):
+// kernel with FUSE passthrough on a file at its cache file's path, so its
+// writes go to the node's disk without a round trip through this server
+// per request. rclone learns which bytes of a cache file are the
+// application's only from writes made through it; bytes it does not list
+// are fetched from the bucket over the file as soon as its cache item has
+// an object (at the item's last close, or at a read through rclone). So
+// the rules (docs/benchmarks.md, "Passthrough writers"):
 //
 //   - Granted only at a create whose access mode is O_WRONLY, with
 //     O_TRUNC or O_EXCL, of a name the VFS holds no object for, whose
@@ -34,12 +34,14 @@ import (
 //     write-capable handle of the node is released, or, once an O_RDWR
 //     handle was opened, until the kernel's last forget of the node, when
 //     no shared mapping remains), every open of the node is plain
-//     passthrough on the same cache file, its rclone handle opened
-//     read-only (so no truncate reaches it and it never opens the item):
-//     reads and writes of every handle go to the cache file. The
-//     creator's rclone handle is held open (its release deferred), so
-//     rclone neither evicts nor uploads the file meanwhile; sizes come
-//     from the cache file (rclone stats a dirty item's file).
+//     passthrough on the same file, its rclone handle opened read-only
+//     (so no truncate reaches it and it never opens the item): reads and
+//     writes of every handle go to the written file. The creator's rclone
+//     handle is held open (its release deferred), so rclone neither
+//     evicts nor uploads the file meanwhile. The written file is the
+//     server's own, put at the cache file's path at the create, and
+//     rclone's descriptor is on its shadow, whose size and times the
+//     server keeps the written file's (passthrough_shadow.go).
 //   - While the writer lives, the VFS's listings leave the file's key out
 //     (hiddenKeys): an object there (the fsync's put, or one written
 //     outside) would end the file's virtual entry, give the VFS file the
@@ -48,24 +50,24 @@ import (
 //   - fsync, through any handle, syncs the cache file and puts it in the
 //     bucket from this server's own descriptor, never through rclone; a
 //     truncate skips wholeFS's fetch (which would read through rclone).
-//   - When the writer ends (no write-capable handle, no mapping), the
-//     file is written once more through rclone, in place, from the cache
-//     file itself (adopt), and given the cache file's time back: rclone
-//     then lists every byte, and only then, in its turn (releaseOrder:
-//     files are queued for upload in the order they were closed), is the
-//     creator's handle released, so its close uploads the whole file and
-//     later opens find it as if written through the server. Attribute
-//     changes, unlinks and renames of the file wait while an adopt runs
-//     (holdWriters). A directory holding a writer that an fsync put in the
-//     bucket is not renamed (EXDEV): the move lists the objects to move,
-//     and the listing hides that one. An adopt that fails keeps the writer (tried again
-//     every pokeInterval and when the server stops; a forget is held back
-//     meanwhile, so the node stays known); a file a server leaves
-//     unadopted is uploaded whole by the next one (the create's journal
-//     note, recorded at the first close or fsync, makes Repair list every
-//     byte).
-//   - The kernel's release comes after close(2) returned, so the adopt's
-//     copy does not delay the application's close.
+//   - When the writer ends (no write-capable handle, no mapping), one
+//     byte written through rclone into the shadow makes rclone list every
+//     byte of the written file, which is given its time back (adopt,
+//     passthrough_shadow.go; nothing of the file is copied), and only
+//     then, in its turn (releaseOrder: files are queued for upload in the
+//     order they were closed), is the creator's handle released, so its
+//     close uploads the whole file and later opens find it as if written
+//     through the server. Attribute changes, unlinks and renames of the
+//     file wait while an adopt runs (holdWriters). A directory holding a
+//     writer that an fsync put in the bucket is not renamed (EXDEV): the
+//     move lists the objects to move, and the listing hides that one. An
+//     adopt that fails keeps the writer (tried again every pokeInterval
+//     and when the server stops; a forget is held back meanwhile, so the
+//     node stays known); a file a server leaves unadopted is uploaded
+//     whole by the next one (the create's journal note, recorded at the
+//     first close or fsync, makes Repair list every byte).
+//   - The kernel's release comes after close(2) returned, so the adopt
+//     does not delay the application's close.
 
 // ptWriter is the writer state of a node (see the top of this file).
 type ptWriter struct {
@@ -94,26 +96,40 @@ func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.Crea
 	// Hidden first: a listing that ends after this shows no object there,
 	// and one that ended before shows in the VFS's object, checked next.
 	p.hidden.add(out.NodeId)
-	f, ok := p.writerBacking(path)
-	if !ok {
+	if !p.writable(path) {
+		p.hidden.remove(out.NodeId)
+		return false
+	}
+	f, shadow, err := p.writerFiles(path)
+	if err != nil {
+		p.log.Debug("no passthrough writer: its files could not be made", "path", path, "err", err)
 		p.hidden.remove(out.NodeId)
 		return false
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		dropWriterFiles(f, shadow)
 		p.hidden.remove(out.NodeId)
 		return false
 	}
 	id, ok := p.register(f)
 	if !ok {
-		f.Close()
+		dropWriterFiles(f, shadow)
+		p.hidden.remove(out.NodeId)
+		return false
+	}
+	// Last, nothing after it can fail: until this rename rclone's data
+	// file is the one at the path (the create then goes through rclone).
+	if err := p.placeWriter(path, f, shadow); err != nil {
+		p.log.Debug("no passthrough writer: its file could not be put in place", "path", path, "err", err)
+		p.unregisterID(id)
+		dropWriterFiles(f, shadow)
 		p.hidden.remove(out.NodeId)
 		return false
 	}
 	h := in.InHeader
 	h.NodeId = out.NodeId
-	n.backing = &ptBacking{id: id, f: f, fi: fi}
+	n.backing = &ptBacking{id: id, f: f, fi: fi, shadow: shadow}
 	n.pt = 1
 	n.writer = &ptWriter{held: fuse.ReleaseIn{InHeader: h, Fh: out.Fh, Flags: in.Flags}, fhs: map[uint64]bool{out.Fh: true}}
 	p.writes.Add(1)
@@ -122,22 +138,18 @@ func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.Crea
 	return true
 }
 
-// writerBacking opens path's cache file for a writer if the VFS holds no
-// object for path and its cache item is dirty and never uploaded.
-func (p *passthroughFS) writerBacking(path string) (*os.File, bool) {
+// writable reports whether path may get a writer: the VFS holds no
+// object for it and its cache item is dirty and never uploaded.
+func (p *passthroughFS) writable(path string) bool {
 	node, err := p.v.Stat(path)
 	if err != nil {
-		return nil, false
+		return false
 	}
 	if o, isObj := node.DirEntry().(rfs.Object); isObj && o != nil {
-		return nil, false // rclone's item may hold it: its close would fetch from it
+		return false // rclone's item may hold it: its close would fetch from it
 	}
 	info, err := p.cache.Info(path)
-	if err != nil || !info.Dirty || info.Fingerprint != "" {
-		return nil, false
-	}
-	f, err := os.OpenFile(p.cache.DataPath(path), os.O_RDWR, 0)
-	return f, err == nil
+	return err == nil && info.Dirty && info.Fingerprint == ""
 }
 
 // joinWriter answers an open of a node whose writer lives (mutex held):
@@ -226,6 +238,7 @@ func (p *passthroughFS) endWriting(id uint64, n *ptNode) bool {
 		}
 		p.wrote.Add(size)
 	} // else deleted or replaced: nothing of it is uploaded
+	n.backing.closeShadow()
 	p.order.wait(t)
 	p.RawFileSystem.Release(nil, &w.held)
 	p.hidden.remove(id)
@@ -238,16 +251,25 @@ func (p *passthroughFS) endWriting(id uint64, n *ptNode) bool {
 
 // holdWriters locks, in order, the mutexes of those of the nodes ids that
 // have a writer, so that no adopt runs until the returned func unlocks
-// them: a truncate, unlink or rename through rclone beside the adopt's
-// copy would be undone by it, or have rclone save the old file's metadata
-// over a new one's.
+// them (a truncate, unlink or rename through rclone beside the adopt
+// would have rclone save the old file's metadata over a new one's, or
+// list bytes of a file no longer there), and syncs their shadows
+// (passthrough_shadow.go), since rclone's answer may carry their sizes.
 func (p *passthroughFS) holdWriters(ids ...uint64) func() {
+	_, release := p.lockWriters(ids)
+	return release
+}
+
+// heldWriter is a node with a writer whose mutex lockWriters holds.
+type heldWriter struct {
+	id uint64
+	n  *ptNode
+}
+
+// lockWriters is holdWriters, also returning the nodes held.
+func (p *passthroughFS) lockWriters(ids []uint64) ([]heldWriter, func()) {
 	slices.Sort(ids)
-	type hold struct {
-		id uint64
-		n  *ptNode
-	}
-	var held []hold
+	var held []heldWriter
 	for i, id := range ids {
 		if id == 0 || i > 0 && ids[i-1] == id {
 			continue
@@ -262,9 +284,12 @@ func (p *passthroughFS) holdWriters(ids ...uint64) func() {
 			n.mu.Unlock()
 			continue
 		}
-		held = append(held, hold{id, n})
+		if err := n.backing.syncShadow(); err != nil {
+			p.log.Warn("rclone may report an old size or time of a file written through passthrough", "node", id, "err", err)
+		}
+		held = append(held, heldWriter{id, n})
 	}
-	return func() {
+	return held, func() {
 		for _, h := range held {
 			p.done(h.id)
 			h.n.mu.Unlock()
@@ -353,11 +378,14 @@ func (p *passthroughFS) retryWriter(id uint64) {
 	p.endAndForget(id, n)
 }
 
-// adopt writes path's cache file b through rclone, in place, so that
-// rclone lists every byte of it as the application's, and returns its
-// size. Nothing else writes the file meanwhile (the writer ended), so the
-// bytes written are the file's own.
+// adopt makes rclone list every byte of path's written file (b, its
+// writer ended) as the application's, without copying it
+// (passthrough_shadow.go), gives rclone the file's time back, and returns
+// its size.
 func (p *passthroughFS) adopt(path string, b *ptBacking) (int64, error) {
+	if b.shadow == nil {
+		return 0, fmt.Errorf("%s: a passthrough writer without rclone's shadow file", path)
+	}
 	h, err := p.v.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return 0, err
@@ -366,20 +394,15 @@ func (p *passthroughFS) adopt(path string, b *ptBacking) (int64, error) {
 		h.Close()
 		return 0, errors.Join(fmt.Errorf("%s's cache file is no longer the one written", path), err)
 	}
-	fi, err := b.f.Stat()
+	size, mtime, err := b.markWritten(h)
 	if err != nil {
 		h.Close()
 		return 0, err
 	}
-	size, err := copyInto(h, b.f, fi.Size())
-	if err != nil {
-		h.Close()
-		return 0, err
-	}
-	// The copy made rclone take now as the file's time; the writers' (or
-	// the one they set) is the cache file's.
+	// The byte's write made rclone take now as the file's time; the
+	// writers' (or the one they set) is the written file's.
 	if node, err := p.v.Stat(path); err == nil {
-		if err := node.SetModTime(fi.ModTime()); err != nil {
+		if err := node.SetModTime(mtime); err != nil {
 			p.log.Warn("the time of a file written through passthrough not kept", "path", path, "err", err)
 		}
 	}
