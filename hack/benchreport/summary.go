@@ -51,6 +51,7 @@ var figureDescriptions = map[string]string{
 	"SmallFiles":    "5,000 × 16 KiB files read one by one",
 	"ListDir":       "`ls -l` of 10,000 entries",
 	"CachedWrite":   "write through the mount",
+	"CachedWrites":  "4 files written one after another",
 	"SmallWrites":   "1,000 × 16 KiB files written one by one",
 	"CopySmall":     "COPY of 5,000 × 16 KiB files",
 	"CopyLarge":     "COPY of the 1 GiB object",

@@ -98,6 +98,43 @@ func BenchmarkCachedWrite(b *testing.B) {
 	}})
 }
 
+// writesInRow is how many files CachedWrites writes one after another.
+const writesInRow = 4
+
+// BenchmarkCachedWrites: writesInRow new files of CachedWrite's size
+// written one after another through the mount, each in 1 MiB blocks and
+// closed (timed: a checkpoint of several files, where what the server
+// does after one file's close runs beside the next file), then the time
+// until the bucket holds the last. The directory is listed first,
+// untimed (listed).
+func BenchmarkCachedWrites(b *testing.B) {
+	f := data(b)
+	size, block := scaled(writeSize), writeBlock()
+	b.Run("local-disk", func(b *testing.B) {
+		dir := b.TempDir()
+		b.SetBytes(writesInRow * size)
+		for b.Loop() {
+			for range writesInRow {
+				writeFile(b, filepath.Join(dir, fmt.Sprintf("w-%d.bin", written.Add(1))), size, block)
+			}
+		}
+	})
+	systems := []string{"bucket-csi-MOUNT_CACHED", "rclone-skypilot"}
+	onMounts(b, f, systems, runOptions{prepare: listed, body: func(b *testing.B, m mounted) int64 {
+		b.SetBytes(writesInRow * size)
+		var key string
+		for range writesInRow {
+			key = fmt.Sprintf("w-%d.bin", written.Add(1))
+			writeFile(b, filepath.Join(m.dir, key), size, block)
+		}
+		b.StopTimer()
+		until := untilInBucket(b, f, key, size)
+		b.ReportMetric(until.Seconds(), "s-until-in-bucket")
+		b.StartTimer()
+		return writesInRow * size
+	}})
+}
+
 // smallWrites is how many files SmallWrites writes (scaled): fewer than
 // the small files read, as the peers that upload inside each close take
 // round trips per file (s3fs about 230 ms a file at 20 ms).
