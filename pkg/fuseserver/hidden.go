@@ -32,47 +32,25 @@ func (h *hiddenKeys) putBelow(dir string) bool {
 }
 
 // any reports whether match holds for a hidden node, given its path now
-// (unlinked nodes are left out) and whether an fsync put its file.
+// (unlinked nodes are left out) and whether an fsync put its file. (It
+// takes the path table's lock under its own; nothing takes them the other
+// way round.)
 func (h *hiddenKeys) any(match func(path string, put bool) bool) bool {
-	found := false
-	h.visit(func(id uint64, put bool, paths *pathTable) bool {
-		p, ok := paths.attachedPath(id)
-		found = ok && match(p, put)
-		return !found
-	})
-	return found
-}
-
-// in lists the hidden nodes whose parent now is node dir.
-func (h *hiddenKeys) in(dir uint64) []uint64 {
-	var ids []uint64
-	h.visit(func(id uint64, _ bool, paths *pathTable) bool {
-		if parent, _, ok := paths.attachedKey(id); ok && parent == dir {
-			ids = append(ids, id)
-		}
-		return true
-	})
-	return ids
-}
-
-// visit calls fn for each hidden node, with whether an fsync put its file
-// and the path table, until fn returns false. (It takes the path table's
-// lock under its own; nothing takes them the other way round.)
-func (h *hiddenKeys) visit(fn func(id uint64, put bool, paths *pathTable) bool) {
 	if h.n.Load() == 0 {
-		return
+		return false
 	}
 	paths := h.paths.Load()
 	if paths == nil {
-		return
+		return false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id, put := range h.nodes {
-		if !fn(id, put, paths) {
-			return
+		if p, ok := paths.attachedPath(id); ok && match(p, put) {
+			return true
 		}
 	}
+	return false
 }
 
 // add hides node id's key.

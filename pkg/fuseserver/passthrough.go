@@ -84,6 +84,8 @@ type passthroughFS struct {
 	// wrote sums the sizes of the files written through passthrough, each
 	// counted once its writer ended.
 	wrote atomic.Int64
+	// adopts counts the adopts begun (passthrough_shadow.go, Lookup).
+	adopts atomic.Uint64
 
 	// nodes: a node's entry is kept while a call uses it or it has handles
 	// open.
@@ -259,8 +261,8 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 // SetAttr of a size truncates through rclone: not beside a settle's write.
 // No SetAttr runs beside the adopt of a passthrough writer's file (a time
 // set then would be replaced by the adopt's). A size set on a writer's
-// node truncates the written file here, rclone's truncate its shadow
-// (passthrough_shadow.go).
+// node truncates rclone's shadow through rclone, then the written file
+// here (passthrough_shadow.go).
 func (p *passthroughFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		p.fix.RLock()
@@ -268,12 +270,13 @@ func (p *passthroughFS) SetAttr(c <-chan struct{}, in *fuse.SetAttrIn, out *fuse
 	}
 	held, release := p.lockWriters([]uint64{in.NodeId})
 	defer release()
-	if in.Valid&fuse.FATTR_SIZE != 0 && len(held) == 1 {
+	st := p.RawFileSystem.SetAttr(c, in, out)
+	if st.Ok() && in.Valid&fuse.FATTR_SIZE != 0 && len(held) == 1 {
 		if err := held[0].n.backing.f.Truncate(int64(in.Size)); err != nil {
-			return fuse.ToStatus(err)
+			return fuse.ToStatus(err) // the shadow follows at the next sync
 		}
 	}
-	return p.RawFileSystem.SetAttr(c, in, out)
+	return st
 }
 
 // joinPassthrough answers an open of node id, whose mutex is held and

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -26,10 +25,10 @@ import (
 //
 //   - While the writer lives, rclone reports the shadow's size and time.
 //     Before every request whose answer carries them (GETATTR, STATX,
-//     LOOKUP, READDIRPLUS; the attribute changes, renames and unlinks that
-//     hold writers too) the server makes the shadow as long as the written
-//     file and gives it its times (syncShadow), under the node's mutex, so
-//     no adopt runs in between.
+//     LSEEK; the attribute changes, renames and unlinks that hold writers
+//     too) the server makes the shadow as long as the written file and
+//     gives it its times (syncShadow), under the node's mutex, so no adopt
+//     runs in between; a LOOKUP's answer is corrected after it.
 //   - The adopt (the writer's end) cuts the shadow to zero and writes the
 //     written file's last byte through rclone at its offset: rclone, which
 //     then reads size 0 from its descriptor, lists every byte before it as
@@ -106,9 +105,9 @@ func (b *ptBacking) syncShadow() error {
 	} else if sst.Mtim == fst.Mtim && sst.Atim == fst.Atim {
 		return nil
 	}
-	// The descriptor's own path: the shadow has no other.
-	self := "/proc/self/fd/" + strconv.Itoa(int(b.shadow.Fd()))
-	return unix.UtimesNanoAt(unix.AT_FDCWD, self, []unix.Timespec{fst.Atim, fst.Mtim}, 0)
+	// The descriptor itself (the shadow has no path): AT_EMPTY_PATH, which
+	// every kernel with FUSE passthrough (6.9 and later) takes.
+	return unix.UtimesNanoAt(int(b.shadow.Fd()), "", []unix.Timespec{fst.Atim, fst.Mtim}, unix.AT_EMPTY_PATH)
 }
 
 // markWritten makes rclone list every byte of the written file of b (a
@@ -121,11 +120,11 @@ func (b *ptBacking) markWritten(h vfs.Handle) (int64, time.Time, error) {
 		return 0, time.Time{}, err
 	}
 	size := fi.Size()
-	if size == 0 {
-		return 0, fi.ModTime(), nil // nothing to list; rclone's file is empty too
-	}
 	if err := b.shadow.Truncate(0); err != nil {
 		return 0, time.Time{}, err
+	}
+	if size == 0 {
+		return 0, fi.ModTime(), nil // nothing to list; rclone's file is empty too
 	}
 	last := make([]byte, 1)
 	if _, err := b.f.ReadAt(last, size-1); err != nil {
@@ -137,9 +136,11 @@ func (b *ptBacking) markWritten(h vfs.Handle) (int64, time.Time, error) {
 	return size, fi.ModTime(), nil
 }
 
-// GetAttr, Statx, Lookup and ReadDirPlus answer with the size and time
-// rclone reports, for a writer's node its shadow's: each first syncs the
-// shadows of the writers it may answer for (holdWriters).
+// GetAttr, Statx and Lseek (whose fallback in go-fuse reads the size)
+// answer from rclone's size and time, for a writer's node its shadow's:
+// each first syncs the shadow, holding the node's mutex (holdWriters)
+// over rclone's answer, which is local. READDIRPLUS is off (Serve), so
+// listings carry no sizes.
 func (p *passthroughFS) GetAttr(c <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if p.hidden.has(in.NodeId) {
 		defer p.holdWriters(in.NodeId)()
@@ -154,16 +155,51 @@ func (p *passthroughFS) Statx(c <-chan struct{}, in *fuse.StatxIn, out *fuse.Sta
 	return p.RawFileSystem.Statx(c, in, out)
 }
 
-func (p *passthroughFS) Lookup(c <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	if id, ok := p.paths.child(h.NodeId, name); ok && p.hidden.has(id) {
-		defer p.holdWriters(id)()
+func (p *passthroughFS) Lseek(c <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	if p.hidden.has(in.NodeId) {
+		defer p.holdWriters(in.NodeId)()
 	}
-	return p.RawFileSystem.Lookup(c, h, name, out)
+	return p.RawFileSystem.Lseek(c, in, out)
 }
 
-func (p *passthroughFS) ReadDirPlus(c <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	if ids := p.hidden.in(in.NodeId); len(ids) > 0 {
-		defer p.holdWriters(ids...)()
+// Lookup may have rclone list the directory from the store, so it does
+// not hold a writer's mutex over rclone's answer; it corrects the answer
+// after, whatever name form led to the node: a live writer's size and
+// times from the written file, and, after an adopt that ran meanwhile
+// (it empties the shadow for a moment), rclone's answer again.
+func (p *passthroughFS) Lookup(c <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	adopts := p.adopts.Load()
+	st := p.RawFileSystem.Lookup(c, h, name, out)
+	if !st.Ok() || !p.hidden.has(out.NodeId) && p.adopts.Load() == adopts {
+		return st
 	}
-	return p.RawFileSystem.ReadDirPlus(c, in, out)
+	// The lookup stands (the kernel now holds the node); only its
+	// attributes change, where they can be had.
+	held, release := p.lockWriters([]uint64{out.NodeId})
+	defer release()
+	if len(held) == 1 {
+		writtenAttr(held[0].n.backing, &out.Attr)
+		return st
+	}
+	in := fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: out.NodeId, Caller: h.Caller}}
+	var again fuse.AttrOut
+	if p.RawFileSystem.GetAttr(c, &in, &again).Ok() {
+		out.Attr = again.Attr
+	}
+	return st
+}
+
+// writtenAttr sets a's size and times from b's written file, as rclone
+// states them (blocks of 512 bytes, the change time the modification's);
+// a unchanged if the file cannot be read.
+func writtenAttr(b *ptBacking, a *fuse.Attr) {
+	var st unix.Stat_t
+	if unix.Fstat(int(b.f.Fd()), &st) != nil {
+		return
+	}
+	a.Size = uint64(st.Size)
+	a.Blocks = (a.Size + 511) / 512
+	a.Atime, a.Atimensec = uint64(st.Atim.Sec), uint32(st.Atim.Nsec)
+	a.Mtime, a.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+	a.Ctime, a.Ctimensec = a.Mtime, a.Mtimensec
 }

@@ -16,9 +16,10 @@ import (
 // TestShadowLetsOneByteListTheFile: the writer's file put in place of the
 // data file rclone created, rclone reports its shadow's size and time
 // (synced by syncShadow, 0 before), and after markWritten rclone's
-// metadata lists every byte of the written file, the file is unchanged
-// (the byte went to the shadow) and the upload has its bytes. A writer's
-// file a kill left before its rename is removed by rclone's next reload.
+// metadata lists every byte of the written file, the byte went to the
+// shadow (the written file keeps its bytes, and its time once given back
+// as adopt does) and the upload has the file's bytes. A writer's file a kill left before its rename is
+// removed by rclone's next reload.
 // If rclone changes how an open item finds its size or marks what it did
 // not write, this fails, and passthrough writers must copy their files
 // through rclone again.
@@ -28,7 +29,7 @@ func TestShadowLetsOneByteListTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.Start(t, 50*time.Millisecond)
+	v := e.Start(t, 2*time.Second) // the metadata is read before the upload
 	if err := v.MkdirAll("out", 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +82,9 @@ func TestShadowLetsOneByteListTheFile(t *testing.T) {
 	if err != nil || n != size || !mtime.Equal(set) {
 		t.Fatalf("markWritten = %d, %v, %v; want %d, %v", n, mtime, err, size, set)
 	}
+	if err := node.SetModTime(mtime); err != nil { // as adopt does
+		t.Fatal(err)
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +101,16 @@ func TestShadowLetsOneByteListTheFile(t *testing.T) {
 	if got, err := os.ReadFile(layout.DataPath(name)); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the written file holds %d bytes (%v), not the ones written", len(got), err)
 	}
+	if fi, err := os.Stat(layout.DataPath(name)); err != nil || !fi.ModTime().Equal(set) {
+		t.Fatalf("the written file's time is %v (%v), want %v", fi.ModTime(), err, set)
+	}
+	last := make([]byte, 1)
+	if fi, err := shadow.Stat(); err != nil || fi.Size() != size {
+		t.Fatalf("rclone's shadow holds %v (%v), want %d bytes", fi, err, size)
+	}
+	if _, err := shadow.ReadAt(last, size-1); err != nil || last[0] != data[size-1] {
+		t.Fatalf("rclone's shadow ends with %q (%v), want the byte written through rclone %q", last, err, data[size-1])
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		got, err := os.ReadFile(filepath.Join(e.Remote, name))
 		if err == nil && bytes.Equal(got, data) {
@@ -104,6 +118,16 @@ func TestShadowLetsOneByteListTheFile(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the upload holds %d bytes (%v), not the ones written", len(got), err)
+		}
+	}
+	// rclone saves the metadata clean after the upload: stop after that,
+	// so the next VFS reloads a settled cache.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err := layout.Info(name); err == nil && !info.Dirty {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rclone's metadata never said clean after the upload")
 		}
 	}
 	v.Stop()

@@ -394,6 +394,7 @@ func (p *passthroughFS) adopt(path string, b *ptBacking) (int64, error) {
 		h.Close()
 		return 0, errors.Join(fmt.Errorf("%s's cache file is no longer the one written", path), err)
 	}
+	p.adopts.Add(1) // before the shadow is emptied (Lookup)
 	size, mtime, err := b.markWritten(h)
 	if err != nil {
 		h.Close()
