@@ -30,7 +30,10 @@
 //     when it returns, when the moved files' records replace those of the
 //     names it replaced);
 //   - Dropped: a file uploaded (its metadata says clean), deleted or
-//     replaced.
+//     replaced;
+//   - Detached: a name whose file lost it while open, so that rclone's
+//     item of that file may still save its metadata over the metadata of
+//     a file there now (Detach says how), until Reattached.
 //
 // Each record is one line written by one write(2) to a file opened with
 // O_APPEND, so a kill leaves it whole or absent, and it costs one system
@@ -139,6 +142,7 @@ type Journal struct {
 	written  map[string]Written
 	dirs     map[string]int // directories above written names: how many
 	renaming map[[2]string]bool
+	detached map[string]int // name -> earlier files' items that may still save there (Detach)
 }
 
 // record is one line of the file: one kind of record per line.
@@ -150,6 +154,8 @@ type record struct {
 	Dropped    string     `json:"d,omitempty"`  // drops a Wrote record: uploaded, deleted, replaced
 	Renaming   *[2]string `json:"r,omitempty"`
 	RenameDone *[2]string `json:"rd,omitempty"`
+	Detached   string     `json:"x,omitempty"`  // see Detach
+	Reattached string     `json:"xd,omitempty"` // ends one Detached
 }
 
 // Open opens the journal of the VFS cache kept under cacheDir for the
@@ -171,6 +177,7 @@ func Open(cacheDir string, f rfs.Fs) (*Journal, error) {
 		written:  map[string]Written{},
 		dirs:     map[string]int{},
 		renaming: map[[2]string]bool{},
+		detached: map[string]int{},
 	}
 	if err := j.load(); err != nil {
 		return nil, fmt.Errorf("write journal: %w", err)
@@ -347,7 +354,8 @@ func (j *Journal) forget(name string) error {
 
 // Sweep drops the records of names not pending upload: the metadata says
 // clean, or there is no data file. Names in queued (rclone's upload
-// queue) and names a rename under way touches are skipped unread.
+// queue), names a rename under way touches and detached names (Detach)
+// are skipped unread.
 func (j *Journal) Sweep(queued map[string]bool) {
 	j.mu.Lock()
 	names := make([]string, 0, len(j.written))
@@ -362,7 +370,7 @@ func (j *Journal) Sweep(queued map[string]bool) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.lines > 2*(len(j.written)+len(j.renaming))+compactAfter {
+	if j.lines > 2*(len(j.written)+len(j.renaming)+len(j.detached))+compactAfter {
 		_ = j.compact() // on failure the file keeps growing, still correct
 	}
 }
@@ -372,8 +380,8 @@ func (j *Journal) Sweep(queued map[string]bool) {
 func (j *Journal) sweepOne(name string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if w, ok := j.written[name]; !ok || w.Mapped || j.inRename(name) {
-		return // a mapped file's metadata says clean: that is the point
+	if w, ok := j.written[name]; !ok || w.Mapped || j.inRename(name) || j.detached[name] > 0 {
+		return // a mapped file's metadata says clean: that is the point; a detached name's may be another file's
 	}
 	info, err := j.cache.Info(name)
 	clean := err == nil && !info.Dirty
@@ -470,6 +478,10 @@ func (j *Journal) load() error {
 			j.renaming[*rec.Renaming] = true
 		case rec.RenameDone != nil:
 			delete(j.renaming, *rec.RenameDone)
+		case rec.Detached != "":
+			j.detached[rec.Detached]++
+		case rec.Reattached != "":
+			j.undetach(rec.Reattached)
 		}
 	}
 	return nil
@@ -490,6 +502,15 @@ func (j *Journal) compact() error {
 			return err
 		}
 	}
+	detaches := 0
+	for name, n := range j.detached {
+		for range n {
+			if err := enc.Encode(record{Detached: name}); err != nil {
+				return err
+			}
+		}
+		detaches += n
+	}
 	if err := j.writeAtomic(j.path, buf.Bytes()); err != nil {
 		return err
 	}
@@ -500,7 +521,7 @@ func (j *Journal) compact() error {
 	if j.f != nil {
 		_ = j.f.Close()
 	}
-	j.f, j.lines, j.broken = f, len(j.written)+len(j.renaming), false
+	j.f, j.lines, j.broken = f, len(j.written)+len(j.renaming)+detaches, false
 	return nil
 }
 

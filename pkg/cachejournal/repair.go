@@ -29,9 +29,10 @@ type Repaired struct {
 //   - a recorded file whose metadata decodes and is dirty gets the
 //     recorded ranges added to the metadata's present ranges (rclone
 //     would download the bucket's bytes over them);
-//   - a recorded file whose metadata is missing or does not decode gets
-//     new metadata: dirty, the data file's size and time, and present
-//     exactly where the record says;
+//   - a recorded file whose metadata is missing, does not decode, or may
+//     be an earlier file's (a Detach not reattached) gets new metadata:
+//     dirty, the data file's size and time, and present exactly where the
+//     record says;
 //   - a record whose data file is gone, whose metadata says clean
 //     (uploaded since), or whose written ranges are holes in the data
 //     file (the file was dropped and fetched again since) is dropped.
@@ -62,7 +63,8 @@ func (j *Journal) Repair() []Repaired {
 			j.written[name] = w
 		}
 	}
-	_ = j.compact() // on failure the file as it is replays to the same state
+	clear(j.detached) // no item of the server that detached them lives on
+	_ = j.compact()   // on failure the file as it is replays to the same state
 	return out
 }
 
@@ -75,25 +77,59 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 	} else if err != nil {
 		return "", true, err
 	}
-	info, merr := j.cache.Info(name)
-	if w.Mapped && merr == nil && !info.Dirty {
-		return j.repairMapped(name, info, fi)
+	if j.detached[name] > 0 {
+		// An earlier file's item may have saved its metadata over this
+		// file's (Detach): what is there says nothing of this file.
+		return j.rewrite(name, w, fi)
 	}
-	if merr == nil && !info.Dirty {
+	info, merr := j.cache.Info(name)
+	switch {
+	case merr != nil:
+		return j.rewrite(name, w, fi)
+	case !info.Dirty && w.Mapped:
+		return j.repairMapped(name, info, fi)
+	case !info.Dirty:
 		return "", false, nil
 	}
+	present, ok, err := recorded(j.cache.DataPath(name), w, fi.Size())
+	if err != nil || !ok {
+		return unbacked(ok, err)
+	}
+	merged := append(ranges.Ranges(nil), info.Rs...)
+	for _, r := range present {
+		merged.Insert(r)
+	}
+	if merged.Equal(info.Rs) {
+		return "", true, nil
+	}
+	info.Rs = merged
+	return "written ranges restored to the metadata", true, j.writeMeta(name, info)
+}
+
+// rewrite replaces name's metadata, missing or not to be trusted, by new
+// metadata: dirty, the data file's size and time, and present exactly
+// where w says. A Mapped file was whole when the kernel was given it:
+// where it has no holes, every byte is the cache's.
+func (j *Journal) rewrite(name string, w Written, fi fs.FileInfo) (action string, keep bool, err error) {
 	size := fi.Size()
-	if w.Mapped && merr != nil {
-		// The file was whole when the kernel was given it: where it has
-		// no holes, every byte is the cache's.
+	if w.Mapped {
 		w = w.Merge(Written{Ranges: ranges.Ranges{{Pos: 0, Size: size}}})
 	}
-	ok, err := backed(j.cache.DataPath(name), w, size)
-	if err != nil {
-		return "", true, err
+	present, ok, err := recorded(j.cache.DataPath(name), w, size)
+	if err != nil || !ok {
+		return unbacked(ok, err)
 	}
-	if !ok {
-		return "left to rclone: the recorded writes are holes in the data file", false, nil
+	info := vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Rs: present, Dirty: true}
+	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
+}
+
+// recorded returns the ranges w says are written in the data file at p
+// of the given size, and false if some are holes there (the file was
+// dropped and fetched again since: not the file that was written).
+func recorded(p string, w Written, size int64) (ranges.Ranges, bool, error) {
+	ok, err := backed(p, w, size)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
 	var present ranges.Ranges
 	for _, r := range w.Ranges {
@@ -105,19 +141,16 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 	if w.Tail && w.From < size {
 		present.Insert(ranges.Range{Pos: w.From, Size: size - w.From})
 	}
-	if merr == nil {
-		merged := append(ranges.Ranges(nil), info.Rs...)
-		for _, r := range present {
-			merged.Insert(r)
-		}
-		if merged.Equal(info.Rs) {
-			return "", true, nil
-		}
-		info.Rs = merged
-		return "written ranges restored to the metadata", true, j.writeMeta(name, info)
+	return present, true, nil
+}
+
+// unbacked is repairOne's answer when recorded found holes (ok false) or
+// failed.
+func unbacked(ok bool, err error) (string, bool, error) {
+	if err != nil {
+		return "", true, err
 	}
-	info = vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Rs: present, Dirty: true}
-	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
+	return "left to rclone: the recorded writes are holes in the data file", false, nil
 }
 
 // repairMapped marks for upload a Mapped file whose metadata says clean:
