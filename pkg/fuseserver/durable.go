@@ -36,12 +36,13 @@ type durableFS struct {
 	f        rfs.Fs
 	log      *slog.Logger
 	paths    *pathTable
+	j        *cachejournal.Journal
 	cache    cachejournal.Layout
 	readOnly bool
 }
 
-func newDurableFS(inner fuse.RawFileSystem, paths *pathTable, v *vfs.VFS, cache cachejournal.Layout, readOnly bool, log *slog.Logger) *durableFS {
-	return &durableFS{RawFileSystem: inner, v: v, f: v.Fs(), log: log, paths: paths, cache: cache, readOnly: readOnly}
+func newDurableFS(inner fuse.RawFileSystem, paths *pathTable, v *vfs.VFS, j *cachejournal.Journal, readOnly bool, log *slog.Logger) *durableFS {
+	return &durableFS{RawFileSystem: inner, v: v, f: v.Fs(), log: log, paths: paths, j: j, cache: j.Layout(), readOnly: readOnly}
 }
 
 // Fsync syncs the cache file, then, if the file has changes not yet
@@ -70,11 +71,17 @@ func (d *durableFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 
 // clean reports whether p has no changes to upload: the cache's metadata
 // reads as not dirty, or the cache holds no copy of p and the bucket holds
-// its object. (rclone saves a created file's metadata as dirty when the
+// its object; while the metadata may be an earlier file's (a Detach of p,
+// see detachFS), the journal has no record of p. (rclone saves a created file's metadata as dirty when the
 // file is opened, so a new file is uploaded; without metadata or an
 // object, or with metadata that cannot be read or decoded, the upload is
 // the safe side.)
 func (d *durableFS) clean(p string) bool {
+	if d.j.Detached(p) {
+		// The metadata may be an earlier file's: the journal knows
+		// whether this one has writes not yet uploaded.
+		return !d.j.Recorded(p)
+	}
 	info, err := d.cache.Info(p)
 	switch {
 	case err == nil:

@@ -71,8 +71,8 @@ func checkJournalRoots(j *cachejournal.Journal, v *vfs.VFS) error {
 }
 
 // sweepJournal drops, every interval until ctx ends, the journal records
-// of files no longer pending upload.
-func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, interval time.Duration) {
+// of files no longer pending upload, then calls settle (detachFS's).
+func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, interval time.Duration, settle func()) {
 	every(ctx, interval, func() {
 		items, err := queue(v)
 		if err != nil {
@@ -83,6 +83,7 @@ func sweepJournal(ctx context.Context, j *cachejournal.Journal, v *vfs.VFS, inte
 			queued[q.Name] = true
 		}
 		j.Sweep(queued)
+		settle()
 	})
 }
 

@@ -269,8 +269,11 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		raw = newStreamFS(raw, &tracked.paths, v, log)
 	}
 	var whole *wholeFS
+	var detach *detachFS
 	if journal != nil {
 		raw = newJournalFS(raw, journal, &tracked.paths, log)
+		detach = newDetachFS(raw, journal, &tracked.paths, v, log)
+		raw = detach
 		if !cfg.ReadOnly {
 			whole = newWholeFS(raw, v, journal.Layout(), &tracked.paths, log)
 			raw = whole
@@ -283,7 +286,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	var pt *passthroughFS
 	if cfg.Durable {
-		d := newDurableFS(raw, &tracked.paths, v, journal.Layout(), cfg.ReadOnly, log) // Durable needs Cache: the journal is open
+		d := newDurableFS(raw, &tracked.paths, v, journal, cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
 			pt = newPassthroughFS(d, v, journal, hidden, cfg.ServerWrites || cfg.ReadOnly, log)
@@ -324,7 +327,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		go meter.watchPending(trimCtx, v)
 	}
 	if journal != nil {
-		go sweepJournal(trimCtx, journal, v, time.Second)
+		go sweepJournal(trimCtx, journal, v, time.Second, detach.settle)
 	}
 	if pt != nil {
 		go pt.poke(trimCtx)
@@ -390,15 +393,15 @@ func vfsOptions(cfg *fuseproto.Config) *vfscommon.Options {
 			o.CacheMinFreeSpace = fs.SizeSuffix(cacheMinFree(cfg.CacheMaxSize))
 		}
 		o.CachePollInterval = fs.Duration(cachePollInterval)
-		if passthroughWanted(cfg) {
-			// Passthrough reads rclone's metadata of a closed file, which
-			// rclone saves when it lets the file go: with handle caching,
-			// some time after the last close. Without, at the last close,
-			// so a file read and opened again at once is passthrough; and a
-			// closed cache file keeps no descriptor in rclone, which could
-			// otherwise change it in place (passthrough.go).
-			o.HandleCaching = 0
-		}
+		// rclone saves a file's metadata when it lets the file go: with
+		// handle caching, some time after the last close; without, at
+		// the last close. detachFS must know when an item that lost its
+		// name has saved for the last time. Passthrough reads the
+		// metadata of a closed file, so a file read and opened again at
+		// once is passthrough; and a closed cache file keeps no
+		// descriptor in rclone, which could otherwise change it in place
+		// (passthrough.go).
+		o.HandleCaching = 0
 	}
 	if cfg.ReadAhead {
 		// One open-ended range per open or seek; readahead splits it.

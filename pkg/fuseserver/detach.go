@@ -1,0 +1,275 @@
+package fuseserver
+
+import (
+	"log/slog"
+	"path"
+	"slices"
+	"sync"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rclone/rclone/vfs"
+	"github.com/rclone/rclone/vfs/vfscache/writeback"
+
+	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
+)
+
+// detachFS guards a MOUNT_CACHED file written under a name an earlier
+// file lost while rclone still held it: unlinked, or renamed onto, while
+// open or queued for upload. rclone's cache item of the earlier file then
+// saves its metadata under that name over the metadata of the file there
+// now (cachejournal's Detach says how), which would read as uploaded.
+//
+// Contract: it counts the open handles of every node (an OPEN counts from
+// before it is made until its RELEASE, or until it fails; a CREATE from
+// before its reply). Before an UNLINK of a name whose node has handles
+// open, or a RENAME onto a name whose node has handles open or which has a
+// journal record (writes not yet uploaded: its upload may be queued), it
+// records the name's Detach in the journal (an error fails the call with
+// EIO, nothing changed). A failed rename's Detach ends at once (Reattach);
+// any other ends once the earlier item can save no more and the file there
+// now is uploaded: the node that lost the name has no handle open, rclone
+// has no upload queued under the name (an item's upload ends with its
+// save; a closed file with changes stays queued until uploaded), and no
+// node holding the name now has a handle open. Marks are looked at after
+// every RELEASE and at every tick of the journal's sweep (settle); none
+// ends while the queue cannot be read. Until a mark ends, fsync uploads
+// the file at that name if the journal has a record of it (durableFS),
+// Sweep keeps its record, and Repair after a kill trusts no metadata
+// there. A rename onto a file with writes not yet uploaded, of a file
+// with none, removes the target first (dropPending). It needs rclone to let a file go
+// at its last close (no handle caching: serve.go). Handles the server
+// opens itself (an fsync's upload, a passthrough settle's rewrite, an
+// adopt's) are not counted: the first two are short, the adopt's runs
+// while the writer's counted handle is held. It sits right above
+// journalFS, below every layer that answers an open or a release itself.
+type detachFS struct {
+	fuse.RawFileSystem
+	j     *cachejournal.Journal
+	paths *pathTable
+	v     *vfs.VFS
+	log   *slog.Logger
+
+	mu    sync.Mutex     // also held over reads of the queue (settle)
+	open  map[uint64]int // node -> handles open
+	marks []*detachMark
+}
+
+// detachMark is a Detach not yet ended.
+type detachMark struct {
+	path string
+	node uint64 // the node that lost the name while open, or 0
+}
+
+func newDetachFS(inner fuse.RawFileSystem, j *cachejournal.Journal, paths *pathTable, v *vfs.VFS, log *slog.Logger) *detachFS {
+	return &detachFS{RawFileSystem: inner, j: j, paths: paths, v: v, log: log, open: map[uint64]int{}}
+}
+
+func (d *detachFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	d.count(in.NodeId)
+	st := d.RawFileSystem.Open(c, in, out)
+	if !st.Ok() {
+		d.uncount(in.NodeId)
+	}
+	return st
+}
+
+func (d *detachFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	st := d.RawFileSystem.Create(c, in, name, out)
+	if st.Ok() {
+		// The node is new: no unlink or rename could name it before the
+		// reply.
+		d.count(out.NodeId)
+	}
+	return st
+}
+
+func (d *detachFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
+	d.RawFileSystem.Release(c, in)
+	d.uncount(in.NodeId)
+}
+
+// Unlink marks the name when its file is open (rclone cancels the upload
+// of a file it removes). A failed unlink's mark is left to settle:
+// rclone drops its item from the cache's table before it deletes the
+// object, so the item may be detached all the same.
+func (d *detachFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	if _, st := d.detach(h.NodeId, name, false); !st.Ok() {
+		return st
+	}
+	return d.RawFileSystem.Unlink(c, h, name)
+}
+
+// Rename marks the target when its file is open or has writes not yet
+// uploaded (a journal record: an upload may be queued), and keeps rclone
+// from uploading such a file over the one moved there (dropPending).
+func (d *detachFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	from, ok1 := d.paths.child(in.NodeId, oldName)
+	if to, ok2 := d.paths.child(in.Newdir, newName); ok1 && ok2 && to == from {
+		return d.RawFileSystem.Rename(c, in, oldName, newName) // one file under two names
+	}
+	m, st := d.detach(in.Newdir, newName, true)
+	if !st.Ok() {
+		return st
+	}
+	if m != nil {
+		if st := d.dropPending(in, oldName, m.path); !st.Ok() {
+			d.undo(m)
+			return st
+		}
+	}
+	st = d.RawFileSystem.Rename(c, in, oldName, newName)
+	if m != nil && !st.Ok() {
+		d.undo(m) // rclone moves the object before it touches the cache
+	}
+	return st
+}
+
+// settle ends the marks that can end; the journal's sweep calls it every
+// tick. The queue is read after the handle counts: a release queues its
+// upload before it is uncounted, so a count seen at zero has its upload
+// in the queue read after it.
+func (d *detachFS) settle() {
+	d.mu.Lock()
+	var queued map[string]bool // read once, when needed
+	var done []string
+	d.marks = slices.DeleteFunc(d.marks, func(m *detachMark) bool {
+		if !d.closedLocked(m) {
+			return false
+		}
+		if queued == nil {
+			q, ok := d.queued()
+			if !ok {
+				return false
+			}
+			queued = make(map[string]bool, len(q))
+			for _, e := range q {
+				queued[e.Name] = true
+			}
+		}
+		if queued[m.path] {
+			return false
+		}
+		done = append(done, m.path)
+		return true
+	})
+	d.mu.Unlock()
+	for _, p := range done {
+		d.reattach(p)
+	}
+}
+
+// count adds a handle to node id.
+func (d *detachFS) count(id uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.open[id]++
+}
+
+// uncount takes a handle of node id back and ends the marks that can end.
+func (d *detachFS) uncount(id uint64) {
+	d.mu.Lock()
+	if d.open[id]--; d.open[id] <= 0 {
+		delete(d.open, id)
+	}
+	pending := len(d.marks) > 0
+	d.mu.Unlock()
+	if pending {
+		d.settle()
+	}
+}
+
+// closedLocked reports whether neither the node that lost m's name nor
+// any node holding it now has a handle open; d.mu is held.
+func (d *detachFS) closedLocked(m *detachMark) bool {
+	if m.node != 0 && d.open[m.node] > 0 {
+		return false
+	}
+	for id := range d.open {
+		if p, ok := d.paths.attachedPath(id); ok && p == m.path {
+			return false
+		}
+	}
+	return true
+}
+
+// detach records the Detach of name under parent when the node it leads
+// to has handles open or, with recorded, the name has a journal record;
+// m is nil when nothing was recorded.
+func (d *detachFS) detach(parent uint64, name string, recorded bool) (*detachMark, fuse.Status) {
+	dir, ok := d.paths.path(parent)
+	if !ok {
+		return nil, fuse.OK // the layers below refuse or skip it
+	}
+	p := path.Join(dir, name)
+	id, _ := d.paths.child(parent, name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.open[id] == 0 {
+		id = 0
+		if !recorded || !d.j.Recorded(p) {
+			return nil, fuse.OK
+		}
+	}
+	if err := d.j.Detach(p); err != nil {
+		d.log.Warn("write journal: a detach not recorded; refused", "path", p, "err", err)
+		return nil, fuse.EIO
+	}
+	m := &detachMark{path: p, node: id}
+	d.marks = append(d.marks, m)
+	return m, fuse.OK
+}
+
+// dropPending removes the file at target, object and all, before a rename
+// onto it from oldName when target has writes not yet uploaded and the
+// moved file has none (journal records). rclone keeps the target's cache
+// item, changes and queued upload and all, when the moved file is not
+// cached, and moves a target's queued upload out of the way only for a
+// moved file with one of its own (v1.76.0, File.rename, WriteBack.Rename):
+// either way the old upload would later put the old file's cached bytes
+// (or the moved file's, zeros where it is not cached) over the object the
+// rename put there. The rename replaces that file anyway, and a moved file
+// without changes is moved in the store at once: the name holds nothing
+// for the length of the call (the kernel holds the directories' locks).
+func (d *detachFS) dropPending(in *fuse.RenameIn, oldName, target string) fuse.Status {
+	dir, ok := d.paths.path(in.NodeId)
+	if !ok || !d.j.Recorded(target) || d.j.Recorded(path.Join(dir, oldName)) {
+		return fuse.OK
+	}
+	if err := d.v.Remove(target); err != nil {
+		d.log.Warn("a rename's target waiting for upload not removed first; refused", "path", target, "err", err)
+		return fuse.EIO
+	}
+	return fuse.OK
+}
+
+// undo ends m, recorded by detach, after the call that was to take the
+// name failed.
+func (d *detachFS) undo(m *detachMark) {
+	d.mu.Lock()
+	n := len(d.marks)
+	d.marks = slices.DeleteFunc(d.marks, func(o *detachMark) bool { return o == m })
+	mine := len(d.marks) < n
+	d.mu.Unlock()
+	if mine {
+		d.reattach(m.path)
+	}
+}
+
+// reattach ends a Detach of p; on an error the mark stays in the journal
+// (the name is treated with suspicion until the server restarts: nothing
+// is lost).
+func (d *detachFS) reattach(p string) {
+	if err := d.j.Reattach(p); err != nil {
+		d.log.Warn("write journal: the end of a detach not recorded", "path", p, "err", err)
+	}
+}
+
+// queued is rclone's upload queue now, and false if it cannot be read.
+func (d *detachFS) queued() ([]writeback.QueueInfo, bool) {
+	q, err := queue(d.v)
+	if err != nil {
+		d.log.Warn("rclone's upload queue not read", "err", err)
+		return nil, false
+	}
+	return q, true
+}
