@@ -162,7 +162,7 @@ func skyPilotTargets() []Target {
 
 // smallWritesWhy is why small files written through MOUNT_CACHED may
 // trail SkyPilot's flags.
-const smallWritesWhy = "both create each file through rclone's VFS cache; ours also hands a new write-only file to the kernel (FUSE passthrough) and copies it through rclone after the close, a cost per file that a 64 MiB write earns back and a 16 KiB one does not; the small-files profile writes through the server and was ahead (docs/benchmarks.md, Small files written)"
+const smallWritesWhy = "both create each file through rclone's VFS cache; ours also hands a new write-only file to the kernel (FUSE passthrough), which costs per file a file of the server's own made and renamed at the create and a byte written through rclone at the end, a cost a 64 MiB write earns back and a 16 KiB one does not; no round trip is in these writes, and the figures swing by a fifth between the halves of one run (sixth full run: ours 793 files/s at 0 ms, 702 at 20 ms; SkyPilot's flags 603 and 751; the small-files profile, which writes through the server, 1,030 and 580) (docs/benchmarks.md, Small files written)"
 
 // allTargets are targets, remoteTargets and skyPilotTargets.
 func allTargets() []Target {
