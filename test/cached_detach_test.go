@@ -33,32 +33,12 @@ func TestCachedNameTakenFromAnOpenFile(t *testing.T) {
 		for _, then := range []string{"fsync", "kill"} {
 			t.Run(replace+"/"+then, func(t *testing.T) {
 				s3, drv, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-detach")
-				old := bytes.Repeat([]byte{'O'}, 1<<20)
-				if _, err := s3.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("latest.bin"), Body: bytes.NewReader(old)}); err != nil {
-					t.Fatal(err)
-				}
-				p := filepath.Join(target, "latest.bin")
-				reader, err := os.Open(p)
-				if err != nil {
-					t.Fatal(err)
-				}
+				p, old, reader := openOldFile(t, s3, bucket, target)
 				if got, err := io.ReadAll(reader); err != nil || !bytes.Equal(got, old) {
 					t.Fatalf("reading the old file: %v (%d bytes)", err, len(got))
 				}
 				want := bytes.Repeat([]byte("new "), 100_000)
-				switch replace {
-				case "unlink":
-					if err := os.Remove(p); err != nil {
-						t.Fatal(err)
-					}
-					writeRW(t, p, want)
-				case "rename":
-					tmp := filepath.Join(target, ".latest.bin.tmp")
-					writeRW(t, tmp, want)
-					if err := os.Rename(tmp, p); err != nil {
-						t.Fatal(err)
-					}
-				}
+				replaceFile(t, replace, p, want)
 				// RELEASEs are asynchronous: the new file's own last save
 				// (dirty, whole: its close, the last save before its upload
 				// is queued) first, then the old file's over it.
@@ -107,6 +87,87 @@ func waitCacheMeta(t *testing.T, drv *testenv.Driver, rel, what string, ok func(
 			t.Fatalf("%s: not seen in %s's cache metadata (%v): %s", what, rel, err, data)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// openOldFile puts a 1 MiB object latest.bin into bucket and opens it
+// through the volume mounted at target, unread.
+func openOldFile(t *testing.T, s3 *testenv.S3, bucket, target string) (p string, old []byte, f *os.File) {
+	t.Helper()
+	old = bytes.Repeat([]byte{'O'}, 1<<20)
+	if _, err := s3.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("latest.bin"), Body: bytes.NewReader(old)}); err != nil {
+		t.Fatal(err)
+	}
+	p = filepath.Join(target, "latest.bin")
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, old, f
+}
+
+// replaceFile gives the name p to a new file holding data: unlinked and
+// written again, or written beside it and renamed over it.
+func replaceFile(t *testing.T, how, p string, data []byte) {
+	t.Helper()
+	switch how {
+	case "unlink":
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		writeRW(t, p, data)
+	case "rename":
+		tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
+		writeRW(t, tmp, data)
+		if err := os.Rename(tmp, p); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("replaceFile: %q", how)
+	}
+}
+
+// TestCachedNameTakenFromAHandleNotYetRead: a handle opened on a
+// MOUNT_CACHED file and first read only after the name went to a new file
+// (unlinked and written again, or renamed over) reads the old file (or,
+// unlinked, nothing: none of it was cached and its object is deleted),
+// and the new file stays whole, through the mount and in the bucket after an
+// fsync and after the unstage. rclone opens a handle's cache item at its
+// first read: opened then, the old item would take the name back, over
+// the new file's cache file and metadata (detachFS opens it first).
+func TestCachedNameTakenFromAHandleNotYetRead(t *testing.T) {
+	for _, replace := range []string{"unlink", "rename"} {
+		t.Run(replace, func(t *testing.T) {
+			s3, _, c, id, bucket, staging, target := cachedVolume(t, "pvc-cached-lazy")
+			p, old, reader := openOldFile(t, s3, bucket, target)
+			want := bytes.Repeat([]byte("new "), 100_000)
+			replaceFile(t, replace, p, want)
+			got, err := io.ReadAll(reader)
+			if cerr := reader.Close(); err == nil {
+				err = cerr
+			}
+			switch {
+			case replace == "unlink" && err != nil && len(got) == 0:
+				// Nothing of the old file was cached and the unlink
+				// deleted its object: there is nothing to read.
+			case err != nil || !bytes.Equal(got, old):
+				t.Fatalf("the handle opened before read %d bytes (%v), want the old file's %d", len(got), err, len(old))
+			}
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read through the mount after: %d bytes (%v), want the new file's %d", len(got), err, len(want))
+			}
+			syncReadOnly(t, p)
+			if got, err := s3.ReadObject(t, bucket, "latest.bin"); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("after the fsync the bucket holds %d bytes (%v), want the new file's %d", len(got), err, len(want))
+			}
+			if _, err := c.Node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+				t.Fatal(err)
+			}
+			unstageUntilDone(t, c, id, staging, 30*time.Second, 2*time.Minute)
+			if got, err := s3.ReadObject(t, bucket, "latest.bin"); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("after the unstage the bucket holds %d bytes (%v), want the new file's %d", len(got), err, len(want))
+			}
+		})
 	}
 }
 

@@ -2,9 +2,11 @@ package fuseserver
 
 import (
 	"log/slog"
+	"maps"
 	"path"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rclone/rclone/vfs"
@@ -35,13 +37,15 @@ import (
 // ends while the queue cannot be read. Until a mark ends, fsync uploads
 // the file at that name if the journal has a record of it (durableFS),
 // Sweep keeps its record, and Repair after a kill trusts no metadata
-// there. A rename onto a file with writes not yet uploaded, of a file
-// with none, removes the target first (dropPending). It needs rclone to let a file go
-// at its last close (no handle caching: serve.go). Handles the server
-// opens itself (an fsync's upload, a passthrough settle's rewrite, an
-// adopt's) are not counted: the first two are short, the adopt's runs
-// while the writer's counted handle is held. It sits right above
-// journalFS, below every layer that answers an open or a release itself.
+// there. Before the call, rclone opens the cache item of every handle of
+// the node that can read (openItems). A rename onto a file with writes not
+// yet uploaded, of a file with none, removes the target first
+// (dropPending). It needs rclone to let a file go at its last close (no
+// handle caching: serve.go). Handles the server opens itself (an fsync's
+// upload, a passthrough settle's rewrite, an adopt's) are not counted: the
+// first two are short, the adopt's runs while the writer's counted handle
+// is held. It sits right above journalFS, below every layer that answers
+// an open or a release itself.
 type detachFS struct {
 	fuse.RawFileSystem
 	j     *cachejournal.Journal
@@ -49,8 +53,9 @@ type detachFS struct {
 	v     *vfs.VFS
 	log   *slog.Logger
 
-	mu    sync.Mutex     // also held over reads of the queue (settle)
-	open  map[uint64]int // node -> handles open
+	mu    sync.Mutex                 // also held over reads of the queue (settle)
+	open  map[uint64]int             // node -> handles open
+	reads map[uint64]map[uint64]bool // node -> its open handles that can read
 	marks []*detachMark
 }
 
@@ -61,14 +66,16 @@ type detachMark struct {
 }
 
 func newDetachFS(inner fuse.RawFileSystem, j *cachejournal.Journal, paths *pathTable, v *vfs.VFS, log *slog.Logger) *detachFS {
-	return &detachFS{RawFileSystem: inner, j: j, paths: paths, v: v, log: log, open: map[uint64]int{}}
+	return &detachFS{RawFileSystem: inner, j: j, paths: paths, v: v, log: log, open: map[uint64]int{}, reads: map[uint64]map[uint64]bool{}}
 }
 
 func (d *detachFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	d.count(in.NodeId)
 	st := d.RawFileSystem.Open(c, in, out)
 	if !st.Ok() {
-		d.uncount(in.NodeId)
+		d.uncount(in.NodeId, 0)
+	} else if in.Flags&syscall.O_ACCMODE != syscall.O_WRONLY {
+		d.reader(in.NodeId, out.Fh)
 	}
 	return st
 }
@@ -79,13 +86,16 @@ func (d *detachFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out
 		// The node is new: no unlink or rename could name it before the
 		// reply.
 		d.count(out.NodeId)
+		if in.Flags&syscall.O_ACCMODE != syscall.O_WRONLY {
+			d.reader(out.NodeId, out.Fh)
+		}
 	}
 	return st
 }
 
 func (d *detachFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	d.RawFileSystem.Release(c, in)
-	d.uncount(in.NodeId)
+	d.uncount(in.NodeId, in.Fh)
 }
 
 // Unlink marks the name when its file is open (rclone cancels the upload
@@ -165,11 +175,27 @@ func (d *detachFS) count(id uint64) {
 	d.open[id]++
 }
 
-// uncount takes a handle of node id back and ends the marks that can end.
-func (d *detachFS) uncount(id uint64) {
+// reader notes fh, an open handle of node id that can read.
+func (d *detachFS) reader(id, fh uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reads[id] == nil {
+		d.reads[id] = map[uint64]bool{}
+	}
+	d.reads[id][fh] = true
+}
+
+// uncount takes a handle of node id back (fh: the one released, 0 for an
+// open that failed) and ends the marks that can end.
+func (d *detachFS) uncount(id, fh uint64) {
 	d.mu.Lock()
 	if d.open[id]--; d.open[id] <= 0 {
 		delete(d.open, id)
+	}
+	if r := d.reads[id]; r != nil {
+		if delete(r, fh); len(r) == 0 {
+			delete(d.reads, id)
+		}
 	}
 	pending := len(d.marks) > 0
 	d.mu.Unlock()
@@ -203,20 +229,39 @@ func (d *detachFS) detach(parent uint64, name string, recorded bool) (*detachMar
 	p := path.Join(dir, name)
 	id, _ := d.paths.child(parent, name)
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.open[id] == 0 {
 		id = 0
 		if !recorded || !d.j.Recorded(p) {
+			d.mu.Unlock()
 			return nil, fuse.OK
 		}
 	}
 	if err := d.j.Detach(p); err != nil {
+		d.mu.Unlock()
 		d.log.Warn("write journal: a detach not recorded; refused", "path", p, "err", err)
 		return nil, fuse.EIO
 	}
 	m := &detachMark{path: p, node: id}
 	d.marks = append(d.marks, m)
+	fhs := slices.Collect(maps.Keys(d.reads[id]))
+	d.mu.Unlock()
+	d.openItems(id, fhs)
 	return m, fuse.OK
+}
+
+// openItems has rclone open its cache item for each of node id's handles
+// fhs (an empty read at 0) before the node loses its name: rclone opens a
+// handle's item at its first read or write only, and a handle first used
+// after the name went to another file would open the old item under that
+// name again, over the new file's data file and metadata. (Write-only
+// handles cannot be opened so without writing: they stay a known limit.)
+func (d *detachFS) openItems(id uint64, fhs []uint64) {
+	for _, fh := range fhs {
+		_, st := d.RawFileSystem.Read(nil, &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: id}, Fh: fh}, nil)
+		if !st.Ok() {
+			d.log.Warn("a handle's cache item not opened before its file lost its name", "node", id, "status", st)
+		}
+	}
 }
 
 // dropPending removes the file at target, object and all, before a rename
