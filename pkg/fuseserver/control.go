@@ -58,12 +58,18 @@ func queue(_ *vfs.VFS) ([]writeback.QueueInfo, error) {
 // flushNow makes every queued upload eligible at once (instead of after
 // the write-back delay or a retry back-off).
 func flushNow(v *vfs.VFS) {
-	call := rc.Calls.Get("vfs/queue-set-expiry")
 	items, _ := queue(v)
 	for _, q := range items {
-		if !q.Uploading && call != nil {
-			_, _ = call.Fn(context.Background(), rc.Params{"id": int64(q.ID), "expiry": -1e9})
+		if !q.Uploading {
+			uploadNow(q.ID)
 		}
+	}
+}
+
+// uploadNow makes the queued upload id eligible at once.
+func uploadNow(id writeback.Handle) {
+	if call := rc.Calls.Get("vfs/queue-set-expiry"); call != nil {
+		_, _ = call.Fn(context.Background(), rc.Params{"id": int64(id), "expiry": -1e9})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rclone/rclone/vfs"
@@ -23,9 +24,9 @@ import (
 //
 // Contract: it counts the open handles of every node (an OPEN counts from
 // before it is made until its RELEASE, or until it fails; a CREATE from
-// before its reply). Before an UNLINK of a name whose node has handles
-// open, or a RENAME onto a name whose node has handles open or which has a
-// journal record (writes not yet uploaded: its upload may be queued), it
+// before its reply). Before an UNLINK of, or a RENAME onto, a name whose
+// node has handles open or which has a journal record (writes not yet
+// uploaded: its upload may be queued or under way), it
 // records the name's Detach in the journal (an error fails the call with
 // EIO, nothing changed). A failed rename's Detach ends at once (Reattach);
 // any other ends once the earlier item can save no more and the file there
@@ -39,8 +40,8 @@ import (
 // Sweep keeps its record, and Repair after a kill trusts no metadata
 // there. Before the call, rclone opens the cache item of every handle of
 // the node that can read (openItems). A rename onto a file with writes not
-// yet uploaded, of a file with none, removes the target first
-// (dropPending). It needs rclone to let a file go at its last close (no
+// yet uploaded, of a file with none, uploads the target first
+// (uploadFirst). It needs rclone to let a file go at its last close (no
 // handle caching: serve.go). Handles the server opens itself (an fsync's
 // upload, a passthrough settle's rewrite, an adopt's) are not counted: the
 // first two are short, the adopt's runs while the writer's counted handle
@@ -73,7 +74,7 @@ func (d *detachFS) Open(c <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	d.count(in.NodeId)
 	st := d.RawFileSystem.Open(c, in, out)
 	if !st.Ok() {
-		d.uncount(in.NodeId, 0)
+		d.uncount(in.NodeId)
 	} else if in.Flags&syscall.O_ACCMODE != syscall.O_WRONLY {
 		d.reader(in.NodeId, out.Fh)
 	}
@@ -94,16 +95,18 @@ func (d *detachFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string, out
 }
 
 func (d *detachFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
+	d.unread(in.NodeId, in.Fh) // before the inner release frees the number
 	d.RawFileSystem.Release(c, in)
-	d.uncount(in.NodeId, in.Fh)
+	d.uncount(in.NodeId)
 }
 
-// Unlink marks the name when its file is open (rclone cancels the upload
-// of a file it removes). A failed unlink's mark is left to settle:
-// rclone drops its item from the cache's table before it deletes the
-// object, so the item may be detached all the same.
+// Unlink marks the name when its file is open or has a journal record
+// (rclone cancels a queued upload of a file it removes, but an upload
+// under way still saves at its end). A failed unlink's mark is left to
+// settle: rclone drops its item from the cache's table before it deletes
+// the object, so the item may be detached all the same.
 func (d *detachFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	if _, st := d.detach(h.NodeId, name, false); !st.Ok() {
+	if _, st := d.detach(h.NodeId, name); !st.Ok() {
 		return st
 	}
 	return d.RawFileSystem.Unlink(c, h, name)
@@ -111,18 +114,18 @@ func (d *detachFS) Unlink(c <-chan struct{}, h *fuse.InHeader, name string) fuse
 
 // Rename marks the target when its file is open or has writes not yet
 // uploaded (a journal record: an upload may be queued), and keeps rclone
-// from uploading such a file over the one moved there (dropPending).
+// from uploading such a file over the one moved there (uploadFirst).
 func (d *detachFS) Rename(c <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
 	from, ok1 := d.paths.child(in.NodeId, oldName)
 	if to, ok2 := d.paths.child(in.Newdir, newName); ok1 && ok2 && to == from {
 		return d.RawFileSystem.Rename(c, in, oldName, newName) // one file under two names
 	}
-	m, st := d.detach(in.Newdir, newName, true)
+	m, st := d.detach(in.Newdir, newName)
 	if !st.Ok() {
 		return st
 	}
 	if m != nil {
-		if st := d.dropPending(in, oldName, m.path); !st.Ok() {
+		if st := d.uploadFirst(c, in, oldName, m.path); !st.Ok() {
 			d.undo(m)
 			return st
 		}
@@ -185,17 +188,22 @@ func (d *detachFS) reader(id, fh uint64) {
 	d.reads[id][fh] = true
 }
 
-// uncount takes a handle of node id back (fh: the one released, 0 for an
-// open that failed) and ends the marks that can end.
-func (d *detachFS) uncount(id, fh uint64) {
+// unread forgets fh, a handle of node id about to be released.
+func (d *detachFS) unread(id, fh uint64) {
 	d.mu.Lock()
-	if d.open[id]--; d.open[id] <= 0 {
-		delete(d.open, id)
-	}
+	defer d.mu.Unlock()
 	if r := d.reads[id]; r != nil {
 		if delete(r, fh); len(r) == 0 {
 			delete(d.reads, id)
 		}
+	}
+}
+
+// uncount takes a handle of node id back and ends the marks that can end.
+func (d *detachFS) uncount(id uint64) {
+	d.mu.Lock()
+	if d.open[id]--; d.open[id] <= 0 {
+		delete(d.open, id)
 	}
 	pending := len(d.marks) > 0
 	d.mu.Unlock()
@@ -219,9 +227,10 @@ func (d *detachFS) closedLocked(m *detachMark) bool {
 }
 
 // detach records the Detach of name under parent when the node it leads
-// to has handles open or, with recorded, the name has a journal record;
-// m is nil when nothing was recorded.
-func (d *detachFS) detach(parent uint64, name string, recorded bool) (*detachMark, fuse.Status) {
+// to has handles open or the name has a journal record,
+// and then has rclone open the items of the node's handles (openItems); m
+// is nil when nothing was recorded.
+func (d *detachFS) detach(parent uint64, name string) (*detachMark, fuse.Status) {
 	dir, ok := d.paths.path(parent)
 	if !ok {
 		return nil, fuse.OK // the layers below refuse or skip it
@@ -231,7 +240,7 @@ func (d *detachFS) detach(parent uint64, name string, recorded bool) (*detachMar
 	d.mu.Lock()
 	if d.open[id] == 0 {
 		id = 0
-		if !recorded || !d.j.Recorded(p) {
+		if !d.j.Recorded(p) {
 			d.mu.Unlock()
 			return nil, fuse.OK
 		}
@@ -253,8 +262,11 @@ func (d *detachFS) detach(parent uint64, name string, recorded bool) (*detachMar
 // fhs (an empty read at 0) before the node loses its name: rclone opens a
 // handle's item at its first read or write only, and a handle first used
 // after the name went to another file would open the old item under that
-// name again, over the new file's data file and metadata. (Write-only
-// handles cannot be opened so without writing: they stay a known limit.)
+// name again, over the new file's data file and metadata. Known limits:
+// a write-only handle cannot be opened so without writing, and rclone
+// answers an empty read of an empty file without opening its item. The
+// read-only handles passthrough writers' joined opens hold (their item is
+// the writer's, already open) gain one more open.
 func (d *detachFS) openItems(id uint64, fhs []uint64) {
 	for _, fh := range fhs {
 		_, st := d.RawFileSystem.Read(nil, &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: id}, Fh: fh}, nil)
@@ -264,25 +276,58 @@ func (d *detachFS) openItems(id uint64, fhs []uint64) {
 	}
 }
 
-// dropPending removes the file at target, object and all, before a rename
-// onto it from oldName when target has writes not yet uploaded and the
-// moved file has none (journal records). rclone keeps the target's cache
-// item, changes and queued upload and all, when the moved file is not
-// cached, and moves a target's queued upload out of the way only for a
-// moved file with one of its own (v1.76.0, File.rename, WriteBack.Rename):
-// either way the old upload would later put the old file's cached bytes
-// (or the moved file's, zeros where it is not cached) over the object the
-// rename put there. The rename replaces that file anyway, and a moved file
-// without changes is moved in the store at once: the name holds nothing
-// for the length of the call (the kernel holds the directories' locks).
-func (d *detachFS) dropPending(in *fuse.RenameIn, oldName, target string) fuse.Status {
+// uploadFirst has rclone upload target now, and waits for it, before a
+// rename onto it from oldName, when target has writes not yet uploaded
+// and the moved file has none (journal records), and rclone has target's
+// upload queued. rclone keeps the target's cache item when the moved file
+// is not cached, and moves a target's queued upload out of the way only
+// for a moved file with one of its own (v1.76.0, File.rename,
+// WriteBack.Rename): either way the queued upload would later put the old
+// file's bytes (or the moved file's cache file, zeros where it was not
+// fetched) over the object the rename put there. Uploaded first, the old
+// item is clean and queued no more: rclone drops it as stale at the next
+// open (another object's fingerprint), and a failed rename leaves the old
+// file in the bucket. An upload that fails, or a wait interrupted, fails
+// the rename (EIO, EINTR): nothing changed. A target open with writes not
+// yet closed is not queued yet: a known limit.
+func (d *detachFS) uploadFirst(c <-chan struct{}, in *fuse.RenameIn, oldName, target string) fuse.Status {
 	dir, ok := d.paths.path(in.NodeId)
 	if !ok || !d.j.Recorded(target) || d.j.Recorded(path.Join(dir, oldName)) {
 		return fuse.OK
 	}
-	if err := d.v.Remove(target); err != nil {
-		d.log.Warn("a rename's target waiting for upload not removed first; refused", "path", target, "err", err)
+	q, ok := d.queued()
+	if !ok {
 		return fuse.EIO
+	}
+	tries := map[writeback.Handle]int{}
+	for _, e := range q {
+		if e.Name == target {
+			tries[e.ID] = e.Tries
+			uploadNow(e.ID)
+		}
+	}
+	for len(tries) > 0 {
+		select {
+		case <-c:
+			return fuse.EINTR
+		case <-time.After(10 * time.Millisecond):
+		}
+		if q, ok = d.queued(); !ok {
+			return fuse.EIO
+		}
+		left := map[writeback.Handle]int{}
+		for _, e := range q {
+			n, waiting := tries[e.ID]
+			switch {
+			case !waiting:
+			case !e.Uploading && e.Tries > n:
+				d.log.Warn("a rename's target waiting for upload could not be uploaded first; refused", "path", target)
+				return fuse.EIO
+			default:
+				left[e.ID] = n
+			}
+		}
+		tries = left
 	}
 	return fuse.OK
 }

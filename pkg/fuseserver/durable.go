@@ -72,10 +72,10 @@ func (d *durableFS) Fsync(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 // clean reports whether p has no changes to upload: the cache's metadata
 // reads as not dirty, or the cache holds no copy of p and the bucket holds
 // its object; while the metadata may be an earlier file's (a Detach of p,
-// see detachFS), the journal has no record of p. (rclone saves a created file's metadata as dirty when the
-// file is opened, so a new file is uploaded; without metadata or an
-// object, or with metadata that cannot be read or decoded, the upload is
-// the safe side.)
+// see detachFS), the journal has no record of p. (rclone saves a created
+// file's metadata as dirty when the file is opened, so a new file is
+// uploaded; without metadata or an object, or with metadata that cannot
+// be read or decoded, the upload is the safe side.)
 func (d *durableFS) clean(p string) bool {
 	if d.j.Detached(p) {
 		// The metadata may be an earlier file's: the journal knows
