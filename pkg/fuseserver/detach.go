@@ -277,36 +277,43 @@ func (d *detachFS) openItems(id uint64, fhs []uint64) {
 }
 
 // uploadFirst has rclone upload target now, and waits for it, before a
-// rename onto it from oldName, when target has writes not yet uploaded
-// and the moved file has none (journal records), and rclone has target's
-// upload queued. rclone keeps the target's cache item when the moved file
-// is not cached, and moves a target's queued upload out of the way only
-// for a moved file with one of its own (v1.76.0, File.rename,
-// WriteBack.Rename): either way the queued upload would later put the old
-// file's bytes (or the moved file's cache file, zeros where it was not
-// fetched) over the object the rename put there. Uploaded first, the old
-// item is clean and queued no more: rclone drops it as stale at the next
-// open (another object's fingerprint), and a failed rename leaves the old
-// file in the bucket. An upload that fails, or a wait interrupted, fails
-// the rename (EIO, EINTR): nothing changed. A target open with writes not
-// yet closed is not queued yet: a known limit.
+// rename onto it from oldName, when target has writes not yet uploaded (a
+// journal record), rclone has target's upload queued, and none of the
+// moved file waiting (one under way may end before the rename). rclone
+// keeps the target's cache item when the moved file is not cached, and
+// moves a target's queued upload out of the way only for a moved file with
+// one of its own (v1.76.0, File.rename, WriteBack.Rename): either way the
+// queued upload would later put the old file's bytes (or the moved file's
+// cache file, zeros where it was not fetched) over the object the rename
+// put there. Uploaded first, the old item is clean and queued no more:
+// rclone drops it as stale at the next open (another object's
+// fingerprint), and a failed rename leaves the old file in the bucket. An
+// upload that fails, or a wait interrupted, fails the rename (EIO, EINTR):
+// nothing changed. A target whose upload is not queued yet (still open, or
+// its close's release not yet made) is a known limit.
 func (d *detachFS) uploadFirst(c <-chan struct{}, in *fuse.RenameIn, oldName, target string) fuse.Status {
 	dir, ok := d.paths.path(in.NodeId)
-	if !ok || !d.j.Recorded(target) || d.j.Recorded(path.Join(dir, oldName)) {
+	if !ok || !d.j.Recorded(target) {
 		return fuse.OK
 	}
+	source := path.Join(dir, oldName)
 	q, ok := d.queued()
 	if !ok {
 		return fuse.EIO
 	}
-	tries := map[writeback.Handle]int{}
+	waits := map[writeback.Handle]writeback.QueueInfo{}
 	for _, e := range q {
+		if e.Name == source && !e.Uploading {
+			return fuse.OK // rclone moves the target's upload out of the way
+		}
 		if e.Name == target {
-			tries[e.ID] = e.Tries
-			uploadNow(e.ID)
+			waits[e.ID] = e
 		}
 	}
-	for len(tries) > 0 {
+	for id := range waits {
+		uploadNow(id)
+	}
+	for len(waits) > 0 {
 		select {
 		case <-c:
 			return fuse.EINTR
@@ -315,21 +322,28 @@ func (d *detachFS) uploadFirst(c <-chan struct{}, in *fuse.RenameIn, oldName, ta
 		if q, ok = d.queued(); !ok {
 			return fuse.EIO
 		}
-		left := map[writeback.Handle]int{}
+		left := map[writeback.Handle]writeback.QueueInfo{}
 		for _, e := range q {
-			n, waiting := tries[e.ID]
+			first, waiting := waits[e.ID]
 			switch {
 			case !waiting:
-			case !e.Uploading && e.Tries > n:
+			case uploadFailed(first, e):
 				d.log.Warn("a rename's target waiting for upload could not be uploaded first; refused", "path", target)
 				return fuse.EIO
 			default:
-				left[e.ID] = n
+				left[e.ID] = first
 			}
 		}
-		tries = left
+		waits = left
 	}
 	return fuse.OK
+}
+
+// uploadFailed reports whether queue entry now, first seen as first, has
+// ended a try without leaving the queue: rclone counts a try when it
+// starts it and puts a failed one back, not uploading.
+func uploadFailed(first, now writeback.QueueInfo) bool {
+	return !now.Uploading && (now.Tries > first.Tries || first.Uploading)
 }
 
 // undo ends m, recorded by detach, after the call that was to take the
