@@ -31,9 +31,10 @@
 //     names it replaced);
 //   - Dropped: a file uploaded (its metadata says clean), deleted or
 //     replaced;
-//   - Detached: a name whose file lost it while open, so that rclone's
-//     item of that file may still save its metadata over the metadata of
-//     a file there now (Detach says how), until Reattached.
+//   - Detached: a name whose file lost it while rclone held the file
+//     (open, or queued for upload), so that rclone's item of that file may
+//     still save its metadata over the metadata of a file there now
+//     (Detach says how), until Reattached.
 //
 // Each record is one line written by one write(2) to a file opened with
 // O_APPEND, so a kill leaves it whole or absent, and it costs one system
