@@ -77,59 +77,30 @@ func (j *Journal) repairOne(name string, w Written) (action string, keep bool, e
 	} else if err != nil {
 		return "", true, err
 	}
-	if j.detached[name] > 0 {
+	info, merr := j.cache.Info(name)
+	if j.detached[name] > 0 && merr == nil {
 		// An earlier file's item may have saved its metadata over this
 		// file's (Detach): what is there says nothing of this file.
-		return j.rewrite(name, w, fi)
+		merr = errors.New("metadata of a detached name")
 	}
-	info, merr := j.cache.Info(name)
-	switch {
-	case merr != nil:
-		return j.rewrite(name, w, fi)
-	case !info.Dirty && w.Mapped:
+	if w.Mapped && merr == nil && !info.Dirty {
 		return j.repairMapped(name, info, fi)
-	case !info.Dirty:
+	}
+	if merr == nil && !info.Dirty {
 		return "", false, nil
 	}
-	present, ok, err := recorded(j.cache.DataPath(name), w, fi.Size())
-	if err != nil || !ok {
-		return unbacked(ok, err)
-	}
-	merged := append(ranges.Ranges(nil), info.Rs...)
-	for _, r := range present {
-		merged.Insert(r)
-	}
-	if merged.Equal(info.Rs) {
-		return "", true, nil
-	}
-	info.Rs = merged
-	return "written ranges restored to the metadata", true, j.writeMeta(name, info)
-}
-
-// rewrite replaces name's metadata, missing or not to be trusted, by new
-// metadata: dirty, the data file's size and time, and present exactly
-// where w says. A Mapped file was whole when the kernel was given it:
-// where it has no holes, every byte is the cache's.
-func (j *Journal) rewrite(name string, w Written, fi fs.FileInfo) (action string, keep bool, err error) {
 	size := fi.Size()
-	if w.Mapped {
+	if w.Mapped && merr != nil {
+		// The file was whole when the kernel was given it: where it has
+		// no holes, every byte is the cache's.
 		w = w.Merge(Written{Ranges: ranges.Ranges{{Pos: 0, Size: size}}})
 	}
-	present, ok, err := recorded(j.cache.DataPath(name), w, size)
-	if err != nil || !ok {
-		return unbacked(ok, err)
+	ok, err := backed(j.cache.DataPath(name), w, size)
+	if err != nil {
+		return "", true, err
 	}
-	info := vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Rs: present, Dirty: true}
-	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
-}
-
-// recorded returns the ranges w says are written in the data file at p
-// of the given size, and false if some are holes there (the file was
-// dropped and fetched again since: not the file that was written).
-func recorded(p string, w Written, size int64) (ranges.Ranges, bool, error) {
-	ok, err := backed(p, w, size)
-	if err != nil || !ok {
-		return nil, ok, err
+	if !ok {
+		return "left to rclone: the recorded writes are holes in the data file", false, nil
 	}
 	var present ranges.Ranges
 	for _, r := range w.Ranges {
@@ -141,16 +112,19 @@ func recorded(p string, w Written, size int64) (ranges.Ranges, bool, error) {
 	if w.Tail && w.From < size {
 		present.Insert(ranges.Range{Pos: w.From, Size: size - w.From})
 	}
-	return present, true, nil
-}
-
-// unbacked is repairOne's answer when recorded found holes (ok false) or
-// failed.
-func unbacked(ok bool, err error) (string, bool, error) {
-	if err != nil {
-		return "", true, err
+	if merr == nil {
+		merged := append(ranges.Ranges(nil), info.Rs...)
+		for _, r := range present {
+			merged.Insert(r)
+		}
+		if merged.Equal(info.Rs) {
+			return "", true, nil
+		}
+		info.Rs = merged
+		return "written ranges restored to the metadata", true, j.writeMeta(name, info)
 	}
-	return "left to rclone: the recorded writes are holes in the data file", false, nil
+	info = vfscache.Info{ModTime: fi.ModTime(), ATime: time.Now(), Size: size, Rs: present, Dirty: true}
+	return "metadata rewritten as pending upload", true, j.writeMeta(name, info)
 }
 
 // repairMapped marks for upload a Mapped file whose metadata says clean:

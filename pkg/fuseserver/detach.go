@@ -26,16 +26,16 @@ import (
 // before it is made until its RELEASE, or until it fails; a CREATE from
 // before its reply). Before an UNLINK of, or a RENAME onto, a name whose
 // node has handles open or which has a journal record (writes not yet
-// uploaded: its upload may be queued or under way), it
-// records the name's Detach in the journal (an error fails the call with
-// EIO, nothing changed). A failed rename's Detach ends at once (Reattach);
+// uploaded: its upload may be queued or under way), it records the
+// name's Detach in the journal (an error fails the call with EIO, nothing
+// changed). A failed rename's Detach ends at once (Reattach);
 // any other ends once the earlier item can save no more and the file there
 // now is uploaded: the node that lost the name has no handle open, rclone
 // has no upload queued under the name (an item's upload ends with its
 // save; a closed file with changes stays queued until uploaded), and no
 // node holding the name now has a handle open. Marks are looked at after
-// every RELEASE and at every tick of the journal's sweep (settle); none
-// ends while the queue cannot be read. Until a mark ends, fsync uploads
+// the last RELEASE of a node they wait on and at every tick of the
+// journal's sweep (settle); none ends while the queue cannot be read. Until a mark ends, fsync uploads
 // the file at that name if the journal has a record of it (durableFS),
 // Sweep keeps its record, and Repair after a kill trusts no metadata
 // there. Before the call, rclone opens the cache item of every handle of
@@ -199,15 +199,22 @@ func (d *detachFS) unread(id, fh uint64) {
 	}
 }
 
-// uncount takes a handle of node id back and ends the marks that can end.
+// uncount takes a handle of node id back; when that was the node's last
+// and a mark waits on the node (it lost the mark's name, or holds it now),
+// it ends the marks that can end. Other releases leave them to the tick.
 func (d *detachFS) uncount(id uint64) {
 	d.mu.Lock()
-	if d.open[id]--; d.open[id] <= 0 {
-		delete(d.open, id)
+	if d.open[id]--; d.open[id] > 0 {
+		d.mu.Unlock()
+		return
 	}
-	pending := len(d.marks) > 0
+	delete(d.open, id)
+	p, attached := d.paths.attachedPath(id)
+	waited := slices.ContainsFunc(d.marks, func(m *detachMark) bool {
+		return m.node == id || attached && m.path == p
+	})
 	d.mu.Unlock()
-	if pending {
+	if waited {
 		d.settle()
 	}
 }
@@ -227,9 +234,9 @@ func (d *detachFS) closedLocked(m *detachMark) bool {
 }
 
 // detach records the Detach of name under parent when the node it leads
-// to has handles open or the name has a journal record,
-// and then has rclone open the items of the node's handles (openItems); m
-// is nil when nothing was recorded.
+// to has handles open or the name has a journal record, and then has
+// rclone open the items of the node's handles (openItems); m is nil when
+// nothing was recorded.
 func (d *detachFS) detach(parent uint64, name string) (*detachMark, fuse.Status) {
 	dir, ok := d.paths.path(parent)
 	if !ok {
