@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -83,7 +82,7 @@ func BenchmarkCopySmall(b *testing.B) {
 		err := parallel(workers, f.small, func(i int) error {
 			out, err := cl.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucketName), Key: aws.String(smallKey(i))})
 			if err == nil {
-				_, err = io.Copy(io.Discard, out.Body)
+				_, err = drainBlocks(out.Body)
 				out.Body.Close()
 			}
 			return err
