@@ -10,6 +10,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 )
 
 // diskSize is the bench's disk: room for the data sets at scale 1 (the
@@ -84,16 +85,20 @@ func (d *benchDisk) remove() error {
 }
 
 // holders names the processes with a file open, their working directory
-// or their root below dir, and the loop devices whose backing file is
-// there.
+// or their root at or below dir, the loop devices whose backing file is
+// there, and the mounts below it.
 func holders(dir string) string {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	at := func(p string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 	var out []string
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		links, _ := filepath.Glob(p + "/fd/*")
 		links = append(links, p+"/cwd", p+"/root")
 		for _, l := range links {
-			if t, err := os.Readlink(l); err == nil && strings.HasPrefix(t, dir+"/") {
+			if t, err := os.Readlink(l); err == nil && at(t) {
 				cmd, _ := os.ReadFile(p + "/comm")
 				out = append(out, fmt.Sprintf("pid %s (%s) %s", filepath.Base(p), strings.TrimSpace(string(cmd)), t))
 				break
@@ -102,9 +107,13 @@ func holders(dir string) string {
 	}
 	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, l := range loops {
-		if t, err := os.ReadFile(l); err == nil && strings.HasPrefix(string(t), dir+"/") {
+		if t, err := os.ReadFile(l); err == nil && at(strings.TrimSpace(string(t))) {
 			out = append(out, fmt.Sprintf("%s backs %s", strings.TrimSpace(string(t)), strings.Split(l, "/")[3]))
 		}
+	}
+	mounts, _ := mountpoint.Below(dir)
+	for _, m := range mounts {
+		out = append(out, "mounted below: "+m)
 	}
 	if len(out) == 0 {
 		return "none found"

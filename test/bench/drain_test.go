@@ -2,8 +2,10 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"testing"
+	"testing/iotest"
 )
 
 // readSizes is a reader of n bytes that records the size of every buffer
@@ -36,5 +38,18 @@ func TestDrainReadsInBlocksOfItsBuffer(t *testing.T) {
 	}
 	if len(src.sizes) != 7 { // 5 whole blocks, the 3 bytes, the end
 		t.Fatalf("%d reads for %d bytes, want 7", len(src.sizes), size)
+	}
+	// Short reads, bytes that come with io.EOF, and an error.
+	for name, r := range map[string]io.Reader{
+		"half":     iotest.HalfReader(bytes.NewReader(make([]byte, size))),
+		"data+EOF": iotest.DataErrReader(bytes.NewReader(make([]byte, size))),
+	} {
+		if n, err := drainBlocks(r); err != nil || n != size {
+			t.Fatalf("%s: drained %d bytes (%v), want %d", name, n, err, size)
+		}
+	}
+	broken := errors.New("broken")
+	if n, err := drainBlocks(io.MultiReader(bytes.NewReader(make([]byte, 10)), iotest.ErrReader(broken))); !errors.Is(err, broken) || n != 10 {
+		t.Fatalf("a reader failing after 10 bytes drained %d bytes (%v), want 10 and its error", n, err)
 	}
 }

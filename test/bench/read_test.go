@@ -28,9 +28,9 @@ func coldLarge(f *fixture) func(b *testing.B, m mounted) {
 // drain reads r to its end, one Read into buf at a time, and returns the
 // bytes read: a reader of len(buf) blocks. (io.CopyBuffer to io.Discard
 // is not one: it hands the copy to io.Discard's ReadFrom, which reads
-// with a buffer of its own of 8 KiB. Every read figure up to the sixth
-// full run was of 8 KiB reads so; docs/benchmarks.md, "The readers read
-// 8 KiB at a time".)
+// with a buffer of its own of 8 KiB. Every sequential, parallel and
+// small-file read and every raw GET up to the sixth full run read 8 KiB
+// at a time so; docs/benchmarks.md, "The readers read 8 KiB at a time".)
 func drain(r io.Reader, buf []byte) (int64, error) {
 	var total int64
 	for {
@@ -45,8 +45,9 @@ func drain(r io.Reader, buf []byte) (int64, error) {
 	}
 }
 
-// blockBufs are drain's buffers of 1 MiB for the readers that run many
-// at once (the raw GETs, ParallelRead's readers).
+// blockBufs are drain's buffers of 1 MiB, pooled for the readers that
+// run many at once (the raw GETs, ParallelRead's readers) and used by
+// readFile too.
 var blockBufs = sync.Pool{New: func() any { return new([1 << 20]byte) }}
 
 // drainBlocks is drain with a pooled buffer of 1 MiB.
