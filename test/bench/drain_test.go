@@ -8,8 +8,8 @@ import (
 	"testing/iotest"
 )
 
-// readSizes is a reader of n bytes that records the size of every buffer
-// it is asked to fill.
+// readSizes reads from r and records the size of every buffer it is
+// asked to fill.
 type readSizes struct {
 	r     io.Reader
 	sizes []int
