@@ -209,10 +209,13 @@ func (d *detachFS) uncount(id uint64) {
 		return
 	}
 	delete(d.open, id)
-	p, attached := d.paths.attachedPath(id)
-	waited := slices.ContainsFunc(d.marks, func(m *detachMark) bool {
-		return m.node == id || attached && m.path == p
-	})
+	waited := false
+	if len(d.marks) > 0 { // nearly always none: no path walked then
+		p, attached := d.paths.attachedPath(id)
+		waited = slices.ContainsFunc(d.marks, func(m *detachMark) bool {
+			return m.node == id || attached && m.path == p
+		})
+	}
 	d.mu.Unlock()
 	if waited {
 		d.settle()
