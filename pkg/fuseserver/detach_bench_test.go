@@ -24,10 +24,10 @@ func (c *createsFS) Create(_ <-chan struct{}, _ *fuse.CreateIn, _ string, out *f
 func (c *createsFS) Release(<-chan struct{}, *fuse.ReleaseIn) {}
 
 // BenchmarkDetachCreateRelease times what detachFS adds to a new file's
-// CREATE and last RELEASE, the calls it counts on every small file
-// written (SmallWrites), against the same calls without it ("bare"),
-// with no mark living and with one of another file (a name unlinked
-// while open elsewhere: the release compares, and settles nothing).
+// CREATE (write-only, as SmallWrites creates its files) and last
+// RELEASE against the same calls without it ("bare"), with no mark
+// living and with one of another name (a file removed with its upload
+// still pending: the release compares, and settles nothing).
 func BenchmarkDetachCreateRelease(b *testing.B) {
 	for _, c := range []struct {
 		name   string
@@ -44,7 +44,7 @@ func BenchmarkDetachCreateRelease(b *testing.B) {
 				}
 				raw = d
 			}
-			in := &fuse.CreateIn{InHeader: fuse.InHeader{NodeId: 1}, Flags: syscall.O_RDWR | syscall.O_CREAT}
+			in := &fuse.CreateIn{InHeader: fuse.InHeader{NodeId: 1}, Flags: syscall.O_WRONLY | syscall.O_CREAT | syscall.O_TRUNC}
 			var out fuse.CreateOut
 			b.ReportAllocs()
 			for b.Loop() {
