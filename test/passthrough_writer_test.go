@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -310,4 +311,61 @@ func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
 		t.Fatalf("%d passthrough writers after the write, want 0", st.PassthroughWrites)
 	}
 	warmPassthrough(t, drv, id, path, sha256.Sum256(want))
+}
+
+// TestCachedWritersFollowTheFilesBefore: with the defaults, once 8 files
+// under 512 KiB were written one after another on a MOUNT_CACHED volume,
+// the next new file created write-only is written through the server, not
+// as a passthrough writer (the stats count it in smallFilesThroughServer);
+// a large file written so lets the next new file be a writer again; and
+// every file reads back right after its close and reaches the bucket
+// whole, whichever way it went.
+func TestCachedWritersFollowTheFilesBefore(t *testing.T) {
+	if !kernelHasPassthrough(t) {
+		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
+	}
+	s3, drv, id, bucket, target := publishCachedRW(t, "pt-writer-policy", []byte("seed"))
+	written := map[string][]byte{}
+	write := func(name string, size int) {
+		t.Helper()
+		data := randomBytes(t, size)
+		path := filepath.Join(target, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil { // O_WRONLY|O_CREATE|O_TRUNC
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s read right after its close: %d bytes (%v), not the ones written", name, len(got), err)
+		}
+		written[name] = data
+	}
+	expect := func(what string, writers, throughServer int64) {
+		t.Helper()
+		if st := fuseStats(t, drv, id); st.PassthroughWrites != writers || st.SmallFilesThroughServer != throughServer {
+			t.Fatalf("%s: %d passthrough writers and %d small files through the server, want %d and %d",
+				what, st.PassthroughWrites, st.SmallFilesThroughServer, writers, throughServer)
+		}
+	}
+	const small = 16 << 10
+	for i := range 8 {
+		write(fmt.Sprintf("small-%d.bin", i), small)
+	}
+	// A writer ends at the kernel's release, after the close returned:
+	// the stats count its bytes once it did.
+	for deadline := time.Now().Add(10 * time.Second); fuseStats(t, drv, id).BytesWritten < 8*small; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the 8 writers did not end within 10 s of their closes")
+		}
+	}
+	expect("8 small files", 8, 0)
+	write("small-8.bin", small)
+	expect("a ninth small file", 8, 1)
+	write("large.bin", 1<<20)
+	expect("a large file after them", 8, 2)
+	// Its release told the policy its size before queueing the upload.
+	waitBucket(t, s3, bucket, "large.bin", "the large file", func(b []byte) bool { return bytes.Equal(b, written["large.bin"]) })
+	write("after-large.bin", small)
+	expect("a small file after the large one", 9, 2)
+	for name, data := range written {
+		waitBucket(t, s3, bucket, name, name, func(b []byte) bool { return bytes.Equal(b, data) })
+	}
 }

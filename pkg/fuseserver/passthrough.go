@@ -73,8 +73,10 @@ type passthroughFS struct {
 	hidden  *hiddenKeys // the keys of files written through passthrough
 	// serverWrites: no new file becomes a passthrough writer.
 	serverWrites bool
-	order        releaseOrder
-	log          *slog.Logger
+	// policy: whether a new file may become one, from the files before it.
+	policy writerPolicy
+	order  releaseOrder
+	log    *slog.Logger
 	// stopping is set once the server is unmounted: settles stop waiting.
 	stopping atomic.Bool
 	// opens counts the handles answered with plain passthrough; writes
@@ -374,6 +376,7 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 		return
 	}
 	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		p.notePolicy(in.NodeId) // before the upload is queued (tests wait on it)
 		// rclone queues the file's upload: in turn (releaseOrder).
 		t := p.order.take()
 		p.order.wait(t)
@@ -400,6 +403,19 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	}
 	if n.pt == 0 {
 		p.unregister(n)
+	}
+}
+
+// notePolicy tells the writer policy the size of node id's file, whose
+// write-capable handle through the server was released.
+func (p *passthroughFS) notePolicy(id uint64) {
+	if p.serverWrites {
+		return
+	}
+	if path, ok := p.paths.attachedPath(id); ok {
+		if fi, err := os.Stat(p.cache.DataPath(path)); err == nil {
+			p.policy.wrote(fi.Size())
+		}
 	}
 }
 
