@@ -40,8 +40,11 @@ func cachedVolume(t *testing.T, name string) (*testenv.S3, *testenv.Driver, test
 	return s3, drv, c, vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext()["bucket"], staging, target
 }
 
-// writeFiles writes n small files and one large one under dir and returns
-// their sha256 by relative path.
+// writeFiles writes one large file and then n small ones under dir and
+// returns their sha256 by relative path. The large one first: on a
+// MOUNT_CACHED volume it is then a passthrough writer where the kernel
+// offers it, and of the small ones the first 8 are too and the rest are
+// written through the server (writerPolicy in pkg/fuseserver).
 func writeFiles(t *testing.T, dir string, n int) map[string][32]byte {
 	t.Helper()
 	sums := map[string][32]byte{}
@@ -55,10 +58,10 @@ func writeFiles(t *testing.T, dir string, n int) map[string][32]byte {
 		}
 		sums[rel] = sha256.Sum256(data)
 	}
+	write("ckpt/model.bin", randomBytes(t, 24<<20+7))
 	for i := 0; i < n; i++ {
 		write(fmt.Sprintf("ckpt/step-%03d.json", i), []byte(fmt.Sprintf(`{"step":%d}`, i)))
 	}
-	write("ckpt/model.bin", randomBytes(t, 24<<20+7))
 	return sums
 }
 

@@ -313,13 +313,14 @@ func TestCachedSmallFilesProfileWritesThroughServer(t *testing.T) {
 	warmPassthrough(t, drv, id, path, sha256.Sum256(want))
 }
 
-// TestCachedWritersFollowTheFilesBefore: with the defaults, once 8 files
+// TestCachedWritersFollowTheFilesBefore: with the defaults, once 32 files
 // under 512 KiB were written one after another on a MOUNT_CACHED volume,
 // the next new file created write-only is written through the server, not
-// as a passthrough writer (the stats count it in smallFilesThroughServer);
-// a large file written so lets the next new file be a writer again; and
-// every file reads back right after its close and reaches the bucket
-// whole, whichever way it went.
+// as a passthrough writer (the stats count it in
+// passthroughWritersDeclined); an append to an existing file is not a
+// file written; a large file written through the server lets the next
+// new file be a writer again; and every file reads back right after its
+// close and reaches the bucket whole, whichever way it went.
 func TestCachedWritersFollowTheFilesBefore(t *testing.T) {
 	if !kernelHasPassthrough(t) {
 		t.Fatal("this kernel has no FUSE passthrough: the test needs 6.9 or later")
@@ -338,33 +339,52 @@ func TestCachedWritersFollowTheFilesBefore(t *testing.T) {
 		}
 		written[name] = data
 	}
-	expect := func(what string, writers, throughServer int64) {
+	expect := func(what string, writers, declined int64) {
 		t.Helper()
-		if st := fuseStats(t, drv, id); st.PassthroughWrites != writers || st.SmallFilesThroughServer != throughServer {
-			t.Fatalf("%s: %d passthrough writers and %d small files through the server, want %d and %d",
-				what, st.PassthroughWrites, st.SmallFilesThroughServer, writers, throughServer)
+		if st := fuseStats(t, drv, id); st.PassthroughWrites != writers || st.PassthroughWritersDeclined != declined {
+			t.Fatalf("%s: %d passthrough writers and %d declined, want %d and %d",
+				what, st.PassthroughWrites, st.PassthroughWritersDeclined, writers, declined)
+		}
+	}
+	// A writer ends at the kernel's release, after the close returned;
+	// the stats count its bytes once it did, and the policy counted its
+	// file before that.
+	ended := func(n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); fuseStats(t, drv, id).BytesWritten < n; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the writers did not end within 10 s of their closes")
+			}
 		}
 	}
 	const small = 16 << 10
-	for i := range 8 {
-		write(fmt.Sprintf("small-%d.bin", i), small)
+	for i := range 31 {
+		write(fmt.Sprintf("small-%02d.bin", i), small)
 	}
-	// A writer ends at the kernel's release, after the close returned:
-	// the stats count its bytes once it did.
-	for deadline := time.Now().Add(10 * time.Second); fuseStats(t, drv, id).BytesWritten < 8*small; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the 8 writers did not end within 10 s of their closes")
-		}
+	ended(31 * small) // small-00's writer too: the append below is not one
+	tail := []byte("appended through the server")
+	a, err := os.OpenFile(filepath.Join(target, "small-00.bin"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	expect("8 small files", 8, 0)
-	write("small-8.bin", small)
-	expect("a ninth small file", 8, 1)
+	if _, err := a.Write(tail); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	written["small-00.bin"] = append(written["small-00.bin"], tail...)
+	write("small-31.bin", small)
+	expect("31 small files, an append, a 32nd small file", 32, 0)
+	ended(32*small + int64(len(tail)))
+	write("small-32.bin", small)
+	expect("a 33rd small file", 32, 1)
 	write("large.bin", 1<<20)
-	expect("a large file after them", 8, 2)
-	// Its release told the policy its size before queueing the upload.
+	expect("a large file after them", 32, 2)
+	// Its release counted its size before queueing its upload.
 	waitBucket(t, s3, bucket, "large.bin", "the large file", func(b []byte) bool { return bytes.Equal(b, written["large.bin"]) })
 	write("after-large.bin", small)
-	expect("a small file after the large one", 9, 2)
+	expect("a small file after the large one", 33, 2)
 	for name, data := range written {
 		waitBucket(t, s3, bucket, name, name, func(b []byte) bool { return bytes.Equal(b, data) })
 	}

@@ -95,12 +95,12 @@ type Stats struct {
 	Passthrough       bool  `json:"passthrough"`
 	PassthroughOpens  int64 `json:"passthroughOpens"`
 	PassthroughWrites int64 `json:"passthroughWrites"`
-	// SmallFilesThroughServer counts the new files created write-only
-	// that were written through the server, not handed to the kernel as
-	// passthrough writers, because the files written just before them
-	// were all small (under 512 KiB: a writer costs a file more than it
-	// saves; MOUNT_CACHED).
-	SmallFilesThroughServer int64 `json:"smallFilesThroughServer"`
+	// PassthroughWritersDeclined counts the write-only creates (with
+	// O_TRUNC or O_EXCL) served through the server without being
+	// considered for a passthrough writer, because the 32 files written
+	// just before them were all under 512 KiB (a writer costs a small
+	// file more than it saves; MOUNT_CACHED).
+	PassthroughWritersDeclined int64 `json:"passthroughWritersDeclined"`
 	// MappedConflicts counts files a shared mapping wrote that could not
 	// go to their path (it held newer content) and were saved beside it
 	// as <name>.conflict-<UTC time> (MOUNT_CACHED, read-write).

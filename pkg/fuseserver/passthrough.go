@@ -106,7 +106,10 @@ type passthroughFS struct {
 	srv     *fuse.Server    // set by attach
 	on      bool            // the kernel offers passthrough and registering works
 	handles map[uint64]bool // open handle -> answered with FOPEN_PASSTHROUGH
-	pending []*ptSettle     // settles not done (passthrough_settle.go)
+	// created: the open handles of creates served through rclone, whose
+	// files' sizes the writer policy counts at their release.
+	created map[uint64]bool
+	pending []*ptSettle // settles not done (passthrough_settle.go)
 }
 
 // ptNode is one kernel node's open handles. mu serialises the node's opens
@@ -158,7 +161,7 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 // passthrough writers (passthrough_writer.go).
 func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, serverWrites bool, log *slog.Logger) *passthroughFS {
 	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, serverWrites: serverWrites, log: log,
-		handles: map[uint64]bool{}, order: releaseOrder{off: v.Opt.WriteBack <= 0}}
+		handles: map[uint64]bool{}, created: map[uint64]bool{}, order: releaseOrder{off: v.Opt.WriteBack <= 0}}
 }
 
 // attach starts passthrough on srv, once mounted, if the kernel offers
@@ -256,6 +259,9 @@ func (p *passthroughFS) Create(c <-chan struct{}, in *fuse.CreateIn, name string
 	}
 	p.mu.Lock()
 	p.handles[out.Fh] = pt
+	if !pt {
+		p.created[out.Fh] = true
+	}
 	p.mu.Unlock()
 	return st
 }
@@ -370,15 +376,19 @@ func (p *passthroughFS) register(f *os.File) (int32, bool) {
 func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	p.mu.Lock()
 	pt, ok := p.handles[in.Fh]
+	created := p.created[in.Fh]
 	delete(p.handles, in.Fh) // before the inner release frees the number
+	delete(p.created, in.Fh)
 	p.mu.Unlock()
 	if ok && pt && p.releaseWriter(c, in) {
 		return
 	}
 	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		p.notePolicy(in.NodeId) // before the upload is queued (tests wait on it)
 		// rclone queues the file's upload: in turn (releaseOrder).
 		t := p.order.take()
+		if created {
+			p.countCreated(in.NodeId)
+		}
 		p.order.wait(t)
 		p.RawFileSystem.Release(c, in)
 		p.order.done(t)
@@ -406,9 +416,12 @@ func (p *passthroughFS) Release(c <-chan struct{}, in *fuse.ReleaseIn) {
 	}
 }
 
-// notePolicy tells the writer policy the size of node id's file, whose
-// write-capable handle through the server was released.
-func (p *passthroughFS) notePolicy(id uint64) {
+// countCreated counts in the writer policy the file of node id, whose
+// create was served through rclone and whose handle is being released:
+// with no lock held, before the inner release, which queues the file's
+// upload (with write-back off, uploads it), and while rclone holds the
+// file open, so its cache file is the one written.
+func (p *passthroughFS) countCreated(id uint64) {
 	if p.serverWrites {
 		return
 	}

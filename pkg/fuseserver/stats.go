@@ -61,7 +61,7 @@ func (m *meter) stats(v *vfs.VFS) fuseproto.Stats {
 	}
 	if m.pt != nil {
 		st.Passthrough, st.PassthroughOpens, st.PassthroughWrites = m.pt.active(), m.pt.opens.Load(), m.pt.writes.Load()
-		st.SmallFilesThroughServer = m.pt.policy.declined.Load()
+		st.PassthroughWritersDeclined = m.pt.policy.declined.Load()
 		st.BytesWritten += m.pt.wrote.Load()
 		st.MappedConflicts = m.pt.conflicts.Load()
 	}

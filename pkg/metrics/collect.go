@@ -20,7 +20,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 type volumeDescs struct {
 	info, up, read, written, storeBytes, requests, transferErrors,
 	raHits, raMisses, smallFetches, pendingFiles, pendingBytes, pendingOldest, retrying, cacheBytes, cacheReadBuffer,
-	passthrough, passthroughOpens, passthroughWrites, smallThroughServer, mappedConflicts,
+	passthrough, passthroughOpens, passthroughWrites, writersDeclined, mappedConflicts,
 	copyFiles, copyFilesTotal, copyBytes, copyBytesTotal, copyComplete,
 	repairs, stageSeconds *prometheus.Desc
 }
@@ -49,8 +49,8 @@ func newVolumeDescs() *volumeDescs {
 			"MOUNT_CACHED read-only opens answered with FUSE passthrough: their reads go from the cache file without the FUSE server (and are not in bucket_csi_volume_read_bytes_total)."),
 		passthroughWrites: desc("bucket_csi_volume_fuse_passthrough_writes_total",
 			"MOUNT_CACHED write-capable opens answered with FUSE passthrough: their writes go to the cache file without the FUSE server (bucket_csi_volume_written_bytes_total counts such a file's size once its writers are done)."),
-		smallThroughServer: desc("bucket_csi_volume_fuse_small_files_through_server_total",
-			"MOUNT_CACHED new files created write-only that were written through the FUSE server, not with FUSE passthrough, because the files written just before them were all small (under 512 KiB)."),
+		writersDeclined: desc("bucket_csi_volume_fuse_passthrough_writers_declined_total",
+			"MOUNT_CACHED write-only creates served through the FUSE server without being considered for FUSE passthrough, because the 32 files written just before them were all under 512 KiB."),
 		mappedConflicts: desc("bucket_csi_volume_fuse_mapped_conflicts_total",
 			"MOUNT_CACHED files a shared mapping wrote whose path meanwhile held newer content: saved beside it as <name>.conflict-<UTC time>, not merged."),
 		copyFiles:      desc("bucket_csi_volume_copy_done_objects", "COPY objects fetched by the volume's running or last copy."),
@@ -149,7 +149,7 @@ func (c *collector) volume(ch chan<- prometheus.Metric, v Volume) {
 		gauge(d.passthrough, b2f(s.Passthrough))
 		counter(d.passthroughOpens, s.PassthroughOpens)
 		counter(d.passthroughWrites, s.PassthroughWrites)
-		counter(d.smallThroughServer, s.SmallFilesThroughServer)
+		counter(d.writersDeclined, s.PassthroughWritersDeclined)
 		counter(d.mappedConflicts, s.MappedConflicts)
 		return
 	}

@@ -39,7 +39,7 @@ func TestVolumeCollector(t *testing.T) {
 			Status:               fuseproto.Status{Pending: 3, PendingBytes: 3000, Uploading: 1, Retrying: 1},
 			OldestPendingSeconds: 12.5, BytesRead: 10, BytesWritten: 4096, StoreBytes: 5000, TransferErrors: 2,
 			Requests:   []fuseproto.Requests{{Method: "PUT", Status: "2xx", Count: 7}, {Method: "PUT", Status: "5xx", Count: 2}},
-			CacheBytes: 8192, CacheReadBuffer: 1 << 20, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, SmallFilesThroughServer: 3, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, // SmallFetches 0: no prefetch, no gauge
+			CacheBytes: 8192, CacheReadBuffer: 1 << 20, Passthrough: true, PassthroughOpens: 6, PassthroughWrites: 2, PassthroughWritersDeclined: 3, MappedConflicts: 1, ReadAhead: readahead.HitCounts{SmallHits: 4, MTimeHits: 11}, // SmallFetches 0: no prefetch, no gauge
 		}},
 		{ID: "id-mount", Mode: "MOUNT", FUSE: &fuseproto.Stats{BytesRead: 100, ReadAhead: readahead.HitCounts{BlockHits: 5, BlockMisses: 1, SmallHits: 9, MTimeHits: 3}, SmallFetches: 4}},
 		{ID: "id-dead", PV: "pvc-dead", Mode: "MOUNT"},
@@ -82,9 +82,9 @@ bucket_csi_volume_fuse_passthrough_opens_total{volume="pvc-1"} 6
 # HELP bucket_csi_volume_fuse_passthrough_writes_total MOUNT_CACHED write-capable opens answered with FUSE passthrough: their writes go to the cache file without the FUSE server (bucket_csi_volume_written_bytes_total counts such a file's size once its writers are done).
 # TYPE bucket_csi_volume_fuse_passthrough_writes_total counter
 bucket_csi_volume_fuse_passthrough_writes_total{volume="pvc-1"} 2
-# HELP bucket_csi_volume_fuse_small_files_through_server_total MOUNT_CACHED new files created write-only that were written through the FUSE server, not with FUSE passthrough, because the files written just before them were all small (under 512 KiB).
-# TYPE bucket_csi_volume_fuse_small_files_through_server_total counter
-bucket_csi_volume_fuse_small_files_through_server_total{volume="pvc-1"} 3
+# HELP bucket_csi_volume_fuse_passthrough_writers_declined_total MOUNT_CACHED write-only creates served through the FUSE server without being considered for FUSE passthrough, because the 32 files written just before them were all under 512 KiB.
+# TYPE bucket_csi_volume_fuse_passthrough_writers_declined_total counter
+bucket_csi_volume_fuse_passthrough_writers_declined_total{volume="pvc-1"} 3
 # HELP bucket_csi_volume_fuse_mapped_conflicts_total MOUNT_CACHED files a shared mapping wrote whose path meanwhile held newer content: saved beside it as <name>.conflict-<UTC time>, not merged.
 # TYPE bucket_csi_volume_fuse_mapped_conflicts_total counter
 bucket_csi_volume_fuse_mapped_conflicts_total{volume="pvc-1"} 1
@@ -120,7 +120,7 @@ bucket_csi_volume_written_bytes_total{volume="pvc-1"} 4096
 bucket_csi_volume_written_bytes_total{volume="` + h + `"} 0
 `
 	names := []string{"bucket_csi_volume_cache_read_buffer_bytes", "bucket_csi_volume_copy_complete", "bucket_csi_volume_copy_done_objects", "bucket_csi_volume_fuse_repairs_total",
-		"bucket_csi_volume_fuse_up", "bucket_csi_volume_fuse_passthrough", "bucket_csi_volume_fuse_passthrough_opens_total", "bucket_csi_volume_fuse_passthrough_writes_total", "bucket_csi_volume_fuse_small_files_through_server_total", "bucket_csi_volume_fuse_mapped_conflicts_total", "bucket_csi_volume_pending_upload_bytes", "bucket_csi_volume_pending_upload_files",
+		"bucket_csi_volume_fuse_up", "bucket_csi_volume_fuse_passthrough", "bucket_csi_volume_fuse_passthrough_opens_total", "bucket_csi_volume_fuse_passthrough_writes_total", "bucket_csi_volume_fuse_passthrough_writers_declined_total", "bucket_csi_volume_fuse_mapped_conflicts_total", "bucket_csi_volume_pending_upload_bytes", "bucket_csi_volume_pending_upload_files",
 		"bucket_csi_volume_pending_upload_oldest_seconds", "bucket_csi_volume_readahead_hits_total", "bucket_csi_volume_readahead_small_fetches", "bucket_csi_volume_stage_duration_seconds",
 		"bucket_csi_volume_store_requests_total", "bucket_csi_volume_written_bytes_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

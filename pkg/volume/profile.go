@@ -56,7 +56,7 @@ type profileEntry struct {
 //     FUSE server in MOUNT_CACHED (a passthrough writer's cost per file
 //     made 16 KiB files written one by one 0.69× as fast,
 //     docs/benchmarks.md "Small files written"; without the profile the
-//     FUSE server does so only after 8 small files in a row).
+//     FUSE server does so only after 32 small files in a row).
 //
 // No profile changes the read-ahead: 8 parallel GETs of 16 MiB read a
 // sequential file at 0.64× the defaults' rate (4 of 8 MiB), with twice
