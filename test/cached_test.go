@@ -43,8 +43,9 @@ func cachedVolume(t *testing.T, name string) (*testenv.S3, *testenv.Driver, test
 // writeFiles writes one large file and then n small ones under dir and
 // returns their sha256 by relative path. The large one first: on a
 // MOUNT_CACHED volume it is then a passthrough writer where the kernel
-// offers it, and of the small ones the first 8 are too and the rest are
-// written through the server (writerPolicy in pkg/fuseserver).
+// offers it, and of the small ones about the first 32 are too (a writer
+// is counted at its release, after its close) and any beyond are written
+// through the server (writerPolicy in pkg/fuseserver).
 func writeFiles(t *testing.T, dir string, n int) map[string][32]byte {
 	t.Helper()
 	sums := map[string][32]byte{}

@@ -69,11 +69,8 @@ type passthroughFS struct {
 	v       *vfs.VFS
 	paths   *pathTable
 	j       *cachejournal.Journal
-	// record writes a node's notes pending in the journal layer
-	// (journalFS.record).
-	record func(id uint64) fuse.Status
-	cache  cachejournal.Layout
-	hidden *hiddenKeys // the keys of files written through passthrough
+	cache   cachejournal.Layout
+	hidden  *hiddenKeys // the keys of files written through passthrough
 	// serverWrites: no new file becomes a passthrough writer.
 	serverWrites bool
 	// policy: whether a new file may become one, from the files before it.
@@ -158,13 +155,12 @@ func passthroughWanted(cfg *fuseproto.Config) bool {
 	return cfg.Passthrough && cfg.Cache && cfg.Durable
 }
 
-// newPassthroughFS wraps d (whose path table it reads); jl is the
-// journal layer below d, whose journal is the write journal of v's cache
-// (its layout checked against v); hidden are the keys v's listings leave
-// out; serverWrites keeps new files from becoming passthrough writers
-// (passthrough_writer.go).
-func newPassthroughFS(d *durableFS, v *vfs.VFS, jl *journalFS, hidden *hiddenKeys, serverWrites bool, log *slog.Logger) *passthroughFS {
-	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: jl.j, record: jl.record, cache: jl.j.Layout(), hidden: hidden, serverWrites: serverWrites, log: log,
+// newPassthroughFS wraps d (whose path table it reads); j is the write
+// journal of v's cache (its layout checked against v); hidden are the
+// keys v's listings leave out; serverWrites keeps new files from becoming
+// passthrough writers (passthrough_writer.go).
+func newPassthroughFS(d *durableFS, v *vfs.VFS, j *cachejournal.Journal, hidden *hiddenKeys, serverWrites bool, log *slog.Logger) *passthroughFS {
+	return &passthroughFS{RawFileSystem: d, durable: d, v: v, paths: d.paths, j: j, cache: j.Layout(), hidden: hidden, serverWrites: serverWrites, log: log,
 		handles: map[uint64]bool{}, created: map[uint64]bool{}, order: releaseOrder{off: v.Opt.WriteBack <= 0}}
 }
 

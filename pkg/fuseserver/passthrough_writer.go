@@ -65,10 +65,8 @@ import (
 //     adopt that fails keeps the writer (tried again every pokeInterval
 //     and when the server stops; a forget is held back meanwhile, so the
 //     node stays known); a file a server leaves unadopted is uploaded
-//     whole by the next one (the create's journal note makes Repair list
-//     every byte; it is recorded at the create, so the creator's handle
-//     is answered with FOPEN_NOFLUSH and its close sends the server
-//     nothing; if that record fails, at the first close or fsync).
+//     whole by the next one (the create's journal note, recorded at the
+//     first close or fsync, makes Repair list every byte).
 //   - The kernel's release comes after close(2) returned, so the adopt
 //     does not delay the application's close.
 
@@ -145,15 +143,6 @@ func (p *passthroughFS) grantWriter(in *fuse.CreateIn, n *ptNode, out *fuse.Crea
 	p.writes.Add(1)
 	out.BackingID = id
 	out.OpenFlags = out.OpenFlags&fuse.FOPEN_NOFLUSH | fuse.FOPEN_PASSTHROUGH
-	// The create's journal note (every byte from 0 on is the
-	// application's) is recorded now rather than at the first close: the
-	// close then has nothing for the server to do, and the kernel sends no
-	// FLUSH for it (FOPEN_NOFLUSH), so close(2) does not wait on this
-	// server. Should the record fail, the note stays pending and the
-	// close's FLUSH records it, as for a file written through the server.
-	if p.record(out.NodeId).Ok() {
-		out.OpenFlags |= fuse.FOPEN_NOFLUSH
-	}
 	return true
 }
 

@@ -270,10 +270,9 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	}
 	var whole *wholeFS
 	var detach *detachFS
-	var journaled *journalFS
 	if journal != nil {
-		journaled = newJournalFS(raw, journal, &tracked.paths, log)
-		detach = newDetachFS(journaled, journal, &tracked.paths, v, log)
+		raw = newJournalFS(raw, journal, &tracked.paths, log)
+		detach = newDetachFS(raw, journal, &tracked.paths, v, log)
 		raw = detach
 		if !cfg.ReadOnly {
 			whole = newWholeFS(raw, v, journal.Layout(), &tracked.paths, log)
@@ -290,7 +289,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 		d := newDurableFS(raw, &tracked.paths, v, journal, cfg.ReadOnly, log) // Durable needs Cache: the journal is open
 		raw = d
 		if passthroughWanted(cfg) { // a cache: the journal is open
-			pt = newPassthroughFS(d, v, journaled, hidden, cfg.ServerWrites || cfg.ReadOnly, log)
+			pt = newPassthroughFS(d, v, journal, hidden, cfg.ServerWrites || cfg.ReadOnly, log)
 			raw, meter.pt = pt, pt
 			if whole != nil {
 				whole.skip = hidden.has
