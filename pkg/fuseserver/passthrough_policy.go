@@ -33,8 +33,8 @@ const smallRun = 32
 //
 // It only chooses the way a file's writes go: the bytes, the upload
 // order and fsync's durability are the same both ways. Safe for
-// concurrent use; files written side by side are counted in the order
-// they are counted.
+// concurrent use; of files written side by side, the one whose writer
+// ends or whose handle is released last is counted last.
 type writerPolicy struct {
 	small atomic.Int64 // small files counted since the last large one
 	// declined counts the creates the policy kept from being writers
