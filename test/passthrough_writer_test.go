@@ -362,15 +362,8 @@ func TestCachedWritersFollowTheFilesBefore(t *testing.T) {
 		write(fmt.Sprintf("small-%02d.bin", i), small)
 	}
 	ended(31 * small) // small-00's writer too: the append below is not one
-	tail := []byte("appended through the server")
-	a, err := os.OpenFile(filepath.Join(target, "small-00.bin"), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Write(tail); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
+	const tail = "appended through the server"
+	if err := appendTo(filepath.Join(target, "small-00.bin"), tail); err != nil { // an open, not a create
 		t.Fatal(err)
 	}
 	written["small-00.bin"] = append(written["small-00.bin"], tail...)
