@@ -10,6 +10,8 @@ import (
 type mounted struct {
 	dir string // the prefix's directory in the mount
 	pid int    // the FUSE server
+	// control is our FUSE server's control socket, "" for the others.
+	control string
 }
 
 // runOptions describe how a figure runs on the mounts.
@@ -71,7 +73,7 @@ func onMounts(b *testing.B, f *fixture, systems []string, o runOptions) {
 					v.unstage(b)
 				}
 				m = mounted{dir: v.stage(b)}
-				m.pid = v.pid(b)
+				m.pid, m.control = v.pid(b), v.control(b)
 			}
 			mount()
 			for b.Loop() {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 )
 
 const writeSize = 256 << 20
@@ -178,6 +180,21 @@ func untilListed(b *testing.B, f *fixture, prefix string, n int) time.Duration {
 	}
 }
 
+// passthroughWriters is how many passthrough writers our FUSE server has
+// granted so far (0 for the other systems).
+func passthroughWriters(b *testing.B, m mounted) int64 {
+	if m.control == "" {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := mounter.QueryStats(ctx, m.control)
+	if err != nil {
+		b.Fatalf("stats of the FUSE server: %v", err)
+	}
+	return st.PassthroughWrites
+}
+
 // BenchmarkSmallWrites: new files of 16 KiB written one by one into a new
 // directory and closed (timed), as a preprocessing step or a logger writes
 // its outputs, then the time until the bucket lists every one (untimed:
@@ -209,12 +226,16 @@ func BenchmarkSmallWrites(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.SetBytes(int64(n) * smallSize)
+		w0 := passthroughWriters(b, m)
 		b.StartTimer()
 		start := time.Now()
 		writeSmallFiles(b, filepath.Join(m.dir, dir), n)
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "files/s")
 		b.StopTimer()
 		b.ReportMetric(untilListed(b, f, dir+"/", n).Seconds(), "s-until-in-bucket")
+		if m.control != "" {
+			b.ReportMetric(float64(passthroughWriters(b, m)-w0), "pt-writers")
+		}
 		b.StartTimer()
 		return int64(n) * smallSize
 	}})
