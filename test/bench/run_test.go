@@ -10,8 +10,8 @@ import (
 type mounted struct {
 	dir string // the prefix's directory in the mount
 	pid int    // the FUSE server
-	// control is our FUSE server's control socket, "" for the others.
-	control string
+	// vol is our volume (its server's stats), nil for the other systems.
+	vol *ourVolume
 }
 
 // runOptions describe how a figure runs on the mounts.
@@ -73,7 +73,7 @@ func onMounts(b *testing.B, f *fixture, systems []string, o runOptions) {
 					v.unstage(b)
 				}
 				m = mounted{dir: v.stage(b)}
-				m.pid, m.control = v.pid(b), v.control(b)
+				m.pid, m.vol = v.pid(b), v
 			}
 			mount()
 			for b.Loop() {

@@ -17,7 +17,6 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/proc"
-	"github.com/bucket-csi/bucket-csi/pkg/stage"
 	"github.com/bucket-csi/bucket-csi/pkg/volume"
 	"github.com/bucket-csi/bucket-csi/test/testenv"
 )
@@ -103,19 +102,6 @@ func (v *ourVolume) pid(b *testing.B) int {
 	}
 	b.Fatalf("no FUSE server recorded for %s", v.id)
 	return 0
-}
-
-// control is the control socket of the volume's FUSE server (pkg/stage
-// gives each one), for its stats.
-func (v *ourVolume) control(b *testing.B) string {
-	b.Helper()
-	for _, s := range v.drv.Staged(b) {
-		if s.VolumeID == v.id {
-			return stage.ControlSocket(s)
-		}
-	}
-	b.Fatalf("%s is not staged", v.id)
-	return ""
 }
 
 // mountOurs stages prefix in mode and returns the directory and the FUSE

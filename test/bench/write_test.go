@@ -13,8 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/bucket-csi/bucket-csi/pkg/mounter"
 )
 
 const writeSize = 256 << 20
@@ -180,19 +178,15 @@ func untilListed(b *testing.B, f *fixture, prefix string, n int) time.Duration {
 	}
 }
 
-// passthroughWriters is how many passthrough writers our FUSE server has
-// granted so far (0 for the other systems).
+// passthroughWriters is how many write-capable passthrough opens our FUSE
+// server has made so far (in SmallWrites one per passthrough writer it
+// granted); 0 for the other systems.
 func passthroughWriters(b *testing.B, m mounted) int64 {
-	if m.control == "" {
+	b.Helper()
+	if m.vol == nil {
 		return 0
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := mounter.QueryStats(ctx, m.control)
-	if err != nil {
-		b.Fatalf("stats of the FUSE server: %v", err)
-	}
-	return st.PassthroughWrites
+	return m.vol.stats(b).PassthroughWrites
 }
 
 // BenchmarkSmallWrites: new files of 16 KiB written one by one into a new
@@ -200,8 +194,9 @@ func passthroughWriters(b *testing.B, m mounted) int64 {
 // its outputs, then the time until the bucket lists every one (untimed:
 // MOUNT_CACHED and SkyPilot's flags upload after the close, rclone mount
 // and s3fs inside it; the small-files profile uploads 8 at a time), with
-// the FUSE server's CPU over both. The mount's root is listed first,
-// untimed (listed).
+// the FUSE server's CPU over both, and on our systems how many of the
+// files got a passthrough writer (pt-writers). The mount's root is listed
+// first, untimed (listed).
 func BenchmarkSmallWrites(b *testing.B) {
 	f := data(b)
 	n := int(scaled(smallWrites))
@@ -233,7 +228,7 @@ func BenchmarkSmallWrites(b *testing.B) {
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "files/s")
 		b.StopTimer()
 		b.ReportMetric(untilListed(b, f, dir+"/", n).Seconds(), "s-until-in-bucket")
-		if m.control != "" {
+		if m.vol != nil {
 			b.ReportMetric(float64(passthroughWriters(b, m)-w0), "pt-writers")
 		}
 		b.StartTimer()
