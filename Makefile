@@ -140,28 +140,23 @@ lint:
 
 # Benchmarks against the baselines in the same run (docs/benchmarks.md):
 # the S3 server pinned to CPU 0, every client (our FUSE servers, rclone,
-# s3fs, the readers) to CPU 1; BENCH_COUNT rounds of each figure. benchreport
+# s3fs, the readers) to CPU 1; BENCH_COUNT runs of each figure. benchreport
 # prints the median (min-max) table and the targets and writes them, with
 # the chart, into docs/. BENCH_ARGS adds test flags, e.g.
-# BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'. A round is one bench
-# process per round-trip time of BENCH_LATENCIES, added by a latency proxy
-# in front of the server (0: the server on loopback directly), each
-# running every figure once; the rounds follow one another, so a figure's
-# systems run within seconds of each other in every round, and a slow spell
-# of the machine lasting a minute or two falls on one round of all of them
-# rather than on every round of one (docs/benchmarks.md, "MOUNT_CACHED's
-# slow small-file state examined"). Each process writes its files on a
-# fresh 32 GiB ext4 image with a journal in $TMPDIR (root, mkfs.ext4 and
-# the room needed; test/bench/disk_test.go).
+# BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'. Every figure runs
+# once per round-trip time of BENCH_LATENCIES, added by a latency proxy
+# in front of the server (0: the server on loopback directly). Each of
+# those runs writes its files on a fresh 32 GiB ext4 image with a journal
+# in $TMPDIR (root, mkfs.ext4 and the room needed; test/bench/disk_test.go).
 BENCH_COUNT ?= 3
 BENCH_ARGS ?=
 BENCH_LATENCIES ?= 0 20ms
 bench: build bench-tools
 	$(GO) test -c -o bin/bench.test ./test/bench/
 	rm -f bin/bench.txt
-	cd test/bench && for round in $$(seq $(BENCH_COUNT)); do for rtt in $(BENCH_LATENCIES); do \
+	cd test/bench && for rtt in $(BENCH_LATENCIES); do \
 		BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench . -bench.latency $$rtt \
-		-test.benchtime 1x -test.count 1 -test.timeout 60m $(BENCH_ARGS) | tee -a ../../bin/bench.txt; done; done
+		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee -a ../../bin/bench.txt; done
 	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
 
 # The key figures again with a CPU hog process on the clients' CPU (do the

@@ -64,8 +64,8 @@ func attachDisk() (*benchDisk, error) {
 // in four (December 2026), and a few seconds later it came off: what the
 // run started (FUSE servers, their cache images, loop-mounted files on
 // this disk) lets go of it after it has stopped. A disk left behind holds
-// its 32 GiB, and the next run (make bench runs a process per round and
-// round-trip time) found no room for its own.
+// its 32 GiB, and the next run (make bench runs once per round-trip time)
+// found no room for its own.
 const removeWait = 30 * time.Second
 
 // remove unmounts the disk and deletes its image; an error names both,
