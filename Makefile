@@ -140,7 +140,10 @@ lint:
 
 # Benchmarks against the baselines in the same run (docs/benchmarks.md):
 # the S3 server pinned to CPU 0, every client (our FUSE servers, rclone,
-# s3fs, the readers) to CPU 1; BENCH_COUNT runs of each figure. benchreport
+# s3fs, the readers) to CPU 1; BENCH_COUNT rounds of each figure, one
+# after another, each round running every system once and starting one
+# system later than the round before (-bench.rounds; test/bench/rounds_test.go),
+# so no system's runs sit back to back. benchreport
 # prints the median (min-max) table and the targets and writes them, with
 # the chart, into docs/. BENCH_ARGS adds test flags, e.g.
 # BENCH_ARGS='-test.bench SeqRead -bench.scale 0.25'. Every figure runs
@@ -156,7 +159,7 @@ bench: build bench-tools
 	rm -f bin/bench.txt
 	cd test/bench && for rtt in $(BENCH_LATENCIES); do \
 		BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench . -bench.latency $$rtt \
-		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee -a ../../bin/bench.txt; done
+		-test.benchtime 1x -bench.rounds $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee -a ../../bin/bench.txt; done
 	$(GO) run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg
 
 # The key figures again with a CPU hog process on the clients' CPU (do the
@@ -165,7 +168,7 @@ BUSY_FIGURES ?= SeqRead|SmallFiles|RandRead1M
 bench-busy: build bench-tools
 	$(GO) test -c -o bin/bench.test ./test/bench/
 	cd test/bench && BENCH_SERVER_CPU=0 taskset -c 1 ../../bin/bench.test -test.run '^$$' -test.bench '$(BUSY_FIGURES)' -bench.hog \
-		-test.benchtime 1x -test.count $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee ../../bin/bench-busy.txt
+		-test.benchtime 1x -bench.rounds $(BENCH_COUNT) -test.timeout 60m $(BENCH_ARGS) | tee ../../bin/bench-busy.txt
 	$(GO) run ./hack/benchreport -in bin/bench-busy.txt -md docs/benchmarks-busy.md
 
 # A short run of every fuzz target (seed corpora in pkg/*/testdata/fuzz).

@@ -4,7 +4,8 @@
 //	go run ./hack/benchreport -in bin/bench.txt -md docs/benchmarks-results.md -svg docs/benchmarks.svg [-title "..."]
 //
 // It summarises every (figure, unit, system) as median, min and max over
-// the runs (-count N), checks the project's performance targets against the
+// the runs (test/bench's -bench.rounds N, whose later runs Go names
+// "<system>#01", ...; or -count N), checks the project's performance targets against the
 // medians, writes a generated Markdown file (-md) and an SVG chart (-svg)
 // when asked, and prints the results and targets tables to stdout. Results
 // after an "rtt: <duration>" line (test/bench -bench.latency) form a table

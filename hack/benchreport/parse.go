@@ -33,11 +33,11 @@ var ignoredUnits = map[string]bool{"B/op": true, "allocs/op": true}
 const maxLine = 16 << 20
 
 // Parse reads `go test -bench` output (possibly from -count N, so a name may
-// repeat) and returns its samples in input order. Lines that are not
-// well-formed benchmark result lines (goos:, pkg:, PASS, logs, a bare
-// benchmark name) are ignored, as are the units B/op and allocs/op. It
-// returns an error when r cannot be read or when the input holds no
-// benchmark result at all.
+// repeat, or from rounds, whose later runs carry "#01", "#02": stripRun)
+// and returns its samples in input order. Lines that are not well-formed
+// benchmark result lines (goos:, pkg:, PASS, logs, a bare benchmark name)
+// are ignored, as are the units B/op and allocs/op. It returns an error
+// when r cannot be read or when the input holds no benchmark result at all.
 func Parse(r io.Reader) ([]Sample, error) {
 	sections, err := ParseSections(r)
 	if err != nil {
@@ -112,7 +112,7 @@ func parseLine(line string) ([]Sample, bool) {
 	if _, err := strconv.ParseUint(f[1], 10, 64); err != nil {
 		return nil, false
 	}
-	figure, system := splitName(stripProcs(strings.TrimPrefix(f[0], "Benchmark")))
+	figure, system := splitName(stripRun(stripProcs(strings.TrimPrefix(f[0], "Benchmark"))))
 	if figure == "" {
 		return nil, false
 	}
@@ -135,6 +135,24 @@ func parseLine(line string) ([]Sample, bool) {
 // very end. Any other name is returned unchanged.
 func stripProcs(name string) string {
 	i := strings.LastIndexByte(name, '-')
+	if i < 0 || i == len(name)-1 {
+		return name
+	}
+	for _, c := range name[i+1:] {
+		if c < '0' || c > '9' {
+			return name
+		}
+	}
+	return name[:i]
+}
+
+// stripRun removes the "#<n>" suffix by which the testing package tells a
+// sub-benchmark's later runs under one parent apart (test/bench runs its
+// systems in rounds: "SeqRead/s3fs", "SeqRead/s3fs#01", ...), so that they
+// are filed with the first: a '#' followed by one or more digits at the
+// very end. Any other name is returned unchanged.
+func stripRun(name string) string {
+	i := strings.LastIndexByte(name, '#')
 	if i < 0 || i == len(name)-1 {
 		return name
 	}

@@ -24,6 +24,22 @@ func TestStripProcs(t *testing.T) {
 	}
 }
 
+func TestStripRun(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"SeqRead/s3fs#01", "SeqRead/s3fs"},
+		{"SeqRead/bucket-csi-MOUNT_CACHED#102", "SeqRead/bucket-csi-MOUNT_CACHED"},
+		{"SeqRead/s3fs", "SeqRead/s3fs"},
+		{"Foo/x#1a", "Foo/x#1a"},
+		{"Foo/x#", "Foo/x#"},
+		{"Foo/a#01/b", "Foo/a#01/b"},
+	}
+	for _, tt := range tests {
+		if got := stripRun(tt.in); got != tt.want {
+			t.Errorf("stripRun(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestSplitName(t *testing.T) {
 	tests := []struct{ in, figure, system string }{
 		{"SeqRead/raw-SDK", "SeqRead", "raw-SDK"},
@@ -130,6 +146,7 @@ rtt: 20ms
 BenchmarkSeqRead/raw-SDK-2 1 300 ns/op 700 MB/s
 rtt: 0s
 BenchmarkSeqRead/s3fs-2 1 100 ns/op 500 MB/s
+BenchmarkSeqRead/s3fs#01-2 1 110 ns/op 450 MB/s
 rtt: 50ms
 PASS
 `
@@ -139,7 +156,8 @@ PASS
 	}
 	want := []SampleSection{
 		{RTT: "0s", Samples: []Sample{{"SeqRead", "raw-SDK", "ns/op", 100}, {"SeqRead", "raw-SDK", "MB/s", 1400},
-			{"SeqRead", "s3fs", "ns/op", 100}, {"SeqRead", "s3fs", "MB/s", 500}}},
+			{"SeqRead", "s3fs", "ns/op", 100}, {"SeqRead", "s3fs", "MB/s", 500},
+			{"SeqRead", "s3fs", "ns/op", 110}, {"SeqRead", "s3fs", "MB/s", 450}}},
 		{RTT: "20ms", Samples: []Sample{{"SeqRead", "raw-SDK", "ns/op", 300}, {"SeqRead", "raw-SDK", "MB/s", 700}}},
 	}
 	if !reflect.DeepEqual(got, want) {

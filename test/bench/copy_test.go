@@ -29,6 +29,7 @@ type copySystem struct {
 // with default flags, raw (the server's limit) and the extra systems
 // (limits of the node).
 func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, raw func(b *testing.B), extra ...copySystem) {
+	fg := newFigure(b)
 	systems := []copySystem{
 		{"raw-SDK", func(b *testing.B) (func(), func()) { return func() { raw(b) }, func() {} }},
 		{"bucket-csi-COPY", func(b *testing.B) (func(), func()) {
@@ -47,7 +48,7 @@ func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, 
 		}},
 	}
 	for _, sys := range append(systems, extra...) {
-		b.Run(sys.name, func(b *testing.B) {
+		fg.add(sys.name, func(b *testing.B) {
 			copy, undo := sys.start(b)
 			if files == 1 {
 				b.SetBytes(bytes)
@@ -63,6 +64,7 @@ func benchCopy(b *testing.B, f *fixture, prefix string, files int, bytes int64, 
 			}
 		})
 	}
+	fg.run()
 }
 
 // BenchmarkCopySmall: COPY NodeStage of the small files.
@@ -123,9 +125,10 @@ func BenchmarkCopyLarge(b *testing.B) {
 // BenchmarkNodeStage: the latency of NodeStageVolume per mode (COPY of an
 // empty prefix: the fixed cost).
 func BenchmarkNodeStage(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	for _, sys := range []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED", "bucket-csi-COPY"} {
-		b.Run(sys, func(b *testing.B) {
+		fg.add(sys, func(b *testing.B) {
 			prefix := "large"
 			if sys == "bucket-csi-COPY" {
 				prefix = "empty"
@@ -139,14 +142,16 @@ func BenchmarkNodeStage(b *testing.B) {
 			}
 		})
 	}
+	fg.run()
 }
 
 // BenchmarkIdleRSS: the resident memory of a FUSE server that listed the
 // small files, read one and then sat idle for two seconds.
 func BenchmarkIdleRSS(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	systems := []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED", "rclone-mount", "rclone-mount2", "s3fs"}
-	onMounts(b, f, systems, runOptions{prefix: "small", body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, systems, runOptions{prefix: "small", body: func(b *testing.B, m mounted) int64 {
 		entries, err := os.ReadDir(m.dir)
 		if err != nil || len(entries) != f.small {
 			b.Fatalf("listed %d entries: %v", len(entries), err)
@@ -161,4 +166,5 @@ func BenchmarkIdleRSS(b *testing.B) {
 		b.ReportMetric(procMemMiB(b, m.pid, "RssAnon"), "idle-anon-RSS-MiB")
 		return 0
 	}})
+	fg.run()
 }

@@ -54,8 +54,9 @@ func readSmallFiles(b *testing.B, dir string, n int) int64 {
 // BenchmarkSmallFiles: every small file opened and read to the end, one
 // after another, as a training loop or a build reads its inputs.
 func BenchmarkSmallFiles(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
-	b.Run("raw-SDK", func(b *testing.B) {
+	fg.add("raw-SDK", func(b *testing.B) {
 		coldSmall(f)(b, mounted{})
 		cl := f.srv.Client()
 		buf := make([]byte, 64<<10) // as readSmallFiles
@@ -72,19 +73,21 @@ func BenchmarkSmallFiles(b *testing.B) {
 		}
 		b.ReportMetric(float64(f.small*b.N)/time.Since(start).Seconds(), "files/s")
 	})
-	onMounts(b, f, mountSystems, runOptions{prefix: "small", prepare: coldSmall(f), body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, mountSystems, runOptions{prefix: "small", prepare: coldSmall(f), body: func(b *testing.B, m mounted) int64 {
 		start := time.Now()
 		total := readSmallFiles(b, m.dir, f.small)
 		b.ReportMetric(float64(f.small)/time.Since(start).Seconds(), "files/s")
 		return total
 	}})
+	fg.run()
 }
 
 // BenchmarkListDir: `ls -l` of the listing keys on a new mount (nothing
 // cached), the first thing a user does with a volume.
 func BenchmarkListDir(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
-	b.Run("raw-SDK", func(b *testing.B) {
+	fg.add("raw-SDK", func(b *testing.B) {
 		cl := f.srv.Client()
 		for b.Loop() {
 			p := s3.NewListObjectsV2Paginator(cl, &s3.ListObjectsV2Input{Bucket: aws.String(bucketName), Prefix: aws.String("list/")})
@@ -101,7 +104,7 @@ func BenchmarkListDir(b *testing.B) {
 			}
 		}
 	})
-	onMounts(b, f, mountSystems, runOptions{prefix: "list", fresh: true, prepare: func(b *testing.B, m mounted) { dropCaches(b) },
+	onMounts(fg, f, mountSystems, runOptions{prefix: "list", fresh: true, prepare: func(b *testing.B, m mounted) { dropCaches(b) },
 		body: func(b *testing.B, m mounted) int64 {
 			cmd := exec.Command("ls", "-l", "--color=never", m.dir)
 			cmd.Env = []string{"LC_ALL=C"}
@@ -114,6 +117,7 @@ func BenchmarkListDir(b *testing.B) {
 			}
 			return 0
 		}})
+	fg.run()
 }
 
 func countLines(out []byte) int {

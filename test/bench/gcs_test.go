@@ -116,9 +116,10 @@ func mountGCSFuse(b *testing.B, g *gcsFixture) string {
 // BenchmarkGCSSeqRead: the emulator's large object read front to back in
 // 1 MiB blocks, from a cold client cache.
 func BenchmarkGCSSeqRead(b *testing.B) {
+	fg := newFigure(b)
 	g := gcsData(b)
 	for _, sys := range gcsSystems {
-		b.Run(sys, func(b *testing.B) {
+		fg.add(sys, func(b *testing.B) {
 			path := filepath.Join(mountGCS(b, g, sys), "large", "large.bin")
 			b.SetBytes(g.large)
 			for b.Loop() {
@@ -131,14 +132,16 @@ func BenchmarkGCSSeqRead(b *testing.B) {
 			}
 		})
 	}
+	fg.run()
 }
 
 // BenchmarkGCSSmallFiles: every small file of the emulator opened and
 // read to the end, one after another, on a new mount.
 func BenchmarkGCSSmallFiles(b *testing.B) {
+	fg := newFigure(b)
 	g := gcsData(b)
 	for _, sys := range gcsSystems {
-		b.Run(sys, func(b *testing.B) {
+		fg.add(sys, func(b *testing.B) {
 			var files int
 			for b.Loop() {
 				b.StopTimer()
@@ -152,4 +155,5 @@ func BenchmarkGCSSmallFiles(b *testing.B) {
 			b.ReportMetric(float64(files)/b.Elapsed().Seconds(), "files/s")
 		})
 	}
+	fg.run()
 }

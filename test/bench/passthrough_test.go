@@ -22,13 +22,14 @@ import (
 // through FUSE passthrough where the kernel offers it
 // ("passthrough-opens" says how many of its opens were).
 func BenchmarkCachedWarmRatio(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	local := localCopy(b, f)
 	for _, c := range []struct {
 		name  string
 		flags []string
 	}{{"bucket-csi-MOUNT_CACHED-warm", nil}, {"bucket-csi-MOUNT_CACHED-warm-ro", []string{"ro"}}} {
-		b.Run(c.name, func(b *testing.B) {
+		fg.add(c.name, func(b *testing.B) {
 			v := newVolume(b, f, 'K', "large")
 			v.flags = c.flags
 			path := filepath.Join(v.stage(b), "large.bin")
@@ -56,6 +57,7 @@ func BenchmarkCachedWarmRatio(b *testing.B) {
 			b.ReportMetric(float64(v.stats(b).PassthroughOpens), "passthrough-opens")
 		})
 	}
+	fg.run()
 }
 
 // stats are the figures of the volume's FUSE server.

@@ -73,8 +73,9 @@ func readFile(b *testing.B, path string) int64 {
 
 // BenchmarkSeqRead: the large object read front to back in 1 MiB blocks.
 func BenchmarkSeqRead(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
-	b.Run("raw-SDK", func(b *testing.B) {
+	fg.add("raw-SDK", func(b *testing.B) {
 		warmServer(b, f)
 		b.SetBytes(f.large)
 		for b.Loop() {
@@ -82,7 +83,7 @@ func BenchmarkSeqRead(b *testing.B) {
 		}
 	})
 	local := localCopy(b, f)
-	b.Run("local-disk", func(b *testing.B) {
+	fg.add("local-disk", func(b *testing.B) {
 		b.SetBytes(f.large)
 		for b.Loop() {
 			b.StopTimer()
@@ -109,10 +110,10 @@ func BenchmarkSeqRead(b *testing.B) {
 			b.ReportMetric(float64(v.stats(b).PassthroughOpens), "passthrough-opens")
 		}
 	}
-	b.Run("bucket-csi-MOUNT_CACHED-warm", cachedWarm())
+	fg.add("bucket-csi-MOUNT_CACHED-warm", cachedWarm())
 	// Read-only: the kernel reads the cache file itself (FUSE passthrough).
-	b.Run("bucket-csi-MOUNT_CACHED-warm-ro", cachedWarm("ro"))
-	b.Run("rclone-skypilot-warm", func(b *testing.B) {
+	fg.add("bucket-csi-MOUNT_CACHED-warm-ro", cachedWarm("ro"))
+	fg.add("rclone-skypilot-warm", func(b *testing.B) {
 		dir, _ := mountOther(b, f, "rclone-skypilot")
 		path := filepath.Join(dir, "large", "large.bin")
 		readFile(b, path) // fills its cache
@@ -125,13 +126,14 @@ func BenchmarkSeqRead(b *testing.B) {
 		}
 	})
 	systems := append(slices.Clone(mountSystems), "bucket-csi-MOUNT+dataset")
-	onMounts(b, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(f.large)
 		if n := readFile(b, filepath.Join(m.dir, "large.bin")); n != f.large {
 			b.Fatalf("read %d of %d bytes", n, f.large)
 		}
 		return f.large
 	}})
+	fg.run()
 }
 
 // parallelReaders is the number of readers of BenchmarkParallelRead.
@@ -143,9 +145,10 @@ const parallelReaders = 16
 // reports the FUSE server's peak RSS: 16 read-aheads share one memory
 // limit (readahead.Options.MemoryLimit).
 func BenchmarkParallelRead(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	systems := []string{"bucket-csi-MOUNT", "bucket-csi-MOUNT_CACHED-cold", "rclone-mount2", "s3fs"}
-	onMounts(b, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, systems, runOptions{prefix: "large", prepare: coldLarge(f), stats: true, body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(f.large)
 		slice := f.large / parallelReaders
 		err := parallel(parallelReaders, parallelReaders, func(i int) error {
@@ -156,6 +159,7 @@ func BenchmarkParallelRead(b *testing.B) {
 		}
 		return slice * parallelReaders
 	}})
+	fg.run()
 }
 
 // readRange reads n bytes of path at off in 1 MiB reads.
@@ -237,9 +241,10 @@ func randomOffsets(total int64, n int, size int64) []int64 {
 
 // benchRandom reads n blocks of size at random offsets, one at a time.
 func benchRandom(b *testing.B, n int, size int64, unit string) {
+	fg := newFigure(b)
 	f := data(b)
 	offs := randomOffsets(f.large, n, size)
-	b.Run("raw-SDK", func(b *testing.B) {
+	fg.add("raw-SDK", func(b *testing.B) {
 		warmServer(b, f)
 		cl := f.srv.Client()
 		b.SetBytes(int64(n) * size)
@@ -255,7 +260,7 @@ func benchRandom(b *testing.B, n int, size int64, unit string) {
 			b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), unit)
 		}
 	})
-	onMounts(b, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(int64(n) * size)
 		fh, err := os.Open(filepath.Join(m.dir, "large.bin"))
 		if err != nil {
@@ -274,6 +279,7 @@ func benchRandom(b *testing.B, n int, size int64, unit string) {
 		}
 		return int64(n) * size
 	}})
+	fg.run()
 }
 
 // BenchmarkRandRead4K: 256 reads of 4 KiB at random offsets of the large
@@ -285,8 +291,9 @@ func BenchmarkRandRead1M(b *testing.B) { benchRandom(b, 64, 1<<20, "MB/s") }
 
 // BenchmarkTTFB: open the large object and read its first byte, cold.
 func BenchmarkTTFB(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
-	b.Run("raw-SDK", func(b *testing.B) {
+	fg.add("raw-SDK", func(b *testing.B) {
 		cl := f.srv.Client()
 		for b.Loop() {
 			if err := rawRange(cl, f.largeKey, 0, 1); err != nil {
@@ -294,7 +301,7 @@ func BenchmarkTTFB(b *testing.B) {
 			}
 		}
 	})
-	onMounts(b, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, mountSystems, runOptions{prefix: "large", prepare: coldLarge(f), body: func(b *testing.B, m mounted) int64 {
 		fh, err := os.Open(filepath.Join(m.dir, "large.bin"))
 		if err != nil {
 			b.Fatal(err)
@@ -305,4 +312,5 @@ func BenchmarkTTFB(b *testing.B) {
 		}
 		return 1
 	}})
+	fg.run()
 }

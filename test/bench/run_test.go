@@ -46,12 +46,12 @@ func ourMode(system string) byte {
 	return 'M'
 }
 
-// onMounts runs one sub-benchmark per system. bucket-csi-MOUNT_CACHED-cold
+// onMounts adds one sub-benchmark per system to fg. bucket-csi-MOUNT_CACHED-cold
 // and rclone-skypilot are mounted afresh before every iteration, so each
 // one starts from an empty cache; with fresh, every system is.
-func onMounts(b *testing.B, f *fixture, systems []string, o runOptions) {
+func onMounts(fg *figure, f *fixture, systems []string, o runOptions) {
 	for _, sys := range systems {
-		b.Run(sys, func(b *testing.B) {
+		fg.add(sys, func(b *testing.B) {
 			var (
 				v                *ourVolume
 				m                mounted

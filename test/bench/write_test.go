@@ -76,9 +76,10 @@ func listed(b *testing.B, m mounted) {
 // it (MOUNT_CACHED uploads after --write-back, 1 s by default). The
 // directory is listed first, untimed (listed).
 func BenchmarkCachedWrite(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	size, block := scaled(writeSize), writeBlock()
-	b.Run("local-disk", func(b *testing.B) {
+	fg.add("local-disk", func(b *testing.B) {
 		dir := b.TempDir()
 		b.SetBytes(size)
 		for b.Loop() {
@@ -86,7 +87,7 @@ func BenchmarkCachedWrite(b *testing.B) {
 		}
 	})
 	systems := []string{"bucket-csi-MOUNT_CACHED", "bucket-csi-MOUNT_CACHED+checkpoint", "bucket-csi-MOUNT", "rclone-mount", "s3fs", "rclone-skypilot"}
-	onMounts(b, f, systems, runOptions{prepare: listed, body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, systems, runOptions{prepare: listed, body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(size)
 		key := fmt.Sprintf("w-%d.bin", written.Add(1))
 		writeFile(b, filepath.Join(m.dir, key), size, block)
@@ -96,6 +97,7 @@ func BenchmarkCachedWrite(b *testing.B) {
 		b.StartTimer()
 		return size
 	}})
+	fg.run()
 }
 
 // writesInRow is how many files CachedWrites writes one after another.
@@ -108,9 +110,10 @@ const writesInRow = 4
 // until the bucket holds the last. The directory is listed first,
 // untimed (listed).
 func BenchmarkCachedWrites(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	size, block := scaled(writeSize), writeBlock()
-	b.Run("local-disk", func(b *testing.B) {
+	fg.add("local-disk", func(b *testing.B) {
 		dir := b.TempDir()
 		b.SetBytes(writesInRow * size)
 		for b.Loop() {
@@ -120,7 +123,7 @@ func BenchmarkCachedWrites(b *testing.B) {
 		}
 	})
 	systems := []string{"bucket-csi-MOUNT_CACHED", "rclone-skypilot"}
-	onMounts(b, f, systems, runOptions{prepare: listed, body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, systems, runOptions{prepare: listed, body: func(b *testing.B, m mounted) int64 {
 		b.SetBytes(writesInRow * size)
 		var key string
 		for range writesInRow {
@@ -133,6 +136,7 @@ func BenchmarkCachedWrites(b *testing.B) {
 		b.StartTimer()
 		return writesInRow * size
 	}})
+	fg.run()
 }
 
 // smallWrites is how many files SmallWrites writes (scaled): fewer than
@@ -198,9 +202,10 @@ func passthroughWriters(b *testing.B, m mounted) int64 {
 // files got a passthrough writer (pt-writers). The mount's root is listed
 // first, untimed (listed).
 func BenchmarkSmallWrites(b *testing.B) {
+	fg := newFigure(b)
 	f := data(b)
 	n := int(scaled(smallWrites))
-	b.Run("local-disk", func(b *testing.B) {
+	fg.add("local-disk", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
 			dir := filepath.Join(b.TempDir(), fmt.Sprintf("sw-%d", written.Add(1)))
@@ -214,7 +219,7 @@ func BenchmarkSmallWrites(b *testing.B) {
 		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "files/s")
 	})
 	systems := []string{"bucket-csi-MOUNT_CACHED", "bucket-csi-MOUNT_CACHED+small-files", "bucket-csi-MOUNT", "rclone-mount", "s3fs", "rclone-skypilot"}
-	onMounts(b, f, systems, runOptions{prepare: listed, stats: true, body: func(b *testing.B, m mounted) int64 {
+	onMounts(fg, f, systems, runOptions{prepare: listed, stats: true, body: func(b *testing.B, m mounted) int64 {
 		b.StopTimer()
 		dir := fmt.Sprintf("sw-%d", written.Add(1))
 		if err := os.Mkdir(filepath.Join(m.dir, dir), 0o755); err != nil {
@@ -234,4 +239,5 @@ func BenchmarkSmallWrites(b *testing.B) {
 		b.StartTimer()
 		return int64(n) * smallSize
 	}})
+	fg.run()
 }
