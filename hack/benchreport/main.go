@@ -5,12 +5,13 @@
 //
 // It summarises every (figure, unit, system) as median, min and max over
 // the runs (test/bench's -bench.rounds N, whose later runs Go names
-// "<system>#01", ...; or -count N), checks the project's performance targets against the
-// medians, writes a generated Markdown file (-md) and an SVG chart (-svg)
-// when asked, and prints the results and targets tables to stdout. Results
-// after an "rtt: <duration>" line (test/bench -bench.latency) form a table
-// of their own, followed by their ratios to the first table's, and the
-// targets at that round-trip time are checked against them.
+// "<system>#01", ...; or -count N), checks the project's performance
+// targets against the medians, writes a generated Markdown file (-md)
+// and an SVG chart (-svg) when asked, and prints the results and targets
+// tables to stdout. Results after an "rtt: <duration>" line (test/bench
+// -bench.latency) form a table of their own, followed by their ratios to
+// the first table's, and the targets at that round-trip time are checked
+// against them.
 //
 // It exits non-zero only on bad input (an unreadable file, no benchmark
 // results) or when an output cannot be written; unmet targets are reported,

@@ -46,9 +46,10 @@ func ourMode(system string) byte {
 	return 'M'
 }
 
-// onMounts adds one sub-benchmark per system to fg. bucket-csi-MOUNT_CACHED-cold
-// and rclone-skypilot are mounted afresh before every iteration, so each
-// one starts from an empty cache; with fresh, every system is.
+// onMounts adds one sub-benchmark per system to fg.
+// bucket-csi-MOUNT_CACHED-cold and rclone-skypilot are mounted afresh
+// before every iteration, so each one starts from an empty cache; with
+// fresh, every system is.
 func onMounts(fg *figure, f *fixture, systems []string, o runOptions) {
 	for _, sys := range systems {
 		fg.add(sys, func(b *testing.B) {
