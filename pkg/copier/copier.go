@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/plainfile"
 )
 
 // Options tune a copy. Zero values take the defaults.
@@ -639,9 +640,10 @@ func ctxErr(err error) error {
 // createPart creates the download file of final. It never follows a
 // symlink (a pod may have left one at any name in the copy): the rename
 // into place then replaces whatever is at final, link or file, and writes
-// nothing outside the copy.
+// nothing outside the copy. One per object: opened without the poller's
+// system calls (plainfile).
 func createPart(final string) (*os.File, error) {
-	return os.OpenFile(partPath(final), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+	return plainfile.Open(partPath(final), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
 }
 
 // fetchWhole downloads a one-range object and renames it into place.

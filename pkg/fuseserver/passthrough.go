@@ -13,6 +13,7 @@ import (
 
 	"github.com/bucket-csi/bucket-csi/pkg/cachejournal"
 	"github.com/bucket-csi/bucket-csi/pkg/fuseproto"
+	"github.com/bucket-csi/bucket-csi/pkg/plainfile"
 )
 
 // passthroughFS lets the kernel read the files of a MOUNT_CACHED volume
@@ -461,7 +462,7 @@ func (p *passthroughFS) candidate(id uint64) *ptBacking {
 	if !ok {
 		return nil
 	}
-	f, err := os.Open(p.cache.DataPath(path))
+	f, err := plainfile.Open(p.cache.DataPath(path), os.O_RDONLY, 0) // at every open of the node
 	if err != nil {
 		return nil
 	}

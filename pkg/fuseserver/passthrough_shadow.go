@@ -9,6 +9,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rclone/rclone/vfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/bucket-csi/bucket-csi/pkg/plainfile"
 )
 
 // A passthrough writer's file and rclone's shadow of it.
@@ -49,7 +51,7 @@ const writerPrefix = ".bucket-csi-writer-"
 // rclone's data file.
 func (p *passthroughFS) writerFiles(path string) (f, shadow *os.File, err error) {
 	data := p.cache.DataPath(path)
-	if shadow, err = os.OpenFile(data, os.O_RDWR, 0); err != nil {
+	if shadow, err = plainfile.Open(data, os.O_RDWR, 0); err != nil {
 		return nil, nil, err
 	}
 	if f, err = os.CreateTemp(filepath.Dir(data), writerPrefix+"*"); err != nil {
