@@ -637,13 +637,24 @@ func ctxErr(err error) error {
 	return nil
 }
 
-// createPart creates the download file of final. It never follows a
-// symlink (a pod may have left one at any name in the copy): the rename
-// into place then replaces whatever is at final, link or file, and writes
-// nothing outside the copy. One per object: opened without the poller's
-// system calls (plainfile).
+// createPart creates the download file of final as a new regular file.
+// It never opens what is already at the part's name: removeExtra clears
+// the copy's leftovers before the downloads, so anything there was put by
+// a pod since (a kept copy stays writable), and opening a FIFO for
+// writing would block until a reader came, or a symlink would lead
+// outside the copy. Such a thing is removed and the create tried once
+// more; what cannot be removed (a directory with files) leaves the
+// create's EEXIST, a skip (localSkip). The rename into place then
+// replaces whatever is at final, link or file. One per object: opened
+// without the poller's system calls (plainfile).
 func createPart(final string) (*os.File, error) {
-	return plainfile.Open(partPath(final), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+	part := partPath(final)
+	const flags = os.O_CREATE | os.O_EXCL | os.O_WRONLY | unix.O_NOFOLLOW
+	f, err := plainfile.Open(part, flags, 0o644)
+	if errors.Is(err, fs.ErrExist) && os.Remove(part) == nil {
+		f, err = plainfile.Open(part, flags, 0o644)
+	}
+	return f, err
 }
 
 // fetchWhole downloads a one-range object and renames it into place.
