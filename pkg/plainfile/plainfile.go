@@ -23,8 +23,11 @@ import (
 // descriptor out of the poller (one fcntl to read its flags). Reads and
 // writes then block their thread, as those of a regular file always do;
 // deadlines are not supported (os.ErrNoDeadline). For regular files and
-// directories only: a pipe, FIFO, socket or terminal opened here would
-// block a thread where the poller would park a goroutine.
+// directories only, which the caller makes sure of: a path only the
+// driver writes, or a create with O_EXCL and O_NOFOLLOW where others can
+// write. A pipe, FIFO, socket or terminal opened here would block a
+// thread where the poller would park a goroutine (opening a FIFO blocks
+// in open(2) either way).
 func Open(name string, flag int, perm os.FileMode) (*os.File, error) {
 	mode := uint32(perm.Perm())
 	if perm&os.ModeSetuid != 0 {

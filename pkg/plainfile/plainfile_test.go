@@ -2,6 +2,7 @@ package plainfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -65,6 +66,26 @@ func TestOpenLikeOpenFile(t *testing.T) {
 	}
 }
 
+// The mode of a created file is os.OpenFile's, special bits included.
+func TestOpenModeLikeOpenFile(t *testing.T) {
+	dir := t.TempDir()
+	for i, perm := range []os.FileMode{0o640, 0o640 | os.ModeSticky, 0o750 | os.ModeSetgid} {
+		ours, theirs := filepath.Join(dir, fmt.Sprint("ours", i)), filepath.Join(dir, fmt.Sprint("theirs", i))
+		for path, open := range map[string]func(string, int, os.FileMode) (*os.File, error){ours: Open, theirs: os.OpenFile} {
+			f, err := open(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		a, errA := os.Stat(ours)
+		b, errB := os.Stat(theirs)
+		if errA != nil || errB != nil || a.Mode() != b.Mode() {
+			t.Errorf("perm %v: made %v, os.OpenFile %v (%v, %v)", perm, a.Mode(), b.Mode(), errA, errB)
+		}
+	}
+}
+
 func umask() os.FileMode {
 	m := unix.Umask(0)
 	unix.Umask(m)
@@ -73,6 +94,9 @@ func umask() os.FileMode {
 
 // BenchmarkOpen compares an open and close of a regular file here and
 // through os.OpenFile (run them in one session: the ratio is the figure).
+// It is what shows the point of the package: the descriptor's state is
+// the same either way (TestOpenLikeOpenFile), only the system calls
+// differ.
 func BenchmarkOpen(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "f")
 	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
