@@ -203,7 +203,10 @@ func rawRange(cl *s3.Client, key string, off, n int64) error {
 	return err
 }
 
-var localOnce sync.Once
+var (
+	localOnce sync.Once
+	localErr  error // why localCopy's copy failed
+)
 
 // localCopy is the large object on the local disk, for the disk baseline,
 // synced: its writeback does not run into the figure that comes next.
@@ -224,10 +227,11 @@ func localCopy(b *testing.B, f *fixture) string {
 		}
 		if err != nil {
 			_ = os.Remove(path)
+			localErr = err
 		}
 	})
-	if _, err := os.Stat(path); err != nil {
-		b.Fatal(err)
+	if localErr != nil {
+		b.Fatalf("copying the large object to the local disk: %v", localErr)
 	}
 	return path
 }

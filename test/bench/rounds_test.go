@@ -5,15 +5,16 @@ import (
 	"testing"
 )
 
-var rounds = flag.Int("bench.rounds", 1, "run every figure's systems this many times, one round after another, the order turned by one system each round (make bench: BENCH_COUNT)")
+var rounds = flag.Int("bench.rounds", 1, "run every figure's systems this many times, one round after another, the order turned by one system each round (not with two systems; make bench: BENCH_COUNT)")
 
 // figure is one benchmark's systems, run in rounds (-bench.rounds): each
-// round runs every system once, and round r (from 0) starts at system r
-// and wraps around, so that no system's runs sit back to back and a
+// round runs every system once, and round r (from 0) starts at system
+// r mod n of n and wraps around, so that no system's runs sit back to back and a
 // passing state of the machine (a spell of seconds to minutes,
 // docs/benchmarks.md) falls on one round of several systems rather than
 // on every round of one. A figure of two systems is not turned (A B A B,
-// where turning would give A B B A). Go names a system's second run
+// where turning would give A B B A), so its second system always runs
+// after the first. Go names a system's second run
 // "<system>#01", its third "<system>#02"; hack/benchreport files them
 // under <system>. (Go's -test.count would repeat each system's runs in a
 // row.)
