@@ -638,13 +638,13 @@ func ctxErr(err error) error {
 }
 
 // createPart creates the download file of final as a new regular file.
-// It never opens what is already at the part's name: removeExtra clears
-// the copy's leftovers before the downloads, so anything there was put by
-// a pod since (a kept copy stays writable), and opening a FIFO for
-// writing would block until a reader came, or a symlink would lead
-// outside the copy. Such a thing is removed and the create tried once
-// more; what cannot be removed (a directory with files) leaves the
-// create's EEXIST, a skip (localSkip). The rename into place then
+// It never opens what is already at the part's name. Nothing should be
+// there: removeExtra clears the copy's leftovers before the downloads, and
+// a pod's writes go to its write space, not into the copy (pkg/stage). But
+// opening a FIFO for writing would block until a reader came, and a
+// symlink could lead outside the copy, so whatever is there is removed
+// and the create tried once more; what cannot be removed (a directory
+// with files) leaves the create's EEXIST, a skip (localSkip). The rename into place then
 // replaces whatever is at final, link or file. One per object: opened
 // without the poller's system calls (plainfile).
 func createPart(final string) (*os.File, error) {

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// What a pod puts at a download file's name after removeExtra ran is
+// Whatever is at a download file's name when the download starts is
 // never opened: a FIFO would block the open for writing until a reader
 // came, stalling the copy's worker for good.
 func TestCreatePartNeverOpensWhatIsThere(t *testing.T) {
