@@ -133,26 +133,20 @@ func parseLine(line string) ([]Sample, bool) {
 // stripProcs removes the "-<GOMAXPROCS>" suffix that the testing package
 // appends to benchmark names: a '-' followed by one or more digits at the
 // very end. Any other name is returned unchanged.
-func stripProcs(name string) string {
-	i := strings.LastIndexByte(name, '-')
-	if i < 0 || i == len(name)-1 {
-		return name
-	}
-	for _, c := range name[i+1:] {
-		if c < '0' || c > '9' {
-			return name
-		}
-	}
-	return name[:i]
-}
+func stripProcs(name string) string { return cutNumber(name, '-') }
 
 // stripRun removes the "#<n>" suffix by which the testing package tells a
 // sub-benchmark's later runs under one parent apart (test/bench runs its
 // systems in rounds: "SeqRead/s3fs", "SeqRead/s3fs#01", ...), so that they
 // are filed with the first: a '#' followed by one or more digits at the
 // very end. Any other name is returned unchanged.
-func stripRun(name string) string {
-	i := strings.LastIndexByte(name, '#')
+func stripRun(name string) string { return cutNumber(name, '#') }
+
+// cutNumber removes sep and the digits after it from the end of name when
+// name ends in sep followed by one or more digits; otherwise it returns
+// name unchanged.
+func cutNumber(name string, sep byte) string {
+	i := strings.LastIndexByte(name, sep)
 	if i < 0 || i == len(name)-1 {
 		return name
 	}
