@@ -232,3 +232,99 @@ func mountsAt(t *testing.T, path string) int {
 	}
 	return n
 }
+
+// TestCopyWriteSpaceMadeDuringDownload: a writable COPY volume's write
+// space is made and mounted while the copy downloads (once the copy's
+// reservation holds it), not after: with one object's GET held, the
+// write space is mounted and the staging path is not. An unstage then
+// stops the copy and drops the write space with its image; a stage once
+// the GET is let go publishes the copy over its write space. A read-only
+// volume of the same bucket makes none.
+func TestCopyWriteSpaceMadeDuringDownload(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3 := testenv.StartS3(t)
+	release := make(chan struct{})
+	proxy := startFaultProxy(t, s3.Endpoint, nil, map[string]chan struct{}{"/early-writes/slow.bin": release})
+	drv, c := proxy.startDriver(t, s3, "early-writes")
+	for k, v := range map[string]string{"a.txt": "a", "slow.bin": "slow"} {
+		putRaw(t, s3.Client(), "early-writes", k, v)
+	}
+	ctx := context.Background()
+	vol, err := c.Controller.CreateVolume(ctx, createReq("pv-early-writes", map[string]string{"source": "s3://early-writes", "mode": "COPY"}, s3.Secrets()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	staging, _ := podPaths(t, drv)
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	stageOnce := func(readOnly bool) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
+		defer cancel()
+		capability := testenv.MountCap(rwx)
+		if readOnly {
+			capability = testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY)
+		}
+		_, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: capability, Secrets: s3.Secrets()})
+		return err
+	}
+	writesOf := func() (dir, img string) {
+		imgs, _ := filepath.Glob(filepath.Join(drv.StateDir, "copies", "*", "writes.img"))
+		if len(imgs) != 1 {
+			return "", ""
+		}
+		return strings.TrimSuffix(imgs[0], ".img"), imgs[0]
+	}
+	if err := stageOnce(false); status.Code(err) != codes.Unavailable {
+		t.Fatalf("NodeStage while slow.bin is held = %v, want Unavailable (the copy runs)", err)
+	}
+	var writes, img string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if writes, img = writesOf(); writes != "" {
+			if ok, _ := mountpoint.Mounted(writes); ok {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write space was not mounted while the copy downloaded (image %q)", img)
+		}
+	}
+	if ok, _ := mountpoint.Mounted(staging); ok {
+		t.Fatal("the staging path is mounted while the copy still downloads")
+	}
+	unstage(t, c, id, staging)
+	if ok, _ := mountpoint.Mounted(writes); ok {
+		t.Fatal("the write space is still mounted after the unstage of a copy that was downloading")
+	}
+	for _, p := range []string{img, writes} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s is left after the unstage: %v", p, err)
+		}
+	}
+
+	close(release)
+	if err := stageOnce(true); err != nil {
+		t.Fatalf("read-only NodeStage once slow.bin is let go = %v", err)
+	}
+	if w, _ := writesOf(); w != "" {
+		t.Fatalf("a read-only COPY volume made a write space at %s", w)
+	}
+	unstage(t, c, id, staging)
+	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(staging, "slow.bin")); err != nil || string(got) != "slow" {
+		t.Fatalf("slow.bin in the published copy = %q, %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "pod.txt"), []byte("written"), 0o644); err != nil {
+		t.Fatalf("writing into the writable copy: %v", err)
+	}
+	if writes, _ = writesOf(); writes == "" {
+		t.Fatal("no write space under the published writable copy")
+	}
+	if _, err := os.Stat(filepath.Join(writes, "upper", "pod.txt")); err != nil {
+		t.Fatalf("the pod's write is not in the write space: %v", err)
+	}
+	unstage(t, c, id, staging)
+}

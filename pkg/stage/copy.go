@@ -280,6 +280,7 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	// space. A failed copy's retry must not start from its peak.
 	before, _ := c.Disk.Get(req.VolumeID)
 	planned := false
+	var attached <-chan error // the write space's attach, once reserved
 	opt.Space = func(ctx context.Context, dest string, s copier.Sizes) error {
 		total, need := s.Plus(writes)
 		if err := copier.FreeSpace(ctx, dest, total, need, s.Files); err != nil {
@@ -289,6 +290,9 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 			return err
 		}
 		planned = true
+		if !req.Flags.ReadOnly {
+			attached = c.attachWritesAsync(req.VolumeID)
+		}
 		return nil
 	}
 	data := filepath.Join(dir, "data")
@@ -299,6 +303,14 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		}
 	}
 	res, err := copier.Copy(ctx, f, data, filepath.Join(dir, "manifest.jsonl"), opt, progress)
+	if attached != nil {
+		// Never left running: Unstage drops the write space once the
+		// job is done. Attached, it stays so for the next Stage (which
+		// attaches again, a no-op) or the Unstage.
+		if aerr := <-attached; err == nil {
+			err = aerr
+		}
+	}
 	after := before.Bytes
 	if planned {
 		after = res.DiskBytes + res.ManifestBytes + writes
