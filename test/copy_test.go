@@ -237,16 +237,17 @@ func mountsAt(t *testing.T, path string) int {
 // space is made and mounted while the copy downloads (once the copy's
 // reservation holds it), not after: with one object's GET held, the
 // write space is mounted and the staging path is not. An unstage then
-// stops the copy and drops the write space with its image; a stage once
-// the GET is let go publishes the copy over its write space. A read-only
-// volume of the same bucket makes none.
+// stops the copy and drops the write space with its image. A read-only
+// stage of the volume makes none, while its copy runs or after; a
+// writable one, once the GETs are let go, publishes the copy over its
+// write space.
 func TestCopyWriteSpaceMadeDuringDownload(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
-	release := make(chan struct{})
-	proxy := startFaultProxy(t, s3.Endpoint, nil, map[string]chan struct{}{"/early-writes/slow.bin": release})
+	first, second := make(chan struct{}), make(chan struct{})
+	proxy := startFaultProxy(t, s3.Endpoint, nil, map[string]chan struct{}{"/early-writes/slow.bin": first, "/early-writes/slow2.bin": second})
 	drv, c := proxy.startDriver(t, s3, "early-writes")
-	for k, v := range map[string]string{"a.txt": "a", "slow.bin": "slow"} {
+	for k, v := range map[string]string{"a.txt": "a", "slow.bin": "slow", "slow2.bin": "slow2"} {
 		putRaw(t, s3.Client(), "early-writes", k, v)
 	}
 	ctx := context.Background()
@@ -259,13 +260,12 @@ func TestCopyWriteSpaceMadeDuringDownload(t *testing.T) {
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	stageOnce := func(readOnly bool) error {
+	readOnly := testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY)
+	// stageOnce makes one NodeStage call, answered Unavailable while the
+	// copy runs (after 2 s: the driver answers 5 s before the deadline).
+	stageOnce := func(capability *csi.VolumeCapability) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
 		defer cancel()
-		capability := testenv.MountCap(rwx)
-		if readOnly {
-			capability = testenv.MountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY)
-		}
 		_, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: capability, Secrets: s3.Secrets()})
 		return err
 	}
@@ -276,7 +276,7 @@ func TestCopyWriteSpaceMadeDuringDownload(t *testing.T) {
 		}
 		return strings.TrimSuffix(imgs[0], ".img"), imgs[0]
 	}
-	if err := stageOnce(false); status.Code(err) != codes.Unavailable {
+	if err := stageOnce(testenv.MountCap(rwx)); status.Code(err) != codes.Unavailable {
 		t.Fatalf("NodeStage while slow.bin is held = %v, want Unavailable (the copy runs)", err)
 	}
 	var writes, img string
@@ -303,14 +303,29 @@ func TestCopyWriteSpaceMadeDuringDownload(t *testing.T) {
 		}
 	}
 
-	close(release)
-	if err := stageOnce(true); err != nil {
-		t.Fatalf("read-only NodeStage once slow.bin is let go = %v", err)
+	// Read-only, with slow2.bin still held: the copy is downloading.
+	close(first)
+	if err := stageOnce(readOnly); status.Code(err) != codes.Unavailable {
+		t.Fatalf("read-only NodeStage while slow2.bin is held = %v, want Unavailable (the copy runs)", err)
+	}
+	if w, _ := writesOf(); w != "" {
+		t.Fatalf("the copy of a read-only COPY volume made a write space at %s", w)
+	}
+	close(second)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		err := stageOnce(readOnly)
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("read-only NodeStage once the GETs are let go = %v", err)
+		}
 	}
 	if w, _ := writesOf(); w != "" {
 		t.Fatalf("a read-only COPY volume made a write space at %s", w)
 	}
 	unstage(t, c, id, staging)
+
 	if err := stageCopy(t, c, id, staging, s3.Secrets()); err != nil {
 		t.Fatal(err)
 	}

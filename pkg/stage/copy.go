@@ -280,7 +280,7 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 	// space. A failed copy's retry must not start from its peak.
 	before, _ := c.Disk.Get(req.VolumeID)
 	planned := false
-	var attached <-chan error // the write space's attach, once reserved
+	var attached <-chan writesAttached // the write space's, once reserved
 	opt.Space = func(ctx context.Context, dest string, s copier.Sizes) error {
 		total, need := s.Plus(writes)
 		if err := copier.FreeSpace(ctx, dest, total, need, s.Files); err != nil {
@@ -303,13 +303,10 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		}
 	}
 	res, err := copier.Copy(ctx, f, data, filepath.Join(dir, "manifest.jsonl"), opt, progress)
-	if attached != nil {
-		// Never left running: Unstage drops the write space once the
-		// job is done. Attached, it stays so for the next Stage (which
-		// attaches again, a no-op) or the Unstage.
-		if aerr := <-attached; err == nil {
-			err = aerr
-		}
+	if err == nil {
+		// In the job, not in Stage: the walk of a large copy may outlast
+		// one NodeStage call.
+		err = presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
 	}
 	after := before.Bytes
 	if planned {
@@ -320,12 +317,8 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 			err = errors.Join(err, serr)
 		}
 	}
-	if err != nil {
-		return res, err
-	}
-	// In the job, not in Stage: the walk of a large copy may outlast one
-	// NodeStage call.
-	return res, presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
+	// Waited for, so never left running into an Unstage's removal of it.
+	return res, c.settleWrites(req.VolumeID, attached, err)
 }
 
 // forget drops a finished job so the next stage starts afresh.

@@ -21,8 +21,9 @@ import (
 // pod (a file changed, in content or metadata, is first copied into the
 // write space whole), so a kept copy holds the bucket's files only. The
 // write space is made while the copy downloads, once the copy's
-// reservation holds it, lives while the volume is staged (a Release keeps
-// it for the next Stage) and is dropped at unstage: COPY writes never reach the
+// reservation holds it (a copy that then fails takes away one it made;
+// Stage makes one it does not find), lives while the volume is staged (a
+// Release keeps it for the next Stage) and is dropped at unstage: COPY writes never reach the
 // bucket, and now never outlive the volume either. Read-only volumes have
 // no write space: the copy is bind-mounted read-only as before.
 
@@ -67,15 +68,50 @@ func (c *Copy) attachWrites(volumeID string) error {
 	return nil
 }
 
+// writesAttached is the answer of attachWritesAsync: made is set when no
+// image was there before, so this attach made it (even if it then
+// failed).
+type writesAttached struct {
+	made bool
+	err  error
+}
+
 // attachWritesAsync runs attachWrites in the background and returns where
 // its answer arrives. A copy starts it once its reservation, which holds
 // the write space, is made: the image's making (mkfs.ext4, a loop device,
-// a mount: about 45 ms here) then overlaps the downloads instead of
-// following them.
-func (c *Copy) attachWritesAsync(volumeID string) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- c.attachWrites(volumeID) }()
+// a mount: 20-35 ms here) then overlaps the downloads instead of
+// following them. Only one runs for a volume at a time: its copy job's.
+func (c *Copy) attachWritesAsync(volumeID string) <-chan writesAttached {
+	done := make(chan writesAttached, 1)
+	go func() {
+		made := diskimage.Size(c.writesImage(volumeID)) == 0
+		done <- writesAttached{made: made, err: c.attachWrites(volumeID)}
+	}()
 	return done
+}
+
+// settleWrites waits for the copy's attach of the write space (a, nil if
+// none ran) and returns the copy's outcome: err, or else the attach's
+// error. A failed copy takes away a write space it made: kubelet never
+// unstages a volume whose stage failed with a final code, and a stage
+// that is tried again makes it anew. One made before (what pods wrote
+// before a Release) is left as it is.
+func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error) error {
+	if a == nil {
+		return err
+	}
+	got := <-a
+	if err == nil {
+		err = got.err
+	} else if got.err != nil {
+		c.Log.Warn("the write space of a failed copy could not be attached either", "volume", volumeID, "err", got.err)
+	}
+	if err != nil && got.made {
+		if rerr := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID)); rerr != nil {
+			c.Log.Warn("the write space a failed copy made is left", "volume", volumeID, "err", rerr)
+		}
+	}
+	return err
 }
 
 // mountWritable mounts the overlay of the volume's write space (made or

@@ -1,0 +1,59 @@
+package stage
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+)
+
+// TestFailedCopyTakesAwayTheWriteSpaceItMade: the write space a copy job
+// attached while it downloaded stays for the next Stage when the copy
+// succeeds; a copy that fails answers its own error and takes away the
+// image it made (kubelet never unstages a stage that failed with a final
+// code), but leaves one that was there before it, with what pods wrote
+// into it.
+func TestFailedCopyTakesAwayTheWriteSpaceItMade(t *testing.T) {
+	requireRoot(t)
+	c := &Copy{Root: t.TempDir(), WriteSpace: diskimage.MinSize, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	const id = "v"
+	img, dir := c.writesImage(id), c.writesDir(id)
+	t.Cleanup(func() { _ = diskimage.Remove(img, dir) })
+	mounted := func() bool {
+		ok, err := mountpoint.Mounted(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	failed := errors.New("the copy failed")
+
+	if err := c.settleWrites(id, c.attachWritesAsync(id), failed); err != failed {
+		t.Fatalf("a failed copy answered %v, want its own error", err)
+	}
+	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) || mounted() {
+		t.Fatalf("a failed copy left the write space it made (image: %v, mounted: %v)", err, mounted())
+	}
+
+	if err := c.settleWrites(id, c.attachWritesAsync(id), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !mounted() {
+		t.Fatal("a complete copy's write space is not mounted")
+	}
+	written := filepath.Join(dir, "written-by-a-pod")
+	if err := os.WriteFile(written, []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.settleWrites(id, c.attachWritesAsync(id), failed); err != failed {
+		t.Fatalf("a failed copy answered %v, want its own error", err)
+	}
+	if got, err := os.ReadFile(written); err != nil || string(got) != "kept" || !mounted() {
+		t.Fatalf("a failed copy took away a write space made before it: %q, %v, mounted %v", got, err, mounted())
+	}
+}
