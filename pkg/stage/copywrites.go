@@ -23,9 +23,10 @@ import (
 // write space is made while the copy downloads, once the copy's
 // reservation holds it (a copy that then fails takes away one it made;
 // Stage makes one it does not find), lives while the volume is staged (a
-// Release keeps it for the next Stage) and is dropped at unstage: COPY writes never reach the
-// bucket, and now never outlive the volume either. Read-only volumes have
-// no write space: the copy is bind-mounted read-only as before.
+// Release keeps it for the next Stage) and is dropped at unstage: COPY
+// writes never reach the bucket, and now never outlive the volume either.
+// Read-only volumes have no write space: the copy is bind-mounted
+// read-only as before.
 
 // DefaultWriteSpace is the write space of a writable COPY volume when
 // WriteSpace is 0; writeSpace also caps it at a sixteenth of the budget.
