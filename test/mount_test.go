@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -279,5 +280,67 @@ func TestVolumeMountGroup(t *testing.T) {
 	}
 	if _, err := c.Node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrefixNamedLikeAnObject: a volume of prefix team-a in a bucket that
+// also holds an object named team-a shows what is below team-a/ (nothing
+// here: the test server keeps objects as files and cannot hold team-a/x
+// beside team-a), through MOUNT and COPY alike. The FUSE server used to
+// serve the directory above the prefix, the bucket's root with the other
+// teams' keys, and COPY answered Unavailable at every try.
+func TestPrefixNamedLikeAnObject(t *testing.T) {
+	testenv.RequireFUSE(t)
+	s3, drv, c := startAll(t)
+	ctx := context.Background()
+	indep := s3.Store(t)
+	if err := indep.CreateBucket(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"team-a", "team-b/secret.txt"} {
+		if err := indep.PutObject(ctx, "shared", k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mode := range []string{"MOUNT", "COPY"} {
+		t.Run(mode, func(t *testing.T) {
+			vol, err := c.Controller.CreateVolume(ctx, createReq("pv-team-a-"+strings.ToLower(mode), map[string]string{"source": "s3://shared/team-a", "mode": mode}, s3.Secrets()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := vol.GetVolume().GetVolumeId()
+			staging, target := podPaths(t, drv)
+			if err := os.MkdirAll(staging, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			// A COPY answers Unavailable while it runs: a minute at most.
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+				_, err := c.Node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: testenv.MountCap(rwx), Secrets: s3.Secrets()})
+				if err == nil {
+					break
+				}
+				if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+					t.Fatalf("NodeStageVolume: %v", err)
+				}
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: testenv.MountCap(rwx), Readonly: true}); err != nil {
+				t.Fatal(err)
+			}
+			ents, err := os.ReadDir(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			if len(names) != 0 {
+				t.Fatalf("the volume of prefix team-a shows %q, want nothing (not the bucket's root)", names)
+			}
+			unpublish(t, c, id, staging, target)
+		})
 	}
 }

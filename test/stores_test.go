@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/bucket-csi/bucket-csi/internal/localenv"
 	"github.com/bucket-csi/bucket-csi/internal/netdelay"
 	"github.com/bucket-csi/bucket-csi/pkg/fault"
+	"github.com/bucket-csi/bucket-csi/pkg/remotefs"
 	"github.com/bucket-csi/bucket-csi/pkg/store/azurestore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/gcsstore"
 	"github.com/bucket-csi/bucket-csi/pkg/store/ocistore"
@@ -34,6 +37,7 @@ func TestStoreConformance(t *testing.T) {
 			},
 			Objects: 1100,
 		})
+		checkPrefixBesideObject(t, s3store.Backend(cfg), s3.Secrets(), "", false)
 	})
 	// The S3-compatible profiles, each against versitygw through an endpoint
 	// override, with the profile's own provider settings.
@@ -59,6 +63,7 @@ func TestStoreConformance(t *testing.T) {
 				},
 				Objects: 50,
 			})
+			checkPrefixBesideObject(t, b, s3.Secrets(), "us-south", false)
 		})
 	}
 	t.Run("gcs", func(t *testing.T) {
@@ -73,6 +78,7 @@ func TestStoreConformance(t *testing.T) {
 			},
 			Objects: 120,
 		})
+		checkPrefixBesideObject(t, gcsstore.Backend(cfg), nil, "", true)
 	})
 	// OCI has no emulator: a local stand-in speaking the API subset the
 	// store and rclone use (internal/ocistandin; not a real OCI endpoint).
@@ -84,6 +90,7 @@ func TestStoreConformance(t *testing.T) {
 			OpenWrong: func(t *testing.T) store.Store { return mustOpen(t, b, oci.WrongSecrets()) },
 			Objects:   1100,
 		})
+		checkPrefixBesideObject(t, b, oci.Secrets(), "", false)
 	})
 	t.Run("azure", func(t *testing.T) {
 		srv := testenv.StartAzurite(t)
@@ -97,6 +104,7 @@ func TestStoreConformance(t *testing.T) {
 			},
 			Objects: 120,
 		})
+		checkPrefixBesideObject(t, azurestore.Backend(cfg), map[string]string{"accountKey": localenv.AzuriteKey}, "", true)
 	})
 }
 
@@ -164,4 +172,66 @@ func TestS3StoreReusesItsConnection(t *testing.T) {
 	if n := p.Live(); n != 0 {
 		t.Errorf("%d connection(s) still open after Close", n)
 	}
+}
+
+// checkPrefixBesideObject: a volume's prefix that is also an object's
+// key ("p" beside "p/inside") opens as the prefix, the way every mode and
+// `storage upload` open it (remotefs.Open): it shows the keys below p/
+// only, or, where rclone's backend looks the prefix up as an object
+// whatever the path (refused: GCS, Azure), it is refused with
+// fault.Precondition. Never the directory above the prefix, which holds
+// the other prefixes' keys (rclone's fs.ErrorIsFile filesystem, which the
+// FUSE server used to serve).
+func checkPrefixBesideObject(t *testing.T, b store.Backend, secrets map[string]string, location string, refused bool) {
+	t.Run("a prefix that is also an object's name", func(t *testing.T) {
+		ctx := context.Background()
+		s := mustOpenAt(t, b, secrets, location)
+		bucket := fmt.Sprintf("conf-prefix-%d", time.Now().UnixNano()%1e9)
+		if err := s.CreateBucket(ctx, bucket); err != nil {
+			t.Fatal(err)
+		}
+		keys := []string{"p", "q/secret", "p/inside"}
+		t.Cleanup(func() {
+			_ = s.DeleteObjects(ctx, bucket, keys)
+			_ = s.DeleteBucket(ctx, bucket)
+		})
+		for _, k := range keys[:2] {
+			if err := s.PutObject(ctx, bucket, k, []byte(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A server keeping objects as files (versitygw here) cannot hold
+		// p/inside beside the object p; real S3 can.
+		var want []string
+		if err := s.PutObject(ctx, bucket, "p/inside", []byte("inside")); err == nil {
+			want = []string{"inside"}
+		} else if !errors.Is(err, fault.Conflict) {
+			t.Fatal(err)
+		}
+		opts, err := b.Rclone(secrets, location)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := remotefs.Open(ctx, opts, "prefixcheck", filepath.Join(t.TempDir(), "private"), bucket+"/p")
+		if refused {
+			if !errors.Is(err, fault.Precondition) || f != nil || !strings.Contains(err.Error(), `"p"`) {
+				t.Fatalf("Open of a prefix named like an object = %v, %v; want fault.Precondition naming the prefix", f, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Open of a prefix named like an object: %v", err)
+		}
+		entries, err := f.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Remote())
+		}
+		if !slices.Equal(names, want) {
+			t.Fatalf("the prefix p shows %q, want %q", names, want)
+		}
+	})
 }

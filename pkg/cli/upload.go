@@ -89,6 +89,9 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 			dst += "/" + filepath.Base(filepath.Clean(p))
 		}
 		fdst, err := remotefs.Open(ctx, opts, "bucketcsiupload", private, dst)
+		if err != nil && fault.Kind(err) != "" {
+			return UploadResult{}, fmt.Errorf("uploading %s: %w", p, err)
+		}
 		if err != nil {
 			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)
 		}

@@ -11,7 +11,6 @@ package fuseserver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -153,7 +152,7 @@ func Serve(ctx context.Context, cfg *fuseproto.Config, log *slog.Logger, ready f
 	f, err := remotefs.Open(ctx, cfg.Remote, section(cfg), cfg.PrivateDir, remotePath(cfg))
 	// The secrets are now in the filesystem only.
 	cfg.Remote = nil
-	if err != nil && !errors.Is(err, fs.ErrorIsFile) {
+	if err != nil {
 		return fmt.Errorf("opening %s/%s: %w", cfg.Bucket, cfg.Prefix, err)
 	}
 	// The cache downloader's buffer follows the store's round trip

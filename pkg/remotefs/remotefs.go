@@ -11,7 +11,9 @@ package remotefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/config/configmap"
@@ -31,8 +33,16 @@ import (
 // are written into privateDir (created 0700 when needed), which the caller
 // removes once the filesystem is no longer used. name names the
 // filesystem: rclone derives the VFS cache directory from it, so a cached
-// mount must keep it across restarts. As with fs.NewFs, fs.ErrorIsFile
-// comes with a usable filesystem (path names an object).
+// mount must keep it across restarts.
+//
+// A prefix is always opened as a directory, never as an object: given a
+// path below a bucket, rclone's backends look it up as an object first
+// and, finding one of that exact name (or on S3, failing to look it up
+// and to list it), answer fs.ErrorIsFile with a filesystem rooted at the
+// prefix's parent, which would show the prefix's siblings. S3 and OCI skip
+// that lookup for a path ending in "/", which Open gives them; GCS and
+// Azure do not, and there an object named like the prefix is refused
+// (fault.Precondition). Open never returns a filesystem with an error.
 func Open(ctx context.Context, opts map[string]string, name, privateDir, path string) (fs.Fs, error) {
 	opts, err := store.Materialize(opts, privateDir)
 	if err != nil {
@@ -46,5 +56,18 @@ func Open(ctx context.Context, opts map[string]string, name, privateDir, path st
 	// flags and RCLONE_* environment variables, then opts, then defaults
 	// (a bare map would leave every unset option at zero).
 	m := fs.ConfigMap(info.Prefix, info.Options, name, configmap.Simple(opts))
-	return info.NewFs(ctx, name, path, m)
+	path = strings.TrimRight(path, "/")
+	asDir := path
+	if strings.Contains(path, "/") {
+		asDir += "/"
+	}
+	f, err := info.NewFs(ctx, name, asDir, m)
+	if errors.Is(err, fs.ErrorIsFile) {
+		bucket, prefix, _ := strings.Cut(path, "/")
+		return nil, fmt.Errorf("%w: bucket %q holds an object named %q, the prefix itself, and rclone's %s backend would then show the directory above the prefix; rename or delete that object", fault.Precondition, bucket, prefix, info.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }
