@@ -143,7 +143,7 @@ func (d *Driver) handle(id string, attrs map[string]string) (volume.Handle, erro
 // (see releaseStale) and staged again as asked.
 func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
 	before, _, known := d.progressOf(h.Mode, id)
-	err := d.stageWork(ctx, id, h, staging, secrets, vc, who, ephemeral)
+	failed, err := d.stageWork(ctx, id, h, staging, secrets, vc, who, ephemeral)
 	if err != nil && !errors.Is(err, fault.Pending) {
 		// Not staged: the next attempt is a new stage.
 		d.cfg.Volumes.StageFailed(id)
@@ -152,31 +152,57 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 		return nil // a repeat of a finished stage: nothing new to tell
 	}
 	d.stageEvents(who, id, h, secrets, known && before.Running, err)
+	if failed != nil {
+		return d.dropFailedStage(ctx, failed, err)
+	}
 	return err
 }
 
-// stageWork is stage without its events.
-func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) error {
+// dropFailedStage tears down rec, a stage whose stager failed with err,
+// when kubelet takes err's code as final: kubelet then counts the volume
+// as not staged and sends no NodeUnstageVolume for it, even once the pod
+// is gone (it stages again while the pod exists), so what the stage holds
+// would stay for ever: a COPY's reservation of the node's disk and its
+// files, a MOUNT_CACHED cache. The teardown is an unstage's: a copy stays
+// with --keep-copies (then evictable), a cache flushes its pending uploads
+// first. When that cannot be done now (uploads still pending, a mount
+// left), the answer becomes Unavailable, which kubelet takes as
+// uncertain: it unstages once the pod is gone. A stage that pods of an
+// earlier stage still use (rec.Targets) is left to their unpublishes.
+func (d *Driver) dropFailedStage(ctx context.Context, rec *nodestate.Volume, err error) error {
+	if !finalForKubelet(err) || len(rec.Targets) > 0 {
+		return err
+	}
+	if uerr := d.unstage(ctx, rec); uerr != nil {
+		return fmt.Errorf("%w: %v; and what the failed stage holds could not be released yet (%v): NodeUnstageVolume releases it", fault.Unavailable, err, uerr)
+	}
+	return err
+}
+
+// stageWork is stage without its events. When the volume's stager itself
+// failed, it also returns the stage's record (failed), for
+// dropFailedStage; a MOUNT stage (stage.Disposer) is discarded here.
+func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, staging string, secrets map[string]string, vc *csi.VolumeCapability, who subject, ephemeral bool) (failed *nodestate.Volume, err error) {
 	pv := who.pv
 	stager, ok := d.cfg.Stagers[h.Mode]
 	if !ok {
-		return fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
+		return nil, fmt.Errorf("%w: mode %s is not available on this node", fault.Invalid, h.Mode)
 	}
 	flags, err := mountFlags(vc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts, err := mountOptions(vc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want, err := d.stagedWith(h, secrets, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rec, err := d.cfg.State.Load(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var targets []string
 	var singleWriter bool
@@ -184,33 +210,33 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 		old, known := d.cfg.Stagers[rec.Mode]
 		if live := known && old.Healthy(rec); live {
 			if err := stageConflict(rec, h.Mode, want); err != nil {
-				return err
+				return nil, err
 			}
 			if rec.StagingPath == staging {
-				return nil
+				return nil, nil
 			}
 		}
 	}
 	if err := d.checkNotDeleted(ctx, id, h, secrets); err != nil {
-		return err
+		return nil, err
 	}
 	d.cfg.Volumes.Staging(id, time.Now())
 	if rec != nil {
 		// Pods already published keep their record (and RWOP its rule).
 		targets, singleWriter = rec.Targets, rec.SingleWriter
 		if err := d.releaseStale(ctx, rec, h.Mode); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := d.clearStaleMount(staging); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(staging, 0o750); err != nil {
-		return fmt.Errorf("creating staging path: %w", err)
+		return nil, fmt.Errorf("creating staging path: %w", err)
 	}
 	dir, err := d.cfg.State.Ensure(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Recorded before the work starts, so an unstage that comes while it
 	// is still running (a pod deleted mid-copy) finds and stops it.
@@ -220,7 +246,7 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 		rec.Namespace = who.pod.Namespace // counted against InlinePolicy.PerNamespace
 	}
 	if err := d.cfg.State.Save(rec); err != nil {
-		return fmt.Errorf("saving node state: %w", err)
+		return nil, fmt.Errorf("saving node state: %w", err)
 	}
 	req := stage.Request{VolumeID: id, Handle: h, StagingPath: staging, Secrets: store.Secrets(secrets), Flags: flags, StateDir: dir, PV: pv, Tenant: who.namespace}
 	if err := stager.Stage(ctx, req, rec); err != nil {
@@ -230,15 +256,16 @@ func (d *Driver) stageWork(ctx context.Context, id string, h volume.Handle, stag
 			if left, berr := d.cfg.Mounts.Below(dir); berr == nil && len(left) == 0 {
 				_ = d.cfg.State.Remove(id)
 			}
+			return nil, err
 		}
-		return err
+		return rec, err
 	}
 	if err := d.cfg.State.Save(rec); err != nil {
 		_, _ = stager.Unstage(context.WithoutCancel(ctx), rec)
-		return fmt.Errorf("saving node state: %w", err)
+		return nil, fmt.Errorf("saving node state: %w", err)
 	}
 	d.cfg.Volumes.Staged(id, string(h.Mode), time.Now())
-	return nil
+	return nil, nil
 }
 
 // clearStaleMount removes a leftover mount of this driver at path (from a

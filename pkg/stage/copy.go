@@ -31,7 +31,9 @@ import (
 // that failed answers its error once (NotFound for a missing bucket,
 // Denied for refused credentials, Unavailable for an unreachable store,
 // Exhausted when it cannot fit); the next Stage starts a new copy, which
-// resumes from the files already fetched.
+// resumes from the files already fetched. (After an error kubelet takes as
+// final, the node service unstages the volume at once: the files stay
+// only with Keep.)
 type Copy struct {
 	Stores store.Registry
 	// Root holds one directory per volume: data/ and its manifest.
