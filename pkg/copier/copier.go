@@ -247,7 +247,7 @@ func (r *run) copy(ctx context.Context, work, manifestPath string) (Result, erro
 	if err := readManifest(manifestPath, old); err != nil {
 		return Result{}, fmt.Errorf("copy manifest: %w", err)
 	}
-	if err := os.MkdirAll(r.dest, 0o755); err != nil {
+	if err := os.MkdirAll(r.dest, newDirMode); err != nil {
 		return Result{}, err
 	}
 	man, err := newManifest(manifestPath, r.meter)
@@ -401,7 +401,7 @@ func (r *run) schedule(ctx context.Context, g *pool, rr *recordReader) error {
 		}
 		fl := &file{rec: rec, final: filepath.Join(r.dest, rec.Path), obj: r.objs[rec.Path]}
 		if dir := filepath.Dir(fl.final); dir != lastDir {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, newDirMode); err != nil {
 				if err := r.failed(fl, err); err != nil {
 					return err
 				}
@@ -637,6 +637,16 @@ func ctxErr(err error) error {
 	return nil
 }
 
+// newFileMode and newDirMode are the modes of the files and directories a
+// copy makes: its owner's alone until the stage presents the copy with the
+// volume's owner and modes (pkg/stage, presentCopy), so a copy that runs
+// under readers of an earlier presentation of it shows them nothing new
+// before then.
+const (
+	newFileMode = 0o600
+	newDirMode  = 0o700
+)
+
 // createPart creates the download file of final as a new regular file.
 // It never opens what is already at the part's name. Nothing should be
 // there: removeExtra clears the copy's leftovers before the downloads, and
@@ -650,9 +660,9 @@ func ctxErr(err error) error {
 func createPart(final string) (*os.File, error) {
 	part := partPath(final)
 	const flags = os.O_CREATE | os.O_EXCL | os.O_WRONLY | unix.O_NOFOLLOW
-	f, err := plainfile.Open(part, flags, 0o644)
+	f, err := plainfile.Open(part, flags, newFileMode)
 	if errors.Is(err, fs.ErrExist) && os.Remove(part) == nil {
-		f, err = plainfile.Open(part, flags, 0o644)
+		f, err = plainfile.Open(part, flags, newFileMode)
 	}
 	return f, err
 }

@@ -265,3 +265,37 @@ func TestCopyDownloadFilesTakeNoKeysName(t *testing.T) {
 		t.Errorf("skipped %d: %+v, want the one named as a download file", res.SkippedCount, res.Skipped)
 	}
 }
+
+// TestCopyMakesOnlyOwnerModes: what a copy makes, its directories and its
+// files, the root included, is its owner's alone (0700, 0600) until the
+// stage presents it with the volume's modes.
+func TestCopyMakesOnlyOwnerModes(t *testing.T) {
+	f := memFs(t, map[string][]byte{"top.txt": []byte("t"), "a/b/deep.txt": []byte("d"), "a/side.txt": []byte("s")})
+	root := t.TempDir()
+	dest := filepath.Join(root, "data")
+	if _, err := Copy(context.Background(), f, dest, filepath.Join(root, "manifest"), Options{}, &Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	err := filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		st, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), want)
+		}
+		seen++
+		return nil
+	})
+	if err != nil || seen != 6 {
+		t.Fatalf("walked %d entries of the copy (want 6): %v", seen, err)
+	}
+}
