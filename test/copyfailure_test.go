@@ -18,11 +18,11 @@ import (
 // TestCopyFinalFailureHoldsNothing: a COPY stage that fails with a code
 // kubelet takes as final (here NotFound: the bucket is gone) leaves no
 // stage behind, since kubelet then never unstages it, even once the pod
-// is gone. With --keep-copies the copy of an earlier stage stays kept,
-// so the node's disk budget may evict it; without, the copy, its
-// reservation and the volume's record are gone. Before, the record
-// stayed and the restage's claim made the kept copy's reservation one
-// that nothing would ever evict or release.
+// is gone: the volume's record goes, and the copy of an earlier stage
+// (--keep-copies) stays kept, so the node's disk budget may evict it;
+// without an earlier copy nothing is left. Before, the record stayed and
+// the restage's claim made the kept copy's reservation one that nothing
+// would ever evict or release.
 func TestCopyFinalFailureHoldsNothing(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)

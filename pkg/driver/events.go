@@ -116,12 +116,7 @@ func (d *Driver) stageEvents(s subject, id string, h volume.Handle, secrets map[
 		d.event(s, secrets, false, ReasonCopyDone, fmt.Sprintf("bucket %s is copied to node %s: %d objects (%s) fetched", h.Bucket, d.cfg.NodeID, fig.FilesDone, bytesText(fig.BytesDone)))
 	default:
 		d.limit.Forget(key)
-		msg := fmt.Sprintf("copying bucket %s to node %s failed: %v", h.Bucket, d.cfg.NodeID, err)
-		if !finalForKubelet(err) {
-			// Kept for the retry; a final error unstages (dropFailedStage).
-			msg += "; the next stage resumes from the files already fetched"
-		}
-		d.event(s, secrets, true, ReasonCopyFailed, msg)
+		d.event(s, secrets, true, ReasonCopyFailed, fmt.Sprintf("copying bucket %s to node %s failed: %v; the next stage resumes from the files already fetched", h.Bucket, d.cfg.NodeID, err))
 	}
 }
 

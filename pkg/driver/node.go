@@ -158,23 +158,29 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 	return err
 }
 
-// dropFailedStage tears down rec, a stage whose stager failed with err,
-// when kubelet takes err's code as final: kubelet then counts the volume
-// as not staged and sends no NodeUnstageVolume for it, even once the pod
-// is gone (it stages again while the pod exists), so what the stage holds
-// would stay for ever: a COPY's reservation of the node's disk and its
-// files, a MOUNT_CACHED cache. The teardown is an unstage's: a copy stays
-// with --keep-copies (then evictable), a cache flushes its pending uploads
-// first. When that cannot be done now (uploads still pending, a mount
-// left), the answer becomes Unavailable, which kubelet takes as
-// uncertain: it unstages once the pod is gone. A stage that pods of an
-// earlier stage still use (rec.Targets) is left to their unpublishes.
+// dropFailedStage lets rec go, a stage whose stager failed with err, when
+// kubelet takes err's code as final: kubelet then counts the volume as not
+// staged and sends no NodeUnstageVolume for it, even once the pod is gone
+// (it stages again while the pod exists), so what the stage holds would
+// stay for ever. A stager that can let such a stage go (stage.Abandoner:
+// COPY, whose copy stays as a kept, evictable one) does, and the volume is
+// forgotten; when that cannot be done now, the answer becomes Unavailable,
+// which kubelet takes as uncertain: it unstages once the pod is gone. A
+// stage that pods of an earlier stage still use (rec.Targets) is left to
+// their unpublishes, an inline volume's to dropFailedInline (its ID is its
+// pod's: nothing kept for it would be used again), and other stagers keep
+// the failed stage for the next one.
 func (d *Driver) dropFailedStage(ctx context.Context, rec *nodestate.Volume, err error) error {
-	if !finalForKubelet(err) || len(rec.Targets) > 0 {
+	ab, ok := d.cfg.Stagers[rec.Mode].(stage.Abandoner)
+	if !ok || !finalForKubelet(err) || len(rec.Targets) > 0 || rec.Ephemeral {
 		return err
 	}
-	if uerr := d.unstage(ctx, rec); uerr != nil {
-		return fmt.Errorf("%w: %v; and what the failed stage holds could not be released yet (%v): NodeUnstageVolume releases it", fault.Unavailable, err, uerr)
+	derr := ab.Abandon(context.WithoutCancel(ctx), rec)
+	if derr == nil {
+		derr = d.forget(rec)
+	}
+	if derr != nil {
+		return fmt.Errorf("%w: %v; and what the failed stage holds could not be let go yet (%v): NodeUnstageVolume does it", fault.Unavailable, err, derr)
 	}
 	return err
 }
@@ -327,14 +333,23 @@ func (d *Driver) unstage(ctx context.Context, rec *nodestate.Volume) error {
 		}
 		return err
 	}
-	// Never remove a directory through a mount that is still there.
-	if left, err := d.cfg.Mounts.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
-		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
+	if err := d.forget(rec); err != nil {
+		return err
 	}
 	if did.Flush {
 		d.cfg.Volumes.Flushed(string(rec.Mode), time.Since(start))
 	}
-	d.cfg.Volumes.Forget(rec.VolumeID)
 	d.unstageEvents(rec.PV, rec.VolumeID, did, nil)
+	return nil
+}
+
+// forget removes the record and state directory of a volume its stager
+// has let go, and its figures; never through a mount still below the
+// directory.
+func (d *Driver) forget(rec *nodestate.Volume) error {
+	if left, err := d.cfg.Mounts.Below(d.cfg.State.VolumeDir(rec.VolumeID)); err != nil || len(left) > 0 {
+		return fmt.Errorf("%w: mounts left below the volume's state directory: %v %v", fault.Unavailable, left, err)
+	}
+	d.cfg.Volumes.Forget(rec.VolumeID)
 	return d.cfg.State.Remove(rec.VolumeID)
 }

@@ -31,9 +31,8 @@ import (
 // that failed answers its error once (NotFound for a missing bucket,
 // Denied for refused credentials, Unavailable for an unreachable store,
 // Exhausted when it cannot fit); the next Stage starts a new copy, which
-// resumes from the files already fetched. (After an error kubelet takes as
-// final, the node service unstages the volume at once: the files stay
-// only with Keep.)
+// resumes from the files already fetched (after an error kubelet takes as
+// final, as a kept copy: see Abandon).
 type Copy struct {
 	Stores store.Registry
 	// Root holds one directory per volume: data/ and its manifest.
@@ -373,6 +372,32 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, er
 	return Unstaged{}, c.Disk.Release(rec.VolumeID)
 }
 
+// Abandon lets a copy whose stage failed with an answer kubelet takes as
+// final go, keeping what it fetched: the copy stays as a kept one (as with
+// Keep), which the next stage of the volume resumes from and the node's
+// disk budget may evict, so an error that comes back at every stage does
+// not make each one download the bucket again. Its write space goes. A
+// copy that holds nothing of the disk budget (nothing planned) is removed.
+func (c *Copy) Abandon(ctx context.Context, rec *nodestate.Volume) error {
+	c.stop(rec.VolumeID)
+	c.mu.Lock()
+	delete(c.last, rec.VolumeID)
+	c.mu.Unlock()
+	if err := c.Release(ctx, rec); err != nil {
+		return err
+	}
+	if err := c.dropWrites(rec.VolumeID, true); err != nil {
+		return err
+	}
+	if r, ok := c.Disk.Get(rec.VolumeID); !ok || r.Bytes == 0 {
+		if err := RemoveCopy(c.dir(rec.VolumeID)); err != nil {
+			return err
+		}
+		return c.Disk.Release(rec.VolumeID)
+	}
+	return c.Disk.Keep(rec.VolumeID)
+}
+
 // Release unmounts the copy; the copy, a copy still running and the write
 // space carry on for the next Stage to join.
 func (c *Copy) Release(_ context.Context, rec *nodestate.Volume) error {
@@ -386,7 +411,8 @@ func (c *Copy) Healthy(rec *nodestate.Volume) bool {
 }
 
 var (
-	_ Stager   = (*Copy)(nil)
-	_ Reporter = (*Copy)(nil)
-	_ Tracker  = (*Copy)(nil)
+	_ Stager    = (*Copy)(nil)
+	_ Reporter  = (*Copy)(nil)
+	_ Tracker   = (*Copy)(nil)
+	_ Abandoner = (*Copy)(nil)
 )

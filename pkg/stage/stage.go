@@ -91,6 +91,18 @@ type Figures struct {
 	NoStats bool
 }
 
+// Abandoner is a Stager whose failed Stage may hold what no unstage would
+// release: kubelet takes some answers as final (all codes but
+// Unavailable, ResourceExhausted, Aborted, DeadlineExceeded and Canceled)
+// and then never unstages the volume, not even once the pod is gone.
+// After such an answer the node service calls Abandon, and forgets the
+// volume when it succeeds. Abandon keeps what a later stage of the volume
+// can use (a COPY's files, as a kept copy the disk budget may evict).
+// Stagers that are not Abandoners keep a failed stage for the next one.
+type Abandoner interface {
+	Abandon(ctx context.Context, rec *nodestate.Volume) error
+}
+
 // Tracker is a Stager whose Stage works on in the background between
 // calls (COPY: Stage answers fault.Pending while its download runs). The
 // node service tells the volume's users how it goes (events).
