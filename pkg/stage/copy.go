@@ -312,17 +312,21 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		// one NodeStage call.
 		err = presentCopy(data, req.Flags, opt.HideMetaDir, c.Log)
 	}
+	// Waited for, so never left running into an Unstage's removal of it.
+	removed, err := c.settleWrites(req.VolumeID, attached, err)
 	after := before.Bytes
 	if planned {
-		after = res.DiskBytes + res.ManifestBytes + writes
+		after = res.DiskBytes + res.ManifestBytes
+		if !removed {
+			after += writes
+		}
 	}
 	if now, ok := c.Disk.Get(req.VolumeID); ok && now.Bytes > after {
 		if serr := c.Disk.Shrink(req.VolumeID, now.Bytes-after); serr != nil {
 			err = errors.Join(err, serr)
 		}
 	}
-	// Waited for, so never left running into an Unstage's removal of it.
-	return res, c.settleWrites(req.VolumeID, attached, err)
+	return res, err
 }
 
 // forget drops a finished job so the next stage starts afresh.

@@ -93,13 +93,14 @@ func (c *Copy) attachWritesAsync(volumeID string) <-chan writesAttached {
 
 // settleWrites waits for the copy's attach of the write space (a, nil if
 // none ran) and returns the copy's outcome: err, or else the attach's
-// error. A failed copy takes away a write space it made: kubelet never
-// unstages a volume whose stage failed with a final code, and a stage
-// that is tried again makes it anew. One made before (what pods wrote
-// before a Release) is left as it is.
-func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error) error {
+// error. A failed copy takes away a write space it made (removed says it
+// did, so the copy's reservation no longer holds it): a stage that is
+// tried again makes it anew, and a stage let go after an error kubelet
+// takes as final keeps only the copy (Abandon). One made before (what
+// pods wrote before a Release) is left as it is.
+func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error) (removed bool, _ error) {
 	if a == nil {
-		return err
+		return false, err
 	}
 	got := <-a
 	if err == nil {
@@ -108,11 +109,13 @@ func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error)
 		c.Log.Warn("the write space of a failed copy could not be attached either", "volume", volumeID, "err", got.err)
 	}
 	if err != nil && got.made {
-		if rerr := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID)); rerr != nil {
+		rerr := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID))
+		if rerr != nil {
 			c.Log.Warn("the write space a failed copy made is left", "volume", volumeID, "err", rerr)
 		}
+		removed = rerr == nil
 	}
-	return err
+	return removed, err
 }
 
 // mountWritable mounts the overlay of the volume's write space (made or

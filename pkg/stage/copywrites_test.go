@@ -33,15 +33,15 @@ func TestFailedCopyTakesAwayTheWriteSpaceItMade(t *testing.T) {
 	}
 	failed := errors.New("the copy failed")
 
-	if err := c.settleWrites(id, c.attachWritesAsync(id), failed); err != failed {
-		t.Fatalf("a failed copy answered %v, want its own error", err)
+	if removed, err := c.settleWrites(id, c.attachWritesAsync(id), failed); err != failed || !removed {
+		t.Fatalf("a failed copy answered %v, removed %v; want its own error, removed", err, removed)
 	}
 	if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) || mounted() {
 		t.Fatalf("a failed copy left the write space it made (image: %v, mounted: %v)", err, mounted())
 	}
 
-	if err := c.settleWrites(id, c.attachWritesAsync(id), nil); err != nil {
-		t.Fatal(err)
+	if removed, err := c.settleWrites(id, c.attachWritesAsync(id), nil); err != nil || removed {
+		t.Fatalf("a complete copy: removed %v, %v", removed, err)
 	}
 	if !mounted() {
 		t.Fatal("a complete copy's write space is not mounted")
@@ -50,8 +50,8 @@ func TestFailedCopyTakesAwayTheWriteSpaceItMade(t *testing.T) {
 	if err := os.WriteFile(written, []byte("kept"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.settleWrites(id, c.attachWritesAsync(id), failed); err != failed {
-		t.Fatalf("a failed copy answered %v, want its own error", err)
+	if removed, err := c.settleWrites(id, c.attachWritesAsync(id), failed); err != failed || removed {
+		t.Fatalf("a failed copy answered %v, removed %v; want its own error, nothing removed", err, removed)
 	}
 	if got, err := os.ReadFile(written); err != nil || string(got) != "kept" || !mounted() {
 		t.Fatalf("a failed copy took away a write space made before it: %q, %v, mounted %v", got, err, mounted())
