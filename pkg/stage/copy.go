@@ -127,8 +127,15 @@ func (c *Copy) dir(volumeID string) string {
 
 // Stage starts or joins the volume's copy, and publishes it at the staging
 // path once it is complete: read-only, or writable over its write space
-// (copywrites.go). A failed copy is never published.
+// (copywrites.go). A failed copy is never published. No copy starts while
+// pods of an earlier stage still write through the write space
+// (writesInUse).
 func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) error {
+	if !c.hasJob(req.VolumeID) {
+		if err := c.writesInUse(req.VolumeID); err != nil {
+			return err
+		}
+	}
 	job := c.start(req)
 	wait := time.Duration(1<<63 - 1)
 	if d, ok := ctx.Deadline(); ok {
@@ -164,6 +171,15 @@ func (c *Copy) Stage(ctx context.Context, req Request, rec *nodestate.Volume) er
 		return mountpoint.Bind(filepath.Join(c.dir(req.VolumeID), "data"), req.StagingPath, true)
 	}
 	return c.mountWritable(req.VolumeID, req.StagingPath)
+}
+
+// hasJob reports whether the volume has a copy job running, or done and
+// not yet forgotten by the Stage that publishes it.
+func (c *Copy) hasJob(volumeID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.jobs[volumeID]
+	return ok
 }
 
 // pending is Stage's answer while job runs or waits for a place.

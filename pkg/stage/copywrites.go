@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
@@ -116,6 +118,26 @@ func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error)
 		removed = rerr == nil
 	}
 	return removed, err
+}
+
+// writesInUse answers fault.Unavailable while an overlay still uses the
+// volume's write space: pods of an earlier stage whose staging mount went
+// away (a staging path moved, an unmount by hand) hold binds of it. A new
+// copy would change the layer beneath it and a second overlay would share
+// its upper and work directories, which overlayfs leaves undefined, so
+// the volume is staged again once those pods are unpublished.
+func (c *Copy) writesInUse(volumeID string) error {
+	upper := "upperdir=" + filepath.Join(c.writesDir(volumeID), "upper")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("overlay"))
+	if err != nil {
+		return fmt.Errorf("reading mountinfo: %w", err)
+	}
+	for _, m := range mounts {
+		if slices.Contains(strings.Split(m.VFSOptions, ","), upper) {
+			return fmt.Errorf("%w: the volume's write space is still mounted at %s for pods of an earlier stage; the copy is staged again once they are unpublished", fault.Unavailable, m.Mountpoint)
+		}
+	}
+	return nil
 }
 
 // mountWritable mounts the overlay of the volume's write space (made or

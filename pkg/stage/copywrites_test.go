@@ -1,15 +1,20 @@
 package stage
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
+	"github.com/bucket-csi/bucket-csi/pkg/fault"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+	"github.com/bucket-csi/bucket-csi/pkg/volume"
 )
 
 // TestFailedCopyTakesAwayTheWriteSpaceItMade: the write space a copy job
@@ -55,5 +60,45 @@ func TestFailedCopyTakesAwayTheWriteSpaceItMade(t *testing.T) {
 	}
 	if got, err := os.ReadFile(written); err != nil || string(got) != "kept" || !mounted() {
 		t.Fatalf("a failed copy took away a write space made before it: %q, %v, mounted %v", got, err, mounted())
+	}
+}
+
+// TestNoCopyUnderALiveWriteSpace: while an overlay of the volume's write
+// space is still mounted (here a pod's bind of it, left after its staging
+// mount went away), Stage answers Unavailable naming it and starts no
+// copy; once the pod's bind is gone, the copy runs (and fails here with
+// its store's own error).
+func TestNoCopyUnderALiveWriteSpace(t *testing.T) {
+	requireRoot(t)
+	c := &Copy{Stores: slowAndBad(make(chan struct{})), Root: t.TempDir(), WriteSpace: diskimage.MinSize, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	const id = "v"
+	t.Cleanup(func() { _ = diskimage.Remove(c.writesImage(id), c.writesDir(id)) })
+	if err := os.MkdirAll(filepath.Join(c.dir(id), "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	staging, pod := t.TempDir(), t.TempDir()
+	if err := c.mountWritable(id, staging); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mountpoint.Unmount(staging) })
+	if err := mountpoint.Bind(staging, pod, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mountpoint.Unmount(pod) })
+	if err := mountpoint.Unmount(staging); err != nil {
+		t.Fatal(err)
+	}
+	stage := func() error {
+		req := Request{VolumeID: id, StagingPath: t.TempDir(), Handle: volume.Handle{Spec: volume.Spec{Store: "bad", Bucket: "b"}}}
+		return c.Stage(context.Background(), req, &nodestate.Volume{})
+	}
+	if err := stage(); !errors.Is(err, fault.Unavailable) || !strings.Contains(err.Error(), pod) || c.hasJob(id) {
+		t.Fatalf("a stage under a live write space = %v (job started: %v), want Unavailable naming %s and no copy", err, c.hasJob(id), pod)
+	}
+	if err := mountpoint.Unmount(pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(); !errors.Is(err, fault.Invalid) {
+		t.Fatalf("a stage once the pod's bind is gone = %v, want the store's own Invalid", err)
 	}
 }
