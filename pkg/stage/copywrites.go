@@ -111,11 +111,11 @@ func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error)
 		c.Log.Warn("the write space of a failed copy could not be attached either", "volume", volumeID, "err", got.err)
 	}
 	if err != nil && got.made {
-		rerr := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID))
-		if rerr != nil {
+		if rerr := diskimage.Remove(c.writesImage(volumeID), c.writesDir(volumeID)); rerr != nil {
 			c.Log.Warn("the write space a failed copy made is left", "volume", volumeID, "err", rerr)
 		}
-		removed = rerr == nil
+		// The image may be gone though the directory is not.
+		removed = diskimage.Size(c.writesImage(volumeID)) == 0
 	}
 	return removed, err
 }
@@ -127,10 +127,10 @@ func (c *Copy) settleWrites(volumeID string, a <-chan writesAttached, err error)
 // its upper and work directories, which overlayfs leaves undefined, so
 // the volume is staged again once those pods are unpublished.
 func (c *Copy) writesInUse(volumeID string) error {
-	upper := "upperdir=" + filepath.Join(c.writesDir(volumeID), "upper")
+	upper := "upperdir=" + escapeOption(filepath.Join(c.writesDir(volumeID), "upper"))
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("overlay"))
 	if err != nil {
-		return fmt.Errorf("reading mountinfo: %w", err)
+		return fmt.Errorf("%w: reading mountinfo: %v", fault.Unavailable, err)
 	}
 	for _, m := range mounts {
 		if slices.Contains(strings.Split(m.VFSOptions, ","), upper) {
@@ -138,6 +138,23 @@ func (c *Copy) writesInUse(volumeID string) error {
 		}
 	}
 	return nil
+}
+
+// escapeOption is v as the kernel shows an overlay's path option in
+// mountinfo: each space, tab, newline and backslash as a backslash and
+// three octal digits (seen on Linux 6.18: "a b=c" shows as "a\040b=c").
+// Commas, which would end the option, never get this far
+// (mountWritable refuses them).
+func escapeOption(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if strings.IndexByte(" \t\n\\", v[i]) >= 0 {
+			fmt.Fprintf(&b, "\\%03o", v[i])
+			continue
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
 }
 
 // mountWritable mounts the overlay of the volume's write space (made or

@@ -67,10 +67,11 @@ func TestFailedCopyTakesAwayTheWriteSpaceItMade(t *testing.T) {
 // space is still mounted (here a pod's bind of it, left after its staging
 // mount went away), Stage answers Unavailable naming it and starts no
 // copy; once the pod's bind is gone, the copy runs (and fails here with
-// its store's own error).
+// its store's own error). The state directory's path holds a space and
+// an "=", which mountinfo shows escaped.
 func TestNoCopyUnderALiveWriteSpace(t *testing.T) {
 	requireRoot(t)
-	c := &Copy{Stores: slowAndBad(make(chan struct{})), Root: t.TempDir(), WriteSpace: diskimage.MinSize, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := &Copy{Stores: slowAndBad(make(chan struct{})), Root: filepath.Join(t.TempDir(), "copies dir=1"), WriteSpace: diskimage.MinSize, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	const id = "v"
 	t.Cleanup(func() { _ = diskimage.Remove(c.writesImage(id), c.writesDir(id)) })
 	if err := os.MkdirAll(filepath.Join(c.dir(id), "data"), 0o755); err != nil {
