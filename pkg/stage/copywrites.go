@@ -198,10 +198,14 @@ func (c *Copy) mountWritable(volumeID, staging string) error {
 	return nil
 }
 
-// writesReserve is what a writable volume's write space takes: its size,
-// or more for an image made before the flag was lowered.
+// writesReserve is what a writable volume's write space takes: the size of
+// its image when there is one (an attach keeps an existing image's size,
+// whatever the flag says now), else the size a new one gets.
 func (c *Copy) writesReserve(volumeID string) int64 {
-	return max(c.writeSpace(), diskimage.Size(c.writesImage(volumeID)))
+	if n := diskimage.Size(c.writesImage(volumeID)); n > 0 {
+		return n
+	}
+	return c.writeSpace()
 }
 
 // dropWrites removes the volume's write space and what the pods wrote.

@@ -103,3 +103,29 @@ func TestNoCopyUnderALiveWriteSpace(t *testing.T) {
 		t.Fatalf("a stage once the pod's bind is gone = %v, want the store's own Invalid", err)
 	}
 }
+
+// TestWritesReserveIsTheImage: a writable volume reserves its write space's
+// image at the image's own size, smaller or larger than --copy-write-space
+// says now (an attach keeps an existing image as it is), and the flag's
+// size while there is no image.
+func TestWritesReserveIsTheImage(t *testing.T) {
+	c := &Copy{Root: t.TempDir(), WriteSpace: 64 << 20}
+	const id = "v"
+	if got := c.writesReserve(id); got != 64<<20 {
+		t.Fatalf("no image: reserves %d, want the flag's %d", got, 64<<20)
+	}
+	for _, size := range []int64{32 << 20, 128 << 20} {
+		if err := os.MkdirAll(filepath.Dir(c.writesImage(id)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(c.writesImage(id), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(c.writesImage(id), size); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.writesReserve(id); got != size {
+			t.Fatalf("an image of %d: reserves %d", size, got)
+		}
+	}
+}
