@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -186,6 +187,39 @@ func TestStorageUploadResumes(t *testing.T) {
 		t.Fatalf("object after resume differs: %v", err)
 	}
 	t.Logf("killed after %d of %d objects; the second run sent %d", first, n, sent)
+}
+
+// TestStorageUploadSeveralPaths: of several paths, a file lands at the
+// bucket's root under its name and a directory's files under the
+// directory's name; two paths of one name are refused before anything
+// is sent.
+func TestStorageUploadSeveralPaths(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "images", "train"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"notes.txt": "n", "images/a.png": "a", "images/train/b.png": "b"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := storageCLI(t, s3, "upload", "--name", "several", filepath.Join(src, "notes.txt"), filepath.Join(src, "images"))
+	if code != 0 {
+		t.Fatalf("upload (exit %d):\n%s\n%s", code, out, errOut)
+	}
+	st := s3.Store(t)
+	if got, want := bucketKeys(t, st, "several"), []string{"images/a.png", "images/train/b.png", "notes.txt"}; !slices.Equal(got, want) {
+		t.Fatalf("bucket holds %q, want %q", got, want)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = storageCLI(t, s3, "upload", "--name", "clash", filepath.Join(src, "notes.txt"), filepath.Join(other, "notes.txt"))
+	if code == 0 || !strings.Contains(errOut, "would both be uploaded as \"notes.txt\"") || st.HeadBucket(context.Background(), "clash") == nil {
+		t.Fatalf("two paths of one name: exit %d, %s (and no bucket made)", code, errOut)
+	}
 }
 
 // TestStorageCLIConfigFile: a config file sets the same flags (store

@@ -29,7 +29,7 @@ type UploadResult struct {
 // Upload creates or reuses the bucket name in kind (marked as created by
 // the CLI with command) and copies paths into it: a single directory's
 // contents go to the bucket root, several paths each go under their base
-// name. Files already in the bucket with the same size and checksum are
+// name (uploadDirs). Files already in the bucket with the same size and checksum are
 // not sent again, so a repeat or an interrupted run sends only what is
 // missing or changed. Symlinks are not followed; nothing in the bucket is
 // deleted.
@@ -43,10 +43,9 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	if len(paths) == 0 {
 		return UploadResult{}, errors.New("name at least one local PATH to upload")
 	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err != nil {
-			return UploadResult{}, fmt.Errorf("%w: %v", fault.Invalid, err)
-		}
+	dirs, err := uploadDirs(paths)
+	if err != nil {
+		return UploadResult{}, err
 	}
 	b, err := e.Stores.Get(kind)
 	if err != nil {
@@ -83,10 +82,10 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	stats := accounting.StatsGroup(ctx, "upload-"+name)
 	stop := e.progress(stats)
 	defer stop()
-	for _, p := range paths {
+	for i, p := range paths {
 		dst := name
-		if len(paths) > 1 {
-			dst += "/" + filepath.Base(filepath.Clean(p))
+		if dirs[i] != "" {
+			dst += "/" + dirs[i]
 		}
 		fdst, err := remotefs.Open(ctx, opts, "bucketcsiupload", private, dst)
 		if err != nil && fault.Kind(err) != "" {
@@ -104,6 +103,44 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 	fmt.Fprintf(e.Out, "Uploaded %d files (%d bytes) to %s bucket %s; unchanged files were not sent again.\n", res.Files, res.Bytes, strings.ToUpper(kind), name)
 	fmt.Fprint(e.Out, snippet(name, kind))
 	return res, nil
+}
+
+// uploadDirs says where in the bucket each of paths goes: the directory
+// (relative to the bucket's root, "" for the root) that receives a
+// file, or a directory's contents. One path goes to the root (a file
+// under its base name); of several, a file goes to the root under its
+// base name and a directory under its base name (of its absolute path,
+// so "." is the working directory's name). Paths that do not exist, the
+// file system's root among several, and two paths that would land on
+// the same name are refused (fault.Invalid) before anything is sent.
+func uploadDirs(paths []string) ([]string, error) {
+	dirs := make([]string, len(paths))
+	seen := map[string]string{}
+	for i, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", fault.Invalid, err)
+		}
+		if len(paths) == 1 {
+			break
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", fault.Invalid, err)
+		}
+		base := filepath.Base(abs)
+		if base == string(filepath.Separator) {
+			return nil, fmt.Errorf("%w: %s has no name to upload it under beside other paths; upload it alone", fault.Invalid, p)
+		}
+		if other, ok := seen[base]; ok {
+			return nil, fmt.Errorf("%w: %s and %s would both be uploaded as %q; upload them separately or rename one", fault.Invalid, other, p, base)
+		}
+		seen[base] = p
+		if info.IsDir() {
+			dirs[i] = base
+		}
+	}
+	return dirs, nil
 }
 
 // copyPath copies a local file or directory into fdst.
