@@ -88,11 +88,8 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 			dst += "/" + dirs[i]
 		}
 		fdst, err := remotefs.Open(ctx, opts, "bucketcsiupload", private, dst)
-		if err != nil && fault.Kind(err) != "" {
+		if err != nil { // of a fault kind
 			return UploadResult{}, fmt.Errorf("uploading %s: %w", p, err)
-		}
-		if err != nil {
-			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)
 		}
 		if err := copyPath(ctx, p, fdst); err != nil {
 			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)

@@ -42,8 +42,23 @@ import (
 // prefix's parent, which would show the prefix's siblings. S3 and OCI skip
 // that lookup for a path ending in "/", which Open gives them; GCS and
 // Azure do not, and there an object named like the prefix is refused
-// (fault.Precondition). Open never returns a filesystem with an error.
+// (fault.Precondition).
+//
+// Open never returns a filesystem with an error, and every error it
+// returns has a pkg/fault kind: an unknown backend type is
+// fault.Invalid, and an error of rclone's or of the credential files,
+// which carry none, is fault.Unavailable (retried), as a FUSE server's
+// unkinded error is (fuseproto.ParseStatusLine).
 func Open(ctx context.Context, opts map[string]string, name, privateDir, path string) (fs.Fs, error) {
+	f, err := open(ctx, opts, name, privateDir, path)
+	if err != nil && fault.Kind(err) == "" {
+		return nil, fmt.Errorf("%w: %w", fault.Unavailable, err)
+	}
+	return f, err
+}
+
+// open is Open without the default kind.
+func open(ctx context.Context, opts map[string]string, name, privateDir, path string) (fs.Fs, error) {
 	opts, err := store.Materialize(opts, privateDir)
 	if err != nil {
 		return nil, fmt.Errorf("writing credential files: %w", err)

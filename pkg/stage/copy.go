@@ -266,11 +266,8 @@ func (c *Copy) run(ctx context.Context, req Request, progress *copier.Progress) 
 		path += "/" + req.Handle.Prefix
 	}
 	f, err := remotefs.Open(copier.Connections(ctx, c.Options), remote, "copy"+filepath.Base(dir), private, path)
-	if err != nil {
-		if fault.Kind(err) != "" { // e.g. a prefix that is also an object's name
-			return copier.Result{}, fmt.Errorf("opening %s: %w", req.Handle.Bucket, err)
-		}
-		return copier.Result{}, fmt.Errorf("%w: opening %s: %v", fault.Unavailable, req.Handle.Bucket, err)
+	if err != nil { // of a fault kind, e.g. a prefix that is also an object's name
+		return copier.Result{}, fmt.Errorf("opening %s: %w", req.Handle.Bucket, err)
 	}
 	opt := c.Options
 	opt.HideMetaDir = req.Handle.Prefix == ""
