@@ -163,20 +163,21 @@ func (d *Driver) stage(ctx context.Context, id string, h volume.Handle, staging 
 // staged and sends no NodeUnstageVolume for it, even once the pod is gone
 // (it stages again while the pod exists), so what the stage holds would
 // stay for ever. A stager that can let such a stage go (stage.Abandoner:
-// COPY, whose copy stays as a kept, evictable one) does, and the volume is
-// forgotten; when that cannot be done now, the answer becomes Unavailable,
-// which kubelet takes as uncertain: it unstages once the pod is gone. A
-// stage that pods of an earlier stage still use (rec.Targets) is left to
-// their unpublishes, an inline volume's to dropFailedInline (its ID is its
-// pod's: nothing kept for it would be used again), and other stagers keep
-// the failed stage for the next one.
+// COPY, whose copy stays as a kept, evictable one; MOUNT_CACHED when its
+// cache holds no file) does, and the volume is forgotten; when that cannot
+// be done now, the answer becomes Unavailable, which kubelet takes as
+// uncertain: it unstages once the pod is gone. A stage that pods of an
+// earlier stage still use (rec.Targets) is left to their unpublishes, an
+// inline volume's to dropFailedInline (its ID is its pod's: nothing kept
+// for it would be used again), and a stage the stager keeps (a cache
+// with pending uploads) or other stagers' stays for the next one.
 func (d *Driver) dropFailedStage(ctx context.Context, rec *nodestate.Volume, err error) error {
 	ab, ok := d.cfg.Stagers[rec.Mode].(stage.Abandoner)
 	if !ok || !finalForKubelet(err) || len(rec.Targets) > 0 || rec.Ephemeral {
 		return err
 	}
-	derr := ab.Abandon(context.WithoutCancel(ctx), rec)
-	if derr == nil {
+	let, derr := ab.Abandon(context.WithoutCancel(ctx), rec)
+	if derr == nil && let {
 		derr = d.forget(rec)
 	}
 	if derr != nil {

@@ -395,24 +395,25 @@ func (c *Copy) Unstage(ctx context.Context, rec *nodestate.Volume) (Unstaged, er
 // disk budget may evict, so an error that comes back at every stage does
 // not make each one download the bucket again. Its write space goes. A
 // copy that holds nothing of the disk budget (nothing planned) is removed.
-func (c *Copy) Abandon(ctx context.Context, rec *nodestate.Volume) error {
+// It always lets go (true) unless it fails.
+func (c *Copy) Abandon(ctx context.Context, rec *nodestate.Volume) (bool, error) {
 	c.stop(rec.VolumeID)
 	c.mu.Lock()
 	delete(c.last, rec.VolumeID)
 	c.mu.Unlock()
 	if err := c.Release(ctx, rec); err != nil {
-		return err
+		return false, err
 	}
 	if err := c.dropWrites(rec.VolumeID, true); err != nil {
-		return err
+		return false, err
 	}
 	if r, ok := c.Disk.Get(rec.VolumeID); !ok || r.Bytes == 0 {
 		if err := RemoveCopy(c.dir(rec.VolumeID)); err != nil {
-			return err
+			return false, err
 		}
-		return c.Disk.Release(rec.VolumeID)
+		return true, c.Disk.Release(rec.VolumeID)
 	}
-	return c.Disk.Keep(rec.VolumeID)
+	return true, c.Disk.Keep(rec.VolumeID)
 }
 
 // Release unmounts the copy; the copy, a copy still running and the write

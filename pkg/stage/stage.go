@@ -96,11 +96,13 @@ type Figures struct {
 // Unavailable, ResourceExhausted, Aborted, DeadlineExceeded and Canceled)
 // and then never unstages the volume, not even once the pod is gone.
 // After such an answer the node service calls Abandon, and forgets the
-// volume when it succeeds. Abandon keeps what a later stage of the volume
-// can use (a COPY's files, as a kept copy the disk budget may evict).
-// Stagers that are not Abandoners keep a failed stage for the next one.
+// volume when it lets go (true). Abandon keeps what a later stage of the
+// volume can use (a COPY's files, as a kept copy the disk budget may
+// evict); false keeps the whole failed stage for the next one (a
+// MOUNT_CACHED cache holding files: its uploads may be pending), as
+// stagers that are not Abandoners do.
 type Abandoner interface {
-	Abandon(ctx context.Context, rec *nodestate.Volume) error
+	Abandon(ctx context.Context, rec *nodestate.Volume) (bool, error)
 }
 
 // Tracker is a Stager whose Stage works on in the background between

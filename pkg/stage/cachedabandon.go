@@ -1,0 +1,69 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
+	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
+	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
+)
+
+// Abandon lets a stage that failed with an answer kubelet takes as final
+// go when the volume's cache holds no file: no upload can then be
+// pending (the volume's first stage on this node, say, whose server
+// refused to start). It stops a server the stage left, removes the cache
+// and its image and releases the stage's disk, memory and server
+// reservations (true). A cache that holds files, or whose image is not
+// mounted to look into, is kept with the whole failed stage for the next
+// one to upload from (false), as before: a drain server started from the
+// config that failed would fail the same way.
+func (c *Cached) Abandon(ctx context.Context, rec *nodestate.Volume) (bool, error) {
+	if held, err := c.holdsFiles(rec.VolumeID); err != nil || held {
+		return false, err
+	}
+	if err := c.Release(ctx, rec); err != nil {
+		return false, err
+	}
+	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
+		return false, err
+	}
+	return true, c.removeCache(rec.VolumeID)
+}
+
+// holdsFiles reports whether the volume's cache may hold a file: any
+// regular file in its directory but lost+found (rclone's data and
+// metadata files, the write journal), or an image that is not mounted
+// (what it holds is out of sight).
+func (c *Cached) holdsFiles(volumeID string) (bool, error) {
+	dir := c.CacheDir(volumeID)
+	if diskimage.Size(c.imagePath(volumeID)) > 0 {
+		mounted, err := mountpoint.Mounted(dir)
+		if err != nil || !mounted {
+			return true, err
+		}
+	}
+	found := errors.New("found")
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case errors.Is(err, os.ErrNotExist) && path == dir:
+			return filepath.SkipAll
+		case err != nil:
+			return err
+		case d.IsDir() && d.Name() == "lost+found" && filepath.Dir(path) == dir:
+			return filepath.SkipDir
+		case !d.IsDir():
+			return found
+		}
+		return nil
+	})
+	if errors.Is(err, found) {
+		return true, nil
+	}
+	return false, err
+}
+
+var _ Abandoner = (*Cached)(nil)
