@@ -55,16 +55,19 @@ func (p *pacedBody) Read(b []byte) (int, error) {
 func (p *pacedBody) Close() error { return nil }
 
 // TestReadAtWidensToTheRoundTrip: after its first block, a sequential
-// reader of a store whose GETs wait long for their first byte and then
-// deliver at once fetches the full window (4 × 8 MiB, cut to the
-// requests' ends); one whose GETs answer at once and deliver at 200 MB/s
-// doubles its block and its window (2 × 2 MiB).
+// reader of a store whose GETs wait long for their first byte fetches the
+// full window (4 × 8 MiB, cut to the requests' ends), whether the bytes
+// then come at once or at 100 MB/s, as one connection's TCP window per
+// round trip allows (the old rule sized the window by that one
+// connection's rate: 2 × 4 MiB); one whose GETs answer at once and
+// deliver at 50 MB/s doubles its block and its window (2 × 2 MiB).
 //
 // The widening follows the measured time to first byte over the measured
-// transfer time, and a loaded machine stretches both: the far store waits
-// 400 ms (its 1 MiB must then take under 16 ms to arrive, where 20 ms
-// failed once in CI at about 1 ms), and the near one delivers slowly
-// enough that an open delayed by up to 25 ms still reads as near.
+// transfer time, and a loaded machine stretches both: the far stores wait
+// 400 and 100 ms (their 1 MiB must then take under 200 and 50 ms to
+// arrive; 20 ms failed once in CI at about 1 ms), and the near one
+// delivers slowly enough that an open delayed by up to 40 ms still reads
+// as near.
 func TestReadAtWidensToTheRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -73,7 +76,8 @@ func TestReadAtWidensToTheRoundTrip(t *testing.T) {
 		min, max int64 // bytes requested by the GETs after the first block
 	}{
 		{"far away", 400 * time.Millisecond, 1e12, 24 << 20, 32 << 20},
-		{"at once", 0, 200e6, 4 << 20, 4 << 20},
+		{"far away, one connection's window per round trip", 100 * time.Millisecond, 100e6, 24 << 20, 32 << 20},
+		{"at once", 0, 50e6, 4 << 20, 4 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := &farSource{n: 64 << 20, ttfb: tc.ttfb, perConn: tc.perConn, sizes: make(chan int64, 64)}

@@ -639,18 +639,36 @@ func (r *Reader) consumed(b *block, end int64) {
 // to first byte idle: to keep the link busy, the bytes in flight must be
 // what arrives in that time, b's time to first byte at b's transfer rate.
 // A store on loopback answers in about a millisecond and the window grows
-// by doubling; one 20 ms away asks for its full width after the first
-// block instead of after five round trips (docs/benchmarks.md).
+// by doubling.
+//
+// b's rate is one connection's, which a far store's round trip bounds (a
+// TCP window per round trip) below what several connections bring. So
+// when b waited latencyBound times as long as its bytes took to arrive,
+// the window opens to its full width at once, each GET carrying at least
+// the bytes in flight that one connection asked for: a store 20 ms away
+// gets 4 × 8 MiB after the first block, where sizing the window by one
+// connection's rate took three round trips to get there
+// (docs/benchmarks.md, "The read-ahead opens its window at a far store").
 func (r *Reader) widen(b *block) {
 	size, window := r.size*2, r.window*2
 	if b.xfer > 0 && b.ttfb > 0 {
-		inFlight := int64(float64(len(b.buf)) * min(float64(b.ttfb)/float64(b.xfer), 1<<10))
+		ratio := min(float64(b.ttfb)/float64(b.xfer), 1<<10)
+		inFlight := int64(float64(len(b.buf)) * ratio)
 		size = max(size, classOf(inFlight/int64(r.opt.Window)))
 		window = max(window, int(min(inFlight/min(size, r.opt.BlockSize), int64(r.opt.Window))))
+		if ratio >= latencyBound {
+			size, window = max(size, classOf(inFlight)), r.opt.Window
+		}
 	}
 	r.size = min(size, r.opt.BlockSize)
 	r.window = min(window, r.opt.Window)
 }
+
+// latencyBound is the ratio of a GET's time to first byte to its
+// transfer time above which widen takes the store for far: on loopback a
+// GET of 1 MiB waits about as long as it transfers, 20 ms away 3 to 7
+// times as long.
+const latencyBound = 2
 
 // readInto reads len(p) bytes at off with one GET, when the memory
 // budget holds no block.
