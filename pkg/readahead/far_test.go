@@ -33,6 +33,17 @@ func (s *farSource) open(ctx context.Context, off, n int64) (io.ReadCloser, erro
 	return &pacedBody{left: n, rate: s.perConn, start: time.Now()}, nil
 }
 
+// requested takes the sizes of the GETs recorded and not yet taken, and
+// their sum.
+func (s *farSource) requested() (sizes []int64, total int64) {
+	for len(s.sizes) > 0 {
+		n := <-s.sizes
+		sizes = append(sizes, n)
+		total += n
+	}
+	return sizes, total
+}
+
 // pacedBody is a GET's body arriving at rate bytes per second.
 type pacedBody struct {
 	left, sent int64
@@ -94,17 +105,37 @@ func TestReadAtWidensToTheRoundTrip(t *testing.T) {
 			if first := <-src.sizes; first != 1<<20 {
 				t.Fatalf("first GET of %d bytes, want one of the first request's size (1 MiB)", first)
 			}
-			var ahead []int64
-			total := int64(0)
-			for len(src.sizes) > 0 {
-				n := <-src.sizes
-				ahead = append(ahead, n)
-				total += n
-			}
+			ahead, total := src.requested()
 			if total < tc.min || total > tc.max {
 				t.Fatalf("after the first block GETs of %v bytes, %d in all; want %d to %d", ahead, total, tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// TestReadAtShortSeekAfterTheFarJump: the full window a far store's first
+// block opens (TestReadAtWidensToTheRoundTrip) is kept only by a reader
+// that goes on in order: one whose next read is a short seek, as random
+// reads falling near each other are, fetches what the first block's rate
+// alone asked for (2 × 4 MiB here), not 4 × 8 MiB at every such read.
+func TestReadAtShortSeekAfterTheFarJump(t *testing.T) {
+	src := &farSource{n: 64 << 20, ttfb: 100 * time.Millisecond, perConn: 100e6, sizes: make(chan int64, 64)}
+	r := NewReader(context.Background(), src.open, 0, src.n, Options{})
+	p := make([]byte, 1<<20)
+	for _, off := range []int64{0, 5 << 20} {
+		_, release, err := r.ReadAt(p, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+	}
+	r.Close()
+	if first := <-src.sizes; first != 1<<20 {
+		t.Fatalf("first GET of %d bytes, want 1 MiB", first)
+	}
+	after, total := src.requested()
+	if total < 1<<20 || total > 8<<20 {
+		t.Fatalf("the read after a short seek made GETs of %v bytes, %d in all; want 1 to 8 MiB", after, total)
 	}
 }
 

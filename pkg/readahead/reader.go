@@ -113,6 +113,12 @@ type Reader struct {
 	err    error
 	closed bool
 	hits   *Hits // nil: not counted
+	// jumped is set while the window is open at its full width on one
+	// block's evidence (widen, at a far store); a short move then returns
+	// to slowSize and slowWindow, what that block's rate alone asked for.
+	jumped     bool
+	slowSize   int64
+	slowWindow int
 }
 
 type block struct {
@@ -216,6 +222,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 // blocks grow first, then the window, so a short read after a seek
 // fetches little.
 func (r *Reader) grow() {
+	r.jumped = false
 	if r.size < r.opt.BlockSize {
 		r.size = min(r.size*2, r.opt.BlockSize)
 	} else {
@@ -391,16 +398,22 @@ func (r *Reader) RangeSeek(_ context.Context, offset int64, whence int, length i
 }
 
 // moveTo drops the window and restarts it at off: after a far move with
-// one small block again, after a short one at the grown size and width.
+// one small block again, after a short one at the grown size and width,
+// but for a width widen opened on one block's evidence, which goes back
+// to what that block's rate asked for.
 func (r *Reader) moveTo(off int64) {
 	far := off < r.pos-r.opt.BlockSize || off > r.next+r.opt.BlockSize
 	for len(r.queue) > 0 {
 		r.drop()
 	}
 	r.pos, r.next = off, off
-	if far {
+	switch {
+	case far:
 		r.size, r.window = r.opt.FirstBlock, 1
+	case r.jumped:
+		r.size, r.window = r.slowSize, r.slowWindow
 	}
+	r.jumped = false
 }
 
 // drop abandons the head block; its GET is cancelled unless a ReadAt
@@ -643,32 +656,46 @@ func (r *Reader) consumed(b *block, end int64) {
 //
 // b's rate is one connection's, which a far store's round trip bounds (a
 // TCP window per round trip) below what several connections bring. So
-// when b waited latencyBound times as long as its bytes took to arrive,
-// the window opens to its full width at once, each GET carrying at least
-// the bytes in flight that one connection asked for: a store 20 ms away
-// gets 4 × 8 MiB after the first block, where sizing the window by one
-// connection's rate took three round trips to get there
+// when b waited farTTFB or more, and latencyBound times as long as its
+// bytes took to arrive, the window opens to its full width at once, each
+// GET carrying at least the bytes in flight that one connection asked
+// for: a store 20 ms away, whose first block of 1 MiB waits 3 to 8 times
+// as long as it transfers, gets 4 × 4 or 4 × 8 MiB after it, where sizing
+// the window by one connection's rate took three round trips to get there
 // (docs/benchmarks.md, "The read-ahead opens its window at a far store").
+// That width is kept only by a reader that goes on in order: a short move
+// first (moveTo) returns to what the rate alone asked for, so a random
+// reader whose reads fall near each other does not fetch the full window
+// at each.
 func (r *Reader) widen(b *block) {
 	size, window := r.size*2, r.window*2
+	far, inFlight := false, int64(0)
 	if b.xfer > 0 && b.ttfb > 0 {
 		ratio := min(float64(b.ttfb)/float64(b.xfer), 1<<10)
-		inFlight := int64(float64(len(b.buf)) * ratio)
+		inFlight = int64(float64(len(b.buf)) * ratio)
 		size = max(size, classOf(inFlight/int64(r.opt.Window)))
 		window = max(window, int(min(inFlight/min(size, r.opt.BlockSize), int64(r.opt.Window))))
-		if ratio >= latencyBound {
-			size, window = max(size, classOf(inFlight)), r.opt.Window
-		}
+		far = b.ttfb >= farTTFB && ratio >= latencyBound
 	}
 	r.size = min(size, r.opt.BlockSize)
 	r.window = min(window, r.opt.Window)
+	r.jumped = far
+	if far {
+		r.slowSize, r.slowWindow = r.size, r.window
+		r.size, r.window = min(max(r.size, classOf(inFlight)), r.opt.BlockSize), r.opt.Window
+	}
 }
 
 // latencyBound is the ratio of a GET's time to first byte to its
-// transfer time above which widen takes the store for far: on loopback a
-// GET of 1 MiB waits about as long as it transfers, 20 ms away 3 to 7
+// transfer time from which widen takes the store for far: on loopback a
+// GET of 1 MiB waits about as long as it transfers, 20 ms away 3 to 8
 // times as long.
 const latencyBound = 2
+
+// farTTFB is the shortest time to first byte widen takes for a far
+// store's: on loopback, or a rack away, a GET answers in about a
+// millisecond, and a small block arrives in less.
+const farTTFB = 5 * time.Millisecond
 
 // readInto reads len(p) bytes at off with one GET, when the memory
 // budget holds no block.
