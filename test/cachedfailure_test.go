@@ -23,13 +23,14 @@ import (
 // fails with a code kubelet takes as final (here FailedPrecondition: on
 // GCS the volume's prefix is also an object's name) and whose cache holds
 // no file leaves nothing behind, since kubelet never unstages it: no
-// record, no reservation, no cache image. Before, each such volume held
-// its cache's share of the node's disk (a quarter of the budget by
-// default), a FUSE server place and read-ahead memory for ever, so a
-// tenant who can write an object into its own bucket could fill a node's
-// budget with failing PVCs. A failed stage whose cache holds a pending
-// upload keeps it all, and the upload reaches the bucket once a stage
-// succeeds.
+// record, no reservation of disk, read-ahead memory or FUSE server, no
+// cache image. Before, each such volume held its cache's share of the
+// node's disk (min(10 GiB, a quarter of the budget) by default), a FUSE
+// server place and read-ahead memory for ever, so a tenant who can write
+// an object into its own bucket could fill a node's budget with PVCs
+// failing at their first stage. A failed stage whose cache holds a
+// pending upload keeps it all, and the upload reaches the bucket once a
+// stage succeeds.
 func TestCachedFinalFailureHoldsOnlyPendingWork(t *testing.T) {
 	testenv.RequireFUSE(t)
 	s3 := testenv.StartS3(t)
@@ -70,6 +71,7 @@ func TestCachedFinalFailureHoldsOnlyPendingWork(t *testing.T) {
 		}
 		return nil
 	}
+	ledgers := []string{"disk-budget.json", "memory-budget.json", "server-budget.json"}
 	image := func(id string) string { return filepath.Join(drv.StateDir, "cache", volume.DirName(id)+".img") }
 
 	t.Run("nothing cached", func(t *testing.T) {
@@ -79,10 +81,14 @@ func TestCachedFinalFailureHoldsOnlyPendingWork(t *testing.T) {
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("the stage of a prefix that is also an object = %v, want FailedPrecondition", err)
 		}
-		r, reserved := reservation(t, drv, id)
 		_, statErr := os.Stat(image(id))
-		if rec := recordOf(id); rec != nil || reserved || !os.IsNotExist(statErr) {
-			t.Fatalf("left: a record %+v, a reservation %v %+v, the cache image %v; want nothing", rec, reserved, r, statErr)
+		if rec := recordOf(id); rec != nil || !os.IsNotExist(statErr) {
+			t.Fatalf("left: a record %+v, the cache image %v; want neither", rec, statErr)
+		}
+		for _, ledger := range ledgers {
+			if r, reserved := reservationIn(t, drv, ledger, id); reserved {
+				t.Fatalf("left: a reservation in %s: %+v", ledger, r)
+			}
 		}
 	})
 
@@ -108,8 +114,13 @@ func TestCachedFinalFailureHoldsOnlyPendingWork(t *testing.T) {
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("the restage with the prefix also an object = %v, want FailedPrecondition", err)
 		}
-		if _, reserved := reservation(t, drv, id); recordOf(id) == nil || !reserved || diskimageMissing(image(id)) {
-			t.Fatalf("the failed stage of a cache with a pending upload: record %+v, reserved %v, image missing %v; want all kept", recordOf(id), reserved, diskimageMissing(image(id)))
+		if recordOf(id) == nil || diskimageMissing(image(id)) {
+			t.Fatalf("the failed stage of a cache with a pending upload: record %+v, image missing %v; want both kept", recordOf(id), diskimageMissing(image(id)))
+		}
+		for _, ledger := range ledgers {
+			if _, reserved := reservationIn(t, drv, ledger, id); !reserved {
+				t.Fatalf("the failed stage of a cache with a pending upload lost its reservation in %s", ledger)
+			}
 		}
 		if err := gcs.DeleteObjects(ctx, "shared", []string{"team-b"}); err != nil {
 			t.Fatal(err)

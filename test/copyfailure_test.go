@@ -92,7 +92,14 @@ func TestCopyFinalFailureHoldsNothing(t *testing.T) {
 // ledger.
 func reservation(t *testing.T, drv *testenv.Driver, volumeID string) (budget.Reservation, bool) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(drv.StateDir, "disk-budget.json"))
+	return reservationIn(t, drv, "disk-budget.json", volumeID)
+}
+
+// reservationIn reads volumeID's reservation from the driver's ledger
+// file (disk-budget.json, memory-budget.json, server-budget.json).
+func reservationIn(t *testing.T, drv *testenv.Driver, file, volumeID string) (budget.Reservation, bool) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(drv.StateDir, file))
 	if err != nil {
 		t.Fatal(err)
 	}

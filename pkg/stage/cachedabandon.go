@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/bucket-csi/bucket-csi/pkg/diskimage"
 	"github.com/bucket-csi/bucket-csi/pkg/mountpoint"
 	"github.com/bucket-csi/bucket-csi/pkg/nodestate"
 )
@@ -21,8 +20,17 @@ import (
 // mounted to look into, is kept with the whole failed stage for the next
 // one to upload from (false), as before: a drain server started from the
 // config that failed would fail the same way.
+//
+// The failed stage's saved server config goes first: should the rest fail
+// (answered Unavailable, so kubelet unstages later), the unstage then
+// finds a server that never started and removes the cache, instead of
+// starting a drain server from that config, which would fail as the
+// stage did.
 func (c *Cached) Abandon(ctx context.Context, rec *nodestate.Volume) (bool, error) {
 	if held, err := c.holdsFiles(rec.VolumeID); err != nil || held {
+		return false, err
+	}
+	if err := os.Remove(filepath.Join(rec.StateDir, savedConfig)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
 	if err := c.Release(ctx, rec); err != nil {
@@ -34,20 +42,24 @@ func (c *Cached) Abandon(ctx context.Context, rec *nodestate.Volume) (bool, erro
 	return true, c.removeCache(rec.VolumeID)
 }
 
-// holdsFiles reports whether the volume's cache may hold a file: any
-// regular file in its directory but lost+found (rclone's data and
-// metadata files, the write journal), or an image that is not mounted
-// (what it holds is out of sight).
+// holdsFiles reports whether the volume's cache may hold a file: anything
+// but a directory in its directory outside lost+found (rclone's data and
+// metadata files, the write journal), an image that is not mounted (what
+// it holds is out of sight) or one that cannot be looked at.
 func (c *Cached) holdsFiles(volumeID string) (bool, error) {
 	dir := c.CacheDir(volumeID)
-	if diskimage.Size(c.imagePath(volumeID)) > 0 {
+	_, err := os.Stat(c.imagePath(volumeID))
+	switch {
+	case err == nil:
 		mounted, err := mountpoint.Mounted(dir)
 		if err != nil || !mounted {
 			return true, err
 		}
+	case !errors.Is(err, os.ErrNotExist):
+		return true, err
 	}
 	found := errors.New("found")
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		switch {
 		case errors.Is(err, os.ErrNotExist) && path == dir:
 			return filepath.SkipAll
