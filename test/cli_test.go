@@ -190,9 +190,11 @@ func TestStorageUploadResumes(t *testing.T) {
 }
 
 // TestStorageUploadSeveralPaths: of several paths, a file lands at the
-// bucket's root under its name and a directory's files under the
-// directory's name; two paths of one name are refused before anything
-// is sent.
+// bucket's root under its name (a path that is a symlink with the bytes
+// it names) and a directory's files under the directory's name; two
+// paths of one name are refused before anything is sent; a directory
+// uploaded to the root never sends its .bucket-csi over the driver's
+// mark.
 func TestStorageUploadSeveralPaths(t *testing.T) {
 	s3 := testenv.StartS3(t)
 	src := t.TempDir()
@@ -204,13 +206,35 @@ func TestStorageUploadSeveralPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, errOut, code := storageCLI(t, s3, "upload", "--name", "several", filepath.Join(src, "notes.txt"), filepath.Join(src, "images"))
+	if err := os.Symlink("notes.txt", filepath.Join(src, "alias.txt")); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := storageCLI(t, s3, "upload", "--name", "several", filepath.Join(src, "notes.txt"), filepath.Join(src, "images"), filepath.Join(src, "alias.txt"))
 	if code != 0 {
 		t.Fatalf("upload (exit %d):\n%s\n%s", code, out, errOut)
 	}
 	st := s3.Store(t)
-	if got, want := bucketKeys(t, st, "several"), []string{"images/a.png", "images/train/b.png", "notes.txt"}; !slices.Equal(got, want) {
+	if got, want := bucketKeys(t, st, "several"), []string{"alias.txt", "images/a.png", "images/train/b.png", "notes.txt"}; !slices.Equal(got, want) {
 		t.Fatalf("bucket holds %q, want %q", got, want)
+	}
+	if got, err := s3.ReadObject(t, "several", "alias.txt"); err != nil || string(got) != "n" {
+		t.Fatalf("the symlink's object: %q, %v; want the file it names", got, err)
+	}
+	// A directory holding a .bucket-csi of its own (a copy of another
+	// bucket, say), uploaded to the root: the mark stays the driver's.
+	meta := filepath.Join(src, "images", ".bucket-csi")
+	if err := os.MkdirAll(meta, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(meta, "owner.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := storageCLI(t, s3, "upload", "--name", "several", filepath.Join(src, "images")); code != 0 {
+		t.Fatalf("upload of a directory holding .bucket-csi (exit %d):\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = storageCLI(t, s3, "ls", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"several"`) {
+		t.Fatalf("the bucket after a directory holding .bucket-csi was uploaded to its root is no longer listed as the driver's (exit %d):\n%s\n%s", code, out, errOut)
 	}
 	other := t.TempDir()
 	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("other"), 0o644); err != nil {

@@ -32,7 +32,9 @@ Commands:
                                           bucket-csi's (buckets with an earlier version's or a forged mark,
                                           or left unmarked by a crash)
   upload --name NAME [--store STORE] PATH...
-                                          create or reuse a bucket and upload only new or changed files
+                                          create or reuse a bucket and upload only new or changed files:
+                                          one directory's contents to its root; of several paths, each
+                                          under its own name
 
 Every command needs the driver's ownership key: --ownership-key-file FILE (in a cluster, the chart's
 Secret: kubectl -n bucket-csi get secret bucket-csi-ownership-key -o jsonpath='{.data.ownership\.key}' | base64 -d).

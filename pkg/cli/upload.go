@@ -11,6 +11,7 @@ import (
 
 	rfs "github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/accounting"
+	"github.com/rclone/rclone/fs/filter"
 	"github.com/rclone/rclone/fs/operations"
 	rsync "github.com/rclone/rclone/fs/sync"
 
@@ -91,7 +92,15 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 		if err != nil { // of a fault kind
 			return UploadResult{}, fmt.Errorf("uploading %s: %w", p, err)
 		}
-		if err := copyPath(ctx, p, fdst); err != nil {
+		pctx := ctx
+		if dirs[i] == "" {
+			// A directory's contents at the bucket's root: never its
+			// .bucket-csi, which would replace the driver's mark.
+			if pctx, err = withoutMeta(ctx); err != nil {
+				return UploadResult{}, err
+			}
+		}
+		if err := copyPath(pctx, p, fdst); err != nil {
 			return UploadResult{}, fmt.Errorf("%w: uploading %s: %v", fault.Unavailable, p, err)
 		}
 	}
@@ -104,12 +113,14 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 
 // uploadDirs says where in the bucket each of paths goes: the directory
 // (relative to the bucket's root, "" for the root) that receives a
-// file, or a directory's contents. One path goes to the root (a file
-// under its base name); of several, a file goes to the root under its
-// base name and a directory under its base name (of its absolute path,
-// so "." is the working directory's name). Paths that do not exist, the
-// file system's root among several, and two paths that would land on
-// the same name are refused (fault.Invalid) before anything is sent.
+// file, or a directory's contents. One directory's contents go to the
+// root; a file goes to the root under its base name; of several paths,
+// a directory goes under its base name (of its absolute path, so "." is
+// the working directory's name; a trailing "/" changes nothing). Paths
+// that do not exist, the file system's root among several, a name that
+// is the driver's own directory (.bucket-csi) and two paths that would
+// land on the same name are refused (fault.Invalid) before anything is
+// sent. A path that is a symlink is followed (copyPath).
 func uploadDirs(paths []string) ([]string, error) {
 	dirs := make([]string, len(paths))
 	seen := map[string]string{}
@@ -118,7 +129,7 @@ func uploadDirs(paths []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", fault.Invalid, err)
 		}
-		if len(paths) == 1 {
+		if len(paths) == 1 && info.IsDir() {
 			break
 		}
 		abs, err := filepath.Abs(p)
@@ -128,6 +139,9 @@ func uploadDirs(paths []string) ([]string, error) {
 		base := filepath.Base(abs)
 		if base == string(filepath.Separator) {
 			return nil, fmt.Errorf("%w: %s has no name to upload it under beside other paths; upload it alone", fault.Invalid, p)
+		}
+		if bucket.IsMeta(base) {
+			return nil, fmt.Errorf("%w: %s would be uploaded as %s, the driver's own directory in the bucket; rename it", fault.Invalid, p, bucket.MetaDir)
 		}
 		if other, ok := seen[base]; ok {
 			return nil, fmt.Errorf("%w: %s and %s would both be uploaded as %q; upload them separately or rename one", fault.Invalid, other, p, base)
@@ -140,18 +154,38 @@ func uploadDirs(paths []string) ([]string, error) {
 	return dirs, nil
 }
 
-// copyPath copies a local file or directory into fdst.
+// withoutMeta returns ctx with an rclone filter that leaves out the
+// driver's own directory at the top of what is copied.
+func withoutMeta(ctx context.Context) (context.Context, error) {
+	fi, err := filter.NewFilter(nil)
+	if err == nil {
+		err = fi.Add(false, "/"+bucket.MetaDir+"/**")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return filter.ReplaceConfig(ctx, fi), nil
+}
+
+// copyPath copies a local file or directory into fdst. A file is copied
+// under src's base name, from what src names when it is a symlink (as
+// cp does with a path it is given); symlinks inside a directory are not
+// followed.
 func copyPath(ctx context.Context, src string, fdst rfs.Fs) error {
 	info, err := os.Stat(src)
 	if err != nil {
 		return err
 	}
 	if !info.IsDir() {
-		fsrc, err := rfs.NewFs(ctx, filepath.Dir(src))
+		target, err := filepath.EvalSymlinks(src)
 		if err != nil {
 			return err
 		}
-		return operations.CopyFile(ctx, fdst, fsrc, filepath.Base(src), filepath.Base(src))
+		fsrc, err := rfs.NewFs(ctx, filepath.Dir(target))
+		if err != nil {
+			return err
+		}
+		return operations.CopyFile(ctx, fdst, fsrc, filepath.Base(src), filepath.Base(target))
 	}
 	fsrc, err := rfs.NewFs(ctx, src)
 	if err != nil {

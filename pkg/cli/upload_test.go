@@ -14,12 +14,12 @@ import (
 // and which sets of paths are refused before anything is sent.
 func TestUploadDirs(t *testing.T) {
 	root := t.TempDir()
-	for _, d := range []string{"data", "other/data", "work"} {
+	for _, d := range []string{"data", "other/data", "work", ".bucket-csi"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"notes.txt", "other/notes.txt"} {
+	for _, f := range []string{"notes.txt", "other/notes.txt", "other/.bucket-csi"} {
 		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -31,6 +31,7 @@ func TestUploadDirs(t *testing.T) {
 		want  []string
 	}{
 		{[]string{at("data")}, []string{""}},
+		{[]string{at(".bucket-csi")}, []string{""}}, // its contents, to the root
 		{[]string{at("notes.txt")}, []string{""}},
 		{[]string{at("notes.txt"), at("data") + "/"}, []string{"", "data"}},
 		{[]string{".", at("data")}, []string{"work", "data"}},
@@ -45,6 +46,8 @@ func TestUploadDirs(t *testing.T) {
 		{at("data"), at("other/data")},
 		{at("notes.txt"), at("other/notes.txt")},
 		{"/", at("data")},
+		{at(".bucket-csi"), at("data")},
+		{at("other/.bucket-csi")},
 	} {
 		if _, err := uploadDirs(paths); !errors.Is(err, fault.Invalid) {
 			t.Errorf("uploadDirs(%q) = %v, want an Invalid error", paths, err)
