@@ -30,10 +30,11 @@ type UploadResult struct {
 // Upload creates or reuses the bucket name in kind (marked as created by
 // the CLI with command) and copies paths into it: a single directory's
 // contents go to the bucket root, several paths each go under their base
-// name (uploadDirs). Files already in the bucket with the same size and checksum are
-// not sent again, so a repeat or an interrupted run sends only what is
-// missing or changed. Symlinks are not followed; nothing in the bucket is
-// deleted.
+// name (uploadDirs). Files already in the bucket with the same size and
+// checksum are not sent again, so a repeat or an interrupted run sends
+// only what is missing or changed. Symlinks inside directories are not
+// followed (a path given that is one is: copyPath); nothing in the bucket
+// is deleted, and the driver's own directory is never written.
 func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, command string) (UploadResult, error) {
 	if kind == "" {
 		kind = e.DefaultStore
@@ -94,8 +95,9 @@ func (e *Env) Upload(ctx context.Context, name, kind string, paths []string, com
 		}
 		pctx := ctx
 		if dirs[i] == "" {
-			// A directory's contents at the bucket's root: never its
-			// .bucket-csi, which would replace the driver's mark.
+			// What goes to the bucket's root never carries a
+			// directory's .bucket-csi, which would replace the
+			// driver's mark.
 			if pctx, err = withoutMeta(ctx); err != nil {
 				return UploadResult{}, err
 			}
