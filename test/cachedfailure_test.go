@@ -101,6 +101,9 @@ func TestCachedFinalFailureHoldsOnlyPendingWork(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(staging, "out.txt"), []byte("pending"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := gcs.GetObject(ctx, "shared", "team-b/out.txt"); err == nil {
+			t.Fatal("out.txt is in the bucket already: --write-back 1h should keep it pending")
+		}
 		if err := gcs.PutObject(ctx, "shared", "team-b", []byte("x")); err != nil {
 			t.Fatal(err)
 		}
