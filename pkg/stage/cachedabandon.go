@@ -33,10 +33,9 @@ func (c *Cached) Abandon(ctx context.Context, rec *nodestate.Volume) (bool, erro
 	if err := os.Remove(filepath.Join(rec.StateDir, savedConfig)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
+	// Release stops the server and unmounts the staging path (the
+	// server's mount point, or the drain's and then the staging path).
 	if err := c.Release(ctx, rec); err != nil {
-		return false, err
-	}
-	if err := mountpoint.Unmount(rec.StagingPath); err != nil {
 		return false, err
 	}
 	return true, c.removeCache(rec.VolumeID)
