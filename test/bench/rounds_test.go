@@ -46,6 +46,9 @@ func (fg *figure) run() {
 	if n == 2 {
 		turn = 0 // the last of a round would be the first of the next
 	}
+	if err := settleMemory(); err != nil {
+		fg.b.Fatal(err)
+	}
 	for r := range max(1, *rounds) {
 		for i := range n {
 			s := fg.systems[(r*turn+i)%n]
