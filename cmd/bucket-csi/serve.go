@@ -81,7 +81,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.keepCopies, "keep-copies", false, "keep COPY data after unstage so a later stage fetches only changes")
 	fs.IntVar(&f.copyWorkers, "copy-workers", copier.DefaultWorkers, "COPY objects or ranges fetched in parallel")
 	fs.IntVar(&f.copyJobs, "copy-jobs", stage.DefaultParallel, "COPY volumes copied at once on the node (each holds up to about 150 MiB of the plugin's memory while it lists); others wait; one namespace runs at most one less (1 when this is 1)")
-	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "MOUNT: most parallel ranged GETs of one sequential read (0: default, 4)")
+	fs.IntVar(&f.readChunkStreams, "read-chunk-streams", 0, "MOUNT: most parallel ranged GETs of one sequential read, twice as many from a far store (0: default, 4)")
 	fs.Int64Var(&f.readChunkSize, "read-chunk-size", 0, "MOUNT: size of each ranged GET of a sequential read in bytes (0: default, 8 MiB)")
 	fs.BoolVar(&f.objectMTimes, "mount-object-mtimes", false, "MOUNT: show the mtime uploaders keep in object metadata (one HEAD request per file) instead of the object's last-modified time")
 	fs.DurationVar(&f.dirCacheTime, "dir-cache-time", 10*time.Second, "how long mounts trust a directory listing")

@@ -103,8 +103,8 @@ type Config struct {
 	// mount option, volume.FileMode).
 	Exec bool `json:"exec,omitempty"`
 	// ReadChunkStreams is the most ranged GETs one sequential read runs
-	// at once, ReadChunkSize their size (with ReadAhead; 0: readahead's
-	// defaults).
+	// at once (twice that from a far store: readahead.Options.Window),
+	// ReadChunkSize their size (with ReadAhead; 0: readahead's defaults).
 	ReadChunkStreams int   `json:"readChunkStreams,omitempty"`
 	ReadChunkSize    int64 `json:"readChunkSize,omitempty"`
 	// ReadAheadMemory caps the bytes of read-ahead and small-file

@@ -67,11 +67,12 @@ func (p *pacedBody) Close() error { return nil }
 
 // TestReadAtWidensToTheRoundTrip: after its first block, a sequential
 // reader of a store whose GETs wait long for their first byte fetches the
-// full window (4 × 8 MiB, cut to the requests' ends), whether the bytes
-// then come at once or at 100 MB/s, as one connection's TCP window per
-// round trip allows (the old rule sized the window by that one
-// connection's rate: 2 × 4 MiB); one whose GETs answer at once and
-// deliver at 50 MB/s doubles its block and its window (2 × 2 MiB).
+// full window of a far store (8 × 8 MiB, twice the default 4 blocks, cut
+// to the requests' ends), whether the bytes then come at once or at
+// 100 MB/s, as one connection's TCP window per round trip allows (the
+// first rule sized the window by that one connection's rate: 2 × 4 MiB;
+// the second opened 4 × 8 MiB); one whose GETs answer at once and deliver
+// at 50 MB/s doubles its block and its window (2 × 2 MiB).
 //
 // The widening follows the measured time to first byte over the measured
 // transfer time, and a loaded machine stretches both: the far stores wait
@@ -86,12 +87,12 @@ func TestReadAtWidensToTheRoundTrip(t *testing.T) {
 		perConn  float64
 		min, max int64 // bytes requested by the GETs after the first block
 	}{
-		{"far away", 400 * time.Millisecond, 1e12, 24 << 20, 32 << 20},
-		{"far away, one connection's window per round trip", 100 * time.Millisecond, 100e6, 24 << 20, 32 << 20},
+		{"far away", 400 * time.Millisecond, 1e12, 56 << 20, 64 << 20},
+		{"far away, one connection's window per round trip", 100 * time.Millisecond, 100e6, 56 << 20, 64 << 20},
 		{"at once", 0, 50e6, 4 << 20, 4 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := &farSource{n: 64 << 20, ttfb: tc.ttfb, perConn: tc.perConn, sizes: make(chan int64, 64)}
+			src := &farSource{n: 128 << 20, ttfb: tc.ttfb, perConn: tc.perConn, sizes: make(chan int64, 64)}
 			r := NewReader(context.Background(), src.open, 0, src.n, Options{})
 			defer r.Close()
 			p := make([]byte, 1<<20)
@@ -136,6 +137,49 @@ func TestReadAtShortSeekAfterTheFarJump(t *testing.T) {
 	after, total := src.requested()
 	if total < 1<<20 || total > 8<<20 {
 		t.Fatalf("the read after a short seek made GETs of %v bytes, %d in all; want 1 to 8 MiB", after, total)
+	}
+}
+
+// TestOnlyAFarStoreWidensTwice: a sequential reader's window grows to
+// the default 4 blocks from a store that answers at once and to 8 from
+// one whose GETs wait long for their first byte, and the read-ahead
+// memory's share of a reader follows: one reader's span is 5 blocks of
+// 8 MiB near, 9 far.
+func TestOnlyAFarStoreWidensTwice(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ttfb    time.Duration
+		perConn float64 // slow enough near that a late open still reads as near
+		window  int
+	}{
+		{"near", 0, 50e6, 4},
+		{"far", 100 * time.Millisecond, 1e12, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &farSource{n: 128 << 20, ttfb: tc.ttfb, perConn: tc.perConn}
+			opt := Options{}.withDefaults()
+			mem := newMemory(opt)
+			r := newReader(context.Background(), src.open, 0, src.n, opt, mem)
+			defer r.Close()
+			p := make([]byte, 1<<20)
+			widest := 0
+			for off := int64(0); off < 48<<20; off += int64(len(p)) {
+				_, release, err := r.ReadAt(p, off)
+				if err != nil {
+					t.Fatal(err)
+				}
+				release()
+				r.mu.Lock()
+				widest = max(widest, r.window)
+				r.mu.Unlock()
+			}
+			if widest != tc.window {
+				t.Fatalf("the window grew to %d blocks, want %d", widest, tc.window)
+			}
+			if share, want := mem.share(r.far), int64(tc.window+1)*opt.BlockSize; share != want {
+				t.Fatalf("one reader's share is %d bytes, want %d", share, want)
+			}
+		})
 	}
 }
 

@@ -29,8 +29,9 @@ type memory struct {
 	// limit, if smaller).
 	readers atomic.Int64
 	// span is the most one sequential Reader holds at its widest: its
-	// window of blocks ahead and a block kept behind (see share).
-	span int64
+	// window of blocks ahead and a block kept behind (see share); farSpan
+	// the same for a Reader of a far store, whose window is wider.
+	span, farSpan int64
 }
 
 // keepBytes bounds the buffers kept for reuse (within the limit).
@@ -40,7 +41,8 @@ const keepBytes = 64 << 20
 // opt's window and block size; opt has its defaults.
 func newMemory(opt Options) *memory {
 	span := int64(opt.Window+1) * opt.BlockSize
-	return &memory{limit: opt.MemoryLimit, span: span, byClass: map[int64][][]byte{}}
+	farSpan := int64(farWidth*opt.Window+1) * opt.BlockSize
+	return &memory{limit: opt.MemoryLimit, span: span, farSpan: farSpan, byClass: map[int64][][]byte{}}
 }
 
 // getBuf returns a buffer of n bytes counted against the budget, or nil
@@ -94,9 +96,14 @@ func (m *memory) putBuf(b []byte) {
 // no speed when measured (docs/benchmarks.md, "Open files share one
 // file's read-ahead span"), while each reader that stops short of the
 // end of the file, as one reading its part of a file does, leaves what
-// it holds ahead fetched and never read.
-func (m *memory) share() int64 {
-	return min(m.limit, m.span) / max(m.readers.Load(), 1)
+// it holds ahead fetched and never read. A Reader of a far store (far)
+// shares the wider span of its window (Reader.maxWindow).
+func (m *memory) share(far bool) int64 {
+	span := m.span
+	if far {
+		span = m.farSpan
+	}
+	return min(m.limit, span) / max(m.readers.Load(), 1)
 }
 
 // reserve counts n bytes (a small file) against the budget; false when

@@ -249,7 +249,7 @@ func TestReadersShareTheBudget(t *testing.T) {
 		defer r.Close()
 		readers = append(readers, r)
 	}
-	share := mem.share()
+	share := mem.share(false)
 	if share != 8<<20 {
 		t.Fatalf("share of 4 readers of 32 MiB is %d", share)
 	}

@@ -26,7 +26,8 @@ import (
 
 // Options tune the read path. Zero values take the defaults.
 type Options struct {
-	// Window is the most blocks fetched at once by one Reader (4).
+	// Window is the most blocks fetched at once by one Reader (4), or
+	// farWidth times that from a far store (see Reader.widen).
 	Window int
 	// BlockSize is the size of one ranged GET once a read is
 	// sequential (8 MiB).
@@ -119,6 +120,18 @@ type Reader struct {
 	jumped     bool
 	slowSize   int64
 	slowWindow int
+	// far is set once a block showed the store far (see widen): the
+	// window may then hold farWidth times opt.Window blocks.
+	far bool
+}
+
+// maxWindow is the most blocks the window may hold: opt.Window, or
+// farWidth times that from a far store.
+func (r *Reader) maxWindow() int {
+	if r.far {
+		return farWidth * r.opt.Window
+	}
+	return r.opt.Window
 }
 
 type block struct {
@@ -226,7 +239,7 @@ func (r *Reader) grow() {
 	if r.size < r.opt.BlockSize {
 		r.size = min(r.size*2, r.opt.BlockSize)
 	} else {
-		r.window = min(r.window*2, r.opt.Window)
+		r.window = min(r.window*2, r.maxWindow())
 	}
 }
 
@@ -236,7 +249,7 @@ func (r *Reader) grow() {
 // ReadAt) count against the share but not the window; the first block
 // ahead of them is always allowed.
 func (r *Reader) fill(behind int) {
-	share := r.mem.share()
+	share := r.mem.share(r.far)
 	for len(r.queue)-behind < r.window && r.next < r.end {
 		if len(r.queue) > behind && r.next-r.queue[0].off+r.blockLen() > share {
 			return
@@ -657,11 +670,12 @@ func (r *Reader) consumed(b *block, end int64) {
 // b's rate is one connection's, which a far store's round trip bounds (a
 // TCP window per round trip) below what several connections bring. So
 // when b waited farTTFB or more, and latencyBound times as long as its
-// bytes took to arrive, the window opens to its full width at once, each
-// GET carrying at least the bytes in flight that one connection asked
-// for: a store 20 ms away, whose first block of 1 MiB waits 3 to 8 times
-// as long as it transfers, gets 4 × 4 or 4 × 8 MiB after it, where sizing
-// the window by one connection's rate took three round trips to get there
+// bytes took to arrive, the store is far: the window opens at once to its
+// full width, farWidth times opt.Window from then on, each GET carrying
+// at least the bytes in flight that one connection asked for. A store
+// 20 ms away, whose first block of 1 MiB waits 3 to 8 times as long as it
+// transfers, gets 8 × 4 or 8 × 8 MiB after it, where sizing the window by
+// one connection's rate took three round trips to reach 4 × 8 MiB
 // (docs/benchmarks.md, "The read-ahead opens its window at a far store").
 // That width is kept only by a reader that goes on in order: a short move
 // first (moveTo) returns to what the rate alone asked for, so a random
@@ -678,11 +692,12 @@ func (r *Reader) widen(b *block) {
 		far = b.ttfb >= farTTFB && ratio >= latencyBound
 	}
 	r.size = min(size, r.opt.BlockSize)
-	r.window = min(window, r.opt.Window)
+	r.far = r.far || far
+	r.window = min(window, r.maxWindow())
 	r.jumped = far
 	if far {
 		r.slowSize, r.slowWindow = r.size, r.window
-		r.size, r.window = min(max(r.size, classOf(inFlight)), r.opt.BlockSize), r.opt.Window
+		r.size, r.window = min(max(r.size, classOf(inFlight)), r.opt.BlockSize), r.maxWindow()
 	}
 }
 
@@ -696,6 +711,15 @@ const latencyBound = 2
 // store's: on loopback, or a rack away, a GET answers in about a
 // millisecond, and a small block arrives in less.
 const farTTFB = 5 * time.Millisecond
+
+// farWidth is how many times opt.Window blocks the window holds from a
+// far store. One connection there streams about a TCP window per round
+// trip (6 MiB per 20 ms), so a block of 8 MiB takes two to three round
+// trips and 4 of them in flight held MOUNT near 600 MB/s where the raw
+// GETs' 8 brought 700 to 850; with 8, MOUNT read 0.82-0.90x the raw GETs
+// against 0.74-0.78x (docs/benchmarks.md, "Twice the GETs in flight from
+// a far store").
+const farWidth = 2
 
 // readInto reads len(p) bytes at off with one GET, when the memory
 // budget holds no block.
