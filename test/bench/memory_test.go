@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,14 +27,27 @@ const pageReportingDelay = "/sys/module/page_reporting/parameters/min_free_ms"
 // runs. Memory left free longer is touched again (settleMemory).
 const heldDelay = "300000"
 
+// savedDelay keeps the setting's value from before the bench until the
+// bench restores it: a bench that was killed leaves it, and the next one
+// restores that value rather than the delay it finds held.
+const savedDelay = "/run/bucket-csi-bench-min-free-ms"
+
 // holdMemory keeps the memory the bench frees with the VM while it runs,
 // as on a machine that hands nothing back. It returns what restores the
-// setting and a line for the output saying what was done ("" on a
-// machine without the setting).
+// setting (also run on SIGINT and SIGTERM, which then end the process)
+// and a line for the output saying what was done ("" on a machine
+// without the setting).
 func holdMemory() (restore func(), note string, err error) {
-	old, err := os.ReadFile(pageReportingDelay)
+	current, err := os.ReadFile(pageReportingDelay)
 	if errors.Is(err, os.ErrNotExist) {
 		return func() {}, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	old, err := os.ReadFile(savedDelay)
+	if errors.Is(err, os.ErrNotExist) {
+		old, err = current, os.WriteFile(savedDelay, current, 0o600)
 	}
 	if err != nil {
 		return nil, "", err
@@ -40,7 +55,19 @@ func holdMemory() (restore func(), note string, err error) {
 	if err := os.WriteFile(pageReportingDelay, []byte(heldDelay), 0o644); err != nil {
 		return nil, "", err
 	}
-	restore = func() { _ = os.WriteFile(pageReportingDelay, old, 0o644) }
+	restore = func() {
+		if os.WriteFile(pageReportingDelay, old, 0o644) == nil {
+			_ = os.Remove(savedDelay)
+		}
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-signals
+		restore()
+		fmt.Fprintf(os.Stderr, "bench: %v: %s restored; the bench's disk and servers may be left\n", s, pageReportingDelay)
+		os.Exit(1)
+	}()
 	note = fmt.Sprintf("# free pages held from the host while the bench ran (%s %s ms, was %s)",
 		pageReportingDelay, heldDelay, strings.TrimSpace(string(old)))
 	return restore, note, nil
@@ -51,8 +78,8 @@ func holdMemory() (restore func(), note string, err error) {
 // copy on the bench's disk).
 const settleBytes = 6 << 30
 
-// settleMemory touches settleBytes of free memory (at most half of what
-// the kernel counts available), so that a figure's runs find memory the
+// settleMemory touches settleBytes of free memory (at most half of the
+// memory the kernel counts free), so that a figure's runs find memory the
 // host backs whatever ran before them: with holdMemory, what they free
 // stays so. On a machine that hands nothing back it changes nothing.
 func settleMemory() error {
@@ -61,6 +88,9 @@ func settleMemory() error {
 		return err
 	}
 	n := min(settleBytes, int64(info.Freeram)*int64(info.Unit)/2)
+	if n < 1<<20 {
+		return nil
+	}
 	m, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return err
