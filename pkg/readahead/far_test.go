@@ -3,6 +3,7 @@ package readahead
 import (
 	"context"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,14 +16,22 @@ type farSource struct {
 	ttfb    time.Duration
 	perConn float64
 	sizes   chan int64
+	// firstTTFB, if set, is the first GET's time to first byte instead
+	// of ttfb (a near store whose first answer came late).
+	firstTTFB time.Duration
+	opened    atomic.Int64
 }
 
 func (s *farSource) open(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 	if s.sizes != nil {
 		s.sizes <- n
 	}
-	if s.ttfb > 0 {
-		t := time.NewTimer(s.ttfb)
+	ttfb := s.ttfb
+	if s.opened.Add(1) == 1 && s.firstTTFB > 0 {
+		ttfb = s.firstTTFB
+	}
+	if ttfb > 0 {
+		t := time.NewTimer(ttfb)
 		defer t.Stop()
 		select {
 		case <-t.C:
@@ -144,19 +153,21 @@ func TestReadAtShortSeekAfterTheFarJump(t *testing.T) {
 // the default 4 blocks from a store that answers at once and to 8 from
 // one whose GETs wait long for their first byte, and the read-ahead
 // memory's share of a reader follows: one reader's span is 5 blocks of
-// 8 MiB near, 9 far.
+// 8 MiB near, 9 far. A near store whose first GET answered late (a busy
+// CPU, not a round trip) gets 8 until a GET answers at once, then 4.
 func TestOnlyAFarStoreWidensTwice(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		ttfb    time.Duration
-		perConn float64 // slow enough near that a late open still reads as near
-		window  int
+		name            string
+		ttfb, firstTTFB time.Duration
+		perConn         float64 // slow enough near that a late open still reads as near
+		widest, window  int
 	}{
-		{"near", 0, 50e6, 4},
-		{"far", 100 * time.Millisecond, 1e12, 8},
+		{"near", 0, 0, 50e6, 4, 4},
+		{"far", 100 * time.Millisecond, 0, 1e12, 8, 8},
+		{"near, its first GET late", 0, 100 * time.Millisecond, 50e6, 8, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := &farSource{n: 128 << 20, ttfb: tc.ttfb, perConn: tc.perConn}
+			src := &farSource{n: 128 << 20, ttfb: tc.ttfb, firstTTFB: tc.firstTTFB, perConn: tc.perConn}
 			opt := Options{}.withDefaults()
 			mem := newMemory(opt)
 			r := newReader(context.Background(), src.open, 0, src.n, opt, mem)
@@ -173,10 +184,13 @@ func TestOnlyAFarStoreWidensTwice(t *testing.T) {
 				widest = max(widest, r.window)
 				r.mu.Unlock()
 			}
-			if widest != tc.window {
-				t.Fatalf("the window grew to %d blocks, want %d", widest, tc.window)
+			r.mu.Lock()
+			window, far := r.window, r.far
+			r.mu.Unlock()
+			if widest != tc.widest || window != tc.window {
+				t.Fatalf("the window grew to %d blocks and ended at %d, want %d and %d", widest, window, tc.widest, tc.window)
 			}
-			if share, want := mem.share(r.far), int64(tc.window+1)*opt.BlockSize; share != want {
+			if share, want := mem.share(far), int64(tc.window+1)*opt.BlockSize; share != want {
 				t.Fatalf("one reader's share is %d bytes, want %d", share, want)
 			}
 		})

@@ -6,7 +6,8 @@
 // sequential. It also fetches small objects ahead of a reader that opens
 // them one after another in listing order (see Fs).
 //
-// Memory is bounded: a Reader holds at most Window blocks of BlockSize;
+// Memory is bounded: a Reader holds at most Window blocks of BlockSize
+// (twice that from a far store, whose round trip needs more in flight);
 // small-object prefetch holds at most Options.SmallBudget bytes per Fs;
 // and everything one Fs holds (its readers' blocks, the buffers it keeps
 // for reuse, its small files) stays within Options.MemoryLimit. Readers
@@ -108,7 +109,7 @@ type Reader struct {
 	next   int64 // first byte not yet scheduled
 	end    int64
 	size   int64    // size of the next block; doubles to opt.BlockSize
-	window int      // blocks allowed in flight now; grows to opt.Window
+	window int      // blocks allowed in flight now; grows to maxWindow
 	queue  []*block // scheduled blocks in offset order
 	wg     sync.WaitGroup
 	err    error
@@ -120,9 +121,11 @@ type Reader struct {
 	jumped     bool
 	slowSize   int64
 	slowWindow int
-	// far is set once a block showed the store far (see widen): the
-	// window may then hold farWidth times opt.Window blocks.
-	far bool
+	// far is set while the blocks show the store far (see widen): the
+	// window may then hold farWidth times opt.Window blocks. minTTFB is
+	// the shortest time to first byte of the blocks widen has seen.
+	far     bool
+	minTTFB time.Duration
 }
 
 // maxWindow is the most blocks the window may hold: opt.Window, or
@@ -669,14 +672,24 @@ func (r *Reader) consumed(b *block, end int64) {
 //
 // b's rate is one connection's, which a far store's round trip bounds (a
 // TCP window per round trip) below what several connections bring. So
-// when b waited farTTFB or more, and latencyBound times as long as its
-// bytes took to arrive, the store is far: the window opens at once to its
+// when the reader's blocks all waited farTTFB or more, and b
+// latencyBound times as long as its bytes took to arrive, the store is far: the window opens at once to its
 // full width, farWidth times opt.Window from then on, each GET carrying
 // at least the bytes in flight that one connection asked for. A store
 // 20 ms away, whose first block of 1 MiB waits 3 to 8 times as long as it
 // transfers, gets 8 × 4 or 8 × 8 MiB after it, where sizing the window by
 // one connection's rate took three round trips to reach 4 × 8 MiB
 // (docs/benchmarks.md, "The read-ahead opens its window at a far store").
+// The time to first byte that counts is the shortest of the reader's
+// blocks so far, as TCP takes the least round trip it saw for the path's
+// own: a GET's wait also holds the GETs queued before it at the server
+// and the CPU the reader's server shares, so on loopback, with GETs in
+// flight on this 2-core machine, single blocks waited 5 to 25 ms for 2 to
+// 3 ms of transfer, while the least wait stays about a millisecond; 20 ms
+// away no GET answers sooner than the round trip. So a block that waited
+// less than farTTFB makes the store near for the rest of the reader's life
+// (the window returns to opt.Window blocks).
+//
 // That width is kept only by a reader that goes on in order: a short move
 // first (moveTo) returns to what the rate alone asked for, so a random
 // reader whose reads fall near each other does not fetch the full window
@@ -685,14 +698,17 @@ func (r *Reader) widen(b *block) {
 	size, window := r.size*2, r.window*2
 	far, inFlight := false, int64(0)
 	if b.xfer > 0 && b.ttfb > 0 {
+		if r.minTTFB == 0 || b.ttfb < r.minTTFB {
+			r.minTTFB = b.ttfb
+		}
 		ratio := min(float64(b.ttfb)/float64(b.xfer), 1<<10)
 		inFlight = int64(float64(len(b.buf)) * ratio)
 		size = max(size, classOf(inFlight/int64(r.opt.Window)))
 		window = max(window, int(min(inFlight/min(size, r.opt.BlockSize), int64(r.opt.Window))))
-		far = b.ttfb >= farTTFB && ratio >= latencyBound
+		far = r.minTTFB >= farTTFB && ratio >= latencyBound
 	}
 	r.size = min(size, r.opt.BlockSize)
-	r.far = r.far || far
+	r.far = (r.far || far) && r.minTTFB >= farTTFB
 	r.window = min(window, r.maxWindow())
 	r.jumped = far
 	if far {
@@ -707,9 +723,9 @@ func (r *Reader) widen(b *block) {
 // times as long.
 const latencyBound = 2
 
-// farTTFB is the shortest time to first byte widen takes for a far
-// store's: on loopback, or a rack away, a GET answers in about a
-// millisecond, and a small block arrives in less.
+// farTTFB is the least time to first byte of a reader's blocks that widen
+// takes for a far store's: on loopback, or a rack away, a GET answers in
+// about a millisecond, and a small block arrives in less.
 const farTTFB = 5 * time.Millisecond
 
 // farWidth is how many times opt.Window blocks the window holds from a
@@ -717,8 +733,8 @@ const farTTFB = 5 * time.Millisecond
 // trip (6 MiB per 20 ms), so a block of 8 MiB takes two to three round
 // trips and 4 of them in flight held MOUNT near 600 MB/s where the raw
 // GETs' 8 brought 700 to 850; with 8, MOUNT read 0.82-0.90x the raw GETs
-// against 0.74-0.78x (docs/benchmarks.md, "Twice the GETs in flight from
-// a far store").
+// against 0.72-0.80x in 5 alternated pairs (docs/benchmarks.md, "Twice
+// the GETs in flight from a far store").
 const farWidth = 2
 
 // readInto reads len(p) bytes at off with one GET, when the memory
