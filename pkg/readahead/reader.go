@@ -672,14 +672,16 @@ func (r *Reader) consumed(b *block, end int64) {
 //
 // b's rate is one connection's, which a far store's round trip bounds (a
 // TCP window per round trip) below what several connections bring. So
-// when the reader's blocks all waited farTTFB or more, and b
-// latencyBound times as long as its bytes took to arrive, the store is far: the window opens at once to its
-// full width, farWidth times opt.Window from then on, each GET carrying
-// at least the bytes in flight that one connection asked for. A store
+// when the reader's blocks all waited farTTFB or more, and b latencyBound
+// times as long as its bytes took to arrive, the store is far: the window
+// opens at once to its full width, farWidth times opt.Window from then
+// on, each GET carrying at least the bytes in flight that one connection
+// asked for. A store
 // 20 ms away, whose first block of 1 MiB waits 3 to 8 times as long as it
 // transfers, gets 8 × 4 or 8 × 8 MiB after it, where sizing the window by
 // one connection's rate took three round trips to reach 4 × 8 MiB
 // (docs/benchmarks.md, "The read-ahead opens its window at a far store").
+//
 // The time to first byte that counts is the shortest of the reader's
 // blocks so far, as TCP takes the least round trip it saw for the path's
 // own: a GET's wait also holds the GETs queued before it at the server
