@@ -164,7 +164,7 @@ func TestOnlyAFarStoreWidensTwice(t *testing.T) {
 	}{
 		{"near", 0, 0, 50e6, 4, 4},
 		{"far", 100 * time.Millisecond, 0, 1e12, 8, 8},
-		{"near, its first GET late", 0, 100 * time.Millisecond, 50e6, 8, 4},
+		{"near, its first GET late", 0, 400 * time.Millisecond, 50e6, 8, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := &farSource{n: 128 << 20, ttfb: tc.ttfb, firstTTFB: tc.firstTTFB, perConn: tc.perConn}

@@ -123,7 +123,8 @@ type Reader struct {
 	slowWindow int
 	// far is set while the blocks show the store far (see widen): the
 	// window may then hold farWidth times opt.Window blocks. minTTFB is
-	// the shortest time to first byte of the blocks widen has seen.
+	// the shortest time to first byte of the blocks widen has seen (0
+	// before the first).
 	far     bool
 	minTTFB time.Duration
 }
@@ -674,19 +675,19 @@ func (r *Reader) consumed(b *block, end int64) {
 // TCP window per round trip) below what several connections bring. So
 // when the reader's blocks all waited farTTFB or more, and b latencyBound
 // times as long as its bytes took to arrive, the store is far: the window
-// opens at once to its full width, farWidth times opt.Window from then
-// on, each GET carrying at least the bytes in flight that one connection
-// asked for. A store
-// 20 ms away, whose first block of 1 MiB waits 3 to 8 times as long as it
-// transfers, gets 8 × 4 or 8 × 8 MiB after it, where sizing the window by
-// one connection's rate took three round trips to reach 4 × 8 MiB
-// (docs/benchmarks.md, "The read-ahead opens its window at a far store").
+// opens at once to its full width, farWidth times opt.Window while the
+// store stays far, each GET carrying at least the bytes in flight that
+// one connection asked for. A store 20 ms away, whose first block of
+// 1 MiB waits 3 to 8 times as long as it transfers, gets 8 × 4 or 8 × 8
+// MiB after it, where sizing the window by one connection's rate took
+// three round trips to reach 4 × 8 MiB (docs/benchmarks.md, "The
+// read-ahead opens its window at a far store").
 //
 // The time to first byte that counts is the shortest of the reader's
-// blocks so far, as TCP takes the least round trip it saw for the path's
-// own: a GET's wait also holds the GETs queued before it at the server
-// and the CPU the reader's server shares, so on loopback, with GETs in
-// flight on this 2-core machine, single blocks waited 5 to 25 ms for 2 to
+// blocks so far, as TCP estimates a path's round trip from the least it
+// has seen: a GET's wait also holds the GETs queued before it at the
+// server and the CPU the reader's server shares, so on loopback, with GETs
+// in flight on a 2-core machine, single blocks waited 5 to 25 ms for 2 to
 // 3 ms of transfer, while the least wait stays about a millisecond; 20 ms
 // away no GET answers sooner than the round trip. So a block that waited
 // less than farTTFB makes the store near for the rest of the reader's life
